@@ -1,0 +1,248 @@
+//! What an application chooses: application id, polling schedule, timeout,
+//! code length and verifier confirmation.
+
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+use crate::code::MAX_CODE_WORDS;
+use crate::time::millis;
+use crate::wire::validate_appid;
+use crate::Error;
+
+/// Shortest polling interval accepted, to keep a misconfigured client from
+/// hammering the server.
+pub const MIN_INTERVAL: Duration = Duration::from_millis(10);
+/// Most steps a schedule may have.
+pub const MAX_SCHEDULE_STEPS: usize = 64;
+
+/// When to poll: a sorted list of `(when, interval)` steps. From `when` after
+/// the first start, poll every `interval`.
+///
+/// Polls are long-polls where the server supports them, so a message arriving
+/// between polls is still delivered within one round trip; the schedule sets
+/// how often an idle client asks, and how soon a failed request is retried.
+///
+/// ```
+/// use std::time::Duration;
+/// use wormhole_sync_core::Schedule;
+///
+/// // Every minute for the first ten minutes, then hourly.
+/// let s = Schedule::from_secs(&[(0.0, 60.0), (600.0, 3600.0)]).unwrap();
+/// assert_eq!(s.interval_at(Duration::from_secs(30)), Duration::from_secs(60));
+/// assert_eq!(s.interval_at(Duration::from_secs(601)), Duration::from_secs(3600));
+/// assert!(Schedule::from_secs(&[(10.0, 1.0), (5.0, 1.0)]).is_err());
+/// ```
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(try_from = "Vec<(u64, u64)>", into = "Vec<(u64, u64)>")]
+pub struct Schedule {
+    /// `(when, interval)` in milliseconds.
+    steps: Vec<(u64, u64)>,
+}
+
+impl Schedule {
+    /// A schedule from `(when, interval)` pairs.
+    pub fn new(steps: &[(Duration, Duration)]) -> Result<Schedule, Error> {
+        let steps: Vec<(u64, u64)> = steps.iter().map(|&(w, i)| (millis(w), millis(i))).collect();
+        Schedule::try_from(steps)
+    }
+
+    /// A schedule from `(when, interval)` pairs in seconds, as the seed's API takes them.
+    pub fn from_secs(steps: &[(f64, f64)]) -> Result<Schedule, Error> {
+        let to_duration = |s: f64| {
+            Duration::try_from_secs_f64(s)
+                .map_err(|_| Error::InvalidConfig(format!("schedule time {s} is not a non-negative number of seconds")))
+        };
+        let steps = steps
+            .iter()
+            .map(|&(w, i)| Ok((to_duration(w)?, to_duration(i)?)))
+            .collect::<Result<Vec<_>, Error>>()?;
+        Schedule::new(&steps)
+    }
+
+    /// Poll every `interval` from the start.
+    pub fn every(interval: Duration) -> Result<Schedule, Error> {
+        Schedule::new(&[(Duration::ZERO, interval)])
+    }
+
+    /// The polling interval `elapsed` after the first start (the first step's
+    /// interval applies before its `when`).
+    pub fn interval_at(&self, elapsed: Duration) -> Duration {
+        let elapsed = millis(elapsed);
+        let step = self.steps.iter().rev().find(|(when, _)| *when <= elapsed).unwrap_or(&self.steps[0]);
+        Duration::from_millis(step.1)
+    }
+
+    /// The steps as `(when, interval)` pairs.
+    pub fn steps(&self) -> Vec<(Duration, Duration)> {
+        self.steps.iter().map(|&(w, i)| (Duration::from_millis(w), Duration::from_millis(i))).collect()
+    }
+}
+
+impl Default for Schedule {
+    /// Every half second: two people sitting together.
+    fn default() -> Self {
+        Schedule { steps: vec![(0, 500)] }
+    }
+}
+
+impl TryFrom<Vec<(u64, u64)>> for Schedule {
+    type Error = Error;
+
+    fn try_from(steps: Vec<(u64, u64)>) -> Result<Schedule, Error> {
+        if steps.is_empty() || steps.len() > MAX_SCHEDULE_STEPS {
+            return Err(Error::InvalidConfig(format!("a schedule needs 1 to {MAX_SCHEDULE_STEPS} steps")));
+        }
+        if steps.windows(2).any(|w| w[0].0 > w[1].0) {
+            return Err(Error::InvalidConfig("schedule steps must be sorted by time".into()));
+        }
+        if steps.iter().any(|&(_, interval)| interval < millis(MIN_INTERVAL)) {
+            return Err(Error::InvalidConfig(format!("schedule intervals must be at least {MIN_INTERVAL:?}")));
+        }
+        Ok(Schedule { steps })
+    }
+}
+
+impl From<Schedule> for Vec<(u64, u64)> {
+    fn from(s: Schedule) -> Self {
+        s.steps
+    }
+}
+
+/// Default hard timeout: a few minutes, for two people side by side.
+pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(5 * 60);
+/// Default longest wait of one long-poll.
+pub const DEFAULT_LONG_POLL: Duration = Duration::from_secs(30);
+/// Default time to wait for an answer beyond a request's long-poll wait.
+pub const DEFAULT_REQUEST_TIMEOUT: Duration = Duration::from_secs(15);
+
+/// Settings of one exchange. Both sides must use the same application id.
+///
+/// ```
+/// use std::time::Duration;
+/// use wormhole_sync_core::{Config, Schedule};
+///
+/// let config = Config::new("example.com/app1")?
+///     .with_schedule(Schedule::from_secs(&[(0.0, 60.0), (600.0, 3600.0)])?)
+///     .with_timeout(Duration::from_secs(3 * 24 * 3600))
+///     .with_code_words(3)?;
+/// assert_eq!(config.appid(), "example.com/app1");
+/// # Ok::<(), wormhole_sync_core::Error>(())
+/// ```
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Config {
+    appid: String,
+    schedule: Schedule,
+    timeout_ms: u64,
+    long_poll_ms: u64,
+    request_timeout_ms: u64,
+    code_words: usize,
+    confirm_verifier: bool,
+}
+
+impl Config {
+    /// Defaults for `appid`: poll every 0.5 s, time out after 5 minutes,
+    /// two code words, no verifier confirmation.
+    pub fn new(appid: &str) -> Result<Config, Error> {
+        validate_appid(appid).map_err(|e| Error::InvalidConfig(e.message))?;
+        Ok(Config {
+            appid: appid.to_string(),
+            schedule: Schedule::default(),
+            timeout_ms: millis(DEFAULT_TIMEOUT),
+            long_poll_ms: millis(DEFAULT_LONG_POLL),
+            request_timeout_ms: millis(DEFAULT_REQUEST_TIMEOUT),
+            code_words: 2,
+            confirm_verifier: false,
+        })
+    }
+
+    /// Sets the polling schedule.
+    pub fn with_schedule(mut self, schedule: Schedule) -> Config {
+        self.schedule = schedule;
+        self
+    }
+
+    /// Sets the hard timeout, counted from the first start.
+    pub fn with_timeout(mut self, timeout: Duration) -> Config {
+        self.timeout_ms = millis(timeout);
+        self
+    }
+
+    /// Sets the longest wait of one long-poll (zero: plain polling).
+    pub fn with_long_poll(mut self, wait: Duration) -> Config {
+        self.long_poll_ms = millis(wait);
+        self
+    }
+
+    /// Sets how long to wait for an answer beyond a request's long-poll wait
+    /// before the request counts as lost and is retried.
+    pub fn with_request_timeout(mut self, timeout: Duration) -> Result<Config, Error> {
+        if timeout < Duration::from_millis(100) {
+            return Err(Error::InvalidConfig("request timeout must be at least 100 ms".into()));
+        }
+        self.request_timeout_ms = millis(timeout);
+        Ok(self)
+    }
+
+    /// Sets how many secret words an initiator's code has (1 to 16; each adds
+    /// 8 bits; the default 2 gives an attacker a 1 in 65,536 guess).
+    pub fn with_code_words(mut self, words: usize) -> Result<Config, Error> {
+        if !(1..=MAX_CODE_WORDS).contains(&words) {
+            return Err(Error::InvalidConfig(format!("code words must be 1 to {MAX_CODE_WORDS}")));
+        }
+        self.code_words = words;
+        Ok(self)
+    }
+
+    /// Holds our data until the application has shown the verifier to a
+    /// person and called [`Exchange::confirm_verifier`](crate::Exchange::confirm_verifier).
+    pub fn with_verifier_confirmation(mut self, confirm: bool) -> Config {
+        self.confirm_verifier = confirm;
+        self
+    }
+
+    /// The application id.
+    pub fn appid(&self) -> &str {
+        &self.appid
+    }
+
+    /// The polling schedule.
+    pub fn schedule(&self) -> &Schedule {
+        &self.schedule
+    }
+
+    /// The hard timeout.
+    pub fn timeout(&self) -> Duration {
+        Duration::from_millis(self.timeout_ms)
+    }
+
+    /// The longest wait of one long-poll.
+    pub fn long_poll(&self) -> Duration {
+        Duration::from_millis(self.long_poll_ms)
+    }
+
+    /// How long an answer may take beyond the long-poll wait.
+    pub fn request_timeout(&self) -> Duration {
+        Duration::from_millis(self.request_timeout_ms)
+    }
+
+    /// Words in an initiator's code.
+    pub fn code_words(&self) -> usize {
+        self.code_words
+    }
+
+    /// Whether our data waits for the verifier to be confirmed.
+    pub fn confirms_verifier(&self) -> bool {
+        self.confirm_verifier
+    }
+
+    /// Re-checks every field (for restored state).
+    pub(crate) fn validate(&self) -> Result<(), Error> {
+        validate_appid(&self.appid).map_err(|e| Error::InvalidConfig(e.message))?;
+        Schedule::try_from(self.schedule.steps.clone())?;
+        if !(1..=MAX_CODE_WORDS).contains(&self.code_words) || self.request_timeout_ms < 100 {
+            return Err(Error::InvalidConfig("code words or request timeout out of range".into()));
+        }
+        Ok(())
+    }
+}

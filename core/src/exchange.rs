@@ -1,0 +1,904 @@
+//! The client state machine shared by initiator and receiver.
+//!
+//! It keeps only *facts* (what the server acknowledged, what the peer sent)
+//! and derives everything else from them and the seed: the PAKE state, the
+//! keys, the next request, the events. That is what makes it safe to
+//! serialize at any moment and to feed it duplicated or reordered input.
+
+use std::collections::VecDeque;
+use std::fmt;
+use std::time::Duration;
+
+use base64::engine::general_purpose::STANDARD as BASE64;
+use base64::Engine as _;
+use serde::{Deserialize, Serialize};
+
+use crate::code::{ChannelId, Code};
+use crate::config::Config;
+use crate::crypto::{hex, unhex, Pake, Seed, SessionKeys, Verifier, PAKE_MESSAGE_LEN, TAG_LEN};
+use crate::time::{millis, Timestamp};
+use crate::wire::{
+    parse_error_body, validate_side, AllocateRequest, CloseRequest, ErrorCode, FetchRequest, FetchResponse,
+    JoinRequest, Mood, PostRequest, Request, Response, Route,
+};
+use crate::{Error, Role};
+
+/// Largest data one side may send.
+pub const MAX_DATA_LEN: usize = 32 * 1024;
+/// Largest serialized exchange [`Exchange::from_serialized`] reads.
+pub const MAX_SERIALIZED_LEN: usize = 256 * 1024;
+/// How often a close is attempted before it is left to the server's expiry.
+const MAX_CLOSE_ATTEMPTS: u32 = 3;
+const FORMAT: &str = "wormhole-sync/exchange";
+const FORMAT_VERSION: u32 = 1;
+const PHASE_PAKE: &str = "pake";
+const PHASE_DATA: &str = "data";
+
+/// Identifies one request handed out by [`Exchange::poll_transmit`], so its
+/// answer can be matched to it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct RequestId(u64);
+
+/// A request the caller must send to the rendezvous server.
+#[derive(Clone, Debug)]
+pub struct Transmit {
+    id: RequestId,
+    request: Request,
+    timeout: Duration,
+}
+
+impl Transmit {
+    /// Pass this back with the answer.
+    pub fn id(&self) -> RequestId {
+        self.id
+    }
+
+    /// The typed request.
+    pub fn request(&self) -> &Request {
+        &self.request
+    }
+
+    /// The HTTP method (`POST`).
+    pub fn method(&self) -> &'static str {
+        self.request.method()
+    }
+
+    /// The path below the server's base URL, e.g. `/v1/post`.
+    pub fn path(&self) -> &'static str {
+        self.request.path()
+    }
+
+    /// The JSON body.
+    pub fn body(&self) -> Vec<u8> {
+        self.request.to_json()
+    }
+
+    /// How long the caller should wait for an answer before giving up on the
+    /// connection (long-poll wait plus the request timeout). The exchange also
+    /// forgets the request itself after this long and retries.
+    pub fn timeout(&self) -> Duration {
+        self.timeout
+    }
+}
+
+/// Something the application should know.
+#[derive(Clone, PartialEq, Eq)]
+pub enum Event {
+    /// The invitation code is known (initiator: allocated; receiver: given).
+    Code(Code),
+    /// The keys are agreed; show this to the person if the application
+    /// confirms verifiers.
+    Verifier(Verifier),
+    /// The exchange completed: the peer's data, exactly as it sent it.
+    Data(Vec<u8>),
+    /// The exchange failed.
+    Failed(Error),
+}
+
+impl fmt::Debug for Event {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Event::Code(code) => f.debug_tuple("Code").field(code).finish(),
+            Event::Verifier(v) => f.debug_tuple("Verifier").field(v).finish(),
+            Event::Data(data) => write!(f, "Data(<{} bytes>)", data.len()),
+            Event::Failed(e) => f.debug_tuple("Failed").field(e).finish(),
+        }
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Kind {
+    Allocate,
+    Join,
+    PostPake,
+    PostData,
+    Fetch,
+    Close,
+}
+
+#[derive(Debug)]
+struct InFlight {
+    id: RequestId,
+    kind: Kind,
+    sent_at: Timestamp,
+    deadline: Timestamp,
+}
+
+/// Which events have been handed out since this object was created.
+#[derive(Default, Debug)]
+struct Announced {
+    code: bool,
+    verifier: bool,
+    outcome: bool,
+}
+
+/// One side of a transcribe-mode exchange, as a sans-IO state machine.
+///
+/// Inputs: [`start`](Self::start), [`handle_response`](Self::handle_response),
+/// [`handle_transport_error`](Self::handle_transport_error),
+/// [`handle_timeout`](Self::handle_timeout), [`confirm_verifier`](Self::confirm_verifier).
+/// Outputs: [`poll_transmit`](Self::poll_transmit), [`poll_timeout`](Self::poll_timeout),
+/// [`poll_event`](Self::poll_event). See the crate docs for the driving loop.
+///
+/// `Debug` shows progress, never the code, keys or data.
+pub struct Exchange {
+    role: Role,
+    config: Config,
+    seed: Seed,
+    side: String,
+    data: Vec<u8>,
+    code: Option<Code>,
+    create_channel: bool,
+    started_at: Option<Timestamp>,
+    now: Timestamp,
+    // Facts acknowledged by the server.
+    joined: bool,
+    pake_posted: bool,
+    data_posted: bool,
+    close_acked: bool,
+    reached_server: bool,
+    // Facts learned from the peer.
+    cursor: u64,
+    peer_side: Option<String>,
+    peer_pake: Option<Vec<u8>>,
+    peer_data: Option<Vec<u8>>,
+    peer_mood: Option<Mood>,
+    // Local decisions.
+    decision: Option<bool>,
+    failure: Option<Error>,
+    // Derived, rebuilt after a restore.
+    pake: Option<Pake>,
+    /// Our PAKE message, kept after the PAKE state is consumed so a retried
+    /// post resends the same bytes.
+    own_pake: Vec<u8>,
+    keys: Option<SessionKeys>,
+    peer_plain: Option<Vec<u8>>,
+    succeeded: bool,
+    // Driving state, not persisted: a restored exchange resends what was in flight.
+    in_flight: Vec<InFlight>,
+    next_id: u64,
+    control_at: Timestamp,
+    fetch_at: Timestamp,
+    close_attempts: u32,
+    last_problem: String,
+    events: VecDeque<Event>,
+    announced: Announced,
+}
+
+impl Exchange {
+    /// An initiator: allocates a channel, then shows the code.
+    ///
+    /// `seed` is 32 bytes from a cryptographically secure generator; every
+    /// secret of the exchange derives from it.
+    pub fn initiator(config: Config, data: Vec<u8>, seed: [u8; 32]) -> Result<Exchange, Error> {
+        Exchange::new(Role::Initiator, config, data, seed, None)
+    }
+
+    /// An initiator with a code the application chose (the receiver types the
+    /// same code): it joins that channel, creating it if needed.
+    pub fn initiator_with_code(config: Config, code: Code, data: Vec<u8>, seed: [u8; 32]) -> Result<Exchange, Error> {
+        let mut exchange = Exchange::new(Role::Initiator, config, data, seed, Some(code))?;
+        exchange.create_channel = true;
+        Ok(exchange)
+    }
+
+    /// A receiver for a code the initiator showed.
+    pub fn receiver(config: Config, code: Code, data: Vec<u8>, seed: [u8; 32]) -> Result<Exchange, Error> {
+        Exchange::new(Role::Receiver, config, data, seed, Some(code))
+    }
+
+    /// Lets a receiver create its channel if it does not exist yet (for codes
+    /// both sides typed, when the receiver may start first). Without it, a
+    /// code naming a missing channel fails at once with
+    /// [`Error::UnknownChannel`].
+    pub fn create_channel_if_missing(mut self) -> Exchange {
+        self.create_channel = true;
+        self
+    }
+
+    fn new(role: Role, config: Config, data: Vec<u8>, seed: [u8; 32], code: Option<Code>) -> Result<Exchange, Error> {
+        if data.len() > MAX_DATA_LEN {
+            return Err(Error::DataTooLarge { len: data.len(), max: MAX_DATA_LEN });
+        }
+        let seed = Seed::new(seed);
+        Ok(Exchange {
+            role,
+            config,
+            side: seed.side(),
+            seed,
+            data,
+            code,
+            create_channel: false,
+            started_at: None,
+            now: Timestamp::EPOCH,
+            joined: false,
+            pake_posted: false,
+            data_posted: false,
+            close_acked: false,
+            reached_server: false,
+            cursor: 0,
+            peer_side: None,
+            peer_pake: None,
+            peer_data: None,
+            peer_mood: None,
+            decision: None,
+            failure: None,
+            pake: None,
+            own_pake: Vec::new(),
+            keys: None,
+            peer_plain: None,
+            succeeded: false,
+            in_flight: Vec::new(),
+            next_id: 0,
+            control_at: Timestamp::EPOCH,
+            fetch_at: Timestamp::EPOCH,
+            close_attempts: 0,
+            last_problem: "no request was answered".into(),
+            events: VecDeque::new(),
+            announced: Announced::default(),
+        })
+    }
+
+    /// Starts the exchange; the schedule and timeout count from the first
+    /// start. Later calls (also on a restored exchange) change nothing.
+    pub fn start(&mut self, now: Timestamp) {
+        if self.started_at.is_none() {
+            self.started_at = Some(now);
+            self.now = now;
+        }
+        self.progress();
+    }
+
+    /// Whether [`start`](Self::start) was ever called (before a restore too).
+    pub fn is_started(&self) -> bool {
+        self.started_at.is_some()
+    }
+
+    /// This side's role.
+    pub fn role(&self) -> Role {
+        self.role
+    }
+
+    /// The configuration.
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
+
+    /// The invitation code, once known.
+    pub fn code(&self) -> Option<&Code> {
+        self.code.as_ref()
+    }
+
+    /// The verifier, once the keys are agreed.
+    pub fn verifier(&self) -> Option<&Verifier> {
+        self.keys.as_ref().map(SessionKeys::verifier)
+    }
+
+    /// The result, once there is one: the peer's data or the error.
+    pub fn outcome(&self) -> Option<Result<&[u8], &Error>> {
+        if let Some(error) = &self.failure {
+            return Some(Err(error));
+        }
+        self.succeeded.then(|| Ok(self.peer_plain.as_deref().unwrap_or_default()))
+    }
+
+    /// Whether nothing remains to do: there is an outcome and the channel
+    /// has been closed (or the close was given up).
+    pub fn is_finished(&self) -> bool {
+        self.is_terminal() && self.next_control().is_none() && self.in_flight.is_empty()
+    }
+
+    /// Records the person's verdict on the verifier (with
+    /// [`Config::with_verifier_confirmation`]). `accept = false` closes the
+    /// channel and both sides fail with a "declined" error. Returns false,
+    /// changing nothing, if the verifier is not known yet or a verdict was
+    /// already given.
+    pub fn confirm_verifier(&mut self, now: Timestamp, accept: bool) -> bool {
+        self.advance(now);
+        if self.keys.is_none() || self.decision.is_some() || self.is_terminal() {
+            return false;
+        }
+        self.decision = Some(accept);
+        self.control_at = self.now;
+        self.progress();
+        true
+    }
+
+    /// The next request to send, if one is due at `now`. Call until `None`.
+    pub fn poll_transmit(&mut self, now: Timestamp) -> Option<Transmit> {
+        self.advance(now);
+        self.started_at?;
+        let control_busy = self.in_flight.iter().any(|r| r.kind != Kind::Fetch);
+        if !control_busy && self.now >= self.control_at {
+            if let Some(kind) = self.next_control() {
+                return Some(self.send(kind));
+            }
+        }
+        if self.wants_fetch() && self.now >= self.fetch_at {
+            return Some(self.send(Kind::Fetch));
+        }
+        None
+    }
+
+    /// When to call [`handle_timeout`](Self::handle_timeout) (and then
+    /// [`poll_transmit`](Self::poll_transmit)) if nothing else happens first.
+    /// `None`: nothing to wait for (not started, or finished).
+    pub fn poll_timeout(&self) -> Option<Timestamp> {
+        let started = self.started_at?;
+        let mut wake = self.in_flight.iter().map(|r| r.deadline).min();
+        let mut consider = |t: Timestamp| wake = Some(wake.map_or(t, |w| w.min(t)));
+        if !self.is_terminal() {
+            consider(started + self.config.timeout());
+        }
+        let control_busy = self.in_flight.iter().any(|r| r.kind != Kind::Fetch);
+        if !control_busy && self.next_control().is_some() {
+            consider(self.control_at.max(self.now));
+        }
+        if self.wants_fetch() {
+            consider(self.fetch_at.max(self.now));
+        }
+        wake
+    }
+
+    /// Time has passed: fires the hard timeout and forgets lost requests.
+    pub fn handle_timeout(&mut self, now: Timestamp) {
+        self.advance(now);
+    }
+
+    /// The server answered request `id` with an HTTP status and body.
+    /// Answers to unknown or forgotten requests are ignored.
+    pub fn handle_response(&mut self, now: Timestamp, id: RequestId, status: u16, body: &[u8]) {
+        self.now = self.now.max(now);
+        if let Some(request) = self.take_in_flight(id) {
+            self.on_response(request, status, body);
+        }
+        self.advance(now);
+        self.progress();
+    }
+
+    /// Request `id` failed without an answer (connection refused or lost,
+    /// DNS failure, ...): it is retried per the schedule. `detail` is kept for
+    /// the error shown if the server is never reached.
+    pub fn handle_transport_error(&mut self, now: Timestamp, id: RequestId, detail: &str) {
+        self.now = self.now.max(now);
+        if let Some(request) = self.take_in_flight(id) {
+            self.retry_later(request.kind, detail);
+        }
+        self.advance(now);
+    }
+
+    /// The next event for the application.
+    ///
+    /// A restored exchange announces again what it knows: the code, the
+    /// verifier and the outcome.
+    pub fn poll_event(&mut self) -> Option<Event> {
+        self.events.pop_front()
+    }
+
+    /// The whole state as printable JSON, restorable with
+    /// [`from_serialized`](Self::from_serialized) at any point of the
+    /// exchange.
+    ///
+    /// **The result contains secrets** (the seed, the code, our data): store
+    /// it as carefully as the data itself.
+    pub fn serialize(&self) -> Vec<u8> {
+        let b64 = |bytes: &Vec<u8>| BASE64.encode(bytes);
+        let state = SerializedExchange {
+            format: FORMAT.into(),
+            version: FORMAT_VERSION,
+            role: self.role,
+            config: self.config.clone(),
+            seed: hex(self.seed.0.as_slice()),
+            data: BASE64.encode(&self.data),
+            code: self.code.as_ref().map(Code::to_string),
+            create_channel: self.create_channel,
+            started_at: self.started_at,
+            joined: self.joined,
+            pake_posted: self.pake_posted,
+            data_posted: self.data_posted,
+            close_acked: self.close_acked,
+            reached_server: self.reached_server,
+            cursor: self.cursor,
+            peer_side: self.peer_side.clone(),
+            peer_pake: self.peer_pake.as_ref().map(b64),
+            peer_data: self.peer_data.as_ref().map(b64),
+            peer_mood: self.peer_mood,
+            decision: self.decision,
+            failure: self.failure.clone(),
+        };
+        serde_json::to_vec(&state).expect("exchange state always serializes")
+    }
+
+    /// Restores an exchange from [`serialize`](Self::serialize)'s output.
+    /// Sending resumes at once; the schedule and timeout continue from the
+    /// original start. A corrupt or foreign blob gives
+    /// [`Error::BadSerializedState`].
+    ///
+    /// ```
+    /// use wormhole_sync_core::{Config, Exchange, Timestamp};
+    ///
+    /// let mut before = Exchange::initiator(Config::new("app")?, b"hi".to_vec(), [7; 32])?;
+    /// before.start(Timestamp::from_millis(1_000));
+    /// let restored = Exchange::from_serialized(&before.serialize())?;
+    /// assert!(restored.is_started());
+    /// assert!(Exchange::from_serialized(b"{\"format\":\"other\"}").is_err());
+    /// # Ok::<(), wormhole_sync_core::Error>(())
+    /// ```
+    pub fn from_serialized(bytes: &[u8]) -> Result<Exchange, Error> {
+        let bad = |why: &str| Error::BadSerializedState(why.to_string());
+        if bytes.len() > MAX_SERIALIZED_LEN {
+            return Err(bad("larger than any serialized exchange"));
+        }
+        let header: FormatHeader = serde_json::from_slice(bytes).map_err(|_| bad("not a serialized exchange"))?;
+        if header.format.as_deref() != Some(FORMAT) {
+            return Err(bad("not a serialized wormhole-sync exchange"));
+        }
+        if header.version != Some(FORMAT_VERSION) {
+            return Err(bad("unsupported format version"));
+        }
+        let state: SerializedExchange =
+            serde_json::from_slice(bytes).map_err(|e| Error::BadSerializedState(format!("malformed: {e}")))?;
+        state.config.validate().map_err(|e| Error::BadSerializedState(e.to_string()))?;
+        let seed: [u8; 32] = unhex(&state.seed)
+            .and_then(|s| s.try_into().ok())
+            .ok_or_else(|| bad("seed must be 32 bytes of hex"))?;
+        let decode = |text: &str, max: usize, what: &str| {
+            BASE64
+                .decode(text)
+                .ok()
+                .filter(|b| b.len() <= max)
+                .ok_or_else(|| Error::BadSerializedState(format!("{what} is not valid")))
+        };
+        let data = decode(&state.data, MAX_DATA_LEN, "data")?;
+        let code = match &state.code {
+            Some(text) => Some(text.parse::<Code>().map_err(|_| bad("code is not valid"))?),
+            None => None,
+        };
+        if code.is_none() && (state.role == Role::Receiver || state.joined) {
+            return Err(bad("a joined exchange or a receiver must have a code"));
+        }
+        if let Some(side) = &state.peer_side {
+            validate_side(side).map_err(|_| bad("peer side is not valid"))?;
+        }
+        let peer_pake = state.peer_pake.as_deref().map(|p| decode(p, PAKE_MESSAGE_LEN, "peer PAKE message")).transpose()?;
+        let peer_data =
+            state.peer_data.as_deref().map(|p| decode(p, MAX_DATA_LEN + TAG_LEN, "peer data")).transpose()?;
+        let mut exchange = Exchange::new(state.role, state.config, data, seed, code)?;
+        exchange.create_channel = state.create_channel;
+        exchange.started_at = state.started_at;
+        exchange.now = state.started_at.unwrap_or(Timestamp::EPOCH);
+        exchange.joined = state.joined;
+        exchange.pake_posted = state.pake_posted;
+        exchange.data_posted = state.data_posted;
+        exchange.close_acked = state.close_acked;
+        exchange.reached_server = state.reached_server;
+        exchange.cursor = state.cursor;
+        exchange.peer_side = state.peer_side;
+        exchange.peer_pake = peer_pake;
+        exchange.peer_data = peer_data;
+        exchange.peer_mood = state.peer_mood;
+        exchange.decision = state.decision;
+        exchange.failure = state.failure;
+        exchange.progress();
+        Ok(exchange)
+    }
+
+    // ----- internals -----
+
+    fn is_terminal(&self) -> bool {
+        self.failure.is_some() || self.succeeded
+    }
+
+    fn released(&self) -> bool {
+        !self.config.confirms_verifier() || self.decision == Some(true)
+    }
+
+    fn channel(&self) -> Option<ChannelId> {
+        self.code.as_ref().map(Code::channel)
+    }
+
+    fn interval(&self) -> Duration {
+        let elapsed = self.started_at.map_or(Duration::ZERO, |s| self.now.saturating_since(s));
+        self.config.schedule().interval_at(elapsed)
+    }
+
+    fn wants_fetch(&self) -> bool {
+        !self.is_terminal() && self.joined && !self.in_flight.iter().any(|r| r.kind == Kind::Fetch)
+    }
+
+    /// The control request (anything but fetch) the state calls for now.
+    fn next_control(&self) -> Option<Kind> {
+        if self.is_terminal() {
+            let close = self.joined && !self.close_acked && self.close_attempts < MAX_CLOSE_ATTEMPTS;
+            return close.then_some(Kind::Close);
+        }
+        if !self.joined {
+            return Some(if self.code.is_some() { Kind::Join } else { Kind::Allocate });
+        }
+        if !self.pake_posted {
+            return Some(Kind::PostPake);
+        }
+        (self.keys.is_some() && self.released() && !self.data_posted).then_some(Kind::PostData)
+    }
+
+    fn mood(&self) -> Mood {
+        match &self.failure {
+            None => Mood::Happy,
+            Some(Error::Timeout | Error::ServerUnreachable { .. }) => Mood::Lonely,
+            Some(Error::WrongCode | Error::Reflection | Error::PeerProtocol { .. }) => Mood::Scary,
+            Some(Error::Declined | Error::PeerDeclined) => Mood::Declined,
+            Some(_) => Mood::Errory,
+        }
+    }
+
+    fn send(&mut self, kind: Kind) -> Transmit {
+        let appid = self.config.appid().to_string();
+        let side = self.side.clone();
+        let channel = self.channel();
+        let in_channel = || channel.expect("requests after allocation always have a channel");
+        let mut wait = Duration::ZERO;
+        let request = match kind {
+            Kind::Allocate => Request::Allocate(AllocateRequest { appid, side }),
+            Kind::Join => {
+                Request::Join(JoinRequest { appid, side, channel: in_channel(), create: self.create_channel })
+            }
+            Kind::PostPake | Kind::PostData => {
+                let (phase, body) = if kind == Kind::PostPake {
+                    (PHASE_PAKE, self.pake_message())
+                } else {
+                    (PHASE_DATA, self.sealed_data())
+                };
+                let body = BASE64.encode(body);
+                Request::Post(PostRequest { appid, side, channel: in_channel(), phase: phase.into(), body })
+            }
+            Kind::Fetch => {
+                wait = self.interval().min(self.config.long_poll());
+                let wait_ms = millis(wait);
+                Request::Fetch(FetchRequest { appid, side, channel: in_channel(), after: self.cursor, wait_ms })
+            }
+            Kind::Close => {
+                self.close_attempts += 1;
+                Request::Close(CloseRequest { appid, side, channel: in_channel(), mood: self.mood() })
+            }
+        };
+        let id = RequestId(self.next_id);
+        self.next_id += 1;
+        let timeout = wait + self.config.request_timeout();
+        self.in_flight.push(InFlight { id, kind, sent_at: self.now, deadline: self.now + timeout });
+        Transmit { id, request, timeout }
+    }
+
+    fn pake_message(&mut self) -> Vec<u8> {
+        self.ensure_pake();
+        self.own_pake.clone()
+    }
+
+    /// Starts SPAKE2 from the seed unless it ran already (the same seed and
+    /// code always give the same message).
+    fn ensure_pake(&mut self) -> Option<&Pake> {
+        if self.pake.is_none() && self.keys.is_none() {
+            let code = self.code.as_ref()?;
+            let pake = Pake::start(&self.seed, self.config.appid(), self.role, code);
+            self.own_pake = pake.outbound().to_vec();
+            self.pake = Some(pake);
+        }
+        self.pake.as_ref()
+    }
+
+    fn sealed_data(&self) -> Vec<u8> {
+        match (&self.keys, self.channel()) {
+            (Some(keys), Some(channel)) => keys.seal(self.role, self.config.appid(), channel, &self.data),
+            _ => unreachable!("data is only posted once keys are agreed"),
+        }
+    }
+
+    fn take_in_flight(&mut self, id: RequestId) -> Option<InFlight> {
+        let index = self.in_flight.iter().position(|r| r.id == id)?;
+        Some(self.in_flight.swap_remove(index))
+    }
+
+    fn advance(&mut self, now: Timestamp) {
+        self.now = self.now.max(now);
+        let Some(started) = self.started_at else { return };
+        while let Some(index) = self.in_flight.iter().position(|r| r.deadline <= self.now) {
+            let lost = self.in_flight.swap_remove(index);
+            self.retry_later(lost.kind, "no answer in time");
+        }
+        if !self.is_terminal() && self.now >= started + self.config.timeout() {
+            let error = if self.reached_server {
+                Error::Timeout
+            } else {
+                Error::ServerUnreachable { detail: self.last_problem.clone() }
+            };
+            self.fail(error);
+        }
+    }
+
+    fn retry_later(&mut self, kind: Kind, detail: &str) {
+        self.last_problem = detail.chars().take(256).collect();
+        let at = self.now + self.interval();
+        if kind == Kind::Fetch {
+            self.fetch_at = at;
+        } else {
+            self.control_at = at;
+        }
+    }
+
+    fn on_response(&mut self, request: InFlight, status: u16, body: &[u8]) {
+        let route = match request.kind {
+            Kind::Allocate => Route::Allocate,
+            Kind::Join => Route::Join,
+            Kind::PostPake | Kind::PostData => Route::Post,
+            Kind::Fetch => Route::Fetch,
+            Kind::Close => Route::Close,
+        };
+        match status {
+            200..=299 => {
+                self.reached_server = true;
+                match Response::parse(route, body) {
+                    Ok(response) => self.on_success(&request, response),
+                    Err(detail) if request.kind == Kind::Close => {
+                        self.close_acked = true;
+                        self.last_problem = detail;
+                    }
+                    Err(detail) => self.fail(Error::ServerProtocol { detail }),
+                }
+            }
+            429 | 500..=599 => self.retry_later(request.kind, &format!("the server answered HTTP {status}")),
+            400..=499 => {
+                self.reached_server = true;
+                let (code, message) = parse_error_body(body)
+                    .unwrap_or_else(|| (format!("http-{status}"), "the error body is not JSON".into()));
+                self.on_rejected(request.kind, code, message);
+            }
+            _ => self.fail(Error::ServerProtocol { detail: format!("unexpected HTTP status {status}") }),
+        }
+    }
+
+    fn on_success(&mut self, request: &InFlight, response: Response) {
+        if request.kind != Kind::Fetch {
+            self.control_at = self.now;
+        }
+        match (request.kind, response) {
+            (Kind::Allocate, Response::Allocated(allocated)) => {
+                if self.code.is_none() {
+                    self.code = Some(self.seed.code_for(allocated.channel, self.config.code_words()));
+                }
+                self.joined = true;
+            }
+            (Kind::Join, Response::Joined(_)) => self.joined = true,
+            (Kind::PostPake, Response::Posted(_)) => self.pake_posted = true,
+            (Kind::PostData, Response::Posted(_)) => self.data_posted = true,
+            (Kind::Close, Response::Closed(_)) => self.close_acked = true,
+            (Kind::Fetch, Response::Fetched(fetched)) => {
+                let got_any = !fetched.messages.is_empty();
+                self.on_fetched(fetched);
+                let next_poll = request.sent_at + self.interval();
+                self.fetch_at = if got_any { self.now } else { next_poll.max(self.now) };
+            }
+            _ => unreachable!("responses are parsed by the request's route"),
+        }
+    }
+
+    fn on_rejected(&mut self, kind: Kind, code: String, message: String) {
+        if kind == Kind::Close {
+            // Nothing left to close (already gone, or closed before a restore).
+            self.close_acked = true;
+            return;
+        }
+        let error = match (kind, ErrorCode::from_name(&code)) {
+            (_, Some(ErrorCode::Crowded)) => Error::Crowded,
+            (_, Some(ErrorCode::UnknownChannel)) => Error::UnknownChannel,
+            (Kind::Join, Some(ErrorCode::Burned)) if !self.joined => Error::ChannelBurned,
+            // The peer found a wrong code and closed the channel for good.
+            (_, Some(ErrorCode::Burned)) => Error::WrongCode,
+            _ => Error::ServerRejected { code, message },
+        };
+        self.fail(error);
+    }
+
+    fn on_fetched(&mut self, fetched: FetchResponse) {
+        if self.is_terminal() {
+            return;
+        }
+        for message in fetched.messages {
+            self.cursor = self.cursor.max(message.seq);
+            if message.side == self.side || !self.is_peer(&message.side) {
+                continue;
+            }
+            let (slot, max) = match message.phase.as_str() {
+                PHASE_PAKE => (&mut self.peer_pake, PAKE_MESSAGE_LEN),
+                PHASE_DATA => (&mut self.peer_data, MAX_DATA_LEN + TAG_LEN),
+                _ => continue, // Unknown phases are for newer versions: ignored.
+            };
+            if slot.is_some() {
+                continue; // First message per phase wins; repeats are replays.
+            }
+            match BASE64.decode(&message.body).ok().filter(|b| b.len() <= max) {
+                Some(bytes) => *slot = Some(bytes),
+                None => {
+                    let detail = format!("the {} message is not valid base64 of the right size", message.phase);
+                    return self.fail(Error::PeerProtocol { detail });
+                }
+            }
+        }
+        for closed in fetched.closed {
+            if closed.side != self.side && self.is_peer(&closed.side) && self.peer_mood.is_none() {
+                self.peer_mood = Some(closed.mood);
+            }
+        }
+    }
+
+    /// Whether `side` is our peer: the first other side we hear from.
+    fn is_peer(&mut self, side: &str) -> bool {
+        if validate_side(side).is_err() {
+            return false;
+        }
+        self.peer_side.get_or_insert_with(|| side.to_string()) == side
+    }
+
+    fn fail(&mut self, error: Error) {
+        if self.is_terminal() {
+            return;
+        }
+        self.failure = Some(error);
+        self.control_at = self.now;
+        // A pending long-poll's answer no longer matters.
+        self.in_flight.retain(|r| r.kind != Kind::Fetch);
+        self.announce();
+    }
+
+    /// Derives what follows from the facts, then announces it.
+    fn progress(&mut self) {
+        if !self.is_terminal() {
+            self.derive();
+        }
+        self.announce();
+    }
+
+    fn derive(&mut self) {
+        let (Some(channel), Some(peer_pake)) = (self.channel(), self.peer_pake.clone()) else {
+            return self.check_peer_mood();
+        };
+        if self.keys.is_none() {
+            let Some(pake) = self.ensure_pake() else { return };
+            if pake.outbound() == peer_pake.as_slice() {
+                return self.fail(Error::Reflection);
+            }
+            let pake = self.pake.take().expect("ensured above");
+            match pake.finish(self.role, &peer_pake) {
+                Ok(keys) => self.keys = Some(keys),
+                Err(_) => {
+                    let detail = "the PAKE message is not a valid SPAKE2 message for our role".into();
+                    return self.fail(Error::PeerProtocol { detail });
+                }
+            }
+        }
+        let keys = self.keys.as_ref().expect("agreed above");
+        if let (None, Some(sealed)) = (&self.peer_plain, &self.peer_data) {
+            let appid = self.config.appid();
+            match keys.open(self.role, appid, channel, sealed) {
+                Some(plain) => self.peer_plain = Some(plain),
+                None if keys.is_reflection(self.role, appid, channel, sealed) => return self.fail(Error::Reflection),
+                None => return self.fail(Error::WrongCode),
+            }
+        }
+        if self.decision == Some(false) {
+            return self.fail(Error::Declined);
+        }
+        if self.peer_plain.is_some() && self.data_posted && self.released() {
+            self.succeeded = true;
+            self.control_at = self.now;
+            return;
+        }
+        self.check_peer_mood();
+    }
+
+    fn check_peer_mood(&mut self) {
+        match self.peer_mood {
+            Some(Mood::Scary) => self.fail(Error::WrongCode),
+            Some(Mood::Declined) => self.fail(Error::PeerDeclined),
+            Some(mood @ (Mood::Lonely | Mood::Errory)) => self.fail(Error::PeerClosed { mood }),
+            // A peer closes happily only after our data reached it; its own
+            // data is then in the log, so there is nothing to do but fetch it.
+            Some(Mood::Happy) | None => {}
+        }
+    }
+
+    fn announce(&mut self) {
+        if !self.announced.code {
+            if let Some(code) = &self.code {
+                if self.started_at.is_some() {
+                    self.announced.code = true;
+                    self.events.push_back(Event::Code(code.clone()));
+                }
+            }
+        }
+        if !self.announced.verifier {
+            if let Some(keys) = &self.keys {
+                self.announced.verifier = true;
+                self.events.push_back(Event::Verifier(keys.verifier().clone()));
+            }
+        }
+        if !self.announced.outcome {
+            let event = match (&self.failure, &self.peer_plain) {
+                (Some(error), _) => Some(Event::Failed(error.clone())),
+                (None, Some(plain)) if self.succeeded => Some(Event::Data(plain.clone())),
+                _ => None,
+            };
+            if let Some(event) = event {
+                self.announced.outcome = true;
+                self.events.push_back(event);
+            }
+        }
+    }
+}
+
+impl fmt::Debug for Exchange {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Exchange")
+            .field("role", &self.role)
+            .field("appid", &self.config.appid())
+            .field("channel", &self.channel())
+            .field("joined", &self.joined)
+            .field("pake_posted", &self.pake_posted)
+            .field("data_posted", &self.data_posted)
+            .field("keys_agreed", &self.keys.is_some())
+            .field("failure", &self.failure)
+            .field("succeeded", &self.succeeded)
+            .finish_non_exhaustive()
+    }
+}
+
+#[derive(Deserialize)]
+struct FormatHeader {
+    format: Option<String>,
+    version: Option<u32>,
+}
+
+/// The serialized form (PROTOCOL.md, "Serialized state").
+#[derive(Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SerializedExchange {
+    format: String,
+    version: u32,
+    role: Role,
+    config: Config,
+    seed: String,
+    data: String,
+    code: Option<String>,
+    create_channel: bool,
+    started_at: Option<Timestamp>,
+    joined: bool,
+    pake_posted: bool,
+    data_posted: bool,
+    close_acked: bool,
+    reached_server: bool,
+    cursor: u64,
+    peer_side: Option<String>,
+    peer_pake: Option<String>,
+    peer_data: Option<String>,
+    peer_mood: Option<Mood>,
+    decision: Option<bool>,
+    failure: Option<Error>,
+}

@@ -1,0 +1,92 @@
+//! The deterministic simulation suite: every seed must end with both sides
+//! holding exactly the other's data, or with the clear error its scenario
+//! allows. `WORMHOLE_SIM_SEEDS=100000 cargo test -p wormhole-sync-core --test simulation`
+//! runs more; `WORMHOLE_SIM_SEED=N` replays one.
+
+use wormhole_sync_core::sim::{check, run, seed_count, Faults, Scenario};
+use wormhole_sync_core::Error;
+
+fn replay_hint(seed: u64) -> String {
+    format!("replay with: WORMHOLE_SIM_SEED={seed} cargo test -p wormhole-sync-core --test simulation -- one_seed --nocapture")
+}
+
+#[test]
+fn many_seeds_end_correctly() {
+    let seeds = seed_count(1_000);
+    let mut failures = Vec::new();
+    let (mut wrong_codes, mut severe, mut restarts, mut completed) = (0, 0, 0, 0);
+    for seed in 0..seeds {
+        let scenario = Scenario::from_seed(seed);
+        let report = run(&scenario);
+        if let Err(why) = check(&scenario, &report) {
+            failures.push(format!("seed {seed}: {why}\n  {}", replay_hint(seed)));
+        }
+        wrong_codes += u32::from(scenario.wrong_code);
+        severe += u32::from(scenario.severe);
+        restarts += report.restarts;
+        completed += u32::from(matches!(report.receiver, Some(Ok(_))));
+    }
+    // The suite must exercise what it claims to.
+    assert!(seeds < 200 || (wrong_codes > 0 && severe > 0 && restarts > 0 && completed > 0));
+    assert!(failures.is_empty(), "{} of {seeds} seeds failed:\n{}", failures.len(), failures.join("\n"));
+}
+
+#[test]
+fn one_seed() {
+    let Some(seed) = std::env::var("WORMHOLE_SIM_SEED").ok().and_then(|s| s.parse().ok()) else { return };
+    let scenario = Scenario::from_seed(seed);
+    println!("{scenario:#?}");
+    let report = run(&scenario);
+    println!("{report:#?}");
+    check(&scenario, &report).unwrap();
+}
+
+#[test]
+fn perfect_network_completes_and_frees_the_channel() {
+    let scenario = Scenario::simple(7);
+    let report = run(&scenario);
+    check(&scenario, &report).unwrap();
+    assert_eq!(report.initiator, Some(Ok(scenario.receiver_data.clone())));
+    assert_eq!(report.receiver, Some(Ok(scenario.initiator_data.clone())));
+    assert_eq!(report.channels_left, 0);
+    assert_eq!(report.restarts, 0);
+}
+
+#[test]
+fn wrong_code_fails_on_both_sides_and_frees_the_channel() {
+    let mut scenario = Scenario::simple(8);
+    scenario.wrong_code = true;
+    let report = run(&scenario);
+    assert_eq!(report.initiator, Some(Err(Error::WrongCode)));
+    assert_eq!(report.receiver, Some(Err(Error::WrongCode)));
+    assert_eq!(report.channels_left, 0);
+}
+
+#[test]
+fn a_dead_network_times_out() {
+    let mut scenario = Scenario::simple(9);
+    scenario.faults = Faults { drop_percent: 100, ..Faults::none() };
+    scenario.severe = true;
+    let report = run(&scenario);
+    check(&scenario, &report).unwrap();
+    assert!(matches!(report.initiator, Some(Err(Error::ServerUnreachable { .. }))), "{report:?}");
+    assert_eq!(report.receiver, None);
+}
+
+#[test]
+fn heavy_restarts_still_complete() {
+    for seed in 0..50 {
+        let mut scenario = Scenario::simple(seed);
+        scenario.faults = Faults {
+            min_delay_ms: 0,
+            max_delay_ms: 500,
+            drop_percent: 5,
+            duplicate_percent: 20,
+            restart_percent: 30,
+            max_restarts: 20,
+        };
+        let report = run(&scenario);
+        check(&scenario, &report).unwrap_or_else(|why| panic!("seed {seed}: {why}"));
+        assert!(report.restarts > 0);
+    }
+}
