@@ -163,9 +163,7 @@ impl Code {
 }
 
 fn normalize_word(word: &str) -> Option<String> {
-    let ok = !word.is_empty()
-        && word.len() <= MAX_WORD_LEN
-        && word.bytes().all(|b| b.is_ascii_alphanumeric());
+    let ok = !word.is_empty() && word.len() <= MAX_WORD_LEN && word.bytes().all(|b| b.is_ascii_alphanumeric());
     ok.then(|| word.to_ascii_lowercase())
 }
 
@@ -178,9 +176,7 @@ impl FromStr for Code {
         if text.len() > MAX_CODE_LEN {
             return Err(CodeError::TooLong);
         }
-        let mut parts = text
-            .split(|c: char| c == '-' || c.is_whitespace())
-            .filter(|p| !p.is_empty());
+        let mut parts = text.split(|c: char| c == '-' || c.is_whitespace()).filter(|p| !p.is_empty());
         let first = parts.next().ok_or(CodeError::Empty)?;
         if !first.bytes().all(|b| b.is_ascii_digit()) {
             return Err(CodeError::MissingChannel);

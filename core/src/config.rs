@@ -53,10 +53,8 @@ impl Schedule {
             Duration::try_from_secs_f64(s)
                 .map_err(|_| Error::InvalidConfig(format!("schedule time {s} is not a non-negative number of seconds")))
         };
-        let steps = steps
-            .iter()
-            .map(|&(w, i)| Ok((to_duration(w)?, to_duration(i)?)))
-            .collect::<Result<Vec<_>, Error>>()?;
+        let steps =
+            steps.iter().map(|&(w, i)| Ok((to_duration(w)?, to_duration(i)?))).collect::<Result<Vec<_>, Error>>()?;
         Schedule::new(&steps)
     }
 

@@ -38,8 +38,7 @@ impl Seed {
     /// `len` bytes for one purpose, independent of every other purpose.
     fn expand(&self, label: &str, out: &mut [u8]) {
         let hk = Hkdf::<Sha256>::new(Some(b"wormhole-sync/v1 seed"), self.0.as_slice());
-        hk.expand(label.as_bytes(), out)
-            .expect("HKDF output lengths used here are far below the limit");
+        hk.expand(label.as_bytes(), out).expect("HKDF output lengths used here are far below the limit");
     }
 
     /// This client's side id: 16 lowercase hex characters.
@@ -79,10 +78,7 @@ pub(crate) fn unhex(text: &str) -> Option<Vec<u8>> {
     if text.len() % 2 != 0 {
         return None;
     }
-    (0..text.len())
-        .step_by(2)
-        .map(|i| u8::from_str_radix(text.get(i..i + 2)?, 16).ok())
-        .collect()
+    (0..text.len()).step_by(2).map(|i| u8::from_str_radix(text.get(i..i + 2)?, 16).ok()).collect()
 }
 
 /// Our half of a SPAKE2 run that has not finished yet.
@@ -127,8 +123,13 @@ impl Pake {
 
     /// Finishes with the peer's message and derives the session keys.
     pub(crate) fn finish(self, role: Role, inbound: &[u8]) -> Result<SessionKeys, spake2::Error> {
-        let shared = Zeroizing::new(self.state.finish(inbound)?);
+        let shared = self.finish_shared(inbound)?;
         Ok(SessionKeys::derive(role, &shared))
+    }
+
+    /// The raw SPAKE2 shared secret (published in the test vectors).
+    pub(crate) fn finish_shared(self, inbound: &[u8]) -> Result<Zeroizing<Vec<u8>>, spake2::Error> {
+        Ok(Zeroizing::new(self.state.finish(inbound)?))
     }
 }
 
@@ -178,24 +179,28 @@ impl Direction {
 fn direction_key(hk: &Hkdf<Sha256>, direction: Direction) -> Zeroizing<[u8; 32]> {
     let mut key = Zeroizing::new([0u8; 32]);
     let info = format!("wormhole-sync/v1 key {}", direction.label());
-    hk.expand(info.as_bytes(), key.as_mut_slice())
-        .expect("32 bytes is a valid HKDF-SHA256 length");
+    hk.expand(info.as_bytes(), key.as_mut_slice()).expect("32 bytes is a valid HKDF-SHA256 length");
     key
 }
 
 impl SessionKeys {
-    fn derive(role: Role, shared: &[u8]) -> SessionKeys {
+    pub(crate) fn derive(role: Role, shared: &[u8]) -> SessionKeys {
         let hk = Hkdf::<Sha256>::new(Some(PROTOCOL), shared);
         let to_receiver = direction_key(&hk, Direction::InitiatorToReceiver);
         let to_initiator = direction_key(&hk, Direction::ReceiverToInitiator);
         let mut verifier = [0u8; 32];
-        hk.expand(b"wormhole-sync/v1 verifier", &mut verifier)
-            .expect("32 bytes is a valid HKDF-SHA256 length");
+        hk.expand(b"wormhole-sync/v1 verifier", &mut verifier).expect("32 bytes is a valid HKDF-SHA256 length");
         let (outbound, inbound) = match role {
             Role::Initiator => (to_receiver, to_initiator),
             Role::Receiver => (to_initiator, to_receiver),
         };
         SessionKeys { outbound, inbound, verifier: Verifier(verifier) }
+    }
+
+    /// The raw key sealing what we send (for the test vectors).
+    #[cfg(test)]
+    pub(crate) fn outbound_key(&self) -> &[u8; 32] {
+        &self.outbound
     }
 
     pub(crate) fn verifier(&self) -> &Verifier {

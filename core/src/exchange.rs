@@ -459,9 +459,8 @@ impl Exchange {
         let state: SerializedExchange =
             serde_json::from_slice(bytes).map_err(|e| Error::BadSerializedState(format!("malformed: {e}")))?;
         state.config.validate().map_err(|e| Error::BadSerializedState(e.to_string()))?;
-        let seed: [u8; 32] = unhex(&state.seed)
-            .and_then(|s| s.try_into().ok())
-            .ok_or_else(|| bad("seed must be 32 bytes of hex"))?;
+        let seed: [u8; 32] =
+            unhex(&state.seed).and_then(|s| s.try_into().ok()).ok_or_else(|| bad("seed must be 32 bytes of hex"))?;
         let decode = |text: &str, max: usize, what: &str| {
             BASE64
                 .decode(text)
@@ -480,7 +479,8 @@ impl Exchange {
         if let Some(side) = &state.peer_side {
             validate_side(side).map_err(|_| bad("peer side is not valid"))?;
         }
-        let peer_pake = state.peer_pake.as_deref().map(|p| decode(p, PAKE_MESSAGE_LEN, "peer PAKE message")).transpose()?;
+        let peer_pake =
+            state.peer_pake.as_deref().map(|p| decode(p, PAKE_MESSAGE_LEN, "peer PAKE message")).transpose()?;
         let peer_data =
             state.peer_data.as_deref().map(|p| decode(p, MAX_DATA_LEN + TAG_LEN, "peer data")).transpose()?;
         let mut exchange = Exchange::new(state.role, state.config, data, seed, code)?;
@@ -691,7 +691,8 @@ impl Exchange {
             (Kind::PostData, Response::Posted(_)) => self.data_posted = true,
             (Kind::Close, Response::Closed(_)) => self.close_acked = true,
             (Kind::Fetch, Response::Fetched(fetched)) => {
-                let got_any = !fetched.messages.is_empty();
+                // Only news from the peer is worth an immediate refetch; our own echo is not.
+                let got_any = fetched.messages.iter().any(|m| m.side != self.side);
                 self.on_fetched(fetched);
                 let next_poll = request.sent_at + self.interval();
                 self.fetch_at = if got_any { self.now } else { next_poll.max(self.now) };

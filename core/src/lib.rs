@@ -92,6 +92,8 @@ pub mod rendezvous;
 #[cfg(feature = "sim")]
 pub mod sim;
 mod time;
+#[cfg(test)]
+mod vectors;
 pub mod wire;
 mod words;
 

@@ -15,7 +15,7 @@ use serde::{Deserialize, Serialize};
 use crate::code::ChannelId;
 use crate::time::Timestamp;
 use crate::wire::{
-    validate_appid, validate_phase, validate_side, AllocateResponse, ClosedSide, CloseResponse, ErrorCode,
+    validate_appid, validate_phase, validate_side, AllocateResponse, CloseResponse, ClosedSide, ErrorCode,
     FetchResponse, JoinResponse, Message, Mood, PostResponse, Request, Response, WireError,
 };
 
@@ -210,7 +210,14 @@ impl Rendezvous {
         Ok(Response::Allocated(AllocateResponse { channel }))
     }
 
-    fn join(&mut self, now: Timestamp, appid: &str, id: ChannelId, side: &str, create: bool) -> Result<Response, WireError> {
+    fn join(
+        &mut self,
+        now: Timestamp,
+        appid: &str,
+        id: ChannelId,
+        side: &str,
+        create: bool,
+    ) -> Result<Response, WireError> {
         let existing = self.apps.get_mut(appid).and_then(|a| a.channels.get_mut(&id.get()));
         let Some(channel) = existing else {
             if !create {
@@ -287,7 +294,14 @@ impl Rendezvous {
         Ok(Response::Posted(PostResponse { seq }))
     }
 
-    fn fetch(&mut self, now: Timestamp, appid: &str, id: ChannelId, side: &str, after: u64) -> Result<Response, WireError> {
+    fn fetch(
+        &mut self,
+        now: Timestamp,
+        appid: &str,
+        id: ChannelId,
+        side: &str,
+        after: u64,
+    ) -> Result<Response, WireError> {
         let channel = self.member_channel(appid, id, side)?;
         channel.last_activity = Some(now);
         let skip = usize::try_from(after).unwrap_or(usize::MAX);
@@ -300,20 +314,34 @@ impl Rendezvous {
         Ok(Response::Fetched(FetchResponse { messages, closed }))
     }
 
-    fn close(&mut self, now: Timestamp, appid: &str, id: ChannelId, side: &str, mood: Mood) -> Result<Response, WireError> {
+    fn close(
+        &mut self,
+        now: Timestamp,
+        appid: &str,
+        id: ChannelId,
+        side: &str,
+        mood: Mood,
+    ) -> Result<Response, WireError> {
         let Some(channel) = self.apps.get_mut(appid).and_then(|a| a.channels.get_mut(&id.get())) else {
             // Already gone: closing again is a no-op, so retries succeed.
             return Ok(Response::Closed(CloseResponse { deleted: true }));
         };
-        let member = channel
-            .member(side)
-            .ok_or_else(|| err(ErrorCode::NotJoined, "this side has not joined the channel"))?;
+        let member =
+            channel.member(side).ok_or_else(|| err(ErrorCode::NotJoined, "this side has not joined the channel"))?;
         member.closed.get_or_insert(mood);
+        let allocated = member.allocated;
         if mood == Mood::Scary {
             channel.burned = true;
         }
         channel.last_activity = Some(now);
         let deleted = channel.members.iter().all(|m| m.closed.is_some());
+        if allocated {
+            // A later allocate by this side gets a fresh channel.
+            let app = self.apps.get_mut(appid).expect("the channel exists");
+            if app.allocated_by.get(side) == Some(&id.get()) {
+                app.allocated_by.remove(side);
+            }
+        }
         if deleted {
             self.delete(appid, id.get());
         }

@@ -242,8 +242,8 @@ struct Sim<'a> {
 /// Runs `scenario` to the end (both sides finished, or nothing left to happen).
 pub fn run(scenario: &Scenario) -> Report {
     let mut rng = SimRng::new(scenario.seed);
-    let initiator =
-        Exchange::initiator(scenario.config.clone(), scenario.initiator_data.clone(), rng.bytes32()).expect("valid data");
+    let initiator = Exchange::initiator(scenario.config.clone(), scenario.initiator_data.clone(), rng.bytes32())
+        .expect("valid data");
     let mut sim = Sim {
         scenario,
         rng,
@@ -274,7 +274,9 @@ impl Sim<'_> {
                 return;
             }
             let Some(next) = self.next_time() else {
-                self.report.violations.push(format!("stalled at +{:?} with work left", self.now.saturating_since(START)));
+                self.report
+                    .violations
+                    .push(format!("stalled at +{:?} with work left", self.now.saturating_since(START)));
                 return;
             };
             self.now = self.now.max(next);
@@ -478,7 +480,9 @@ impl Sim<'_> {
         for who in [INITIATOR, RECEIVER] {
             let faults = &self.scenario.faults;
             let node = &self.nodes[who];
-            if node.exchange.is_none() || node.restarts >= faults.max_restarts || !self.rng.chance(faults.restart_percent)
+            if node.exchange.is_none()
+                || node.restarts >= faults.max_restarts
+                || !self.rng.chance(faults.restart_percent)
             {
                 continue;
             }

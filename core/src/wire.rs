@@ -298,8 +298,9 @@ impl Request {
 /// Application ids: 1 to 256 bytes of UTF-8 without control characters.
 pub fn validate_appid(appid: &str) -> Result<(), WireError> {
     let ok = !appid.is_empty() && appid.len() <= MAX_APPID_LEN && !appid.chars().any(char::is_control);
-    ok.then_some(())
-        .ok_or_else(|| WireError::new(ErrorCode::InvalidAppid, "appid must be 1 to 256 bytes without control characters"))
+    ok.then_some(()).ok_or_else(|| {
+        WireError::new(ErrorCode::InvalidAppid, "appid must be 1 to 256 bytes without control characters")
+    })
 }
 
 fn is_token(text: &str, max: usize) -> bool {
@@ -533,10 +534,7 @@ impl ErrorCode {
     /// The HTTP status the server sends with this code.
     pub fn http_status(self) -> u16 {
         match self {
-            ErrorCode::BadRequest
-            | ErrorCode::InvalidAppid
-            | ErrorCode::InvalidSide
-            | ErrorCode::InvalidPhase => 400,
+            ErrorCode::BadRequest | ErrorCode::InvalidAppid | ErrorCode::InvalidSide | ErrorCode::InvalidPhase => 400,
             ErrorCode::NotJoined => 403,
             ErrorCode::UnknownChannel | ErrorCode::NotFound => 404,
             ErrorCode::MethodNotAllowed => 405,

@@ -1,0 +1,269 @@
+//! The rendezvous state machine: allocation, membership, messages, closing,
+//! expiry, limits and snapshots.
+
+use std::time::Duration;
+
+use wormhole_sync_core::rendezvous::{Rendezvous, RendezvousConfig, RendezvousSnapshot};
+use wormhole_sync_core::wire::{
+    AllocateRequest, CloseRequest, ErrorCode, FetchRequest, JoinRequest, Mood, PostRequest, Request, Response,
+};
+use wormhole_sync_core::{ChannelId, Timestamp};
+
+const T0: Timestamp = Timestamp::from_millis(1_000_000);
+
+fn ch(id: u32) -> ChannelId {
+    ChannelId::new(id).unwrap()
+}
+
+fn allocate(appid: &str, side: &str) -> Request {
+    Request::Allocate(AllocateRequest { appid: appid.into(), side: side.into() })
+}
+
+fn join(appid: &str, id: u32, side: &str, create: bool) -> Request {
+    Request::Join(JoinRequest { appid: appid.into(), side: side.into(), channel: ch(id), create })
+}
+
+fn post(appid: &str, id: u32, side: &str, phase: &str, body: &str) -> Request {
+    Request::Post(PostRequest {
+        appid: appid.into(),
+        side: side.into(),
+        channel: ch(id),
+        phase: phase.into(),
+        body: body.into(),
+    })
+}
+
+fn fetch(appid: &str, id: u32, side: &str, after: u64) -> Request {
+    Request::Fetch(FetchRequest { appid: appid.into(), side: side.into(), channel: ch(id), after, wait_ms: 0 })
+}
+
+fn close(appid: &str, id: u32, side: &str, mood: Mood) -> Request {
+    Request::Close(CloseRequest { appid: appid.into(), side: side.into(), channel: ch(id), mood })
+}
+
+fn allocated(server: &mut Rendezvous, appid: &str, side: &str) -> u32 {
+    match server.handle(T0, &allocate(appid, side)) {
+        Ok(Response::Allocated(a)) => a.channel.get(),
+        other => panic!("{other:?}"),
+    }
+}
+
+fn code_of(result: Result<Response, wormhole_sync_core::wire::WireError>) -> ErrorCode {
+    result.unwrap_err().code
+}
+
+#[test]
+fn ids_are_the_smallest_free_per_app_and_reused() {
+    let mut server = Rendezvous::default();
+    for i in 1..=1_000 {
+        assert_eq!(allocated(&mut server, "busy.example", &format!("s{i}")), i);
+    }
+    // A quiet app still gets one-digit ids.
+    assert_eq!(allocated(&mut server, "quiet.example", "q1"), 1);
+    assert_eq!(allocated(&mut server, "quiet.example", "q2"), 2);
+    // Freeing 500 in the busy app makes it the next id there.
+    server.handle(T0, &close("busy.example", 500, "s500", Mood::Happy)).unwrap();
+    assert_eq!(allocated(&mut server, "busy.example", "new"), 500);
+    assert_eq!(allocated(&mut server, "busy.example", "newer"), 1_001);
+}
+
+#[test]
+fn every_operation_is_idempotent() {
+    let mut server = Rendezvous::default();
+    let id = allocated(&mut server, "app", "a");
+    assert_eq!(allocated(&mut server, "app", "a"), id, "a retried allocate returns the same channel");
+    let other = allocated(&mut server, "app", "closer");
+    server.handle(T0, &join("app", other, "peer", false)).unwrap();
+    server.handle(T0, &close("app", other, "closer", Mood::Happy)).unwrap();
+    assert_ne!(allocated(&mut server, "app", "closer"), other, "after closing, allocate gives a new channel");
+    server.handle(T0, &close("app", 3, "closer", Mood::Happy)).unwrap();
+    server.handle(T0, &close("app", other, "peer", Mood::Happy)).unwrap();
+    assert_eq!(server.stats().channels, 1);
+    for _ in 0..2 {
+        assert!(matches!(server.handle(T0, &join("app", id, "b", false)), Ok(Response::Joined(j)) if j.sides == 2));
+    }
+    for _ in 0..2 {
+        assert!(
+            matches!(server.handle(T0, &post("app", id, "a", "pake", "AAA")), Ok(Response::Posted(p)) if p.seq == 1)
+        );
+    }
+    assert_eq!(code_of(server.handle(T0, &post("app", id, "a", "pake", "BBB"))), ErrorCode::Conflict);
+    assert!(matches!(server.handle(T0, &post("app", id, "b", "pake", "CCC")), Ok(Response::Posted(p)) if p.seq == 2));
+    assert_eq!(server.stats().messages, 2);
+    for _ in 0..2 {
+        assert!(
+            matches!(server.handle(T0, &close("app", id, "a", Mood::Happy)), Ok(Response::Closed(c)) if !c.deleted)
+        );
+    }
+    assert!(matches!(server.handle(T0, &close("app", id, "b", Mood::Happy)), Ok(Response::Closed(c)) if c.deleted));
+    // Closing a channel that is already gone still succeeds.
+    assert!(matches!(server.handle(T0, &close("app", id, "b", Mood::Happy)), Ok(Response::Closed(c)) if c.deleted));
+    assert_eq!(server.stats(), Default::default());
+}
+
+#[test]
+fn fetch_returns_messages_after_the_cursor_in_order_with_closes() {
+    let mut server = Rendezvous::default();
+    let id = allocated(&mut server, "app", "a");
+    server.handle(T0, &join("app", id, "b", false)).unwrap();
+    server.handle(T0, &post("app", id, "a", "pake", "1")).unwrap();
+    server.handle(T0, &post("app", id, "b", "pake", "2")).unwrap();
+    server.handle(T0, &post("app", id, "b", "data", "3")).unwrap();
+    server.handle(T0, &close("app", id, "b", Mood::Happy)).unwrap();
+    let Ok(Response::Fetched(all)) = server.handle(T0, &fetch("app", id, "a", 0)) else { panic!() };
+    let bodies: Vec<&str> = all.messages.iter().map(|m| m.body.as_str()).collect();
+    assert_eq!(bodies, ["1", "2", "3"]);
+    assert_eq!(all.messages.iter().map(|m| m.seq).collect::<Vec<_>>(), [1, 2, 3]);
+    assert_eq!(all.closed.len(), 1);
+    assert_eq!((all.closed[0].side.as_str(), all.closed[0].mood), ("b", Mood::Happy));
+    let Ok(Response::Fetched(rest)) = server.handle(T0, &fetch("app", id, "a", 2)) else { panic!() };
+    assert_eq!(rest.messages.len(), 1);
+    let Ok(Response::Fetched(none)) = server.handle(T0, &fetch("app", id, "a", u64::MAX)) else { panic!() };
+    assert!(none.messages.is_empty());
+}
+
+#[test]
+fn membership_rules() {
+    let mut server = Rendezvous::default();
+    let id = allocated(&mut server, "app", "a");
+    assert_eq!(code_of(server.handle(T0, &join("app", 99, "b", false))), ErrorCode::UnknownChannel);
+    assert_eq!(code_of(server.handle(T0, &join("other-app", id, "b", false))), ErrorCode::UnknownChannel);
+    assert_eq!(code_of(server.handle(T0, &post("app", id, "b", "pake", "x"))), ErrorCode::NotJoined);
+    assert_eq!(code_of(server.handle(T0, &fetch("app", id, "b", 0))), ErrorCode::NotJoined);
+    server.handle(T0, &join("app", id, "b", false)).unwrap();
+    assert_eq!(code_of(server.handle(T0, &join("app", id, "c", false))), ErrorCode::Crowded);
+    assert_eq!(code_of(server.handle(T0, &close("app", id, "c", Mood::Happy))), ErrorCode::NotJoined);
+    server.handle(T0, &close("app", id, "a", Mood::Lonely)).unwrap();
+    assert_eq!(code_of(server.handle(T0, &post("app", id, "a", "pake", "x"))), ErrorCode::SideClosed);
+    assert_eq!(code_of(server.handle(T0, &join("app", id, "a", false))), ErrorCode::SideClosed);
+    // A closed side may still read (its peer may still be finishing).
+    assert!(server.handle(T0, &fetch("app", id, "a", 0)).is_ok());
+    // Join with create makes a channel at a chosen id.
+    assert!(matches!(server.handle(T0, &join("app", 77, "x", true)), Ok(Response::Joined(j)) if j.sides == 1));
+}
+
+#[test]
+fn a_scary_close_burns_the_channel() {
+    let mut server = Rendezvous::default();
+    let id = allocated(&mut server, "app", "a");
+    server.handle(T0, &join("app", id, "b", false)).unwrap();
+    server.handle(T0, &close("app", id, "a", Mood::Scary)).unwrap();
+    assert_eq!(code_of(server.handle(T0, &post("app", id, "b", "data", "x"))), ErrorCode::Burned);
+    // The peer learns why from the close list.
+    let Ok(Response::Fetched(f)) = server.handle(T0, &fetch("app", id, "b", 0)) else { panic!() };
+    assert_eq!(f.closed[0].mood, Mood::Scary);
+
+    let mut server = Rendezvous::default();
+    let id = allocated(&mut server, "app", "a");
+    server.handle(T0, &close("app", id, "a", Mood::Scary)).unwrap();
+    assert_eq!(server.stats().channels, 0, "a lone side that closes deletes the channel");
+    let id = allocated(&mut server, "app", "a2");
+    server.handle(T0, &join("app", id, "mallory", false)).unwrap();
+    server.handle(T0, &close("app", id, "a2", Mood::Scary)).unwrap();
+    assert_eq!(code_of(server.handle(T0, &join("app", id, "honest", false))), ErrorCode::Burned);
+}
+
+#[test]
+fn idle_channels_expire_and_free_their_ids() {
+    let config = RendezvousConfig { channel_expiry: Duration::from_secs(60), ..Default::default() };
+    let mut server = Rendezvous::new(config);
+    let first = allocated(&mut server, "app", "a");
+    let later = T0 + Duration::from_secs(30);
+    let Ok(Response::Allocated(second)) = server.handle(later, &allocate("app", "b")) else { panic!() };
+    assert_eq!(server.next_expiry(), Some(T0 + Duration::from_secs(60)));
+    // Activity keeps a channel alive.
+    server.handle(T0 + Duration::from_secs(59), &fetch("app", first, "a", 0)).unwrap();
+    assert_eq!(server.expire(T0 + Duration::from_secs(60)), 0);
+    assert_eq!(server.expire(T0 + Duration::from_secs(90)), 1, "the second channel went idle");
+    assert_eq!(server.stats().channels, 1);
+    // A request to an idle channel finds it gone even before a sweep.
+    let much_later = T0 + Duration::from_secs(3600);
+    assert_eq!(code_of(server.handle(much_later, &fetch("app", first, "a", 0))), ErrorCode::UnknownChannel);
+    assert_eq!(server.stats().channels, 0);
+    assert_eq!(allocated(&mut server, "app", "c"), 1);
+    let _ = second;
+}
+
+#[test]
+fn limits_are_enforced() {
+    let config = RendezvousConfig {
+        max_message_bytes: 10,
+        max_messages_per_channel: 2,
+        max_channels_per_app: 2,
+        max_channels: 3,
+        ..Default::default()
+    };
+    let mut server = Rendezvous::new(config);
+    let id = allocated(&mut server, "app", "a");
+    assert_eq!(code_of(server.handle(T0, &post("app", id, "a", "p1", &"x".repeat(11)))), ErrorCode::MessageTooLarge);
+    server.handle(T0, &post("app", id, "a", "p1", &"x".repeat(10))).unwrap();
+    server.handle(T0, &post("app", id, "a", "p2", "x")).unwrap();
+    assert_eq!(code_of(server.handle(T0, &post("app", id, "a", "p3", "x"))), ErrorCode::TooManyMessages);
+    allocated(&mut server, "app", "b");
+    assert_eq!(code_of(server.handle(T0, &allocate("app", "c"))), ErrorCode::TooManyChannels);
+    assert_eq!(code_of(server.handle(T0, &join("app", 9, "c", true))), ErrorCode::TooManyChannels);
+    allocated(&mut server, "app2", "a");
+    assert_eq!(code_of(server.handle(T0, &allocate("app3", "a"))), ErrorCode::ServerFull);
+    assert_eq!(server.stats().apps, 2, "refused requests leave no empty app behind");
+}
+
+#[test]
+fn invalid_fields_are_refused_even_without_parsing() {
+    let mut server = Rendezvous::default();
+    assert_eq!(code_of(server.handle(T0, &allocate("", "a"))), ErrorCode::InvalidAppid);
+    assert_eq!(code_of(server.handle(T0, &allocate("app", "UPPER"))), ErrorCode::InvalidSide);
+    let id = allocated(&mut server, "app", "a");
+    assert_eq!(code_of(server.handle(T0, &post("app", id, "a", "bad phase", "x"))), ErrorCode::InvalidPhase);
+}
+
+#[test]
+fn snapshots_restore_the_same_state() {
+    let mut server = Rendezvous::default();
+    let id = allocated(&mut server, "app", "a");
+    server.handle(T0, &join("app", id, "b", false)).unwrap();
+    server.handle(T0, &post("app", id, "a", "pake", "one")).unwrap();
+    server.handle(T0, &close("app", id, "b", Mood::Scary)).unwrap();
+    allocated(&mut server, "app", "c");
+    allocated(&mut server, "other", "d");
+    let snapshot = server.snapshot();
+    let bytes = snapshot.to_json();
+    let mut restored = Rendezvous::restore(Default::default(), RendezvousSnapshot::from_json(&bytes).unwrap()).unwrap();
+    assert_eq!(restored.snapshot(), snapshot);
+    assert_eq!(restored.stats(), server.stats());
+    // Behaviour carries over: idempotent allocate, burned channel, next free id.
+    assert_eq!(allocated(&mut restored, "app", "c"), 2);
+    assert_eq!(code_of(restored.handle(T0, &post("app", id, "a", "data", "x"))), ErrorCode::Burned);
+    assert_eq!(allocated(&mut restored, "app", "e"), 3);
+}
+
+#[test]
+fn invalid_snapshots_are_refused() {
+    let mut server = Rendezvous::default();
+    let id = allocated(&mut server, "app", "a");
+    server.handle(T0, &post("app", id, "a", "pake", "one")).unwrap();
+    let good = server.snapshot();
+
+    let mut dup = good.clone();
+    dup.channels.push(dup.channels[0].clone());
+    let mut crowded = good.clone();
+    for side in ["b", "c"] {
+        let mut m = crowded.channels[0].members[0].clone();
+        m.side = side.into();
+        crowded.channels[0].members.push(m);
+    }
+    let mut gap = good.clone();
+    gap.channels[0].messages[0].seq = 5;
+    let mut stranger = good.clone();
+    stranger.channels[0].messages[0].side = "z".into();
+    let mut empty = good.clone();
+    empty.channels[0].members.clear();
+    for (name, bad) in
+        [("duplicate", dup), ("crowded", crowded), ("gap", gap), ("stranger", stranger), ("empty", empty)]
+    {
+        assert!(Rendezvous::restore(Default::default(), bad).is_err(), "{name}");
+    }
+    assert!(RendezvousSnapshot::from_json(b"{\"format\":1}").is_err());
+    let foreign = String::from_utf8(good.to_json()).unwrap().replace("wormhole-sync/rendezvous", "other");
+    let foreign = RendezvousSnapshot::from_json(foreign.as_bytes()).unwrap();
+    assert!(Rendezvous::restore(Default::default(), foreign).is_err());
+}
