@@ -375,8 +375,8 @@ impl Rendezvous {
         }
     }
 
-    /// Deletes every channel idle for the expiry time; returns how many.
-    pub fn expire(&mut self, now: Timestamp) -> usize {
+    /// Deletes every channel idle for the expiry time; returns which.
+    pub fn expire(&mut self, now: Timestamp) -> Vec<(String, ChannelId)> {
         let idle: Vec<(String, u32)> = self
             .apps
             .iter()
@@ -387,7 +387,7 @@ impl Rendezvous {
         for (appid, id) in &idle {
             self.delete(appid, *id);
         }
-        idle.len()
+        idle.into_iter().map(|(appid, id)| (appid, ChannelId::new(id).expect("ids in use are valid"))).collect()
     }
 
     /// When the next channel will have been idle for the expiry time.
@@ -404,22 +404,20 @@ impl Rendezvous {
         let channels = self
             .apps
             .iter()
-            .flat_map(|(appid, app)| {
-                app.channels.iter().map(move |(&id, c)| ChannelSnapshot {
-                    appid: appid.clone(),
-                    channel: ChannelId::new(id).expect("ids in use are valid"),
-                    members: c
-                        .members
-                        .iter()
-                        .map(|m| MemberSnapshot { side: m.side.clone(), allocated: m.allocated, closed: m.closed })
-                        .collect(),
-                    messages: c.messages.clone(),
-                    burned: c.burned,
-                    last_activity: c.last_activity.unwrap_or(Timestamp::EPOCH),
-                })
-            })
+            .flat_map(|(appid, app)| app.channels.iter().map(move |(&id, c)| snapshot_of(appid, id, c)))
             .collect();
         RendezvousSnapshot { format: SNAPSHOT_FORMAT.into(), version: SNAPSHOT_VERSION, channels }
+    }
+
+    /// Whether a channel exists.
+    pub fn contains(&self, appid: &str, channel: ChannelId) -> bool {
+        self.apps.get(appid).is_some_and(|a| a.channels.contains_key(&channel.get()))
+    }
+
+    /// One channel's state (for persisting it after a change), if it exists.
+    pub fn channel_snapshot(&self, appid: &str, channel: ChannelId) -> Option<ChannelSnapshot> {
+        let found = self.apps.get(appid)?.channels.get(&channel.get())?;
+        Some(snapshot_of(appid, channel.get(), found))
     }
 
     /// Rebuilds a rendezvous from a snapshot, checking its invariants.
@@ -467,6 +465,28 @@ impl Rendezvous {
             app.channels.insert(c.channel.get(), channel);
         }
         Ok(rendezvous)
+    }
+}
+
+fn snapshot_of(appid: &str, id: u32, channel: &Channel) -> ChannelSnapshot {
+    ChannelSnapshot {
+        appid: appid.to_string(),
+        channel: ChannelId::new(id).expect("ids in use are valid"),
+        members: channel
+            .members
+            .iter()
+            .map(|m| MemberSnapshot { side: m.side.clone(), allocated: m.allocated, closed: m.closed })
+            .collect(),
+        messages: channel.messages.clone(),
+        burned: channel.burned,
+        last_activity: channel.last_activity.unwrap_or(Timestamp::EPOCH),
+    }
+}
+
+impl RendezvousSnapshot {
+    /// A snapshot of these channels (for loading them from storage).
+    pub fn new(channels: Vec<ChannelSnapshot>) -> RendezvousSnapshot {
+        RendezvousSnapshot { format: SNAPSHOT_FORMAT.into(), version: SNAPSHOT_VERSION, channels }
     }
 }
 

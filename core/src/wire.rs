@@ -461,6 +461,8 @@ pub enum ErrorCode {
     TooManyChannels,
     /// The server holds as many channels as it allows (retry later).
     ServerFull,
+    /// The server cannot store anything right now (retry later).
+    StorageUnavailable,
     /// HTTP: no such path.
     NotFound,
     /// HTTP: the path exists but not with this method.
@@ -477,7 +479,7 @@ pub enum ErrorCode {
 
 impl ErrorCode {
     /// Every code, for tables and tests.
-    pub const ALL: [ErrorCode; 20] = [
+    pub const ALL: [ErrorCode; 21] = [
         ErrorCode::BadRequest,
         ErrorCode::InvalidAppid,
         ErrorCode::InvalidSide,
@@ -492,6 +494,7 @@ impl ErrorCode {
         ErrorCode::TooManyMessages,
         ErrorCode::TooManyChannels,
         ErrorCode::ServerFull,
+        ErrorCode::StorageUnavailable,
         ErrorCode::NotFound,
         ErrorCode::MethodNotAllowed,
         ErrorCode::BodyTooLarge,
@@ -517,6 +520,7 @@ impl ErrorCode {
             ErrorCode::TooManyMessages => "too-many-messages",
             ErrorCode::TooManyChannels => "too-many-channels",
             ErrorCode::ServerFull => "server-full",
+            ErrorCode::StorageUnavailable => "storage-unavailable",
             ErrorCode::NotFound => "not-found",
             ErrorCode::MethodNotAllowed => "method-not-allowed",
             ErrorCode::BodyTooLarge => "body-too-large",
@@ -544,7 +548,7 @@ impl ErrorCode {
             ErrorCode::UnsupportedMediaType => 415,
             ErrorCode::TooManyChannels | ErrorCode::RateLimited => 429,
             ErrorCode::Internal => 500,
-            ErrorCode::ServerFull => 503,
+            ErrorCode::ServerFull | ErrorCode::StorageUnavailable => 503,
         }
     }
 }
@@ -609,7 +613,8 @@ mod tests {
         for code in ErrorCode::ALL {
             assert_eq!(ErrorCode::from_name(code.as_str()), Some(code));
             let status = code.http_status();
-            let expected_5xx = matches!(code, ErrorCode::Internal | ErrorCode::ServerFull);
+            let expected_5xx =
+                matches!(code, ErrorCode::Internal | ErrorCode::ServerFull | ErrorCode::StorageUnavailable);
             assert_eq!(status >= 500, expected_5xx, "{code}");
             assert!((400..600).contains(&status));
         }

@@ -1,0 +1,247 @@
+//! The HTTP binding: routes, body limits, error bodies, long-polls.
+
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant, SystemTime};
+
+use axum::body::{to_bytes, Body};
+use axum::extract::{ConnectInfo, Request as HttpRequest, State};
+use axum::http::{header, HeaderMap, Method, StatusCode};
+use axum::response::{IntoResponse, Response as HttpResponse};
+use axum::routing::{any, get};
+use axum::Router;
+use wormhole_sync_core::rendezvous::Rendezvous;
+use wormhole_sync_core::wire::{ErrorCode, FetchRequest, Request, Response, Route, WireError};
+use wormhole_sync_core::{ChannelId, Timestamp};
+
+use crate::metrics::Metrics;
+use crate::rate_limit::RateLimiter;
+use crate::storage::{Change, Storage};
+use crate::waiters::Waiters;
+use crate::ServerConfig;
+
+/// Everything the handlers share.
+pub(crate) struct App {
+    pub(crate) core: Mutex<Rendezvous>,
+    pub(crate) storage: Storage,
+    pub(crate) waiters: Waiters,
+    pub(crate) metrics: Metrics,
+    pub(crate) limiter: RateLimiter,
+    pub(crate) config: ServerConfig,
+    pub(crate) stopping: AtomicBool,
+}
+
+fn now() -> Timestamp {
+    Timestamp::from_system_time(SystemTime::now())
+}
+
+fn json(status: u16, body: Vec<u8>) -> HttpResponse {
+    let status = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    (status, [(header::CONTENT_TYPE, "application/json")], body).into_response()
+}
+
+fn error(code: ErrorCode, message: &str) -> WireError {
+    WireError::new(code, message)
+}
+
+pub(crate) fn router(app: Arc<App>) -> Router {
+    Router::new()
+        .route("/health", get(health).fallback(method_not_allowed))
+        .route("/metrics", get(metrics).fallback(method_not_allowed))
+        .route("/v1/{operation}", any(operation))
+        .fallback(not_found)
+        .with_state(app)
+}
+
+async fn health(State(app): State<Arc<App>>) -> HttpResponse {
+    if app.storage.healthy() {
+        json(200, br#"{"status":"ok"}"#.to_vec())
+    } else {
+        json(503, br#"{"status":"storage-failed"}"#.to_vec())
+    }
+}
+
+async fn metrics(State(app): State<Arc<App>>) -> HttpResponse {
+    let stats = app.core.lock().expect("state lock").stats();
+    let text = app.metrics.render(stats, app.waiters.waiting(), app.storage.healthy());
+    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], text).into_response()
+}
+
+async fn method_not_allowed() -> HttpResponse {
+    let e = error(ErrorCode::MethodNotAllowed, "this path does not take this method");
+    json(e.http_status(), e.to_json())
+}
+
+async fn not_found() -> HttpResponse {
+    let e = error(ErrorCode::NotFound, "no such path; the API is under /v1/");
+    json(e.http_status(), e.to_json())
+}
+
+async fn operation(
+    State(app): State<Arc<App>>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    request: HttpRequest,
+) -> HttpResponse {
+    let started = Instant::now();
+    let route = Route::from_path(request.uri().path());
+    let label = route.map_or("unknown", Route::name);
+    let result = match route {
+        Some(route) => app.operation(route, peer, request).await,
+        None => Err(error(ErrorCode::NotFound, "no such operation")),
+    };
+    let (status, body, code) = match result {
+        Ok(response) => (200, response.to_json(), "ok"),
+        Err(e) => (e.http_status(), e.to_json(), e.code.as_str()),
+    };
+    app.metrics.count(label, code);
+    let micros = u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX);
+    tracing::debug!(route = label, status, code, micros, "request");
+    json(status, body)
+}
+
+fn is_json(headers: &HeaderMap) -> bool {
+    headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split(';').next())
+        .is_some_and(|v| v.trim().eq_ignore_ascii_case("application/json"))
+}
+
+impl App {
+    async fn operation(&self, route: Route, peer: SocketAddr, request: HttpRequest) -> Result<Response, WireError> {
+        if request.method() != Method::POST {
+            return Err(error(ErrorCode::MethodNotAllowed, "operations take POST"));
+        }
+        if !is_json(request.headers()) {
+            return Err(error(ErrorCode::UnsupportedMediaType, "the body must be application/json"));
+        }
+        if matches!(route, Route::Allocate | Route::Join) && !self.limiter.allow(peer.ip(), Instant::now()) {
+            return Err(error(ErrorCode::RateLimited, "too many allocations and joins from this address"));
+        }
+        let limit = self.config.max_body_bytes;
+        let declared = request.headers().get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()?.parse::<u64>().ok());
+        if declared.is_some_and(|n| n > limit as u64) {
+            return Err(error(ErrorCode::BodyTooLarge, "the request body is larger than this server reads"));
+        }
+        let body: Body = request.into_body();
+        let bytes = match tokio::time::timeout(self.config.body_timeout, to_bytes(body, limit)).await {
+            Ok(Ok(bytes)) => bytes,
+            Ok(Err(_)) => {
+                return Err(error(ErrorCode::BodyTooLarge, "the request body is larger than this server reads"))
+            }
+            Err(_) => return Err(error(ErrorCode::BadRequest, "the request body did not arrive in time")),
+        };
+        match Request::parse(route, &bytes)? {
+            Request::Fetch(fetch) => self.fetch(fetch).await,
+            request => self.apply(&request).await,
+        }
+    }
+
+    /// Applies a request to the state, queues its change, and answers once
+    /// the change is durable.
+    async fn apply(&self, request: &Request) -> Result<Response, WireError> {
+        let (result, barrier) = self.handle_and_record(request);
+        self.durable(barrier).await?;
+        if let (Ok(_), true, Some(channel)) = (&result, request.wakes_waiters(), request.channel()) {
+            self.waiters.wake(request.appid(), channel);
+        }
+        result
+    }
+
+    async fn durable(&self, barrier: u64) -> Result<(), WireError> {
+        self.storage.committed(barrier).await.map_err(|e| {
+            tracing::error!(error = %e, "answering storage-unavailable");
+            error(ErrorCode::StorageUnavailable, "the server cannot store anything right now")
+        })
+    }
+
+    /// Runs the request on the state machine and queues what changed.
+    /// Returns the answer and the journal position that must be durable
+    /// before it is sent.
+    fn handle_and_record(&self, request: &Request) -> (Result<Response, WireError>, u64) {
+        let mut core = self.core.lock().expect("state lock");
+        let existed = request.channel().is_some_and(|c| core.contains(request.appid(), c));
+        let result = core.handle(now(), request);
+        let channel = match (request.channel(), &result) {
+            (Some(channel), _) => channel,
+            (None, Ok(Response::Allocated(allocated))) => allocated.channel,
+            _ => return (result, self.storage.last_recorded()),
+        };
+        let appid = request.appid().to_string();
+        let Some(snapshot) = core.channel_snapshot(&appid, channel) else {
+            // Deleted by this request (a final close, or found idle): forget it on disk too.
+            let barrier = if existed {
+                self.storage.record(Change::Delete { appid, channel })
+            } else {
+                self.storage.last_recorded()
+            };
+            return (result, barrier);
+        };
+        let barrier = match (request, &result) {
+            (_, Err(_)) => self.storage.last_recorded(),
+            (Request::Fetch(_), Ok(_)) => {
+                // Reads wait for what they saw, not for their own activity stamp.
+                let seen = self.storage.last_recorded();
+                self.storage.record(Change::Touch { appid, channel, at: snapshot.last_activity });
+                seen
+            }
+            (Request::Post(_), Ok(Response::Posted(posted))) => {
+                let index = usize::try_from(posted.seq).unwrap_or(usize::MAX).saturating_sub(1);
+                match snapshot.messages.get(index).cloned() {
+                    Some(message) => {
+                        self.storage.record(Change::Message { appid, channel, message, at: snapshot.last_activity })
+                    }
+                    None => self.storage.record(Change::Channel(snapshot)),
+                }
+            }
+            (_, Ok(_)) => self.storage.record(Change::Channel(snapshot)),
+        };
+        (result, barrier)
+    }
+
+    /// A fetch, long-polled: with nothing new it waits (once) until a post
+    /// or close touches the channel, its wait ends, or the server stops.
+    async fn fetch(&self, fetch: FetchRequest) -> Result<Response, WireError> {
+        let wait = Duration::from_millis(fetch.wait_ms).min(self.config.rendezvous.max_wait);
+        let deadline = tokio::time::Instant::now() + wait;
+        let request = Request::Fetch(fetch);
+        let (appid, channel): (&str, ChannelId) = (request.appid(), request.channel().expect("fetch names a channel"));
+        // Register before looking, so a post landing in between still wakes us.
+        let waiter =
+            (!wait.is_zero() && !self.stopping.load(Ordering::Relaxed)).then(|| self.waiters.register(appid, channel));
+        let woken = waiter.as_ref().map(|w| w.notified());
+        let (result, barrier) = self.handle_and_record(&request);
+        self.durable(barrier).await?;
+        let nothing_new = matches!(&result, Ok(Response::Fetched(f)) if f.messages.is_empty() && f.closed.is_empty());
+        let Some(woken) = woken.filter(|_| nothing_new) else { return result };
+        tokio::select! {
+            _ = woken => {}
+            _ = tokio::time::sleep_until(deadline) => {}
+        }
+        drop(waiter);
+        let (result, barrier) = self.handle_and_record(&request);
+        self.durable(barrier).await?;
+        result
+    }
+
+    /// Deletes idle channels and journals their deletion.
+    pub(crate) fn sweep(&self) -> usize {
+        let mut core = self.core.lock().expect("state lock");
+        let expired = core.expire(now());
+        for (appid, channel) in &expired {
+            self.storage.record(Change::Delete { appid: appid.clone(), channel: *channel });
+        }
+        drop(core);
+        for (appid, channel) in &expired {
+            self.waiters.wake(appid, *channel);
+        }
+        expired.len()
+    }
+
+    /// Answers every waiting long-poll and refuses new waits.
+    pub(crate) fn begin_shutdown(&self) {
+        self.stopping.store(true, Ordering::Relaxed);
+        self.waiters.wake_all();
+    }
+}

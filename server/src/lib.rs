@@ -1,0 +1,204 @@
+//! The **wormhole-sync** rendezvous server: the core's pure rendezvous state
+//! machine ([`wormhole_sync_core::rendezvous`]) bound to HTTP/1.1 exactly as
+//! `PROTOCOL.md` specifies, with durable SQLite storage, long-polls, limits,
+//! health and Prometheus metrics.
+//!
+//! Run it with the `wormhole-sync-server` binary, or embed it:
+//!
+//! ```no_run
+//! use wormhole_sync_server::{RunningServer, ServerConfig, Storage};
+//!
+//! # async fn demo() -> std::io::Result<()> {
+//! let (storage, saved) = Storage::sqlite("rendezvous.sqlite3".as_ref()).expect("database opens");
+//! let server = RunningServer::start("127.0.0.1:0".parse().unwrap(), ServerConfig::default(), storage, saved).await?;
+//! println!("listening on http://{}", server.addr());
+//! server.stop().await;
+//! # Ok(()) }
+//! ```
+//!
+//! Logs go through `tracing`; they name routes, status codes and timings,
+//! never message bodies.
+
+#![forbid(unsafe_code)]
+#![warn(missing_docs)]
+
+mod http;
+mod metrics;
+mod rate_limit;
+mod sqlite;
+mod storage;
+mod waiters;
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::atomic::AtomicBool;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use tokio::net::TcpListener;
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+use wormhole_sync_core::rendezvous::{Rendezvous, RendezvousConfig, RendezvousSnapshot};
+
+pub use storage::{Storage, StorageError};
+
+/// Limits and timings of the server.
+///
+/// ```
+/// use std::time::Duration;
+/// use wormhole_sync_server::ServerConfig;
+///
+/// let mut config = ServerConfig::default();
+/// config.rendezvous.channel_expiry = Duration::from_secs(60);
+/// config.rate_limit_per_minute = 0;
+/// assert_eq!(config.max_body_bytes, 128 * 1024);
+/// ```
+#[derive(Clone, Debug)]
+pub struct ServerConfig {
+    /// The rendezvous limits: expiry, message size, channel caps, long-poll cap.
+    pub rendezvous: RendezvousConfig,
+    /// Largest request body read.
+    pub max_body_bytes: usize,
+    /// How long a request body may take to arrive.
+    pub body_timeout: Duration,
+    /// Allocations and joins per minute per client address (0: off).
+    pub rate_limit_per_minute: u32,
+    /// Whether loopback clients are rate limited too (off: tests and local use).
+    pub rate_limit_loopback: bool,
+    /// How often idle channels are swept.
+    pub sweep_interval: Duration,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        ServerConfig {
+            rendezvous: RendezvousConfig::default(),
+            max_body_bytes: wormhole_sync_core::wire::MAX_REQUEST_BYTES,
+            body_timeout: Duration::from_secs(10),
+            rate_limit_per_minute: 120,
+            rate_limit_loopback: false,
+            sweep_interval: Duration::from_secs(60),
+        }
+    }
+}
+
+/// A bound server, ready to run.
+pub struct Server {
+    listener: TcpListener,
+    app: Arc<http::App>,
+}
+
+impl Server {
+    /// Binds `addr` and loads `saved` state (from [`Storage::sqlite`]).
+    pub async fn bind(
+        addr: SocketAddr,
+        config: ServerConfig,
+        storage: Storage,
+        saved: RendezvousSnapshot,
+    ) -> std::io::Result<Server> {
+        let core = Rendezvous::restore(config.rendezvous.clone(), saved)
+            .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidData, e))?;
+        let listener = TcpListener::bind(addr).await?;
+        let app = Arc::new(http::App {
+            core: Mutex::new(core),
+            storage,
+            waiters: Default::default(),
+            metrics: Default::default(),
+            limiter: rate_limit::RateLimiter::new(config.rate_limit_per_minute, config.rate_limit_loopback),
+            config,
+            stopping: AtomicBool::new(false),
+        });
+        Ok(Server { listener, app })
+    }
+
+    /// The address it listens on.
+    pub fn local_addr(&self) -> std::io::Result<SocketAddr> {
+        self.listener.local_addr()
+    }
+
+    /// A description of the storage, for the start-up log line.
+    pub fn storage_description(&self) -> String {
+        self.app.storage.describe()
+    }
+
+    /// Serves until `shutdown` completes, then answers waiting long-polls,
+    /// finishes in-flight requests and commits everything to storage.
+    pub async fn run(self, shutdown: impl Future<Output = ()> + Send + 'static) -> std::io::Result<()> {
+        let app = self.app.clone();
+        let sweeper = tokio::spawn({
+            let app = app.clone();
+            async move {
+                let mut ticks = tokio::time::interval(app.config.sweep_interval);
+                loop {
+                    ticks.tick().await;
+                    let expired = app.sweep();
+                    if expired > 0 {
+                        tracing::info!(expired, "expired idle channels");
+                    }
+                }
+            }
+        });
+        let router = http::router(app.clone()).into_make_service_with_connect_info::<SocketAddr>();
+        let stopping = app.clone();
+        let served = axum::serve(self.listener, router)
+            .with_graceful_shutdown(async move {
+                shutdown.await;
+                stopping.begin_shutdown();
+            })
+            .await;
+        sweeper.abort();
+        app.storage.close();
+        served
+    }
+}
+
+/// A server running on a background task (tests, embedding).
+pub struct RunningServer {
+    addr: SocketAddr,
+    stop: Option<oneshot::Sender<()>>,
+    task: JoinHandle<std::io::Result<()>>,
+}
+
+impl RunningServer {
+    /// Binds and starts serving.
+    pub async fn start(
+        addr: SocketAddr,
+        config: ServerConfig,
+        storage: Storage,
+        saved: RendezvousSnapshot,
+    ) -> std::io::Result<RunningServer> {
+        let server = Server::bind(addr, config, storage, saved).await?;
+        let addr = server.local_addr()?;
+        let (stop, stopped) = oneshot::channel::<()>();
+        let task = tokio::spawn(server.run(async move {
+            let _ = stopped.await;
+        }));
+        Ok(RunningServer { addr, stop: Some(stop), task })
+    }
+
+    /// The address it listens on.
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// The base URL, e.g. `http://127.0.0.1:4000`.
+    pub fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    /// Shuts down gracefully and waits until storage is flushed.
+    pub async fn stop(mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        let _ = (&mut self.task).await;
+    }
+}
+
+impl Drop for RunningServer {
+    fn drop(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+    }
+}

@@ -1,0 +1,181 @@
+//! Durable storage behind the in-memory rendezvous state.
+//!
+//! The state machine in memory is the source of truth while the server
+//! runs; storage is a journal of its changes. Every change is queued in the
+//! order it was applied (under the state lock), a writer thread commits
+//! queued changes in batches (group commit), and a request is answered only
+//! once everything it saw is committed. A restart loads the journal back.
+
+use std::path::{Path, PathBuf};
+use std::sync::mpsc;
+use std::sync::Mutex;
+use std::thread::JoinHandle;
+
+use tokio::sync::watch;
+use wormhole_sync_core::rendezvous::{ChannelSnapshot, RendezvousSnapshot};
+use wormhole_sync_core::wire::Message;
+use wormhole_sync_core::{ChannelId, Timestamp};
+
+use crate::sqlite;
+
+/// One change to persist.
+#[derive(Debug)]
+pub(crate) enum Change {
+    /// A channel's row (members, burned flag, activity) and any messages not stored yet.
+    Channel(ChannelSnapshot),
+    /// One new message, and the channel's activity time.
+    Message { appid: String, channel: ChannelId, message: Message, at: Timestamp },
+    /// Activity without other change (fetches); not waited for.
+    Touch { appid: String, channel: ChannelId, at: Timestamp },
+    /// The channel is gone.
+    Delete { appid: String, channel: ChannelId },
+}
+
+/// How far the writer got.
+#[derive(Clone, Debug, Default)]
+struct Progress {
+    committed: u64,
+    failure: Option<String>,
+}
+
+/// Storage failed; nothing more can be acknowledged.
+#[derive(Debug, thiserror::Error)]
+#[error("storage failed: {0}")]
+pub struct StorageError(pub String);
+
+/// Where the rendezvous state is kept.
+pub struct Storage {
+    inner: Inner,
+}
+
+enum Inner {
+    Memory,
+    Sqlite(Journal),
+}
+
+struct Journal {
+    path: PathBuf,
+    queue: Mutex<Option<mpsc::Sender<(u64, Change)>>>,
+    next: Mutex<u64>,
+    progress: watch::Receiver<Progress>,
+    writer: Mutex<Option<JoinHandle<()>>>,
+}
+
+impl Storage {
+    /// Nothing survives a restart (tests, ephemeral servers).
+    pub fn memory() -> Storage {
+        Storage { inner: Inner::Memory }
+    }
+
+    /// An SQLite database at `path` (created if missing), and the state it holds.
+    pub fn sqlite(path: &Path) -> Result<(Storage, RendezvousSnapshot), StorageError> {
+        let mut connection = sqlite::open(path)?;
+        let snapshot = sqlite::load(&connection)?;
+        let (queue, incoming) = mpsc::channel();
+        let (report, progress) = watch::channel(Progress::default());
+        let writer = std::thread::Builder::new()
+            .name("sqlite-writer".into())
+            .spawn(move || write_batches(&mut connection, &incoming, &report))
+            .map_err(|e| StorageError(format!("cannot start the writer thread: {e}")))?;
+        let journal = Journal {
+            path: path.to_path_buf(),
+            queue: Mutex::new(Some(queue)),
+            next: Mutex::new(0),
+            progress,
+            writer: Mutex::new(Some(writer)),
+        };
+        Ok((Storage { inner: Inner::Sqlite(journal) }, snapshot))
+    }
+
+    /// A short description for logs.
+    pub fn describe(&self) -> String {
+        match &self.inner {
+            Inner::Memory => "memory (nothing survives a restart)".into(),
+            Inner::Sqlite(j) => format!("sqlite at {}", j.path.display()),
+        }
+    }
+
+    /// Queues a change; returns its sequence number. Call with the state lock
+    /// held so the journal's order is the state's order.
+    pub(crate) fn record(&self, change: Change) -> u64 {
+        let Inner::Sqlite(journal) = &self.inner else { return 0 };
+        let mut next = journal.next.lock().expect("journal counter lock");
+        *next += 1;
+        if let Some(queue) = journal.queue.lock().expect("journal queue lock").as_ref() {
+            // A send fails only after shutdown; the waiter then reports the failure.
+            let _ = queue.send((*next, change));
+        }
+        *next
+    }
+
+    /// The sequence number of the last queued change.
+    pub(crate) fn last_recorded(&self) -> u64 {
+        match &self.inner {
+            Inner::Memory => 0,
+            Inner::Sqlite(journal) => *journal.next.lock().expect("journal counter lock"),
+        }
+    }
+
+    /// Waits until change `seq` and all before it are committed.
+    pub(crate) async fn committed(&self, seq: u64) -> Result<(), StorageError> {
+        let Inner::Sqlite(journal) = &self.inner else { return Ok(()) };
+        let mut progress = journal.progress.clone();
+        let reached = progress.wait_for(|p| p.committed >= seq || p.failure.is_some()).await;
+        match reached {
+            Ok(p) if p.committed >= seq => Ok(()),
+            Ok(p) => Err(StorageError(p.failure.clone().unwrap_or_default())),
+            Err(_) => Err(StorageError("the writer stopped".into())),
+        }
+    }
+
+    /// Whether storage still accepts writes.
+    pub fn healthy(&self) -> bool {
+        match &self.inner {
+            Inner::Memory => true,
+            Inner::Sqlite(journal) => journal.progress.borrow().failure.is_none(),
+        }
+    }
+
+    /// Commits everything queued and stops the writer.
+    pub fn close(&self) {
+        let Inner::Sqlite(journal) = &self.inner else { return };
+        journal.queue.lock().expect("journal queue lock").take();
+        if let Some(writer) = journal.writer.lock().expect("writer lock").take() {
+            let _ = writer.join();
+        }
+    }
+}
+
+impl Drop for Storage {
+    fn drop(&mut self) {
+        self.close();
+    }
+}
+
+/// Most changes committed in one transaction.
+const MAX_BATCH: usize = 4096;
+
+fn write_batches(
+    connection: &mut rusqlite::Connection,
+    incoming: &mpsc::Receiver<(u64, Change)>,
+    report: &watch::Sender<Progress>,
+) {
+    while let Ok(first) = incoming.recv() {
+        let mut batch = vec![first];
+        while batch.len() < MAX_BATCH {
+            match incoming.try_recv() {
+                Ok(next) => batch.push(next),
+                Err(_) => break,
+            }
+        }
+        let last = batch.last().map_or(0, |(seq, _)| *seq);
+        match sqlite::apply(connection, batch.iter().map(|(_, change)| change)) {
+            Ok(()) => report.send_modify(|p| p.committed = last),
+            Err(e) => {
+                tracing::error!(error = %e.0, "storage write failed; refusing further writes");
+                report.send_modify(|p| p.failure = Some(e.0.clone()));
+                return;
+            }
+        }
+    }
+}

@@ -1,0 +1,169 @@
+//! SQLite durability: a graceful restart in the middle of an exchange, a
+//! `kill -9` under load, and SIGTERM answering long-polls.
+
+mod support;
+
+use std::io::BufRead;
+use std::net::SocketAddr;
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use serde_json::json;
+use support::{drive, post, seed, try_post, TestServer};
+use wormhole_sync_core::{Config, Exchange};
+use wormhole_sync_server::ServerConfig;
+
+fn quiet_config() -> ServerConfig {
+    ServerConfig { rate_limit_per_minute: 0, ..ServerConfig::default() }
+}
+
+#[test]
+fn an_exchange_survives_a_server_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("rendezvous.sqlite3");
+    let server = TestServer::sqlite(quiet_config(), &db, "127.0.0.1:0");
+    let addr = server.addr;
+
+    // The initiator holds its data until its verifier is confirmed, which
+    // gives the test a fixed point in the middle of the exchange.
+    let confirm = Config::new("example.com/restart").unwrap().with_verifier_confirmation(true);
+    let mut initiator = Exchange::initiator(confirm, b"initiator's data".to_vec(), seed()).unwrap();
+    initiator.start(support::now());
+    drive(&mut initiator, addr, |e| e.code().is_some());
+    let code = initiator.code().unwrap().clone();
+    let receiver_config = Config::new("example.com/restart").unwrap();
+    let mut receiver = Exchange::receiver(receiver_config, code, b"receiver's data".to_vec(), seed()).unwrap();
+    receiver.start(support::now());
+    let receiver = std::thread::spawn(move || {
+        drive(&mut receiver, addr, |_| false);
+        receiver
+    });
+    drive(&mut initiator, addr, |e| e.verifier().is_some());
+
+    // Restart on the same port and database while both sides wait.
+    server.stop();
+    std::thread::sleep(Duration::from_millis(300));
+    let restarted = TestServer::sqlite(quiet_config(), &db, &addr.to_string());
+    assert!(initiator.confirm_verifier(support::now(), true));
+    drive(&mut initiator, restarted.addr, |_| false);
+    let receiver = receiver.join().unwrap();
+    assert_eq!(initiator.outcome(), Some(Ok(&b"receiver's data"[..])));
+    assert_eq!(receiver.outcome(), Some(Ok(&b"initiator's data"[..])));
+    assert_eq!(support::metric(restarted.addr, "wormhole_channels_open"), 0.0);
+}
+
+/// The server binary on an OS-chosen port; returns it and its address.
+fn spawn_binary(db: &std::path::Path) -> (Child, SocketAddr) {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_wormhole-sync-server"))
+        .args(["--listen", "127.0.0.1:0", "--rate-limit", "0", "--db"])
+        .arg(db)
+        .env("RUST_LOG", "info")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .expect("server binary starts");
+    let stdout = child.stdout.take().unwrap();
+    let mut lines = std::io::BufReader::new(stdout).lines();
+    let addr = lines
+        .by_ref()
+        .map_while(Result::ok)
+        .find_map(|line| {
+            line.split("listening on http://").nth(1).map(|rest| rest.split_whitespace().next().unwrap().to_string())
+        })
+        .expect("the server logs its address");
+    // Keep draining its log so it never blocks on a full pipe.
+    std::thread::spawn(move || lines.for_each(drop));
+    (child, addr.parse().unwrap())
+}
+
+#[test]
+fn kill_9_under_load_loses_nothing_acknowledged() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("rendezvous.sqlite3");
+    let (mut child, addr) = spawn_binary(&db);
+
+    // Four writers allocate channels and post messages as fast as they can,
+    // remembering every acknowledged post.
+    let acknowledged = Arc::new(Mutex::new(Vec::new()));
+    let stop = Arc::new(AtomicBool::new(false));
+    let writers: Vec<_> = (0..4)
+        .map(|w| {
+            let (acknowledged, stop) = (acknowledged.clone(), stop.clone());
+            std::thread::spawn(move || {
+                let mut i = 0;
+                while !stop.load(Ordering::Relaxed) {
+                    let side = format!("w{w}-{i}");
+                    let allocated = try_post(addr, "/v1/allocate", &json!({"appid": "load", "side": side}));
+                    let Some(channel) = allocated.ok().and_then(|r| r.json()["channel"].as_u64()) else {
+                        break; // The server is gone.
+                    };
+                    let body = format!("message-{w}-{i}");
+                    let message =
+                        json!({"appid": "load", "side": side, "channel": channel, "phase": "data", "body": body});
+                    if try_post(addr, "/v1/post", &message).is_ok_and(|r| r.status == 200) {
+                        acknowledged.lock().unwrap().push((side, channel, body));
+                    }
+                    i += 1;
+                }
+            })
+        })
+        .collect();
+    let started = Instant::now();
+    while acknowledged.lock().unwrap().len() < 200 && started.elapsed() < Duration::from_secs(60) {
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    child.kill().unwrap(); // SIGKILL
+    child.wait().unwrap();
+    stop.store(true, Ordering::Relaxed);
+    for writer in writers {
+        let _ = writer.join();
+    }
+    let acknowledged = acknowledged.lock().unwrap().clone();
+    assert!(acknowledged.len() >= 200, "only {} posts acknowledged", acknowledged.len());
+
+    // The database opens and holds every acknowledged message.
+    let (mut child, addr) = spawn_binary(&db);
+    for (side, channel, body) in &acknowledged {
+        let reply = post(addr, "/v1/fetch", &json!({"appid": "load", "side": side, "channel": channel}));
+        assert_eq!(reply.status, 200, "{side} lost its channel {channel}");
+        assert_eq!(reply.json()["messages"][0]["body"], json!(body), "{side} lost its message");
+    }
+    child.kill().unwrap();
+    child.wait().unwrap();
+}
+
+#[test]
+fn sigterm_answers_long_polls_and_exits_cleanly() {
+    let dir = tempfile::tempdir().unwrap();
+    let (child, addr) = spawn_binary(&dir.path().join("rendezvous.sqlite3"));
+    post(addr, "/v1/allocate", &json!({"appid": "app", "side": "s1"}));
+    let waiting = std::thread::spawn(move || {
+        let started = Instant::now();
+        let reply = post(addr, "/v1/fetch", &json!({"appid": "app", "side": "s1", "channel": 1, "wait_ms": 60_000}));
+        (reply, started.elapsed())
+    });
+    while support::metric(addr, "wormhole_longpolls_waiting") < 1.0 {
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    let status = Command::new("kill").args(["-TERM", &child.id().to_string()]).status().unwrap();
+    assert!(status.success());
+    let (reply, elapsed) = waiting.join().unwrap();
+    assert_eq!((reply.status, reply.json()["messages"].clone()), (200, json!([])));
+    assert!(elapsed < Duration::from_secs(30), "the long-poll was not answered at shutdown: {elapsed:?}");
+    let exit = wait_with_timeout(child, Duration::from_secs(30));
+    assert_eq!(exit.map(|s| s.code()), Some(Some(0)));
+}
+
+fn wait_with_timeout(mut child: Child, limit: Duration) -> Option<std::process::ExitStatus> {
+    let deadline = Instant::now() + limit;
+    while Instant::now() < deadline {
+        if let Some(status) = child.try_wait().unwrap() {
+            return Some(status);
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let _ = child.kill();
+    None
+}

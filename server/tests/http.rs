@@ -1,0 +1,271 @@
+//! The server over real HTTP on 127.0.0.1: every route, long-polls,
+//! crowding, expiry, bad input, keep-alive.
+
+mod support;
+
+use std::io::Write;
+use std::net::TcpStream;
+use std::time::{Duration, Instant};
+
+use serde_json::json;
+use support::{get, metric, post, raw, read_reply, request, TestServer};
+use wormhole_sync_server::ServerConfig;
+
+fn quiet_config() -> ServerConfig {
+    ServerConfig { rate_limit_per_minute: 0, ..ServerConfig::default() }
+}
+
+#[test]
+fn every_route_works() {
+    let server = TestServer::memory(quiet_config());
+    let a = server.addr;
+    let allocated = post(a, "/v1/allocate", &json!({"appid": "app", "side": "s1"}));
+    assert_eq!((allocated.status, allocated.json()), (200, json!({"channel": 1})));
+    let joined = post(a, "/v1/join", &json!({"appid": "app", "side": "s2", "channel": 1}));
+    assert_eq!((joined.status, joined.json()), (200, json!({"sides": 2})));
+    let posted =
+        post(a, "/v1/post", &json!({"appid": "app", "side": "s1", "channel": 1, "phase": "pake", "body": "QUJD"}));
+    assert_eq!((posted.status, posted.json()), (200, json!({"seq": 1})));
+    let fetched = post(a, "/v1/fetch", &json!({"appid": "app", "side": "s2", "channel": 1, "after": 0}));
+    assert_eq!(fetched.status, 200);
+    assert_eq!(fetched.json()["messages"][0], json!({"seq": 1, "side": "s1", "phase": "pake", "body": "QUJD"}));
+    assert!(fetched.headers.to_ascii_lowercase().contains("content-type: application/json"));
+    let closed = post(a, "/v1/close", &json!({"appid": "app", "side": "s1", "channel": 1, "mood": "happy"}));
+    assert_eq!((closed.status, closed.json()), (200, json!({"deleted": false})));
+    let closed = post(a, "/v1/close", &json!({"appid": "app", "side": "s2", "channel": 1, "mood": "happy"}));
+    assert_eq!((closed.status, closed.json()), (200, json!({"deleted": true})));
+
+    let health = get(a, "/health");
+    assert_eq!((health.status, health.json()), (200, json!({"status": "ok"})));
+    let metrics = String::from_utf8(get(a, "/metrics").body).unwrap();
+    for line in [
+        "wormhole_channels_open 0",
+        "wormhole_longpolls_waiting 0",
+        r#"wormhole_requests_total{route="allocate",code="ok"} 1"#,
+        r#"wormhole_requests_total{route="close",code="ok"} 2"#,
+    ] {
+        assert!(metrics.lines().any(|l| l == line), "missing {line:?} in\n{metrics}");
+    }
+}
+
+#[test]
+fn a_long_poll_wakes_when_a_message_is_stored() {
+    let server = TestServer::memory(quiet_config());
+    let a = server.addr;
+    post(a, "/v1/allocate", &json!({"appid": "app", "side": "s1"}));
+    post(a, "/v1/join", &json!({"appid": "app", "side": "s2", "channel": 1}));
+    let waiting = std::thread::spawn(move || {
+        let started = Instant::now();
+        let reply =
+            post(a, "/v1/fetch", &json!({"appid": "app", "side": "s2", "channel": 1, "after": 0, "wait_ms": 30_000}));
+        (reply, started.elapsed())
+    });
+    while metric(a, "wormhole_longpolls_waiting") < 1.0 {
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    post(a, "/v1/post", &json!({"appid": "app", "side": "s1", "channel": 1, "phase": "pake", "body": "AAAA"}));
+    let (reply, elapsed) = waiting.join().unwrap();
+    assert_eq!(reply.json()["messages"][0]["body"], "AAAA");
+    // Woken by the post, not by the end of its 30 s wait.
+    assert!(elapsed < Duration::from_secs(20), "{elapsed:?}");
+    assert_eq!(metric(a, "wormhole_longpolls_waiting"), 0.0);
+}
+
+#[test]
+fn a_long_poll_also_wakes_on_close_and_ends_empty_at_its_wait() {
+    let mut config = quiet_config();
+    config.rendezvous.max_wait = Duration::from_millis(300);
+    let server = TestServer::memory(config);
+    let a = server.addr;
+    post(a, "/v1/allocate", &json!({"appid": "app", "side": "s1"}));
+    post(a, "/v1/join", &json!({"appid": "app", "side": "s2", "channel": 1}));
+    // The server caps the wait: a 60 s request returns empty after 300 ms.
+    let started = Instant::now();
+    let reply = post(a, "/v1/fetch", &json!({"appid": "app", "side": "s2", "channel": 1, "wait_ms": 60_000}));
+    assert_eq!(reply.json(), json!({"messages": [], "closed": []}));
+    assert!(started.elapsed() >= Duration::from_millis(300) && started.elapsed() < Duration::from_secs(30));
+
+    let mut config = quiet_config();
+    config.rendezvous.max_wait = Duration::from_secs(30);
+    let server = TestServer::memory(config);
+    let a = server.addr;
+    post(a, "/v1/allocate", &json!({"appid": "app", "side": "s1"}));
+    post(a, "/v1/join", &json!({"appid": "app", "side": "s2", "channel": 1}));
+    let waiting = std::thread::spawn(move || {
+        post(a, "/v1/fetch", &json!({"appid": "app", "side": "s2", "channel": 1, "wait_ms": 30_000}))
+    });
+    while metric(a, "wormhole_longpolls_waiting") < 1.0 {
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    post(a, "/v1/close", &json!({"appid": "app", "side": "s1", "channel": 1, "mood": "lonely"}));
+    assert_eq!(waiting.join().unwrap().json()["closed"], json!([{"side": "s1", "mood": "lonely"}]));
+}
+
+#[test]
+fn a_disconnected_long_poll_is_dropped() {
+    let server = TestServer::memory(quiet_config());
+    let a = server.addr;
+    post(a, "/v1/allocate", &json!({"appid": "app", "side": "s1"}));
+    let body = serde_json::to_vec(&json!({"appid": "app", "side": "s1", "channel": 1, "wait_ms": 60_000})).unwrap();
+    let mut stream = TcpStream::connect(a).unwrap();
+    stream.write_all(&request("POST", "/v1/fetch", Some("application/json"), &body)).unwrap();
+    while metric(a, "wormhole_longpolls_waiting") < 1.0 {
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    drop(stream);
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while metric(a, "wormhole_longpolls_waiting") > 0.0 {
+        assert!(Instant::now() < deadline, "the waiter outlived its client");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+#[test]
+fn a_third_side_is_crowded_out() {
+    let server = TestServer::memory(quiet_config());
+    let a = server.addr;
+    post(a, "/v1/allocate", &json!({"appid": "app", "side": "s1"}));
+    post(a, "/v1/join", &json!({"appid": "app", "side": "s2", "channel": 1}));
+    let third = post(a, "/v1/join", &json!({"appid": "app", "side": "s3", "channel": 1}));
+    assert_eq!((third.status, third.error_code().as_str()), (409, "crowded"));
+}
+
+#[test]
+fn idle_channels_expire_and_their_ids_are_reused() {
+    let mut config = quiet_config();
+    config.rendezvous.channel_expiry = Duration::from_millis(300);
+    config.sweep_interval = Duration::from_millis(50);
+    let server = TestServer::memory(config);
+    let a = server.addr;
+    post(a, "/v1/allocate", &json!({"appid": "app", "side": "s1"}));
+    post(a, "/v1/allocate", &json!({"appid": "app", "side": "s2"}));
+    assert_eq!(metric(a, "wormhole_channels_open"), 2.0);
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while metric(a, "wormhole_channels_open") > 0.0 {
+        assert!(Instant::now() < deadline, "channels never expired");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let gone = post(a, "/v1/join", &json!({"appid": "app", "side": "s3", "channel": 2}));
+    assert_eq!(gone.error_code(), "unknown-channel");
+    assert_eq!(post(a, "/v1/allocate", &json!({"appid": "app", "side": "s4"})).json(), json!({"channel": 1}));
+}
+
+#[test]
+fn connections_are_kept_alive() {
+    let server = TestServer::memory(quiet_config());
+    let mut stream = TcpStream::connect(server.addr).unwrap();
+    stream.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    for side in ["k1", "k2", "k3"] {
+        let body = serde_json::to_vec(&json!({"appid": "app", "side": side})).unwrap();
+        let head = format!(
+            "POST /v1/allocate HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n",
+            body.len()
+        );
+        stream.write_all(head.as_bytes()).unwrap();
+        stream.write_all(&body).unwrap();
+        assert_eq!(read_reply(&mut stream).unwrap().status, 200);
+    }
+}
+
+#[test]
+fn allocations_are_rate_limited_per_address() {
+    let config = ServerConfig { rate_limit_per_minute: 3, rate_limit_loopback: true, ..ServerConfig::default() };
+    let server = TestServer::memory(config);
+    let statuses: Vec<u16> = (0..5)
+        .map(|i| post(server.addr, "/v1/allocate", &json!({"appid": "app", "side": format!("s{i}")})).status)
+        .collect();
+    assert_eq!(statuses, [200, 200, 200, 429, 429]);
+    let limited = post(server.addr, "/v1/join", &json!({"appid": "app", "side": "x", "channel": 1}));
+    assert_eq!(limited.error_code(), "rate-limited");
+    // Other operations are not limited.
+    let fetched = post(server.addr, "/v1/fetch", &json!({"appid": "app", "side": "s0", "channel": 1}));
+    assert_eq!(fetched.status, 200);
+}
+
+/// (what, raw request, expected status, expected error code)
+fn bad_requests() -> Vec<(&'static str, Vec<u8>, u16, &'static str)> {
+    let j = Some("application/json");
+    let p = |path: &'static str, body: &str| request("POST", path, j, body.as_bytes());
+    let big = format!(r#"{{"appid":"app","side":"s1","channel":1,"phase":"x","body":"{}"}}"#, "A".repeat(200_000));
+    let long_message =
+        format!(r#"{{"appid":"app","side":"s1","channel":1,"phase":"big","body":"{}"}}"#, "A".repeat(70_000));
+    vec![
+        ("not json", p("/v1/allocate", "hello"), 400, "bad-request"),
+        ("empty body", p("/v1/allocate", ""), 400, "bad-request"),
+        ("json array", p("/v1/allocate", "[1,2]"), 400, "bad-request"),
+        ("json null", p("/v1/allocate", "null"), 400, "bad-request"),
+        ("truncated json", p("/v1/allocate", r#"{"appid":"app","#), 400, "bad-request"),
+        ("missing side", p("/v1/allocate", r#"{"appid":"app"}"#), 400, "bad-request"),
+        ("appid number", p("/v1/allocate", r#"{"appid":5,"side":"s"}"#), 400, "bad-request"),
+        ("empty appid", p("/v1/allocate", r#"{"appid":"","side":"s"}"#), 400, "invalid-appid"),
+        ("control char appid", p("/v1/allocate", r#"{"appid":"a\u0007","side":"s"}"#), 400, "invalid-appid"),
+        ("long appid", p("/v1/allocate", &format!(r#"{{"appid":"{}","side":"s"}}"#, "a".repeat(300))), 400, "invalid-appid"),
+        ("uppercase side", p("/v1/allocate", r#"{"appid":"app","side":"S1"}"#), 400, "invalid-side"),
+        ("long side", p("/v1/allocate", &format!(r#"{{"appid":"app","side":"{}"}}"#, "s".repeat(65))), 400, "invalid-side"),
+        ("channel zero", p("/v1/join", r#"{"appid":"app","side":"s2","channel":0}"#), 400, "bad-request"),
+        ("channel negative", p("/v1/join", r#"{"appid":"app","side":"s2","channel":-3}"#), 400, "bad-request"),
+        ("channel string", p("/v1/join", r#"{"appid":"app","side":"s2","channel":"1"}"#), 400, "bad-request"),
+        ("channel huge", p("/v1/join", r#"{"appid":"app","side":"s2","channel":1e99}"#), 400, "bad-request"),
+        ("create not bool", p("/v1/join", r#"{"appid":"app","side":"s2","channel":1,"create":"yes"}"#), 400, "bad-request"),
+        ("unknown channel", p("/v1/join", r#"{"appid":"app","side":"s2","channel":999}"#), 404, "unknown-channel"),
+        ("other app's channel", p("/v1/join", r#"{"appid":"other","side":"s2","channel":1}"#), 404, "unknown-channel"),
+        ("bad phase", p("/v1/post", r#"{"appid":"app","side":"s1","channel":1,"phase":"A B","body":""}"#), 400, "invalid-phase"),
+        ("body not string", p("/v1/post", r#"{"appid":"app","side":"s1","channel":1,"phase":"x","body":[]}"#), 400, "bad-request"),
+        ("post by stranger", p("/v1/post", r#"{"appid":"app","side":"zz","channel":1,"phase":"x","body":""}"#), 403, "not-joined"),
+        ("fetch by stranger", p("/v1/fetch", r#"{"appid":"app","side":"zz","channel":1}"#), 403, "not-joined"),
+        ("after negative", p("/v1/fetch", r#"{"appid":"app","side":"s1","channel":1,"after":-1}"#), 400, "bad-request"),
+        ("bad mood", p("/v1/close", r#"{"appid":"app","side":"s1","channel":1,"mood":"meh"}"#), 400, "bad-request"),
+        ("close by stranger", p("/v1/close", r#"{"appid":"app","side":"zz","channel":1,"mood":"happy"}"#), 403, "not-joined"),
+        ("message over limit", p("/v1/post", &long_message), 413, "message-too-large"),
+        ("body over limit", p("/v1/post", &big), 413, "body-too-large"),
+        (
+            "declared length over limit",
+            b"POST /v1/post HTTP/1.1\r\nHost: x\r\nConnection: close\r\nContent-Type: application/json\r\nContent-Length: 99999999\r\n\r\n".to_vec(),
+            413,
+            "body-too-large",
+        ),
+        ("no content type", request("POST", "/v1/allocate", None, br#"{"appid":"app","side":"s"}"#), 415, "unsupported-media-type"),
+        ("text content type", request("POST", "/v1/allocate", Some("text/plain"), br#"{"appid":"app","side":"s"}"#), 415, "unsupported-media-type"),
+        ("form content type", request("POST", "/v1/allocate", Some("application/x-www-form-urlencoded"), b"appid=app"), 415, "unsupported-media-type"),
+        ("GET an operation", request("GET", "/v1/allocate", None, b""), 405, "method-not-allowed"),
+        ("PUT an operation", request("PUT", "/v1/post", j, b"{}"), 405, "method-not-allowed"),
+        ("DELETE an operation", request("DELETE", "/v1/close", None, b""), 405, "method-not-allowed"),
+        ("POST health", request("POST", "/health", j, b"{}"), 405, "method-not-allowed"),
+        ("unknown operation", p("/v1/destroy", "{}"), 404, "not-found"),
+        ("old version", p("/v0/allocate", "{}"), 404, "not-found"),
+        ("root", request("GET", "/", None, b""), 404, "not-found"),
+        ("nested path", p("/v1/allocate/extra", "{}"), 404, "not-found"),
+        ("query string only", request("GET", "/?x=1", None, b""), 404, "not-found"),
+        ("wrong code conflict", p("/v1/post", r#"{"appid":"app","side":"s1","channel":1,"phase":"pake","body":"different"}"#), 409, "conflict"),
+    ]
+}
+
+#[test]
+fn bad_requests_get_4xx_with_a_stable_code_and_the_server_keeps_serving() {
+    let server = TestServer::memory(quiet_config());
+    let a = server.addr;
+    post(a, "/v1/allocate", &json!({"appid": "app", "side": "s1"}));
+    post(a, "/v1/post", &json!({"appid": "app", "side": "s1", "channel": 1, "phase": "pake", "body": "first"}));
+    let cases = bad_requests();
+    assert!(cases.len() >= 30);
+    for (what, bytes, status, code) in cases {
+        let reply = raw(a, &bytes).unwrap_or_else(|e| panic!("{what}: no answer: {e}"));
+        assert_eq!(
+            (reply.status, reply.error_code().as_str()),
+            (status, code),
+            "{what}: {}",
+            String::from_utf8_lossy(&reply.body)
+        );
+    }
+    // Garbage that is not even HTTP gets a 4xx from the HTTP layer, or a closed connection; never a hang.
+    let mut stream = TcpStream::connect(a).unwrap();
+    stream.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+    stream.write_all(b"\x00\x01garbage\r\n\r\n").unwrap();
+    if let Ok(reply) = read_reply(&mut stream) {
+        assert!((400..500).contains(&reply.status), "{reply:?}");
+    }
+    // Still serving, and counted no 5xx.
+    assert_eq!(post(a, "/v1/allocate", &json!({"appid": "app", "side": "s9"})).json(), json!({"channel": 2}));
+    let metrics = String::from_utf8(get(a, "/metrics").body).unwrap();
+    assert!(!metrics.contains("code=\"internal\""), "{metrics}");
+}

@@ -1,0 +1,188 @@
+//! Test support: a server on 127.0.0.1 with an OS-chosen port, a raw
+//! HTTP/1.1 client (so malformed requests can be sent too), and a blocking
+//! driver that runs a core `Exchange` against the server.
+
+#![allow(dead_code)]
+
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::time::{Duration, SystemTime};
+
+use serde_json::Value;
+use wormhole_sync_core::rendezvous::RendezvousSnapshot;
+use wormhole_sync_core::{Exchange, Timestamp};
+use wormhole_sync_server::{RunningServer, ServerConfig, Storage};
+
+/// A server and the runtime it runs on.
+pub struct TestServer {
+    pub runtime: tokio::runtime::Runtime,
+    server: Option<RunningServer>,
+    pub addr: SocketAddr,
+}
+
+impl TestServer {
+    pub fn memory(config: ServerConfig) -> TestServer {
+        TestServer::start(config, Storage::memory(), RendezvousSnapshot::new(Vec::new()), "127.0.0.1:0")
+    }
+
+    pub fn sqlite(config: ServerConfig, path: &std::path::Path, addr: &str) -> TestServer {
+        let (storage, saved) = Storage::sqlite(path).expect("database opens");
+        TestServer::start(config, storage, saved, addr)
+    }
+
+    fn start(config: ServerConfig, storage: Storage, saved: RendezvousSnapshot, addr: &str) -> TestServer {
+        let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
+        let addr: SocketAddr = addr.parse().unwrap();
+        let server = runtime.block_on(RunningServer::start(addr, config, storage, saved)).expect("server starts");
+        let addr = server.addr();
+        TestServer { runtime, server: Some(server), addr }
+    }
+
+    pub fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    /// Graceful stop: waits until storage is flushed.
+    pub fn stop(mut self) {
+        if let Some(server) = self.server.take() {
+            self.runtime.block_on(server.stop());
+        }
+    }
+}
+
+impl Drop for TestServer {
+    fn drop(&mut self) {
+        if let Some(server) = self.server.take() {
+            self.runtime.block_on(server.stop());
+        }
+    }
+}
+
+/// A parsed HTTP response.
+#[derive(Debug)]
+pub struct Reply {
+    pub status: u16,
+    pub headers: String,
+    pub body: Vec<u8>,
+}
+
+impl Reply {
+    pub fn json(&self) -> Value {
+        serde_json::from_slice(&self.body).unwrap_or(Value::Null)
+    }
+
+    /// The stable error code of an error answer.
+    pub fn error_code(&self) -> String {
+        self.json()["error"].as_str().unwrap_or("<none>").to_string()
+    }
+}
+
+/// Reads one response from a stream (Content-Length bodies only, as the server sends).
+pub fn read_reply(stream: &mut TcpStream) -> std::io::Result<Reply> {
+    let mut buffer = Vec::new();
+    let mut byte = [0u8; 1];
+    while !buffer.ends_with(b"\r\n\r\n") {
+        if stream.read(&mut byte)? == 0 {
+            return Err(std::io::Error::new(std::io::ErrorKind::UnexpectedEof, "connection closed"));
+        }
+        buffer.push(byte[0]);
+    }
+    let head = String::from_utf8_lossy(&buffer).to_string();
+    let status = head.split_whitespace().nth(1).and_then(|s| s.parse().ok()).unwrap_or(0);
+    let length = head
+        .lines()
+        .find_map(|l| {
+            l.to_ascii_lowercase().strip_prefix("content-length:").map(|v| v.trim().parse::<usize>().unwrap_or(0))
+        })
+        .unwrap_or(0);
+    let mut body = vec![0u8; length];
+    stream.read_exact(&mut body)?;
+    Ok(Reply { status, headers: head, body })
+}
+
+/// Sends raw bytes on a new connection and reads one response.
+pub fn raw(addr: SocketAddr, request: &[u8]) -> std::io::Result<Reply> {
+    let mut stream = TcpStream::connect(addr)?;
+    stream.set_read_timeout(Some(Duration::from_secs(90)))?;
+    stream.write_all(request)?;
+    read_reply(&mut stream)
+}
+
+/// A well-formed request.
+pub fn request(method: &str, path: &str, content_type: Option<&str>, body: &[u8]) -> Vec<u8> {
+    let mut head = format!("{method} {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n");
+    if let Some(ct) = content_type {
+        head += &format!("Content-Type: {ct}\r\n");
+    }
+    head += &format!("Content-Length: {}\r\n\r\n", body.len());
+    let mut bytes = head.into_bytes();
+    bytes.extend_from_slice(body);
+    bytes
+}
+
+/// POSTs JSON to `path`.
+pub fn post(addr: SocketAddr, path: &str, body: &Value) -> Reply {
+    try_post(addr, path, body).expect("server answers")
+}
+
+/// POSTs JSON to `path`; an error if the server does not answer.
+pub fn try_post(addr: SocketAddr, path: &str, body: &Value) -> std::io::Result<Reply> {
+    let body = serde_json::to_vec(body).unwrap();
+    raw(addr, &request("POST", path, Some("application/json"), &body))
+}
+
+/// GETs `path`.
+pub fn get(addr: SocketAddr, path: &str) -> Reply {
+    raw(addr, &request("GET", path, None, b"")).expect("server answers")
+}
+
+/// The value of one metric line (without labels, or with the exact label set).
+pub fn metric(addr: SocketAddr, name: &str) -> f64 {
+    let text = String::from_utf8(get(addr, "/metrics").body).unwrap();
+    text.lines()
+        .find_map(|l| l.strip_prefix(name).and_then(|rest| rest.strip_prefix(' ')).and_then(|v| v.parse().ok()))
+        .unwrap_or(0.0)
+}
+
+pub fn now() -> Timestamp {
+    Timestamp::from_system_time(SystemTime::now())
+}
+
+/// Sends the requests of `exchange` that are due now to `addr` (blocking,
+/// one after the other); connection failures are reported as transport
+/// errors. Requests that fall due meanwhile wait for the next call.
+pub fn pump(exchange: &mut Exchange, addr: SocketAddr) {
+    let due: Vec<_> = std::iter::from_fn(|| exchange.poll_transmit(now())).collect();
+    for t in due {
+        let bytes = request(t.method(), t.path(), Some("application/json"), &t.body());
+        let answer = TcpStream::connect(addr).and_then(|mut stream| {
+            stream.set_read_timeout(Some(t.timeout()))?;
+            stream.write_all(&bytes)?;
+            read_reply(&mut stream)
+        });
+        match answer {
+            Ok(reply) => exchange.handle_response(now(), t.id(), reply.status, &reply.body),
+            Err(e) => exchange.handle_transport_error(now(), t.id(), &e.to_string()),
+        }
+    }
+}
+
+/// Drives `exchange` against `addr` until it is finished or `until` says stop.
+pub fn drive(exchange: &mut Exchange, addr: SocketAddr, mut until: impl FnMut(&Exchange) -> bool) {
+    while !exchange.is_finished() && !until(exchange) {
+        pump(exchange, addr);
+        exchange.handle_timeout(now());
+        if let Some(wake) = exchange.poll_timeout() {
+            let wait = wake.saturating_since(now()).min(Duration::from_millis(50));
+            std::thread::sleep(wait);
+        }
+    }
+}
+
+/// A fresh secret seed.
+pub fn seed() -> [u8; 32] {
+    use rand_core::{OsRng, RngCore};
+    let mut seed = [0u8; 32];
+    OsRng.fill_bytes(&mut seed);
+    seed
+}
