@@ -54,28 +54,53 @@ fn an_exchange_survives_a_server_restart() {
     assert_eq!(support::metric(restarted.addr, "wormhole_channels_open"), 0.0);
 }
 
-/// The server binary on an OS-chosen port; returns it and its address.
-fn spawn_binary(db: &std::path::Path) -> (Child, SocketAddr) {
+/// The server binary on an OS-chosen port; returns it, its address, and
+/// every log line it prints.
+fn spawn_logged(db: &std::path::Path, log_level: &str) -> (Child, SocketAddr, Arc<Mutex<Vec<String>>>) {
     let mut child = Command::new(env!("CARGO_BIN_EXE_wormhole-sync-server"))
         .args(["--listen", "127.0.0.1:0", "--rate-limit", "0", "--db"])
         .arg(db)
-        .env("RUST_LOG", "info")
+        .env("RUST_LOG", log_level)
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit())
         .spawn()
         .expect("server binary starts");
     let stdout = child.stdout.take().unwrap();
     let mut lines = std::io::BufReader::new(stdout).lines();
-    let addr = lines
-        .by_ref()
-        .map_while(Result::ok)
-        .find_map(|line| {
-            line.split("listening on http://").nth(1).map(|rest| rest.split_whitespace().next().unwrap().to_string())
-        })
-        .expect("the server logs its address");
-    // Keep draining its log so it never blocks on a full pipe.
-    std::thread::spawn(move || lines.for_each(drop));
-    (child, addr.parse().unwrap())
+    let first = lines.by_ref().map_while(Result::ok).find(|line| line.contains("listening on http://"));
+    let first = first.expect("the server logs its address");
+    let addr = first.split("listening on http://").nth(1).unwrap().split_whitespace().next().unwrap().to_string();
+    let log = Arc::new(Mutex::new(vec![first]));
+    // Keep reading its log so it never blocks on a full pipe.
+    let sink = log.clone();
+    std::thread::spawn(move || lines.map_while(Result::ok).for_each(|l| sink.lock().unwrap().push(l)));
+    (child, addr.parse().unwrap(), log)
+}
+
+fn spawn_binary(db: &std::path::Path) -> (Child, SocketAddr) {
+    let (child, addr, _) = spawn_logged(db, "info");
+    (child, addr)
+}
+
+#[test]
+fn logs_never_contain_message_bodies() {
+    let dir = tempfile::tempdir().unwrap();
+    let (mut child, addr, log) = spawn_logged(&dir.path().join("rendezvous.sqlite3"), "trace");
+    post(addr, "/v1/allocate", &json!({"appid": "app", "side": "s1"}));
+    let secret = "c2VjcmV0LWJvZHktOTE3Mw";
+    post(addr, "/v1/post", &json!({"appid": "app", "side": "s1", "channel": 1, "phase": "data", "body": secret}));
+    post(addr, "/v1/fetch", &json!({"appid": "app", "side": "s1", "channel": 1}));
+    post(addr, "/v1/post", &json!({"appid": "app", "side": "s1", "channel": 1, "phase": "bad phase", "body": secret}));
+    std::thread::sleep(Duration::from_millis(200));
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let log = log.lock().unwrap();
+    assert!(
+        log.iter().any(|l| l.contains("route=\"post\"") || l.contains("route=post")),
+        "requests are logged:\n{}",
+        log.join("\n")
+    );
+    assert!(!log.iter().any(|l| l.contains(secret)), "a message body reached the log");
 }
 
 #[test]
@@ -123,7 +148,11 @@ fn kill_9_under_load_loses_nothing_acknowledged() {
     let acknowledged = acknowledged.lock().unwrap().clone();
     assert!(acknowledged.len() >= 200, "only {} posts acknowledged", acknowledged.len());
 
-    // The database opens and holds every acknowledged message.
+    // The database is intact, opens, and holds every acknowledged message.
+    let connection = rusqlite::Connection::open(&db).unwrap();
+    let integrity: String = connection.query_row("PRAGMA integrity_check", [], |row| row.get(0)).unwrap();
+    assert_eq!(integrity, "ok");
+    drop(connection);
     let (mut child, addr) = spawn_binary(&db);
     for (side, channel, body) in &acknowledged {
         let reply = post(addr, "/v1/fetch", &json!({"appid": "load", "side": side, "channel": channel}));
