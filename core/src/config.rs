@@ -136,7 +136,14 @@ pub struct Config {
     request_timeout_ms: u64,
     code_words: usize,
     confirm_verifier: bool,
+    /// The transport's server URL, kept here so a restored exchange knows
+    /// where to continue. The core itself never uses it.
+    #[serde(default)]
+    rendezvous: Option<String>,
 }
+
+/// Longest rendezvous URL accepted.
+pub const MAX_URL_LEN: usize = 2048;
 
 impl Config {
     /// Defaults for `appid`: poll every 0.5 s, time out after 5 minutes,
@@ -151,6 +158,7 @@ impl Config {
             request_timeout_ms: millis(DEFAULT_REQUEST_TIMEOUT),
             code_words: 2,
             confirm_verifier: false,
+            rendezvous: None,
         })
     }
 
@@ -199,6 +207,19 @@ impl Config {
         self
     }
 
+    /// Records the rendezvous server's base URL for the transport (and for
+    /// a restored exchange): 1 to 2048 printable ASCII characters.
+    pub fn with_rendezvous(mut self, url: &str) -> Result<Config, Error> {
+        validate_url(url)?;
+        self.rendezvous = Some(url.to_string());
+        Ok(self)
+    }
+
+    /// The rendezvous URL recorded with [`with_rendezvous`](Self::with_rendezvous).
+    pub fn rendezvous(&self) -> Option<&str> {
+        self.rendezvous.as_deref()
+    }
+
     /// The application id.
     pub fn appid(&self) -> &str {
         &self.appid
@@ -241,6 +262,15 @@ impl Config {
         if !(1..=MAX_CODE_WORDS).contains(&self.code_words) || self.request_timeout_ms < 100 {
             return Err(Error::InvalidConfig("code words or request timeout out of range".into()));
         }
+        if let Some(url) = &self.rendezvous {
+            validate_url(url)?;
+        }
         Ok(())
     }
+}
+
+fn validate_url(url: &str) -> Result<(), Error> {
+    let ok = !url.is_empty() && url.len() <= MAX_URL_LEN && url.bytes().all(|b| b.is_ascii_graphic());
+    ok.then_some(())
+        .ok_or_else(|| Error::InvalidConfig("the rendezvous URL must be 1 to 2048 printable characters".into()))
 }

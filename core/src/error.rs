@@ -46,6 +46,10 @@ pub enum Error {
     /// Our application declined the verifier, so nothing was released.
     #[error("the verifier was declined here; nothing was sent")]
     Declined,
+    /// The data cannot be released before the verifier is confirmed or
+    /// declined (blocking APIs return this instead of waiting forever).
+    #[error("confirm or decline the verifier first")]
+    VerifierUnconfirmed,
     /// The other side declined the verifier.
     #[error("the other side declined the verifier")]
     PeerDeclined,

@@ -302,6 +302,17 @@ impl Exchange {
         self.succeeded.then(|| Ok(self.peer_plain.as_deref().unwrap_or_default()))
     }
 
+    /// When the hard timeout fires (the first start plus the timeout), once started.
+    pub fn deadline(&self) -> Option<Timestamp> {
+        self.started_at.map(|s| s + self.config.timeout())
+    }
+
+    /// Whether the exchange waits for [`confirm_verifier`](Self::confirm_verifier):
+    /// the verifier is known, confirmation is configured, and no verdict was given.
+    pub fn awaits_confirmation(&self) -> bool {
+        self.config.confirms_verifier() && self.keys.is_some() && self.decision.is_none() && !self.is_terminal()
+    }
+
     /// Whether nothing remains to do: there is an outcome and the channel
     /// has been closed (or the close was given up).
     pub fn is_finished(&self) -> bool {

@@ -1,0 +1,18 @@
+//! The seed's blocking initiator:
+//! `cargo run -p wormhole-sync-ureq --example initiator [RENDEZVOUS_URL]`
+//! (start `cargo run -p wormhole-sync-server` first), then run the receiver
+//! example with the code it prints.
+
+use wormhole_sync_ureq::transcribe::Initiator;
+use wormhole_sync_ureq::DEFAULT_RENDEZVOUS_URL;
+
+fn main() -> Result<(), wormhole_sync_ureq::Error> {
+    let rendezvous = std::env::args().nth(1).unwrap_or_else(|| DEFAULT_RENDEZVOUS_URL.to_string());
+    let data = b"initiator's data".to_vec();
+    let mut i = Initiator::new("example.com/app1", data)?.rendezvous(&rendezvous)?;
+    let code = i.get_code()?;
+    println!("Invitation Code: {code}");
+    let theirdata = i.get_data()?;
+    println!("Their data: {}", String::from_utf8_lossy(&theirdata));
+    Ok(())
+}

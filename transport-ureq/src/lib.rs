@@ -1,0 +1,38 @@
+//! Blocking **wormhole-sync** client: the transcribe-mode [`Initiator`] and
+//! [`Receiver`] of the mission's first example, as a thin loop around the
+//! sans-IO core ([`wormhole_sync_core::Exchange`]) that sends its requests
+//! with a keep-alive [`ureq`] agent and sleeps until its next deadline.
+//!
+//! ```no_run
+//! use wormhole_sync_ureq::transcribe::{Initiator, Receiver};
+//!
+//! // On the first machine:
+//! let mut i = Initiator::new("example.com/app1", b"initiator's data".to_vec())?;
+//! let code = i.get_code()?; // blocks until the channel is allocated
+//! println!("Invitation Code: {code}");
+//! let theirs = i.get_data()?; // blocks until the exchange completes
+//!
+//! // On the second machine, with the code a person typed:
+//! let mut r = Receiver::new("example.com/app1", &code.to_string(), b"receiver's data".to_vec())?;
+//! let theirs = r.get_data()?;
+//! # Ok::<(), wormhole_sync_ureq::Error>(())
+//! ```
+//!
+//! Options (`rendezvous`, `schedule`, `timeout`, code length, verifier
+//! confirmation) are set with methods before the first `get_*` call.
+//! [`Initiator::serialize`] and [`Initiator::from_serialized`] work between
+//! any two calls; the serialized state contains secrets.
+
+#![forbid(unsafe_code)]
+#![warn(missing_docs)]
+
+mod driver;
+pub mod transcribe;
+
+pub use transcribe::{Initiator, Receiver};
+pub use wormhole_sync_core::{Code, Error, Schedule, Verifier};
+
+/// The rendezvous server used unless [`Initiator::rendezvous`] names another:
+/// a server started on this machine with `wormhole-sync-server` defaults.
+/// Both sides must use the same server.
+pub const DEFAULT_RENDEZVOUS_URL: &str = "http://127.0.0.1:4000";

@@ -1,0 +1,281 @@
+//! The blocking API against the real server on 127.0.0.1.
+
+use std::net::SocketAddr;
+use std::path::Path;
+use std::thread;
+use std::time::{Duration, Instant};
+
+use wormhole_sync_core::rendezvous::RendezvousSnapshot;
+use wormhole_sync_core::MAX_DATA_LEN;
+use wormhole_sync_server::{RunningServer, ServerConfig, Storage};
+use wormhole_sync_ureq::transcribe::{Initiator, Receiver};
+use wormhole_sync_ureq::{Error, Schedule};
+
+const APP: &str = "example.com/app1";
+
+struct Server {
+    runtime: tokio::runtime::Runtime,
+    running: Option<RunningServer>,
+    addr: SocketAddr,
+}
+
+impl Server {
+    fn start(config: ServerConfig, storage: Storage, saved: RendezvousSnapshot, addr: &str) -> Server {
+        let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
+        let running = runtime.block_on(RunningServer::start(addr.parse().unwrap(), config, storage, saved)).unwrap();
+        let addr = running.addr();
+        Server { runtime, running: Some(running), addr }
+    }
+
+    fn memory() -> Server {
+        Server::start(config(), Storage::memory(), RendezvousSnapshot::new(Vec::new()), "127.0.0.1:0")
+    }
+
+    fn sqlite(db: &Path, addr: &str) -> Server {
+        let (storage, saved) = Storage::sqlite(db).unwrap();
+        Server::start(config(), storage, saved, addr)
+    }
+
+    fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    /// A metric's value, as the server counts it.
+    fn metric(&self, line_prefix: &str) -> f64 {
+        let text = ureq::get(format!("{}/metrics", self.url())).call().unwrap().body_mut().read_to_string().unwrap();
+        text.lines().find_map(|l| l.strip_prefix(line_prefix)?.trim().parse().ok()).unwrap_or(0.0)
+    }
+
+    fn stop(mut self) {
+        if let Some(running) = self.running.take() {
+            self.runtime.block_on(running.stop());
+        }
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        if let Some(running) = self.running.take() {
+            self.runtime.block_on(running.stop());
+        }
+    }
+}
+
+fn config() -> ServerConfig {
+    ServerConfig { rate_limit_per_minute: 0, ..ServerConfig::default() }
+}
+
+fn initiator(server: &Server, data: &[u8]) -> Initiator {
+    Initiator::new(APP, data.to_vec()).unwrap().rendezvous(&server.url()).unwrap()
+}
+
+fn receiver(server: &Server, code: &str, data: &[u8]) -> Receiver {
+    Receiver::new(APP, code, data.to_vec()).unwrap().rendezvous(&server.url()).unwrap()
+}
+
+#[test]
+fn initiator_and_receiver_are_send() {
+    fn send<T: Send>() {}
+    send::<Initiator>();
+    send::<Receiver>();
+}
+
+#[test]
+fn data_goes_both_ways() {
+    let server = Server::memory();
+    let mut i = initiator(&server, b"initiator's data");
+    let code = i.get_code().unwrap();
+    assert_eq!(i.get_code().unwrap(), code, "get_code can be called again");
+    let mut r = receiver(&server, &code.to_string(), b"receiver's data");
+    let receiving = thread::spawn(move || r.get_data());
+    assert_eq!(i.get_data().unwrap(), b"receiver's data");
+    assert_eq!(receiving.join().unwrap().unwrap(), b"initiator's data");
+    assert_eq!(i.get_data().unwrap(), b"receiver's data", "get_data can be called again");
+}
+
+#[test]
+fn wrong_code_fails_both_sides_and_burns_the_code() {
+    let server = Server::memory();
+    let mut i = initiator(&server, b"secret");
+    let code = i.get_code().unwrap();
+    let wrong = format!("{}-wrong-words", code.channel());
+    let mut r = receiver(&server, &wrong, b"guess");
+    let receiving = thread::spawn(move || r.get_data());
+    assert_eq!(i.get_data(), Err(Error::WrongCode));
+    assert_eq!(receiving.join().unwrap(), Err(Error::WrongCode));
+    let mut late = receiver(&server, &code.to_string(), b"late");
+    let late = late.get_data().unwrap_err();
+    assert!(matches!(late, Error::UnknownChannel | Error::ChannelBurned), "{late:?}");
+}
+
+#[test]
+fn a_third_party_is_crowded_out() {
+    let server = Server::memory();
+    let mut i = initiator(&server, b"i").confirm_verifier(true).unwrap();
+    let code = i.get_code().unwrap().to_string();
+    let mut r = receiver(&server, &code, b"r");
+    let receiving = thread::spawn(move || r.get_data());
+    i.get_verifier().unwrap(); // the receiver has joined
+    let mut third = receiver(&server, &code, b"t");
+    assert_eq!(third.get_data(), Err(Error::Crowded));
+    i.accept_verifier().unwrap();
+    assert_eq!(i.get_data().unwrap(), b"r");
+    assert_eq!(receiving.join().unwrap().unwrap(), b"i");
+}
+
+#[test]
+fn the_timeout_is_honoured_within_one_interval() {
+    let server = Server::memory();
+    let timeout = Duration::from_secs(2);
+    let interval = Duration::from_millis(500);
+    let mut i = initiator(&server, b"i").timeout(timeout).unwrap();
+    let started = Instant::now();
+    i.get_code().unwrap();
+    assert_eq!(i.get_data(), Err(Error::Timeout));
+    let took = started.elapsed();
+    assert!(took >= timeout && took <= timeout + interval + Duration::from_millis(500), "{took:?}");
+}
+
+#[test]
+fn an_unreachable_server_is_reported() {
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap(); // freed at once
+    let mut i = Initiator::new(APP, b"i".to_vec())
+        .unwrap()
+        .rendezvous(&format!("http://{closed}"))
+        .unwrap()
+        .timeout(Duration::from_secs(1))
+        .unwrap();
+    assert!(matches!(i.get_code(), Err(Error::ServerUnreachable { .. })));
+}
+
+#[test]
+fn bad_codes_and_oversized_data_are_refused_at_once() {
+    assert!(matches!(Receiver::new(APP, "guitarist-revenge", vec![]), Err(Error::BadCode(_))));
+    assert!(matches!(Receiver::new(APP, "", vec![]), Err(Error::BadCode(_))));
+    let over = Initiator::new(APP, vec![0; MAX_DATA_LEN + 1]).unwrap_err();
+    assert_eq!(over, Error::DataTooLarge { len: MAX_DATA_LEN + 1, max: MAX_DATA_LEN });
+}
+
+#[test]
+fn data_at_the_size_limit_passes() {
+    let server = Server::memory();
+    let big: Vec<u8> = (0..MAX_DATA_LEN).map(|i| (i * 7) as u8).collect();
+    let mut i = initiator(&server, &big);
+    let code = i.get_code().unwrap().to_string();
+    let mut r = receiver(&server, &code, &big[..100]);
+    let receiving = thread::spawn(move || r.get_data());
+    assert_eq!(i.get_data().unwrap(), &big[..100]);
+    assert_eq!(receiving.join().unwrap().unwrap(), big);
+}
+
+#[test]
+fn a_server_with_a_smaller_message_limit_refuses_clearly() {
+    let mut small = config();
+    small.rendezvous.max_message_bytes = 1_000;
+    let server = Server::start(small, Storage::memory(), RendezvousSnapshot::new(Vec::new()), "127.0.0.1:0");
+    let mut i = initiator(&server, &[1u8; 2_000]);
+    let code = i.get_code().unwrap().to_string();
+    let mut r = receiver(&server, &code, b"small");
+    let receiving = thread::spawn(move || r.get_data());
+    let refused = i.get_data().unwrap_err();
+    assert!(matches!(&refused, Error::ServerRejected { code, .. } if code == "message-too-large"), "{refused:?}");
+    assert!(receiving.join().unwrap().is_err());
+}
+
+#[test]
+fn idle_polling_follows_a_custom_schedule() {
+    let server = Server::memory();
+    let fetches = r#"wormhole_requests_total{route="fetch",code="ok"}"#;
+    // Every 200 ms for 3 s: about 15 fetches.
+    let mut i = initiator(&server, b"i")
+        .schedule(Schedule::from_secs(&[(0.0, 0.2)]).unwrap())
+        .unwrap()
+        .timeout(Duration::from_secs(3))
+        .unwrap();
+    assert_eq!(i.get_data(), Err(Error::Timeout));
+    let first = server.metric(fetches);
+    assert!((12.0..=17.0).contains(&first), "{first} fetches");
+    // Every 100 ms for 1 s, then every 1 s until 3 s: about 10 + 2.
+    let mut i = initiator(&server, b"i")
+        .schedule(Schedule::from_secs(&[(0.0, 0.1), (1.0, 1.0)]).unwrap())
+        .unwrap()
+        .timeout(Duration::from_secs(3))
+        .unwrap();
+    assert_eq!(i.get_data(), Err(Error::Timeout));
+    let second = server.metric(fetches) - first;
+    assert!((9.0..=15.0).contains(&second), "{second} fetches");
+}
+
+#[test]
+fn serialize_drop_restore_at_every_stage() {
+    let server = Server::memory();
+    let url = server.url();
+    // Stage 0: not started yet.
+    let i = initiator(&server, b"initiator's data").confirm_verifier(true).unwrap();
+    let mut i = Initiator::from_serialized(&i.serialize()).unwrap();
+    // Stage 1: code known.
+    let code = i.get_code().unwrap();
+    let mut i = Initiator::from_serialized(&i.serialize()).unwrap();
+    assert_eq!(i.get_code().unwrap(), code);
+    let r = Receiver::new(APP, &code.to_string(), b"receiver's data".to_vec()).unwrap().rendezvous(&url).unwrap();
+    let r = Receiver::from_serialized(&r.serialize()).unwrap();
+    let receiving = thread::spawn(move || {
+        let mut r = r;
+        let verifier = r.get_verifier().unwrap();
+        // Stage 2 (receiver): keys agreed; JSON is printable.
+        let saved = r.serialize();
+        assert!(saved.iter().all(|b| b.is_ascii_graphic() || *b == b' '));
+        drop(r);
+        let mut r = Receiver::from_serialized(&saved).unwrap();
+        assert_eq!(r.get_verifier().unwrap(), verifier);
+        r.get_data()
+    });
+    // Stage 2 (initiator): verifier shown, not yet confirmed.
+    let verifier = i.get_verifier().unwrap();
+    assert_eq!(i.get_data(), Err(Error::VerifierUnconfirmed));
+    let mut i = Initiator::from_serialized(&i.serialize()).unwrap();
+    assert_eq!(i.get_verifier().unwrap(), verifier);
+    i.accept_verifier().unwrap();
+    // Stage 3: confirmed, data not yet exchanged.
+    let mut i = Initiator::from_serialized(&i.serialize()).unwrap();
+    assert_eq!(i.get_data().unwrap(), b"receiver's data");
+    assert_eq!(receiving.join().unwrap().unwrap(), b"initiator's data");
+    // Stage 4: done; a restored object still knows the result.
+    let mut i = Initiator::from_serialized(&i.serialize()).unwrap();
+    assert_eq!(i.get_data().unwrap(), b"receiver's data");
+    assert!(Receiver::from_serialized(&i.serialize()).is_err(), "roles are checked");
+    assert!(Initiator::from_serialized(b"{}").is_err());
+}
+
+#[test]
+fn an_exchange_survives_a_server_restart_with_sqlite() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("rendezvous.sqlite3");
+    let server = Server::sqlite(&db, "127.0.0.1:0");
+    let addr = server.addr.to_string();
+    let mut i = initiator(&server, b"initiator's data").confirm_verifier(true).unwrap();
+    let code = i.get_code().unwrap().to_string();
+    let mut r = receiver(&server, &code, b"receiver's data");
+    let receiving = thread::spawn(move || r.get_data());
+    i.get_verifier().unwrap();
+    server.stop();
+    thread::sleep(Duration::from_millis(700)); // the receiver's requests fail meanwhile
+    let restarted = Server::sqlite(&db, &addr);
+    i.accept_verifier().unwrap();
+    assert_eq!(i.get_data().unwrap(), b"receiver's data");
+    assert_eq!(receiving.join().unwrap().unwrap(), b"initiator's data");
+    drop(restarted);
+}
+
+#[test]
+fn declining_the_verifier_fails_both_sides() {
+    let server = Server::memory();
+    let mut i = initiator(&server, b"i").confirm_verifier(true).unwrap();
+    let code = i.get_code().unwrap().to_string();
+    let mut r = receiver(&server, &code, b"r");
+    let receiving = thread::spawn(move || r.get_data());
+    i.get_verifier().unwrap();
+    i.reject_verifier().unwrap();
+    assert_eq!(i.get_data(), Err(Error::Declined));
+    assert_eq!(receiving.join().unwrap(), Err(Error::PeerDeclined));
+}
