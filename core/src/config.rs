@@ -142,6 +142,11 @@ pub struct Config {
     rendezvous: Option<String>,
 }
 
+/// The rendezvous server transports use unless told otherwise: a server
+/// started on this machine with `wormhole-sync-server` defaults. Both sides
+/// must use the same server.
+pub const DEFAULT_RENDEZVOUS_URL: &str = "http://127.0.0.1:4000";
+
 /// Longest rendezvous URL accepted.
 pub const MAX_URL_LEN: usize = 2048;
 

@@ -43,6 +43,9 @@ pub enum Error {
         /// The outcome the other side reported.
         mood: Mood,
     },
+    /// Our application stopped the exchange.
+    #[error("the exchange was stopped")]
+    Cancelled,
     /// Our application declined the verifier, so nothing was released.
     #[error("the verifier was declined here; nothing was sent")]
     Declined,

@@ -216,6 +216,55 @@ impl Exchange {
         self
     }
 
+    /// Changes the configuration of an exchange that has not started, so a
+    /// transport can offer options after construction.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use wormhole_sync_core::{Config, Exchange};
+    ///
+    /// let exchange = Exchange::initiator(Config::new("app")?, b"hi".to_vec(), [1; 32])?
+    ///     .with_config(|c| Ok(c.with_timeout(Duration::from_secs(60))))?;
+    /// assert_eq!(exchange.config().timeout(), Duration::from_secs(60));
+    /// # Ok::<(), wormhole_sync_core::Error>(())
+    /// ```
+    pub fn with_config(self, change: impl FnOnce(Config) -> Result<Config, Error>) -> Result<Exchange, Error> {
+        self.rebuild(|config, _| Ok((change(config)?, None)))
+    }
+
+    /// Makes an initiator that has not started join a code the application
+    /// chose instead of allocating one.
+    pub fn with_chosen_code(self, code: Code) -> Result<Exchange, Error> {
+        if self.role != Role::Initiator {
+            return Err(Error::InvalidConfig("only an initiator can choose its code".into()));
+        }
+        self.rebuild(|config, _| Ok((config, Some(code))))
+    }
+
+    fn rebuild(
+        self,
+        change: impl FnOnce(Config, Option<Code>) -> Result<(Config, Option<Code>), Error>,
+    ) -> Result<Exchange, Error> {
+        if self.started_at.is_some() {
+            return Err(Error::InvalidConfig("options must be set before the exchange starts".into()));
+        }
+        let (config, new_code) = change(self.config.clone(), self.code.clone())?;
+        let create = self.create_channel || new_code.is_some();
+        let mut rebuilt =
+            Exchange::new(self.role, config, self.data.clone(), *self.seed.0, new_code.or(self.code.clone()))?;
+        rebuilt.create_channel = create;
+        Ok(rebuilt)
+    }
+
+    /// Gives up at once (the application stopped the exchange): fails with
+    /// [`Error::Cancelled`] and closes the channel, so the peer fails with
+    /// [`Error::PeerClosed`] instead of waiting for its timeout. No effect
+    /// once there is an outcome.
+    pub fn cancel(&mut self, now: Timestamp) {
+        self.advance(now);
+        self.fail(Error::Cancelled);
+    }
+
     fn new(role: Role, config: Config, data: Vec<u8>, seed: [u8; 32], code: Option<Code>) -> Result<Exchange, Error> {
         if data.len() > MAX_DATA_LEN {
             return Err(Error::DataTooLarge { len: data.len(), max: MAX_DATA_LEN });
@@ -555,7 +604,7 @@ impl Exchange {
     fn mood(&self) -> Mood {
         match &self.failure {
             None => Mood::Happy,
-            Some(Error::Timeout | Error::ServerUnreachable { .. }) => Mood::Lonely,
+            Some(Error::Timeout | Error::ServerUnreachable { .. } | Error::Cancelled) => Mood::Lonely,
             Some(Error::WrongCode | Error::Reflection | Error::PeerProtocol { .. }) => Mood::Scary,
             Some(Error::Declined | Error::PeerDeclined) => Mood::Declined,
             Some(_) => Mood::Errory,

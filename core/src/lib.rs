@@ -101,7 +101,8 @@ use serde::{Deserialize, Serialize};
 
 pub use code::{ChannelId, Code, CodeError, MAX_CHANNEL_ID, MAX_CODE_LEN, MAX_CODE_WORDS, MAX_WORD_LEN};
 pub use config::{
-    Config, Schedule, DEFAULT_LONG_POLL, DEFAULT_REQUEST_TIMEOUT, DEFAULT_TIMEOUT, MAX_URL_LEN, MIN_INTERVAL,
+    Config, Schedule, DEFAULT_LONG_POLL, DEFAULT_RENDEZVOUS_URL, DEFAULT_REQUEST_TIMEOUT, DEFAULT_TIMEOUT, MAX_URL_LEN,
+    MIN_INTERVAL,
 };
 pub use crypto::Verifier;
 pub use error::Error;

@@ -537,3 +537,32 @@ fn config_rejects_nonsense() {
     assert!(Schedule::from_secs(&[(0.0, f64::NAN)]).is_err());
     assert!(Schedule::from_secs(&[(-1.0, 1.0)]).is_err());
 }
+
+#[test]
+fn options_change_only_before_the_start_and_cancel_closes_for_the_peer() {
+    let mut net = Net::new();
+    let chosen: Code = "77-chosen-words".parse().unwrap();
+    let initiator = Exchange::initiator(config(), b"i".to_vec(), [1; 32]).unwrap();
+    let mut initiator =
+        initiator.with_config(|c| Ok(c.with_timeout(MINUTE))).unwrap().with_chosen_code(chosen.clone()).unwrap();
+    assert_eq!(initiator.config().timeout(), MINUTE);
+    initiator.start(net.now);
+    assert!(initiator.with_config(Ok).is_err(), "a started exchange keeps its options");
+
+    let mut initiator =
+        Exchange::initiator(config(), b"i".to_vec(), [1; 32]).unwrap().with_chosen_code(chosen.clone()).unwrap();
+    initiator.start(net.now);
+    net.pump(&mut initiator);
+    assert_eq!(initiator.code(), Some(&chosen));
+    let mut receiver = Exchange::receiver(config(), chosen, b"r".to_vec(), [2; 32]).unwrap();
+    receiver.start(net.now);
+    net.pump(&mut receiver);
+    initiator.cancel(net.now);
+    net.run(&mut [&mut initiator, &mut receiver], MINUTE);
+    assert_eq!(initiator.outcome(), Some(Err(&Error::Cancelled)));
+    assert_eq!(receiver.outcome(), Some(Err(&Error::PeerClosed { mood: Mood::Lonely })));
+    assert!(Exchange::receiver(config(), "1-a".parse().unwrap(), vec![], [3; 32])
+        .unwrap()
+        .with_chosen_code("2-b".parse().unwrap())
+        .is_err());
+}

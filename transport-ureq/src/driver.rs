@@ -5,7 +5,7 @@ use std::time::{Duration, SystemTime};
 
 use rand_core::{OsRng, RngCore};
 use wormhole_sync_core::wire::MAX_RESPONSE_BYTES;
-use wormhole_sync_core::{Error, Exchange, Timestamp, Transmit};
+use wormhole_sync_core::{Error, Exchange, Timestamp, Transmit, DEFAULT_RENDEZVOUS_URL};
 
 /// Longest time spent closing the channel after the outcome is known.
 const CLOSE_GRACE: Duration = Duration::from_secs(5);
@@ -23,21 +23,20 @@ pub(crate) fn os_seed() -> [u8; 32] {
     seed
 }
 
-/// An exchange bound to an HTTP agent and a server.
+/// An exchange bound to an HTTP agent; the server is the one its config names.
 pub(crate) struct Driver {
     pub(crate) exchange: Exchange,
     agent: ureq::Agent,
-    base: String,
 }
 
 impl Driver {
-    pub(crate) fn new(exchange: Exchange, base: &str) -> Driver {
+    pub(crate) fn new(exchange: Exchange) -> Driver {
         let config = ureq::Agent::config_builder()
             .http_status_as_error(false)
             .max_idle_connections_per_host(2)
             .user_agent(concat!("wormhole-sync-ureq/", env!("CARGO_PKG_VERSION")))
             .build();
-        Driver { exchange, agent: config.into(), base: base.trim_end_matches('/').to_string() }
+        Driver { exchange, agent: config.into() }
     }
 
     /// Runs the exchange until `done` holds or it has an outcome.
@@ -91,7 +90,8 @@ impl Driver {
         if let Some(cap) = cap {
             timeout = timeout.min(cap.max(MIN_REQUEST_TIMEOUT));
         }
-        let url = format!("{}{}", self.base, transmit.path());
+        let base = self.exchange.config().rendezvous().unwrap_or(DEFAULT_RENDEZVOUS_URL).trim_end_matches('/');
+        let url = format!("{base}{}", transmit.path());
         let answer = self
             .agent
             .post(&url)

@@ -30,9 +30,4 @@ mod driver;
 pub mod transcribe;
 
 pub use transcribe::{Initiator, Receiver};
-pub use wormhole_sync_core::{Code, Error, Schedule, Verifier};
-
-/// The rendezvous server used unless [`Initiator::rendezvous`] names another:
-/// a server started on this machine with `wormhole-sync-server` defaults.
-/// Both sides must use the same server.
-pub const DEFAULT_RENDEZVOUS_URL: &str = "http://127.0.0.1:4000";
+pub use wormhole_sync_core::{Code, Error, Schedule, Verifier, DEFAULT_RENDEZVOUS_URL};

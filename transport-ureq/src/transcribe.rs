@@ -7,67 +7,32 @@ use std::time::Duration;
 use wormhole_sync_core::{Code, Config, Error, Exchange, Role, Schedule, Verifier};
 
 use crate::driver::{os_seed, Driver};
-use crate::DEFAULT_RENDEZVOUS_URL;
+use wormhole_sync_core::DEFAULT_RENDEZVOUS_URL;
 
-/// What is needed to build the exchange; options may change until the first `get_*` call.
-struct Setup {
-    role: Role,
-    config: Config,
-    data: Vec<u8>,
-    seed: [u8; 32],
-    code: Option<Code>,
-}
-
-impl Setup {
-    fn build(&self) -> Result<Exchange, Error> {
-        let (config, data) = (self.config.clone(), self.data.clone());
-        match (self.role, &self.code) {
-            (Role::Initiator, None) => Exchange::initiator(config, data, self.seed),
-            (Role::Initiator, Some(code)) => Exchange::initiator_with_code(config, code.clone(), data, self.seed),
-            (Role::Receiver, Some(code)) => Exchange::receiver(config, code.clone(), data, self.seed),
-            (Role::Receiver, None) => Err(Error::InvalidConfig("a receiver needs a code".into())),
-        }
-    }
-}
-
-enum Client {
-    Setup(Setup),
-    // Boxed: a running exchange is much larger than its setup.
-    Running(Box<Driver>),
+/// One side: an exchange and the loop that drives it. Options change the
+/// exchange until it starts at the first `get_*` call.
+struct Client {
+    // Boxed: moved by value through the option methods.
+    driver: Box<Driver>,
 }
 
 impl Client {
-    fn new(role: Role, appid: &str, data: Vec<u8>, code: Option<Code>) -> Result<Client, Error> {
-        let config = Config::new(appid)?.with_rendezvous(DEFAULT_RENDEZVOUS_URL)?;
-        let setup = Setup { role, config, data, seed: os_seed(), code };
-        setup.build()?; // Refuse oversized data now, not at the first call.
-        Ok(Client::Setup(setup))
+    fn new(exchange: Exchange) -> Result<Client, Error> {
+        let exchange = exchange.with_config(|c| c.with_rendezvous(DEFAULT_RENDEZVOUS_URL))?;
+        Ok(Client { driver: Box::new(Driver::new(exchange)) })
     }
 
-    fn configure(mut self, change: impl FnOnce(Config) -> Result<Config, Error>) -> Result<Client, Error> {
-        match &mut self {
-            Client::Setup(setup) => {
-                setup.config = change(setup.config.clone())?;
-                Ok(self)
-            }
-            Client::Running(_) => Err(Error::InvalidConfig("options must be set before the first get_ call".into())),
-        }
+    fn change(self, change: impl FnOnce(Exchange) -> Result<Exchange, Error>) -> Result<Client, Error> {
+        let Driver { exchange, .. } = *self.driver;
+        Ok(Client { driver: Box::new(Driver::new(change(exchange)?)) })
     }
 
-    fn driver(&mut self) -> Result<&mut Driver, Error> {
-        if let Client::Setup(setup) = self {
-            let exchange = setup.build()?;
-            let url = setup.config.rendezvous().unwrap_or(DEFAULT_RENDEZVOUS_URL).to_string();
-            *self = Client::Running(Box::new(Driver::new(exchange, &url)));
-        }
-        match self {
-            Client::Running(driver) => Ok(driver),
-            Client::Setup(_) => unreachable!("replaced above"),
-        }
+    fn configure(self, change: impl FnOnce(Config) -> Result<Config, Error>) -> Result<Client, Error> {
+        self.change(|exchange| exchange.with_config(change))
     }
 
     fn get_code(&mut self) -> Result<Code, Error> {
-        let driver = self.driver()?;
+        let driver = &mut self.driver;
         driver.run_until(|e| e.code().is_some());
         match (driver.exchange.code(), driver.outcome()) {
             (_, Some(Err(error))) => Err(error),
@@ -77,7 +42,7 @@ impl Client {
     }
 
     fn get_verifier(&mut self) -> Result<Verifier, Error> {
-        let driver = self.driver()?;
+        let driver = &mut self.driver;
         driver.run_until(|e| e.verifier().is_some());
         match (driver.exchange.verifier(), driver.outcome()) {
             (Some(verifier), _) => Ok(verifier.clone()),
@@ -87,7 +52,7 @@ impl Client {
     }
 
     fn decide(&mut self, accept: bool) -> Result<(), Error> {
-        let driver = self.driver()?;
+        let driver = &mut self.driver;
         if driver.exchange.confirm_verifier(crate::driver::now(), accept) {
             Ok(())
         } else {
@@ -96,7 +61,7 @@ impl Client {
     }
 
     fn get_data(&mut self) -> Result<Vec<u8>, Error> {
-        let driver = self.driver()?;
+        let driver = &mut self.driver;
         driver.run_until(Exchange::awaits_confirmation);
         if driver.exchange.awaits_confirmation() {
             return Err(Error::VerifierUnconfirmed);
@@ -107,10 +72,7 @@ impl Client {
     }
 
     fn serialize(&self) -> Vec<u8> {
-        match self {
-            Client::Running(driver) => driver.exchange.serialize(),
-            Client::Setup(setup) => setup.build().map(|e| e.serialize()).unwrap_or_default(),
-        }
+        self.driver.exchange.serialize()
     }
 
     fn from_serialized(bytes: &[u8], role: Role) -> Result<Client, Error> {
@@ -118,17 +80,13 @@ impl Client {
         if exchange.role() != role {
             return Err(Error::BadSerializedState(format!("this state belongs to a {:?}", exchange.role())));
         }
-        let url = exchange.config().rendezvous().unwrap_or(DEFAULT_RENDEZVOUS_URL).to_string();
-        Ok(Client::Running(Box::new(Driver::new(exchange, &url))))
+        Ok(Client { driver: Box::new(Driver::new(exchange)) })
     }
 }
 
 impl fmt::Debug for Client {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            Client::Setup(setup) => f.debug_struct("NotStarted").field("role", &setup.role).finish_non_exhaustive(),
-            Client::Running(driver) => driver.exchange.fmt(f),
-        }
+        self.driver.exchange.fmt(f)
     }
 }
 
@@ -209,20 +167,15 @@ pub struct Initiator {
 impl Initiator {
     /// An initiator for `appid` that will send `data` (at most 32 KiB).
     pub fn new(appid: &str, data: Vec<u8>) -> Result<Initiator, Error> {
-        Ok(Initiator { client: Client::new(Role::Initiator, appid, data, None)? })
+        let exchange = Exchange::initiator(Config::new(appid)?, data, os_seed())?;
+        Ok(Initiator { client: Client::new(exchange)? })
     }
 
     /// Uses a code the application chose (both people type it) instead of
     /// allocating one.
     pub fn with_code(self, code: &str) -> Result<Initiator, Error> {
         let code: Code = code.parse()?;
-        match self.client {
-            Client::Setup(mut setup) => {
-                setup.code = Some(code);
-                Ok(Initiator { client: Client::Setup(setup) })
-            }
-            Client::Running(_) => Err(Error::InvalidConfig("options must be set before the first get_ call".into())),
-        }
+        Ok(Initiator { client: self.client.change(|e| e.with_chosen_code(code))? })
     }
 
     /// Sets how many secret words the code has (1 to 16, default 2).
@@ -252,7 +205,8 @@ impl Receiver {
     /// `data` (at most 32 KiB). A malformed code is [`Error::BadCode`].
     pub fn new(appid: &str, code: &str, data: Vec<u8>) -> Result<Receiver, Error> {
         let code: Code = code.parse()?;
-        Ok(Receiver { client: Client::new(Role::Receiver, appid, data, Some(code))? })
+        let exchange = Exchange::receiver(Config::new(appid)?, code, data, os_seed())?;
+        Ok(Receiver { client: Client::new(exchange)? })
     }
 
     shared_methods!(Role::Receiver);
