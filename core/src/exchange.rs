@@ -870,6 +870,8 @@ impl Exchange {
         if self.peer_plain.is_some() && self.data_posted && self.released() {
             self.succeeded = true;
             self.control_at = self.now;
+            // As after a failure, a pending long-poll's answer no longer matters.
+            self.in_flight.retain(|r| r.kind != Kind::Fetch);
             return;
         }
         self.check_peer_mood();

@@ -1,0 +1,324 @@
+//! The async API against the real server on 127.0.0.1.
+
+use std::future::Future;
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use wormhole_sync_core::rendezvous::RendezvousSnapshot;
+use wormhole_sync_core::{Mood, MAX_DATA_LEN};
+use wormhole_sync_server::{RunningServer, ServerConfig, Storage};
+use wormhole_sync_tokio::transcribe::{Initiator, Receiver};
+use wormhole_sync_tokio::{Error, Handle, Schedule};
+
+const APP: &str = "example.com/app1";
+
+fn config() -> ServerConfig {
+    ServerConfig { rate_limit_per_minute: 0, ..ServerConfig::default() }
+}
+
+async fn memory_server() -> RunningServer {
+    RunningServer::start("127.0.0.1:0".parse().unwrap(), config(), Storage::memory(), RendezvousSnapshot::new(vec![]))
+        .await
+        .unwrap()
+}
+
+async fn sqlite_server(db: &Path, addr: &str) -> RunningServer {
+    let (storage, saved) = Storage::sqlite(db).unwrap();
+    RunningServer::start(addr.parse().unwrap(), config(), storage, saved).await.unwrap()
+}
+
+fn initiator(server: &RunningServer, data: &[u8]) -> Initiator {
+    Initiator::new(APP, data.to_vec()).unwrap().rendezvous(&server.url()).unwrap()
+}
+
+fn receiver(server: &RunningServer, code: &str, data: &[u8]) -> Receiver {
+    Receiver::new(APP, code, data.to_vec()).unwrap().rendezvous(&server.url()).unwrap()
+}
+
+async fn metric(server: &RunningServer, prefix: &str) -> f64 {
+    let text = reqwest::get(format!("{}/metrics", server.url())).await.unwrap().text().await.unwrap();
+    text.lines().find_map(|l| l.strip_prefix(prefix)?.trim().parse().ok()).unwrap_or(0.0)
+}
+
+#[test]
+fn handles_and_futures_are_send_sync_static() {
+    fn send_sync<T: Send + Sync + Clone + 'static>(_: &T) {}
+    fn send_static<F: Future + Send + 'static>(_: F) {}
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    runtime.block_on(async {
+        let handle: Handle = Initiator::new(APP, vec![]).unwrap().rendezvous("http://127.0.0.1:9").unwrap().start();
+        send_sync(&handle);
+        send_static(handle.when_code());
+        send_static(handle.when_verifier());
+        send_static(handle.when_data());
+        send_static(handle.stop());
+        handle.stop().await;
+    });
+}
+
+async fn exchange_both_ways() {
+    let server = memory_server().await;
+    let i = initiator(&server, b"initiator's data").start();
+    let code = i.when_code().await.unwrap();
+    assert_eq!(i.when_code().await.unwrap(), code, "awaited again");
+    let r = receiver(&server, &code.to_string(), b"receiver's data").start();
+    let (mine, theirs) = tokio::join!(i.when_data(), r.when_data());
+    assert_eq!(mine.unwrap(), b"receiver's data");
+    assert_eq!(theirs.unwrap(), b"initiator's data");
+    assert_eq!(i.when_data().await.unwrap(), b"receiver's data", "awaited after it is known");
+    server.stop().await;
+}
+
+#[test]
+fn works_on_a_current_thread_runtime() {
+    tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(exchange_both_ways());
+}
+
+#[test]
+fn works_on_a_multi_thread_runtime() {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap()
+        .block_on(exchange_both_ways());
+}
+
+#[tokio::test]
+async fn many_waiters_on_one_handle_all_get_the_code_and_the_data() {
+    let server = memory_server().await;
+    let i = initiator(&server, b"initiator's data").start();
+    // Waiters registered before anything is known, from other tasks, through clones.
+    let waiters: Vec<_> = (0..20)
+        .map(|_| {
+            let h = i.clone();
+            tokio::spawn(async move { (h.when_code().await.unwrap(), h.when_data().await.unwrap()) })
+        })
+        .collect();
+    let code = i.when_code().await.unwrap();
+    let r = receiver(&server, &code.to_string(), b"receiver's data").start();
+    for waiter in waiters {
+        assert_eq!(waiter.await.unwrap(), (code.clone(), b"receiver's data".to_vec()));
+    }
+    assert_eq!(r.when_data().await.unwrap(), b"initiator's data");
+}
+
+#[tokio::test]
+async fn wrong_code_fails_both_sides_and_burns_the_code() {
+    let server = memory_server().await;
+    let i = initiator(&server, b"secret").start();
+    let code = i.when_code().await.unwrap();
+    let r = receiver(&server, &format!("{}-wrong-words", code.channel()), b"guess").start();
+    let (mine, theirs) = tokio::join!(i.when_data(), r.when_data());
+    assert_eq!((mine, theirs), (Err(Error::WrongCode), Err(Error::WrongCode)));
+    let late = receiver(&server, &code.to_string(), b"late").start().when_data().await.unwrap_err();
+    assert!(matches!(late, Error::UnknownChannel | Error::ChannelBurned), "{late:?}");
+}
+
+#[tokio::test]
+async fn a_third_party_is_crowded_out() {
+    let server = memory_server().await;
+    let i = initiator(&server, b"i").confirm_verifier(true).unwrap().start();
+    let code = i.when_code().await.unwrap().to_string();
+    let r = receiver(&server, &code, b"r").start();
+    i.when_verifier().await.unwrap();
+    assert_eq!(receiver(&server, &code, b"t").start().when_data().await, Err(Error::Crowded));
+    i.accept_verifier().unwrap();
+    assert_eq!(i.when_data().await.unwrap(), b"r");
+    assert_eq!(r.when_data().await.unwrap(), b"i");
+}
+
+#[tokio::test]
+async fn the_timeout_errors_every_waiter() {
+    let server = memory_server().await;
+    let timeout = Duration::from_secs(2);
+    let i = initiator(&server, b"i").timeout(timeout).unwrap().start();
+    let started = Instant::now();
+    let waiters: Vec<_> = (0..5).map(|_| tokio::spawn(i.when_data())).collect();
+    for waiter in waiters {
+        assert_eq!(waiter.await.unwrap(), Err(Error::Timeout));
+    }
+    let took = started.elapsed();
+    assert!(took >= timeout && took <= timeout + Duration::from_millis(1_000), "{took:?}");
+}
+
+#[tokio::test]
+async fn stop_mid_exchange_ends_both_sides_clearly() {
+    let server = memory_server().await;
+    let i = initiator(&server, b"i").confirm_verifier(true).unwrap().start();
+    let code = i.when_code().await.unwrap().to_string();
+    let r = receiver(&server, &code, b"r").start();
+    i.when_verifier().await.unwrap();
+    let waiting = tokio::spawn(i.when_data());
+    i.stop().await;
+    assert_eq!(waiting.await.unwrap(), Err(Error::Cancelled));
+    assert_eq!(r.when_data().await, Err(Error::PeerClosed { mood: Mood::Lonely }));
+    r.stop().await;
+    assert_eq!(metric(&server, "wormhole_channels_open").await, 0.0, "both sides closed the channel");
+}
+
+#[tokio::test]
+async fn dropping_the_last_handle_stops_the_exchange() {
+    let server = memory_server().await;
+    let i = initiator(&server, b"i").start();
+    let code = i.when_code().await.unwrap().to_string();
+    let r = receiver(&server, &code, b"r").confirm_verifier(true).unwrap().start();
+    r.when_verifier().await.unwrap();
+    let extra = i.clone();
+    drop(i);
+    // A clone keeps it running: still waiting for the receiver's data.
+    assert!(tokio::time::timeout(Duration::from_millis(300), extra.when_data()).await.is_err());
+    drop(extra);
+    assert_eq!(r.when_data().await, Err(Error::PeerClosed { mood: Mood::Lonely }));
+}
+
+#[tokio::test]
+async fn custom_schedule_is_followed_at_the_server() {
+    let server = memory_server().await;
+    let fetches = r#"wormhole_requests_total{route="fetch",code="ok"}"#;
+    let i = initiator(&server, b"i")
+        .schedule(Schedule::from_secs(&[(0.0, 0.2)]).unwrap())
+        .unwrap()
+        .timeout(Duration::from_secs(3))
+        .unwrap()
+        .start();
+    assert_eq!(i.when_data().await, Err(Error::Timeout));
+    let count = metric(&server, fetches).await;
+    assert!((12.0..=17.0).contains(&count), "{count} fetches");
+}
+
+#[tokio::test]
+async fn data_at_the_limit_passes_and_more_is_refused() {
+    assert_eq!(
+        Initiator::new(APP, vec![0; MAX_DATA_LEN + 1]).unwrap_err(),
+        Error::DataTooLarge { len: MAX_DATA_LEN + 1, max: MAX_DATA_LEN }
+    );
+    assert!(matches!(Receiver::new(APP, "no-number", vec![]), Err(Error::BadCode(_))));
+    let server = memory_server().await;
+    let big: Vec<u8> = (0..MAX_DATA_LEN).map(|i| (i * 13) as u8).collect();
+    let i = initiator(&server, &big).start();
+    let code = i.when_code().await.unwrap().to_string();
+    let r = receiver(&server, &code, &big).start();
+    assert_eq!(r.when_data().await.unwrap(), big);
+    assert_eq!(i.when_data().await.unwrap(), big);
+}
+
+/// Runs one stage of a client's life on a runtime of its own, then drops
+/// the runtime with the driver task in it: a process that dies without
+/// closing anything. Returns what the stage returned.
+fn in_a_process<T>(stage: impl Future<Output = T>) -> T {
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    runtime.block_on(stage)
+}
+
+#[test]
+fn serialize_and_resume_at_every_stage() {
+    let server_runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
+    let server = server_runtime.block_on(memory_server());
+    let url = server.url();
+    let app = |data: &[u8]| Initiator::new(APP, data.to_vec()).unwrap().rendezvous(&url).unwrap();
+
+    // Not started, then code known.
+    let unstarted = app(b"initiator's data").confirm_verifier(true).unwrap().serialize();
+    let (code, saved) = in_a_process(async {
+        let i = Initiator::from_serialized(&unstarted).unwrap().start();
+        let code = i.when_code().await.unwrap();
+        let saved = i.serialize();
+        std::mem::forget(i); // the process dies: no close
+        (code, saved)
+    });
+    // The receiver runs (and is itself restored once) meanwhile.
+    let receiver_saved = in_a_process(async {
+        let r = Receiver::new(APP, &code.to_string(), b"receiver's data".to_vec())
+            .unwrap()
+            .rendezvous(&url)
+            .unwrap()
+            .start();
+        r.when_code().await.unwrap();
+        let saved = r.serialize();
+        std::mem::forget(r);
+        saved
+    });
+    let receiving = server_runtime.spawn(async move {
+        let r = Receiver::from_serialized(&receiver_saved).unwrap().start();
+        r.when_data().await
+    });
+    // Verifier known, not yet confirmed.
+    let (verifier, saved) = in_a_process(async {
+        let i = Initiator::from_serialized(&saved).unwrap().start();
+        assert_eq!(i.when_code().await.unwrap(), code);
+        let verifier = i.when_verifier().await.unwrap();
+        let saved = i.serialize();
+        std::mem::forget(i);
+        (verifier, saved)
+    });
+    // Confirmed, data perhaps not yet sent.
+    let saved = in_a_process(async {
+        let i = Initiator::from_serialized(&saved).unwrap().start();
+        assert_eq!(i.when_verifier().await.unwrap(), verifier);
+        i.accept_verifier().unwrap();
+        let saved = i.serialize();
+        std::mem::forget(i);
+        saved
+    });
+    // Completed.
+    let saved = in_a_process(async {
+        let i = Initiator::from_serialized(&saved).unwrap().start();
+        assert_eq!(i.when_data().await.unwrap(), b"receiver's data");
+        let saved = i.serialize();
+        i.stop().await;
+        saved
+    });
+    assert_eq!(server_runtime.block_on(receiving).unwrap().unwrap(), b"initiator's data");
+    // A restored finished exchange still knows its result.
+    in_a_process(async {
+        let i = Initiator::from_serialized(&saved).unwrap().start();
+        assert_eq!(i.when_data().await.unwrap(), b"receiver's data");
+    });
+    assert!(Receiver::from_serialized(&saved).is_err(), "roles are checked");
+    server_runtime.block_on(server.stop());
+}
+
+#[tokio::test]
+async fn an_exchange_survives_a_server_restart_with_sqlite() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("rendezvous.sqlite3");
+    let server = sqlite_server(&db, "127.0.0.1:0").await;
+    let addr = server.addr().to_string();
+    let i = initiator(&server, b"initiator's data").confirm_verifier(true).unwrap().start();
+    let code = i.when_code().await.unwrap().to_string();
+    let r = receiver(&server, &code, b"receiver's data").start();
+    i.when_verifier().await.unwrap();
+    server.stop().await;
+    tokio::time::sleep(Duration::from_millis(700)).await; // requests fail meanwhile and are retried
+    let restarted = sqlite_server(&db, &addr).await;
+    i.accept_verifier().unwrap();
+    assert_eq!(i.when_data().await.unwrap(), b"receiver's data");
+    assert_eq!(r.when_data().await.unwrap(), b"initiator's data");
+    restarted.stop().await;
+}
+
+#[test]
+fn a_thousand_concurrent_exchanges_complete_with_every_byte_correct() {
+    const EXCHANGES: usize = 1_000;
+    let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
+    let threads_before = std::fs::read_dir("/proc/self/task").map(|d| d.count()).unwrap_or(0);
+    runtime.block_on(async {
+        let server = memory_server().await;
+        let data =
+            |side: u8, n: usize| -> Vec<u8> { (0..64 + n % 200).map(|k| (k as u8) ^ side ^ (n as u8)).collect() };
+        let initiators: Vec<Handle> = (0..EXCHANGES).map(|n| initiator(&server, &data(1, n)).start()).collect();
+        let mut receivers = Vec::with_capacity(EXCHANGES);
+        for (n, i) in initiators.iter().enumerate() {
+            let code = i.when_code().await.unwrap().to_string();
+            receivers.push(receiver(&server, &code, &data(2, n)).start());
+        }
+        for (n, (i, r)) in initiators.iter().zip(&receivers).enumerate() {
+            assert_eq!(i.when_data().await.unwrap(), data(2, n), "initiator {n}");
+            assert_eq!(r.when_data().await.unwrap(), data(1, n), "receiver {n}");
+        }
+        let threads_now = std::fs::read_dir("/proc/self/task").map(|d| d.count()).unwrap_or(0);
+        assert!(threads_now < threads_before + 64, "{threads_before} threads before, {threads_now} during");
+        server.stop().await;
+    });
+}
