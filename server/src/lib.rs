@@ -67,6 +67,9 @@ pub struct ServerConfig {
     pub rate_limit_loopback: bool,
     /// How often idle channels are swept.
     pub sweep_interval: Duration,
+    /// How long a connection may take to send a request's headers (also
+    /// while idle between keep-alive requests) before it is closed.
+    pub header_timeout: Duration,
 }
 
 impl Default for ServerConfig {
@@ -78,6 +81,7 @@ impl Default for ServerConfig {
             rate_limit_per_minute: 120,
             rate_limit_loopback: false,
             sweep_interval: Duration::from_secs(60),
+            header_timeout: Duration::from_secs(30),
         }
     }
 }
@@ -138,18 +142,68 @@ impl Server {
                 }
             }
         });
-        let router = http::router(app.clone()).into_make_service_with_connect_info::<SocketAddr>();
-        let stopping = app.clone();
-        let served = axum::serve(self.listener, router)
-            .with_graceful_shutdown(async move {
-                shutdown.await;
-                stopping.begin_shutdown();
-            })
-            .await;
+        let router = http::router(app.clone());
+        let served = serve_connections(self.listener, router, app.config.header_timeout, async move {
+            shutdown.await;
+            app.begin_shutdown();
+        })
+        .await;
+        let app = self.app;
         sweeper.abort();
         app.storage.close();
         served
     }
+}
+
+/// Accepts connections until `shutdown`, then lets each finish its
+/// in-flight request and waits for them all. Unlike `axum::serve`, hyper
+/// gets a timer, so a connection that sends no request headers in time
+/// (idle keep-alive included) is closed instead of held forever.
+async fn serve_connections(
+    listener: TcpListener,
+    router: axum::Router,
+    header_timeout: Duration,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+    use hyper_util::server::conn::auto::Builder;
+    use tower::ServiceExt as _;
+
+    let mut builder = Builder::new(TokioExecutor::new());
+    builder.http1().timer(TokioTimer::new()).header_read_timeout(header_timeout);
+    let builder = Arc::new(builder.http1_only());
+    let graceful = hyper_util::server::graceful::GracefulShutdown::new();
+    let mut shutdown = std::pin::pin!(shutdown);
+    loop {
+        let (stream, peer) = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok(accepted) => accepted,
+                Err(e) => {
+                    // Out of file descriptors and the like: back off, keep serving.
+                    tracing::warn!(error = %e, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+            () = &mut shutdown => break,
+        };
+        let _ = stream.set_nodelay(true);
+        let router = router.clone();
+        let service = hyper::service::service_fn(move |mut request: hyper::Request<hyper::body::Incoming>| {
+            request.extensions_mut().insert(axum::extract::ConnectInfo(peer));
+            router.clone().oneshot(request.map(axum::body::Body::new))
+        });
+        let connection = builder.serve_connection(TokioIo::new(stream), service).into_owned();
+        let connection = graceful.watch(connection);
+        tokio::spawn(async move {
+            if let Err(e) = connection.await {
+                tracing::trace!(error = %e, "connection ended with an error");
+            }
+        });
+    }
+    drop(listener);
+    graceful.shutdown().await;
+    Ok(())
 }
 
 /// A server running on a background task (tests, embedding).

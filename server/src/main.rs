@@ -42,6 +42,9 @@ struct Args {
     /// Longest long-poll wait granted.
     #[arg(long, default_value = "60s", value_parser = parse_duration)]
     max_wait: Duration,
+    /// Close connections that send no request headers for this long (idle keep-alive included).
+    #[arg(long, default_value = "30s", value_parser = parse_duration)]
+    header_timeout: Duration,
     /// Largest request body read, in bytes.
     #[arg(long, default_value_t = 128 * 1024)]
     max_body_bytes: usize,
@@ -110,6 +113,7 @@ async fn main() -> std::process::ExitCode {
     config.rate_limit_per_minute = args.rate_limit;
     config.rate_limit_loopback = args.rate_limit_loopback;
     config.sweep_interval = args.sweep_interval;
+    config.header_timeout = args.header_timeout;
 
     let (storage, saved) = if args.memory {
         (Storage::memory(), RendezvousSnapshot::new(Vec::new()))

@@ -269,3 +269,32 @@ fn bad_requests_get_4xx_with_a_stable_code_and_the_server_keeps_serving() {
     let metrics = String::from_utf8(get(a, "/metrics").body).unwrap();
     assert!(!metrics.contains("code=\"internal\""), "{metrics}");
 }
+
+#[test]
+fn silent_and_idle_connections_are_closed() {
+    use std::io::Read;
+    let config = ServerConfig { header_timeout: Duration::from_millis(500), ..quiet_config() };
+    let server = TestServer::memory(config);
+    // Connects and never sends a byte.
+    let mut silent = TcpStream::connect(server.addr).unwrap();
+    silent.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+    let started = Instant::now();
+    let mut rest = Vec::new();
+    let _ = silent.read_to_end(&mut rest); // ends when the server closes (a 408 may come first)
+    assert!(started.elapsed() < Duration::from_secs(15), "the silent connection was held open");
+    // Sends one request, then idles on the kept-alive connection.
+    let mut idle = TcpStream::connect(server.addr).unwrap();
+    idle.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+    let body = serde_json::to_vec(&json!({"appid": "app", "side": "idle"})).unwrap();
+    let head = format!(
+        "POST /v1/allocate HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n",
+        body.len()
+    );
+    idle.write_all(head.as_bytes()).unwrap();
+    idle.write_all(&body).unwrap();
+    assert_eq!(read_reply(&mut idle).unwrap().status, 200);
+    let started = Instant::now();
+    let mut rest = Vec::new();
+    let _ = idle.read_to_end(&mut rest);
+    assert!(started.elapsed() < Duration::from_secs(15), "the idle connection was held open");
+}
