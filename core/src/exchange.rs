@@ -563,6 +563,16 @@ impl Exchange {
         Ok(exchange)
     }
 
+    /// [`from_serialized`](Self::from_serialized), refusing state that
+    /// belongs to the other role (an initiator's state given to a receiver).
+    pub fn from_serialized_as(bytes: &[u8], role: Role) -> Result<Exchange, Error> {
+        let exchange = Exchange::from_serialized(bytes)?;
+        if exchange.role != role {
+            return Err(Error::BadSerializedState(format!("this state belongs to a {:?}", exchange.role)));
+        }
+        Ok(exchange)
+    }
+
     // ----- internals -----
 
     fn is_terminal(&self) -> bool {

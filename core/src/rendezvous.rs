@@ -196,10 +196,16 @@ impl Rendezvous {
     fn allocate(&mut self, now: Timestamp, appid: &str, side: &str) -> Result<Response, WireError> {
         if let Some(app) = self.apps.get_mut(appid) {
             if let Some(&id) = app.allocated_by.get(side) {
-                let channel = app.channels.get_mut(&id).expect("allocation index follows channels");
-                channel.last_activity = Some(now);
-                let channel = ChannelId::new(id).expect("ids in use are valid");
-                return Ok(Response::Allocated(AllocateResponse { channel }));
+                match (app.channels.get_mut(&id), ChannelId::new(id)) {
+                    (Some(channel), Some(channel_id)) => {
+                        channel.last_activity = Some(now);
+                        return Ok(Response::Allocated(AllocateResponse { channel: channel_id }));
+                    }
+                    // A stale index entry (never expected): forget it and allocate afresh.
+                    _ => {
+                        app.allocated_by.remove(side);
+                    }
+                }
             }
         }
         self.check_capacity(appid)?;

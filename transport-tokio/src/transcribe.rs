@@ -32,11 +32,7 @@ impl Unstarted {
     }
 
     fn from_serialized(bytes: &[u8], role: Role) -> Result<Unstarted, Error> {
-        let exchange = Exchange::from_serialized(bytes)?;
-        if exchange.role() != role {
-            return Err(Error::BadSerializedState(format!("this state belongs to a {:?}", exchange.role())));
-        }
-        Ok(Unstarted { exchange, client: None })
+        Ok(Unstarted { exchange: Exchange::from_serialized_as(bytes, role)?, client: None })
     }
 
     fn start(self) -> Handle {

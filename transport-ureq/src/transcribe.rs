@@ -76,10 +76,7 @@ impl Client {
     }
 
     fn from_serialized(bytes: &[u8], role: Role) -> Result<Client, Error> {
-        let exchange = Exchange::from_serialized(bytes)?;
-        if exchange.role() != role {
-            return Err(Error::BadSerializedState(format!("this state belongs to a {:?}", exchange.role())));
-        }
+        let exchange = Exchange::from_serialized_as(bytes, role)?;
         Ok(Client { driver: Box::new(Driver::new(exchange)) })
     }
 }
