@@ -256,3 +256,69 @@ impl Drop for RunningServer {
         }
     }
 }
+
+/// A server on a runtime of its own, for blocking programs and tests:
+/// starts at once, serves on background threads, and stops (flushing
+/// storage) on [`stop`](Self::stop) or drop.
+///
+/// ```
+/// use wormhole_sync_core::rendezvous::RendezvousSnapshot;
+/// use wormhole_sync_server::{BackgroundServer, ServerConfig, Storage};
+///
+/// let server = BackgroundServer::start(
+///     "127.0.0.1:0".parse().unwrap(),
+///     ServerConfig::default(),
+///     Storage::memory(),
+///     RendezvousSnapshot::new(Vec::new()),
+/// )?;
+/// assert!(server.url().starts_with("http://127.0.0.1:"));
+/// server.stop();
+/// # Ok::<(), std::io::Error>(())
+/// ```
+pub struct BackgroundServer {
+    runtime: tokio::runtime::Runtime,
+    server: Option<RunningServer>,
+    addr: SocketAddr,
+}
+
+impl BackgroundServer {
+    /// Binds and starts serving on two background threads.
+    pub fn start(
+        addr: SocketAddr,
+        config: ServerConfig,
+        storage: Storage,
+        saved: RendezvousSnapshot,
+    ) -> std::io::Result<BackgroundServer> {
+        let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?;
+        let server = runtime.block_on(RunningServer::start(addr, config, storage, saved))?;
+        let addr = server.addr();
+        Ok(BackgroundServer { runtime, server: Some(server), addr })
+    }
+
+    /// The address it listens on.
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// The base URL, e.g. `http://127.0.0.1:4000`.
+    pub fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    /// Shuts down gracefully and waits until storage is flushed.
+    pub fn stop(mut self) {
+        self.shut_down();
+    }
+
+    fn shut_down(&mut self) {
+        if let Some(server) = self.server.take() {
+            self.runtime.block_on(server.stop());
+        }
+    }
+}
+
+impl Drop for BackgroundServer {
+    fn drop(&mut self) {
+        self.shut_down();
+    }
+}

@@ -7,24 +7,23 @@ use std::time::{Duration, Instant};
 
 use wormhole_sync_core::rendezvous::RendezvousSnapshot;
 use wormhole_sync_core::MAX_DATA_LEN;
-use wormhole_sync_server::{RunningServer, ServerConfig, Storage};
+use wormhole_sync_server::{BackgroundServer, ServerConfig, Storage};
 use wormhole_sync_ureq::transcribe::{Initiator, Receiver};
 use wormhole_sync_ureq::{Error, Schedule};
 
 const APP: &str = "example.com/app1";
 
+/// The real server on 127.0.0.1, on its own runtime.
 struct Server {
-    runtime: tokio::runtime::Runtime,
-    running: Option<RunningServer>,
+    inner: BackgroundServer,
     addr: SocketAddr,
 }
 
 impl Server {
     fn start(config: ServerConfig, storage: Storage, saved: RendezvousSnapshot, addr: &str) -> Server {
-        let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
-        let running = runtime.block_on(RunningServer::start(addr.parse().unwrap(), config, storage, saved)).unwrap();
-        let addr = running.addr();
-        Server { runtime, running: Some(running), addr }
+        let inner = BackgroundServer::start(addr.parse().unwrap(), config, storage, saved).unwrap();
+        let addr = inner.addr();
+        Server { inner, addr }
     }
 
     fn memory() -> Server {
@@ -37,7 +36,7 @@ impl Server {
     }
 
     fn url(&self) -> String {
-        format!("http://{}", self.addr)
+        self.inner.url()
     }
 
     /// A metric's value, as the server counts it.
@@ -46,18 +45,8 @@ impl Server {
         text.lines().find_map(|l| l.strip_prefix(line_prefix)?.trim().parse().ok()).unwrap_or(0.0)
     }
 
-    fn stop(mut self) {
-        if let Some(running) = self.running.take() {
-            self.runtime.block_on(running.stop());
-        }
-    }
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        if let Some(running) = self.running.take() {
-            self.runtime.block_on(running.stop());
-        }
+    fn stop(self) {
+        self.inner.stop();
     }
 }
 

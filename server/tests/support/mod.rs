@@ -11,12 +11,11 @@ use std::time::{Duration, SystemTime};
 use serde_json::Value;
 use wormhole_sync_core::rendezvous::RendezvousSnapshot;
 use wormhole_sync_core::{Exchange, Timestamp};
-use wormhole_sync_server::{RunningServer, ServerConfig, Storage};
+use wormhole_sync_server::{BackgroundServer, ServerConfig, Storage};
 
-/// A server and the runtime it runs on.
+/// A server on 127.0.0.1 with its own runtime.
 pub struct TestServer {
-    pub runtime: tokio::runtime::Runtime,
-    server: Option<RunningServer>,
+    server: BackgroundServer,
     pub addr: SocketAddr,
 }
 
@@ -31,30 +30,18 @@ impl TestServer {
     }
 
     fn start(config: ServerConfig, storage: Storage, saved: RendezvousSnapshot, addr: &str) -> TestServer {
-        let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
-        let addr: SocketAddr = addr.parse().unwrap();
-        let server = runtime.block_on(RunningServer::start(addr, config, storage, saved)).expect("server starts");
+        let server = BackgroundServer::start(addr.parse().unwrap(), config, storage, saved).expect("server starts");
         let addr = server.addr();
-        TestServer { runtime, server: Some(server), addr }
+        TestServer { server, addr }
     }
 
     pub fn url(&self) -> String {
-        format!("http://{}", self.addr)
+        self.server.url()
     }
 
     /// Graceful stop: waits until storage is flushed.
-    pub fn stop(mut self) {
-        if let Some(server) = self.server.take() {
-            self.runtime.block_on(server.stop());
-        }
-    }
-}
-
-impl Drop for TestServer {
-    fn drop(&mut self) {
-        if let Some(server) = self.server.take() {
-            self.runtime.block_on(server.stop());
-        }
+    pub fn stop(self) {
+        self.server.stop();
     }
 }
 
