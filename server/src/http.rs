@@ -12,7 +12,7 @@ use axum::response::{IntoResponse, Response as HttpResponse};
 use axum::routing::{any, get};
 use axum::Router;
 use wormhole_sync_core::rendezvous::Rendezvous;
-use wormhole_sync_core::wire::{ErrorCode, FetchRequest, Request, Response, Route, WireError};
+use wormhole_sync_core::wire::{ErrorCode, FetchRequest, Message, Request, Response, Route, WireError};
 use wormhole_sync_core::{ChannelId, Timestamp};
 
 use crate::metrics::Metrics;
@@ -162,14 +162,15 @@ impl App {
     fn handle_and_record(&self, request: &Request) -> (Result<Response, WireError>, u64) {
         let mut core = self.core.lock().expect("state lock");
         let existed = request.channel().is_some_and(|c| core.contains(request.appid(), c));
-        let result = core.handle(now(), request);
+        let at = now();
+        let result = core.handle(at, request);
         let channel = match (request.channel(), &result) {
             (Some(channel), _) => channel,
             (None, Ok(Response::Allocated(allocated))) => allocated.channel,
             _ => return (result, self.storage.last_recorded()),
         };
         let appid = request.appid().to_string();
-        let Some(snapshot) = core.channel_snapshot(&appid, channel) else {
+        if !core.contains(&appid, channel) {
             // Deleted by this request (a final close, or found idle): forget it on disk too.
             let barrier = if existed {
                 self.storage.record(Change::Delete { appid, channel })
@@ -177,25 +178,32 @@ impl App {
                 self.storage.last_recorded()
             };
             return (result, barrier);
-        };
+        }
+        // A successful request stamps the channel's activity with `at`. Fetches and
+        // posts are journalled from what the request holds; only membership changes
+        // (allocate, join, close) copy the channel, whose log may be large.
         let barrier = match (request, &result) {
             (_, Err(_)) => self.storage.last_recorded(),
             (Request::Fetch(_), Ok(_)) => {
                 // Reads wait for what they saw, not for their own activity stamp.
                 let seen = self.storage.last_recorded();
-                self.storage.record(Change::Touch { appid, channel, at: snapshot.last_activity });
+                self.storage.record(Change::Touch { appid, channel, at });
                 seen
             }
-            (Request::Post(_), Ok(Response::Posted(posted))) => {
-                let index = usize::try_from(posted.seq).unwrap_or(usize::MAX).saturating_sub(1);
-                match snapshot.messages.get(index).cloned() {
-                    Some(message) => {
-                        self.storage.record(Change::Message { appid, channel, message, at: snapshot.last_activity })
-                    }
-                    None => self.storage.record(Change::Channel(snapshot)),
-                }
+            (Request::Post(post), Ok(Response::Posted(posted))) => {
+                // A repeated post returns the original seq, and its body is identical.
+                let message = Message {
+                    seq: posted.seq,
+                    side: post.side.clone(),
+                    phase: post.phase.clone(),
+                    body: post.body.clone(),
+                };
+                self.storage.record(Change::Message { appid, channel, message, at })
             }
-            (_, Ok(_)) => self.storage.record(Change::Channel(snapshot)),
+            (_, Ok(_)) => match core.channel_snapshot(&appid, channel) {
+                Some(snapshot) => self.storage.record(Change::Channel(snapshot)),
+                None => self.storage.last_recorded(),
+            },
         };
         (result, barrier)
     }
