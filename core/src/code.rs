@@ -86,6 +86,9 @@ pub enum CodeError {
     /// Only a channel number, no secret words.
     #[error("the code has no words after the channel number")]
     MissingWords,
+    /// The code ends with a separator, as if a word were still missing.
+    #[error("the code ends with a dash: is a word missing?")]
+    TrailingSeparator,
     /// More than [`MAX_CODE_WORDS`] words.
     #[error("the code has too many words")]
     TooManyWords,
@@ -170,15 +173,22 @@ fn normalize_word(word: &str) -> Option<String> {
 impl FromStr for Code {
     type Err = CodeError;
 
-    /// Parses a typed code, tolerating case, surrounding space, leading zeros
-    /// in the number, and spaces instead of dashes.
+    /// Parses a typed code (PROTOCOL.md 3.1): at most 512 bytes as typed;
+    /// surrounding white space is ignored, and so are letter case and leading
+    /// zeros in the number; inside, any run of `-` and white space separates
+    /// two parts. It must start with the number and end with a word.
     fn from_str(text: &str) -> Result<Code, CodeError> {
         if text.len() > MAX_CODE_LEN {
             return Err(CodeError::TooLong);
         }
-        let mut parts = text.split(|c: char| c == '-' || c.is_whitespace()).filter(|p| !p.is_empty());
-        let first = parts.next().ok_or(CodeError::Empty)?;
-        if !first.bytes().all(|b| b.is_ascii_digit()) {
+        let text = text.trim();
+        let is_separator = |c: char| c == '-' || c.is_whitespace();
+        if text.is_empty() {
+            return Err(CodeError::Empty);
+        }
+        let mut parts = text.split(is_separator).filter(|p| !p.is_empty());
+        let first = parts.next().ok_or(CodeError::MissingChannel)?;
+        if !text.starts_with(|c: char| c.is_ascii_digit()) || !first.bytes().all(|b| b.is_ascii_digit()) {
             return Err(CodeError::MissingChannel);
         }
         let digits = first.trim_start_matches('0');
@@ -188,7 +198,11 @@ impl FromStr for Code {
         let number: u32 = digits.parse().unwrap_or(0);
         let channel = ChannelId::new(number).ok_or(CodeError::InvalidChannel)?;
         let words: Vec<&str> = parts.take(MAX_CODE_WORDS + 1).collect();
-        Code::new(channel, &words)
+        let code = Code::new(channel, &words)?;
+        if text.ends_with(is_separator) {
+            return Err(CodeError::TrailingSeparator);
+        }
+        Ok(code)
     }
 }
 
@@ -231,6 +245,8 @@ mod tests {
             "007-GUITARIST-REVENGE",
             "7 guitarist revenge",
             "7--guitarist-revenge",
+            "7 - guitarist - revenge",
+            "\u{3000}7\tguitarist\u{a0}revenge\r\n",
         ] {
             let code: Code = typed.parse().unwrap();
             assert_eq!(code.to_string(), "7-guitarist-revenge", "typed {typed:?}");
@@ -251,12 +267,21 @@ mod tests {
             ("7-gui_tarist", CodeError::InvalidWord { position: 1 }),
             ("7-a-é", CodeError::InvalidWord { position: 2 }),
             ("-7x-a", CodeError::MissingChannel),
+            ("-7-a", CodeError::MissingChannel),
+            (" - 7-a", CodeError::MissingChannel),
+            ("7-a-", CodeError::TrailingSeparator),
+            ("7 a - ", CodeError::TrailingSeparator),
+            ("7x-a", CodeError::MissingChannel),
+            ("\u{0663}-a", CodeError::MissingChannel),
         ];
         for (typed, expected) in cases {
             assert_eq!(typed.parse::<Code>(), Err(expected.clone()), "typed {typed:?}");
         }
         let long = format!("7-{}", "a".repeat(MAX_CODE_LEN));
         assert_eq!(long.parse::<Code>(), Err(CodeError::TooLong));
+        // The limit is on the text as typed, white space included.
+        let padded = format!("7-a{}", " ".repeat(MAX_CODE_LEN));
+        assert_eq!(padded.parse::<Code>(), Err(CodeError::TooLong));
         let many = format!("7{}", "-a".repeat(MAX_CODE_WORDS + 1));
         assert_eq!(many.parse::<Code>(), Err(CodeError::TooManyWords));
         let long_word = format!("7-{}", "a".repeat(MAX_WORD_LEN + 1));

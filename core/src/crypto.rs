@@ -36,29 +36,43 @@ impl Seed {
     }
 
     /// `len` bytes for one purpose, independent of every other purpose.
-    fn expand(&self, label: &str, out: &mut [u8]) {
+    fn expand(&self, info: &[u8], out: &mut [u8]) {
         let hk = Hkdf::<Sha256>::new(Some(b"wormhole-sync/v1 seed"), self.0.as_slice());
-        hk.expand(label.as_bytes(), out).expect("HKDF output lengths used here are far below the limit");
+        hk.expand(info, out).expect("HKDF output lengths used here are far below the limit");
     }
 
     /// This client's side id: 16 lowercase hex characters.
     pub(crate) fn side(&self) -> String {
         let mut bytes = [0u8; 8];
-        self.expand("side", &mut bytes);
+        self.expand(b"side", &mut bytes);
         hex(&bytes)
     }
 
     /// The secret words of an allocated code.
     pub(crate) fn code_for(&self, channel: ChannelId, words: usize) -> Code {
         let mut entropy = vec![0u8; words];
-        self.expand("code-words", &mut entropy);
+        self.expand(b"code-words", &mut entropy);
         Code::from_entropy(channel, &entropy)
     }
 
-    fn pake_rng(&self) -> ChaCha20Rng {
-        let mut seed = Zeroizing::new([0u8; 32]);
-        self.expand("pake", seed.as_mut_slice());
-        ChaCha20Rng::from_seed(*seed)
+    /// The ChaCha20 key of the generator SPAKE2 draws its secret scalar
+    /// from. It is bound to the application id and the whole canonical
+    /// code, not to the seed alone: if a restored state re-ran allocation and
+    /// a server handed out another channel id, the two PAKE messages must use
+    /// unrelated scalars, or their difference would depend on the secret
+    /// words only and give them away to an offline search (PROTOCOL.md 4.1).
+    pub(crate) fn pake_key(&self, appid: &str, code: &Code) -> Zeroizing<[u8; 32]> {
+        let code = code.to_string();
+        let mut info = Vec::with_capacity(12 + appid.len() + code.len());
+        info.extend_from_slice(b"pake");
+        for field in [appid.as_bytes(), code.as_bytes()] {
+            let len = u32::try_from(field.len()).expect("app ids and codes are far below 4 GiB");
+            info.extend_from_slice(&len.to_be_bytes());
+            info.extend_from_slice(field);
+        }
+        let mut key = Zeroizing::new([0u8; 32]);
+        self.expand(&info, key.as_mut_slice());
+        key
     }
 }
 
@@ -108,7 +122,7 @@ impl Pake {
         let password = Password::new(code.to_string().as_bytes());
         let id_a = identity(appid, Role::Initiator);
         let id_b = identity(appid, Role::Receiver);
-        let rng = seed.pake_rng();
+        let rng = ChaCha20Rng::from_seed(*seed.pake_key(appid, code));
         let (state, outbound) = match role {
             Role::Initiator => Spake2::<Ed25519Group>::start_a_with_rng(&password, &id_a, &id_b, rng),
             Role::Receiver => Spake2::<Ed25519Group>::start_b_with_rng(&password, &id_a, &id_b, rng),

@@ -11,7 +11,7 @@ use crate::wire::Mood;
 /// [`WrongCode`](Error::WrongCode) means "ask the person to check the code",
 /// a [`Timeout`](Error::Timeout) means "nobody came".
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error, Serialize, Deserialize)]
-#[serde(tag = "kind", rename_all = "kebab-case")]
+#[serde(tag = "kind", rename_all = "kebab-case", deny_unknown_fields)]
 #[non_exhaustive]
 pub enum Error {
     /// The two sides used different codes (or someone guessed wrong). The
@@ -27,18 +27,37 @@ pub enum Error {
         /// What the last attempt saw (for people, not for matching).
         detail: String,
     },
+    /// The hard timeout passed while the rendezvous server, though reached,
+    /// kept refusing with a "retry later" answer (HTTP 429 or 5xx): it is
+    /// overloaded, rate-limits this address, or cannot store anything.
+    #[error("the rendezvous server was reached but refused until the timeout ({code}: {message}); try again later")]
+    ServerBusy {
+        /// The stable error code of its last refusal (`rate-limited`,
+        /// `too-many-channels`, `server-full`, `storage-unavailable`, ...;
+        /// `http-<status>` when the body was not an error object).
+        code: String,
+        /// The server's explanation, printable characters only.
+        message: String,
+    },
     /// Two sides already hold this channel: the code was used by someone else.
     #[error("the channel is already in use by two other sides")]
     Crowded,
-    /// The channel in the code does not exist (a typo in the number, or it
-    /// expired or was closed).
-    #[error("no such channel: check the number at the start of the code")]
+    /// The channel in a typed code does not exist: a typo in the number, or
+    /// the code expired or was used up.
+    #[error(
+        "no such channel: check the number at the start of the code; if it is right, the code has expired or was \
+         already used, so ask for a new one"
+    )]
     UnknownChannel,
+    /// The channel this side had joined is gone from the server: it expired
+    /// after a long silence, or the server lost its state.
+    #[error("the channel is gone from the rendezvous server (it expired or the server lost it); start a new exchange")]
+    ChannelExpired,
     /// The channel was closed after a failed attempt; this code is used up.
     #[error("this code was already used in a failed attempt; ask for a new one")]
     ChannelBurned,
     /// The other side closed the channel before the exchange completed.
-    #[error("the other side gave up ({mood})")]
+    #[error("{}", peer_closed(*.mood))]
     PeerClosed {
         /// The outcome the other side reported.
         mood: Mood,
@@ -96,4 +115,28 @@ pub enum Error {
     /// A serialized exchange could not be restored.
     #[error("cannot restore serialized state: {0}")]
     BadSerializedState(String),
+}
+
+impl Error {
+    /// The free texts this error carries, for checks on restored state.
+    pub(crate) fn texts(&self) -> Vec<&str> {
+        match self {
+            Error::ServerUnreachable { detail } | Error::PeerProtocol { detail } | Error::ServerProtocol { detail } => {
+                vec![detail]
+            }
+            Error::ServerBusy { code, message } | Error::ServerRejected { code, message } => vec![code, message],
+            Error::InvalidConfig(text) | Error::BadSerializedState(text) => vec![text],
+            _ => Vec::new(),
+        }
+    }
+}
+
+fn peer_closed(mood: Mood) -> &'static str {
+    match mood {
+        Mood::Lonely => "the other side gave up waiting (lonely) or was stopped",
+        Mood::Errory => "the other side stopped because of an error (errory)",
+        Mood::Happy => "the other side closed the channel (happy) before our data reached it",
+        Mood::Scary => "the other side saw a wrong code (scary)",
+        Mood::Declined => "the other side declined the verifier (declined)",
+    }
 }

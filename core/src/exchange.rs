@@ -11,17 +11,18 @@ use std::time::Duration;
 
 use base64::engine::general_purpose::STANDARD as BASE64;
 use base64::Engine as _;
-use serde::{Deserialize, Serialize};
 
 use crate::code::{ChannelId, Code};
 use crate::config::Config;
-use crate::crypto::{hex, unhex, Pake, Seed, SessionKeys, Verifier, PAKE_MESSAGE_LEN, TAG_LEN};
+use crate::crypto::{Pake, Seed, SessionKeys, Verifier, PAKE_MESSAGE_LEN, TAG_LEN};
 use crate::time::{millis, Timestamp};
 use crate::wire::{
-    parse_error_body, validate_side, AllocateRequest, CloseRequest, ErrorCode, FetchRequest, FetchResponse,
-    JoinRequest, Mood, PostRequest, Request, Response, Route,
+    parse_error_body, printable, validate_side, AllocateRequest, CloseRequest, ErrorCode, FetchRequest, FetchResponse,
+    JoinRequest, Mood, PostRequest, Request, Response, Route, MAX_SEQ,
 };
 use crate::{Error, Role};
+
+mod saved;
 
 /// Largest data one side may send.
 pub const MAX_DATA_LEN: usize = 32 * 1024;
@@ -29,8 +30,6 @@ pub const MAX_DATA_LEN: usize = 32 * 1024;
 pub const MAX_SERIALIZED_LEN: usize = 256 * 1024;
 /// How often a close is attempted before it is left to the server's expiry.
 const MAX_CLOSE_ATTEMPTS: u32 = 3;
-const FORMAT: &str = "wormhole-sync/exchange";
-const FORMAT_VERSION: u32 = 1;
 const PHASE_PAKE: &str = "pake";
 const PHASE_DATA: &str = "data";
 
@@ -124,6 +123,25 @@ struct InFlight {
     deadline: Timestamp,
 }
 
+/// The server's last "retry later" answer (429 or 5xx) to each kind of
+/// request, cleared by the next answer that is not one: what a timeout
+/// reports when the server kept refusing.
+#[derive(Default, Debug)]
+struct Refusals {
+    control: Option<(String, String)>,
+    fetch: Option<(String, String)>,
+}
+
+impl Refusals {
+    fn slot(&mut self, kind: Kind) -> &mut Option<(String, String)> {
+        if kind == Kind::Fetch {
+            &mut self.fetch
+        } else {
+            &mut self.control
+        }
+    }
+}
+
 /// Which events have been handed out since this object was created.
 #[derive(Default, Debug)]
 struct Announced {
@@ -181,6 +199,7 @@ pub struct Exchange {
     fetch_at: Timestamp,
     close_attempts: u32,
     last_problem: String,
+    refusals: Refusals,
     events: VecDeque<Event>,
     announced: Announced,
 }
@@ -303,6 +322,7 @@ impl Exchange {
             fetch_at: Timestamp::EPOCH,
             close_attempts: 0,
             last_problem: "no request was answered".into(),
+            refusals: Refusals::default(),
             events: VecDeque::new(),
             announced: Announced::default(),
         })
@@ -313,8 +333,8 @@ impl Exchange {
     pub fn start(&mut self, now: Timestamp) {
         if self.started_at.is_none() {
             self.started_at = Some(now);
-            self.now = now;
         }
+        self.advance(now);
         self.progress();
     }
 
@@ -428,7 +448,7 @@ impl Exchange {
     /// The server answered request `id` with an HTTP status and body.
     /// Answers to unknown or forgotten requests are ignored.
     pub fn handle_response(&mut self, now: Timestamp, id: RequestId, status: u16, body: &[u8]) {
-        self.now = self.now.max(now);
+        self.set_clock(now);
         if let Some(request) = self.take_in_flight(id) {
             self.on_response(request, status, body);
         }
@@ -440,8 +460,9 @@ impl Exchange {
     /// DNS failure, ...): it is retried per the schedule. `detail` is kept for
     /// the error shown if the server is never reached.
     pub fn handle_transport_error(&mut self, now: Timestamp, id: RequestId, detail: &str) {
-        self.now = self.now.max(now);
+        self.set_clock(now);
         if let Some(request) = self.take_in_flight(id) {
+            *self.refusals.slot(request.kind) = None;
             self.retry_later(request.kind, detail);
         }
         self.advance(now);
@@ -453,124 +474,6 @@ impl Exchange {
     /// verifier and the outcome.
     pub fn poll_event(&mut self) -> Option<Event> {
         self.events.pop_front()
-    }
-
-    /// The whole state as printable JSON, restorable with
-    /// [`from_serialized`](Self::from_serialized) at any point of the
-    /// exchange.
-    ///
-    /// **The result contains secrets** (the seed, the code, our data): store
-    /// it as carefully as the data itself.
-    pub fn serialize(&self) -> Vec<u8> {
-        let b64 = |bytes: &Vec<u8>| BASE64.encode(bytes);
-        let state = SerializedExchange {
-            format: FORMAT.into(),
-            version: FORMAT_VERSION,
-            role: self.role,
-            config: self.config.clone(),
-            seed: hex(self.seed.0.as_slice()),
-            data: BASE64.encode(&self.data),
-            code: self.code.as_ref().map(Code::to_string),
-            create_channel: self.create_channel,
-            started_at: self.started_at,
-            joined: self.joined,
-            pake_posted: self.pake_posted,
-            data_posted: self.data_posted,
-            close_acked: self.close_acked,
-            reached_server: self.reached_server,
-            cursor: self.cursor,
-            peer_side: self.peer_side.clone(),
-            peer_pake: self.peer_pake.as_ref().map(b64),
-            peer_data: self.peer_data.as_ref().map(b64),
-            peer_mood: self.peer_mood,
-            decision: self.decision,
-            failure: self.failure.clone(),
-        };
-        serde_json::to_vec(&state).expect("exchange state always serializes")
-    }
-
-    /// Restores an exchange from [`serialize`](Self::serialize)'s output.
-    /// Sending resumes at once; the schedule and timeout continue from the
-    /// original start. A corrupt or foreign blob gives
-    /// [`Error::BadSerializedState`].
-    ///
-    /// ```
-    /// use wormhole_sync_core::{Config, Exchange, Timestamp};
-    ///
-    /// let mut before = Exchange::initiator(Config::new("app")?, b"hi".to_vec(), [7; 32])?;
-    /// before.start(Timestamp::from_millis(1_000));
-    /// let restored = Exchange::from_serialized(&before.serialize())?;
-    /// assert!(restored.is_started());
-    /// assert!(Exchange::from_serialized(b"{\"format\":\"other\"}").is_err());
-    /// # Ok::<(), wormhole_sync_core::Error>(())
-    /// ```
-    pub fn from_serialized(bytes: &[u8]) -> Result<Exchange, Error> {
-        let bad = |why: &str| Error::BadSerializedState(why.to_string());
-        if bytes.len() > MAX_SERIALIZED_LEN {
-            return Err(bad("larger than any serialized exchange"));
-        }
-        let header: FormatHeader = serde_json::from_slice(bytes).map_err(|_| bad("not a serialized exchange"))?;
-        if header.format.as_deref() != Some(FORMAT) {
-            return Err(bad("not a serialized wormhole-sync exchange"));
-        }
-        if header.version != Some(FORMAT_VERSION) {
-            return Err(bad("unsupported format version"));
-        }
-        let state: SerializedExchange =
-            serde_json::from_slice(bytes).map_err(|e| Error::BadSerializedState(format!("malformed: {e}")))?;
-        state.config.validate().map_err(|e| Error::BadSerializedState(e.to_string()))?;
-        let seed: [u8; 32] =
-            unhex(&state.seed).and_then(|s| s.try_into().ok()).ok_or_else(|| bad("seed must be 32 bytes of hex"))?;
-        let decode = |text: &str, max: usize, what: &str| {
-            BASE64
-                .decode(text)
-                .ok()
-                .filter(|b| b.len() <= max)
-                .ok_or_else(|| Error::BadSerializedState(format!("{what} is not valid")))
-        };
-        let data = decode(&state.data, MAX_DATA_LEN, "data")?;
-        let code = match &state.code {
-            Some(text) => Some(text.parse::<Code>().map_err(|_| bad("code is not valid"))?),
-            None => None,
-        };
-        if code.is_none() && (state.role == Role::Receiver || state.joined) {
-            return Err(bad("a joined exchange or a receiver must have a code"));
-        }
-        if let Some(side) = &state.peer_side {
-            validate_side(side).map_err(|_| bad("peer side is not valid"))?;
-        }
-        let peer_pake =
-            state.peer_pake.as_deref().map(|p| decode(p, PAKE_MESSAGE_LEN, "peer PAKE message")).transpose()?;
-        let peer_data =
-            state.peer_data.as_deref().map(|p| decode(p, MAX_DATA_LEN + TAG_LEN, "peer data")).transpose()?;
-        let mut exchange = Exchange::new(state.role, state.config, data, seed, code)?;
-        exchange.create_channel = state.create_channel;
-        exchange.started_at = state.started_at;
-        exchange.now = state.started_at.unwrap_or(Timestamp::EPOCH);
-        exchange.joined = state.joined;
-        exchange.pake_posted = state.pake_posted;
-        exchange.data_posted = state.data_posted;
-        exchange.close_acked = state.close_acked;
-        exchange.reached_server = state.reached_server;
-        exchange.cursor = state.cursor;
-        exchange.peer_side = state.peer_side;
-        exchange.peer_pake = peer_pake;
-        exchange.peer_data = peer_data;
-        exchange.peer_mood = state.peer_mood;
-        exchange.decision = state.decision;
-        exchange.failure = state.failure;
-        exchange.progress();
-        Ok(exchange)
-    }
-
-    /// [`from_serialized`](Self::from_serialized), refusing state that
-    /// belongs to the other role (an initiator's state given to a receiver).
-    pub fn from_serialized_as(bytes: &[u8], role: Role) -> Result<Exchange, Error> {
-        let exchange = Exchange::from_serialized(bytes)?;
-        if exchange.role != role {
-            return Err(Error::BadSerializedState(format!("this state belongs to a {:?}", exchange.role)));
-        }
-        Ok(exchange)
     }
 
     // ----- internals -----
@@ -614,8 +517,13 @@ impl Exchange {
     fn mood(&self) -> Mood {
         match &self.failure {
             None => Mood::Happy,
-            Some(Error::Timeout | Error::ServerUnreachable { .. } | Error::Cancelled) => Mood::Lonely,
-            Some(Error::WrongCode | Error::Reflection | Error::PeerProtocol { .. }) => Mood::Scary,
+            Some(Error::Timeout | Error::ServerUnreachable { .. } | Error::ServerBusy { .. } | Error::Cancelled) => {
+                Mood::Lonely
+            }
+            // Scary burns the channel: for evidence of a wrong code or an attack. A peer
+            // that merely breaks the protocol is told `errory`, so it does not report a
+            // wrong code to its person.
+            Some(Error::WrongCode | Error::Reflection) => Mood::Scary,
             Some(Error::Declined | Error::PeerDeclined) => Mood::Declined,
             Some(_) => Mood::Errory,
         }
@@ -687,25 +595,48 @@ impl Exchange {
         Some(self.in_flight.swap_remove(index))
     }
 
+    /// Takes the caller's clock as it is. Time running backwards (a clock
+    /// stepped back, or state restored on a machine whose clock is behind
+    /// the one that saved it) moves every pending wake-up back by as much,
+    /// so waits keep their length instead of turning into a stall; a first
+    /// start that would lie in the future moves to now.
+    fn set_clock(&mut self, now: Timestamp) {
+        if now < self.now {
+            let back = self.now.saturating_since(now);
+            self.control_at = self.control_at.saturating_sub(back);
+            self.fetch_at = self.fetch_at.saturating_sub(back);
+            for request in &mut self.in_flight {
+                request.sent_at = request.sent_at.saturating_sub(back);
+                request.deadline = request.deadline.saturating_sub(back);
+            }
+        }
+        self.now = now;
+        if self.started_at.is_some_and(|started| started > now) {
+            self.started_at = Some(now);
+        }
+    }
+
     fn advance(&mut self, now: Timestamp) {
-        self.now = self.now.max(now);
+        self.set_clock(now);
         let Some(started) = self.started_at else { return };
         while let Some(index) = self.in_flight.iter().position(|r| r.deadline <= self.now) {
             let lost = self.in_flight.swap_remove(index);
+            *self.refusals.slot(lost.kind) = None;
             self.retry_later(lost.kind, "no answer in time");
         }
         if !self.is_terminal() && self.now >= started + self.config.timeout() {
-            let error = if self.reached_server {
-                Error::Timeout
-            } else {
-                Error::ServerUnreachable { detail: self.last_problem.clone() }
+            let refusal = self.refusals.control.clone().or_else(|| self.refusals.fetch.clone());
+            let error = match refusal {
+                Some((code, message)) => Error::ServerBusy { code, message },
+                None if self.reached_server => Error::Timeout,
+                None => Error::ServerUnreachable { detail: self.last_problem.clone() },
             };
             self.fail(error);
         }
     }
 
     fn retry_later(&mut self, kind: Kind, detail: &str) {
-        self.last_problem = detail.chars().take(256).collect();
+        self.last_problem = printable(detail, 256);
         let at = self.now + self.interval();
         if kind == Kind::Fetch {
             self.fetch_at = at;
@@ -722,23 +653,27 @@ impl Exchange {
             Kind::Fetch => Route::Fetch,
             Kind::Close => Route::Close,
         };
+        if (100..=599).contains(&status) {
+            self.reached_server = true;
+        }
+        let refused = matches!(status, 429 | 500..=599);
+        *self.refusals.slot(request.kind) = None;
         match status {
-            200..=299 => {
-                self.reached_server = true;
-                match Response::parse(route, body) {
-                    Ok(response) => self.on_success(&request, response),
-                    Err(detail) if request.kind == Kind::Close => {
-                        self.close_acked = true;
-                        self.last_problem = detail;
-                    }
-                    Err(detail) => self.fail(Error::ServerProtocol { detail }),
+            200..=299 => match Response::parse(route, body) {
+                Ok(response) => self.on_success(&request, response),
+                Err(detail) if request.kind == Kind::Close => {
+                    self.close_acked = true;
+                    self.last_problem = detail;
                 }
+                Err(detail) => self.fail(Error::ServerProtocol { detail }),
+            },
+            _ if refused => {
+                let (code, message) = error_body(status, body);
+                self.retry_later(request.kind, &format!("the server answered HTTP {status} ({code})"));
+                *self.refusals.slot(request.kind) = Some((code, message));
             }
-            429 | 500..=599 => self.retry_later(request.kind, &format!("the server answered HTTP {status}")),
             400..=499 => {
-                self.reached_server = true;
-                let (code, message) = parse_error_body(body)
-                    .unwrap_or_else(|| (format!("http-{status}"), "the error body is not JSON".into()));
+                let (code, message) = error_body(status, body);
                 self.on_rejected(request.kind, code, message);
             }
             _ => self.fail(Error::ServerProtocol { detail: format!("unexpected HTTP status {status}") }),
@@ -761,11 +696,13 @@ impl Exchange {
             (Kind::PostData, Response::Posted(_)) => self.data_posted = true,
             (Kind::Close, Response::Closed(_)) => self.close_acked = true,
             (Kind::Fetch, Response::Fetched(fetched)) => {
-                // Only news from the peer is worth an immediate refetch; our own echo is not.
-                let got_any = fetched.messages.iter().any(|m| m.side != self.side);
+                // An answer that moved the cursor (our own echo included) is followed at
+                // once by a long-poll after it, so the next message arrives within one
+                // round trip; an answer with nothing new waits for the next interval.
+                let cursor = self.cursor;
                 self.on_fetched(fetched);
                 let next_poll = request.sent_at + self.interval();
-                self.fetch_at = if got_any { self.now } else { next_poll.max(self.now) };
+                self.fetch_at = if self.cursor > cursor { self.now } else { next_poll.max(self.now) };
             }
             _ => unreachable!("responses are parsed by the request's route"),
         }
@@ -779,6 +716,8 @@ impl Exchange {
         }
         let error = match (kind, ErrorCode::from_name(&code)) {
             (_, Some(ErrorCode::Crowded)) => Error::Crowded,
+            // The channel we were in is gone: expired, or the server lost it.
+            (_, Some(ErrorCode::UnknownChannel)) if self.joined => Error::ChannelExpired,
             (_, Some(ErrorCode::UnknownChannel)) => Error::UnknownChannel,
             (Kind::Join, Some(ErrorCode::Burned)) if !self.joined => Error::ChannelBurned,
             // The peer found a wrong code and closed the channel for good.
@@ -791,6 +730,10 @@ impl Exchange {
     fn on_fetched(&mut self, fetched: FetchResponse) {
         if self.is_terminal() {
             return;
+        }
+        if fetched.messages.iter().any(|m| m.seq == 0 || m.seq > MAX_SEQ) {
+            let detail = format!("a message's sequence number is not between 1 and {MAX_SEQ}");
+            return self.fail(Error::ServerProtocol { detail });
         }
         for message in fetched.messages {
             self.cursor = self.cursor.max(message.seq);
@@ -943,35 +886,8 @@ impl fmt::Debug for Exchange {
     }
 }
 
-#[derive(Deserialize)]
-struct FormatHeader {
-    format: Option<String>,
-    version: Option<u32>,
-}
-
-/// The serialized form (PROTOCOL.md, "Serialized state").
-#[derive(Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct SerializedExchange {
-    format: String,
-    version: u32,
-    role: Role,
-    config: Config,
-    seed: String,
-    data: String,
-    code: Option<String>,
-    create_channel: bool,
-    started_at: Option<Timestamp>,
-    joined: bool,
-    pake_posted: bool,
-    data_posted: bool,
-    close_acked: bool,
-    reached_server: bool,
-    cursor: u64,
-    peer_side: Option<String>,
-    peer_pake: Option<String>,
-    peer_data: Option<String>,
-    peer_mood: Option<Mood>,
-    decision: Option<bool>,
-    failure: Option<Error>,
+/// The stable code and message of an error answer, or `http-<status>` when
+/// the body is not an error object.
+fn error_body(status: u16, body: &[u8]) -> (String, String) {
+    parse_error_body(body).unwrap_or_else(|| (format!("http-{status}"), "the error body is not JSON".into()))
 }

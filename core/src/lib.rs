@@ -83,6 +83,7 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+mod ascii_json;
 mod code;
 mod config;
 mod crypto;

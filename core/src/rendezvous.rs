@@ -10,9 +10,11 @@
 use std::collections::{BTreeMap, HashMap};
 use std::time::Duration;
 
+use rand_chacha::ChaCha20Rng;
+use rand_core::{RngCore, SeedableRng};
 use serde::{Deserialize, Serialize};
 
-use crate::code::ChannelId;
+use crate::code::{ChannelId, MAX_CHANNEL_ID};
 use crate::time::Timestamp;
 use crate::wire::{
     validate_appid, validate_phase, validate_side, AllocateResponse, CloseResponse, ClosedSide, ErrorCode,
@@ -42,12 +44,16 @@ pub struct RendezvousConfig {
     pub max_channels: usize,
     /// Longest long-poll wait the server grants.
     pub max_wait: Duration,
+    /// How long a burned channel stays after its members have all closed:
+    /// its id is not allocated again meanwhile, and a late join with the
+    /// old code learns `burned` instead of `unknown-channel`.
+    pub burned_retention: Duration,
 }
 
 impl Default for RendezvousConfig {
     /// Three days' expiry (the "days" use case), 64 KiB messages, 16
     /// messages per channel, 10,000 channels per app, a million in all,
-    /// 60 s long-polls.
+    /// 60 s long-polls, burned channels kept 5 minutes.
     fn default() -> Self {
         RendezvousConfig {
             channel_expiry: Duration::from_secs(3 * 24 * 3600),
@@ -56,6 +62,7 @@ impl Default for RendezvousConfig {
             max_channels_per_app: 10_000,
             max_channels: 1_000_000,
             max_wait: Duration::from_secs(60),
+            burned_retention: Duration::from_secs(5 * 60),
         }
     }
 }
@@ -79,6 +86,16 @@ impl Channel {
     fn member(&mut self, side: &str) -> Option<&mut Member> {
         self.members.iter_mut().find(|m| m.side == side)
     }
+
+    fn all_closed(&self) -> bool {
+        self.members.iter().all(|m| m.closed.is_some())
+    }
+
+    /// A burned channel whose members all left: kept, empty, only so its id
+    /// stays out of allocation and late joins learn `burned`.
+    fn is_tombstone(&self) -> bool {
+        self.burned && self.all_closed()
+    }
 }
 
 #[derive(Clone, Debug, Default)]
@@ -89,16 +106,31 @@ struct App {
 }
 
 impl App {
-    /// The smallest id no channel of this app uses.
-    fn smallest_free_id(&self) -> u32 {
-        let mut candidate = 1;
-        for &id in self.channels.keys() {
-            if id != candidate {
-                break;
+    /// An id no channel of this app uses, drawn uniformly from the free ids
+    /// of the shortest length that has any (1-9, then 10-99, ...): codes
+    /// stay short, and the id that just ended is not the one handed out
+    /// next, so a stale code rarely reaches a stranger's channel.
+    fn random_free_id(&self, rng: &mut ChaCha20Rng) -> Option<u32> {
+        let mut low = 1u32;
+        while low <= MAX_CHANNEL_ID {
+            let high = low.saturating_mul(10).saturating_sub(1).min(MAX_CHANNEL_ID);
+            let used = self.channels.range(low..=high).count() as u64;
+            let free = u64::from(high - low + 1) - used;
+            if free > 0 {
+                // The pick-th free id: step over every used id at or below the candidate.
+                let pick = rng.next_u64() % free;
+                let mut candidate = u64::from(low) + pick;
+                for &id in self.channels.range(low..=high).map(|(id, _)| id) {
+                    if u64::from(id) > candidate {
+                        break;
+                    }
+                    candidate += 1;
+                }
+                return u32::try_from(candidate).ok();
             }
-            candidate += 1;
+            low = high.saturating_add(1);
         }
-        candidate
+        None
     }
 }
 
@@ -125,14 +157,24 @@ pub struct RendezvousStats {
 /// let alloc = |side: &str| Request::Allocate(AllocateRequest { appid: "app".into(), side: side.into() });
 /// let Ok(Response::Allocated(a)) = server.handle(now, &alloc("s1")) else { panic!() };
 /// let Ok(Response::Allocated(b)) = server.handle(now, &alloc("s2")) else { panic!() };
-/// assert_eq!((a.channel.get(), b.channel.get()), (1, 2));
+/// // Two different one-digit ids, drawn at random.
+/// assert_ne!(a.channel, b.channel);
+/// assert!(a.channel.get() <= 9 && b.channel.get() <= 9);
 /// ```
-#[derive(Clone, Debug, Default)]
+#[derive(Clone, Debug)]
 pub struct Rendezvous {
     config: RendezvousConfig,
     apps: BTreeMap<String, App>,
     channels: usize,
     messages: usize,
+    /// Draws channel ids; seeded by the caller (the core has no randomness of its own).
+    rng: ChaCha20Rng,
+}
+
+impl Default for Rendezvous {
+    fn default() -> Self {
+        Rendezvous::new(RendezvousConfig::default())
+    }
 }
 
 fn err(code: ErrorCode, message: &str) -> WireError {
@@ -140,9 +182,32 @@ fn err(code: ErrorCode, message: &str) -> WireError {
 }
 
 impl Rendezvous {
-    /// An empty rendezvous with these limits.
+    /// An empty rendezvous with these limits. Channel ids are drawn from a
+    /// fixed seed until [`with_seed`](Self::with_seed) gives another: a
+    /// server must seed it from the operating system, so the ids it hands
+    /// out cannot be predicted.
     pub fn new(config: RendezvousConfig) -> Rendezvous {
-        Rendezvous { config, ..Rendezvous::default() }
+        Rendezvous { config, apps: BTreeMap::new(), channels: 0, messages: 0, rng: ChaCha20Rng::from_seed([0; 32]) }
+    }
+
+    /// Seeds the generator that draws channel ids.
+    ///
+    /// ```
+    /// use wormhole_sync_core::rendezvous::Rendezvous;
+    /// use wormhole_sync_core::wire::{AllocateRequest, Request, Response};
+    /// use wormhole_sync_core::Timestamp;
+    ///
+    /// let allocate = Request::Allocate(AllocateRequest { appid: "app".into(), side: "s1".into() });
+    /// let first_id = |seed| match Rendezvous::default().with_seed(seed).handle(Timestamp::EPOCH, &allocate) {
+    ///     Ok(Response::Allocated(a)) => a.channel.get(),
+    ///     other => panic!("{other:?}"),
+    /// };
+    /// assert_eq!(first_id([1; 32]), first_id([1; 32])); // the same seed, the same ids
+    /// assert!((1..=9).contains(&first_id([2; 32]))); // one digit while one-digit ids are free
+    /// ```
+    pub fn with_seed(mut self, seed: [u8; 32]) -> Rendezvous {
+        self.rng = ChaCha20Rng::from_seed(seed);
+        self
     }
 
     /// The limits in force.
@@ -209,9 +274,13 @@ impl Rendezvous {
             }
         }
         self.check_capacity(appid)?;
-        let id = self.apps.get(appid).map_or(1, App::smallest_free_id);
-        let channel = ChannelId::new(id)
+        let no_app = App::default();
+        let app = self.apps.get(appid).unwrap_or(&no_app);
+        let channel = app
+            .random_free_id(&mut self.rng)
+            .and_then(ChannelId::new)
             .ok_or_else(|| err(ErrorCode::TooManyChannels, "no channel id is free for this application"))?;
+        let id = channel.get();
         self.create(now, appid, id, side, true);
         Ok(Response::Allocated(AllocateResponse { channel }))
     }
@@ -340,7 +409,11 @@ impl Rendezvous {
             channel.burned = true;
         }
         channel.last_activity = Some(now);
-        let deleted = channel.members.iter().all(|m| m.closed.is_some());
+        let deleted = channel.all_closed() && !channel.burned;
+        if channel.is_tombstone() {
+            // Nobody can read the log any more: keep the id, drop the messages.
+            self.messages -= std::mem::take(&mut channel.messages).len();
+        }
         if allocated {
             // A later allocate by this side gets a fresh channel.
             let app = self.apps.get_mut(appid).expect("the channel exists");
@@ -370,8 +443,14 @@ impl Rendezvous {
         }
     }
 
+    /// When `channel` is deleted if nothing touches it first.
+    fn expires_at(&self, channel: &Channel) -> Timestamp {
+        let keep = if channel.is_tombstone() { self.config.burned_retention } else { self.config.channel_expiry };
+        channel.last_activity.unwrap_or(Timestamp::EPOCH) + keep
+    }
+
     fn is_idle(&self, channel: &Channel, now: Timestamp) -> bool {
-        channel.last_activity.is_none_or(|t| t + self.config.channel_expiry <= now)
+        self.expires_at(channel) <= now
     }
 
     fn expire_channel_if_idle(&mut self, appid: &str, id: ChannelId, now: Timestamp) {
@@ -398,11 +477,7 @@ impl Rendezvous {
 
     /// When the next channel will have been idle for the expiry time.
     pub fn next_expiry(&self) -> Option<Timestamp> {
-        self.apps
-            .values()
-            .flat_map(|a| a.channels.values())
-            .map(|c| c.last_activity.unwrap_or(Timestamp::EPOCH) + self.config.channel_expiry)
-            .min()
+        self.apps.values().flat_map(|a| a.channels.values()).map(|c| self.expires_at(c)).min()
     }
 
     /// The whole state, for persistence.

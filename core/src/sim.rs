@@ -80,6 +80,11 @@ pub struct Faults {
     pub restart_percent: u64,
     /// Most restarts per client.
     pub max_restarts: u32,
+    /// Largest step back of a client's clock at a restart (the state moves
+    /// to a machine whose clock is behind, or the clock was set back).
+    pub restart_clock_back_ms: u64,
+    /// Largest step forward of a client's clock at a restart.
+    pub restart_clock_forward_ms: u64,
 }
 
 impl Faults {
@@ -92,6 +97,8 @@ impl Faults {
             duplicate_percent: 0,
             restart_percent: 0,
             max_restarts: 0,
+            restart_clock_back_ms: 0,
+            restart_clock_forward_ms: 0,
         }
     }
 }
@@ -117,6 +124,9 @@ pub struct Scenario {
     pub receiver_data: Vec<u8>,
     /// Longest time the person takes to type the code.
     pub typing_delay_ms: u64,
+    /// How far each client's clock (initiator, receiver) is ahead of the
+    /// server's (negative: behind).
+    pub clock_offsets_ms: [i64; 2],
 }
 
 impl Scenario {
@@ -132,12 +142,15 @@ impl Scenario {
             initiator_data: b"initiator's data".to_vec(),
             receiver_data: b"receiver's data".to_vec(),
             typing_delay_ms: 3_000,
+            clock_offsets_ms: [0, 0],
         }
     }
 
     /// A scenario drawn from `seed`: mostly recoverable faults, some wrong
-    /// codes, some faults severe enough to time out, varied schedules,
-    /// long-polling on or off, verifier confirmation on or off.
+    /// codes, some faults severe enough to time out, varied schedules (some
+    /// with intervals of minutes to an hour and a timeout of days),
+    /// long-polling on or off, verifier confirmation on or off, clocks that
+    /// disagree and step at restarts.
     pub fn from_seed(seed: u64) -> Scenario {
         let mut rng = SimRng::new(seed ^ 0x5eed_5eed_5eed_5eed);
         let mut scenario = Scenario::simple(seed);
@@ -150,12 +163,19 @@ impl Scenario {
             duplicate_percent: rng.range(0, 10),
             restart_percent: rng.range(0, 5),
             max_restarts: 5,
+            restart_clock_back_ms: if rng.chance(30) { rng.range(0, 120_000) } else { 0 },
+            restart_clock_forward_ms: if rng.chance(30) { rng.range(0, 10_000) } else { 0 },
         };
         let max_delay = scenario.faults.max_delay_ms;
         scenario.faults.min_delay_ms = scenario.faults.min_delay_ms.min(max_delay);
         scenario.severe = severe;
         scenario.wrong_code = rng.chance(20);
-        let interval = Duration::from_millis(rng.range(100, 2_000));
+        let long_intervals = rng.chance(10);
+        let interval = if long_intervals {
+            Duration::from_millis(rng.range(20_000, 3_600_000))
+        } else {
+            Duration::from_millis(rng.range(100, 2_000))
+        };
         let mut config = Config::new("example.com/sim")
             .expect("valid appid")
             .with_schedule(Schedule::every(interval).expect("valid interval"))
@@ -165,6 +185,8 @@ impl Scenario {
             .expect("valid word count");
         if severe {
             config = config.with_timeout(Duration::from_secs(rng.range(20, 120)));
+        } else if long_intervals {
+            config = config.with_timeout(Duration::from_secs(3 * 24 * 3600));
         }
         scenario.config = config;
         let len = rng.range(0, 2_000) as usize;
@@ -172,6 +194,10 @@ impl Scenario {
         let len = rng.range(0, 2_000) as usize;
         scenario.receiver_data = (0..len).map(|_| rng.next_u64() as u8).collect();
         scenario.typing_delay_ms = rng.range(0, 30_000);
+        if rng.chance(30) {
+            let mut offset = || i64::try_from(rng.range(0, 240_000)).unwrap_or(0) - 120_000;
+            scenario.clock_offsets_ms = [offset(), offset()];
+        }
         scenario
     }
 }
@@ -188,6 +214,12 @@ pub struct Report {
     pub violations: Vec<String>,
     /// Virtual time the run took.
     pub elapsed: Duration,
+    /// When the initiator learned its outcome, after the start.
+    pub initiator_done: Option<Duration>,
+    /// When the receiver started, after the initiator's start.
+    pub receiver_started: Option<Duration>,
+    /// When the receiver learned its outcome, after the initiator's start.
+    pub receiver_done: Option<Duration>,
     /// Requests the server handled.
     pub requests: u64,
     /// Client restarts.
@@ -218,6 +250,8 @@ struct Waiter {
 
 #[derive(Default)]
 struct Node {
+    /// How far this client's clock is ahead of the server's.
+    clock_offset_ms: i64,
     exchange: Option<Exchange>,
     incarnation: u32,
     restarts: u32,
@@ -256,8 +290,11 @@ pub fn run(scenario: &Scenario) -> Report {
         receiver_at: None,
         report: Report::default(),
     };
+    sim.nodes[INITIATOR].clock_offset_ms = scenario.clock_offsets_ms[INITIATOR];
+    sim.nodes[RECEIVER].clock_offset_ms = scenario.clock_offsets_ms[RECEIVER];
+    let start = sim.clock(INITIATOR);
     sim.nodes[INITIATOR].exchange = Some(initiator);
-    sim.nodes[INITIATOR].exchange.as_mut().expect("just set").start(START);
+    sim.nodes[INITIATOR].exchange.as_mut().expect("just set").start(start);
     sim.run();
     sim.report.elapsed = sim.now.saturating_since(START);
     sim.report.initiator = sim.nodes[INITIATOR].outcome.clone();
@@ -266,7 +303,17 @@ pub fn run(scenario: &Scenario) -> Report {
     sim.report
 }
 
+/// `t` moved by `offset_ms` (either way), within the representable range.
+fn shifted(t: Timestamp, offset_ms: i64) -> Timestamp {
+    Timestamp::from_millis(t.as_millis().saturating_add_signed(offset_ms))
+}
+
 impl Sim<'_> {
+    /// What client `who`'s clock reads now.
+    fn clock(&self, who: usize) -> Timestamp {
+        shifted(self.now, self.nodes[who].clock_offset_ms)
+    }
+
     fn run(&mut self) {
         for _ in 0..MAX_STEPS {
             self.drain_clients();
@@ -294,7 +341,9 @@ impl Sim<'_> {
     fn next_time(&self) -> Option<Timestamp> {
         let nodes = self.nodes.iter();
         let packet = self.packets.keys().next().map(|k| k.0);
-        let timeouts = nodes.clone().filter_map(|n| n.exchange.as_ref()?.poll_timeout());
+        // A client's wake-up time is on its own clock.
+        let timeouts =
+            nodes.clone().filter_map(|n| Some(shifted(n.exchange.as_ref()?.poll_timeout()?, -n.clock_offset_ms)));
         let confirms = nodes.filter_map(|n| n.confirm_at);
         let waiters = self.waiters.iter().map(|w| w.deadline);
         let receiver = self.receiver_at.as_ref().map(|r| r.0);
@@ -321,9 +370,10 @@ impl Sim<'_> {
 
     fn drain_clients(&mut self) {
         for who in [INITIATOR, RECEIVER] {
+            let now = self.clock(who);
             let Some(exchange) = self.nodes[who].exchange.as_mut() else { continue };
             let mut outgoing = Vec::new();
-            while let Some(t) = exchange.poll_transmit(self.now) {
+            while let Some(t) = exchange.poll_transmit(now) {
                 outgoing.push((t.id(), t.path(), t.body()));
             }
             let mut events = Vec::new();
@@ -365,6 +415,9 @@ impl Sim<'_> {
     }
 
     fn record_outcome(&mut self, who: usize, outcome: Result<Vec<u8>, Error>) {
+        let at = Some(self.now.saturating_since(START));
+        let done = if who == INITIATOR { &mut self.report.initiator_done } else { &mut self.report.receiver_done };
+        *done = done.or(at);
         let node = &mut self.nodes[who];
         match &node.outcome {
             Some(earlier) if *earlier != outcome => {
@@ -384,10 +437,11 @@ impl Sim<'_> {
                     self.server_receive(from, incarnation, id, path, &body)
                 }
                 Packet::ToClient { to, incarnation, id, status, body } => {
+                    let now = self.clock(to);
                     let node = &mut self.nodes[to];
                     if node.incarnation == incarnation {
                         if let Some(exchange) = node.exchange.as_mut() {
-                            exchange.handle_response(self.now, id, status, &body);
+                            exchange.handle_response(now, id, status, &body);
                         }
                     }
                 }
@@ -406,13 +460,14 @@ impl Sim<'_> {
             }
         }
         for who in [INITIATOR, RECEIVER] {
+            let now = self.clock(who);
             let node = &mut self.nodes[who];
             let Some(exchange) = node.exchange.as_mut() else { continue };
             if node.confirm_at.is_some_and(|t| t <= self.now) {
                 node.confirm_at = None;
-                exchange.confirm_verifier(self.now, true);
+                exchange.confirm_verifier(now, true);
             }
-            exchange.handle_timeout(self.now);
+            exchange.handle_timeout(now);
         }
     }
 
@@ -420,8 +475,9 @@ impl Sim<'_> {
         let seed = self.rng.bytes32();
         let data = self.scenario.receiver_data.clone();
         let mut receiver = Exchange::receiver(self.scenario.config.clone(), code, data, seed).expect("valid data");
-        receiver.start(self.now);
+        receiver.start(self.clock(RECEIVER));
         self.nodes[RECEIVER].exchange = Some(receiver);
+        self.report.receiver_started = Some(self.now.saturating_since(START));
     }
 
     fn server_receive(&mut self, from: usize, incarnation: u32, id: RequestId, path: &str, body: &[u8]) {
@@ -486,6 +542,9 @@ impl Sim<'_> {
             {
                 continue;
             }
+            // The restored state may run on a clock that is behind or ahead.
+            let back = i64::try_from(self.rng.range(0, faults.restart_clock_back_ms)).unwrap_or(0);
+            let forward = i64::try_from(self.rng.range(0, faults.restart_clock_forward_ms)).unwrap_or(0);
             let node = &mut self.nodes[who];
             let blob = node.exchange.as_ref().expect("checked above").serialize();
             match Exchange::from_serialized(&blob) {
@@ -493,6 +552,7 @@ impl Sim<'_> {
                     node.exchange = Some(restored);
                     node.incarnation += 1;
                     node.restarts += 1;
+                    node.clock_offset_ms += if self.rng.chance(50) { forward } else { -back };
                     self.report.restarts += 1;
                 }
                 Err(e) => self.report.violations.push(format!("side {who} could not restore its own state: {e}")),

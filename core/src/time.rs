@@ -51,6 +51,20 @@ impl Timestamp {
         Timestamp(u64::try_from(since.as_millis()).unwrap_or(u64::MAX))
     }
 
+    /// This time moved back by `d`, stopping at the epoch.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use wormhole_sync_core::Timestamp;
+    ///
+    /// let t = Timestamp::from_millis(1_000);
+    /// assert_eq!(t.saturating_sub(Duration::from_millis(400)), Timestamp::from_millis(600));
+    /// assert_eq!(t.saturating_sub(Duration::from_secs(5)), Timestamp::EPOCH);
+    /// ```
+    pub fn saturating_sub(self, d: Duration) -> Timestamp {
+        Timestamp(self.0.saturating_sub(millis(d)))
+    }
+
     /// The time elapsed since `earlier`, or zero if `earlier` is later.
     pub fn saturating_since(self, earlier: Timestamp) -> Duration {
         Duration::from_millis(self.0.saturating_sub(earlier.0))
@@ -66,6 +80,9 @@ impl std::ops::Add<Duration> for Timestamp {
         Timestamp(self.0.saturating_add(ms))
     }
 }
+
+/// The last millisecond of the year 9999: no saved time may lie beyond it.
+pub(crate) const MAX_TIMESTAMP: Timestamp = Timestamp(253_402_300_799_999);
 
 /// Converts a duration to whole milliseconds, saturating.
 pub(crate) fn millis(d: Duration) -> u64 {

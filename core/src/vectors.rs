@@ -18,6 +18,7 @@ fn compute() -> Value {
     let ipake = Pake::start(&iseed, APPID, Role::Initiator, &code);
     let rpake = Pake::start(&rseed, APPID, Role::Receiver, &code);
     let (imsg, rmsg) = (ipake.outbound().to_vec(), rpake.outbound().to_vec());
+    let (ikey, rkey) = (iseed.pake_key(APPID, &code), rseed.pake_key(APPID, &code));
     let shared = ipake.finish_shared(&rmsg).expect("valid message");
     let ikeys = SessionKeys::derive(Role::Initiator, &shared);
     let rkeys = rpake.finish(Role::Receiver, &imsg).expect("valid message");
@@ -31,7 +32,11 @@ fn compute() -> Value {
         "receiver_side": rseed.side(),
         "channel": 7,
         "code": code.to_string(),
+        "initiator_pake_key": hex(ikey.as_slice()),
+        "initiator_scalar": hex(&scalar(&ikey)),
         "initiator_pake": hex(&imsg),
+        "receiver_pake_key": hex(rkey.as_slice()),
+        "receiver_scalar": hex(&scalar(&rkey)),
         "receiver_pake": hex(&rmsg),
         "spake2_key": hex(&shared),
         "key_initiator_to_receiver": hex(ikeys.outbound_key()),
@@ -43,6 +48,16 @@ fn compute() -> Value {
         "receiver_data": hex(rdata),
         "receiver_sealed": hex(&rkeys.seal(Role::Receiver, APPID, channel, rdata)),
     })
+}
+
+/// The SPAKE2 secret scalar for a generator key, as PROTOCOL.md 4.1 draws
+/// it (little-endian bytes): the first 64 bytes of the ChaCha20 keystream,
+/// little-endian, reduced modulo the group order.
+fn scalar(key: &[u8; 32]) -> [u8; 32] {
+    use rand_core::{RngCore, SeedableRng};
+    let mut wide = [0u8; 64];
+    rand_chacha::ChaCha20Rng::from_seed(*key).fill_bytes(&mut wide);
+    curve25519_dalek::Scalar::from_bytes_mod_order_wide(&wide).to_bytes()
 }
 
 /// The JSON block after the `test-vectors` marker in PROTOCOL.md.

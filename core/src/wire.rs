@@ -16,6 +16,9 @@ use crate::code::ChannelId;
 pub const MAX_REQUEST_BYTES: usize = 128 * 1024;
 /// Largest response body a client reads (a channel's whole message log).
 pub const MAX_RESPONSE_BYTES: usize = 2 * 1024 * 1024;
+/// Largest message sequence number; a client treats a larger one as a
+/// server protocol error.
+pub const MAX_SEQ: u64 = u32::MAX as u64;
 /// Longest application id, in bytes.
 pub const MAX_APPID_LEN: usize = 256;
 /// Longest side id.
@@ -417,7 +420,8 @@ impl Response {
             return Err(format!("response body exceeds {MAX_RESPONSE_BYTES} bytes"));
         }
         fn json<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, String> {
-            serde_json::from_slice(body).map_err(|e| format!("malformed response: {e}"))
+            // serde's message may quote the server's strings: keep it printable.
+            serde_json::from_slice(body).map_err(|e| printable(&format!("malformed response: {e}"), 256))
         }
         Ok(match route {
             Route::Allocate => Response::Allocated(json(body)?),
@@ -594,14 +598,49 @@ impl WireError {
     }
 }
 
-/// Reads an error body: `(code, message)` as the server sent them, if it is one.
+/// Reads an error body: `(code, message)`, made [`printable`], if it is one.
 pub(crate) fn parse_error_body(body: &[u8]) -> Option<(String, String)> {
     if body.len() > MAX_RESPONSE_BYTES {
         return None;
     }
     let parsed: ErrorBody = serde_json::from_slice(body).ok()?;
-    let clip = |s: String, n: usize| s.chars().take(n).collect::<String>();
-    Some((clip(parsed.error, 64), clip(parsed.message, 256)))
+    Some((printable(&parsed.error, 64), printable(&parsed.message, 256)))
+}
+
+/// Text from outside (a server's error message, a transport's description)
+/// made safe to show on a terminal: at most `max_chars` characters, each
+/// control, format (bidirectional overrides, zero-width characters) or line
+/// separator character replaced by U+FFFD, so no escape sequence, carriage
+/// return or line break reaches the person reading the error.
+///
+/// ```
+/// use wormhole_sync_core::wire::printable;
+/// assert_eq!(printable("busy\x1b[2J\r\nnow", 64), "busy\u{fffd}[2J\u{fffd}\u{fffd}now");
+/// assert_eq!(printable("abcdef", 3), "abc");
+/// ```
+pub fn printable(text: &str, max_chars: usize) -> String {
+    text.chars().take(max_chars).map(|c| if is_printable(c) { c } else { '\u{fffd}' }).collect()
+}
+
+/// Whether `text` is unchanged by [`printable`] (ignoring its length).
+pub(crate) fn is_printable_text(text: &str) -> bool {
+    text.chars().all(is_printable)
+}
+
+fn is_printable(c: char) -> bool {
+    let format = matches!(
+        c,
+        '\u{00ad}'
+            | '\u{061c}'
+            | '\u{180e}'
+            | '\u{200b}'..='\u{200f}'
+            | '\u{2028}'..='\u{202e}'
+            | '\u{2060}'..='\u{206f}'
+            | '\u{feff}'
+            | '\u{fff9}'..='\u{fffb}'
+            | '\u{e0000}'..='\u{e007f}'
+    );
+    !c.is_control() && !format
 }
 
 #[cfg(test)]

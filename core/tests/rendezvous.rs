@@ -53,18 +53,131 @@ fn code_of(result: Result<Response, wormhole_sync_core::wire::WireError>) -> Err
 }
 
 #[test]
-fn ids_are_the_smallest_free_per_app_and_reused() {
-    let mut server = Rendezvous::default();
-    for i in 1..=1_000 {
-        assert_eq!(allocated(&mut server, "busy.example", &format!("s{i}")), i);
+fn ids_are_drawn_from_the_shortest_free_length_per_app() {
+    let mut server = Rendezvous::default().with_seed([5; 32]);
+    let ids: Vec<u32> = (1..=1_000).map(|i| allocated(&mut server, "busy.example", &format!("s{i}"))).collect();
+    let sorted = |range: &[u32]| {
+        let mut v = range.to_vec();
+        v.sort_unstable();
+        v
+    };
+    // Every one-digit id before any two-digit one, then every two-digit id, ...
+    assert_eq!(sorted(&ids[..9]), (1..=9).collect::<Vec<_>>());
+    assert_eq!(sorted(&ids[9..99]), (10..=99).collect::<Vec<_>>());
+    assert_eq!(sorted(&ids[99..999]), (100..=999).collect::<Vec<_>>());
+    assert!((1_000..=9_999).contains(&ids[999]));
+    assert_ne!(&ids[..9], &[1, 2, 3, 4, 5, 6, 7, 8, 9], "not in order");
+    // A quiet app still gets one-digit ids, whatever other apps hold.
+    assert!((1..=9).contains(&allocated(&mut server, "quiet.example", "q1")));
+    // Freeing a one-digit id in the busy app makes it the only short id to give.
+    let freed = ids[4];
+    server.handle(T0, &close("busy.example", freed, &format!("s{}", 5), Mood::Happy)).unwrap();
+    assert_eq!(allocated(&mut server, "busy.example", "new"), freed);
+}
+
+#[test]
+fn free_ids_are_drawn_uniformly() {
+    let mut server = Rendezvous::default().with_seed([6; 32]);
+    let mut counts = [0u32; 10];
+    for i in 0..9_000 {
+        let side = format!("s{i}");
+        let id = allocated(&mut server, "app", &side);
+        counts[id as usize] += 1;
+        server.handle(T0, &close("app", id, &side, Mood::Happy)).unwrap();
     }
-    // A quiet app still gets one-digit ids.
-    assert_eq!(allocated(&mut server, "quiet.example", "q1"), 1);
-    assert_eq!(allocated(&mut server, "quiet.example", "q2"), 2);
-    // Freeing 500 in the busy app makes it the next id there.
-    server.handle(T0, &close("busy.example", 500, "s500", Mood::Happy)).unwrap();
-    assert_eq!(allocated(&mut server, "busy.example", "new"), 500);
-    assert_eq!(allocated(&mut server, "busy.example", "newer"), 1_001);
+    assert_eq!(counts[0], 0);
+    // 1,000 expected per id; a fair draw stays well within ±15 %.
+    assert!(counts[1..].iter().all(|&n| (850..=1_150).contains(&n)), "{counts:?}");
+}
+
+/// How often a code kept after its exchange ended names a channel that a
+/// new, unrelated exchange holds by the time it is typed: `active` exchanges
+/// run at once on one app; each round one ends, a new one allocates, and
+/// the old code is tried. `allocate` picks the new id given the ids in use.
+fn stale_code_hit_rate(active: usize, rounds: usize, mut allocate: impl FnMut(&[u32]) -> u32) -> f64 {
+    let mut in_use: Vec<u32> = Vec::new();
+    for _ in 0..active {
+        let id = allocate(&in_use);
+        in_use.push(id);
+    }
+    let mut hits = 0;
+    for round in 0..rounds {
+        let ended = in_use.remove(round % in_use.len());
+        let id = allocate(&in_use);
+        in_use.push(id);
+        hits += usize::from(in_use.contains(&ended));
+    }
+    hits as f64 / rounds as f64
+}
+
+#[test]
+fn a_stale_code_rarely_reaches_a_new_exchange() {
+    // Before: the smallest free id, so the id that just ended is the next one given.
+    let smallest_first = |in_use: &[u32]| (1..).find(|id| !in_use.contains(id)).unwrap();
+    for active in [1, 3, 5] {
+        let before = stale_code_hit_rate(active, 2_000, smallest_first);
+        let mut server = Rendezvous::default().with_seed([active as u8; 32]);
+        let mut sides: Vec<(String, u32)> = Vec::new();
+        let after = stale_code_hit_rate(active, 2_000, |in_use| {
+            // Mirror the harness's ids on the real state machine: close what it ended.
+            for (side, id) in std::mem::take(&mut sides) {
+                if !in_use.contains(&id) {
+                    server.handle(T0, &close("app", id, &side, Mood::Happy)).unwrap();
+                } else {
+                    sides.push((side, id));
+                }
+            }
+            let side = format!("s{}", rand_side());
+            let id = allocated(&mut server, "app", &side);
+            sides.push((side, id));
+            id
+        });
+        println!(
+            "{active} active exchanges: a stale code hits a new exchange {:.0} % before, {:.1} % after",
+            before * 100.0,
+            after * 100.0
+        );
+        assert_eq!(before, 1.0);
+        // The ended id is one of 10 - active free one-digit ids, drawn uniformly.
+        let expected = 1.0 / (10 - active) as f64;
+        assert!((after - expected).abs() < 0.04, "{active} active: {after} vs {expected}");
+    }
+}
+
+/// A fresh side name each call (allocate is idempotent per side).
+fn rand_side() -> usize {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    static NEXT: AtomicUsize = AtomicUsize::new(0);
+    NEXT.fetch_add(1, Ordering::Relaxed)
+}
+
+#[test]
+fn a_burned_id_stays_out_of_allocation_for_its_retention() {
+    let retention = Duration::from_secs(300);
+    let config = RendezvousConfig { burned_retention: retention, ..Default::default() };
+    let mut server = Rendezvous::new(config).with_seed([9; 32]);
+    let burned = allocated(&mut server, "app", "a");
+    server.handle(T0, &join("app", burned, "guesser", false)).unwrap();
+    server.handle(T0, &post("app", burned, "a", "pake", "x")).unwrap();
+    server.handle(T0, &close("app", burned, "a", Mood::Scary)).unwrap();
+    let Ok(Response::Closed(closed)) = server.handle(T0, &close("app", burned, "guesser", Mood::Lonely)) else {
+        panic!()
+    };
+    assert!(!closed.deleted, "a burned channel is kept");
+    assert_eq!(server.stats().messages, 0, "but its log is dropped");
+    // Every other one-digit id is handed out before the burned one comes back.
+    let others: Vec<u32> = (0..8).map(|i| allocated(&mut server, "app", &format!("o{i}"))).collect();
+    assert!(!others.contains(&burned));
+    assert!(allocated(&mut server, "app", "next") >= 10);
+    // A late join with the old code learns why.
+    assert_eq!(code_of(server.handle(T0, &join("app", burned, "honest", false))), ErrorCode::Burned);
+    assert_eq!(server.next_expiry(), Some(T0 + retention));
+    assert!(server.expire((T0 + retention).saturating_sub(Duration::from_millis(1))).is_empty());
+    assert_eq!(server.expire(T0 + retention), [("app".to_string(), ch(burned))]);
+    assert_eq!(
+        code_of(server.handle(T0 + retention, &join("app", burned, "honest", false))),
+        ErrorCode::UnknownChannel
+    );
 }
 
 #[test]
@@ -75,8 +188,9 @@ fn every_operation_is_idempotent() {
     let other = allocated(&mut server, "app", "closer");
     server.handle(T0, &join("app", other, "peer", false)).unwrap();
     server.handle(T0, &close("app", other, "closer", Mood::Happy)).unwrap();
-    assert_ne!(allocated(&mut server, "app", "closer"), other, "after closing, allocate gives a new channel");
-    server.handle(T0, &close("app", 3, "closer", Mood::Happy)).unwrap();
+    let again = allocated(&mut server, "app", "closer");
+    assert_ne!(again, other, "after closing, allocate gives a new channel");
+    server.handle(T0, &close("app", again, "closer", Mood::Happy)).unwrap();
     server.handle(T0, &close("app", other, "peer", Mood::Happy)).unwrap();
     assert_eq!(server.stats().channels, 1);
     for _ in 0..2 {
@@ -156,7 +270,8 @@ fn a_scary_close_burns_the_channel() {
     let mut server = Rendezvous::default();
     let id = allocated(&mut server, "app", "a");
     server.handle(T0, &close("app", id, "a", Mood::Scary)).unwrap();
-    assert_eq!(server.stats().channels, 0, "a lone side that closes deletes the channel");
+    assert_eq!(server.stats().channels, 1, "a burned channel is kept for its retention");
+    assert_eq!(code_of(server.handle(T0, &join("app", id, "late", false))), ErrorCode::Burned);
     let id = allocated(&mut server, "app", "a2");
     server.handle(T0, &join("app", id, "mallory", false)).unwrap();
     server.handle(T0, &close("app", id, "a2", Mood::Scary)).unwrap();
@@ -180,7 +295,7 @@ fn idle_channels_expire_and_free_their_ids() {
     let much_later = T0 + Duration::from_secs(3600);
     assert_eq!(code_of(server.handle(much_later, &fetch("app", first, "a", 0))), ErrorCode::UnknownChannel);
     assert_eq!(server.stats().channels, 0);
-    assert_eq!(allocated(&mut server, "app", "c"), 1);
+    assert!((1..=9).contains(&allocated(&mut server, "app", "c")));
 }
 
 #[test]
@@ -222,7 +337,7 @@ fn snapshots_restore_the_same_state() {
     server.handle(T0, &join("app", id, "b", false)).unwrap();
     server.handle(T0, &post("app", id, "a", "pake", "one")).unwrap();
     server.handle(T0, &close("app", id, "b", Mood::Scary)).unwrap();
-    allocated(&mut server, "app", "c");
+    let c = allocated(&mut server, "app", "c");
     allocated(&mut server, "other", "d");
     let snapshot = server.snapshot();
     let bytes = snapshot.to_json();
@@ -233,9 +348,10 @@ fn snapshots_restore_the_same_state() {
     assert_eq!(restored.channel_snapshot("app", ch(99)), None);
     assert_eq!(restored.stats(), server.stats());
     // Behaviour carries over: idempotent allocate, burned channel, next free id.
-    assert_eq!(allocated(&mut restored, "app", "c"), 2);
+    assert_eq!(allocated(&mut restored, "app", "c"), c);
     assert_eq!(code_of(restored.handle(T0, &post("app", id, "a", "data", "x"))), ErrorCode::Burned);
-    assert_eq!(allocated(&mut restored, "app", "e"), 3);
+    let e = allocated(&mut restored, "app", "e");
+    assert!(e != id && e != c && e <= 9, "{e}");
 }
 
 #[test]

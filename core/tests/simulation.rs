@@ -3,8 +3,10 @@
 //! allows. `WORMHOLE_SIM_SEEDS=100000 cargo test -p wormhole-sync-core --test simulation`
 //! runs more; `WORMHOLE_SIM_SEED=N` replays one.
 
+use std::time::Duration;
 use wormhole_sync_core::sim::{check, run, seed_count, Faults, Scenario};
-use wormhole_sync_core::Error;
+
+use wormhole_sync_core::{Error, Schedule};
 
 fn replay_hint(seed: u64) -> String {
     format!("replay with: WORMHOLE_SIM_SEED={seed} cargo test -p wormhole-sync-core --test simulation -- one_seed --nocapture")
@@ -53,13 +55,63 @@ fn perfect_network_completes_and_frees_the_channel() {
 }
 
 #[test]
-fn wrong_code_fails_on_both_sides_and_frees_the_channel() {
+fn wrong_code_fails_on_both_sides_and_burns_the_channel() {
     let mut scenario = Scenario::simple(8);
     scenario.wrong_code = true;
     let report = run(&scenario);
     assert_eq!(report.initiator, Some(Err(Error::WrongCode)));
     assert_eq!(report.receiver, Some(Err(Error::WrongCode)));
-    assert_eq!(report.channels_left, 0);
+    assert_eq!(report.channels_left, 1, "the burned channel is kept for its retention");
+}
+
+/// Both sides present: everything after the receiver's start is round trips,
+/// so how long it takes must not depend on how rarely an idle client polls.
+#[test]
+fn completion_time_does_not_depend_on_the_interval_once_both_sides_are_present() {
+    for interval in [0.5, 20.0, 600.0, 3600.0] {
+        for seed in 0..20 {
+            let mut scenario = Scenario::simple(seed);
+            scenario.config = scenario
+                .config
+                .with_schedule(Schedule::from_secs(&[(0.0, interval)]).unwrap())
+                .with_timeout(Duration::from_secs(3 * 24 * 3600));
+            // The receiver types the code within the initiator's first long-poll.
+            scenario.typing_delay_ms = 2_000;
+            let report = run(&scenario);
+            check(&scenario, &report).unwrap_or_else(|why| panic!("interval {interval} s, seed {seed}: {why}"));
+            let joined = report.receiver_started.unwrap();
+            for done in [report.initiator_done.unwrap(), report.receiver_done.unwrap()] {
+                let took = done.saturating_sub(joined);
+                assert!(
+                    took < Duration::from_millis(100),
+                    "interval {interval} s, seed {seed}: {took:?} after the join"
+                );
+            }
+        }
+    }
+}
+
+/// Clients whose clocks disagree with the server's and with each other, and
+/// whose state is restored onto clocks up to two minutes behind, complete
+/// as promptly as clients with one clock.
+#[test]
+fn clock_offsets_and_steps_back_at_restarts_do_not_stall() {
+    for seed in 0..50 {
+        let mut scenario = Scenario::simple(seed);
+        scenario.clock_offsets_ms = [90_000, -45_000];
+        scenario.faults =
+            Faults { restart_percent: 30, max_restarts: 10, restart_clock_back_ms: 120_000, ..Faults::none() };
+        scenario.typing_delay_ms = 1_000;
+        // Plain polling, so every step waits on a client's timer.
+        scenario.config = scenario.config.with_long_poll(Duration::ZERO);
+        let report = run(&scenario);
+        check(&scenario, &report).unwrap_or_else(|why| panic!("seed {seed}: {why}"));
+        assert!(report.restarts > 0);
+        let joined = report.receiver_started.unwrap();
+        let done = report.initiator_done.unwrap().max(report.receiver_done.unwrap());
+        // Restarts lose what was in flight: a few intervals (0.5 s) at most, never the clock step.
+        assert!(done.saturating_sub(joined) < Duration::from_secs(10), "seed {seed}: {report:?}");
+    }
 }
 
 #[test]
@@ -84,6 +136,7 @@ fn heavy_restarts_still_complete() {
             duplicate_percent: 20,
             restart_percent: 30,
             max_restarts: 20,
+            ..Faults::none()
         };
         let report = run(&scenario);
         check(&scenario, &report).unwrap_or_else(|why| panic!("seed {seed}: {why}"));

@@ -35,6 +35,7 @@ use std::sync::atomic::AtomicBool;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use rand_core::RngCore as _;
 use tokio::net::TcpListener;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
@@ -100,8 +101,12 @@ impl Server {
         storage: Storage,
         saved: RendezvousSnapshot,
     ) -> std::io::Result<Server> {
+        let mut seed = [0u8; 32];
+        rand_core::OsRng.try_fill_bytes(&mut seed).map_err(|e| std::io::Error::other(e.to_string()))?;
+        // Channel ids are drawn at random: seeded from the OS so nobody can predict them.
         let core = Rendezvous::restore(config.rendezvous.clone(), saved)
-            .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidData, e))?;
+            .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidData, e))?
+            .with_seed(seed);
         let listener = TcpListener::bind(addr).await?;
         let app = Arc::new(http::App {
             core: Mutex::new(core),

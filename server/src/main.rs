@@ -27,6 +27,10 @@ struct Args {
     /// How often to look for idle channels.
     #[arg(long, default_value = "60s", value_parser = parse_duration)]
     sweep_interval: Duration,
+    /// Keep a channel burned by a wrong code this long after its sides left,
+    /// so its id is not handed out again and a late join learns "burned".
+    #[arg(long, default_value = "5m", value_parser = parse_duration, env = "WORMHOLE_SYNC_BURNED_RETENTION")]
+    burned_retention: Duration,
     /// Largest message body, in bytes.
     #[arg(long, default_value_t = 64 * 1024)]
     max_message_bytes: usize,
@@ -109,6 +113,7 @@ async fn main() -> std::process::ExitCode {
     config.rendezvous.max_channels_per_app = args.max_channels_per_app;
     config.rendezvous.max_channels = args.max_channels;
     config.rendezvous.max_wait = args.max_wait;
+    config.rendezvous.burned_retention = args.burned_retention;
     config.max_body_bytes = args.max_body_bytes;
     config.rate_limit_per_minute = args.rate_limit;
     config.rate_limit_loopback = args.rate_limit_loopback;

@@ -129,6 +129,9 @@ pub(crate) fn apply<'a>(
         let mut delete_messages = tx
             .prepare_cached("DELETE FROM messages WHERE appid = ?1 AND channel = ?2")
             .map_err(fail("cannot prepare"))?;
+        let mut drop_messages_after = tx
+            .prepare_cached("DELETE FROM messages WHERE appid = ?1 AND channel = ?2 AND seq > ?3")
+            .map_err(fail("cannot prepare"))?;
         let mut stored_messages = tx
             .prepare_cached("SELECT max(seq) FROM messages WHERE appid = ?1 AND channel = ?2")
             .map_err(fail("cannot prepare"))?;
@@ -150,6 +153,10 @@ pub(crate) fn apply<'a>(
                             .execute(params![c.appid, id, m.seq, m.side, m.phase, m.body])
                             .map_err(fail("cannot store a message"))?;
                     }
+                    // The snapshot holds the whole log: a burned channel kept for its
+                    // retention has dropped its messages.
+                    let last = c.messages.last().map_or(0, |m| m.seq);
+                    drop_messages_after.execute(params![c.appid, id, last]).map_err(fail("cannot delete"))?;
                 }
                 Change::Message { appid, channel, message: m, at } => {
                     put_message

@@ -86,7 +86,7 @@ fn spawn_binary(db: &std::path::Path) -> (Child, SocketAddr) {
 fn logs_never_contain_message_bodies() {
     let dir = tempfile::tempdir().unwrap();
     let (mut child, addr, log) = spawn_logged(&dir.path().join("rendezvous.sqlite3"), "trace");
-    post(addr, "/v1/allocate", &json!({"appid": "app", "side": "s1"}));
+    post(addr, "/v1/join", &json!({"appid": "app", "side": "s1", "channel": 1, "create": true}));
     let secret = "c2VjcmV0LWJvZHktOTE3Mw";
     post(addr, "/v1/post", &json!({"appid": "app", "side": "s1", "channel": 1, "phase": "data", "body": secret}));
     post(addr, "/v1/fetch", &json!({"appid": "app", "side": "s1", "channel": 1}));
@@ -167,15 +167,13 @@ fn kill_9_under_load_loses_nothing_acknowledged() {
 fn sigterm_answers_long_polls_and_exits_cleanly() {
     let dir = tempfile::tempdir().unwrap();
     let (child, addr) = spawn_binary(&dir.path().join("rendezvous.sqlite3"));
-    post(addr, "/v1/allocate", &json!({"appid": "app", "side": "s1"}));
+    post(addr, "/v1/join", &json!({"appid": "app", "side": "s1", "channel": 1, "create": true}));
     let waiting = std::thread::spawn(move || {
         let started = Instant::now();
         let reply = post(addr, "/v1/fetch", &json!({"appid": "app", "side": "s1", "channel": 1, "wait_ms": 60_000}));
         (reply, started.elapsed())
     });
-    while support::metric(addr, "wormhole_longpolls_waiting") < 1.0 {
-        std::thread::sleep(Duration::from_millis(5));
-    }
+    support::await_long_poll(addr);
     let status = Command::new("kill").args(["-TERM", &child.id().to_string()]).status().unwrap();
     assert!(status.success());
     let (reply, elapsed) = waiting.join().unwrap();

@@ -20,19 +20,21 @@ fn every_route_works() {
     let server = TestServer::memory(quiet_config());
     let a = server.addr;
     let allocated = post(a, "/v1/allocate", &json!({"appid": "app", "side": "s1"}));
-    assert_eq!((allocated.status, allocated.json()), (200, json!({"channel": 1})));
-    let joined = post(a, "/v1/join", &json!({"appid": "app", "side": "s2", "channel": 1}));
+    assert_eq!(allocated.status, 200);
+    let ch = allocated.json()["channel"].as_u64().unwrap();
+    assert!((1..=9).contains(&ch), "a quiet app gets a one-digit channel: {ch}");
+    let joined = post(a, "/v1/join", &json!({"appid": "app", "side": "s2", "channel": ch}));
     assert_eq!((joined.status, joined.json()), (200, json!({"sides": 2})));
     let posted =
-        post(a, "/v1/post", &json!({"appid": "app", "side": "s1", "channel": 1, "phase": "pake", "body": "QUJD"}));
+        post(a, "/v1/post", &json!({"appid": "app", "side": "s1", "channel": ch, "phase": "pake", "body": "QUJD"}));
     assert_eq!((posted.status, posted.json()), (200, json!({"seq": 1})));
-    let fetched = post(a, "/v1/fetch", &json!({"appid": "app", "side": "s2", "channel": 1, "after": 0}));
+    let fetched = post(a, "/v1/fetch", &json!({"appid": "app", "side": "s2", "channel": ch, "after": 0}));
     assert_eq!(fetched.status, 200);
     assert_eq!(fetched.json()["messages"][0], json!({"seq": 1, "side": "s1", "phase": "pake", "body": "QUJD"}));
     assert!(fetched.headers.to_ascii_lowercase().contains("content-type: application/json"));
-    let closed = post(a, "/v1/close", &json!({"appid": "app", "side": "s1", "channel": 1, "mood": "happy"}));
+    let closed = post(a, "/v1/close", &json!({"appid": "app", "side": "s1", "channel": ch, "mood": "happy"}));
     assert_eq!((closed.status, closed.json()), (200, json!({"deleted": false})));
-    let closed = post(a, "/v1/close", &json!({"appid": "app", "side": "s2", "channel": 1, "mood": "happy"}));
+    let closed = post(a, "/v1/close", &json!({"appid": "app", "side": "s2", "channel": ch, "mood": "happy"}));
     assert_eq!((closed.status, closed.json()), (200, json!({"deleted": true})));
 
     let health = get(a, "/health");
@@ -52,7 +54,7 @@ fn every_route_works() {
 fn a_long_poll_wakes_when_a_message_is_stored() {
     let server = TestServer::memory(quiet_config());
     let a = server.addr;
-    post(a, "/v1/allocate", &json!({"appid": "app", "side": "s1"}));
+    post(a, "/v1/join", &json!({"appid": "app", "side": "s1", "channel": 1, "create": true}));
     post(a, "/v1/join", &json!({"appid": "app", "side": "s2", "channel": 1}));
     let waiting = std::thread::spawn(move || {
         let started = Instant::now();
@@ -60,9 +62,7 @@ fn a_long_poll_wakes_when_a_message_is_stored() {
             post(a, "/v1/fetch", &json!({"appid": "app", "side": "s2", "channel": 1, "after": 0, "wait_ms": 30_000}));
         (reply, started.elapsed())
     });
-    while metric(a, "wormhole_longpolls_waiting") < 1.0 {
-        std::thread::sleep(Duration::from_millis(5));
-    }
+    support::await_long_poll(a);
     post(a, "/v1/post", &json!({"appid": "app", "side": "s1", "channel": 1, "phase": "pake", "body": "AAAA"}));
     let (reply, elapsed) = waiting.join().unwrap();
     assert_eq!(reply.json()["messages"][0]["body"], "AAAA");
@@ -77,7 +77,7 @@ fn a_long_poll_also_wakes_on_close_and_ends_empty_at_its_wait() {
     config.rendezvous.max_wait = Duration::from_millis(300);
     let server = TestServer::memory(config);
     let a = server.addr;
-    post(a, "/v1/allocate", &json!({"appid": "app", "side": "s1"}));
+    post(a, "/v1/join", &json!({"appid": "app", "side": "s1", "channel": 1, "create": true}));
     post(a, "/v1/join", &json!({"appid": "app", "side": "s2", "channel": 1}));
     // The server caps the wait: a 60 s request returns empty after 300 ms.
     let started = Instant::now();
@@ -89,14 +89,12 @@ fn a_long_poll_also_wakes_on_close_and_ends_empty_at_its_wait() {
     config.rendezvous.max_wait = Duration::from_secs(30);
     let server = TestServer::memory(config);
     let a = server.addr;
-    post(a, "/v1/allocate", &json!({"appid": "app", "side": "s1"}));
+    post(a, "/v1/join", &json!({"appid": "app", "side": "s1", "channel": 1, "create": true}));
     post(a, "/v1/join", &json!({"appid": "app", "side": "s2", "channel": 1}));
     let waiting = std::thread::spawn(move || {
         post(a, "/v1/fetch", &json!({"appid": "app", "side": "s2", "channel": 1, "wait_ms": 30_000}))
     });
-    while metric(a, "wormhole_longpolls_waiting") < 1.0 {
-        std::thread::sleep(Duration::from_millis(5));
-    }
+    support::await_long_poll(a);
     post(a, "/v1/close", &json!({"appid": "app", "side": "s1", "channel": 1, "mood": "lonely"}));
     assert_eq!(waiting.join().unwrap().json()["closed"], json!([{"side": "s1", "mood": "lonely"}]));
 }
@@ -105,13 +103,11 @@ fn a_long_poll_also_wakes_on_close_and_ends_empty_at_its_wait() {
 fn a_disconnected_long_poll_is_dropped() {
     let server = TestServer::memory(quiet_config());
     let a = server.addr;
-    post(a, "/v1/allocate", &json!({"appid": "app", "side": "s1"}));
+    post(a, "/v1/join", &json!({"appid": "app", "side": "s1", "channel": 1, "create": true}));
     let body = serde_json::to_vec(&json!({"appid": "app", "side": "s1", "channel": 1, "wait_ms": 60_000})).unwrap();
     let mut stream = TcpStream::connect(a).unwrap();
     stream.write_all(&request("POST", "/v1/fetch", Some("application/json"), &body)).unwrap();
-    while metric(a, "wormhole_longpolls_waiting") < 1.0 {
-        std::thread::sleep(Duration::from_millis(5));
-    }
+    support::await_long_poll(a);
     drop(stream);
     let deadline = Instant::now() + Duration::from_secs(20);
     while metric(a, "wormhole_longpolls_waiting") > 0.0 {
@@ -124,7 +120,7 @@ fn a_disconnected_long_poll_is_dropped() {
 fn a_third_side_is_crowded_out() {
     let server = TestServer::memory(quiet_config());
     let a = server.addr;
-    post(a, "/v1/allocate", &json!({"appid": "app", "side": "s1"}));
+    post(a, "/v1/join", &json!({"appid": "app", "side": "s1", "channel": 1, "create": true}));
     post(a, "/v1/join", &json!({"appid": "app", "side": "s2", "channel": 1}));
     let third = post(a, "/v1/join", &json!({"appid": "app", "side": "s3", "channel": 1}));
     assert_eq!((third.status, third.error_code().as_str()), (409, "crowded"));
@@ -137,17 +133,18 @@ fn idle_channels_expire_and_their_ids_are_reused() {
     config.sweep_interval = Duration::from_millis(50);
     let server = TestServer::memory(config);
     let a = server.addr;
-    post(a, "/v1/allocate", &json!({"appid": "app", "side": "s1"}));
-    post(a, "/v1/allocate", &json!({"appid": "app", "side": "s2"}));
+    post(a, "/v1/join", &json!({"appid": "app", "side": "s1", "channel": 1, "create": true}));
+    let second = post(a, "/v1/allocate", &json!({"appid": "app", "side": "s2"})).json()["channel"].clone();
     assert_eq!(metric(a, "wormhole_channels_open"), 2.0);
     let deadline = Instant::now() + Duration::from_secs(20);
     while metric(a, "wormhole_channels_open") > 0.0 {
         assert!(Instant::now() < deadline, "channels never expired");
         std::thread::sleep(Duration::from_millis(50));
     }
-    let gone = post(a, "/v1/join", &json!({"appid": "app", "side": "s3", "channel": 2}));
+    let gone = post(a, "/v1/join", &json!({"appid": "app", "side": "s3", "channel": second}));
     assert_eq!(gone.error_code(), "unknown-channel");
-    assert_eq!(post(a, "/v1/allocate", &json!({"appid": "app", "side": "s4"})).json(), json!({"channel": 1}));
+    let reused = post(a, "/v1/allocate", &json!({"appid": "app", "side": "s4"})).json()["channel"].as_u64().unwrap();
+    assert!((1..=9).contains(&reused), "freed ids are given again: {reused}");
 }
 
 #[test]
@@ -171,14 +168,15 @@ fn connections_are_kept_alive() {
 fn allocations_are_rate_limited_per_address() {
     let config = ServerConfig { rate_limit_per_minute: 3, rate_limit_loopback: true, ..ServerConfig::default() };
     let server = TestServer::memory(config);
-    let statuses: Vec<u16> = (0..5)
-        .map(|i| post(server.addr, "/v1/allocate", &json!({"appid": "app", "side": format!("s{i}")})).status)
-        .collect();
+    let replies: Vec<_> =
+        (0..5).map(|i| post(server.addr, "/v1/allocate", &json!({"appid": "app", "side": format!("s{i}")}))).collect();
+    let statuses: Vec<u16> = replies.iter().map(|r| r.status).collect();
     assert_eq!(statuses, [200, 200, 200, 429, 429]);
+    let first = replies[0].json()["channel"].clone();
     let limited = post(server.addr, "/v1/join", &json!({"appid": "app", "side": "x", "channel": 1}));
     assert_eq!(limited.error_code(), "rate-limited");
     // Other operations are not limited.
-    let fetched = post(server.addr, "/v1/fetch", &json!({"appid": "app", "side": "s0", "channel": 1}));
+    let fetched = post(server.addr, "/v1/fetch", &json!({"appid": "app", "side": "s0", "channel": first}));
     assert_eq!(fetched.status, 200);
 }
 
@@ -244,7 +242,7 @@ fn bad_requests() -> Vec<(&'static str, Vec<u8>, u16, &'static str)> {
 fn bad_requests_get_4xx_with_a_stable_code_and_the_server_keeps_serving() {
     let server = TestServer::memory(quiet_config());
     let a = server.addr;
-    post(a, "/v1/allocate", &json!({"appid": "app", "side": "s1"}));
+    post(a, "/v1/join", &json!({"appid": "app", "side": "s1", "channel": 1, "create": true}));
     post(a, "/v1/post", &json!({"appid": "app", "side": "s1", "channel": 1, "phase": "pake", "body": "first"}));
     let cases = bad_requests();
     assert!(cases.len() >= 30);
@@ -265,7 +263,8 @@ fn bad_requests_get_4xx_with_a_stable_code_and_the_server_keeps_serving() {
         assert!((400..500).contains(&reply.status), "{reply:?}");
     }
     // Still serving, and counted no 5xx.
-    assert_eq!(post(a, "/v1/allocate", &json!({"appid": "app", "side": "s9"})).json(), json!({"channel": 2}));
+    let next = post(a, "/v1/allocate", &json!({"appid": "app", "side": "s9"})).json()["channel"].as_u64().unwrap();
+    assert!((2..=9).contains(&next), "{next}");
     let metrics = String::from_utf8(get(a, "/metrics").body).unwrap();
     assert!(!metrics.contains("code=\"internal\""), "{metrics}");
 }

@@ -131,6 +131,16 @@ pub fn metric(addr: SocketAddr, name: &str) -> f64 {
         .unwrap_or(0.0)
 }
 
+/// Waits until a long-poll is waiting on the server; panics after 20 s
+/// rather than hanging the suite.
+pub fn await_long_poll(addr: SocketAddr) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while metric(addr, "wormhole_longpolls_waiting") < 1.0 {
+        assert!(std::time::Instant::now() < deadline, "no long-poll started waiting");
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
+}
+
 pub fn now() -> Timestamp {
     Timestamp::from_system_time(SystemTime::now())
 }
