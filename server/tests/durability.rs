@@ -54,6 +54,30 @@ fn an_exchange_survives_a_server_restart() {
     assert_eq!(support::metric(restarted.addr, "wormhole_channels_open"), 0.0);
 }
 
+#[test]
+fn a_burned_channel_stays_burned_across_a_restart_and_its_messages_leave_the_disk() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("rendezvous.sqlite3");
+    let server = TestServer::sqlite(quiet_config(), &db, "127.0.0.1:0");
+    let a = server.addr;
+    let ch = post(a, "/v1/allocate", &json!({"appid": "app", "side": "s1"})).json()["channel"].clone();
+    post(a, "/v1/join", &json!({"appid": "app", "side": "guess", "channel": ch}));
+    let secret = "c2VjcmV0LXBha2UtNDI=";
+    post(a, "/v1/post", &json!({"appid": "app", "side": "s1", "channel": ch, "phase": "pake", "body": secret}));
+    post(a, "/v1/close", &json!({"appid": "app", "side": "s1", "channel": ch, "mood": "scary"}));
+    let last = post(a, "/v1/close", &json!({"appid": "app", "side": "guess", "channel": ch, "mood": "lonely"}));
+    assert_eq!(last.json(), json!({"deleted": false}), "a burned channel is kept for its retention");
+    server.stop();
+
+    let connection = rusqlite::Connection::open(&db).unwrap();
+    let messages: i64 = connection.query_row("SELECT count(*) FROM messages", [], |row| row.get(0)).unwrap();
+    assert_eq!(messages, 0, "the burned channel's log is gone from disk");
+    drop(connection);
+    let restarted = TestServer::sqlite(quiet_config(), &db, "127.0.0.1:0");
+    let late = post(restarted.addr, "/v1/join", &json!({"appid": "app", "side": "honest", "channel": ch}));
+    assert_eq!((late.status, late.error_code().as_str()), (410, "burned"));
+}
+
 /// The server binary on an OS-chosen port; returns it, its address, and
 /// every log line it prints.
 fn spawn_logged(db: &std::path::Path, log_level: &str) -> (Child, SocketAddr, Arc<Mutex<Vec<String>>>) {
