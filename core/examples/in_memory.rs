@@ -62,6 +62,8 @@ fn main() -> Result<(), Error> {
         pump("receiver", &mut receiver, &mut server, now);
         now = [initiator.poll_timeout(), receiver.poll_timeout()].into_iter().flatten().min().unwrap_or(now);
     }
-    println!("channels left on the server: {}", server.stats().channels);
+    let left = server.stats().channels;
+    let why = if left > 0 { " (a burned channel is kept a few minutes, so its id is not given out again)" } else { "" };
+    println!("channels left on the server: {left}{why}");
     Ok(())
 }
