@@ -47,7 +47,7 @@ impl Schedule {
         Schedule::try_from(steps)
     }
 
-    /// A schedule from `(when, interval)` pairs in seconds, as the seed's API takes them.
+    /// A schedule from `(when, interval)` pairs in seconds, as people usually write them.
     pub fn from_secs(steps: &[(f64, f64)]) -> Result<Schedule, Error> {
         let to_duration = |s: f64| {
             Duration::try_from_secs_f64(s)

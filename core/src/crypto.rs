@@ -57,7 +57,7 @@ impl Seed {
 
     /// The ChaCha20 key of the generator SPAKE2 draws its secret scalar
     /// from. It is bound to the application id and the whole canonical
-    /// code, not to the seed alone: if a restored state re-ran allocation and
+    /// code, not to our seed alone: if a restored state re-ran allocation and
     /// a server handed out another channel id, the two PAKE messages must use
     /// unrelated scalars, or their difference would depend on the secret
     /// words only and give them away to an offline search (PROTOCOL.md 4.1).

@@ -1,7 +1,7 @@
 //! The client state machine shared by initiator and receiver.
 //!
 //! It keeps only *facts* (what the server acknowledged, what the peer sent)
-//! and derives everything else from them and the seed: the PAKE state, the
+//! and derives everything else from them and its seed: the PAKE state, the
 //! keys, the next request, the events. That is what makes it safe to
 //! serialize at any moment and to feed it duplicated or reordered input.
 
@@ -571,7 +571,7 @@ impl Exchange {
         self.own_pake.clone()
     }
 
-    /// Starts SPAKE2 from the seed unless it ran already (the same seed and
+    /// Starts SPAKE2 from our seed unless it ran already (the same seed and
     /// code always give the same message).
     fn ensure_pake(&mut self) -> Option<&Pake> {
         if self.pake.is_none() && self.keys.is_none() {

@@ -76,7 +76,7 @@
 //! ```
 //!
 //! # Secrets
-//! The code, the seed, the keys and the PAKE state never appear in `Debug`
+//! The code, the exchange's seed, the keys and the PAKE state never appear in `Debug`
 //! output or error messages. [`Exchange::serialize`] output *does* contain
 //! them: store it like the data itself.
 

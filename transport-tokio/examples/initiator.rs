@@ -1,4 +1,4 @@
-//! The seed's event-loop initiator on tokio:
+//! An event-loop initiator on tokio:
 //! `cargo run -p wormhole-sync-tokio --example async_initiator [RENDEZVOUS_URL]`
 //! (start `cargo run -p wormhole-sync-server` first).
 

@@ -1,4 +1,4 @@
-//! The seed's event-loop receiver on tokio:
+//! An event-loop receiver on tokio:
 //! `cargo run -p wormhole-sync-tokio --example async_receiver -- CODE [RENDEZVOUS_URL]`
 
 use wormhole_sync_tokio::transcribe::Receiver;

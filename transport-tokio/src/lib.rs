@@ -1,6 +1,6 @@
 //! Async **wormhole-sync** client on tokio: the event-loop-friendly
-//! transcribe-mode [`Initiator`] and [`Receiver`] (the seed's Twisted
-//! flow), as one driver task per exchange around the sans-IO core.
+//! transcribe-mode [`Initiator`] and [`Receiver`] (for programs built
+//! around an event loop), as one driver task per exchange around the sans-IO core.
 //!
 //! ```no_run
 //! use wormhole_sync_tokio::transcribe::{Initiator, Receiver};

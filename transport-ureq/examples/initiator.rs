@@ -1,4 +1,4 @@
-//! The seed's blocking initiator:
+//! A blocking initiator:
 //! `cargo run -p wormhole-sync-ureq --example initiator [RENDEZVOUS_URL]`
 //! (start `cargo run -p wormhole-sync-server` first), then run the receiver
 //! example with the code it prints.

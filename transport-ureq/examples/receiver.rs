@@ -1,4 +1,4 @@
-//! The seed's blocking receiver:
+//! A blocking receiver:
 //! `cargo run -p wormhole-sync-ureq --example receiver -- CODE [RENDEZVOUS_URL]`
 
 use wormhole_sync_ureq::transcribe::Receiver;

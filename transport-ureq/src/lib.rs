@@ -1,5 +1,5 @@
 //! Blocking **wormhole-sync** client: the transcribe-mode [`Initiator`] and
-//! [`Receiver`] of the mission's first example, as a thin loop around the
+//! [`Receiver`] for programs that block, as a thin loop around the
 //! sans-IO core ([`wormhole_sync_core::Exchange`]) that sends its requests
 //! with a keep-alive [`ureq`] agent and sleeps until its next deadline.
 //!

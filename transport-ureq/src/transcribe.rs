@@ -139,7 +139,7 @@ macro_rules! shared_methods {
 
         /// The whole state as printable JSON; restore it with
         /// `from_serialized`, in this process or another, and continue.
-        /// **It contains secrets** (the code, the seed, our data).
+        /// **It contains secrets** (the code, our seed, our data).
         pub fn serialize(&self) -> Vec<u8> {
             self.client.serialize()
         }

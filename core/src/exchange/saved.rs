@@ -73,7 +73,7 @@ impl Exchange {
     /// restorable with [`from_serialized`](Self::from_serialized) at any
     /// point of the exchange.
     ///
-    /// **The result contains secrets** (the seed, the code, our data): store
+    /// **The result contains secrets** (our seed, the code, our data): store
     /// it as carefully as the data itself.
     pub fn serialize(&self) -> Vec<u8> {
         let b64 = |bytes: &Vec<u8>| BASE64.encode(bytes);
