@@ -100,8 +100,33 @@ fn millis(at: Timestamp) -> i64 {
     i64::try_from(at.as_millis()).unwrap_or(i64::MAX)
 }
 
+/// Whether a commit must be on disk before it returns.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Durability {
+    /// fsync before returning (`synchronous = FULL`): for anything acknowledged.
+    Synced,
+    /// No fsync (`synchronous = NORMAL`): in WAL mode the commit stays atomic
+    /// and is made durable by the next synced commit, which syncs the log.
+    Soft,
+}
+
 /// Applies a batch of changes in one transaction.
 pub(crate) fn apply<'a>(
+    connection: &mut Connection,
+    durability: Durability,
+    changes: impl Iterator<Item = &'a Change>,
+) -> Result<(), StorageError> {
+    if durability == Durability::Soft {
+        connection.execute_batch("PRAGMA synchronous = NORMAL").map_err(fail("cannot configure"))?;
+    }
+    let applied = apply_in_transaction(connection, changes);
+    if durability == Durability::Soft {
+        connection.execute_batch("PRAGMA synchronous = FULL").map_err(fail("cannot configure"))?;
+    }
+    applied
+}
+
+fn apply_in_transaction<'a>(
     connection: &mut Connection,
     changes: impl Iterator<Item = &'a Change>,
 ) -> Result<(), StorageError> {
@@ -175,4 +200,36 @@ pub(crate) fn apply<'a>(
         }
     }
     tx.commit().map_err(fail("cannot commit"))
+}
+
+#[cfg(test)]
+mod tests {
+    use wormhole_sync_core::rendezvous::MemberSnapshot;
+
+    use super::*;
+
+    #[test]
+    fn soft_commits_apply_and_leave_full_sync_on() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("soft.sqlite3");
+        let mut connection = open(&path).unwrap();
+        let channel = ChannelId::new(4).unwrap();
+        let member = MemberSnapshot { side: "s1".into(), allocated: true, closed: None };
+        let created = Change::Channel(ChannelSnapshot {
+            appid: "app".into(),
+            channel,
+            members: vec![member],
+            messages: Vec::new(),
+            burned: false,
+            last_activity: Timestamp::from_millis(1_000),
+        });
+        apply(&mut connection, Durability::Synced, std::iter::once(&created)).unwrap();
+        let touched = Change::Touch { appid: "app".into(), channel, at: Timestamp::from_millis(9_000) };
+        apply(&mut connection, Durability::Soft, std::iter::once(&touched)).unwrap();
+        let synchronous: i64 = connection.query_row("PRAGMA synchronous", [], |row| row.get(0)).unwrap();
+        assert_eq!(synchronous, 2, "FULL again after a soft commit");
+        drop(connection);
+        let loaded = load(&open(&path).unwrap()).unwrap();
+        assert_eq!(loaded.channels[0].last_activity, Timestamp::from_millis(9_000));
+    }
 }

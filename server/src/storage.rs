@@ -5,6 +5,8 @@
 //! order it was applied (under the state lock), a writer thread commits
 //! queued changes in batches (group commit), and a request is answered only
 //! once everything it saw is committed. A restart loads the journal back.
+//! Activity stamps (fetches) are soft state: a batch of nothing else is
+//! committed without an fsync and made durable by the next synced commit.
 
 use std::path::{Path, PathBuf};
 use std::sync::mpsc;
@@ -169,7 +171,15 @@ fn write_batches(
             }
         }
         let last = batch.last().map_or(0, |(seq, _)| *seq);
-        match sqlite::apply(connection, batch.iter().map(|(_, change)| change)) {
+        // Activity stamps alone are soft state: nobody waits for them, and losing the
+        // last few to a crash only lets a channel expire a little early. They are
+        // committed without an fsync and become durable with the next real change.
+        let durability = if batch.iter().all(|(_, change)| matches!(change, Change::Touch { .. })) {
+            sqlite::Durability::Soft
+        } else {
+            sqlite::Durability::Synced
+        };
+        match sqlite::apply(connection, durability, batch.iter().map(|(_, change)| change)) {
             Ok(()) => report.send_modify(|p| p.committed = last),
             Err(e) => {
                 tracing::error!(error = %e.0, "storage write failed; refusing further writes");
