@@ -54,7 +54,7 @@ impl fmt::Display for Mood {
     }
 }
 
-/// `POST /v1/allocate`: allocate the smallest free channel id and join it.
+/// `POST /v1/allocate`: allocate a free channel id (short, drawn at random) and join it.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct AllocateRequest {
     /// Application id; channels are scoped to it.
