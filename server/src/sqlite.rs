@@ -178,10 +178,13 @@ fn apply_in_transaction<'a>(
                             .execute(params![c.appid, id, m.seq, m.side, m.phase, m.body])
                             .map_err(fail("cannot store a message"))?;
                     }
-                    // The snapshot holds the whole log: a burned channel kept for its
-                    // retention has dropped its messages.
-                    let last = c.messages.last().map_or(0, |m| m.seq);
-                    drop_messages_after.execute(params![c.appid, id, last]).map_err(fail("cannot delete"))?;
+                    // The snapshot holds the whole log. Only a burned channel ever drops
+                    // messages (when it is kept, emptied, for its retention), so only then
+                    // can the stored log be longer than the snapshot's.
+                    if c.burned {
+                        let last = c.messages.last().map_or(0, |m| m.seq);
+                        drop_messages_after.execute(params![c.appid, id, last]).map_err(fail("cannot delete"))?;
+                    }
                 }
                 Change::Message { appid, channel, message: m, at } => {
                     put_message
