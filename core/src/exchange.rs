@@ -28,10 +28,6 @@ mod saved;
 pub const MAX_DATA_LEN: usize = 32 * 1024;
 /// Largest serialized exchange [`Exchange::from_serialized`] reads.
 pub const MAX_SERIALIZED_LEN: usize = 256 * 1024;
-/// An empty fetch answer that took at least this long (or its whole wait,
-/// if shorter) was held by the server: a long-poll, followed at once by the
-/// next. It also bounds an online client to one fetch per this long.
-const LONG_POLL_HELD: Duration = Duration::from_secs(1);
 /// How often a close is attempted before it is left to the server's expiry.
 const MAX_CLOSE_ATTEMPTS: u32 = 3;
 const PHASE_PAKE: &str = "pake";
@@ -124,8 +120,6 @@ struct InFlight {
     id: RequestId,
     kind: Kind,
     sent_at: Timestamp,
-    /// The long-poll wait asked for (zero for everything but a fetch).
-    wait: Duration,
     deadline: Timestamp,
 }
 
@@ -556,7 +550,7 @@ impl Exchange {
                 Request::Post(PostRequest { appid, side, channel: in_channel(), phase: phase.into(), body })
             }
             Kind::Fetch => {
-                wait = self.config.long_poll();
+                wait = self.interval().min(self.config.long_poll());
                 let wait_ms = millis(wait);
                 Request::Fetch(FetchRequest { appid, side, channel: in_channel(), after: self.cursor, wait_ms })
             }
@@ -568,7 +562,7 @@ impl Exchange {
         let id = RequestId(self.next_id);
         self.next_id += 1;
         let timeout = wait + self.config.request_timeout();
-        self.in_flight.push(InFlight { id, kind, sent_at: self.now, wait, deadline: self.now + timeout });
+        self.in_flight.push(InFlight { id, kind, sent_at: self.now, deadline: self.now + timeout });
         Transmit { id, request, timeout }
     }
 
@@ -704,15 +698,11 @@ impl Exchange {
             (Kind::Fetch, Response::Fetched(fetched)) => {
                 // An answer that moved the cursor (our own echo included) is followed at
                 // once by a long-poll after it, so the next message arrives within one
-                // round trip; so is an empty answer the server held (a long-poll that
-                // ran out), so an online client always has one open. An empty answer
-                // that came back early (no long-polls there) waits for the next interval.
+                // round trip; an answer with nothing new waits for the next interval.
                 let cursor = self.cursor;
                 self.on_fetched(fetched);
-                let held = !request.wait.is_zero()
-                    && self.now.saturating_since(request.sent_at) >= request.wait.min(LONG_POLL_HELD);
                 let next_poll = request.sent_at + self.interval();
-                self.fetch_at = if self.cursor > cursor || held { self.now } else { next_poll.max(self.now) };
+                self.fetch_at = if self.cursor > cursor { self.now } else { next_poll.max(self.now) };
             }
             _ => unreachable!("responses are parsed by the request's route"),
         }

@@ -107,29 +107,6 @@ fn completion_time_does_not_depend_on_the_interval_once_both_sides_are_present()
     }
 }
 
-/// An email-like schedule (every minute, then hourly) and a receiver who
-/// types the code up to 45 minutes later: the initiator, online all along,
-/// keeps a long-poll open, so the exchange still takes only round trips.
-#[test]
-fn an_online_initiator_with_an_hourly_schedule_answers_at_once() {
-    for seed in 0..20 {
-        let mut scenario = Scenario::simple(seed);
-        scenario.config = scenario
-            .config
-            .with_schedule(Schedule::from_secs(&[(0.0, 60.0), (600.0, 3600.0)]).unwrap())
-            .with_timeout(Duration::from_secs(3 * 24 * 3600));
-        scenario.typing_delay_ms = 45 * 60 * 1000;
-        let report = run(&scenario);
-        check(&scenario, &report).unwrap_or_else(|why| panic!("seed {seed}: {why}"));
-        let joined = report.receiver_started.unwrap();
-        let done = report.initiator_done.unwrap().max(report.receiver_done.unwrap());
-        assert!(
-            done.saturating_sub(joined) < Duration::from_millis(100),
-            "seed {seed}: joined at {joined:?}, done {done:?}"
-        );
-    }
-}
-
 /// Clients whose clocks disagree with the server's and with each other, and
 /// whose state is restored onto clocks up to two minutes behind, complete
 /// as promptly as clients with one clock.
