@@ -19,9 +19,11 @@ pub const MAX_SCHEDULE_STEPS: usize = 64;
 /// When to poll: a sorted list of `(when, interval)` steps. From `when` after
 /// the first start, poll every `interval`.
 ///
-/// Polls are long-polls where the server supports them, so a message arriving
-/// between polls is still delivered within one round trip; the schedule sets
-/// how often an idle client asks, and how soon a failed request is retried.
+/// Polls are long-polls where the server supports them: while the server
+/// holds fetches, an online client keeps one open, so a message is delivered
+/// within one round trip whatever the schedule. The schedule sets how often
+/// a client asks a server that answers at once (or with long-polls off), and
+/// how soon a failed request is retried.
 ///
 /// ```
 /// use std::time::Duration;
@@ -180,7 +182,8 @@ impl Config {
         self
     }
 
-    /// Sets the longest wait of one long-poll (zero: plain polling).
+    /// Sets the longest wait of one long-poll (default 30 s; zero: plain
+    /// polling at the schedule's interval).
     pub fn with_long_poll(mut self, wait: Duration) -> Config {
         self.long_poll_ms = millis(wait);
         self

@@ -17,8 +17,8 @@ use crate::config::Config;
 use crate::crypto::{Pake, Seed, SessionKeys, Verifier, PAKE_MESSAGE_LEN, TAG_LEN};
 use crate::time::{millis, Timestamp};
 use crate::wire::{
-    parse_error_body, printable, validate_side, AllocateRequest, CloseRequest, ErrorCode, FetchRequest, FetchResponse,
-    JoinRequest, Mood, PostRequest, Request, Response, Route, MAX_SEQ,
+    parse_error_body, printable, validate_side, AllocateRequest, CloseRequest, ErrorCode, FetchRequest, JoinRequest,
+    Log, Mood, PostRequest, Request, Response, Route, MAX_SEQ,
 };
 use crate::{Error, Role};
 
@@ -28,6 +28,10 @@ mod saved;
 pub const MAX_DATA_LEN: usize = 32 * 1024;
 /// Largest serialized exchange [`Exchange::from_serialized`] reads.
 pub const MAX_SERIALIZED_LEN: usize = 256 * 1024;
+/// An empty fetch answer that took at least this long (or its whole wait,
+/// if shorter) was held by the server: a long-poll, followed at once by the
+/// next. It also bounds an online client to one fetch per this long.
+const LONG_POLL_HELD: Duration = Duration::from_secs(1);
 /// How often a close is attempted before it is left to the server's expiry.
 const MAX_CLOSE_ATTEMPTS: u32 = 3;
 const PHASE_PAKE: &str = "pake";
@@ -115,11 +119,19 @@ enum Kind {
     Close,
 }
 
+impl Kind {
+    fn is_post(self) -> bool {
+        matches!(self, Kind::PostPake | Kind::PostData)
+    }
+}
+
 #[derive(Debug)]
 struct InFlight {
     id: RequestId,
     kind: Kind,
     sent_at: Timestamp,
+    /// The long-poll wait asked for (zero for everything but a fetch).
+    wait: Duration,
     deadline: Timestamp,
 }
 
@@ -495,8 +507,10 @@ impl Exchange {
         self.config.schedule().interval_at(elapsed)
     }
 
+    /// A fetch is only for waiting: while a join or post is due or in
+    /// flight, its answer brings the log instead.
     fn wants_fetch(&self) -> bool {
-        !self.is_terminal() && self.joined && !self.in_flight.iter().any(|r| r.kind == Kind::Fetch)
+        !self.is_terminal() && self.joined && self.in_flight.is_empty() && self.next_control().is_none()
     }
 
     /// The control request (anything but fetch) the state calls for now.
@@ -547,10 +561,26 @@ impl Exchange {
                     (PHASE_DATA, self.sealed_data())
                 };
                 let body = BASE64.encode(body);
-                Request::Post(PostRequest { appid, side, channel: in_channel(), phase: phase.into(), body })
+                // Nothing to post after this one until the peer answers: the post
+                // doubles as the long-poll for that answer.
+                let awaits_peer =
+                    if kind == Kind::PostPake { self.peer_pake.is_none() } else { self.peer_data.is_none() };
+                if awaits_peer {
+                    wait = self.config.long_poll();
+                }
+                let (after, wait_ms) = (Some(self.cursor), millis(wait));
+                Request::Post(PostRequest {
+                    appid,
+                    side,
+                    channel: in_channel(),
+                    phase: phase.into(),
+                    body,
+                    after,
+                    wait_ms,
+                })
             }
             Kind::Fetch => {
-                wait = self.interval().min(self.config.long_poll());
+                wait = self.config.long_poll();
                 let wait_ms = millis(wait);
                 Request::Fetch(FetchRequest { appid, side, channel: in_channel(), after: self.cursor, wait_ms })
             }
@@ -562,7 +592,7 @@ impl Exchange {
         let id = RequestId(self.next_id);
         self.next_id += 1;
         let timeout = wait + self.config.request_timeout();
-        self.in_flight.push(InFlight { id, kind, sent_at: self.now, deadline: self.now + timeout });
+        self.in_flight.push(InFlight { id, kind, sent_at: self.now, wait, deadline: self.now + timeout });
         Transmit { id, request, timeout }
     }
 
@@ -691,19 +721,24 @@ impl Exchange {
                 }
                 self.joined = true;
             }
-            (Kind::Join, Response::Joined(_)) => self.joined = true,
-            (Kind::PostPake, Response::Posted(_)) => self.pake_posted = true,
-            (Kind::PostData, Response::Posted(_)) => self.data_posted = true,
-            (Kind::Close, Response::Closed(_)) => self.close_acked = true,
-            (Kind::Fetch, Response::Fetched(fetched)) => {
-                // An answer that moved the cursor (our own echo included) is followed at
-                // once by a long-poll after it, so the next message arrives within one
-                // round trip; an answer with nothing new waits for the next interval.
-                let cursor = self.cursor;
-                self.on_fetched(fetched);
-                let next_poll = request.sent_at + self.interval();
-                self.fetch_at = if self.cursor > cursor { self.now } else { next_poll.max(self.now) };
+            (Kind::Join, Response::Joined(joined)) => {
+                self.joined = true;
+                if let Some(log) = joined.log {
+                    self.on_log(request, log);
+                }
             }
+            (Kind::PostPake | Kind::PostData, Response::Posted(posted)) => {
+                if request.kind == Kind::PostPake {
+                    self.pake_posted = true;
+                } else {
+                    self.data_posted = true;
+                }
+                if let Some(log) = posted.log {
+                    self.on_log(request, log);
+                }
+            }
+            (Kind::Close, Response::Closed(_)) => self.close_acked = true,
+            (Kind::Fetch, Response::Fetched(log)) => self.on_log(request, log),
             _ => unreachable!("responses are parsed by the request's route"),
         }
     }
@@ -727,7 +762,22 @@ impl Exchange {
         self.fail(error);
     }
 
-    fn on_fetched(&mut self, fetched: FetchResponse) {
+    /// Takes in a log from any answer and decides when the next fetch may go.
+    fn on_log(&mut self, request: &InFlight, log: Log) {
+        // An answer that moved the cursor (our own echo included) is followed at
+        // once by a long-poll after it, so the next message arrives within one
+        // round trip; so is an empty answer the server held (a long-poll that
+        // ran out), so an online client always has one open. An empty answer
+        // that came back early (no long-polls there) waits for the next interval.
+        let cursor = self.cursor;
+        self.on_fetched(log);
+        let held =
+            !request.wait.is_zero() && self.now.saturating_since(request.sent_at) >= request.wait.min(LONG_POLL_HELD);
+        let next_poll = request.sent_at + self.interval();
+        self.fetch_at = if self.cursor > cursor || held { self.now } else { next_poll.max(self.now) };
+    }
+
+    fn on_fetched(&mut self, fetched: Log) {
         if self.is_terminal() {
             return;
         }
@@ -777,8 +827,9 @@ impl Exchange {
         }
         self.failure = Some(error);
         self.control_at = self.now;
-        // A pending long-poll's answer no longer matters.
-        self.in_flight.retain(|r| r.kind != Kind::Fetch);
+        // A pending long-poll's answer (a fetch's, or a post's held for news) no
+        // longer matters, and the close must not wait for it.
+        self.in_flight.retain(|r| r.kind != Kind::Fetch && !r.kind.is_post());
         self.announce();
     }
 
@@ -824,7 +875,7 @@ impl Exchange {
             self.succeeded = true;
             self.control_at = self.now;
             // As after a failure, a pending long-poll's answer no longer matters.
-            self.in_flight.retain(|r| r.kind != Kind::Fetch);
+            self.in_flight.retain(|r| r.kind != Kind::Fetch && !r.kind.is_post());
             return;
         }
         self.check_peer_mood();

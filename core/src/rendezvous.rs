@@ -18,7 +18,7 @@ use crate::code::{ChannelId, MAX_CHANNEL_ID};
 use crate::time::Timestamp;
 use crate::wire::{
     validate_appid, validate_phase, validate_side, AllocateResponse, CloseResponse, ClosedSide, ErrorCode,
-    FetchResponse, JoinResponse, Message, Mood, PostResponse, Request, Response, WireError,
+    JoinResponse, Log, Message, Mood, PostResponse, Request, Response, WireError,
 };
 
 /// Limits and timings of a rendezvous server.
@@ -85,6 +85,18 @@ struct Channel {
 impl Channel {
     fn member(&mut self, side: &str) -> Option<&mut Member> {
         self.members.iter_mut().find(|m| m.side == side)
+    }
+
+    /// The messages after `after` and every side's close.
+    fn log(&self, after: u64) -> Log {
+        let skip = usize::try_from(after).unwrap_or(usize::MAX);
+        let messages = self.messages.iter().skip(skip).cloned().collect();
+        let closed = self
+            .members
+            .iter()
+            .filter_map(|m| m.closed.map(|mood| ClosedSide { side: m.side.clone(), mood }))
+            .collect();
+        Log { messages, closed }
     }
 
     fn all_closed(&self) -> bool {
@@ -230,7 +242,14 @@ impl Rendezvous {
         match request {
             Request::Allocate(r) => self.allocate(now, &r.appid, &r.side),
             Request::Join(r) => self.join(now, &r.appid, r.channel, &r.side, r.create),
-            Request::Post(r) => self.post(now, &r.appid, r.channel, &r.side, &r.phase, &r.body),
+            Request::Post(r) => {
+                let seq = self.post(now, &r.appid, r.channel, &r.side, &r.phase, &r.body)?;
+                let log = match r.after {
+                    Some(after) => Some(self.member_channel(&r.appid, r.channel, &r.side)?.log(after)),
+                    None => None,
+                };
+                Ok(Response::Posted(PostResponse { seq, log }))
+            }
             Request::Fetch(r) => self.fetch(now, &r.appid, r.channel, &r.side, r.after),
             Request::Close(r) => self.close(now, &r.appid, r.channel, &r.side, r.mood),
         }
@@ -300,7 +319,7 @@ impl Rendezvous {
             }
             self.check_capacity(appid)?;
             self.create(now, appid, id.get(), side, false);
-            return Ok(Response::Joined(JoinResponse { sides: 1 }));
+            return Ok(Response::Joined(JoinResponse { sides: 1, log: Some(Log::default()) }));
         };
         if let Some(member) = channel.member(side) {
             if member.closed.is_some() {
@@ -315,7 +334,7 @@ impl Rendezvous {
         }
         channel.last_activity = Some(now);
         let sides = u8::try_from(channel.members.len()).expect("at most two members");
-        Ok(Response::Joined(JoinResponse { sides }))
+        Ok(Response::Joined(JoinResponse { sides, log: Some(channel.log(0)) }))
     }
 
     /// The channel and the caller's membership, for operations of members only.
@@ -340,7 +359,7 @@ impl Rendezvous {
         side: &str,
         phase: &str,
         body: &str,
-    ) -> Result<Response, WireError> {
+    ) -> Result<u64, WireError> {
         let (max_bytes, max_messages) = (self.config.max_message_bytes, self.config.max_messages_per_channel);
         let channel = self.member_channel(appid, id, side)?;
         if channel.member(side).is_some_and(|m| m.closed.is_some()) {
@@ -355,7 +374,7 @@ impl Rendezvous {
         channel.last_activity = Some(now);
         if let Some(existing) = channel.messages.iter().find(|m| m.side == side && m.phase == phase) {
             return if existing.body == body {
-                Ok(Response::Posted(PostResponse { seq: existing.seq }))
+                Ok(existing.seq)
             } else {
                 Err(err(ErrorCode::Conflict, "this side already posted a different message in this phase"))
             };
@@ -366,7 +385,7 @@ impl Rendezvous {
         let seq = channel.messages.len() as u64 + 1;
         channel.messages.push(Message { seq, side: side.into(), phase: phase.into(), body: body.into() });
         self.messages += 1;
-        Ok(Response::Posted(PostResponse { seq }))
+        Ok(seq)
     }
 
     fn fetch(
@@ -379,14 +398,7 @@ impl Rendezvous {
     ) -> Result<Response, WireError> {
         let channel = self.member_channel(appid, id, side)?;
         channel.last_activity = Some(now);
-        let skip = usize::try_from(after).unwrap_or(usize::MAX);
-        let messages = channel.messages.iter().skip(skip).cloned().collect();
-        let closed = channel
-            .members
-            .iter()
-            .filter_map(|m| m.closed.map(|mood| ClosedSide { side: m.side.clone(), mood }))
-            .collect();
-        Ok(Response::Fetched(FetchResponse { messages, closed }))
+        Ok(Response::Fetched(channel.log(after)))
     }
 
     fn close(

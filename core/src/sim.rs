@@ -21,7 +21,7 @@ use crate::config::{Config, Schedule};
 use crate::exchange::{Event, Exchange, RequestId};
 use crate::rendezvous::{Rendezvous, RendezvousConfig};
 use crate::time::Timestamp;
-use crate::wire::{Request, Response, Route};
+use crate::wire::{Request, Response, Route, WireError};
 use crate::{Error, Mood};
 
 /// A small, fast, seeded generator for the simulation's choices (SplitMix64).
@@ -496,38 +496,46 @@ impl Sim<'_> {
         if matches!(request, Request::Close(_)) {
             self.report.close_delivered[from] = true;
         }
-        if let Request::Fetch(fetch) = &request {
-            let wait = Duration::from_millis(fetch.wait_ms).min(self.server.config().max_wait);
-            if !wait.is_zero() && self.fetch_is_empty(&request) {
-                let deadline = self.now + wait;
-                self.waiters.push(Waiter { from, incarnation, id, request, deadline });
-                return;
-            }
-        }
-        self.answer(from, incarnation, id, &request);
-        if request.wakes_waiters() {
+        // As the real server does: apply the request, wake the channel's other
+        // long-polls, then hold this one while its log has no news for its side.
+        let result = self.server.handle(self.now, &request);
+        if result.is_ok() && request.wakes_waiters() {
             self.wake(&request);
         }
+        let wait = Duration::from_millis(request.wait_ms()).min(self.server.config().max_wait);
+        if !wait.is_zero() && result.as_ref().is_ok_and(|r| r.waits_for_news(request.side())) {
+            let deadline = self.now + wait;
+            self.waiters.push(Waiter { from, incarnation, id, request, deadline });
+            return;
+        }
+        self.answer_with(from, incarnation, id, result);
     }
 
-    fn fetch_is_empty(&mut self, request: &Request) -> bool {
-        matches!(self.server.handle(self.now, request), Ok(Response::Fetched(f)) if f.messages.is_empty())
-    }
-
-    /// Answers long-polls of the channel that `request` just changed.
+    /// Re-runs the long-polls of the channel that `request` just changed and
+    /// answers those that now have news.
     fn wake(&mut self, request: &Request) {
         let (appid, channel) = (request.appid().to_string(), request.channel());
-        let (woken, waiting): (Vec<Waiter>, Vec<Waiter>) = std::mem::take(&mut self.waiters)
+        let (woken, mut waiting): (Vec<Waiter>, Vec<Waiter>) = std::mem::take(&mut self.waiters)
             .into_iter()
             .partition(|w| w.request.appid() == appid && w.request.channel() == channel);
-        self.waiters = waiting;
         for waiter in woken {
-            self.answer(waiter.from, waiter.incarnation, waiter.id, &waiter.request);
+            let result = self.server.handle(self.now, &waiter.request);
+            if result.as_ref().is_ok_and(|r| r.waits_for_news(waiter.request.side())) {
+                waiting.push(waiter);
+            } else {
+                self.answer_with(waiter.from, waiter.incarnation, waiter.id, result);
+            }
         }
+        self.waiters = waiting;
     }
 
     fn answer(&mut self, from: usize, incarnation: u32, id: RequestId, request: &Request) {
-        let (status, body) = match self.server.handle(self.now, request) {
+        let result = self.server.handle(self.now, request);
+        self.answer_with(from, incarnation, id, result);
+    }
+
+    fn answer_with(&mut self, from: usize, incarnation: u32, id: RequestId, result: Result<Response, WireError>) {
+        let (status, body) = match result {
             Ok(response) => (200, response.to_json()),
             Err(e) => (e.http_status(), e.to_json()),
         };

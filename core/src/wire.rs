@@ -90,6 +90,19 @@ pub struct PostRequest {
     pub phase: String,
     /// Opaque message body (this client sends base64).
     pub body: String,
+    /// With a cursor, the answer also carries the channel's [`Log`] after
+    /// it, so no fetch is needed to learn what the peer posted meanwhile.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub after: Option<u64>,
+    /// With a cursor, hold the answer up to this many milliseconds until the
+    /// log holds news for this side (see [`Log::has_news_for`]), as a fetch
+    /// does. The message is stored first either way.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub wait_ms: u64,
+}
+
+fn is_zero(n: &u64) -> bool {
+    *n == 0
 }
 
 /// `POST /v1/fetch`: read the channel's messages after a cursor, optionally
@@ -281,6 +294,17 @@ impl Request {
         }
     }
 
+    /// How long the caller asked the server to hold the answer for news
+    /// (before the server's cap): a fetch's `wait_ms`, or a post's when it
+    /// gave a cursor; zero for everything else.
+    pub fn wait_ms(&self) -> u64 {
+        match self {
+            Request::Fetch(r) => r.wait_ms,
+            Request::Post(r) if r.after.is_some() => r.wait_ms,
+            _ => 0,
+        }
+    }
+
     /// Whether a successful answer to this request can change what a
     /// long-polling fetch of the same channel returns (posts and closes).
     pub fn wakes_waiters(&self) -> bool {
@@ -338,6 +362,10 @@ pub struct AllocateResponse {
 pub struct JoinResponse {
     /// How many sides hold the channel now (1 or 2).
     pub sides: u8,
+    /// The whole log, so a receiver learns the initiator's first message
+    /// without a fetch. Absent from servers that predate it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub log: Option<Log>,
 }
 
 /// Answer to post.
@@ -345,6 +373,9 @@ pub struct JoinResponse {
 pub struct PostResponse {
     /// The message's sequence number in the channel (the first is 1).
     pub seq: u64,
+    /// The log after the request's `after`, when it gave one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub log: Option<Log>,
 }
 
 /// One stored message.
@@ -369,14 +400,34 @@ pub struct ClosedSide {
     pub mood: Mood,
 }
 
-/// Answer to fetch.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct FetchResponse {
+/// A channel's log after a cursor: the answer to fetch, also carried by
+/// the answers to join and post.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Log {
     /// Messages after the cursor, in order (the caller's own included).
     pub messages: Vec<Message>,
     /// Sides that have closed, with their moods.
     #[serde(default)]
     pub closed: Vec<ClosedSide>,
+}
+
+impl Log {
+    /// Whether this log tells `side` anything it waits for: a message from
+    /// another side, or another side's close. A long-poll is held until it
+    /// does; the caller's own messages do not end the wait.
+    ///
+    /// ```
+    /// use wormhole_sync_core::wire::{ClosedSide, Log, Message, Mood};
+    ///
+    /// let own = Message { seq: 1, side: "me".into(), phase: "pake".into(), body: "AA==".into() };
+    /// let mut log = Log { messages: vec![own], closed: vec![] };
+    /// assert!(!log.has_news_for("me"));
+    /// log.closed.push(ClosedSide { side: "peer".into(), mood: Mood::Lonely });
+    /// assert!(log.has_news_for("me"));
+    /// ```
+    pub fn has_news_for(&self, side: &str) -> bool {
+        self.messages.iter().any(|m| m.side != side) || self.closed.iter().any(|c| c.side != side)
+    }
 }
 
 /// Answer to close.
@@ -396,12 +447,29 @@ pub enum Response {
     /// Answer to post.
     Posted(PostResponse),
     /// Answer to fetch.
-    Fetched(FetchResponse),
+    Fetched(Log),
     /// Answer to close.
     Closed(CloseResponse),
 }
 
 impl Response {
+    /// The log this answer carries: a fetch's, or a join's or post's when the
+    /// server sent one.
+    pub fn log(&self) -> Option<&Log> {
+        match self {
+            Response::Fetched(log) => Some(log),
+            Response::Joined(r) => r.log.as_ref(),
+            Response::Posted(r) => r.log.as_ref(),
+            Response::Allocated(_) | Response::Closed(_) => None,
+        }
+    }
+
+    /// Whether a long-poll for `side` must be held: the answer carries a log
+    /// with no news for it (see [`Log::has_news_for`]).
+    pub fn waits_for_news(&self, side: &str) -> bool {
+        self.log().is_some_and(|log| !log.has_news_for(side))
+    }
+
     /// The JSON body (sent with HTTP status 200).
     pub fn to_json(&self) -> Vec<u8> {
         let encoded = match self {
@@ -671,6 +739,17 @@ mod tests {
                 channel,
                 phase: "pake".into(),
                 body: "AAAA".into(),
+                after: None,
+                wait_ms: 0,
+            }),
+            Request::Post(PostRequest {
+                appid: "a".into(),
+                side: "s1".into(),
+                channel,
+                phase: "data".into(),
+                body: "AAAA".into(),
+                after: Some(2),
+                wait_ms: 30_000,
             }),
             Request::Fetch(FetchRequest { appid: "a".into(), side: "s1".into(), channel, after: 3, wait_ms: 500 }),
             Request::Close(CloseRequest { appid: "a".into(), side: "s1".into(), channel, mood: Mood::Scary }),

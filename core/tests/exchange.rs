@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use common::{config, events, restored, started_initiator, Net, START};
 use proptest::prelude::*;
-use wormhole_sync_core::wire::{FetchResponse, Message, Request};
+use wormhole_sync_core::wire::{Log, Message, Request};
 use wormhole_sync_core::{Code, Config, Error, Event, Exchange, Mood, Schedule, MAX_DATA_LEN};
 
 const MINUTE: Duration = Duration::from_secs(60);
@@ -32,6 +32,44 @@ fn happy_path_exchanges_data_both_ways() {
     assert_eq!(r_events.last(), Some(&Event::Data(b"initiator's data".to_vec())));
     assert_eq!(initiator.verifier(), receiver.verifier());
     assert!(i_events.contains(&Event::Verifier(initiator.verifier().unwrap().clone())));
+}
+
+/// A post waits (long-polls) exactly when its side has nothing to send
+/// until the peer answers; request counts are checked in the simulation,
+/// whose server holds long-polls as a real one does.
+#[test]
+fn a_post_waits_only_when_nothing_follows_it_until_the_peer_answers() {
+    let mut net = Net::new();
+    let (mut initiator, code) = started_initiator(&mut net, b"i", 1);
+    let mut receiver = Exchange::receiver(config(), code, b"r".to_vec(), [2; 32]).unwrap();
+    receiver.start(net.now);
+    net.run(&mut [&mut initiator, &mut receiver], MINUTE);
+    assert_eq!(receiver.outcome(), Some(Ok(&b"i"[..])));
+    let posts: Vec<(&str, Option<u64>, u64)> = net
+        .requests
+        .iter()
+        .filter_map(|r| if let Request::Post(p) = r { Some((p.phase.as_str(), p.after, p.wait_ms)) } else { None })
+        .collect();
+    // The initiator's pake waits for the receiver's; the receiver learnt the
+    // initiator's pake from its join, so its own pake post goes on to the data
+    // post; the initiator's data post finds the receiver's data already there.
+    assert_eq!(
+        posts,
+        [("pake", Some(0), 30_000), ("pake", Some(1), 0), ("data", Some(2), 30_000), ("data", Some(3), 0)]
+    );
+}
+
+#[test]
+fn a_server_without_logs_in_its_answers_still_works_by_fetching() {
+    let mut net = Net::new();
+    net.without_logs = true;
+    let (mut initiator, code) = started_initiator(&mut net, b"i", 1);
+    let mut receiver = Exchange::receiver(config(), code, b"r".to_vec(), [2; 32]).unwrap();
+    receiver.start(net.now);
+    net.run(&mut [&mut initiator, &mut receiver], MINUTE);
+    assert_eq!(initiator.outcome(), Some(Ok(&b"r"[..])));
+    assert_eq!(receiver.outcome(), Some(Ok(&b"i"[..])));
+    assert!(net.requests.iter().any(|r| matches!(r, Request::Fetch(_))));
 }
 
 #[test]
@@ -192,8 +230,48 @@ fn idle_polling_follows_the_schedule() {
     assert!((19..=21).contains(&fetches), "{fetches} fetches");
     let waits: Vec<u64> =
         net.requests.iter().filter_map(|r| if let Request::Fetch(f) = r { Some(f.wait_ms) } else { None }).collect();
-    assert_eq!(waits.first(), Some(&1_000), "long-poll wait follows the interval");
-    assert_eq!(waits.last(), Some(&5_000));
+    // Every fetch asks to be held for the long-poll window; this server answers at
+    // once (it holds nothing), so the schedule sets the pace.
+    assert!(waits.iter().all(|&w| w == 30_000), "{waits:?}");
+}
+
+/// A server that holds every fetch with nothing new for its whole wait (a
+/// long-poll that runs out), in virtual time: returns how many fetches an
+/// idle initiator sends in `span`.
+fn fetches_while_idle(schedule: Schedule, span: Duration) -> usize {
+    let mut net = Net::new();
+    let config = config().with_schedule(schedule).with_timeout(Duration::from_secs(3 * 24 * 3600));
+    let mut initiator = Exchange::initiator(config, b"i".to_vec(), [1; 32]).unwrap();
+    initiator.start(net.now);
+    let end = net.now + span;
+    let mut fetches = 0;
+    while net.now < end {
+        while let Some(t) = initiator.poll_transmit(net.now).filter(|_| net.now < end) {
+            if let Request::Fetch(f) = t.request() {
+                fetches += 1;
+                if f.after > 0 {
+                    // Nothing new: the server holds it until its wait runs out.
+                    net.now = net.now + Duration::from_millis(f.wait_ms);
+                }
+            }
+            net.answer(&mut initiator, &t);
+        }
+        let wake = initiator.poll_timeout().unwrap_or_else(|| panic!("{:?}", initiator.outcome()));
+        net.now = wake.max(net.now);
+        initiator.handle_timeout(net.now);
+    }
+    fetches
+}
+
+#[test]
+fn an_idle_client_holds_one_long_poll_at_a_time_whatever_the_schedule() {
+    let ten_minutes = Duration::from_secs(600);
+    // One fetch per 30 s window (plus the first, answered with our own message):
+    // neither a short interval nor a long one changes that.
+    for schedule in [Schedule::default(), Schedule::from_secs(&[(0.0, 60.0), (300.0, 3600.0)]).unwrap()] {
+        let fetches = fetches_while_idle(schedule.clone(), ten_minutes);
+        assert!((20..=22).contains(&fetches), "{fetches} fetches in 10 minutes with {schedule:?}");
+    }
 }
 
 #[test]
@@ -339,7 +417,7 @@ fn answer_fetch(net: &mut Net, side: &mut Exchange, messages: Vec<Message>) {
     for _ in 0..100 {
         while let Some(t) = side.poll_transmit(net.now) {
             if matches!(t.request(), Request::Fetch(_)) {
-                let body = serde_json::to_vec(&FetchResponse { messages, closed: vec![] }).unwrap();
+                let body = serde_json::to_vec(&Log { messages, closed: vec![] }).unwrap();
                 side.handle_response(net.now, t.id(), 200, &body);
                 return;
             }
@@ -456,7 +534,9 @@ fn reflected_messages_are_rejected() {
     let Request::Post(data_post) = post.request() else { panic!("expected the data post, got {post:?}") };
     assert_eq!(data_post.phase, "data");
     let own_data = data_post.body.clone();
-    net.answer(&mut initiator, &post);
+    // Acknowledged without a log (as a server that sends none would), so the
+    // receiver's real data does not reach the initiator first.
+    initiator.handle_response(net.now, post.id(), 200, br#"{"seq": 8}"#);
     let reflected = Message { seq: 9, side: peer_pake.side.clone(), phase: "data".into(), body: own_data };
     answer_fetch(&mut net, &mut initiator, vec![reflected]);
     assert_eq!(initiator.outcome(), Some(Err(&Error::Reflection)));

@@ -30,6 +30,8 @@ fn post(appid: &str, id: u32, side: &str, phase: &str, body: &str) -> Request {
         channel: ch(id),
         phase: phase.into(),
         body: body.into(),
+        after: None,
+        wait_ms: 0,
     })
 }
 

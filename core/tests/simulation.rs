@@ -38,6 +38,10 @@ const FOUND_BY_FUZZING: &[u64] = &[
     // A wrong code, an hourly schedule, and all three of the initiator's
     // `scary` closes lost: the receiver can only time out.
     9_348_483_932_763_749,
+    // A wrong code with 9 % silent loss and a 5-minute timeout: a lost
+    // long-poll costs its whole wait plus the request timeout, and with
+    // four requests per side the receiver still has to learn in time.
+    1_152_648_833_289_699_330,
 ];
 
 #[test]
@@ -104,6 +108,68 @@ fn completion_time_does_not_depend_on_the_interval_once_both_sides_are_present()
                 );
             }
         }
+    }
+}
+
+/// Join and post answers carry the log and a post waits for the peer's
+/// answer, so a complete exchange is eight requests: allocate or join, two
+/// posts and a close per side, however the two sides' timing interleaves.
+#[test]
+fn a_complete_exchange_takes_eight_requests() {
+    for typing_delay_ms in [0, 5, 3_000, 25_000] {
+        for seed in 0..50 {
+            let mut scenario = Scenario::simple(seed);
+            scenario.typing_delay_ms = typing_delay_ms;
+            let report = run(&scenario);
+            check(&scenario, &report).unwrap_or_else(|why| panic!("seed {seed}: {why}"));
+            assert!(report.initiator.as_ref().is_some_and(Result::is_ok), "seed {seed}: {report:?}");
+            assert!(report.requests <= 8, "typing {typing_delay_ms} ms, seed {seed}: {} requests", report.requests);
+        }
+    }
+}
+
+/// While the initiator waits for a receiver who takes 20 minutes, it keeps
+/// one long-poll open at a time: one request per 30 s window, whatever the
+/// schedule's interval.
+#[test]
+fn a_waiting_client_sends_one_request_per_long_poll_window() {
+    for interval in [0.5, 60.0] {
+        let mut scenario = Scenario::simple(3);
+        scenario.config = scenario.config.with_schedule(Schedule::from_secs(&[(0.0, interval)]).unwrap());
+        scenario.config = scenario.config.with_timeout(Duration::from_secs(3600));
+        scenario.typing_delay_ms = 20 * 60 * 1000;
+        let report = run(&scenario);
+        check(&scenario, &report).unwrap();
+        let waited = report.receiver_started.unwrap();
+        let windows = waited.as_secs() / 30 + 1;
+        assert!(
+            report.requests <= 8 + windows,
+            "interval {interval} s: {} requests over {waited:?} of waiting",
+            report.requests
+        );
+    }
+}
+
+/// An email-like schedule (every minute, then hourly) and a receiver who
+/// types the code up to 45 minutes later: the initiator, online all along,
+/// keeps a long-poll open, so the exchange still takes only round trips.
+#[test]
+fn an_online_initiator_with_an_hourly_schedule_answers_at_once() {
+    for seed in 0..20 {
+        let mut scenario = Scenario::simple(seed);
+        scenario.config = scenario
+            .config
+            .with_schedule(Schedule::from_secs(&[(0.0, 60.0), (600.0, 3600.0)]).unwrap())
+            .with_timeout(Duration::from_secs(3 * 24 * 3600));
+        scenario.typing_delay_ms = 45 * 60 * 1000;
+        let report = run(&scenario);
+        check(&scenario, &report).unwrap_or_else(|why| panic!("seed {seed}: {why}"));
+        let joined = report.receiver_started.unwrap();
+        let done = report.initiator_done.unwrap().max(report.receiver_done.unwrap());
+        assert!(
+            done.saturating_sub(joined) < Duration::from_millis(100),
+            "seed {seed}: joined at {joined:?}, done {done:?}"
+        );
     }
 }
 

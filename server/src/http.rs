@@ -12,8 +12,8 @@ use axum::response::{IntoResponse, Response as HttpResponse};
 use axum::routing::{any, get};
 use axum::Router;
 use wormhole_sync_core::rendezvous::Rendezvous;
-use wormhole_sync_core::wire::{ErrorCode, FetchRequest, Message, Request, Response, Route, WireError};
-use wormhole_sync_core::{ChannelId, Timestamp};
+use wormhole_sync_core::wire::{ErrorCode, FetchRequest, Message, PostResponse, Request, Response, Route, WireError};
+use wormhole_sync_core::Timestamp;
 
 use crate::metrics::Metrics;
 use crate::rate_limit::RateLimiter;
@@ -133,7 +133,7 @@ impl App {
             Err(_) => return Err(error(ErrorCode::BadRequest, "the request body did not arrive in time")),
         };
         match Request::parse(route, &bytes)? {
-            Request::Fetch(fetch) => self.fetch(fetch).await,
+            request if request.wait_ms() > 0 => self.long_poll(request).await,
             request => self.apply(&request).await,
         }
     }
@@ -208,29 +208,55 @@ impl App {
         (result, barrier)
     }
 
-    /// A fetch, long-polled: with nothing new it waits (once) until a post
-    /// or close touches the channel, its wait ends, or the server stops.
-    async fn fetch(&self, fetch: FetchRequest) -> Result<Response, WireError> {
-        let wait = Duration::from_millis(fetch.wait_ms).min(self.config.rendezvous.max_wait);
+    /// A request that asked to be held (a fetch with a wait, or a post with
+    /// a cursor and a wait): applied at once, then, while its log has no
+    /// news for its side, held until a post or close touches the channel,
+    /// its wait ends, or the server stops.
+    async fn long_poll(&self, request: Request) -> Result<Response, WireError> {
+        let wait = Duration::from_millis(request.wait_ms()).min(self.config.rendezvous.max_wait);
         let deadline = tokio::time::Instant::now() + wait;
-        let request = Request::Fetch(fetch);
-        let (appid, channel): (&str, ChannelId) = (request.appid(), request.channel().expect("fetch names a channel"));
-        // Register before looking, so a post landing in between still wakes us.
-        let waiter =
-            (!wait.is_zero() && !self.stopping.load(Ordering::Relaxed)).then(|| self.waiters.register(appid, channel));
-        let woken = waiter.as_ref().map(|w| w.notified());
-        let (result, barrier) = self.handle_and_record(&request);
-        self.durable(barrier).await?;
-        let nothing_new = matches!(&result, Ok(Response::Fetched(f)) if f.messages.is_empty() && f.closed.is_empty());
-        let Some(woken) = woken.filter(|_| nothing_new) else { return result };
-        tokio::select! {
-            _ = woken => {}
-            _ = tokio::time::sleep_until(deadline) => {}
+        let (appid, side) = (request.appid(), request.side());
+        let channel = request.channel().expect("long-polls name a channel");
+        let (first, after) = match &request {
+            // A post is stored (and wakes the others) before it waits.
+            Request::Post(post) => (Some(self.apply(&request).await?), post.after.unwrap_or(0)),
+            Request::Fetch(fetch) => (None, fetch.after),
+            _ => unreachable!("only fetches and posts wait"),
+        };
+        if first.as_ref().is_some_and(|answer| !answer.waits_for_news(side)) {
+            return Ok(first.expect("checked above"));
         }
-        drop(waiter);
-        let (result, barrier) = self.handle_and_record(&request);
-        self.durable(barrier).await?;
-        result
+        let read = Request::Fetch(FetchRequest {
+            appid: appid.to_string(),
+            side: side.to_string(),
+            channel,
+            after,
+            wait_ms: 0,
+        });
+        loop {
+            // Register before looking, so a post landing in between still wakes us.
+            let waiter = self.waiters.register(appid, channel);
+            let woken = waiter.notified();
+            let (result, barrier) = self.handle_and_record(&read);
+            self.durable(barrier).await?;
+            let log = match result? {
+                Response::Fetched(log) => log,
+                _ => unreachable!("a fetch answers with a log"),
+            };
+            let done = log.has_news_for(side)
+                || tokio::time::Instant::now() >= deadline
+                || self.stopping.load(Ordering::Relaxed);
+            if done {
+                return Ok(match first {
+                    Some(Response::Posted(posted)) => Response::Posted(PostResponse { log: Some(log), ..posted }),
+                    _ => Response::Fetched(log),
+                });
+            }
+            tokio::select! {
+                _ = woken => {}
+                _ = tokio::time::sleep_until(deadline) => {}
+            }
+        }
     }
 
     /// Deletes idle channels and journals their deletion.

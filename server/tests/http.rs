@@ -24,7 +24,8 @@ fn every_route_works() {
     let ch = allocated.json()["channel"].as_u64().unwrap();
     assert!((1..=9).contains(&ch), "a quiet app gets a one-digit channel: {ch}");
     let joined = post(a, "/v1/join", &json!({"appid": "app", "side": "s2", "channel": ch}));
-    assert_eq!((joined.status, joined.json()), (200, json!({"sides": 2})));
+    let empty_log = json!({"messages": [], "closed": []});
+    assert_eq!((joined.status, joined.json()), (200, json!({"sides": 2, "log": empty_log})));
     let posted =
         post(a, "/v1/post", &json!({"appid": "app", "side": "s1", "channel": ch, "phase": "pake", "body": "QUJD"}));
     assert_eq!((posted.status, posted.json()), (200, json!({"seq": 1})));
@@ -68,6 +69,66 @@ fn a_long_poll_wakes_when_a_message_is_stored() {
     assert_eq!(reply.json()["messages"][0]["body"], "AAAA");
     // Woken by the post, not by the end of its 30 s wait.
     assert!(elapsed < Duration::from_secs(20), "{elapsed:?}");
+    assert_eq!(metric(a, "wormhole_longpolls_waiting"), 0.0);
+}
+
+#[test]
+fn join_and_post_answers_carry_the_log() {
+    let server = TestServer::memory(quiet_config());
+    let a = server.addr;
+    post(a, "/v1/join", &json!({"appid": "app", "side": "s1", "channel": 1, "create": true}));
+    post(a, "/v1/post", &json!({"appid": "app", "side": "s1", "channel": 1, "phase": "pake", "body": "AAAA"}));
+    let joined = post(a, "/v1/join", &json!({"appid": "app", "side": "s2", "channel": 1}));
+    let pake = json!({"seq": 1, "side": "s1", "phase": "pake", "body": "AAAA"});
+    assert_eq!(joined.json(), json!({"sides": 2, "log": {"messages": [pake], "closed": []}}));
+    // With a cursor, a post's answer holds the log after it, its own message included.
+    let posted = post(
+        a,
+        "/v1/post",
+        &json!({"appid": "app", "side": "s2", "channel": 1, "phase": "pake", "body": "BBBB", "after": 1}),
+    );
+    let own = json!({"seq": 2, "side": "s2", "phase": "pake", "body": "BBBB"});
+    assert_eq!(posted.json(), json!({"seq": 2, "log": {"messages": [own], "closed": []}}));
+    // Without one, the answer is as before.
+    let again =
+        post(a, "/v1/post", &json!({"appid": "app", "side": "s2", "channel": 1, "phase": "pake", "body": "BBBB"}));
+    assert_eq!(again.json(), json!({"seq": 2}));
+}
+
+#[test]
+fn a_waiting_post_is_stored_at_once_and_answered_on_the_peers_news() {
+    let server = TestServer::memory(quiet_config());
+    let a = server.addr;
+    post(a, "/v1/join", &json!({"appid": "app", "side": "s1", "channel": 1, "create": true}));
+    post(a, "/v1/join", &json!({"appid": "app", "side": "s2", "channel": 1}));
+    let waiting = std::thread::spawn(move || {
+        let started = Instant::now();
+        let body = json!({"appid": "app", "side": "s1", "channel": 1, "phase": "pake", "body": "AAAA",
+            "after": 0, "wait_ms": 30_000});
+        let reply = post(a, "/v1/post", &body);
+        (reply, started.elapsed())
+    });
+    support::await_long_poll(a);
+    // Stored before the wait: the peer sees it, and the poster's own message did not end the wait.
+    let peer_view = post(a, "/v1/fetch", &json!({"appid": "app", "side": "s2", "channel": 1, "after": 0}));
+    assert_eq!(peer_view.json()["messages"][0]["body"], "AAAA");
+    // A fetch of the poster's own side with a wait is not woken by its own message either.
+    let own_fetch = std::thread::spawn(move || {
+        let body = json!({"appid": "app", "side": "s1", "channel": 1, "after": 0, "wait_ms": 30_000});
+        post(a, "/v1/fetch", &body)
+    });
+    while metric(a, "wormhole_longpolls_waiting") < 2.0 {
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    post(a, "/v1/post", &json!({"appid": "app", "side": "s2", "channel": 1, "phase": "pake", "body": "BBBB"}));
+    let (reply, elapsed) = waiting.join().unwrap();
+    assert!(elapsed < Duration::from_secs(20), "woken by the peer's post, not the wait: {elapsed:?}");
+    let reply = reply.json();
+    assert_eq!(reply["seq"], 1);
+    let sides: Vec<&str> =
+        reply["log"]["messages"].as_array().unwrap().iter().map(|m| m["side"].as_str().unwrap()).collect();
+    assert_eq!(sides, ["s1", "s2"]);
+    assert_eq!(own_fetch.join().unwrap().json()["messages"].as_array().unwrap().len(), 2);
     assert_eq!(metric(a, "wormhole_longpolls_waiting"), 0.0);
 }
 

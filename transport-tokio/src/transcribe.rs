@@ -53,6 +53,15 @@ macro_rules! shared_options {
             Ok(Self { inner: self.inner.configure(|c| Ok(c.with_schedule(schedule)))? })
         }
 
+        /// Sets the longest time one fetch may be held by the server waiting
+        /// for news (default 30 s; the server may cap it). While the server
+        /// holds fetches, an online client keeps one open and sends about one
+        /// request per window; `Duration::ZERO` turns long-polls off, and the
+        /// schedule's interval then sets how often it asks.
+        pub fn long_poll(self, wait: Duration) -> Result<Self, Error> {
+            Ok(Self { inner: self.inner.configure(|c| Ok(c.with_long_poll(wait)))? })
+        }
+
         /// Sets the hard timeout, counted from the first start.
         pub fn timeout(self, timeout: Duration) -> Result<Self, Error> {
             Ok(Self { inner: self.inner.configure(|c| Ok(c.with_timeout(timeout)))? })

@@ -176,8 +176,11 @@ async fn dropping_the_last_handle_stops_the_exchange() {
 async fn custom_schedule_is_followed_at_the_server() {
     let server = memory_server().await;
     let fetches = r#"wormhole_requests_total{route="fetch",code="ok"}"#;
+    // Without long-polls, the schedule sets the pace: every 200 ms for 3 s.
     let i = initiator(&server, b"i")
         .schedule(Schedule::from_secs(&[(0.0, 0.2)]).unwrap())
+        .unwrap()
+        .long_poll(Duration::ZERO)
         .unwrap()
         .timeout(Duration::from_secs(3))
         .unwrap()
@@ -185,6 +188,16 @@ async fn custom_schedule_is_followed_at_the_server() {
     assert_eq!(i.when_data().await, Err(Error::Timeout));
     let count = metric(&server, fetches).await;
     assert!((12.0..=17.0).contains(&count), "{count} fetches");
+    // With long-polls (the default), the server holds one fetch for the whole wait.
+    let i = initiator(&server, b"i")
+        .schedule(Schedule::from_secs(&[(0.0, 0.2)]).unwrap())
+        .unwrap()
+        .timeout(Duration::from_secs(3))
+        .unwrap()
+        .start();
+    assert_eq!(i.when_data().await, Err(Error::Timeout));
+    let held = metric(&server, fetches).await - count;
+    assert!(held <= 3.0, "{held} fetches");
 }
 
 #[tokio::test]

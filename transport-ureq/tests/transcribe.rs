@@ -175,9 +175,11 @@ fn a_server_with_a_smaller_message_limit_refuses_clearly() {
 fn idle_polling_follows_a_custom_schedule() {
     let server = Server::memory();
     let fetches = r#"wormhole_requests_total{route="fetch",code="ok"}"#;
-    // Every 200 ms for 3 s: about 15 fetches.
+    // Without long-polls, every 200 ms for 3 s: about 15 fetches.
     let mut i = initiator(&server, b"i")
         .schedule(Schedule::from_secs(&[(0.0, 0.2)]).unwrap())
+        .unwrap()
+        .long_poll(Duration::ZERO)
         .unwrap()
         .timeout(Duration::from_secs(3))
         .unwrap();
@@ -188,11 +190,22 @@ fn idle_polling_follows_a_custom_schedule() {
     let mut i = initiator(&server, b"i")
         .schedule(Schedule::from_secs(&[(0.0, 0.1), (1.0, 1.0)]).unwrap())
         .unwrap()
+        .long_poll(Duration::ZERO)
+        .unwrap()
         .timeout(Duration::from_secs(3))
         .unwrap();
     assert_eq!(i.get_data(), Err(Error::Timeout));
     let second = server.metric(fetches) - first;
     assert!((9.0..=15.0).contains(&second), "{second} fetches");
+    // With long-polls (the default), the server holds one fetch for the whole wait.
+    let mut i = initiator(&server, b"i")
+        .schedule(Schedule::from_secs(&[(0.0, 0.1)]).unwrap())
+        .unwrap()
+        .timeout(Duration::from_secs(3))
+        .unwrap();
+    assert_eq!(i.get_data(), Err(Error::Timeout));
+    let held = server.metric(fetches) - first - second;
+    assert!(held <= 3.0, "{held} fetches");
 }
 
 #[test]

@@ -6,7 +6,7 @@
 use std::time::Duration;
 
 use wormhole_sync_core::rendezvous::Rendezvous;
-use wormhole_sync_core::wire::{Request, Route};
+use wormhole_sync_core::wire::{Request, Response, Route};
 use wormhole_sync_core::{Config, Event, Exchange, Timestamp, Transmit};
 
 pub const START: Timestamp = Timestamp::from_millis(1_700_000_000_000);
@@ -19,11 +19,14 @@ pub struct Net {
     pub server: Rendezvous,
     pub now: Timestamp,
     pub requests: Vec<Request>,
+    /// Answer joins and posts without their `log`, as a server that
+    /// predates it does.
+    pub without_logs: bool,
 }
 
 impl Net {
     pub fn new() -> Net {
-        Net { server: Rendezvous::default(), now: START, requests: Vec::new() }
+        Net { server: Rendezvous::default(), now: START, requests: Vec::new(), without_logs: false }
     }
 
     /// Answers one transmitted request from the in-memory server.
@@ -31,7 +34,16 @@ impl Net {
         let request = Request::parse(Route::from_path(t.path()).unwrap(), &t.body()).unwrap();
         self.requests.push(request.clone());
         match self.server.handle(self.now, &request) {
-            Ok(answer) => side.handle_response(self.now, t.id(), 200, &answer.to_json()),
+            Ok(mut answer) => {
+                if self.without_logs {
+                    match &mut answer {
+                        Response::Joined(joined) => joined.log = None,
+                        Response::Posted(posted) => posted.log = None,
+                        _ => {}
+                    }
+                }
+                side.handle_response(self.now, t.id(), 200, &answer.to_json())
+            }
             Err(error) => side.handle_response(self.now, t.id(), error.http_status(), &error.to_json()),
         }
     }
