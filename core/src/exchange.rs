@@ -32,6 +32,10 @@ pub const MAX_SERIALIZED_LEN: usize = 256 * 1024;
 /// if shorter) was held by the server: a long-poll, followed at once by the
 /// next. It also bounds an online client to one fetch per this long.
 const LONG_POLL_HELD: Duration = Duration::from_secs(1);
+/// The shortest long-poll wait once the peer has been heard from: it is
+/// online and answers within round trips, so a long wait would only delay
+/// noticing a request lost on the way.
+const ACTIVE_PEER_WAIT: Duration = Duration::from_secs(5);
 /// How often a close is attempted before it is left to the server's expiry.
 const MAX_CLOSE_ATTEMPTS: u32 = 3;
 const PHASE_PAKE: &str = "pake";
@@ -209,6 +213,8 @@ pub struct Exchange {
     next_id: u64,
     control_at: Timestamp,
     fetch_at: Timestamp,
+    /// When an answer last brought something new from the peer.
+    peer_heard_at: Option<Timestamp>,
     close_attempts: u32,
     last_problem: String,
     refusals: Refusals,
@@ -332,6 +338,7 @@ impl Exchange {
             next_id: 0,
             control_at: Timestamp::EPOCH,
             fetch_at: Timestamp::EPOCH,
+            peer_heard_at: None,
             close_attempts: 0,
             last_problem: "no request was answered".into(),
             refusals: Refusals::default(),
@@ -566,7 +573,7 @@ impl Exchange {
                 let awaits_peer =
                     if kind == Kind::PostPake { self.peer_pake.is_none() } else { self.peer_data.is_none() };
                 if awaits_peer {
-                    wait = self.config.long_poll();
+                    wait = self.long_poll_wait();
                 }
                 let (after, wait_ms) = (Some(self.cursor), millis(wait));
                 Request::Post(PostRequest {
@@ -580,7 +587,7 @@ impl Exchange {
                 })
             }
             Kind::Fetch => {
-                wait = self.config.long_poll();
+                wait = self.long_poll_wait();
                 let wait_ms = millis(wait);
                 Request::Fetch(FetchRequest { appid, side, channel: in_channel(), after: self.cursor, wait_ms })
             }
@@ -594,6 +601,20 @@ impl Exchange {
         let timeout = wait + self.config.request_timeout();
         self.in_flight.push(InFlight { id, kind, sent_at: self.now, wait, deadline: self.now + timeout });
         Transmit { id, request, timeout }
+    }
+
+    /// How long the next long-poll asks the server to hold it: the whole
+    /// `long_poll` while the peer has not been heard from (it may be hours
+    /// away), and otherwise the time since it was, at least
+    /// [`ACTIVE_PEER_WAIT`]: short while the peer is busy answering, so a
+    /// lost request costs little, and growing back to `long_poll` as it
+    /// falls quiet.
+    fn long_poll_wait(&self) -> Duration {
+        let longest = self.config.long_poll();
+        match self.peer_heard_at {
+            None => longest,
+            Some(heard) => self.now.saturating_since(heard).clamp(ACTIVE_PEER_WAIT.min(longest), longest),
+        }
     }
 
     fn pake_message(&mut self) -> Vec<u8> {
@@ -635,6 +656,7 @@ impl Exchange {
             let back = self.now.saturating_since(now);
             self.control_at = self.control_at.saturating_sub(back);
             self.fetch_at = self.fetch_at.saturating_sub(back);
+            self.peer_heard_at = self.peer_heard_at.map(|t| t.saturating_sub(back));
             for request in &mut self.in_flight {
                 request.sent_at = request.sent_at.saturating_sub(back);
                 request.deadline = request.deadline.saturating_sub(back);
@@ -798,6 +820,7 @@ impl Exchange {
             if slot.is_some() {
                 continue; // First message per phase wins; repeats are replays.
             }
+            self.peer_heard_at = Some(self.now);
             match BASE64.decode(&message.body).ok().filter(|b| b.len() <= max) {
                 Some(bytes) => *slot = Some(bytes),
                 None => {
@@ -809,6 +832,7 @@ impl Exchange {
         for closed in fetched.closed {
             if closed.side != self.side && self.is_peer(&closed.side) && self.peer_mood.is_none() {
                 self.peer_mood = Some(closed.mood);
+                self.peer_heard_at = Some(self.now);
             }
         }
     }

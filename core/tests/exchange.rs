@@ -50,13 +50,36 @@ fn a_post_waits_only_when_nothing_follows_it_until_the_peer_answers() {
         .iter()
         .filter_map(|r| if let Request::Post(p) = r { Some((p.phase.as_str(), p.after, p.wait_ms)) } else { None })
         .collect();
-    // The initiator's pake waits for the receiver's; the receiver learnt the
-    // initiator's pake from its join, so its own pake post goes on to the data
-    // post; the initiator's data post finds the receiver's data already there.
+    // The initiator's pake waits for the receiver's, the whole long-poll: it has
+    // not heard from the receiver. The receiver learnt the initiator's pake from
+    // its join, so its own pake post goes on to the data post, which waits 5 s
+    // (the initiator is active); the initiator's data post finds the
+    // receiver's data already there.
     assert_eq!(
         posts,
-        [("pake", Some(0), 30_000), ("pake", Some(1), 0), ("data", Some(2), 30_000), ("data", Some(3), 0)]
+        [("pake", Some(0), 30_000), ("pake", Some(1), 0), ("data", Some(2), 5_000), ("data", Some(3), 0)]
     );
+}
+
+#[test]
+fn long_poll_waits_are_short_while_the_peer_is_active_and_grow_as_it_falls_quiet() {
+    let (mut net, mut initiator, log) = initiator_and_receiver_messages();
+    let peer_pake = log.iter().find(|m| m.phase == "pake" && m.seq != 1).unwrap().clone();
+    answer_fetch(&mut net, &mut initiator, vec![peer_pake]);
+    // Every long-poll from now on runs out empty (the receiver went quiet).
+    let mut waits = Vec::new();
+    while waits.len() < 6 {
+        let t = initiator.poll_transmit(net.now).expect("a long-poll is due at once after a held one");
+        let (wait_ms, body) = match t.request() {
+            Request::Post(p) => (p.wait_ms, br#"{"seq": 3, "log": {"messages": [], "closed": []}}"#.to_vec()),
+            Request::Fetch(f) => (f.wait_ms, br#"{"messages": [], "closed": []}"#.to_vec()),
+            other => panic!("{other:?}"),
+        };
+        waits.push(wait_ms);
+        net.now = net.now + Duration::from_millis(wait_ms);
+        initiator.handle_response(net.now, t.id(), 200, &body);
+    }
+    assert_eq!(waits, [5_000, 5_000, 10_000, 20_000, 30_000, 30_000]);
 }
 
 #[test]

@@ -42,6 +42,10 @@ const FOUND_BY_FUZZING: &[u64] = &[
     // long-poll costs its whole wait plus the request timeout, and with
     // four requests per side the receiver still has to learn in time.
     1_152_648_833_289_699_330,
+    // 10 % silent loss and one-second delays: with every long-poll waiting
+    // 30 s, each loss cost 45 s and the receiver timed out; a wait of 5 s
+    // while the peer is active makes a loss cost 20 s there.
+    18_446_593_953_727_026_298,
 ];
 
 #[test]
