@@ -84,6 +84,9 @@
 #![warn(missing_docs)]
 
 mod ascii_json;
+#[cfg(feature = "bench-internals")]
+#[doc(hidden)]
+pub mod bench_internals;
 mod code;
 mod config;
 mod crypto;
