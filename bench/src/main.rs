@@ -25,6 +25,10 @@ use clap::Parser;
 use server::Target;
 use workload::{Transport, Waiting};
 
+/// The server binary's allocator, so the child server measures the same.
+#[global_allocator]
+static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+
 #[derive(Parser, Debug)]
 #[command(version, about = "Load generator for the wormhole-sync rendezvous server and clients")]
 struct Args {
@@ -52,8 +56,9 @@ struct Args {
     /// Initiators left waiting for the memory and idle-CPU figures (0 skips).
     #[arg(long, default_value_t = 1000)]
     waiting: usize,
-    /// How long to measure the waiting initiators' cost, in seconds.
-    #[arg(long, default_value_t = 20)]
+    /// How long to measure the waiting initiators' cost, in seconds (at
+    /// least one 30 s long-poll window, to see its renewal).
+    #[arg(long, default_value_t = 65)]
     idle_seconds: u64,
     /// Internal: serve with this storage until stdin closes.
     #[arg(long, hide = true)]
@@ -63,6 +68,8 @@ struct Args {
 fn main() -> std::process::ExitCode {
     let args = Args::parse();
     if let Some(storage) = &args.serve {
+        // Purge freed memory in the background, as the server binary does.
+        let _ = tikv_jemalloc_ctl::background_thread::write(true);
         return match server::serve(storage) {
             Ok(()) => std::process::ExitCode::SUCCESS,
             Err(e) => {
@@ -142,7 +149,7 @@ fn measure(args: &Args, target: &Target, transport: Transport) -> Result<(), Str
             return Ok(());
         };
         std::thread::sleep(Duration::from_secs(1));
-        let baseline = proc::rss_bytes(pid);
+        let (baseline, baseline_files) = (proc::rss_bytes(pid), proc::open_files(pid));
         let timeout = Duration::from_secs(args.idle_seconds + 30);
         let waiting = Waiting::start(transport, url, args.waiting, timeout).map_err(|e| e.to_string())?;
         std::thread::sleep(Duration::from_secs(1));
@@ -152,7 +159,13 @@ fn measure(args: &Args, target: &Target, transport: Transport) -> Result<(), Str
         let idle_requests = target.requests_served() - requests;
         let loaded = proc::rss_bytes(pid);
         waiting.stop();
-        std::thread::sleep(Duration::from_secs(2));
+        // The server notices a client gone only when its long-poll ends and its
+        // idle connection times out: wait for its sockets to close.
+        let gave_up = Instant::now() + Duration::from_secs(120);
+        while proc::open_files(pid) > baseline_files + args.waiting / 100 && Instant::now() < gave_up {
+            std::thread::sleep(Duration::from_millis(500));
+        }
+        std::thread::sleep(Duration::from_secs(31)); // one sweep of the server this bench starts
         let after = proc::rss_bytes(pid);
         let per_client = loaded.saturating_sub(baseline) as f64 / args.waiting as f64 / 1024.0;
         println!(

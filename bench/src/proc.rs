@@ -25,6 +25,11 @@ pub fn rss_bytes(pid: u32) -> u64 {
         .map_or(0, |kib| kib * 1024)
 }
 
+/// Open file descriptors of `pid` (sockets included).
+pub fn open_files(pid: u32) -> usize {
+    std::fs::read_dir(format!("/proc/{pid}/fd")).map_or(0, |entries| entries.count())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -33,6 +38,10 @@ mod tests {
     fn this_process_has_memory_and_uses_cpu() {
         let me = std::process::id();
         assert!(rss_bytes(me) > 1024 * 1024);
+        let files = open_files(me);
+        let extra = std::fs::File::open("/proc/self/status").unwrap();
+        assert_eq!(open_files(me), files + 1);
+        drop(extra);
         let before = cpu_time(me);
         let mut x = 0u64;
         let start = std::time::Instant::now();

@@ -92,7 +92,10 @@ pub fn serve(storage: &str) -> std::io::Result<()> {
         "sqlite" => Storage::sqlite(&dir.path().join("bench.sqlite3")).map_err(std::io::Error::other)?,
         other => return Err(std::io::Error::other(format!("unknown storage {other:?}"))),
     };
-    let config = ServerConfig { rate_limit_per_minute: 0, ..ServerConfig::default() };
+    // Sweep (and return freed memory) every 10 s instead of every minute, so
+    // the memory figure after a burst does not wait long for it.
+    let config =
+        ServerConfig { rate_limit_per_minute: 0, sweep_interval: Duration::from_secs(10), ..ServerConfig::default() };
     let runtime = tokio::runtime::Runtime::new()?;
     runtime.block_on(async move {
         let server = Server::bind("127.0.0.1:0".parse().expect("an address"), config, storage, saved).await?;

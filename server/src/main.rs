@@ -8,6 +8,11 @@ use clap::Parser;
 use wormhole_sync_core::rendezvous::RendezvousSnapshot;
 use wormhole_sync_server::{Server, ServerConfig, Storage};
 
+/// jemalloc with background purging returns what a burst of connections
+/// freed to the system (BENCHMARKS.md: memory per waiting client).
+#[global_allocator]
+static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+
 /// The wormhole-sync rendezvous server.
 #[derive(Parser, Debug)]
 #[command(version, about, long_about = None)]
@@ -99,6 +104,8 @@ async fn shutdown_signal() {
 #[tokio::main]
 async fn main() -> std::process::ExitCode {
     let args = Args::parse();
+    // Purge freed pages after jemalloc's decay time even while the server idles.
+    let _ = tikv_jemalloc_ctl::background_thread::write(true);
     let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into());
     let ansi = std::io::IsTerminal::is_terminal(&std::io::stdout());
     if args.log_format == "json" {
