@@ -484,6 +484,13 @@ impl Rendezvous {
         for (appid, id) in &idle {
             self.delete(appid, *id);
         }
+        // A hash map keeps the capacity of its peak; after a burst, give it back.
+        for app in self.apps.values_mut() {
+            let index = &mut app.allocated_by;
+            if index.capacity() > 64 && index.len() < index.capacity() / 4 {
+                index.shrink_to_fit();
+            }
+        }
         idle.into_iter().map(|(appid, id)| (appid, ChannelId::new(id).expect("ids in use are valid"))).collect()
     }
 

@@ -270,6 +270,7 @@ impl App {
         for (appid, channel) in &expired {
             self.waiters.wake(appid, *channel);
         }
+        self.waiters.shrink();
         expired.len()
     }
 

@@ -1,6 +1,7 @@
-//! Long-poll waiters: a fetch with nothing new waits on its channel's
-//! notifier until a post or close touches the channel, its wait ends, the
-//! client goes away (the handler future is dropped), or the server stops.
+//! Long-poll waiters: a fetch, or a post that waits, with no news for its
+//! side waits on its channel's notifier until a post or close touches the
+//! channel, its wait ends, the client goes away (the handler future is
+//! dropped), or the server stops.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicI64, Ordering};
@@ -51,7 +52,16 @@ impl Waiters {
         }
     }
 
-    /// Fetches waiting now.
+    /// Gives back the map's memory after a burst of waiters has gone: a
+    /// hash map keeps the capacity of its peak.
+    pub(crate) fn shrink(&self) {
+        let mut channels = self.channels.lock().expect("waiters lock");
+        if channels.capacity() > 64 && channels.len() < channels.capacity() / 4 {
+            channels.shrink_to_fit();
+        }
+    }
+
+    /// Long-polls waiting now.
     pub(crate) fn waiting(&self) -> i64 {
         self.waiting.load(Ordering::Relaxed)
     }

@@ -53,9 +53,11 @@ macro_rules! shared_options {
             Ok(Self { inner: self.inner.configure(|c| Ok(c.with_schedule(schedule)))? })
         }
 
-        /// Sets the longest time one fetch may be held by the server waiting
-        /// for news (default 30 s; the server may cap it). While the server
-        /// holds fetches, an online client keeps one open and sends about one
+        /// Sets the longest time one request (a fetch, or a post with nothing
+        /// after it) may be held by the server waiting for the peer (default
+        /// 30 s; 5 s and growing while the peer is busy answering; the server
+        /// may cap it). While the server holds requests, an online client
+        /// keeps one open and sends about one
         /// request per window; `Duration::ZERO` turns long-polls off, and the
         /// schedule's interval then sets how often it asks.
         pub fn long_poll(self, wait: Duration) -> Result<Self, Error> {
