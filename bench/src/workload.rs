@@ -37,12 +37,29 @@ mod blocking {
     use super::*;
     use wormhole_sync_ureq::transcribe::{Initiator, Receiver};
 
+    use wormhole_sync_ureq::ureq;
+
+    /// One agent for every client of the run, with a pool as large as the
+    /// run's concurrency (the default shared agent keeps 16 idle connections).
+    fn agent() -> ureq::Agent {
+        static AGENT: std::sync::OnceLock<ureq::Agent> = std::sync::OnceLock::new();
+        AGENT
+            .get_or_init(|| {
+                ureq::Agent::config_builder()
+                    .max_idle_connections(4096)
+                    .max_idle_connections_per_host(4096)
+                    .build()
+                    .into()
+            })
+            .clone()
+    }
+
     pub fn initiator(url: &str) -> Result<Initiator, Error> {
-        Initiator::new(APPID, INITIATOR_DATA.to_vec())?.rendezvous(url)
+        Ok(Initiator::new(APPID, INITIATOR_DATA.to_vec())?.rendezvous(url)?.agent(agent()))
     }
 
     pub fn receive(url: &str, code: &str) -> Result<Vec<u8>, Error> {
-        Receiver::new(APPID, code, RECEIVER_DATA.to_vec())?.rendezvous(url)?.get_data()
+        Receiver::new(APPID, code, RECEIVER_DATA.to_vec())?.rendezvous(url)?.agent(agent()).get_data()
     }
 }
 

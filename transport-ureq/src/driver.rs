@@ -23,20 +23,33 @@ pub(crate) fn os_seed() -> [u8; 32] {
     seed
 }
 
+/// The agent exchanges use unless given one: shared by every exchange in
+/// the process, so they reuse its kept-alive connections instead of each
+/// opening its own.
+pub(crate) fn shared_agent() -> ureq::Agent {
+    static AGENT: std::sync::OnceLock<ureq::Agent> = std::sync::OnceLock::new();
+    AGENT
+        .get_or_init(|| {
+            ureq::Agent::config_builder()
+                .http_status_as_error(false)
+                .max_idle_connections(64)
+                .max_idle_connections_per_host(16)
+                .user_agent(concat!("wormhole-sync-ureq/", env!("CARGO_PKG_VERSION")))
+                .build()
+                .into()
+        })
+        .clone()
+}
+
 /// An exchange bound to an HTTP agent; the server is the one its config names.
 pub(crate) struct Driver {
     pub(crate) exchange: Exchange,
-    agent: ureq::Agent,
+    pub(crate) agent: ureq::Agent,
 }
 
 impl Driver {
-    pub(crate) fn new(exchange: Exchange) -> Driver {
-        let config = ureq::Agent::config_builder()
-            .http_status_as_error(false)
-            .max_idle_connections_per_host(2)
-            .user_agent(concat!("wormhole-sync-ureq/", env!("CARGO_PKG_VERSION")))
-            .build();
-        Driver { exchange, agent: config.into() }
+    pub(crate) fn new(exchange: Exchange, agent: ureq::Agent) -> Driver {
+        Driver { exchange, agent }
     }
 
     /// Runs the exchange until `done` holds or it has an outcome.
@@ -97,6 +110,8 @@ impl Driver {
             .post(&url)
             .header("content-type", "application/json")
             .config()
+            // Error statuses carry the protocol's error codes, whatever the agent's own setting.
+            .http_status_as_error(false)
             .timeout_global(Some(timeout))
             .build()
             .send(&transmit.body()[..])

@@ -19,7 +19,9 @@
 //! ```
 //!
 //! Options (`rendezvous`, `schedule`, `timeout`, code length, verifier
-//! confirmation) are set with methods before the first `get_*` call.
+//! confirmation, the HTTP `agent`) are set with methods before the first
+//! `get_*` call. Exchanges share one kept-alive [`ureq::Agent`] unless given
+//! their own.
 //! [`Initiator::serialize`] and [`Initiator::from_serialized`] work between
 //! any two calls; the serialized state contains secrets.
 
@@ -30,4 +32,6 @@ mod driver;
 pub mod transcribe;
 
 pub use transcribe::{Initiator, Receiver};
+/// The HTTP client this crate is built on, for [`Initiator::agent`].
+pub use ureq;
 pub use wormhole_sync_core::{Code, Error, Schedule, Verifier, DEFAULT_RENDEZVOUS_URL};

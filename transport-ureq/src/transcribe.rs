@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use wormhole_sync_core::{Code, Config, Error, Exchange, Role, Schedule, Verifier};
 
-use crate::driver::{os_seed, Driver};
+use crate::driver::{os_seed, shared_agent, Driver};
 use wormhole_sync_core::DEFAULT_RENDEZVOUS_URL;
 
 /// One side: an exchange and the loop that drives it. Options change the
@@ -19,12 +19,17 @@ struct Client {
 impl Client {
     fn new(exchange: Exchange) -> Result<Client, Error> {
         let exchange = exchange.with_config(|c| c.with_rendezvous(DEFAULT_RENDEZVOUS_URL))?;
-        Ok(Client { driver: Box::new(Driver::new(exchange)) })
+        Ok(Client { driver: Box::new(Driver::new(exchange, shared_agent())) })
     }
 
     fn change(self, change: impl FnOnce(Exchange) -> Result<Exchange, Error>) -> Result<Client, Error> {
-        let Driver { exchange, .. } = *self.driver;
-        Ok(Client { driver: Box::new(Driver::new(change(exchange)?)) })
+        let Driver { exchange, agent } = *self.driver;
+        Ok(Client { driver: Box::new(Driver::new(change(exchange)?, agent)) })
+    }
+
+    fn with_agent(mut self, agent: ureq::Agent) -> Client {
+        self.driver.agent = agent;
+        self
     }
 
     fn configure(self, change: impl FnOnce(Config) -> Result<Config, Error>) -> Result<Client, Error> {
@@ -77,7 +82,7 @@ impl Client {
 
     fn from_serialized(bytes: &[u8], role: Role) -> Result<Client, Error> {
         let exchange = Exchange::from_serialized_as(bytes, role)?;
-        Ok(Client { driver: Box::new(Driver::new(exchange)) })
+        Ok(Client { driver: Box::new(Driver::new(exchange, shared_agent())) })
     }
 }
 
@@ -109,6 +114,23 @@ macro_rules! shared_methods {
         /// schedule's interval then sets how often it asks.
         pub fn long_poll(self, wait: Duration) -> Result<Self, Error> {
             Ok(Self { client: self.client.configure(|c| Ok(c.with_long_poll(wait)))? })
+        }
+
+        /// Sends requests through this [`ureq::Agent`] (a proxy, a private CA,
+        /// your own connection pool) instead of the one all exchanges in the
+        /// process share by default. Error statuses reach the exchange
+        /// whatever the agent's `http_status_as_error` says.
+        ///
+        /// ```
+        /// # use wormhole_sync_ureq::transcribe::Initiator;
+        /// use wormhole_sync_ureq::ureq;
+        ///
+        /// let agent: ureq::Agent = ureq::Agent::config_builder().max_idle_connections(256).build().into();
+        /// let initiator = Initiator::new("example.com/app1", b"data".to_vec())?.agent(agent);
+        /// # Ok::<(), wormhole_sync_ureq::Error>(())
+        /// ```
+        pub fn agent(self, agent: ureq::Agent) -> Self {
+            Self { client: self.client.with_agent(agent) }
         }
 
         /// Sets the hard timeout, counted from the first `get_*` call.

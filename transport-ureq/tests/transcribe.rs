@@ -281,3 +281,22 @@ fn declining_the_verifier_fails_both_sides() {
     assert_eq!(i.get_data(), Err(Error::Declined));
     assert_eq!(receiving.join().unwrap(), Err(Error::PeerDeclined));
 }
+
+#[test]
+fn an_agent_of_the_applications_own_still_gets_protocol_errors() {
+    let server = Server::memory();
+    // ureq's default turns 4xx into transport errors; the exchange must still see the answer.
+    let agent: wormhole_sync_ureq::ureq::Agent = wormhole_sync_ureq::ureq::Agent::config_builder().build().into();
+    let started = Instant::now();
+    let result = Receiver::new(APP, "987654-guitarist-revenge", b"r".to_vec())
+        .unwrap()
+        .rendezvous(&server.url())
+        .unwrap()
+        .agent(agent)
+        .timeout(Duration::from_secs(20))
+        .unwrap()
+        .get_data();
+    assert_eq!(result, Err(Error::UnknownChannel));
+    assert!(started.elapsed() < Duration::from_secs(5), "answered, not retried until the timeout");
+    server.stop();
+}
