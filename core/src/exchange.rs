@@ -28,9 +28,9 @@ mod saved;
 pub const MAX_DATA_LEN: usize = 32 * 1024;
 /// Largest serialized exchange [`Exchange::from_serialized`] reads.
 pub const MAX_SERIALIZED_LEN: usize = 256 * 1024;
-/// An empty fetch answer that took at least this long (or its whole wait,
+/// An answer without news that took at least this long (or its whole wait,
 /// if shorter) was held by the server: a long-poll, followed at once by the
-/// next. It also bounds an online client to one fetch per this long.
+/// next. It also bounds an online client to one long-poll per this long.
 const LONG_POLL_HELD: Duration = Duration::from_secs(1);
 /// The shortest long-poll wait once the peer has been heard from: it is
 /// online and answers within round trips, so a long wait would only delay
@@ -134,7 +134,7 @@ struct InFlight {
     id: RequestId,
     kind: Kind,
     sent_at: Timestamp,
-    /// The long-poll wait asked for (zero for everything but a fetch).
+    /// The long-poll wait asked for (zero unless a fetch, or a post that waits).
     wait: Duration,
     deadline: Timestamp,
 }
@@ -851,10 +851,15 @@ impl Exchange {
         }
         self.failure = Some(error);
         self.control_at = self.now;
-        // A pending long-poll's answer (a fetch's, or a post's held for news) no
-        // longer matters, and the close must not wait for it.
-        self.in_flight.retain(|r| r.kind != Kind::Fetch && !r.kind.is_post());
+        self.forget_long_polls();
         self.announce();
+    }
+
+    /// Once the outcome is known, a pending long-poll's answer (a fetch's, or
+    /// a post's held for news) no longer matters, and the close must not wait
+    /// for it.
+    fn forget_long_polls(&mut self) {
+        self.in_flight.retain(|r| r.kind != Kind::Fetch && !r.kind.is_post());
     }
 
     /// Derives what follows from the facts, then announces it.
@@ -898,8 +903,7 @@ impl Exchange {
         if self.peer_plain.is_some() && self.data_posted && self.released() {
             self.succeeded = true;
             self.control_at = self.now;
-            // As after a failure, a pending long-poll's answer no longer matters.
-            self.in_flight.retain(|r| r.kind != Kind::Fetch && !r.kind.is_post());
+            self.forget_long_polls();
             return;
         }
         self.check_peer_mood();

@@ -594,6 +594,15 @@ pub fn check(scenario: &Scenario, report: &Report) -> Result<(), String> {
     if !report.violations.is_empty() {
         return Err(report.violations.join("; "));
     }
+    // Each lost packet can cost a side up to a whole long-poll, the request
+    // timeout and a retry interval. A side whose losses add up to the time it
+    // had may time out through no fault of the protocol, and its peer may then
+    // see it leave `lonely`. (Rare with mild loss rates, but the fuzzer finds
+    // such runs.)
+    let config = &scenario.config;
+    let worst_loss = config.long_poll() + config.request_timeout() + config.schedule().interval_at(config.timeout());
+    let had = config.timeout().saturating_sub(report.receiver_started.unwrap_or_default());
+    let lost_the_time = |who: usize| u128::from(report.dropped[who]) * worst_loss.as_millis() >= had.as_millis();
     let sides = [
         ("initiator", &report.initiator, &scenario.receiver_data, INITIATOR, RECEIVER),
         ("receiver", &report.receiver, &scenario.initiator_data, RECEIVER, INITIATOR),
@@ -603,16 +612,6 @@ pub fn check(scenario: &Scenario, report: &Report) -> Result<(), String> {
         // detecting side's `scary` close; if every attempt of that close was lost,
         // waiting out the timeout is all it can do.
         let close_lost = scenario.wrong_code && !report.close_delivered[peer];
-        // Each lost packet can cost a side up to a whole long-poll, the request
-        // timeout and a retry interval. A side whose losses add up to the time it
-        // had may time out through no fault of the protocol, and its peer may
-        // then see it leave `lonely`. (Rare with mild loss rates, but the fuzzer
-        // finds such runs.)
-        let config = &scenario.config;
-        let worst_loss =
-            config.long_poll() + config.request_timeout() + config.schedule().interval_at(config.timeout());
-        let had = config.timeout().saturating_sub(report.receiver_started.unwrap_or_default());
-        let lost_the_time = |who: usize| u128::from(report.dropped[who]) * worst_loss.as_millis() >= had.as_millis();
         let tolerable = |e: &Error| {
             ((close_lost || lost_the_time(me)) && *e == Error::Timeout)
                 || (lost_the_time(peer) && *e == Error::PeerClosed { mood: Mood::Lonely })

@@ -4,15 +4,30 @@
 mod support;
 
 use std::io::Write;
-use std::net::TcpStream;
+use std::net::{SocketAddr, TcpStream};
 use std::time::{Duration, Instant};
 
-use serde_json::json;
-use support::{get, metric, post, raw, read_reply, request, TestServer};
+use serde_json::{json, Value};
+use support::{get, metric, post, raw, read_reply, request, Reply, TestServer};
 use wormhole_sync_server::ServerConfig;
 
 fn quiet_config() -> ServerConfig {
     ServerConfig { rate_limit_per_minute: 0, ..ServerConfig::default() }
+}
+
+/// Sides `s1` (creating it) and `s2` join channel 1 of app `app`.
+fn join_both_sides(a: SocketAddr) {
+    post(a, "/v1/join", &json!({"appid": "app", "side": "s1", "channel": 1, "create": true}));
+    post(a, "/v1/join", &json!({"appid": "app", "side": "s2", "channel": 1}));
+}
+
+/// Sends a request on its own thread; joining gives its reply and how long it took.
+fn timed_post(a: SocketAddr, path: &'static str, body: Value) -> std::thread::JoinHandle<(Reply, Duration)> {
+    std::thread::spawn(move || {
+        let started = Instant::now();
+        let reply = post(a, path, &body);
+        (reply, started.elapsed())
+    })
 }
 
 #[test]
@@ -55,14 +70,9 @@ fn every_route_works() {
 fn a_long_poll_wakes_when_a_message_is_stored() {
     let server = TestServer::memory(quiet_config());
     let a = server.addr;
-    post(a, "/v1/join", &json!({"appid": "app", "side": "s1", "channel": 1, "create": true}));
-    post(a, "/v1/join", &json!({"appid": "app", "side": "s2", "channel": 1}));
-    let waiting = std::thread::spawn(move || {
-        let started = Instant::now();
-        let reply =
-            post(a, "/v1/fetch", &json!({"appid": "app", "side": "s2", "channel": 1, "after": 0, "wait_ms": 30_000}));
-        (reply, started.elapsed())
-    });
+    join_both_sides(a);
+    let waiting =
+        timed_post(a, "/v1/fetch", json!({"appid": "app", "side": "s2", "channel": 1, "after": 0, "wait_ms": 30_000}));
     support::await_long_poll(a);
     post(a, "/v1/post", &json!({"appid": "app", "side": "s1", "channel": 1, "phase": "pake", "body": "AAAA"}));
     let (reply, elapsed) = waiting.join().unwrap();
@@ -99,15 +109,10 @@ fn join_and_post_answers_carry_the_log() {
 fn a_waiting_post_is_stored_at_once_and_answered_on_the_peers_news() {
     let server = TestServer::memory(quiet_config());
     let a = server.addr;
-    post(a, "/v1/join", &json!({"appid": "app", "side": "s1", "channel": 1, "create": true}));
-    post(a, "/v1/join", &json!({"appid": "app", "side": "s2", "channel": 1}));
-    let waiting = std::thread::spawn(move || {
-        let started = Instant::now();
-        let body = json!({"appid": "app", "side": "s1", "channel": 1, "phase": "pake", "body": "AAAA",
-            "after": 0, "wait_ms": 30_000});
-        let reply = post(a, "/v1/post", &body);
-        (reply, started.elapsed())
-    });
+    join_both_sides(a);
+    let body = json!({"appid": "app", "side": "s1", "channel": 1, "phase": "pake", "body": "AAAA",
+        "after": 0, "wait_ms": 30_000});
+    let waiting = timed_post(a, "/v1/post", body);
     support::await_long_poll(a);
     // Stored before the wait: the peer sees it, and the poster's own message did not end the wait.
     let peer_view = post(a, "/v1/fetch", &json!({"appid": "app", "side": "s2", "channel": 1, "after": 0}));
@@ -117,9 +122,7 @@ fn a_waiting_post_is_stored_at_once_and_answered_on_the_peers_news() {
         let body = json!({"appid": "app", "side": "s1", "channel": 1, "after": 0, "wait_ms": 30_000});
         post(a, "/v1/fetch", &body)
     });
-    while metric(a, "wormhole_longpolls_waiting") < 2.0 {
-        std::thread::sleep(Duration::from_millis(5));
-    }
+    support::await_long_polls(a, 2);
     post(a, "/v1/post", &json!({"appid": "app", "side": "s2", "channel": 1, "phase": "pake", "body": "BBBB"}));
     let (reply, elapsed) = waiting.join().unwrap();
     assert!(elapsed < Duration::from_secs(20), "woken by the peer's post, not the wait: {elapsed:?}");
@@ -138,8 +141,7 @@ fn a_long_poll_also_wakes_on_close_and_ends_empty_at_its_wait() {
     config.rendezvous.max_wait = Duration::from_millis(300);
     let server = TestServer::memory(config);
     let a = server.addr;
-    post(a, "/v1/join", &json!({"appid": "app", "side": "s1", "channel": 1, "create": true}));
-    post(a, "/v1/join", &json!({"appid": "app", "side": "s2", "channel": 1}));
+    join_both_sides(a);
     // The server caps the wait: a 60 s request returns empty after 300 ms.
     let started = Instant::now();
     let reply = post(a, "/v1/fetch", &json!({"appid": "app", "side": "s2", "channel": 1, "wait_ms": 60_000}));
@@ -150,8 +152,7 @@ fn a_long_poll_also_wakes_on_close_and_ends_empty_at_its_wait() {
     config.rendezvous.max_wait = Duration::from_secs(30);
     let server = TestServer::memory(config);
     let a = server.addr;
-    post(a, "/v1/join", &json!({"appid": "app", "side": "s1", "channel": 1, "create": true}));
-    post(a, "/v1/join", &json!({"appid": "app", "side": "s2", "channel": 1}));
+    join_both_sides(a);
     let waiting = std::thread::spawn(move || {
         post(a, "/v1/fetch", &json!({"appid": "app", "side": "s2", "channel": 1, "wait_ms": 30_000}))
     });
@@ -181,8 +182,7 @@ fn a_disconnected_long_poll_is_dropped() {
 fn a_third_side_is_crowded_out() {
     let server = TestServer::memory(quiet_config());
     let a = server.addr;
-    post(a, "/v1/join", &json!({"appid": "app", "side": "s1", "channel": 1, "create": true}));
-    post(a, "/v1/join", &json!({"appid": "app", "side": "s2", "channel": 1}));
+    join_both_sides(a);
     let third = post(a, "/v1/join", &json!({"appid": "app", "side": "s3", "channel": 1}));
     assert_eq!((third.status, third.error_code().as_str()), (409, "crowded"));
 }

@@ -134,8 +134,14 @@ pub fn metric(addr: SocketAddr, name: &str) -> f64 {
 /// Waits until a long-poll is waiting on the server; panics after 20 s
 /// rather than hanging the suite.
 pub fn await_long_poll(addr: SocketAddr) {
+    await_long_polls(addr, 1);
+}
+
+/// Waits until `count` long-polls are waiting on the server; panics after
+/// 20 s rather than hanging the suite.
+pub fn await_long_polls(addr: SocketAddr, count: u32) {
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
-    while metric(addr, "wormhole_longpolls_waiting") < 1.0 {
+    while metric(addr, "wormhole_longpolls_waiting") < f64::from(count) {
         assert!(std::time::Instant::now() < deadline, "no long-poll started waiting");
         std::thread::sleep(std::time::Duration::from_millis(5));
     }
