@@ -54,12 +54,16 @@ mod blocking {
             .clone()
     }
 
-    pub fn initiator(url: &str) -> Result<Initiator, Error> {
-        Ok(Initiator::new(APPID, INITIATOR_DATA.to_vec())?.rendezvous(url)?.agent(agent()))
+    pub fn initiator(url: &str, timeout: Option<Duration>) -> Result<Initiator, Error> {
+        let builder = Initiator::builder(APPID, INITIATOR_DATA.to_vec()).rendezvous(url).http_client(agent());
+        match timeout {
+            Some(timeout) => builder.timeout(timeout).build(),
+            None => builder.build(),
+        }
     }
 
     pub fn receive(url: &str, code: &str) -> Result<Vec<u8>, Error> {
-        Receiver::new(APPID, code, RECEIVER_DATA.to_vec())?.rendezvous(url)?.agent(agent()).get_data()
+        Receiver::builder(APPID, code, RECEIVER_DATA.to_vec()).rendezvous(url).http_client(agent()).build()?.get_data()
     }
 }
 
@@ -68,15 +72,16 @@ mod asynchronous {
     use wormhole_sync_tokio::transcribe::{Initiator, Receiver};
 
     pub async fn exchange(url: &str) -> Result<(), Error> {
-        let initiator = Initiator::new(APPID, INITIATOR_DATA.to_vec())?.rendezvous(url)?.start();
+        let initiator = Initiator::builder(APPID, INITIATOR_DATA.to_vec()).rendezvous(url).build()?.start();
         let code = initiator.when_code().await?.to_string();
-        let receiver = Receiver::new(APPID, &code, RECEIVER_DATA.to_vec())?.rendezvous(url)?.start();
+        let receiver = Receiver::builder(APPID, &code, RECEIVER_DATA.to_vec()).rendezvous(url).build()?.start();
         let (got_r, got_i) = tokio::join!(initiator.when_data(), receiver.when_data());
         check(got_r, got_i)
     }
 
     pub async fn wait(url: String, timeout: Duration) -> Result<wormhole_sync_tokio::Handle, Error> {
-        let initiator = Initiator::new(APPID, INITIATOR_DATA.to_vec())?.rendezvous(&url)?.timeout(timeout)?.start();
+        let initiator =
+            Initiator::builder(APPID, INITIATOR_DATA.to_vec()).rendezvous(&url).timeout(timeout).build()?.start();
         initiator.when_code().await?;
         Ok(initiator)
     }
@@ -96,7 +101,7 @@ pub fn sequential(transport: Transport, url: &str, count: usize) -> Result<Vec<D
         Transport::Ureq => (0..count)
             .map(|_| {
                 let started = Instant::now();
-                let mut initiator = blocking::initiator(url)?;
+                let mut initiator = blocking::initiator(url, None)?;
                 let code = initiator.get_code()?.to_string();
                 let url = url.to_string();
                 let receiver = std::thread::spawn(move || blocking::receive(&url, &code));
@@ -135,7 +140,7 @@ pub fn throughput(transport: Transport, url: &str, in_flight: usize, duration: D
                 threads.push(std::thread::spawn(move || {
                     while !stop_i.load(Ordering::Relaxed) {
                         let result = (|| {
-                            let mut initiator = blocking::initiator(&url_i)?;
+                            let mut initiator = blocking::initiator(&url_i, None)?;
                             codes.send(initiator.get_code()?.to_string()).expect("receiver thread");
                             initiator.get_data().map(drop)
                         })();
@@ -196,7 +201,7 @@ impl Waiting {
                             .stack_size(64 * 1024)
                             .spawn(move || {
                                 let result = (|| {
-                                    let mut initiator = blocking::initiator(&url)?.timeout(timeout)?;
+                                    let mut initiator = blocking::initiator(&url, Some(timeout))?;
                                     initiator.get_code()?;
                                     Ok::<_, Error>(initiator)
                                 })();

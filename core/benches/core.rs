@@ -8,7 +8,7 @@ use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Through
 use wormhole_sync_core::bench_internals::{code_for, pake_start};
 use wormhole_sync_core::rendezvous::Rendezvous;
 use wormhole_sync_core::wire::{Request, Route};
-use wormhole_sync_core::{ChannelId, Code, Config, Exchange, Role, Timestamp};
+use wormhole_sync_core::{ChannelId, Code, Config, Exchange, Progress, Role, Timestamp};
 
 const APPID: &str = "bench.example/core";
 
@@ -61,7 +61,9 @@ fn whole_exchange(server: &mut Rendezvous, seed: u8, start: Timestamp) {
     let mut initiator = Exchange::initiator(config.clone(), b"initiator's data".to_vec(), [seed; 32]).unwrap();
     initiator.start(now);
     pump(server, &mut initiator, now);
-    let code = initiator.code().unwrap().clone();
+    let mut seen = Progress::default();
+    seen.drain(&mut initiator);
+    let code = seen.code().unwrap().clone();
     let mut receiver = Exchange::receiver(config, code, b"receiver's data".to_vec(), [seed ^ 0xff; 32]).unwrap();
     receiver.start(now);
     while !(initiator.is_finished() && receiver.is_finished()) {
@@ -70,7 +72,8 @@ fn whole_exchange(server: &mut Rendezvous, seed: u8, start: Timestamp) {
         let next = [initiator.poll_timeout(), receiver.poll_timeout()].into_iter().flatten().min();
         now = next.map_or(now, |t| t.max(now));
     }
-    assert_eq!(initiator.outcome(), Some(Ok(&b"receiver's data"[..])));
+    seen.drain(&mut initiator);
+    assert_eq!(seen.outcome(), Some(Ok(&b"receiver's data"[..])));
 }
 
 fn pump(server: &mut Rendezvous, side: &mut Exchange, now: Timestamp) {

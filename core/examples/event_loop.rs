@@ -15,7 +15,7 @@ use std::net::{SocketAddr, TcpStream};
 use std::time::{Duration, Instant, SystemTime};
 
 use rand_core::{OsRng, RngCore};
-use wormhole_sync_core::{Config, Event, Exchange, RequestId, Timestamp};
+use wormhole_sync_core::{Config, Event, Exchange, RequestId, Timestamp, TransportError};
 
 fn now() -> Timestamp {
     Timestamp::from_system_time(SystemTime::now())
@@ -109,7 +109,7 @@ fn main() {
                         incoming: Vec::new(),
                         give_up_at: Instant::now() + t.timeout(),
                     }),
-                    Err(e) => exchange.handle_transport_error(now(), t.id(), &e.to_string()),
+                    Err(e) => exchange.handle_transport_error(now(), t.id(), TransportError::new(e)),
                 }
             }
         }
@@ -120,7 +120,9 @@ fn main() {
             match request.poll() {
                 Progress::Pending => still.push(request),
                 Progress::Answered(status, body) => exchange.handle_response(now(), request.id, status, &body),
-                Progress::Failed(why) => exchange.handle_transport_error(now(), request.id, &why),
+                Progress::Failed(why) => {
+                    exchange.handle_transport_error(now(), request.id, TransportError::from_message(&why))
+                }
             }
         }
         in_flight = still;
@@ -135,8 +137,9 @@ fn main() {
                     }
                     Event::Code(_) => {}
                     Event::Verifier(v) => println!("{name}: verifier {v}"),
-                    Event::Data(data) => println!("{name}: Their data: {}", String::from_utf8_lossy(&data)),
-                    Event::Failed(error) => println!("{name}: failed: {error}"),
+                    Event::Outcome(Ok(data)) => println!("{name}: Their data: {}", String::from_utf8_lossy(&data)),
+                    Event::Outcome(Err(error)) => println!("{name}: failed: {error}"),
+                    _ => {}
                 }
             }
         }

@@ -9,10 +9,11 @@ use std::time::SystemTime;
 use rand_core::{OsRng, RngCore};
 use wormhole_sync_core::rendezvous::Rendezvous;
 use wormhole_sync_core::wire::{Request, Route};
-use wormhole_sync_core::{Code, Config, Error, Event, Exchange, Timestamp};
+use wormhole_sync_core::{Code, Config, Error, Event, Exchange, Progress, Timestamp};
 
-/// Sends every due request of `side` to the server and feeds back the answer.
-fn pump(name: &str, side: &mut Exchange, server: &mut Rendezvous, now: Timestamp) {
+/// Sends every due request of `side` to the server, feeds back the answer,
+/// and prints the news (also keeping it in `seen`).
+fn pump(name: &str, side: &mut Exchange, seen: &mut Progress, server: &mut Rendezvous, now: Timestamp) {
     while let Some(t) = side.poll_transmit(now) {
         let body = t.body();
         let request = Request::parse(Route::from_path(t.path()).expect("protocol path"), &body).expect("valid request");
@@ -24,12 +25,14 @@ fn pump(name: &str, side: &mut Exchange, server: &mut Rendezvous, now: Timestamp
         side.handle_response(now, t.id(), status, &answer);
     }
     while let Some(event) = side.poll_event() {
-        match event {
+        match &event {
             Event::Code(code) => println!("{name}: Invitation Code: {code}"),
             Event::Verifier(v) => println!("{name}: verifier {v}"),
-            Event::Data(data) => println!("{name}: Their data: {}", String::from_utf8_lossy(&data)),
-            Event::Failed(error) => println!("{name}: failed: {error}"),
+            Event::Outcome(Ok(data)) => println!("{name}: Their data: {}", String::from_utf8_lossy(data)),
+            Event::Outcome(Err(error)) => println!("{name}: failed: {error}"),
+            _ => {}
         }
+        seen.record(event);
     }
 }
 
@@ -47,9 +50,10 @@ fn main() -> Result<(), Error> {
     let mut now = Timestamp::from_system_time(SystemTime::now());
 
     let mut initiator = Exchange::initiator(config.clone(), b"initiator's data".to_vec(), os_seed())?;
+    let (mut i_seen, mut r_seen) = (Progress::default(), Progress::default());
     initiator.start(now);
-    pump("initiator", &mut initiator, &mut server, now);
-    let mut code = initiator.code().expect("allocated in memory").clone();
+    pump("initiator", &mut initiator, &mut i_seen, &mut server, now);
+    let mut code = i_seen.code().expect("allocated in memory").clone();
     if wrong_code {
         code = Code::new(code.channel(), &["wrong", "guess"])?;
         println!("receiver: typing the wrong code {code}");
@@ -58,8 +62,8 @@ fn main() -> Result<(), Error> {
     let mut receiver = Exchange::receiver(config, code, b"receiver's data".to_vec(), os_seed())?;
     receiver.start(now);
     while !(initiator.is_finished() && receiver.is_finished()) {
-        pump("initiator", &mut initiator, &mut server, now);
-        pump("receiver", &mut receiver, &mut server, now);
+        pump("initiator", &mut initiator, &mut i_seen, &mut server, now);
+        pump("receiver", &mut receiver, &mut r_seen, &mut server, now);
         now = [initiator.poll_timeout(), receiver.poll_timeout()].into_iter().flatten().min().unwrap_or(now);
     }
     let left = server.stats().channels;

@@ -65,6 +65,25 @@ impl Schedule {
         Schedule::new(&[(Duration::ZERO, interval)])
     }
 
+    /// Adds a later step: from `after` the first start, poll every
+    /// `interval`. `after` must not come before the last step.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use wormhole_sync_core::Schedule;
+    ///
+    /// const MINUTE: Duration = Duration::from_secs(60);
+    /// // Every minute for the first ten minutes, then hourly.
+    /// let s = Schedule::every(MINUTE)?.then_after(10 * MINUTE, 60 * MINUTE)?;
+    /// assert_eq!(s, Schedule::from_secs(&[(0.0, 60.0), (600.0, 3600.0)])?);
+    /// # Ok::<(), wormhole_sync_core::Error>(())
+    /// ```
+    pub fn then_after(self, after: Duration, interval: Duration) -> Result<Schedule, Error> {
+        let mut steps = self.steps();
+        steps.push((after, interval));
+        Schedule::new(&steps)
+    }
+
     /// The polling interval `elapsed` after the first start (the first step's
     /// interval applies before its `when`).
     pub fn interval_at(&self, elapsed: Duration) -> Duration {

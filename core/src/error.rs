@@ -1,17 +1,26 @@
 //! The one error type every layer shares: the core, both transports and the CLI.
+//!
+//! Three families, told apart by [`Error::is_outcome`] and [`Error::ApiMisuse`]:
+//! - **outcomes**: how an exchange ended without the peer's data (the codes
+//!   did not match, nobody came, the server refused, ...);
+//! - **refused inputs**: a malformed code, too much data, an out-of-range
+//!   option, a corrupt saved state;
+//! - **API misuse**: a call the exchange's state does not allow.
 
-use serde::{Deserialize, Serialize};
+use std::fmt;
+use std::sync::Arc;
 
 use crate::code::CodeError;
-use crate::wire::Mood;
+use crate::wire::{printable, ErrorCode, Mood};
 
 /// Why an exchange failed, or why an input was refused.
 ///
 /// Every variant is distinct so applications can react precisely: a
 /// [`WrongCode`](Error::WrongCode) means "ask the person to check the code",
-/// a [`Timeout`](Error::Timeout) means "nobody came".
-#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error, Serialize, Deserialize)]
-#[serde(tag = "kind", rename_all = "kebab-case", deny_unknown_fields)]
+/// a [`Timeout`](Error::Timeout) means "nobody came". `Display` is written
+/// for the person at the keyboard; transport causes are kept as
+/// [`source()`](std::error::Error::source).
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
 pub enum Error {
     /// The two sides used different codes (or someone guessed wrong). The
@@ -22,20 +31,20 @@ pub enum Error {
     #[error("timed out before the exchange completed")]
     Timeout,
     /// The hard timeout passed and the rendezvous server never answered once.
-    #[error("could not reach the rendezvous server: {detail}")]
+    #[error("could not reach the rendezvous server")]
     ServerUnreachable {
-        /// What the last attempt saw (for people, not for matching).
-        detail: String,
+        /// What the last attempt saw.
+        #[source]
+        cause: TransportError,
     },
     /// The hard timeout passed while the rendezvous server, though reached,
     /// kept refusing with a "retry later" answer (HTTP 429 or 5xx): it is
     /// overloaded, rate-limits this address, or cannot store anything.
     #[error("the rendezvous server was reached but refused until the timeout ({code}: {message}); try again later")]
     ServerBusy {
-        /// The stable error code of its last refusal (`rate-limited`,
-        /// `too-many-channels`, `server-full`, `storage-unavailable`, ...;
-        /// `http-<status>` when the body was not an error object).
-        code: String,
+        /// The error code of its last refusal (`rate-limited`,
+        /// `too-many-channels`, `server-full`, `storage-unavailable`, ...).
+        code: ServerErrorCode,
         /// The server's explanation, printable characters only.
         message: String,
     },
@@ -68,10 +77,6 @@ pub enum Error {
     /// Our application declined the verifier, so nothing was released.
     #[error("the verifier was declined here; nothing was sent")]
     Declined,
-    /// The data cannot be released before the verifier is confirmed or
-    /// declined (blocking APIs return this instead of waiting forever).
-    #[error("confirm or decline the verifier first")]
-    VerifierUnconfirmed,
     /// The other side declined the verifier.
     #[error("the other side declined the verifier")]
     PeerDeclined,
@@ -90,13 +95,21 @@ pub enum Error {
         /// What was wrong.
         detail: String,
     },
-    /// The server refused a request with a stable error code.
+    /// The server refused a request with an error code.
     #[error("the rendezvous server refused the request: {code}: {message}")]
     ServerRejected {
-        /// The stable, machine-readable error code (see PROTOCOL.md).
-        code: String,
-        /// The server's human-readable explanation.
+        /// The machine-readable error code (see PROTOCOL.md).
+        code: ServerErrorCode,
+        /// The server's explanation, printable characters only.
         message: String,
+    },
+    /// The code that ran the exchange stopped unexpectedly (a panic in a
+    /// driver task, or its runtime shut down): a bug or a shutdown, not a
+    /// protocol outcome.
+    #[error("the exchange's driver stopped unexpectedly: {detail}")]
+    DriverStopped {
+        /// What stopped it.
+        detail: String,
     },
     /// The invitation code could not be parsed.
     #[error("invalid code: {0}")]
@@ -115,21 +128,158 @@ pub enum Error {
     /// A serialized exchange could not be restored.
     #[error("cannot restore serialized state: {0}")]
     BadSerializedState(String),
+    /// A call the exchange's state does not allow: a mistake in the
+    /// calling program, not something that happened on the network.
+    #[error(transparent)]
+    ApiMisuse(#[from] ApiMisuse),
 }
 
 impl Error {
-    /// The free texts this error carries, for checks on restored state.
-    pub(crate) fn texts(&self) -> Vec<&str> {
-        match self {
-            Error::ServerUnreachable { detail } | Error::PeerProtocol { detail } | Error::ServerProtocol { detail } => {
-                vec![detail]
-            }
-            Error::ServerBusy { code, message } | Error::ServerRejected { code, message } => vec![code, message],
-            Error::InvalidConfig(text) | Error::BadSerializedState(text) => vec![text],
-            _ => Vec::new(),
+    /// Whether this is how an exchange ended (what
+    /// [`Event::Outcome`](crate::Event::Outcome) reports), as opposed to a
+    /// refused input or a misuse of the API.
+    pub fn is_outcome(&self) -> bool {
+        !matches!(
+            self,
+            Error::BadCode(_)
+                | Error::DataTooLarge { .. }
+                | Error::InvalidConfig(_)
+                | Error::BadSerializedState(_)
+                | Error::ApiMisuse(_)
+        )
+    }
+}
+
+/// A call the exchange's state does not allow.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum ApiMisuse {
+    /// A verdict on the verifier was given, but no verifier is waiting for
+    /// one (confirmation is off, the keys are not agreed yet, or a verdict
+    /// was already given).
+    #[error("no verifier is waiting for a verdict")]
+    NoVerifierPending,
+    /// The data was asked for while the verifier waits for a verdict that
+    /// only the caller can give: confirm or decline it first.
+    #[error("confirm or decline the verifier first")]
+    VerifierUnconfirmed,
+}
+
+/// The error code of a server's refusal: one of PROTOCOL.md's codes, a code
+/// this version does not know (from a newer server), or the bare HTTP status
+/// of an answer whose body was not an error object.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum ServerErrorCode {
+    /// A code PROTOCOL.md documents.
+    Known(ErrorCode),
+    /// A code this version does not know, printable characters only.
+    Unknown(String),
+    /// The answer had this HTTP status and no error object.
+    HttpStatus(u16),
+}
+
+impl ServerErrorCode {
+    /// The code for its wire name (`http-<status>` for a bare status).
+    pub fn from_name(name: &str) -> ServerErrorCode {
+        if let Some(code) = ErrorCode::from_name(name) {
+            return ServerErrorCode::Known(code);
+        }
+        let status = name.strip_prefix("http-").and_then(|s| s.parse().ok()).filter(|s| (100..=599).contains(s));
+        match status {
+            Some(status) => ServerErrorCode::HttpStatus(status),
+            None => ServerErrorCode::Unknown(printable(name, 64)),
         }
     }
 }
+
+impl PartialEq<ErrorCode> for ServerErrorCode {
+    fn eq(&self, other: &ErrorCode) -> bool {
+        *self == ServerErrorCode::Known(*other)
+    }
+}
+
+impl fmt::Display for ServerErrorCode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ServerErrorCode::Known(code) => code.fmt(f),
+            ServerErrorCode::Unknown(name) => f.write_str(name),
+            ServerErrorCode::HttpStatus(status) => write!(f, "http-{status}"),
+        }
+    }
+}
+
+/// Why a request got no answer (connection refused, DNS failure, no answer
+/// in time, ...): the transport's own error, kept whole so
+/// [`source()`](std::error::Error::source) walks its causes.
+///
+/// `Display` shows the transport error's message with control characters
+/// replaced. Two causes are equal when they read the same.
+#[derive(Clone)]
+pub struct TransportError {
+    inner: Arc<dyn std::error::Error + Send + Sync + 'static>,
+}
+
+impl TransportError {
+    /// Wraps a transport's error.
+    pub fn new(error: impl std::error::Error + Send + Sync + 'static) -> TransportError {
+        TransportError { inner: Arc::new(error) }
+    }
+
+    /// A cause known only by its description (a restored exchange's, or
+    /// the core's own "no answer in time").
+    pub fn from_message(message: &str) -> TransportError {
+        TransportError { inner: Arc::new(Message(printable(message, 1024))) }
+    }
+
+    /// The description with every cause, `: `-separated, as one printable line.
+    pub fn chain(&self) -> String {
+        let mut text = self.to_string();
+        let mut source = self.inner.source();
+        while let Some(cause) = source {
+            text = format!("{text}: {}", printable(&cause.to_string(), 256));
+            source = cause.source();
+        }
+        text
+    }
+}
+
+impl fmt::Display for TransportError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&printable(&self.inner.to_string(), 256))
+    }
+}
+
+impl fmt::Debug for TransportError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_tuple("TransportError").field(&self.chain()).finish()
+    }
+}
+
+impl std::error::Error for TransportError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        self.inner.source()
+    }
+}
+
+impl PartialEq for TransportError {
+    fn eq(&self, other: &Self) -> bool {
+        self.chain() == other.chain()
+    }
+}
+
+impl Eq for TransportError {}
+
+#[derive(Debug)]
+struct Message(String);
+
+impl fmt::Display for Message {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for Message {}
 
 fn peer_closed(mood: Mood) -> &'static str {
     match mood {

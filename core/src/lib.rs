@@ -22,13 +22,14 @@
 //!
 //! 1. `exchange.start(now)` once.
 //! 2. Send every request [`poll_transmit(now)`](Exchange::poll_transmit)
-//!    hands out: `POST` [`t.body()`](Transmit::body) to the server's base URL
-//!    plus [`t.path()`](Transmit::path), giving up after
+//!    hands out: `POST` [`t.body()`](Transmit::body) to
+//!    [`t.url()`](Transmit::url), giving up after
 //!    [`t.timeout()`](Transmit::timeout). Report the answer with
 //!    [`handle_response`](Exchange::handle_response) (any HTTP status) or
 //!    [`handle_transport_error`](Exchange::handle_transport_error).
 //! 3. Act on every [`poll_event()`](Exchange::poll_event): the code to show,
-//!    the verifier, the peer's data or the error.
+//!    the verifier, the outcome (the peer's data or the error). A driver
+//!    that answers questions later keeps them in a [`Progress`].
 //! 4. Sleep until [`poll_timeout()`](Exchange::poll_timeout) or an answer
 //!    arrives, call [`handle_timeout(now)`](Exchange::handle_timeout), and go
 //!    to 2, until [`is_finished()`](Exchange::is_finished).
@@ -38,7 +39,7 @@
 //! ```
 //! use wormhole_sync_core::rendezvous::Rendezvous;
 //! use wormhole_sync_core::wire::{Request, Route};
-//! use wormhole_sync_core::{Config, Event, Exchange, Timestamp};
+//! use wormhole_sync_core::{Config, Event, Exchange, Progress, Timestamp};
 //!
 //! /// Sends every due request to the in-memory server and hands back its answer.
 //! fn pump(side: &mut Exchange, server: &mut Rendezvous, now: Timestamp) {
@@ -63,14 +64,17 @@
 //!
 //! let mut receiver = Exchange::receiver(config, code, b"receiver's data".to_vec(), [2; 32])?;
 //! receiver.start(now);
+//! let (mut i_news, mut r_news) = (Progress::default(), Progress::default());
 //! while !(initiator.is_finished() && receiver.is_finished()) {
 //!     pump(&mut initiator, &mut server, now);
 //!     pump(&mut receiver, &mut server, now);
+//!     i_news.drain(&mut initiator);
+//!     r_news.drain(&mut receiver);
 //!     // Nothing else can happen before the earliest wake-up time.
 //!     now = [initiator.poll_timeout(), receiver.poll_timeout()].into_iter().flatten().min().unwrap_or(now);
 //! }
-//! assert_eq!(initiator.outcome(), Some(Ok(&b"receiver's data"[..])));
-//! assert_eq!(receiver.outcome(), Some(Ok(&b"initiator's data"[..])));
+//! assert_eq!(i_news.outcome(), Some(Ok(&b"receiver's data"[..])));
+//! assert_eq!(r_news.outcome(), Some(Ok(&b"initiator's data"[..])));
 //! assert_eq!(server.stats().channels, 0); // Both closed: the channel id is free again.
 //! # Ok::<(), wormhole_sync_core::Error>(())
 //! ```
@@ -87,6 +91,7 @@ mod ascii_json;
 #[cfg(feature = "bench-internals")]
 #[doc(hidden)]
 pub mod bench_internals;
+pub mod builder;
 mod code;
 mod config;
 mod crypto;
@@ -105,14 +110,14 @@ use serde::{Deserialize, Serialize};
 
 pub use code::{ChannelId, Code, CodeError, MAX_CHANNEL_ID, MAX_CODE_LEN, MAX_CODE_WORDS, MAX_WORD_LEN};
 pub use config::{
-    Config, Schedule, DEFAULT_LONG_POLL, DEFAULT_RENDEZVOUS_URL, DEFAULT_REQUEST_TIMEOUT, DEFAULT_TIMEOUT, MAX_URL_LEN,
-    MIN_INTERVAL,
+    Config, Schedule, DEFAULT_LONG_POLL, DEFAULT_RENDEZVOUS_URL, DEFAULT_REQUEST_TIMEOUT, DEFAULT_TIMEOUT,
+    MAX_SCHEDULE_STEPS, MAX_URL_LEN, MIN_INTERVAL,
 };
 pub use crypto::Verifier;
-pub use error::Error;
-pub use exchange::{Event, Exchange, RequestId, Transmit, MAX_DATA_LEN, MAX_SERIALIZED_LEN};
+pub use error::{ApiMisuse, Error, ServerErrorCode, TransportError};
+pub use exchange::{Event, Exchange, Progress, RequestId, Transmit, CLOSE_GRACE, MAX_DATA_LEN, MAX_SERIALIZED_LEN};
 pub use time::Timestamp;
-pub use wire::Mood;
+pub use wire::{ErrorCode, Mood};
 
 /// Which side of an exchange this is.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]

@@ -417,8 +417,7 @@ impl Sim<'_> {
                     node.confirm_at = Some(self.now + Duration::from_millis(self.rng.range(0, 10_000)));
                 }
             }
-            Event::Data(data) => self.record_outcome(who, Ok(data)),
-            Event::Failed(error) => self.record_outcome(who, Err(error)),
+            Event::Outcome(outcome) => self.record_outcome(who, outcome),
         }
     }
 

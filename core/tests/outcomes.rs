@@ -6,14 +6,14 @@ mod common;
 
 use std::time::Duration;
 
-use common::{config, started_initiator, Net, START};
+use common::{config, started_initiator, Net, Side, START};
 use wormhole_sync_core::wire::Request;
-use wormhole_sync_core::{Code, Error, Exchange, Mood, Timestamp};
+use wormhole_sync_core::{Code, Error, Exchange, Mood, Timestamp, TransportError};
 
 const MINUTE: Duration = Duration::from_secs(60);
 
 /// Answers every request of `side` with `status` and `body` until it has an outcome.
-fn answer_everything(side: &mut Exchange, status: u16, body: &[u8]) -> Timestamp {
+fn answer_everything(side: &mut Side, status: u16, body: &[u8]) -> Timestamp {
     let mut now = START;
     while side.outcome().is_none() {
         while let Some(t) = side.poll_transmit(now) {
@@ -34,14 +34,15 @@ fn a_server_that_keeps_refusing_is_reported_busy_with_its_code() {
         (502, b"<html>bad gateway</html>", "http-502"),
     ];
     for (status, body, code) in cases {
-        let mut initiator = Exchange::initiator(config().with_timeout(MINUTE), b"i".to_vec(), [1; 32]).unwrap();
+        let mut initiator =
+            Side::from(Exchange::initiator(config().with_timeout(MINUTE), b"i".to_vec(), [1; 32]).unwrap());
         initiator.start(START);
         let ended = answer_everything(&mut initiator, status, body);
         assert_eq!(ended, START + MINUTE, "retried until the timeout");
         let Some(Err(error @ Error::ServerBusy { code: got, .. })) = initiator.outcome() else {
             panic!("HTTP {status}: {:?}", initiator.outcome())
         };
-        assert_eq!(got, code);
+        assert_eq!(got.to_string(), code);
         let text = error.to_string();
         assert!(text.contains("reached") && text.contains(code), "{text}");
         assert!(!text.contains("could not reach"), "{text}");
@@ -52,19 +53,19 @@ fn a_server_that_keeps_refusing_is_reported_busy_with_its_code() {
 fn refusals_after_joining_are_reported_busy_too() {
     // Allocation works, then the server cannot store anything until the timeout.
     let mut net = Net::new();
-    let mut initiator = Exchange::initiator(config().with_timeout(MINUTE), b"i".to_vec(), [1; 32]).unwrap();
+    let mut initiator = Side::from(Exchange::initiator(config().with_timeout(MINUTE), b"i".to_vec(), [1; 32]).unwrap());
     initiator.start(net.now);
     let allocate = initiator.poll_transmit(net.now).unwrap();
     net.answer(&mut initiator, &allocate);
     answer_everything(&mut initiator, 503, br#"{"error":"storage-unavailable","message":"disk"}"#);
     assert!(
-        matches!(initiator.outcome(), Some(Err(Error::ServerBusy { code, .. })) if code == "storage-unavailable"),
+        matches!(initiator.outcome(), Some(Err(Error::ServerBusy { code, .. })) if code.to_string() == "storage-unavailable"),
         "{:?}",
         initiator.outcome()
     );
     // A server that answers again in time is not blamed: the peer simply never came.
     let mut net = Net::new();
-    let mut initiator = Exchange::initiator(config().with_timeout(MINUTE), b"i".to_vec(), [2; 32]).unwrap();
+    let mut initiator = Side::from(Exchange::initiator(config().with_timeout(MINUTE), b"i".to_vec(), [2; 32]).unwrap());
     initiator.start(net.now);
     let t = initiator.poll_transmit(net.now).unwrap();
     initiator.handle_response(net.now, t.id(), 503, b"busy");
@@ -80,7 +81,7 @@ fn assert_printable(text: &str) {
 fn text_from_the_server_reaches_errors_printable_only() {
     let hostile = "\u{1b}[2J\u{1b}]0;pwned\u{7}\r\nfake prompt$ \u{202e}txt.exe\u{85}\u{7f}";
     let body = serde_json::json!({ "error": format!("odd{hostile}"), "message": hostile }).to_string();
-    let mut initiator = Exchange::initiator(config(), b"i".to_vec(), [1; 32]).unwrap();
+    let mut initiator = Side::from(Exchange::initiator(config(), b"i".to_vec(), [1; 32]).unwrap());
     initiator.start(START);
     let t = initiator.poll_transmit(START).unwrap();
     initiator.handle_response(START, t.id(), 400, body.as_bytes());
@@ -89,7 +90,7 @@ fn text_from_the_server_reaches_errors_printable_only() {
     assert_printable(&error.to_string());
 
     // A malformed success body: serde's message quotes the server's string.
-    let mut initiator = Exchange::initiator(config(), b"i".to_vec(), [1; 32]).unwrap();
+    let mut initiator = Side::from(Exchange::initiator(config(), b"i".to_vec(), [1; 32]).unwrap());
     initiator.start(START);
     let t = initiator.poll_transmit(START).unwrap();
     let body = serde_json::json!({ "channel": hostile }).to_string();
@@ -99,22 +100,22 @@ fn text_from_the_server_reaches_errors_printable_only() {
 
     // A busy server's explanation, and a transport's description.
     let body = serde_json::json!({ "error": "rate-limited", "message": hostile }).to_string();
-    let mut initiator = Exchange::initiator(config().with_timeout(MINUTE), b"i".to_vec(), [1; 32]).unwrap();
+    let mut initiator = Side::from(Exchange::initiator(config().with_timeout(MINUTE), b"i".to_vec(), [1; 32]).unwrap());
     initiator.start(START);
     answer_everything(&mut initiator, 429, body.as_bytes());
     assert_printable(&initiator.outcome().unwrap().unwrap_err().to_string());
-    let mut initiator = Exchange::initiator(config().with_timeout(MINUTE), b"i".to_vec(), [1; 32]).unwrap();
+    let mut initiator = Side::from(Exchange::initiator(config().with_timeout(MINUTE), b"i".to_vec(), [1; 32]).unwrap());
     initiator.start(START);
     let mut now = START;
     while initiator.outcome().is_none() {
         while let Some(t) = initiator.poll_transmit(now) {
-            initiator.handle_transport_error(now, t.id(), hostile);
+            initiator.handle_transport_error(now, t.id(), TransportError::from_message(hostile));
         }
         now = initiator.poll_timeout().unwrap();
         initiator.handle_timeout(now);
     }
-    let Some(Err(error @ Error::ServerUnreachable { .. })) = initiator.outcome() else { panic!() };
-    assert_printable(&error.to_string());
+    let Some(Err(Error::ServerUnreachable { cause })) = initiator.outcome() else { panic!() };
+    assert_printable(&cause.chain());
 }
 
 #[test]
@@ -125,7 +126,7 @@ fn an_expired_channel_is_not_blamed_on_a_code_nobody_typed() {
     let blob = initiator.serialize();
     net.now = START + Duration::from_secs(4 * 24 * 3600);
     net.server.expire(net.now);
-    initiator = Exchange::from_serialized(&blob).unwrap();
+    initiator = Side::from(Exchange::from_serialized(&blob).unwrap());
     net.run(&mut [&mut initiator], MINUTE);
     let Some(Err(error)) = initiator.outcome() else { panic!("{initiator:?}") };
     // The default 5-minute timeout passed long ago: a restored exchange reports that first.
@@ -133,13 +134,13 @@ fn an_expired_channel_is_not_blamed_on_a_code_nobody_typed() {
 
     let mut net = Net::new();
     let days = config().with_timeout(Duration::from_secs(5 * 24 * 3600));
-    let mut initiator = Exchange::initiator(days, b"i".to_vec(), [1; 32]).unwrap();
+    let mut initiator = Side::from(Exchange::initiator(days, b"i".to_vec(), [1; 32]).unwrap());
     initiator.start(net.now);
     net.pump(&mut initiator);
     let blob = initiator.serialize();
     net.now = START + Duration::from_secs(4 * 24 * 3600);
     assert_eq!(net.server.expire(net.now).len(), 1);
-    let mut initiator = Exchange::from_serialized(&blob).unwrap();
+    let mut initiator = Side::from(Exchange::from_serialized(&blob).unwrap());
     net.run(&mut [&mut initiator], MINUTE);
     let Some(Err(error)) = initiator.outcome() else { panic!("{initiator:?}") };
     assert_eq!(error, &Error::ChannelExpired);
@@ -147,7 +148,7 @@ fn an_expired_channel_is_not_blamed_on_a_code_nobody_typed() {
 
     // A receiver typing a number that does not exist is told to check it, or ask again.
     let typo: Code = "42-guitarist-revenge".parse().unwrap();
-    let mut receiver = Exchange::receiver(config(), typo, b"r".to_vec(), [2; 32]).unwrap();
+    let mut receiver = Side::from(Exchange::receiver(config(), typo, b"r".to_vec(), [2; 32]).unwrap());
     receiver.start(net.now);
     net.pump(&mut receiver);
     let Some(Err(error)) = receiver.outcome() else { panic!() };
@@ -162,7 +163,7 @@ fn a_peer_that_breaks_the_protocol_is_not_reported_as_a_wrong_code() {
     let (mut initiator, code) = started_initiator(&mut net, b"i", 1);
     net.pump(&mut initiator);
     // The other side joins and posts an unpadded PAKE message: not base64 as specified.
-    let mut receiver = Exchange::receiver(config(), code.clone(), b"r".to_vec(), [2; 32]).unwrap();
+    let mut receiver = Side::from(Exchange::receiver(config(), code.clone(), b"r".to_vec(), [2; 32]).unwrap());
     receiver.start(net.now);
     let join = receiver.poll_transmit(net.now).unwrap();
     net.answer(&mut receiver, &join);

@@ -16,7 +16,7 @@ use rand_chacha::ChaCha20Rng;
 use rand_core::SeedableRng;
 use spake2::{Ed25519Group, Identity, Password, Spake2};
 use wormhole_sync_core::wire::Request;
-use wormhole_sync_core::{Config, Exchange, Timestamp};
+use wormhole_sync_core::{Config, Event, Exchange, Timestamp};
 
 const APPID: &str = "example.com/app1";
 const NOW: Timestamp = Timestamp::from_millis(1_700_000_000_000);
@@ -29,7 +29,12 @@ fn pake_message_for(seed: [u8; 32], channel: u32) -> (EdwardsPoint, String) {
     initiator.handle_response(NOW, allocate.id(), 200, format!("{{\"channel\":{channel}}}").as_bytes());
     let post = initiator.poll_transmit(NOW).unwrap();
     let Request::Post(pake) = post.request() else { panic!("expected the PAKE post") };
-    (point(&BASE64.decode(&pake.body).unwrap()), initiator.code().unwrap().to_string())
+    let point = point(&BASE64.decode(&pake.body).unwrap());
+    let code = std::iter::from_fn(|| initiator.poll_event()).find_map(|e| match e {
+        Event::Code(code) => Some(code.to_string()),
+        _ => None,
+    });
+    (point, code.unwrap())
 }
 
 /// The group element of a 33-byte SPAKE2 message (a side byte, then the point).

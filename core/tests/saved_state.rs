@@ -6,9 +6,9 @@ mod common;
 
 use std::time::Duration;
 
-use common::{config, started_initiator, Net, START};
+use common::{config, started_initiator, Net, Side, START};
 use serde_json::{json, Value};
-use wormhole_sync_core::{Code, Config, Error, Exchange};
+use wormhole_sync_core::{Code, Config, Error, Exchange, TransportError};
 
 const MINUTE: Duration = Duration::from_secs(60);
 
@@ -32,12 +32,12 @@ fn real_blobs() -> Vec<(String, Vec<u8>)> {
     let mut net = Net::new();
     let appid = "exemple.fr/échange 交換 \u{1f600}";
     let config = Config::new(appid).unwrap().with_verifier_confirmation(true);
-    let mut initiator = Exchange::initiator(config.clone(), b"i".to_vec(), [1; 32]).unwrap();
+    let mut initiator = Side::from(Exchange::initiator(config.clone(), b"i".to_vec(), [1; 32]).unwrap());
     blobs.push(("unstarted".into(), initiator.serialize()));
     initiator.start(net.now);
     net.pump(&mut initiator);
     let code = initiator.code().unwrap().clone();
-    let mut receiver = Exchange::receiver(config, code, b"r".to_vec(), [2; 32]).unwrap();
+    let mut receiver = Side::from(Exchange::receiver(config, code, b"r".to_vec(), [2; 32]).unwrap());
     receiver.start(net.now);
     for step in 0..40 {
         blobs.push((format!("initiator step {step}"), initiator.serialize()));
@@ -58,13 +58,15 @@ fn real_blobs() -> Vec<(String, Vec<u8>)> {
     blobs.push(("initiator finished".into(), initiator.serialize()));
 
     // Failures with texts: an unreachable server, a busy one.
-    let mut lonely = Exchange::initiator(common::config().with_timeout(MINUTE), b"i".to_vec(), [3; 32]).unwrap();
+    let mut lonely =
+        Side::from(Exchange::initiator(common::config().with_timeout(MINUTE), b"i".to_vec(), [3; 32]).unwrap());
     lonely.start(START);
     let t = lonely.poll_transmit(START).unwrap();
-    lonely.handle_transport_error(START, t.id(), "connection refused");
+    lonely.handle_transport_error(START, t.id(), TransportError::from_message("connection refused"));
     lonely.handle_timeout(START + MINUTE);
     blobs.push(("unreachable".into(), lonely.serialize()));
-    let mut busy = Exchange::initiator(common::config().with_timeout(MINUTE), b"i".to_vec(), [4; 32]).unwrap();
+    let mut busy =
+        Side::from(Exchange::initiator(common::config().with_timeout(MINUTE), b"i".to_vec(), [4; 32]).unwrap());
     busy.start(START);
     let t = busy.poll_transmit(START).unwrap();
     busy.handle_response(START, t.id(), 429, br#"{"error":"rate-limited","message":"slow down"}"#);
@@ -75,7 +77,7 @@ fn real_blobs() -> Vec<(String, Vec<u8>)> {
     let mut net = Net::new();
     let (mut initiator, code) = started_initiator(&mut net, b"i", 5);
     let wrong = Code::new(code.channel(), &["wrong"]).unwrap();
-    let mut receiver = Exchange::receiver(common::config(), wrong, b"r".to_vec(), [6; 32]).unwrap();
+    let mut receiver = Side::from(Exchange::receiver(common::config(), wrong, b"r".to_vec(), [6; 32]).unwrap());
     receiver.start(net.now);
     net.run(&mut [&mut initiator, &mut receiver], MINUTE);
     blobs.push(("wrong code".into(), initiator.serialize()));
@@ -173,7 +175,8 @@ fn impossible_states_are_refused_without_echoing_values() {
 fn state_restored_on_a_clock_behind_its_start_runs_at_once() {
     // Saved on a machine whose clock ran a minute ahead of this one.
     let ahead = START + MINUTE;
-    let mut initiator = Exchange::initiator(config().with_timeout(5 * MINUTE), b"i".to_vec(), [1; 32]).unwrap();
+    let mut initiator =
+        Side::from(Exchange::initiator(config().with_timeout(5 * MINUTE), b"i".to_vec(), [1; 32]).unwrap());
     initiator.start(ahead);
     let t = initiator.poll_transmit(ahead).unwrap();
     initiator.handle_response(ahead, t.id(), 200, br#"{"channel":4}"#);
@@ -186,17 +189,17 @@ fn state_restored_on_a_clock_behind_its_start_runs_at_once() {
     assert_eq!(paths, ["/v1/post"]);
     // Failed requests are retried one interval later on this clock.
     for t in &due {
-        restored.handle_transport_error(START, t.id(), "connection reset");
+        restored.handle_transport_error(START, t.id(), TransportError::from_message("connection reset"));
     }
     assert_eq!(restored.poll_timeout(), Some(START + Duration::from_millis(500)));
     // The timeout still counts from the start, which cannot lie in the future.
     assert_eq!(restored.deadline(), Some(START + 5 * MINUTE));
 
     // A clock stepped back while running keeps waits at their length.
-    let mut running = Exchange::initiator(config(), b"i".to_vec(), [2; 32]).unwrap();
+    let mut running = Side::from(Exchange::initiator(config(), b"i".to_vec(), [2; 32]).unwrap());
     running.start(START);
     let t = running.poll_transmit(START).unwrap();
-    running.handle_transport_error(START, t.id(), "refused");
+    running.handle_transport_error(START, t.id(), TransportError::from_message("refused"));
     assert_eq!(running.poll_timeout(), Some(START + Duration::from_millis(500)));
     let stepped_back = START.saturating_sub(Duration::from_secs(3600));
     running.handle_timeout(stepped_back);

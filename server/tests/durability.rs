@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::json;
 use support::{drive, post, seed, try_post, TestServer};
-use wormhole_sync_core::{Config, Exchange};
+use wormhole_sync_core::{Config, Exchange, Progress};
 use wormhole_sync_server::ServerConfig;
 
 fn quiet_config() -> ServerConfig {
@@ -31,26 +31,28 @@ fn an_exchange_survives_a_server_restart() {
     let confirm = Config::new("example.com/restart").unwrap().with_verifier_confirmation(true);
     let mut initiator = Exchange::initiator(confirm, b"initiator's data".to_vec(), seed()).unwrap();
     initiator.start(support::now());
-    drive(&mut initiator, addr, |e| e.code().is_some());
-    let code = initiator.code().unwrap().clone();
+    let mut news = Progress::default();
+    drive(&mut initiator, &mut news, addr, |n| n.code().is_some());
+    let code = news.code().unwrap().clone();
     let receiver_config = Config::new("example.com/restart").unwrap();
     let mut receiver = Exchange::receiver(receiver_config, code, b"receiver's data".to_vec(), seed()).unwrap();
     receiver.start(support::now());
     let receiver = std::thread::spawn(move || {
-        drive(&mut receiver, addr, |_| false);
-        receiver
+        let mut news = Progress::default();
+        drive(&mut receiver, &mut news, addr, |_| false);
+        news
     });
-    drive(&mut initiator, addr, |e| e.verifier().is_some());
+    drive(&mut initiator, &mut news, addr, |n| n.verifier().is_some());
 
     // Restart on the same port and database while both sides wait.
     server.stop();
     std::thread::sleep(Duration::from_millis(300));
     let restarted = TestServer::sqlite(quiet_config(), &db, &addr.to_string());
     assert!(initiator.confirm_verifier(support::now(), true));
-    drive(&mut initiator, restarted.addr, |_| false);
-    let receiver = receiver.join().unwrap();
-    assert_eq!(initiator.outcome(), Some(Ok(&b"receiver's data"[..])));
-    assert_eq!(receiver.outcome(), Some(Ok(&b"initiator's data"[..])));
+    drive(&mut initiator, &mut news, restarted.addr, |_| false);
+    let receiver_news = receiver.join().unwrap();
+    assert_eq!(news.outcome(), Some(Ok(&b"receiver's data"[..])));
+    assert_eq!(receiver_news.outcome(), Some(Ok(&b"initiator's data"[..])));
     assert_eq!(support::metric(restarted.addr, "wormhole_channels_open"), 0.0);
 }
 

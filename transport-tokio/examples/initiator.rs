@@ -9,7 +9,7 @@ use wormhole_sync_tokio::DEFAULT_RENDEZVOUS_URL;
 async fn main() -> Result<(), wormhole_sync_tokio::Error> {
     let rendezvous = std::env::args().nth(1).unwrap_or_else(|| DEFAULT_RENDEZVOUS_URL.to_string());
     let data = b"initiator's data".to_vec();
-    let ti = Initiator::new("example.com/app1", data)?.rendezvous(&rendezvous)?.start();
+    let ti = Initiator::builder("example.com/app1", data).rendezvous(&rendezvous).build()?.start();
     let d1 = ti.when_code();
     let d2 = ti.when_data();
     println!("Invitation Code: {}", d1.await?);

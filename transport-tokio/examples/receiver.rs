@@ -13,7 +13,7 @@ async fn main() -> Result<(), wormhole_sync_tokio::Error> {
     };
     let rendezvous = args.next().unwrap_or_else(|| DEFAULT_RENDEZVOUS_URL.to_string());
     let data = b"receiver's data".to_vec();
-    let tr = Receiver::new("example.com/app1", &code, data)?.rendezvous(&rendezvous)?.start();
+    let tr = Receiver::builder("example.com/app1", &code, data).rendezvous(&rendezvous).build()?.start();
     let theirdata = tr.when_data().await?;
     println!("Their data: {}", String::from_utf8_lossy(&theirdata));
     Ok(())

@@ -1,24 +1,21 @@
 //! The driver task: one tokio task per exchange sends what the core asks
 //! for (concurrently: a long-poll and a control request may be in flight
 //! together), feeds back the answers, sleeps until the core's next deadline,
-//! and publishes progress to every waiter through a watch channel.
+//! and publishes the news to every waiter through a watch channel.
 
 use std::future::Future;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock, PoisonError};
 use std::time::{Duration, SystemTime};
 
 use tokio::sync::{watch, Notify};
 use tokio::task::JoinSet;
 use wormhole_sync_core::wire::MAX_RESPONSE_BYTES;
-use wormhole_sync_core::{Code, Error, Exchange, RequestId, Timestamp, Verifier, DEFAULT_RENDEZVOUS_URL};
+use wormhole_sync_core::{
+    ApiMisuse, Code, Error, Exchange, Progress, RequestId, Timestamp, Transmit, TransportError, Verifier,
+};
 
-/// Longest time spent closing the channel once the outcome is known.
-const CLOSE_GRACE: Duration = Duration::from_secs(5);
-/// Shortest HTTP timeout given to a request, even right at the deadline.
-const MIN_REQUEST_TIMEOUT: Duration = Duration::from_millis(200);
-
-pub(crate) fn now() -> Timestamp {
+fn now() -> Timestamp {
     Timestamp::from_system_time(SystemTime::now())
 }
 
@@ -38,25 +35,39 @@ pub(crate) fn shared_client() -> reqwest::Client {
 
 /// What waiters can see.
 #[derive(Clone, Debug, Default, PartialEq)]
-pub(crate) struct Status {
-    pub(crate) code: Option<Code>,
-    pub(crate) verifier: Option<Verifier>,
-    pub(crate) outcome: Option<Result<Vec<u8>, Error>>,
+struct Status {
+    news: Progress,
     /// The driver task has ended (outcome known and channel closed, or given up).
-    pub(crate) finished: bool,
+    finished: bool,
 }
 
-pub(crate) struct Shared {
+struct Shared {
     exchange: Mutex<Exchange>,
     status: watch::Sender<Status>,
     wake: Notify,
     stop: AtomicBool,
     handles: AtomicUsize,
+    /// The state was handed out: the last handle's drop leaves the channel
+    /// open for whoever restores it.
+    saved: AtomicBool,
     client: reqwest::Client,
+    /// Makes the driver task panic, to test what waiters then see.
+    #[cfg(test)]
+    panic: AtomicBool,
 }
 
-/// A running exchange: `Clone + Send + Sync`. Dropping the last handle
-/// stops the exchange (like [`Handle::stop`]).
+impl Shared {
+    /// The exchange; a panic elsewhere while it was locked does not make it
+    /// unusable (the exchange is only changed through its own methods).
+    fn exchange(&self) -> MutexGuard<'_, Exchange> {
+        self.exchange.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+/// A running exchange: `Clone + Send + Sync`. It runs until it ends, while
+/// any handle or any future from `when_*` is alive. Dropping the last of
+/// them stops it like [`stop`](Handle::stop), closing the channel, unless the
+/// state was serialized (the saved copy may continue it).
 pub struct Handle {
     shared: Arc<Shared>,
 }
@@ -70,9 +81,12 @@ pub(crate) fn start(exchange: Exchange, client: reqwest::Client) -> Handle {
         wake: Notify::new(),
         stop: AtomicBool::new(false),
         handles: AtomicUsize::new(1),
+        saved: AtomicBool::new(false),
         client,
+        #[cfg(test)]
+        panic: AtomicBool::new(false),
     });
-    tokio::spawn(drive(shared.clone()));
+    tokio::spawn(drive(DriverGuard(shared.clone())));
     Handle { shared }
 }
 
@@ -94,23 +108,27 @@ impl Drop for Handle {
 
 impl std::fmt::Debug for Handle {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        self.shared.exchange.lock().expect("exchange lock").fmt(f)
+        f.debug_tuple("Handle").field(&*self.shared.exchange()).finish()
     }
 }
 
 impl Handle {
-    /// Waits until `pick` finds an answer in the published status.
+    /// Waits until `pick` finds an answer in the news, keeping the exchange
+    /// alive meanwhile (the future holds a handle).
     fn wait<T: Send + 'static>(
         &self,
-        pick: impl Fn(&Status) -> Option<Result<T, Error>> + Send + Sync + 'static,
+        pick: impl Fn(&Progress) -> Option<Result<T, Error>> + Send + Sync + 'static,
     ) -> impl Future<Output = Result<T, Error>> + Send + 'static {
+        let keep_alive = self.clone();
         let mut status = self.shared.status.subscribe();
         async move {
-            let settled = |s: &Status| pick(s).or_else(|| s.finished.then(|| Err(Error::Cancelled)));
-            match status.wait_for(|s| settled(s).is_some()).await {
+            let settled = |s: &Status| pick(&s.news).or_else(|| s.finished.then(|| Err(Error::Cancelled)));
+            let result = match status.wait_for(|s| settled(s).is_some()).await {
                 Ok(s) => settled(&s).expect("checked by wait_for"),
                 Err(_) => Err(Error::Cancelled),
-            }
+            };
+            drop(keep_alive);
+            result
         }
     }
 
@@ -118,26 +136,18 @@ impl Handle {
     /// receiver's code at once), or to the error that ended the exchange.
     /// Any number of tasks may await it, before or after it is known.
     pub fn when_code(&self) -> impl Future<Output = Result<Code, Error>> + Send + 'static {
-        self.wait(|s| match (&s.code, &s.outcome) {
-            (Some(code), _) => Some(Ok(code.clone())),
-            (None, Some(Err(error))) => Some(Err(error.clone())),
-            _ => None,
-        })
+        self.wait(Progress::code_result)
     }
 
     /// Resolves to the verifier once the keys are agreed.
     pub fn when_verifier(&self) -> impl Future<Output = Result<Verifier, Error>> + Send + 'static {
-        self.wait(|s| match (&s.verifier, &s.outcome) {
-            (Some(verifier), _) => Some(Ok(verifier.clone())),
-            (None, Some(Err(error))) => Some(Err(error.clone())),
-            _ => None,
-        })
+        self.wait(Progress::verifier_result)
     }
 
     /// Resolves to the peer's data, or to the error (`WrongCode`,
     /// `Timeout`, `Crowded`, `Cancelled`, ...). Every waiter gets the result.
     pub fn when_data(&self) -> impl Future<Output = Result<Vec<u8>, Error>> + Send + 'static {
-        self.wait(|s| s.outcome.clone())
+        self.wait(Progress::data)
     }
 
     /// Releases our data after a person confirmed the verifier (with
@@ -153,24 +163,27 @@ impl Handle {
     }
 
     fn decide(&self, accept: bool) -> Result<(), Error> {
-        let decided = self.shared.exchange.lock().expect("exchange lock").confirm_verifier(now(), accept);
-        if !decided {
-            return Err(Error::InvalidConfig("no verifier is waiting for a verdict".into()));
+        if !self.shared.exchange().confirm_verifier(now(), accept) {
+            return Err(ApiMisuse::NoVerifierPending.into());
         }
         self.shared.wake.notify_one();
         Ok(())
     }
 
     /// The whole state as printable JSON, also while running; restore it
-    /// with `from_serialized` and `start()`. **It contains secrets.**
+    /// with `from_serialized` and `start()`. **It contains secrets.** Once
+    /// serialized, dropping the last handle stops the driver without
+    /// closing the channel: the saved copy may continue it.
     pub fn serialize(&self) -> Vec<u8> {
-        self.shared.exchange.lock().expect("exchange lock").serialize()
+        self.shared.saved.store(true, Ordering::Relaxed);
+        self.shared.exchange().serialize()
     }
 
     /// Stops the exchange: every waiter gets [`Error::Cancelled`] (unless
     /// it already ended), the channel is closed so the peer fails with
     /// `PeerClosed`, and the driver task ends. Resolves once it has.
     pub fn stop(&self) -> impl Future<Output = ()> + Send + 'static {
+        self.shared.saved.store(false, Ordering::Relaxed);
         self.shared.stop.store(true, Ordering::Release);
         self.shared.wake.notify_one();
         let mut status = self.shared.status.subscribe();
@@ -180,14 +193,34 @@ impl Handle {
     }
 }
 
-fn publish(shared: &Shared, exchange: &mut Exchange, finished: bool) {
-    while exchange.poll_event().is_some() {} // The status below carries the same news.
-    let current = Status {
-        code: exchange.code().cloned(),
-        verifier: exchange.verifier().cloned(),
-        outcome: exchange.outcome().map(|o| o.map(<[u8]>::to_vec).map_err(Clone::clone)),
-        finished,
-    };
+/// Owned by the driver task: however the task ends (returning, panicking,
+/// or dropped with its runtime), waiters are told, never left hanging.
+struct DriverGuard(Arc<Shared>);
+
+impl Drop for DriverGuard {
+    fn drop(&mut self) {
+        let why = if std::thread::panicking() {
+            "the driver task panicked (a bug: please report it)"
+        } else {
+            "the driver task was dropped (its tokio runtime shut down)"
+        };
+        self.0.status.send_if_modified(|status| {
+            if status.finished {
+                return false;
+            }
+            if status.news.outcome().is_none() {
+                status
+                    .news
+                    .record(wormhole_sync_core::Event::Outcome(Err(Error::DriverStopped { detail: why.into() })));
+            }
+            status.finished = true;
+            true
+        });
+    }
+}
+
+fn publish(shared: &Shared, news: &Progress, finished: bool) {
+    let current = Status { news: news.clone(), finished };
     shared.status.send_if_modified(|status| {
         let changed = *status != current;
         *status = current;
@@ -195,62 +228,52 @@ fn publish(shared: &Shared, exchange: &mut Exchange, finished: bool) {
     });
 }
 
-type Answer = (RequestId, Result<(u16, Vec<u8>), String>);
+type Answer = (RequestId, Result<(u16, Vec<u8>), TransportError>);
 
-async fn drive(shared: Arc<Shared>) {
+async fn drive(guard: DriverGuard) {
+    let shared = &guard.0;
     let mut requests: JoinSet<Answer> = JoinSet::new();
-    let mut cancelled = false;
-    let mut give_up_at: Option<tokio::time::Instant> = None;
+    let mut news = Progress::default();
+    let mut stopping = false;
     loop {
+        #[cfg(test)]
+        if shared.panic.load(Ordering::Relaxed) {
+            panic!("injected by a test");
+        }
         let (due, wake) = {
-            let mut exchange = shared.exchange.lock().expect("exchange lock");
+            let mut exchange = shared.exchange();
             let at = now();
             exchange.start(at);
-            if shared.stop.load(Ordering::Acquire) && !cancelled {
+            if shared.stop.load(Ordering::Acquire) && !stopping {
+                stopping = true;
+                if shared.saved.load(Ordering::Relaxed) {
+                    break; // Left for the saved copy: no cancel, no close.
+                }
                 exchange.cancel(at);
-                cancelled = true;
             }
             exchange.handle_timeout(at);
-            let base =
-                exchange.config().rendezvous().unwrap_or(DEFAULT_RENDEZVOUS_URL).trim_end_matches('/').to_string();
-            let deadline = exchange.deadline().filter(|_| exchange.outcome().is_none());
-            let due: Vec<_> = std::iter::from_fn(|| exchange.poll_transmit(at))
-                .map(|t| {
-                    let mut timeout = t.timeout();
-                    if let Some(deadline) = deadline {
-                        timeout = timeout.min(deadline.saturating_since(at).max(MIN_REQUEST_TIMEOUT));
-                    }
-                    (t.id(), format!("{base}{}", t.path()), t.body(), timeout)
-                })
-                .collect();
-            if exchange.outcome().is_some() && give_up_at.is_none() {
-                give_up_at = Some(tokio::time::Instant::now() + CLOSE_GRACE);
-            }
-            let done = exchange.is_finished() || give_up_at.is_some_and(|t| tokio::time::Instant::now() >= t);
-            publish(&shared, &mut exchange, done);
-            if done {
+            let due: Vec<Transmit> = std::iter::from_fn(|| exchange.poll_transmit(at)).collect();
+            news.drain(&mut exchange);
+            let finished = exchange.is_finished();
+            publish(shared, &news, finished);
+            if finished {
                 break;
             }
-            let wake = exchange
-                .poll_timeout()
-                .map(|t| tokio::time::Instant::now() + t.saturating_since(now()))
-                .into_iter()
-                .chain(give_up_at)
-                .min();
+            let wake = exchange.poll_timeout().map(|t| tokio::time::Instant::now() + t.saturating_since(now()));
             (due, wake)
         };
-        for (id, url, body, timeout) in due {
+        for transmit in due {
             let client = shared.client.clone();
-            requests.spawn(async move { (id, send(&client, &url, body, timeout).await) });
+            requests.spawn(async move { (transmit.id(), post(&client, &transmit).await) });
         }
         let far = tokio::time::Instant::now() + Duration::from_secs(3600);
         tokio::select! {
             Some(joined) = requests.join_next(), if !requests.is_empty() => {
                 if let Ok((id, answer)) = joined {
-                    let mut exchange = shared.exchange.lock().expect("exchange lock");
+                    let mut exchange = shared.exchange();
                     match answer {
                         Ok((status, body)) => exchange.handle_response(now(), id, status, &body),
-                        Err(detail) => exchange.handle_transport_error(now(), id, &detail),
+                        Err(cause) => exchange.handle_transport_error(now(), id, cause),
                     }
                 }
             }
@@ -258,38 +281,62 @@ async fn drive(shared: Arc<Shared>) {
             _ = shared.wake.notified() => {}
         }
     }
+    publish(shared, &news, true);
     requests.abort_all();
 }
 
-/// One HTTP request; a failure without an answer becomes a description.
-async fn send(client: &reqwest::Client, url: &str, body: Vec<u8>, timeout: Duration) -> Result<(u16, Vec<u8>), String> {
+/// One HTTP request, within the transmit's timeout.
+async fn post(client: &reqwest::Client, transmit: &Transmit) -> Result<(u16, Vec<u8>), TransportError> {
     let exchange = async {
         let mut response = client
-            .post(url)
+            .post(transmit.url())
             .header(reqwest::header::CONTENT_TYPE, "application/json")
-            .body(body)
+            .body(transmit.body())
             .send()
             .await
-            .map_err(|e| describe(&e))?;
+            .map_err(TransportError::new)?;
         let status = response.status().as_u16();
         let mut bytes = Vec::new();
-        while let Some(chunk) = response.chunk().await.map_err(|e| describe(&e))? {
+        while let Some(chunk) = response.chunk().await.map_err(TransportError::new)? {
             if bytes.len() + chunk.len() > MAX_RESPONSE_BYTES {
-                return Err("the server's answer was too large".to_string());
+                return Err(TransportError::from_message("the server's answer was too large"));
             }
             bytes.extend_from_slice(&chunk);
         }
         Ok((status, bytes))
     };
-    tokio::time::timeout(timeout, exchange).await.unwrap_or_else(|_| Err("the server did not answer in time".into()))
+    tokio::time::timeout(transmit.timeout(), exchange)
+        .await
+        .unwrap_or_else(|_| Err(TransportError::from_message("the server did not answer in time")))
 }
 
-fn describe(error: &reqwest::Error) -> String {
-    let mut text = error.to_string();
-    let mut source = std::error::Error::source(error);
-    while let Some(cause) = source {
-        text = format!("{text}: {cause}");
-        source = cause.source();
+#[cfg(test)]
+mod tests {
+    use wormhole_sync_core::{Config, Exchange};
+
+    use super::*;
+
+    #[test]
+    fn a_panicking_driver_gives_every_waiter_an_error() {
+        let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+        runtime.block_on(async {
+            // A closed port: nothing will answer, so only the panic can end it.
+            let config = Config::new("app").unwrap().with_rendezvous("http://127.0.0.1:9").unwrap();
+            let exchange = Exchange::initiator(config, b"data".to_vec(), [1; 32]).unwrap();
+            let handle = start(exchange, shared_client());
+            let (code, data) = (handle.when_code(), handle.when_data());
+            handle.shared.panic.store(true, Ordering::Relaxed);
+            handle.shared.wake.notify_one();
+            let waited = tokio::time::timeout(Duration::from_secs(10), async { (code.await, data.await) });
+            let (code, data) = waited.await.expect("waiters must not hang");
+            for result in [code.map(|_| ()), data.map(|_| ())] {
+                assert!(
+                    matches!(&result, Err(Error::DriverStopped { detail }) if detail.contains("panicked")),
+                    "{result:?}"
+                );
+            }
+            // The handle itself stays usable.
+            assert!(!handle.serialize().is_empty());
+        });
     }
-    text.chars().take(200).collect()
 }

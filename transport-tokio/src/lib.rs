@@ -1,6 +1,7 @@
-//! Async **wormhole-sync** client on tokio: the event-loop-friendly
-//! transcribe-mode [`Initiator`] and [`Receiver`] (for programs built
-//! around an event loop), as one driver task per exchange around the sans-IO core.
+//! Async **wormhole-sync** client on tokio: securely exchange a small piece
+//! of data (a key, an address, an invitation) between two computers using a
+//! short invitation code like `7-guitarist-revenge`, from programs built
+//! around an event loop.
 //!
 //! ```no_run
 //! use wormhole_sync_tokio::transcribe::{Initiator, Receiver};
@@ -17,11 +18,53 @@
 //! # Ok(()) }
 //! ```
 //!
+//! # Options
+//! `Initiator::builder` and `Receiver::builder` return the same [`Builder`]
+//! as the blocking crate's; its setters cannot fail and `build()` checks
+//! everything once:
+//!
+//! ```no_run
+//! use std::time::Duration;
+//! use wormhole_sync_tokio::transcribe::Initiator;
+//! use wormhole_sync_tokio::Schedule;
+//!
+//! # async fn demo() -> Result<(), wormhole_sync_tokio::Error> {
+//! const MINUTE: Duration = Duration::from_secs(60);
+//! let handle = Initiator::builder("example.com/app1", b"my address".to_vec())
+//!     .rendezvous("https://rendezvous.example.com")
+//!     .schedule(Schedule::every(MINUTE)?.then_after(10 * MINUTE, 60 * MINUTE)?)
+//!     .timeout(3 * 24 * 60 * MINUTE)
+//!     .build()?
+//!     .start();
+//! # Ok(()) }
+//! ```
+//!
+//! The others: `code_words`, `confirm_verifier` (then
+//! [`Handle::when_verifier`] and `accept_verifier`/`reject_verifier`),
+//! `long_poll`, `request_timeout`, a chosen `code`, and `http_client` for
+//! your own [`reqwest::Client`]. All exchanges of a process share one HTTP
+//! client (keep-alive pool) unless given their own, and no thread of their
+//! own.
+//!
+//! # Handles and futures
 //! Handles are `Clone + Send + Sync`, their futures `Send + 'static`; it
-//! works on current-thread and multi-thread runtimes. All exchanges of a
-//! process share one HTTP client (keep-alive pool) and no thread of their
-//! own. Errors and the serialized format are the core's, shared with the
-//! blocking `wormhole-sync-ureq`.
+//! works on current-thread and multi-thread runtimes. An exchange runs while
+//! a handle or a `when_*` future is alive; then it stops and closes its
+//! channel (unless serialized). If its driver task panics or its runtime
+//! shuts down, every waiter gets [`Error::DriverStopped`].
+//!
+//! # Errors
+//! The one [`Error`] type shared with the blocking crate: outcomes
+//! (`WrongCode`, `Timeout`, `Crowded`, `ServerUnreachable` with the
+//! transport's error as its `source()`, ...), refused inputs and
+//! [`ApiMisuse`].
+//!
+//! # Serialization and secrets
+//! [`Handle::serialize`] works at any time, also while running; restore with
+//! `Initiator::from_serialized` (here or in the blocking crate) and
+//! `start()`. The saved state **contains secrets** (the code, the exchange's
+//! seed, our data): store it as carefully as the data. Neither `Debug` nor
+//! error texts show them.
 
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
@@ -30,5 +73,11 @@ mod driver;
 pub mod transcribe;
 
 pub use driver::Handle;
+/// The HTTP client this crate is built on, for [`Builder::http_client`].
+pub use reqwest;
 pub use transcribe::{Initiator, Receiver};
-pub use wormhole_sync_core::{Code, Error, Schedule, Verifier, DEFAULT_RENDEZVOUS_URL};
+pub use wormhole_sync_core::builder::Builder;
+pub use wormhole_sync_core::{
+    ApiMisuse, ChannelId, Code, CodeError, Error, ErrorCode, Mood, Schedule, ServerErrorCode, TransportError, Verifier,
+    CLOSE_GRACE, DEFAULT_RENDEZVOUS_URL, MAX_DATA_LEN,
+};

@@ -8,7 +8,7 @@ use wormhole_sync_core::rendezvous::RendezvousSnapshot;
 use wormhole_sync_core::{Mood, MAX_DATA_LEN};
 use wormhole_sync_server::{RunningServer, ServerConfig, Storage};
 use wormhole_sync_tokio::transcribe::{Initiator, Receiver};
-use wormhole_sync_tokio::{Error, Handle, Schedule};
+use wormhole_sync_tokio::{Builder, Error, Handle, Schedule};
 
 const APP: &str = "example.com/app1";
 
@@ -27,12 +27,12 @@ async fn sqlite_server(db: &Path, addr: &str) -> RunningServer {
     RunningServer::start(addr.parse().unwrap(), config(), storage, saved).await.unwrap()
 }
 
-fn initiator(server: &RunningServer, data: &[u8]) -> Initiator {
-    Initiator::new(APP, data.to_vec()).unwrap().rendezvous(&server.url()).unwrap()
+fn initiator(server: &RunningServer, data: &[u8]) -> Builder<Initiator> {
+    Initiator::builder(APP, data.to_vec()).rendezvous(&server.url())
 }
 
-fn receiver(server: &RunningServer, code: &str, data: &[u8]) -> Receiver {
-    Receiver::new(APP, code, data.to_vec()).unwrap().rendezvous(&server.url()).unwrap()
+fn receiver(server: &RunningServer, code: &str, data: &[u8]) -> Builder<Receiver> {
+    Receiver::builder(APP, code, data.to_vec()).rendezvous(&server.url())
 }
 
 async fn metric(server: &RunningServer, prefix: &str) -> f64 {
@@ -46,7 +46,7 @@ fn handles_and_futures_are_send_sync_static() {
     fn send_static<F: Future + Send + 'static>(_: F) {}
     let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
     runtime.block_on(async {
-        let handle: Handle = Initiator::new(APP, vec![]).unwrap().rendezvous("http://127.0.0.1:9").unwrap().start();
+        let handle: Handle = Initiator::builder(APP, vec![]).rendezvous("http://127.0.0.1:9").build().unwrap().start();
         send_sync(&handle);
         send_static(handle.when_code());
         send_static(handle.when_verifier());
@@ -58,10 +58,10 @@ fn handles_and_futures_are_send_sync_static() {
 
 async fn exchange_both_ways() {
     let server = memory_server().await;
-    let i = initiator(&server, b"initiator's data").start();
+    let i = initiator(&server, b"initiator's data").build().unwrap().start();
     let code = i.when_code().await.unwrap();
     assert_eq!(i.when_code().await.unwrap(), code, "awaited again");
-    let r = receiver(&server, &code.to_string(), b"receiver's data").start();
+    let r = receiver(&server, &code.to_string(), b"receiver's data").build().unwrap().start();
     let (mine, theirs) = tokio::join!(i.when_data(), r.when_data());
     assert_eq!(mine.unwrap(), b"receiver's data");
     assert_eq!(theirs.unwrap(), b"initiator's data");
@@ -87,7 +87,7 @@ fn works_on_a_multi_thread_runtime() {
 #[tokio::test]
 async fn many_waiters_on_one_handle_all_get_the_code_and_the_data() {
     let server = memory_server().await;
-    let i = initiator(&server, b"initiator's data").start();
+    let i = initiator(&server, b"initiator's data").build().unwrap().start();
     // Waiters registered before anything is known, from other tasks, through clones.
     let waiters: Vec<_> = (0..20)
         .map(|_| {
@@ -96,7 +96,7 @@ async fn many_waiters_on_one_handle_all_get_the_code_and_the_data() {
         })
         .collect();
     let code = i.when_code().await.unwrap();
-    let r = receiver(&server, &code.to_string(), b"receiver's data").start();
+    let r = receiver(&server, &code.to_string(), b"receiver's data").build().unwrap().start();
     for waiter in waiters {
         assert_eq!(waiter.await.unwrap(), (code.clone(), b"receiver's data".to_vec()));
     }
@@ -106,23 +106,23 @@ async fn many_waiters_on_one_handle_all_get_the_code_and_the_data() {
 #[tokio::test]
 async fn wrong_code_fails_both_sides_and_burns_the_code() {
     let server = memory_server().await;
-    let i = initiator(&server, b"secret").start();
+    let i = initiator(&server, b"secret").build().unwrap().start();
     let code = i.when_code().await.unwrap();
-    let r = receiver(&server, &format!("{}-wrong-words", code.channel()), b"guess").start();
+    let r = receiver(&server, &format!("{}-wrong-words", code.channel()), b"guess").build().unwrap().start();
     let (mine, theirs) = tokio::join!(i.when_data(), r.when_data());
     assert_eq!((mine, theirs), (Err(Error::WrongCode), Err(Error::WrongCode)));
-    let late = receiver(&server, &code.to_string(), b"late").start().when_data().await.unwrap_err();
+    let late = receiver(&server, &code.to_string(), b"late").build().unwrap().start().when_data().await.unwrap_err();
     assert!(matches!(late, Error::UnknownChannel | Error::ChannelBurned), "{late:?}");
 }
 
 #[tokio::test]
 async fn a_third_party_is_crowded_out() {
     let server = memory_server().await;
-    let i = initiator(&server, b"i").confirm_verifier(true).unwrap().start();
+    let i = initiator(&server, b"i").confirm_verifier(true).build().unwrap().start();
     let code = i.when_code().await.unwrap().to_string();
-    let r = receiver(&server, &code, b"r").start();
+    let r = receiver(&server, &code, b"r").build().unwrap().start();
     i.when_verifier().await.unwrap();
-    assert_eq!(receiver(&server, &code, b"t").start().when_data().await, Err(Error::Crowded));
+    assert_eq!(receiver(&server, &code, b"t").build().unwrap().start().when_data().await, Err(Error::Crowded));
     i.accept_verifier().unwrap();
     assert_eq!(i.when_data().await.unwrap(), b"r");
     assert_eq!(r.when_data().await.unwrap(), b"i");
@@ -132,7 +132,7 @@ async fn a_third_party_is_crowded_out() {
 async fn the_timeout_errors_every_waiter() {
     let server = memory_server().await;
     let timeout = Duration::from_secs(2);
-    let i = initiator(&server, b"i").timeout(timeout).unwrap().start();
+    let i = initiator(&server, b"i").timeout(timeout).build().unwrap().start();
     let started = Instant::now();
     let waiters: Vec<_> = (0..5).map(|_| tokio::spawn(i.when_data())).collect();
     for waiter in waiters {
@@ -145,9 +145,9 @@ async fn the_timeout_errors_every_waiter() {
 #[tokio::test]
 async fn stop_mid_exchange_ends_both_sides_clearly() {
     let server = memory_server().await;
-    let i = initiator(&server, b"i").confirm_verifier(true).unwrap().start();
+    let i = initiator(&server, b"i").confirm_verifier(true).build().unwrap().start();
     let code = i.when_code().await.unwrap().to_string();
-    let r = receiver(&server, &code, b"r").start();
+    let r = receiver(&server, &code, b"r").build().unwrap().start();
     i.when_verifier().await.unwrap();
     let waiting = tokio::spawn(i.when_data());
     i.stop().await;
@@ -160,9 +160,9 @@ async fn stop_mid_exchange_ends_both_sides_clearly() {
 #[tokio::test]
 async fn dropping_the_last_handle_stops_the_exchange() {
     let server = memory_server().await;
-    let i = initiator(&server, b"i").start();
+    let i = initiator(&server, b"i").build().unwrap().start();
     let code = i.when_code().await.unwrap().to_string();
-    let r = receiver(&server, &code, b"r").confirm_verifier(true).unwrap().start();
+    let r = receiver(&server, &code, b"r").confirm_verifier(true).build().unwrap().start();
     r.when_verifier().await.unwrap();
     let extra = i.clone();
     drop(i);
@@ -173,16 +173,47 @@ async fn dropping_the_last_handle_stops_the_exchange() {
 }
 
 #[tokio::test]
+async fn a_future_keeps_its_exchange_running_without_any_handle() {
+    let server = memory_server().await;
+    // The handle is a temporary here: only the futures hold the exchange.
+    let code = initiator(&server, b"i").build().unwrap().start().when_code();
+    let code = tokio::time::timeout(Duration::from_secs(10), code).await.unwrap().unwrap();
+    let i = initiator(&server, b"initiator's data").build().unwrap().start();
+    let code2 = i.when_code().await.unwrap().to_string();
+    let data = receiver(&server, &code2, b"receiver's data").build().unwrap().start().when_data();
+    tokio::time::sleep(Duration::from_millis(200)).await; // Long after the temporary handle is gone.
+    assert_eq!(i.when_data().await.unwrap(), b"receiver's data");
+    assert_eq!(data.await.unwrap(), b"initiator's data");
+    assert!(code.channel().get() > 0);
+}
+
+#[test]
+fn waiters_get_an_error_when_the_runtime_shuts_down() {
+    let first = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    // A closed port: nothing would ever answer, so only the shutdown can end it.
+    let (handle, data) = first.block_on(async {
+        let handle = Initiator::builder(APP, vec![]).rendezvous("http://127.0.0.1:9").build().unwrap().start();
+        let data = handle.when_data();
+        (handle, data)
+    });
+    drop(first);
+    let second = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    let result = second.block_on(async { tokio::time::timeout(Duration::from_secs(10), data).await });
+    let result = result.expect("the waiter must not hang");
+    assert!(matches!(&result, Err(Error::DriverStopped { detail }) if detail.contains("runtime")), "{result:?}");
+    assert!(!handle.serialize().is_empty(), "the handle stays usable");
+}
+
+#[tokio::test]
 async fn custom_schedule_is_followed_at_the_server() {
     let server = memory_server().await;
     let fetches = r#"wormhole_requests_total{route="fetch",code="ok"}"#;
     // Without long-polls, the schedule sets the pace: every 200 ms for 3 s.
     let i = initiator(&server, b"i")
         .schedule(Schedule::from_secs(&[(0.0, 0.2)]).unwrap())
-        .unwrap()
         .long_poll(Duration::ZERO)
-        .unwrap()
         .timeout(Duration::from_secs(3))
+        .build()
         .unwrap()
         .start();
     assert_eq!(i.when_data().await, Err(Error::Timeout));
@@ -191,8 +222,8 @@ async fn custom_schedule_is_followed_at_the_server() {
     // With long-polls (the default), the server holds one fetch for the whole wait.
     let i = initiator(&server, b"i")
         .schedule(Schedule::from_secs(&[(0.0, 0.2)]).unwrap())
-        .unwrap()
         .timeout(Duration::from_secs(3))
+        .build()
         .unwrap()
         .start();
     assert_eq!(i.when_data().await, Err(Error::Timeout));
@@ -209,9 +240,9 @@ async fn data_at_the_limit_passes_and_more_is_refused() {
     assert!(matches!(Receiver::new(APP, "no-number", vec![]), Err(Error::BadCode(_))));
     let server = memory_server().await;
     let big: Vec<u8> = (0..MAX_DATA_LEN).map(|i| (i * 13) as u8).collect();
-    let i = initiator(&server, &big).start();
+    let i = initiator(&server, &big).build().unwrap().start();
     let code = i.when_code().await.unwrap().to_string();
-    let r = receiver(&server, &code, &big).start();
+    let r = receiver(&server, &code, &big).build().unwrap().start();
     assert_eq!(r.when_data().await.unwrap(), big);
     assert_eq!(i.when_data().await.unwrap(), big);
 }
@@ -229,10 +260,10 @@ fn serialize_and_resume_at_every_stage() {
     let server_runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
     let server = server_runtime.block_on(memory_server());
     let url = server.url();
-    let app = |data: &[u8]| Initiator::new(APP, data.to_vec()).unwrap().rendezvous(&url).unwrap();
+    let app = |data: &[u8]| Initiator::builder(APP, data.to_vec()).rendezvous(&url);
 
     // Not started, then code known.
-    let unstarted = app(b"initiator's data").confirm_verifier(true).unwrap().serialize();
+    let unstarted = app(b"initiator's data").confirm_verifier(true).build().unwrap().serialize();
     let (code, saved) = in_a_process(async {
         let i = Initiator::from_serialized(&unstarted).unwrap().start();
         let code = i.when_code().await.unwrap();
@@ -242,9 +273,9 @@ fn serialize_and_resume_at_every_stage() {
     });
     // The receiver runs (and is itself restored once) meanwhile.
     let receiver_saved = in_a_process(async {
-        let r = Receiver::new(APP, &code.to_string(), b"receiver's data".to_vec())
-            .unwrap()
+        let r = Receiver::builder(APP, &code.to_string(), b"receiver's data".to_vec())
             .rendezvous(&url)
+            .build()
             .unwrap()
             .start();
         r.when_code().await.unwrap();
@@ -298,9 +329,9 @@ async fn an_exchange_survives_a_server_restart_with_sqlite() {
     let db = dir.path().join("rendezvous.sqlite3");
     let server = sqlite_server(&db, "127.0.0.1:0").await;
     let addr = server.addr().to_string();
-    let i = initiator(&server, b"initiator's data").confirm_verifier(true).unwrap().start();
+    let i = initiator(&server, b"initiator's data").confirm_verifier(true).build().unwrap().start();
     let code = i.when_code().await.unwrap().to_string();
-    let r = receiver(&server, &code, b"receiver's data").start();
+    let r = receiver(&server, &code, b"receiver's data").build().unwrap().start();
     i.when_verifier().await.unwrap();
     server.stop().await;
     tokio::time::sleep(Duration::from_millis(700)).await; // requests fail meanwhile and are retried
@@ -320,11 +351,12 @@ fn a_thousand_concurrent_exchanges_complete_with_every_byte_correct() {
         let server = memory_server().await;
         let data =
             |side: u8, n: usize| -> Vec<u8> { (0..64 + n % 200).map(|k| (k as u8) ^ side ^ (n as u8)).collect() };
-        let initiators: Vec<Handle> = (0..EXCHANGES).map(|n| initiator(&server, &data(1, n)).start()).collect();
+        let initiators: Vec<Handle> =
+            (0..EXCHANGES).map(|n| initiator(&server, &data(1, n)).build().unwrap().start()).collect();
         let mut receivers = Vec::with_capacity(EXCHANGES);
         for (n, i) in initiators.iter().enumerate() {
             let code = i.when_code().await.unwrap().to_string();
-            receivers.push(receiver(&server, &code, &data(2, n)).start());
+            receivers.push(receiver(&server, &code, &data(2, n)).build().unwrap().start());
         }
         for (n, (i, r)) in initiators.iter().zip(&receivers).enumerate() {
             assert_eq!(i.when_data().await.unwrap(), data(2, n), "initiator {n}");

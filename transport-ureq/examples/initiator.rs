@@ -9,7 +9,7 @@ use wormhole_sync_ureq::DEFAULT_RENDEZVOUS_URL;
 fn main() -> Result<(), wormhole_sync_ureq::Error> {
     let rendezvous = std::env::args().nth(1).unwrap_or_else(|| DEFAULT_RENDEZVOUS_URL.to_string());
     let data = b"initiator's data".to_vec();
-    let mut i = Initiator::new("example.com/app1", data)?.rendezvous(&rendezvous)?;
+    let mut i = Initiator::builder("example.com/app1", data).rendezvous(&rendezvous).build()?;
     let code = i.get_code()?;
     println!("Invitation Code: {code}");
     let theirdata = i.get_data()?;

@@ -12,7 +12,7 @@ fn main() -> Result<(), wormhole_sync_ureq::Error> {
     };
     let rendezvous = args.next().unwrap_or_else(|| DEFAULT_RENDEZVOUS_URL.to_string());
     let data = b"receiver's data".to_vec();
-    let mut r = Receiver::new("example.com/app1", &code, data)?.rendezvous(&rendezvous)?;
+    let mut r = Receiver::builder("example.com/app1", &code, data).rendezvous(&rendezvous).build()?;
     let theirdata = r.get_data()?;
     println!("Their data: {}", String::from_utf8_lossy(&theirdata));
     Ok(())

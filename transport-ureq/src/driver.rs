@@ -1,33 +1,25 @@
-//! The blocking loop: send what the core asks for, feed back the answers,
-//! sleep until its next deadline.
+//! The blocking loop: send what the core asks for (each request on a thread
+//! of its own, so a held long-poll never blocks a post, a cancel or a close),
+//! feed back the answers, and sleep until the core's next deadline, waking
+//! early for an answer or a cancel.
 
-use std::time::{Duration, SystemTime};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc;
+use std::sync::OnceLock;
+use std::time::SystemTime;
 
-use rand_core::{OsRng, RngCore};
 use wormhole_sync_core::wire::MAX_RESPONSE_BYTES;
-use wormhole_sync_core::{Error, Exchange, Timestamp, Transmit, DEFAULT_RENDEZVOUS_URL};
+use wormhole_sync_core::{Exchange, Progress, RequestId, Timestamp, Transmit, TransportError};
 
-/// Longest time spent closing the channel after the outcome is known.
-const CLOSE_GRACE: Duration = Duration::from_secs(5);
-/// Shortest HTTP timeout given to a request, even right at the deadline.
-const MIN_REQUEST_TIMEOUT: Duration = Duration::from_millis(200);
-
-pub(crate) fn now() -> Timestamp {
+fn now() -> Timestamp {
     Timestamp::from_system_time(SystemTime::now())
-}
-
-/// A fresh secret seed from the operating system.
-pub(crate) fn os_seed() -> [u8; 32] {
-    let mut seed = [0u8; 32];
-    OsRng.fill_bytes(&mut seed);
-    seed
 }
 
 /// The agent exchanges use unless given one: shared by every exchange in
 /// the process, so they reuse its kept-alive connections instead of each
 /// opening its own.
 pub(crate) fn shared_agent() -> ureq::Agent {
-    static AGENT: std::sync::OnceLock<ureq::Agent> = std::sync::OnceLock::new();
+    static AGENT: OnceLock<ureq::Agent> = OnceLock::new();
     AGENT
         .get_or_init(|| {
             ureq::Agent::config_builder()
@@ -41,102 +33,150 @@ pub(crate) fn shared_agent() -> ureq::Agent {
         .clone()
 }
 
-/// An exchange bound to an HTTP agent; the server is the one its config names.
+/// What wakes the loop before its next deadline.
+enum Signal {
+    Answer(RequestId, Result<(u16, Vec<u8>), ureq::Error>),
+    Cancel,
+}
+
+/// Stops an exchange from another thread: the blocking call running it (or
+/// the next one) returns [`Error::Cancelled`](crate::Error::Cancelled) at
+/// once, and the channel is closed so the peer learns at once too.
+/// `Clone + Send + Sync`; cancelling a finished exchange does nothing.
+///
+/// ```no_run
+/// use wormhole_sync_ureq::transcribe::Initiator;
+///
+/// let mut initiator = Initiator::new("example.com/app1", b"data".to_vec())?;
+/// let canceller = initiator.canceller();
+/// std::thread::spawn(move || {
+///     std::thread::sleep(std::time::Duration::from_secs(60));
+///     canceller.cancel(); // Nobody came within a minute.
+/// });
+/// let result = initiator.get_data(); // Err(Error::Cancelled) after a minute.
+/// # Ok::<(), wormhole_sync_ureq::Error>(())
+/// ```
+#[derive(Clone, Debug)]
+pub struct Canceller {
+    signals: mpsc::Sender<Signal>,
+}
+
+impl Canceller {
+    /// Cancels the exchange.
+    pub fn cancel(&self) {
+        // Nothing to do if the exchange is gone already.
+        let _ = self.signals.send(Signal::Cancel);
+    }
+}
+
+impl std::fmt::Debug for Signal {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Signal::Answer(..) => "Answer",
+            Signal::Cancel => "Cancel",
+        })
+    }
+}
+
+/// An exchange, the news it announced, and what sends its requests.
 pub(crate) struct Driver {
     pub(crate) exchange: Exchange,
-    pub(crate) agent: ureq::Agent,
+    pub(crate) news: Progress,
+    agent: ureq::Agent,
+    signals: mpsc::Sender<Signal>,
+    inbox: mpsc::Receiver<Signal>,
+    /// The state was handed out: the application may resume it elsewhere,
+    /// so dropping this one must not close the channel.
+    saved: AtomicBool,
 }
 
 impl Driver {
     pub(crate) fn new(exchange: Exchange, agent: ureq::Agent) -> Driver {
-        Driver { exchange, agent }
+        let (signals, inbox) = mpsc::channel();
+        Driver { exchange, news: Progress::default(), agent, signals, inbox, saved: AtomicBool::new(false) }
     }
 
-    /// Runs the exchange until `done` holds or it has an outcome.
-    pub(crate) fn run_until(&mut self, mut done: impl FnMut(&Exchange) -> bool) {
+    pub(crate) fn canceller(&self) -> Canceller {
+        Canceller { signals: self.signals.clone() }
+    }
+
+    pub(crate) fn serialize(&self) -> Vec<u8> {
+        self.saved.store(true, Ordering::Relaxed);
+        self.exchange.serialize()
+    }
+
+    /// Runs the exchange until `done` holds or nothing is left to do
+    /// (outcome known and channel closed, or its close given up).
+    pub(crate) fn run_until(&mut self, done: impl Fn(&Progress, &Exchange) -> bool) {
         self.exchange.start(now());
-        while !done(&self.exchange) && self.exchange.outcome().is_none() {
-            if !self.step(None) {
-                break;
+        loop {
+            let at = now();
+            while let Some(transmit) = self.exchange.poll_transmit(at) {
+                self.send(transmit);
+            }
+            self.news.drain(&mut self.exchange);
+            if done(&self.news, &self.exchange) {
+                return;
+            }
+            let Some(wake) = self.exchange.poll_timeout() else { return };
+            match self.inbox.recv_timeout(wake.saturating_since(now())) {
+                Ok(Signal::Answer(id, Ok((status, body)))) => self.exchange.handle_response(now(), id, status, &body),
+                Ok(Signal::Answer(id, Err(error))) => {
+                    self.exchange.handle_transport_error(now(), id, TransportError::new(error))
+                }
+                Ok(Signal::Cancel) => self.exchange.cancel(now()),
+                // Disconnection cannot happen: this driver holds a sender itself.
+                Err(_) => self.exchange.handle_timeout(now()),
             }
         }
     }
 
-    /// Once there is an outcome, closes the channel (best effort, briefly).
-    pub(crate) fn finish(&mut self) {
-        let until = std::time::Instant::now() + CLOSE_GRACE;
-        while !self.exchange.is_finished() && std::time::Instant::now() < until {
-            let left = until.saturating_duration_since(std::time::Instant::now());
-            if !self.step(Some(left)) {
-                break;
-            }
+    /// Cancels the exchange and closes its channel (briefly: at most the
+    /// core's close grace), unless it has ended already.
+    pub(crate) fn close(&mut self) {
+        if self.exchange.is_started() && !self.exchange.is_finished() {
+            self.exchange.cancel(now());
+            self.run_until(|_, _| false);
         }
     }
 
-    /// Sends what is due now, or sleeps until something is. Returns false
-    /// when there is nothing left to wait for.
-    fn step(&mut self, cap: Option<Duration>) -> bool {
-        let at = now();
-        let due: Vec<Transmit> = std::iter::from_fn(|| self.exchange.poll_transmit(at)).collect();
-        if due.is_empty() {
-            let Some(wake) = self.exchange.poll_timeout() else { return false };
-            let mut sleep = wake.saturating_since(now());
-            if let Some(cap) = cap {
-                sleep = sleep.min(cap);
-            }
-            std::thread::sleep(sleep);
-            self.exchange.handle_timeout(now());
-            return true;
+    /// Sends one request on a thread of its own; its answer comes back
+    /// through the inbox.
+    fn send(&self, transmit: Transmit) {
+        let (agent, signals) = (self.agent.clone(), self.signals.clone());
+        let id = transmit.id();
+        let spawned = std::thread::Builder::new().name("wormhole-sync-request".into()).spawn(move || {
+            let _ = signals.send(Signal::Answer(transmit.id(), post(&agent, &transmit)));
+        });
+        if let Err(error) = spawned {
+            let _ = self.signals.send(Signal::Answer(id, Err(ureq::Error::Io(error))));
         }
-        for transmit in due {
-            self.send(&transmit, cap);
-        }
-        true
-    }
-
-    /// One HTTP request; never longer than the hard timeout allows.
-    fn send(&mut self, transmit: &Transmit, cap: Option<Duration>) {
-        let mut timeout = transmit.timeout();
-        if let Some(deadline) = self.exchange.deadline().filter(|_| self.exchange.outcome().is_none()) {
-            timeout = timeout.min(deadline.saturating_since(now()).max(MIN_REQUEST_TIMEOUT));
-        }
-        if let Some(cap) = cap {
-            timeout = timeout.min(cap.max(MIN_REQUEST_TIMEOUT));
-        }
-        let base = self.exchange.config().rendezvous().unwrap_or(DEFAULT_RENDEZVOUS_URL).trim_end_matches('/');
-        let url = format!("{base}{}", transmit.path());
-        let answer = self
-            .agent
-            .post(&url)
-            .header("content-type", "application/json")
-            .config()
-            // Error statuses carry the protocol's error codes, whatever the agent's own setting.
-            .http_status_as_error(false)
-            .timeout_global(Some(timeout))
-            .build()
-            .send(&transmit.body()[..])
-            .and_then(|mut response| {
-                let status = response.status().as_u16();
-                let body = response.body_mut().with_config().limit(MAX_RESPONSE_BYTES as u64).read_to_vec()?;
-                Ok((status, body))
-            });
-        match answer {
-            Ok((status, body)) => self.exchange.handle_response(now(), transmit.id(), status, &body),
-            Err(e) => self.exchange.handle_transport_error(now(), transmit.id(), &describe(&e)),
-        }
-    }
-
-    /// The outcome as a `Result`, once there is one.
-    pub(crate) fn outcome(&self) -> Option<Result<Vec<u8>, Error>> {
-        self.exchange.outcome().map(|o| o.map(<[u8]>::to_vec).map_err(Clone::clone))
     }
 }
 
-/// A short description of a transport failure, for `ServerUnreachable`.
-fn describe(error: &ureq::Error) -> String {
-    match error {
-        ureq::Error::Timeout(_) => "the server did not answer in time".into(),
-        ureq::Error::BodyExceedsLimit(_) => "the server's answer was too large".into(),
-        other => other.to_string().chars().take(200).collect(),
+impl Drop for Driver {
+    /// Closes the channel of an exchange dropped mid-way, so the peer fails
+    /// at once instead of at its timeout; a saved exchange is left open for
+    /// whoever restores it.
+    fn drop(&mut self) {
+        if !self.saved.load(Ordering::Relaxed) {
+            self.close();
+        }
     }
+}
+
+/// One HTTP request, within the transmit's timeout.
+fn post(agent: &ureq::Agent, transmit: &Transmit) -> Result<(u16, Vec<u8>), ureq::Error> {
+    let mut response = agent
+        .post(transmit.url())
+        .header("content-type", "application/json")
+        .config()
+        // Error statuses carry the protocol's error codes, whatever the agent's own setting.
+        .http_status_as_error(false)
+        .timeout_global(Some(transmit.timeout()))
+        .build()
+        .send(&transmit.body()[..])?;
+    let status = response.status().as_u16();
+    let body = response.body_mut().with_config().limit(MAX_RESPONSE_BYTES as u64).read_to_vec()?;
+    Ok((status, body))
 }

@@ -1,7 +1,7 @@
-//! Blocking **wormhole-sync** client: the transcribe-mode [`Initiator`] and
-//! [`Receiver`] for programs that block, as a thin loop around the
-//! sans-IO core ([`wormhole_sync_core::Exchange`]) that sends its requests
-//! with a keep-alive [`ureq`] agent and sleeps until its next deadline.
+//! Blocking **wormhole-sync** client: securely exchange a small piece of data
+//! (a key, an address, an invitation) between two computers using a short
+//! invitation code like `7-guitarist-revenge` that a person reads off one
+//! screen and types into the other.
 //!
 //! ```no_run
 //! use wormhole_sync_ureq::transcribe::{Initiator, Receiver};
@@ -18,12 +18,48 @@
 //! # Ok::<(), wormhole_sync_ureq::Error>(())
 //! ```
 //!
-//! Options (`rendezvous`, `schedule`, `timeout`, code length, verifier
-//! confirmation, the HTTP `agent`) are set with methods before the first
-//! `get_*` call. Exchanges share one kept-alive [`ureq::Agent`] unless given
-//! their own.
-//! [`Initiator::serialize`] and [`Initiator::from_serialized`] work between
-//! any two calls; the serialized state contains secrets.
+//! # Options
+//! `Initiator::builder` and `Receiver::builder` return a [`Builder`] whose
+//! setters cannot fail; `build()` checks everything once:
+//!
+//! ```no_run
+//! use std::time::Duration;
+//! use wormhole_sync_ureq::transcribe::Initiator;
+//! use wormhole_sync_ureq::Schedule;
+//!
+//! const MINUTE: Duration = Duration::from_secs(60);
+//! let mut i = Initiator::builder("example.com/app1", b"my address".to_vec())
+//!     .rendezvous("https://rendezvous.example.com")
+//!     // Every minute for ten minutes, then hourly; give up after three days.
+//!     .schedule(Schedule::every(MINUTE)?.then_after(10 * MINUTE, 60 * MINUTE)?)
+//!     .timeout(3 * 24 * 60 * MINUTE)
+//!     .build()?;
+//! # Ok::<(), wormhole_sync_ureq::Error>(())
+//! ```
+//!
+//! The others: `code_words`, `confirm_verifier` (then `get_verifier`,
+//! `accept_verifier`/`reject_verifier`), `long_poll`, `request_timeout`, a
+//! chosen `code`, and `http_client` for your own [`ureq::Agent`] (a proxy, a
+//! private CA). Exchanges share one kept-alive agent unless given their own.
+//!
+//! # Blocking, cancelling, closing
+//! Each `get_*` call drives the exchange until it has its answer; requests
+//! run on short-lived threads of their own. A [`Canceller`] stops a blocked
+//! call from another thread. `close()`, or dropping an exchange that was
+//! never serialized, closes the channel so the peer learns at once.
+//!
+//! # Errors
+//! Every call returns the one [`Error`] type shared with the async crate:
+//! outcomes (`WrongCode`, `Timeout`, `Crowded`, `ServerUnreachable` with the
+//! transport's error as its `source()`, ...), refused inputs (`BadCode`,
+//! `DataTooLarge`, `InvalidConfig`, `BadSerializedState`) and
+//! [`ApiMisuse`].
+//!
+//! # Serialization and secrets
+//! `serialize()` and `from_serialized()` work between any two calls, also
+//! across processes and with the async crate. The saved state **contains
+//! secrets** (the code, the exchange's seed, our data): store it as
+//! carefully as the data. Neither `Debug` nor error texts show them.
 
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
@@ -31,7 +67,12 @@
 mod driver;
 pub mod transcribe;
 
+pub use driver::Canceller;
 pub use transcribe::{Initiator, Receiver};
-/// The HTTP client this crate is built on, for [`Initiator::agent`].
+/// The HTTP client this crate is built on, for [`Builder::http_client`].
 pub use ureq;
-pub use wormhole_sync_core::{Code, Error, Schedule, Verifier, DEFAULT_RENDEZVOUS_URL};
+pub use wormhole_sync_core::builder::Builder;
+pub use wormhole_sync_core::{
+    ApiMisuse, ChannelId, Code, CodeError, Error, ErrorCode, Mood, Schedule, ServerErrorCode, TransportError, Verifier,
+    CLOSE_GRACE, DEFAULT_RENDEZVOUS_URL, MAX_DATA_LEN,
+};

@@ -3,11 +3,12 @@
 
 #![allow(dead_code)]
 
+use std::ops::{Deref, DerefMut};
 use std::time::Duration;
 
 use wormhole_sync_core::rendezvous::Rendezvous;
 use wormhole_sync_core::wire::{Request, Response, Route};
-use wormhole_sync_core::{Config, Event, Exchange, Timestamp, Transmit};
+use wormhole_sync_core::{Code, Config, Error, Event, Exchange, Progress, Timestamp, Transmit, Verifier};
 
 pub const START: Timestamp = Timestamp::from_millis(1_700_000_000_000);
 
@@ -56,7 +57,7 @@ impl Net {
     }
 
     /// Runs the sides until all are finished or `limit` of virtual time has passed.
-    pub fn run(&mut self, sides: &mut [&mut Exchange], limit: Duration) {
+    pub fn run(&mut self, sides: &mut [&mut Side], limit: Duration) {
         let end = self.now + limit;
         while self.now <= end && !sides.iter().all(|s| s.is_finished()) {
             for side in sides.iter_mut() {
@@ -75,13 +76,70 @@ impl Net {
     }
 }
 
-pub fn events(side: &mut Exchange) -> Vec<Event> {
-    std::iter::from_fn(|| side.poll_event()).collect()
+/// The events `side` has pending (also kept in its news).
+pub fn events(side: &mut Side) -> Vec<Event> {
+    let events: Vec<Event> = std::iter::from_fn(|| side.exchange.poll_event()).collect();
+    for event in &events {
+        side.news.record(event.clone());
+    }
+    events
+}
+
+/// An exchange and the news it has announced, kept as a driver keeps them.
+/// It derefs to the exchange; `code`, `verifier` and `outcome` read the news.
+pub struct Side {
+    pub exchange: Exchange,
+    pub news: Progress,
+}
+
+impl From<Exchange> for Side {
+    fn from(exchange: Exchange) -> Side {
+        Side { exchange, news: Progress::default() }
+    }
+}
+
+impl Deref for Side {
+    type Target = Exchange;
+    fn deref(&self) -> &Exchange {
+        &self.exchange
+    }
+}
+
+impl DerefMut for Side {
+    fn deref_mut(&mut self) -> &mut Exchange {
+        &mut self.exchange
+    }
+}
+
+impl std::fmt::Debug for Side {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{:?} {:?}", self.exchange, self.news)
+    }
+}
+
+impl Side {
+    /// The invitation code, once announced.
+    pub fn code(&mut self) -> Option<&Code> {
+        self.news.drain(&mut self.exchange);
+        self.news.code()
+    }
+
+    /// The verifier, once announced.
+    pub fn verifier(&mut self) -> Option<&Verifier> {
+        self.news.drain(&mut self.exchange);
+        self.news.verifier()
+    }
+
+    /// The outcome, once announced.
+    pub fn outcome(&mut self) -> Option<Result<&[u8], &Error>> {
+        self.news.drain(&mut self.exchange);
+        self.news.outcome()
+    }
 }
 
 /// Starts an initiator and returns it with its code.
-pub fn started_initiator(net: &mut Net, data: &[u8], seed: u8) -> (Exchange, wormhole_sync_core::Code) {
-    let mut initiator = Exchange::initiator(config(), data.to_vec(), [seed; 32]).unwrap();
+pub fn started_initiator(net: &mut Net, data: &[u8], seed: u8) -> (Side, Code) {
+    let mut initiator = Side::from(Exchange::initiator(config(), data.to_vec(), [seed; 32]).unwrap());
     initiator.start(net.now);
     net.pump(&mut initiator);
     let code = initiator.code().expect("allocated").clone();
@@ -89,6 +147,6 @@ pub fn started_initiator(net: &mut Net, data: &[u8], seed: u8) -> (Exchange, wor
 }
 
 /// A copy of `side` that went through serialize and from_serialized.
-pub fn restored(side: &Exchange) -> Exchange {
-    Exchange::from_serialized(&side.serialize()).unwrap()
+pub fn restored(side: &Exchange) -> Side {
+    Side::from(Exchange::from_serialized(&side.serialize()).unwrap())
 }

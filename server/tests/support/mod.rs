@@ -10,7 +10,7 @@ use std::time::{Duration, SystemTime};
 
 use serde_json::Value;
 use wormhole_sync_core::rendezvous::RendezvousSnapshot;
-use wormhole_sync_core::{Exchange, Timestamp};
+use wormhole_sync_core::{Exchange, Progress, Timestamp, TransportError};
 use wormhole_sync_server::{BackgroundServer, ServerConfig, Storage};
 
 /// A server on 127.0.0.1 with its own runtime.
@@ -165,15 +165,17 @@ pub fn pump(exchange: &mut Exchange, addr: SocketAddr) {
         });
         match answer {
             Ok(reply) => exchange.handle_response(now(), t.id(), reply.status, &reply.body),
-            Err(e) => exchange.handle_transport_error(now(), t.id(), &e.to_string()),
+            Err(e) => exchange.handle_transport_error(now(), t.id(), TransportError::new(e)),
         }
     }
 }
 
-/// Drives `exchange` against `addr` until it is finished or `until` says stop.
-pub fn drive(exchange: &mut Exchange, addr: SocketAddr, mut until: impl FnMut(&Exchange) -> bool) {
-    while !exchange.is_finished() && !until(exchange) {
+/// Drives `exchange` against `addr`, keeping its news in `news`, until it is
+/// finished or `until` says stop.
+pub fn drive(exchange: &mut Exchange, news: &mut Progress, addr: SocketAddr, mut until: impl FnMut(&Progress) -> bool) {
+    while !exchange.is_finished() && !until(news) {
         pump(exchange, addr);
+        news.drain(exchange);
         exchange.handle_timeout(now());
         if let Some(wake) = exchange.poll_timeout() {
             let wait = wake.saturating_since(now()).min(Duration::from_millis(50));

@@ -1,0 +1,248 @@
+//! The options of one exchange, gathered by a builder whose setters cannot
+//! fail; [`Builder::build`] checks them all at once. Both client crates
+//! hand out this builder (`Initiator::builder`, `Receiver::builder`), so the
+//! options read the same in the blocking and the async flavour.
+
+use std::fmt;
+use std::marker::PhantomData;
+use std::time::Duration;
+
+use crate::code::Code;
+use crate::config::{Config, Schedule, DEFAULT_RENDEZVOUS_URL};
+use crate::{Error, Exchange, Role};
+
+/// What a client crate builds: its `Initiator` or `Receiver`, wrapping a new
+/// exchange and the HTTP client it will send requests with.
+pub trait Client: Sized {
+    /// The HTTP client type (a `ureq::Agent`, a `reqwest::Client`).
+    type Http;
+    /// Which side this client is.
+    const ROLE: Role;
+    /// Wraps an exchange that has not started; `http` is `None` unless the
+    /// application gave one ([`Builder::http_client`]).
+    fn from_exchange(exchange: Exchange, http: Option<Self::Http>) -> Self;
+}
+
+/// Options of one exchange, for a client crate's `Initiator` or `Receiver`.
+///
+/// ```
+/// use std::time::Duration;
+/// use wormhole_sync_core::builder::{Builder, Client};
+/// use wormhole_sync_core::{Exchange, Role, Schedule};
+///
+/// /// A stand-in for a client crate's `Initiator`.
+/// struct Initiator(Exchange);
+/// impl Client for Initiator {
+///     type Http = ();
+///     const ROLE: Role = Role::Initiator;
+///     fn from_exchange(exchange: Exchange, _: Option<()>) -> Self { Initiator(exchange) }
+/// }
+///
+/// let initiator: Initiator = Builder::new("example.com/app1", b"data".to_vec())
+///     .rendezvous("https://rendezvous.example.com")
+///     .schedule(Schedule::every(Duration::from_secs(60))?.then_after(Duration::from_secs(600), Duration::from_secs(3600))?)
+///     .timeout(Duration::from_secs(3 * 24 * 3600))
+///     .code_words(3)
+///     .build()?;
+/// assert_eq!(initiator.0.config().rendezvous(), Some("https://rendezvous.example.com"));
+///
+/// // Every option is checked once, by `build`:
+/// let refused = Builder::<Initiator>::new("example.com/app1", vec![]).code_words(99).build();
+/// assert!(refused.is_err());
+/// # Ok::<(), wormhole_sync_core::Error>(())
+/// ```
+///
+/// `Debug` never shows the data or the code.
+#[must_use = "a builder does nothing until `build` is called"]
+pub struct Builder<C: Client> {
+    appid: String,
+    data: Vec<u8>,
+    code: Option<String>,
+    rendezvous: Option<String>,
+    schedule: Option<Schedule>,
+    timeout: Option<Duration>,
+    long_poll: Option<Duration>,
+    request_timeout: Option<Duration>,
+    code_words: Option<usize>,
+    confirm_verifier: bool,
+    create_channel: bool,
+    seed: Option<[u8; 32]>,
+    http: Option<C::Http>,
+    client: PhantomData<fn() -> C>,
+}
+
+impl<C: Client> Builder<C> {
+    /// Options for an exchange in application `appid` that sends `data`
+    /// (at most [`MAX_DATA_LEN`](crate::MAX_DATA_LEN)); a receiver also
+    /// needs [`code`](Self::code).
+    pub fn new(appid: &str, data: Vec<u8>) -> Builder<C> {
+        Builder {
+            appid: appid.to_string(),
+            data,
+            code: None,
+            rendezvous: None,
+            schedule: None,
+            timeout: None,
+            long_poll: None,
+            request_timeout: None,
+            code_words: None,
+            confirm_verifier: false,
+            create_channel: false,
+            seed: None,
+            http: None,
+            client: PhantomData,
+        }
+    }
+
+    /// The invitation code: for a receiver, the one a person typed; for an
+    /// initiator, one the application chose instead of allocating one (both
+    /// people then type it).
+    pub fn code(mut self, code: &str) -> Self {
+        self.code = Some(code.to_string());
+        self
+    }
+
+    /// The rendezvous server's base URL (default [`DEFAULT_RENDEZVOUS_URL`]).
+    /// Both sides must use the same server.
+    pub fn rendezvous(mut self, url: &str) -> Self {
+        self.rendezvous = Some(url.to_string());
+        self
+    }
+
+    /// The polling schedule, from the first start (default: every 0.5 s).
+    pub fn schedule(mut self, schedule: Schedule) -> Self {
+        self.schedule = Some(schedule);
+        self
+    }
+
+    /// The hard timeout, from the first start (default 5 minutes): then
+    /// every waiter gets [`Error::Timeout`].
+    pub fn timeout(mut self, timeout: Duration) -> Self {
+        self.timeout = Some(timeout);
+        self
+    }
+
+    /// The longest time the server may hold one request waiting for the
+    /// peer (default 30 s; 5 s and growing while the peer is busy
+    /// answering; the server may cap it). While the server holds requests,
+    /// an online client keeps one open and sends about one request per
+    /// window; `Duration::ZERO` turns long-polls off, and the schedule's
+    /// interval then sets how often it asks.
+    pub fn long_poll(mut self, wait: Duration) -> Self {
+        self.long_poll = Some(wait);
+        self
+    }
+
+    /// How long to wait for an answer beyond a request's long-poll wait
+    /// before it counts as lost and is retried (default 15 s, at least 100 ms).
+    pub fn request_timeout(mut self, timeout: Duration) -> Self {
+        self.request_timeout = Some(timeout);
+        self
+    }
+
+    /// How many secret words an initiator's allocated code has (1 to 16,
+    /// default 2; each adds 8 bits).
+    pub fn code_words(mut self, words: usize) -> Self {
+        self.code_words = Some(words);
+        self
+    }
+
+    /// Holds our data until the application has shown the verifier to a
+    /// person and accepted it.
+    pub fn confirm_verifier(mut self, confirm: bool) -> Self {
+        self.confirm_verifier = confirm;
+        self
+    }
+
+    /// Lets a receiver create its channel if it does not exist yet (codes
+    /// both people typed, when the receiver may start first).
+    pub fn create_channel_if_missing(mut self, create: bool) -> Self {
+        self.create_channel = create;
+        self
+    }
+
+    /// Sends requests with this HTTP client instead of the one every
+    /// exchange of the process shares (a proxy, a private CA, your own
+    /// connection pool).
+    pub fn http_client(mut self, http: C::Http) -> Self {
+        self.http = Some(http);
+        self
+    }
+
+    /// The 32-byte secret every secret of the exchange derives from
+    /// (default: fresh from the operating system). For reproducible tests
+    /// only: a seed used twice repeats the side id and PAKE messages.
+    pub fn seed(mut self, seed: [u8; 32]) -> Self {
+        self.seed = Some(seed);
+        self
+    }
+
+    /// Checks every option and builds the client, not started yet.
+    pub fn build(self) -> Result<C, Error> {
+        let mut config = Config::new(&self.appid)?
+            .with_schedule(self.schedule.unwrap_or_default())
+            .with_verifier_confirmation(self.confirm_verifier)
+            .with_rendezvous(self.rendezvous.as_deref().unwrap_or(DEFAULT_RENDEZVOUS_URL))?;
+        if let Some(timeout) = self.timeout {
+            config = config.with_timeout(timeout);
+        }
+        if let Some(wait) = self.long_poll {
+            config = config.with_long_poll(wait);
+        }
+        if let Some(timeout) = self.request_timeout {
+            config = config.with_request_timeout(timeout)?;
+        }
+        if let Some(words) = self.code_words {
+            config = config.with_code_words(words)?;
+        }
+        let code = self.code.as_deref().map(str::parse::<Code>).transpose()?;
+        let seed = match self.seed {
+            Some(seed) => seed,
+            None => os_seed()?,
+        };
+        let exchange = match (C::ROLE, code) {
+            (Role::Initiator, None) => Exchange::initiator(config, self.data, seed)?,
+            (Role::Initiator, Some(code)) => Exchange::initiator_with_code(config, code, self.data, seed)?,
+            (Role::Receiver, Some(code)) => {
+                let exchange = Exchange::receiver(config, code, self.data, seed)?;
+                if self.create_channel {
+                    exchange.create_channel_if_missing()
+                } else {
+                    exchange
+                }
+            }
+            (Role::Receiver, None) => return Err(Error::InvalidConfig("a receiver needs the code".into())),
+        };
+        Ok(C::from_exchange(exchange, self.http))
+    }
+}
+
+/// A fresh secret seed from the operating system's generator.
+#[cfg(feature = "os-rng")]
+fn os_seed() -> Result<[u8; 32], Error> {
+    use rand_core::{OsRng, RngCore};
+    let mut seed = [0u8; 32];
+    OsRng
+        .try_fill_bytes(&mut seed)
+        .map_err(|_| Error::InvalidConfig("the operating system gave no randomness".into()))?;
+    Ok(seed)
+}
+
+#[cfg(not(feature = "os-rng"))]
+fn os_seed() -> Result<[u8; 32], Error> {
+    Err(Error::InvalidConfig("without the `os-rng` feature, give a seed with `Builder::seed`".into()))
+}
+
+impl<C: Client> fmt::Debug for Builder<C> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Builder")
+            .field("role", &C::ROLE)
+            .field("appid", &self.appid)
+            .field("rendezvous", &self.rendezvous)
+            .field("schedule", &self.schedule)
+            .field("timeout", &self.timeout)
+            .field("code_words", &self.code_words)
+            .field("confirm_verifier", &self.confirm_verifier)
+            .finish_non_exhaustive()
+    }
+}
