@@ -7,15 +7,32 @@
 //! time is an input ([`Timestamp`], wall-clock milliseconds) and all
 //! randomness derives from a 32-byte seed the caller supplies. The same inputs
 //! always give the same outputs, so the whole protocol runs deterministically
-//! in tests ([`sim`], feature `sim`) and under fuzzers. The transport crates
+//! in tests (module `sim`, feature `sim`) and under fuzzers. The transport crates
 //! `wormhole-sync-ureq` (blocking) and `wormhole-sync-tokio` (async) bind it
 //! to HTTP.
 //!
 //! # Pieces
-//! - [`Exchange`]: one side (initiator or receiver) of an exchange.
+//! - [`Exchange`]: one side (initiator or receiver) of an exchange, and
+//!   [`Progress`], the record of its news a driver keeps.
+//! - [`builder::Builder`]: the options both client crates share.
 //! - [`rendezvous::Rendezvous`]: the server's logic, for the server crate.
 //! - [`wire`]: the client-server messages (specified in `PROTOCOL.md`).
 //! - [`Code`], [`Config`], [`Schedule`], [`Error`].
+//!
+//! # Options
+//! A [`Config`] holds the application id, the polling [`Schedule`]
+//! (`(when, interval)` steps from the first start, e.g.
+//! `Schedule::every(minute)?.then_after(ten_minutes, hour)?`), the hard
+//! timeout, the long-poll wait, the code length and whether the verifier
+//! waits for a person's confirmation. Client crates set them through
+//! [`builder::Builder`], whose setters cannot fail.
+//!
+//! # Errors
+//! One [`Error`] type for every layer: the outcomes an exchange can end
+//! with ([`Error::is_outcome`]), refused inputs (a malformed code, too much
+//! data, a corrupt saved state) and [`ApiMisuse`]. A server's refusal
+//! carries a typed [`ServerErrorCode`]; a transport's failure is kept whole
+//! as a [`TransportError`], the `source()` of [`Error::ServerUnreachable`].
 //!
 //! # Driving an exchange
 //! An [`Exchange`] is driven by a loop the caller owns:

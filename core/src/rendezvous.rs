@@ -166,7 +166,7 @@ pub struct RendezvousStats {
 ///
 /// let mut server = Rendezvous::default();
 /// let now = Timestamp::from_millis(0);
-/// let alloc = |side: &str| Request::Allocate(AllocateRequest { appid: "app".into(), side: side.into() });
+/// let alloc = |side: &str| Request::Allocate(AllocateRequest::new("app", side));
 /// let Ok(Response::Allocated(a)) = server.handle(now, &alloc("s1")) else { panic!() };
 /// let Ok(Response::Allocated(b)) = server.handle(now, &alloc("s2")) else { panic!() };
 /// // Two different one-digit ids, drawn at random.
@@ -209,7 +209,7 @@ impl Rendezvous {
     /// use wormhole_sync_core::wire::{AllocateRequest, Request, Response};
     /// use wormhole_sync_core::Timestamp;
     ///
-    /// let allocate = Request::Allocate(AllocateRequest { appid: "app".into(), side: "s1".into() });
+    /// let allocate = Request::Allocate(AllocateRequest::new("app", "s1"));
     /// let first_id = |seed| match Rendezvous::default().with_seed(seed).handle(Timestamp::EPOCH, &allocate) {
     ///     Ok(Response::Allocated(a)) => a.channel.get(),
     ///     other => panic!("{other:?}"),

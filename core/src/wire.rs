@@ -56,6 +56,7 @@ impl fmt::Display for Mood {
 
 /// `POST /v1/allocate`: allocate a free channel id (short, drawn at random) and join it.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[non_exhaustive]
 pub struct AllocateRequest {
     /// Application id; channels are scoped to it.
     pub appid: String,
@@ -65,6 +66,7 @@ pub struct AllocateRequest {
 
 /// `POST /v1/join`: join (claim) a channel by id.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[non_exhaustive]
 pub struct JoinRequest {
     /// Application id.
     pub appid: String,
@@ -79,6 +81,7 @@ pub struct JoinRequest {
 
 /// `POST /v1/post`: store one message in a channel.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[non_exhaustive]
 pub struct PostRequest {
     /// Application id.
     pub appid: String,
@@ -108,6 +111,7 @@ fn is_zero(n: &u64) -> bool {
 /// `POST /v1/fetch`: read the channel's messages after a cursor, optionally
 /// waiting (long-poll) until there is one.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[non_exhaustive]
 pub struct FetchRequest {
     /// Application id.
     pub appid: String,
@@ -123,8 +127,58 @@ pub struct FetchRequest {
     pub wait_ms: u64,
 }
 
+impl AllocateRequest {
+    /// An allocate for `side` in `appid`.
+    pub fn new(appid: impl Into<String>, side: impl Into<String>) -> AllocateRequest {
+        AllocateRequest { appid: appid.into(), side: side.into() }
+    }
+}
+
+impl JoinRequest {
+    /// A join of `channel`, creating it if `create`.
+    pub fn new(appid: impl Into<String>, side: impl Into<String>, channel: ChannelId, create: bool) -> JoinRequest {
+        JoinRequest { appid: appid.into(), side: side.into(), channel, create }
+    }
+}
+
+impl PostRequest {
+    /// A post of `body` in `phase`, without a cursor (set `after` and
+    /// `wait_ms` afterwards to have the log in the answer).
+    pub fn new(
+        appid: impl Into<String>,
+        side: impl Into<String>,
+        channel: ChannelId,
+        phase: impl Into<String>,
+        body: impl Into<String>,
+    ) -> PostRequest {
+        let (appid, side, phase, body) = (appid.into(), side.into(), phase.into(), body.into());
+        PostRequest { appid, side, channel, phase, body, after: None, wait_ms: 0 }
+    }
+}
+
+impl CloseRequest {
+    /// A close of `channel` with `mood`.
+    pub fn new(appid: impl Into<String>, side: impl Into<String>, channel: ChannelId, mood: Mood) -> CloseRequest {
+        CloseRequest { appid: appid.into(), side: side.into(), channel, mood }
+    }
+}
+
+impl FetchRequest {
+    /// A fetch of `channel`'s log after `after`, held up to `wait_ms` for news.
+    pub fn new(
+        appid: impl Into<String>,
+        side: impl Into<String>,
+        channel: ChannelId,
+        after: u64,
+        wait_ms: u64,
+    ) -> FetchRequest {
+        FetchRequest { appid: appid.into(), side: side.into(), channel, after, wait_ms }
+    }
+}
+
 /// `POST /v1/close`: leave a channel with an outcome.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[non_exhaustive]
 pub struct CloseRequest {
     /// Application id.
     pub appid: String,
@@ -352,6 +406,7 @@ pub fn validate_phase(phase: &str) -> Result<(), WireError> {
 
 /// Answer to allocate.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[non_exhaustive]
 pub struct AllocateResponse {
     /// The allocated channel, already joined by the caller.
     pub channel: ChannelId,
@@ -359,6 +414,7 @@ pub struct AllocateResponse {
 
 /// Answer to join.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[non_exhaustive]
 pub struct JoinResponse {
     /// How many sides hold the channel now (1 or 2).
     pub sides: u8,
@@ -370,6 +426,7 @@ pub struct JoinResponse {
 
 /// Answer to post.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[non_exhaustive]
 pub struct PostResponse {
     /// The message's sequence number in the channel (the first is 1).
     pub seq: u64,
@@ -380,6 +437,7 @@ pub struct PostResponse {
 
 /// One stored message.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[non_exhaustive]
 pub struct Message {
     /// Position in the channel's log, from 1, without gaps.
     pub seq: u64,
@@ -391,8 +449,16 @@ pub struct Message {
     pub body: String,
 }
 
+impl Message {
+    /// A message as stored at `seq`.
+    pub fn new(seq: u64, side: impl Into<String>, phase: impl Into<String>, body: impl Into<String>) -> Message {
+        Message { seq, side: side.into(), phase: phase.into(), body: body.into() }
+    }
+}
+
 /// A side that has closed the channel.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[non_exhaustive]
 pub struct ClosedSide {
     /// The side.
     pub side: String,
@@ -400,9 +466,17 @@ pub struct ClosedSide {
     pub mood: Mood,
 }
 
+impl ClosedSide {
+    /// `side` closed with `mood`.
+    pub fn new(side: impl Into<String>, mood: Mood) -> ClosedSide {
+        ClosedSide { side: side.into(), mood }
+    }
+}
+
 /// A channel's log after a cursor: the answer to fetch, also carried by
 /// the answers to join and post.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[non_exhaustive]
 pub struct Log {
     /// Messages after the cursor, in order (the caller's own included).
     pub messages: Vec<Message>,
@@ -412,6 +486,11 @@ pub struct Log {
 }
 
 impl Log {
+    /// A log of these messages and closes.
+    pub fn new(messages: Vec<Message>, closed: Vec<ClosedSide>) -> Log {
+        Log { messages, closed }
+    }
+
     /// Whether this log tells `side` anything it waits for: a message from
     /// another side, or another side's close. A long-poll is held until it
     /// does; the caller's own messages do not end the wait.
@@ -419,10 +498,10 @@ impl Log {
     /// ```
     /// use wormhole_sync_core::wire::{ClosedSide, Log, Message, Mood};
     ///
-    /// let own = Message { seq: 1, side: "me".into(), phase: "pake".into(), body: "AA==".into() };
-    /// let mut log = Log { messages: vec![own], closed: vec![] };
+    /// let own = Message::new(1, "me", "pake", "AA==");
+    /// let mut log = Log::new(vec![own], vec![]);
     /// assert!(!log.has_news_for("me"));
-    /// log.closed.push(ClosedSide { side: "peer".into(), mood: Mood::Lonely });
+    /// log.closed.push(ClosedSide::new("peer", Mood::Lonely));
     /// assert!(log.has_news_for("me"));
     /// ```
     pub fn has_news_for(&self, side: &str) -> bool {
@@ -432,6 +511,7 @@ impl Log {
 
 /// Answer to close.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[non_exhaustive]
 pub struct CloseResponse {
     /// Whether the channel is now gone (every side closed).
     pub deleted: bool,

@@ -451,7 +451,7 @@ fn answer_fetch(net: &mut Net, side: &mut Exchange, messages: Vec<Message>) {
     for _ in 0..100 {
         while let Some(t) = side.poll_transmit(net.now) {
             if matches!(t.request(), Request::Fetch(_)) {
-                let body = serde_json::to_vec(&Log { messages, closed: vec![] }).unwrap();
+                let body = serde_json::to_vec(&Log::new(messages, vec![])).unwrap();
                 side.handle_response(net.now, t.id(), 200, &body);
                 return;
             }
@@ -475,17 +475,13 @@ fn initiator_and_receiver_messages() -> (Net, Side, Vec<Message>) {
     }
     let Ok(wormhole_sync_core::wire::Response::Fetched(log)) = net.server.handle(
         net.now,
-        &Request::Fetch(wormhole_sync_core::wire::FetchRequest {
-            appid: "example.com/app1".into(),
-            side: net
-                .requests
-                .iter()
-                .find_map(|r| if let Request::Allocate(a) = r { Some(a.side.clone()) } else { None })
-                .unwrap(),
-            channel: code.channel(),
-            after: 0,
-            wait_ms: 0,
-        }),
+        &Request::Fetch(wormhole_sync_core::wire::FetchRequest::new(
+            "example.com/app1",
+            net.requests.iter().find_map(|r| if let Request::Allocate(a) = r { Some(&a.side) } else { None }).unwrap(),
+            code.channel(),
+            0,
+            0,
+        )),
     ) else {
         panic!("fetch failed")
     };
@@ -503,8 +499,8 @@ proptest! {
         let (mut net, mut initiator, log) = initiator_and_receiver_messages();
         let peer = log.iter().find(|m| m.phase == "pake" && log[0].side != m.side).unwrap().side.clone();
         let mut pool = log.clone();
-        pool.push(Message { seq: 90, side: peer.clone(), phase: "future-phase".into(), body: "???".into() });
-        pool.push(Message { seq: 91, side: peer, phase: "pake".into(), body: "replayed-later".into() });
+        pool.push(Message::new(90, peer.clone(), "future-phase", "???"));
+        pool.push(Message::new(91, peer, "pake", "replayed-later"));
         // Arbitrary picks (duplicates included), then the real log so every fact arrives.
         let mut sequence: Vec<Message> = picks.iter().map(|&i| pool[i % pool.len()].clone()).collect();
         sequence.extend(log.iter().cloned());
@@ -557,7 +553,7 @@ fn reflected_messages_are_rejected() {
     // Our own PAKE message, relabelled as the peer's.
     let (mut net, mut initiator, log) = initiator_and_receiver_messages();
     let own = log.iter().find(|m| m.phase == "pake" && m.seq == 1).unwrap().clone();
-    let reflected = Message { side: "mallory".into(), ..own };
+    let reflected = Message::new(own.seq, "mallory", own.phase, own.body);
     answer_fetch(&mut net, &mut initiator, vec![reflected]);
     assert_eq!(initiator.outcome(), Some(Err(&Error::Reflection)));
 
@@ -572,7 +568,7 @@ fn reflected_messages_are_rejected() {
     // Acknowledged without a log (as a server that sends none would), so the
     // receiver's real data does not reach the initiator first.
     initiator.handle_response(net.now, post.id(), 200, br#"{"seq": 8}"#);
-    let reflected = Message { seq: 9, side: peer_pake.side.clone(), phase: "data".into(), body: own_data };
+    let reflected = Message::new(9, peer_pake.side.clone(), "data", own_data);
     answer_fetch(&mut net, &mut initiator, vec![reflected]);
     assert_eq!(initiator.outcome(), Some(Err(&Error::Reflection)));
 }
@@ -582,11 +578,7 @@ fn malformed_peer_messages_are_protocol_errors() {
     for body in ["not base64!", "QUJD"] {
         let (mut net, mut initiator, log) = initiator_and_receiver_messages();
         let peer = log.iter().find(|m| m.seq != 1).unwrap().side.clone();
-        answer_fetch(
-            &mut net,
-            &mut initiator,
-            vec![Message { seq: 5, side: peer, phase: "pake".into(), body: body.into() }],
-        );
+        answer_fetch(&mut net, &mut initiator, vec![Message::new(5, peer, "pake", body)]);
         assert!(matches!(initiator.outcome(), Some(Err(Error::PeerProtocol { .. }))), "{body}: {initiator:?}");
     }
 }

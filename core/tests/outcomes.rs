@@ -182,13 +182,13 @@ fn a_peer_that_breaks_the_protocol_is_not_reported_as_a_wrong_code() {
         .server
         .handle(
             net.now,
-            &Request::Fetch(wormhole_sync_core::wire::FetchRequest {
-                appid: "example.com/app1".into(),
-                side: pake.side.clone(),
-                channel: code.channel(),
-                after: 0,
-                wait_ms: 0,
-            }),
+            &Request::Fetch(wormhole_sync_core::wire::FetchRequest::new(
+                "example.com/app1",
+                &pake.side,
+                code.channel(),
+                0,
+                0,
+            )),
         )
         .unwrap();
     let wormhole_sync_core::wire::Response::Fetched(f) = fetched else { panic!() };

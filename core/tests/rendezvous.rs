@@ -16,31 +16,23 @@ fn ch(id: u32) -> ChannelId {
 }
 
 fn allocate(appid: &str, side: &str) -> Request {
-    Request::Allocate(AllocateRequest { appid: appid.into(), side: side.into() })
+    Request::Allocate(AllocateRequest::new(appid, side))
 }
 
 fn join(appid: &str, id: u32, side: &str, create: bool) -> Request {
-    Request::Join(JoinRequest { appid: appid.into(), side: side.into(), channel: ch(id), create })
+    Request::Join(JoinRequest::new(appid, side, ch(id), create))
 }
 
 fn post(appid: &str, id: u32, side: &str, phase: &str, body: &str) -> Request {
-    Request::Post(PostRequest {
-        appid: appid.into(),
-        side: side.into(),
-        channel: ch(id),
-        phase: phase.into(),
-        body: body.into(),
-        after: None,
-        wait_ms: 0,
-    })
+    Request::Post(PostRequest::new(appid, side, ch(id), phase, body))
 }
 
 fn fetch(appid: &str, id: u32, side: &str, after: u64) -> Request {
-    Request::Fetch(FetchRequest { appid: appid.into(), side: side.into(), channel: ch(id), after, wait_ms: 0 })
+    Request::Fetch(FetchRequest::new(appid, side, ch(id), after, 0))
 }
 
 fn close(appid: &str, id: u32, side: &str, mood: Mood) -> Request {
-    Request::Close(CloseRequest { appid: appid.into(), side: side.into(), channel: ch(id), mood })
+    Request::Close(CloseRequest::new(appid, side, ch(id), mood))
 }
 
 fn allocated(server: &mut Rendezvous, appid: &str, side: &str) -> u32 {

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use common::{config, started_initiator, Net, Side, START};
 use serde_json::{json, Value};
-use wormhole_sync_core::{Code, Config, Error, Exchange, TransportError};
+use wormhole_sync_core::{Code, Config, Error, ErrorCode, Exchange, TransportError};
 
 const MINUTE: Duration = Duration::from_secs(60);
 
@@ -204,4 +204,40 @@ fn state_restored_on_a_clock_behind_its_start_runs_at_once() {
     let stepped_back = START.saturating_sub(Duration::from_secs(3600));
     running.handle_timeout(stepped_back);
     assert_eq!(running.poll_timeout(), Some(stepped_back + Duration::from_millis(500)));
+}
+
+/// States saved by version 0.1.0 (before the saved failure had names of its
+/// own, and before the facts became one type) restore with the same outcome,
+/// and are written back byte for byte as they were.
+#[test]
+fn states_saved_by_0_1_0_restore_and_are_written_back_unchanged() {
+    let saved = include_str!("data/saved-by-0.1.0.tsv");
+    let mut seen = 0;
+    for line in saved.lines() {
+        let (what, blob) = line.split_once('\t').unwrap();
+        let mut side = Side::from(Exchange::from_serialized(blob.as_bytes()).unwrap());
+        assert_eq!(side.serialize(), blob.as_bytes(), "{what}: written back differently");
+        let outcome = side.outcome().map(|o| o.map(<[u8]>::to_vec).map_err(Clone::clone));
+        match what {
+            "server-unreachable" => {
+                let Some(Err(Error::ServerUnreachable { cause })) = outcome else { panic!("{what}: {outcome:?}") };
+                assert_eq!(cause.to_string(), "connection refused");
+            }
+            "server-rejected" => assert!(
+                matches!(&outcome, Some(Err(Error::ServerRejected { code, .. })) if *code == ErrorCode::InvalidAppid),
+                "{what}: {outcome:?}"
+            ),
+            "server-busy" => assert!(
+                matches!(&outcome, Some(Err(Error::ServerBusy { code, .. })) if *code == ErrorCode::ServerFull),
+                "{what}: {outcome:?}"
+            ),
+            "waiting" => {
+                assert_eq!(outcome, None);
+                assert_eq!(side.code().unwrap().to_string(), "7-alkali-atlas");
+            }
+            other => panic!("unexpected fixture {other}"),
+        }
+        seen += 1;
+    }
+    assert_eq!(seen, 4);
 }

@@ -12,7 +12,7 @@ use axum::response::{IntoResponse, Response as HttpResponse};
 use axum::routing::{any, get};
 use axum::Router;
 use wormhole_sync_core::rendezvous::Rendezvous;
-use wormhole_sync_core::wire::{ErrorCode, FetchRequest, Message, PostResponse, Request, Response, Route, WireError};
+use wormhole_sync_core::wire::{ErrorCode, FetchRequest, Message, Request, Response, Route, WireError};
 use wormhole_sync_core::Timestamp;
 
 use crate::metrics::Metrics;
@@ -192,12 +192,7 @@ impl App {
             }
             (Request::Post(post), Ok(Response::Posted(posted))) => {
                 // A repeated post returns the original seq, and its body is identical.
-                let message = Message {
-                    seq: posted.seq,
-                    side: post.side.clone(),
-                    phase: post.phase.clone(),
-                    body: post.body.clone(),
-                };
+                let message = Message::new(posted.seq, post.side.clone(), post.phase.clone(), post.body.clone());
                 self.storage.record(Change::Message { appid, channel, message, at })
             }
             (_, Ok(_)) => match core.channel_snapshot(&appid, channel) {
@@ -226,13 +221,7 @@ impl App {
         if first.as_ref().is_some_and(|answer| !answer.waits_for_news(side)) {
             return Ok(first.expect("checked above"));
         }
-        let read = Request::Fetch(FetchRequest {
-            appid: appid.to_string(),
-            side: side.to_string(),
-            channel,
-            after,
-            wait_ms: 0,
-        });
+        let read = Request::Fetch(FetchRequest::new(appid, side, channel, after, 0));
         loop {
             // Register before looking, so a post landing in between still wakes us.
             let waiter = self.waiters.register(appid, channel);
@@ -248,7 +237,10 @@ impl App {
                 || self.stopping.load(Ordering::Relaxed);
             if done {
                 return Ok(match first {
-                    Some(Response::Posted(posted)) => Response::Posted(PostResponse { log: Some(log), ..posted }),
+                    Some(Response::Posted(mut posted)) => {
+                        posted.log = Some(log);
+                        Response::Posted(posted)
+                    }
                     _ => Response::Fetched(log),
                 });
             }

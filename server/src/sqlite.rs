@@ -86,7 +86,12 @@ pub(crate) fn load(connection: &Connection) -> Result<RendezvousSnapshot, Storag
             .map_err(|e| StorageError(format!("channel {channel} of {appid:?} has invalid members: {e}")))?;
         let log = messages
             .query_map(params![appid, channel.get()], |row| {
-                Ok(Message { seq: row.get(0)?, side: row.get(1)?, phase: row.get(2)?, body: row.get(3)? })
+                Ok(Message::new(
+                    row.get(0)?,
+                    row.get::<_, String>(1)?,
+                    row.get::<_, String>(2)?,
+                    row.get::<_, String>(3)?,
+                ))
             })
             .and_then(Iterator::collect)
             .map_err(fail("cannot read messages"))?;

@@ -7,7 +7,7 @@
 //! use wormhole_sync_tokio::transcribe::{Initiator, Receiver};
 //!
 //! # async fn demo() -> Result<(), wormhole_sync_tokio::Error> {
-//! let i = Initiator::new("example.com/app1", b"initiator's data".to_vec())?.start(); // like startService()
+//! let i = Initiator::new("example.com/app1", b"initiator's data".to_vec())?.start();
 //! let code = i.when_code().await?; // may be awaited by many tasks, before or after it is known
 //! println!("Invitation Code: {code}");
 //! let theirs = i.when_data().await?; // likewise; every waiter gets the result or the error
@@ -81,3 +81,8 @@ pub use wormhole_sync_core::{
     ApiMisuse, ChannelId, Code, CodeError, Error, ErrorCode, Mood, Schedule, ServerErrorCode, TransportError, Verifier,
     CLOSE_GRACE, DEFAULT_RENDEZVOUS_URL, MAX_DATA_LEN,
 };
+
+/// The README's examples, compiled as doc tests.
+#[cfg(doctest)]
+#[doc = include_str!("../../README.md")]
+struct ReadmeExamples;

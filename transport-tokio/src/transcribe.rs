@@ -19,10 +19,10 @@ macro_rules! shared_methods {
         }
 
         impl $side {
-            /// Starts the driver task on the current tokio runtime (like
-            /// Twisted's `startService()`; panics outside a runtime, as
-            /// `tokio::spawn` does). The schedule and timeout count from
-            /// the first start, also across a restore.
+            /// Starts the driver task on the current tokio runtime (it
+            /// panics outside a runtime, as `tokio::spawn` does). The
+            /// schedule and timeout count from the first start, also across
+            /// a restore.
             pub fn start(self) -> Handle {
                 driver::start(self.exchange, self.client.unwrap_or_else(driver::shared_client))
             }
