@@ -76,10 +76,10 @@ pub use driver::Handle;
 /// The HTTP client this crate is built on, for [`Builder::http_client`].
 pub use reqwest;
 pub use transcribe::{Initiator, Receiver};
-pub use wormhole_sync_core::builder::Builder;
+pub use wormhole_sync_core::builder::{Builder, Client};
 pub use wormhole_sync_core::{
-    ApiMisuse, ChannelId, Code, CodeError, Error, ErrorCode, Mood, Schedule, ServerErrorCode, TransportError, Verifier,
-    CLOSE_GRACE, DEFAULT_RENDEZVOUS_URL, MAX_DATA_LEN,
+    ApiMisuse, ChannelId, Code, CodeError, Error, ErrorCode, Mood, Role, Schedule, ServerErrorCode, TransportError,
+    Verifier, CLOSE_GRACE, DEFAULT_RENDEZVOUS_URL, MAX_DATA_LEN,
 };
 
 /// The README's examples, compiled as doc tests.

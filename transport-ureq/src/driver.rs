@@ -1,5 +1,6 @@
 //! The blocking loop: send what the core asks for (each request on a thread
-//! of its own, so a held long-poll never blocks a post, a cancel or a close),
+//! of its own from [`pool`], so a held long-poll never blocks a post, a
+//! cancel or a close),
 //! feed back the answers, and sleep until the core's next deadline, waking
 //! early for an answer or a cancel.
 
@@ -10,6 +11,8 @@ use std::time::SystemTime;
 
 use wormhole_sync_core::wire::MAX_RESPONSE_BYTES;
 use wormhole_sync_core::{Exchange, Progress, RequestId, Timestamp, Transmit, TransportError};
+
+use crate::pool;
 
 fn now() -> Timestamp {
     Timestamp::from_system_time(SystemTime::now())
@@ -140,15 +143,15 @@ impl Driver {
         }
     }
 
-    /// Sends one request on a thread of its own; its answer comes back
-    /// through the inbox.
+    /// Sends one request on a thread of its own (from the pool); its answer
+    /// comes back through the inbox.
     fn send(&self, transmit: Transmit) {
         let (agent, signals) = (self.agent.clone(), self.signals.clone());
         let id = transmit.id();
-        let spawned = std::thread::Builder::new().name("wormhole-sync-request".into()).spawn(move || {
+        let started = pool::run(move || {
             let _ = signals.send(Signal::Answer(transmit.id(), post(&agent, &transmit)));
         });
-        if let Err(error) = spawned {
+        if let Err(error) = started {
             let _ = self.signals.send(Signal::Answer(id, Err(ureq::Error::Io(error))));
         }
     }

@@ -65,14 +65,15 @@
 #![warn(missing_docs)]
 
 mod driver;
+mod pool;
 pub mod transcribe;
 
 pub use driver::Canceller;
 pub use transcribe::{Initiator, Receiver};
 /// The HTTP client this crate is built on, for [`Builder::http_client`].
 pub use ureq;
-pub use wormhole_sync_core::builder::Builder;
+pub use wormhole_sync_core::builder::{Builder, Client};
 pub use wormhole_sync_core::{
-    ApiMisuse, ChannelId, Code, CodeError, Error, ErrorCode, Mood, Schedule, ServerErrorCode, TransportError, Verifier,
-    CLOSE_GRACE, DEFAULT_RENDEZVOUS_URL, MAX_DATA_LEN,
+    ApiMisuse, ChannelId, Code, CodeError, Error, ErrorCode, Mood, Role, Schedule, ServerErrorCode, TransportError,
+    Verifier, CLOSE_GRACE, DEFAULT_RENDEZVOUS_URL, MAX_DATA_LEN,
 };
