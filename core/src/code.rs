@@ -231,7 +231,7 @@ mod tests {
     use proptest::prelude::*;
 
     #[test]
-    fn parses_the_seed_example() {
+    fn parses_the_example_code() {
         let code: Code = "7-guitarist-revenge".parse().unwrap();
         assert_eq!(code.channel().get(), 7);
         assert_eq!(code.words(), ["guitarist", "revenge"]);

@@ -4,8 +4,8 @@
 //! request itself. A finished thread waits a while for the next job, then
 //! exits; the pool grows with the requests in flight and has no other limit.
 
-use std::sync::mpsc::{self, RecvTimeoutError};
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::mpsc::{self, RecvTimeoutError};
 use std::sync::{Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
