@@ -143,14 +143,7 @@ impl Code {
     /// A code for `channel` whose words come from `entropy`, one byte per word,
     /// alternating between the PGP odd and even lists.
     pub(crate) fn from_entropy(channel: ChannelId, entropy: &[u8]) -> Code {
-        let words = entropy
-            .iter()
-            .enumerate()
-            .map(|(i, &b)| {
-                let list = if i % 2 == 0 { &ODD_WORDS } else { &EVEN_WORDS };
-                list[usize::from(b)].to_string()
-            })
-            .collect();
+        let words = entropy.iter().enumerate().map(|(i, &b)| word_list(i)[usize::from(b)].to_string()).collect();
         Code { channel, words }
     }
 
@@ -162,6 +155,34 @@ impl Code {
     /// The secret words, lower-case.
     pub fn words(&self) -> &[String] {
         &self.words
+    }
+
+    /// The position (from 0) of the first word that is not in the list an
+    /// allocated code takes that position's word from ([`word_list`]): a
+    /// typo to catch before any request. `None` if every word is listed
+    /// (codes the application chose may use other words).
+    ///
+    /// ```
+    /// use wormhole_sync_core::Code;
+    ///
+    /// assert_eq!("7-guitarist-revenge".parse::<Code>()?.unlisted_word(), None);
+    /// assert_eq!("7-guitarst-revenge".parse::<Code>()?.unlisted_word(), Some(0));
+    /// assert_eq!("7-revenge-guitarist".parse::<Code>()?.unlisted_word(), Some(0), "lists alternate");
+    /// # Ok::<(), wormhole_sync_core::CodeError>(())
+    /// ```
+    pub fn unlisted_word(&self) -> Option<usize> {
+        self.words.iter().enumerate().position(|(i, w)| !word_list(i).contains(&w.as_str()))
+    }
+}
+
+/// The words an allocated code takes its word at `position` (from 0) from:
+/// the PGP lists, alternating, so a swapped or dropped word lands in the
+/// wrong list. For completing a code as a person types it.
+pub fn word_list(position: usize) -> &'static [&'static str; 256] {
+    if position % 2 == 0 {
+        &ODD_WORDS
+    } else {
+        &EVEN_WORDS
     }
 }
 

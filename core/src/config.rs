@@ -98,6 +98,85 @@ impl Schedule {
     }
 }
 
+/// Parses a duration as people write it: a whole number and a unit, `ms`,
+/// `s`, `m`, `h` or `d` (`500ms`, `90s`, `5m`, `3d`); a bare number is
+/// seconds.
+///
+/// ```
+/// use std::time::Duration;
+/// use wormhole_sync_core::parse_duration;
+///
+/// assert_eq!(parse_duration("5m"), Ok(Duration::from_secs(300)));
+/// assert_eq!(parse_duration("500ms"), Ok(Duration::from_millis(500)));
+/// assert!(parse_duration("5 weeks").is_err());
+/// ```
+pub fn parse_duration(text: &str) -> Result<Duration, String> {
+    let text = text.trim();
+    let split = text.find(|c: char| !c.is_ascii_digit()).unwrap_or(text.len());
+    let (number, unit) = text.split_at(split);
+    let shown: String = text.chars().take(32).collect();
+    let number: u64 = number.parse().map_err(|_| format!("{shown:?} is not a duration like 90s or 3d"))?;
+    let millis = match unit {
+        "ms" => 1,
+        "" | "s" => 1_000,
+        "m" => 60_000,
+        "h" => 3_600_000,
+        "d" => 86_400_000,
+        _ => return Err(format!("{shown:?} has an unknown unit: use ms, s, m, h or d")),
+    };
+    number.checked_mul(millis).map(Duration::from_millis).ok_or_else(|| format!("{shown:?} is too long"))
+}
+
+/// A duration in the largest unit [`parse_duration`] reads that keeps it whole.
+fn format_duration(millis: u64) -> String {
+    let units = [(86_400_000, "d"), (3_600_000, "h"), (60_000, "m"), (1_000, "s")];
+    match units.iter().find(|(size, _)| millis > 0 && millis % size == 0) {
+        Some((size, unit)) => format!("{}{unit}", millis / size),
+        None if millis == 0 => "0s".into(),
+        None => format!("{millis}ms"),
+    }
+}
+
+impl std::str::FromStr for Schedule {
+    type Err = Error;
+
+    /// Reads the form people write: `when:interval` steps separated by
+    /// commas, each a duration [`parse_duration`] reads; a lone interval
+    /// means from the start.
+    ///
+    /// ```
+    /// use wormhole_sync_core::Schedule;
+    ///
+    /// let s: Schedule = "0:500ms,5m:60s".parse()?;
+    /// assert_eq!(s, Schedule::from_secs(&[(0.0, 0.5), (300.0, 60.0)])?);
+    /// assert_eq!(s.to_string(), "0s:500ms,5m:1m");
+    /// assert_eq!("1m".parse::<Schedule>()?, Schedule::from_secs(&[(0.0, 60.0)])?);
+    /// assert!("5m:60s,0:1s".parse::<Schedule>().is_err(), "steps must be sorted");
+    /// # Ok::<(), wormhole_sync_core::Error>(())
+    /// ```
+    fn from_str(text: &str) -> Result<Schedule, Error> {
+        let bad = |why: String| Error::InvalidConfig(format!("schedule: {why}"));
+        let steps = text
+            .split(',')
+            .take(MAX_SCHEDULE_STEPS + 1)
+            .map(|step| {
+                let (when, interval) = step.split_once(':').unwrap_or(("0", step));
+                Ok((parse_duration(when).map_err(bad)?, parse_duration(interval).map_err(bad)?))
+            })
+            .collect::<Result<Vec<_>, Error>>()?;
+        Schedule::new(&steps)
+    }
+}
+
+impl std::fmt::Display for Schedule {
+    /// The form [`FromStr`](std::str::FromStr) reads.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let steps: Vec<String> =
+            self.steps.iter().map(|&(w, i)| format!("{}:{}", format_duration(w), format_duration(i))).collect();
+        f.write_str(&steps.join(","))
+    }
+}
+
 impl Default for Schedule {
     /// Every half second: two people sitting together.
     fn default() -> Self {
@@ -301,4 +380,29 @@ fn validate_url(url: &str) -> Result<(), Error> {
     let ok = !url.is_empty() && url.len() <= MAX_URL_LEN && url.bytes().all(|b| b.is_ascii_graphic());
     ok.then_some(())
         .ok_or_else(|| Error::InvalidConfig("the rendezvous URL must be 1 to 2048 printable characters".into()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations_parse() {
+        assert_eq!(parse_duration("500ms"), Ok(Duration::from_millis(500)));
+        assert_eq!(parse_duration("90"), Ok(Duration::from_secs(90)));
+        assert_eq!(parse_duration("3d"), Ok(Duration::from_secs(3 * 86_400)));
+        assert!(parse_duration("3 weeks").is_err());
+        assert!(parse_duration("x").is_err());
+        assert!(parse_duration("99999999999999999999d").is_err());
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn a_schedule_reads_back_what_it_writes(steps in proptest::collection::vec((0u64..10_000_000_000, 10u64..10_000_000_000), 1..5)) {
+            let mut steps = steps;
+            steps.sort();
+            let schedule = Schedule::try_from(steps).unwrap();
+            proptest::prop_assert_eq!(schedule.to_string().parse::<Schedule>().unwrap(), schedule);
+        }
+    }
 }

@@ -246,7 +246,7 @@ async fn drive(guard: DriverGuard) {
             exchange.start(at);
             if shared.stop.load(Ordering::Acquire) && !stopping {
                 stopping = true;
-                if shared.saved.load(Ordering::Relaxed) {
+                if shared.saved.load(Ordering::Relaxed) && !exchange.has_outcome() {
                     break; // Left for the saved copy: no cancel, no close.
                 }
                 exchange.cancel(at);

@@ -109,7 +109,8 @@ impl Driver {
     }
 
     /// Runs the exchange until `done` holds or nothing is left to do
-    /// (outcome known and channel closed, or its close given up).
+    /// (outcome known and channel closed, or its close given up). Once
+    /// there is an outcome, it returns only after closing the channel.
     pub(crate) fn run_until(&mut self, done: impl Fn(&Progress, &Exchange) -> bool) {
         self.exchange.start(now());
         loop {
@@ -118,7 +119,7 @@ impl Driver {
                 self.send(transmit);
             }
             self.news.drain(&mut self.exchange);
-            if done(&self.news, &self.exchange) {
+            if done(&self.news, &self.exchange) && !self.exchange.has_outcome() {
                 return;
             }
             let Some(wake) = self.exchange.poll_timeout() else { return };
@@ -159,10 +160,10 @@ impl Driver {
 
 impl Drop for Driver {
     /// Closes the channel of an exchange dropped mid-way, so the peer fails
-    /// at once instead of at its timeout; a saved exchange is left open for
-    /// whoever restores it.
+    /// at once instead of at its timeout; a saved exchange without an
+    /// outcome is left open for whoever restores it.
     fn drop(&mut self) {
-        if !self.saved.load(Ordering::Relaxed) {
+        if !self.saved.load(Ordering::Relaxed) || self.exchange.has_outcome() {
             self.close();
         }
     }

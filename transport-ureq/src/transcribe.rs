@@ -62,6 +62,11 @@ macro_rules! shared_methods {
                 self.driver.news.data().unwrap_or(Err(Error::Timeout))
             }
 
+            /// The rendezvous server's base URL this exchange uses.
+            pub fn rendezvous(&self) -> &str {
+                self.driver.exchange.config().rendezvous().unwrap_or(wormhole_sync_core::DEFAULT_RENDEZVOUS_URL)
+            }
+
             /// A handle that cancels this exchange from another thread.
             pub fn canceller(&self) -> Canceller {
                 self.driver.canceller()

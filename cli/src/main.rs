@@ -1,0 +1,250 @@
+//! `wormhole-sync`: send and receive a small piece of data with a short
+//! invitation code, resume an exchange after a restart, run the rendezvous
+//! server.
+
+mod exit;
+mod state;
+mod terminal;
+mod transfer;
+
+use std::io::IsTerminal;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use clap::{Args, CommandFactory, Parser, Subcommand};
+use wormhole_sync_core::parse_duration;
+use wormhole_sync_server::cli::ServeArgs;
+use wormhole_sync_ureq::{Schedule, DEFAULT_RENDEZVOUS_URL};
+
+use crate::exit::Failure;
+use crate::state::StateFile;
+use crate::transfer::Options;
+
+/// The server's allocator, for `serve` (it returns what a burst of
+/// connections freed to the system).
+#[global_allocator]
+static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+
+/// The application id both sides use unless told otherwise.
+pub const DEFAULT_APPID: &str = "wormhole-sync/cli";
+
+const EXAMPLES: &str = "\
+Examples:
+  wormhole-sync send 'my ssh key'                 show a code, send the text
+  echo key | wormhole-sync send | consume         data in and out through pipes
+  wormhole-sync receive 7-guitarist-revenge       receive with the code shown
+  wormhole-sync receive                           ask for the code (Tab completes words)
+  wormhole-sync send --state inv.json --file key  resumable: after Ctrl-C or a reboot,
+  wormhole-sync resume inv.json                   continue with the same code
+  wormhole-sync serve                             run a rendezvous server";
+
+/// Securely exchange a small piece of data between two computers with a
+/// short invitation code, through a rendezvous server that relays encrypted
+/// messages it cannot read.
+#[derive(Parser, Debug)]
+#[command(name = "wormhole-sync", version, about, after_help = EXAMPLES)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Start an exchange: show an invitation code, send our data, print theirs.
+    #[command(after_help = format!("Examples:\n  wormhole-sync send 'meet at 6'\n  wormhole-sync send --file key.pub --output theirs.pub\n  tar c dir | wormhole-sync send   (at most 32 KiB)\n\n{}", exit::HELP))]
+    Send {
+        /// The data to send (else --file, else standard input).
+        text: Option<String>,
+        /// Send this file's contents.
+        #[arg(long, value_name = "PATH")]
+        file: Option<PathBuf>,
+        /// Use this code instead of allocating one; the other side types it with
+        /// `receive --code`.
+        #[arg(long, value_name = "CODE")]
+        code: Option<String>,
+        /// How many secret words the code has (1 to 16; each adds 8 bits).
+        #[arg(long, value_name = "N")]
+        code_words: Option<usize>,
+        #[command(flatten)]
+        common: Common,
+    },
+    /// Join an exchange with the code the other side shows; print its data.
+    #[command(after_help = format!("Examples:\n  wormhole-sync receive 7-guitarist-revenge\n  wormhole-sync receive 7-guitarist-revenge 'my reply' --output theirs.txt\n  wormhole-sync receive   (asks for the code; Tab completes words)\n\n{}", exit::HELP))]
+    Receive {
+        /// The invitation code (asked for on the terminal if left out).
+        code: Option<String>,
+        /// The data to send back (else --file, else standard input, else nothing).
+        text: Option<String>,
+        /// Send this file's contents back.
+        #[arg(long, value_name = "PATH")]
+        file: Option<PathBuf>,
+        /// A code both sides chose and typed (`send --code`), instead of CODE:
+        /// its channel is created if this side comes first.
+        #[arg(long = "code", value_name = "CODE", conflicts_with = "code")]
+        chosen: Option<String>,
+        #[command(flatten)]
+        common: Common,
+    },
+    /// Continue the exchange saved in a state file (`--state`) after Ctrl-C,
+    /// a crash or a reboot, with the same code.
+    #[command(after_help = format!("Example:\n  wormhole-sync resume invitation.json --output theirs.txt\n\n{}", exit::HELP))]
+    Resume {
+        /// The state file.
+        file: PathBuf,
+        /// Write the received data here instead of standard output.
+        #[arg(long, value_name = "PATH")]
+        output: Option<PathBuf>,
+        /// No spinner.
+        #[arg(long, short)]
+        quiet: bool,
+    },
+    /// Run the rendezvous server (the same options as `wormhole-sync-server`).
+    Serve(ServeArgs),
+    /// Print a shell completion script: `wormhole-sync completions bash > /etc/bash_completion.d/wormhole-sync`.
+    Completions {
+        /// The shell.
+        shell: clap_complete::Shell,
+    },
+    /// Print the manual page (roff): `wormhole-sync man > wormhole-sync.1`.
+    Man,
+}
+
+/// Options of `send` and `receive`.
+#[derive(Args, Debug)]
+struct Common {
+    /// The rendezvous server; both sides must use the same one.
+    #[arg(long, value_name = "URL", env = "WORMHOLE_SYNC_RENDEZVOUS", default_value = DEFAULT_RENDEZVOUS_URL)]
+    rendezvous: String,
+    /// The application id; both sides must use the same one.
+    #[arg(long, value_name = "ID", env = "WORMHOLE_SYNC_APPID", default_value = DEFAULT_APPID)]
+    appid: String,
+    /// Give up after this long (e.g. 90s, 30m, 3d).
+    #[arg(long, value_name = "DURATION", default_value = "1h", value_parser = parse_duration)]
+    timeout: Duration,
+    /// When to poll, as `when:interval` steps from the start (e.g. 0:500ms,5m:60s);
+    /// it matters only where the server does not hold requests.
+    #[arg(long, value_name = "STEPS", value_parser = parse_schedule)]
+    schedule: Option<Schedule>,
+    /// Show the verifier on both sides and ask before releasing our data.
+    #[arg(long)]
+    verify: bool,
+    /// Keep the exchange's state in this file (mode 0600, replaced
+    /// atomically, removed at the end) so `resume` can continue it. It holds
+    /// the code and the data: keep it private.
+    #[arg(long, value_name = "FILE")]
+    state: Option<PathBuf>,
+    /// Write the received data here instead of standard output.
+    #[arg(long, value_name = "PATH")]
+    output: Option<PathBuf>,
+    /// No spinner.
+    #[arg(long, short)]
+    quiet: bool,
+}
+
+fn parse_schedule(text: &str) -> Result<Schedule, String> {
+    text.parse().map_err(|e: wormhole_sync_ureq::Error| e.to_string())
+}
+
+impl Common {
+    fn options(&self, code_words: Option<usize>) -> Options {
+        Options {
+            rendezvous: self.rendezvous.clone(),
+            appid: self.appid.clone(),
+            timeout: self.timeout,
+            schedule: self.schedule.clone(),
+            code_words,
+            verify: self.verify,
+            quiet: self.quiet,
+            state: StateFile::new(self.state.clone()),
+            output: self.output.clone(),
+        }
+    }
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match run(cli.command) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(failure) => failure.report(),
+    }
+}
+
+fn run(command: Command) -> Result<(), Failure> {
+    let (options, data) = match command {
+        Command::Send { text, file, code, code_words, common } => {
+            let options = common.options(code_words);
+            let data = transfer::read_data(text, file)?
+                .ok_or_else(|| Failure::usage("nothing to send: give TEXT, --file PATH, or pipe the data in"))?;
+            transfer::handle_ctrl_c(&options.state);
+            (options.clone(), transfer::send(&options, data, code)?)
+        }
+        Command::Receive { code, text, file, chosen, common } => {
+            let options = common.options(None);
+            let (code, chosen) = match (code, chosen) {
+                (_, Some(chosen)) => (chosen.parse().map_err(|e| Failure::usage(format!("invalid code: {e}")))?, true),
+                (Some(code), None) => (terminal::typed_code(&code)?, false),
+                (None, None) if std::io::stdin().is_terminal() => (terminal::ask_code()?, false),
+                (None, None) => {
+                    return Err(Failure::usage("give the invitation code (standard input is not a terminal)"))
+                }
+            };
+            let data = transfer::read_data(text, file)?.unwrap_or_default();
+            transfer::handle_ctrl_c(&options.state);
+            (options.clone(), transfer::receive(&options, &code, data, chosen)?)
+        }
+        Command::Resume { file, output, quiet } => {
+            let saved = StateFile::read(&file)?;
+            let state = StateFile::new(Some(file));
+            let options = Options {
+                rendezvous: DEFAULT_RENDEZVOUS_URL.to_string(), // Replaced by the saved one.
+                appid: String::new(),
+                timeout: Duration::ZERO,
+                schedule: None,
+                code_words: None,
+                verify: false,
+                quiet,
+                state,
+                output,
+            };
+            transfer::handle_ctrl_c(&options.state);
+            (options.clone(), transfer::resume(options, &saved)?)
+        }
+        Command::Serve(args) => return serve(args),
+        Command::Completions { shell } => {
+            clap_complete::generate(shell, &mut Cli::command(), "wormhole-sync", &mut std::io::stdout());
+            return Ok(());
+        }
+        Command::Man => {
+            let page = clap_mangen::Man::new(Cli::command());
+            return page.render(&mut std::io::stdout()).map_err(|e| Failure::new(exit::code::OTHER, e.to_string()));
+        }
+    };
+    transfer::write_data(&data, options.output.as_ref())
+}
+
+fn serve(args: ServeArgs) -> Result<(), Failure> {
+    // Purge freed pages after jemalloc's decay time even while the server idles.
+    let _ = tikv_jemalloc_ctl::background_thread::write(true);
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| Failure::new(exit::code::OTHER, format!("cannot start the server's runtime: {e}")))?;
+    let code = runtime.block_on(wormhole_sync_server::cli::serve(args, "wormhole-sync serve"));
+    if code == ExitCode::SUCCESS {
+        Ok(())
+    } else {
+        // The server printed why.
+        std::process::exit(1)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_cli_is_well_formed() {
+        Cli::command().debug_assert();
+    }
+}

@@ -1,0 +1,144 @@
+//! What the tool says and asks on the terminal: the spinner while it waits,
+//! the interactive code prompt with Tab completion, and the verifier
+//! question. Everything goes to standard error (or the terminal itself), so
+//! standard output carries only the received data.
+
+use std::borrow::Cow;
+use std::io::{BufRead, IsTerminal, Write};
+use std::time::Duration;
+
+use indicatif::{ProgressBar, ProgressStyle};
+use rustyline::completion::{Completer, Pair};
+use rustyline::{Context, Helper, Highlighter, Hinter, Validator};
+use wormhole_sync_core::{word_list, Code, Verifier};
+
+use crate::exit::Failure;
+
+/// The spinner: shown only when standard error is a terminal and not
+/// `--quiet`; otherwise every call does nothing.
+pub struct Status {
+    bar: ProgressBar,
+}
+
+impl Status {
+    pub fn new(quiet: bool) -> Status {
+        let shown = !quiet && std::io::stderr().is_terminal();
+        let bar = if shown {
+            let bar = ProgressBar::new_spinner();
+            bar.set_style(ProgressStyle::with_template("{spinner} {msg} ({elapsed})").expect("a valid template"));
+            bar.enable_steady_tick(Duration::from_millis(120));
+            bar
+        } else {
+            ProgressBar::hidden()
+        };
+        Status { bar }
+    }
+
+    /// What it waits for now.
+    pub fn waiting_for(&self, what: &'static str) {
+        self.bar.set_message(what);
+    }
+
+    /// Prints a line to standard error without tearing the spinner.
+    pub fn say(&self, line: &str) {
+        self.bar.suspend(|| say(line));
+    }
+
+    /// Runs `f` (a question to the person) with the spinner out of the way.
+    pub fn pause<T>(&self, f: impl FnOnce() -> T) -> T {
+        self.bar.suspend(f)
+    }
+}
+
+impl Drop for Status {
+    fn drop(&mut self) {
+        self.bar.finish_and_clear();
+    }
+}
+
+/// Completes a code as it is typed: after the number, each word from the
+/// list its position takes words from.
+#[derive(Helper, Hinter, Highlighter, Validator)]
+struct CodeCompleter;
+
+impl Completer for CodeCompleter {
+    type Candidate = Pair;
+
+    fn complete(&self, line: &str, pos: usize, _: &Context<'_>) -> rustyline::Result<(usize, Vec<Pair>)> {
+        let typed = &line[..pos];
+        let start = typed.rfind('-').map_or(0, |i| i + 1);
+        let (parts, current) = (typed[..start].split('-').filter(|p| !p.is_empty()).count(), &typed[start..]);
+        let pair = |text: String| Pair { display: text.clone(), replacement: text };
+        if parts == 0 {
+            // The number: nothing to look up, but Tab after it moves on to the words.
+            let done = !current.is_empty() && current.bytes().all(|b| b.is_ascii_digit());
+            return Ok((start, if done { vec![pair(format!("{current}-"))] } else { Vec::new() }));
+        }
+        let current = current.to_ascii_lowercase();
+        let words = word_list(parts - 1).iter().filter(|w| w.starts_with(&current));
+        Ok((start, words.map(|w| pair((*w).to_string())).collect()))
+    }
+}
+
+/// Asks for the code on the terminal, completing words with Tab, and
+/// checks every word against its list before anything is sent.
+pub fn ask_code() -> Result<Code, Failure> {
+    let mut editor = rustyline::Editor::<CodeCompleter, rustyline::history::DefaultHistory>::new()
+        .map_err(|e| Failure::usage(format!("cannot read the code from the terminal: {e}")))?;
+    editor.set_helper(Some(CodeCompleter));
+    let line = editor.readline("Enter the invitation code (Tab completes words): ").map_err(|e| match e {
+        rustyline::error::ReadlineError::Interrupted | rustyline::error::ReadlineError::Eof => {
+            Failure::new(crate::exit::code::INTERRUPTED, "no code entered")
+        }
+        other => Failure::usage(format!("cannot read the code from the terminal: {other}")),
+    })?;
+    typed_code(&line)
+}
+
+/// A code a person typed (on the command line or at the prompt): well
+/// formed, and every word from the list of its position.
+pub fn typed_code(text: &str) -> Result<Code, Failure> {
+    let code: Code = text.parse().map_err(|e| Failure::usage(format!("invalid code: {e}")))?;
+    if let Some(position) = code.unlisted_word() {
+        return Err(Failure::usage(format!(
+            "invalid code: word {} is not a word codes use at that position; check the code (a code you chose \
+             together goes with --code)",
+            position + 1
+        )));
+    }
+    Ok(code)
+}
+
+/// Shows the verifier and asks the person, on the terminal itself (standard
+/// input may carry the data), whether the other computer shows the same.
+pub fn confirm_verifier(verifier: &Verifier) -> Result<bool, Failure> {
+    let tty = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open("/dev/tty")
+        .map_err(|e| Failure::usage(format!("--verify asks on the terminal, and there is none: {e}")))?;
+    let mut writer = &tty;
+    write!(writer, "Verifier: {verifier}\nDoes the other computer show the same verifier? [y/N] ")
+        .and_then(|()| writer.flush())
+        .map_err(|e| Failure::usage(format!("cannot ask on the terminal: {e}")))?;
+    let mut answer = String::new();
+    std::io::BufReader::new(&tty)
+        .read_line(&mut answer)
+        .map_err(|e| Failure::usage(format!("cannot read the answer: {e}")))?;
+    Ok(matches!(answer.trim().to_ascii_lowercase().as_str(), "y" | "yes"))
+}
+
+/// Writes a line to standard error; a closed standard error is no reason
+/// to stop (the exchange and its output matter more).
+pub fn say(line: &str) {
+    let _ = writeln!(std::io::stderr(), "{line}");
+}
+
+/// The person-readable form of `text` for a message (no control characters).
+pub fn shown(text: &str) -> Cow<'_, str> {
+    if text.chars().any(char::is_control) {
+        Cow::Owned(text.chars().map(|c| if c.is_control() { '\u{fffd}' } else { c }).collect())
+    } else {
+        Cow::Borrowed(text)
+    }
+}

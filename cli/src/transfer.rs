@@ -1,0 +1,236 @@
+//! `send`, `receive` and `resume`: one exchange through the blocking
+//! client, with its state saved at every step when asked.
+
+use std::io::{IsTerminal, Read, Write};
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Mutex, OnceLock};
+use std::time::Duration;
+
+use wormhole_sync_core::MAX_DATA_LEN;
+use wormhole_sync_ureq::transcribe::{Initiator, Receiver};
+use wormhole_sync_ureq::{ApiMisuse, Builder, Canceller, Client, Code, Error, Schedule};
+
+use crate::exit::{code, Failure};
+use crate::state::StateFile;
+use crate::terminal::{self, Status};
+
+/// The options every exchange takes.
+#[derive(Debug, Clone)]
+pub struct Options {
+    pub rendezvous: String,
+    pub appid: String,
+    pub timeout: Duration,
+    pub schedule: Option<Schedule>,
+    pub code_words: Option<usize>,
+    pub verify: bool,
+    pub quiet: bool,
+    pub state: StateFile,
+    pub output: Option<PathBuf>,
+}
+
+impl Options {
+    fn builder<C: Client>(&self, mut builder: Builder<C>) -> Builder<C> {
+        builder = builder.rendezvous(&self.rendezvous).timeout(self.timeout).confirm_verifier(self.verify);
+        if let Some(schedule) = &self.schedule {
+            builder = builder.schedule(schedule.clone());
+        }
+        if let Some(words) = self.code_words {
+            builder = builder.code_words(words);
+        }
+        builder
+    }
+}
+
+/// Where our data comes from: the argument, a file, or standard input when
+/// it is not a terminal. `None`: nothing given.
+pub fn read_data(text: Option<String>, file: Option<PathBuf>) -> Result<Option<Vec<u8>>, Failure> {
+    let too_large =
+        || Failure::usage(format!("the data is larger than {MAX_DATA_LEN} bytes, the most one exchange carries"));
+    let bounded = |reader: &mut dyn Read, what: &str| {
+        let mut data = Vec::new();
+        reader
+            .take(MAX_DATA_LEN as u64 + 1)
+            .read_to_end(&mut data)
+            .map_err(|e| Failure::usage(format!("cannot read {what}: {e}")))?;
+        if data.len() > MAX_DATA_LEN {
+            return Err(too_large());
+        }
+        Ok(Some(data))
+    };
+    match (text, file) {
+        (Some(_), Some(_)) => Err(Failure::usage("give the data as TEXT or --file, not both")),
+        (Some(text), None) if text.len() > MAX_DATA_LEN => Err(too_large()),
+        (Some(text), None) => Ok(Some(text.into_bytes())),
+        (None, Some(path)) => {
+            let mut file = std::fs::File::open(&path)
+                .map_err(|e| Failure::usage(format!("cannot open {}: {e}", path.display())))?;
+            bounded(&mut file, &path.display().to_string())
+        }
+        (None, None) if std::io::stdin().is_terminal() => Ok(None),
+        (None, None) => bounded(&mut std::io::stdin().lock(), "standard input"),
+    }
+}
+
+/// Either side, so one flow drives both.
+enum Party {
+    Initiator(Initiator),
+    Receiver(Receiver),
+}
+
+macro_rules! either {
+    ($party:expr, $side:ident => $call:expr) => {
+        match $party {
+            Party::Initiator($side) => $call,
+            Party::Receiver($side) => $call,
+        }
+    };
+}
+
+impl Party {
+    fn serialize(&self) -> Vec<u8> {
+        either!(self, side => side.serialize())
+    }
+
+    fn canceller(&self) -> Canceller {
+        either!(self, side => side.canceller())
+    }
+}
+
+/// The canceller Ctrl-C uses, and whether it was pressed.
+static CANCEL: OnceLock<Mutex<Option<Canceller>>> = OnceLock::new();
+static INTERRUPTED: AtomicBool = AtomicBool::new(false);
+
+/// Ctrl-C: with a state file, stop at once (the saved state resumes it);
+/// otherwise cancel, so the channel is closed and the peer learns at once.
+/// A second Ctrl-C stops at once in any case.
+pub fn handle_ctrl_c(state: &StateFile) {
+    let keeps_state = state.path().map(|p| p.display().to_string());
+    let _ = ctrlc::set_handler(move || {
+        let again = INTERRUPTED.swap(true, Ordering::SeqCst);
+        let canceller = CANCEL.get().and_then(|c| c.lock().ok()?.clone());
+        match (&keeps_state, canceller) {
+            (None, Some(canceller)) if !again => canceller.cancel(),
+            (Some(path), _) => {
+                terminal::say(&format!("\nwormhole-sync: interrupted; continue with: wormhole-sync resume {path}"));
+                std::process::exit(code::INTERRUPTED.into());
+            }
+            _ => std::process::exit(code::INTERRUPTED.into()),
+        }
+    });
+}
+
+/// `send`: allocate a channel, show the code, exchange.
+pub fn send(options: &Options, data: Vec<u8>, chosen: Option<String>) -> Result<Vec<u8>, Failure> {
+    let mut builder = options.builder(Initiator::builder(&options.appid, data));
+    if let Some(chosen) = &chosen {
+        builder = builder.code(chosen);
+    }
+    let initiator = builder.build().map_err(|e| fail(&e, options))?;
+    run(Party::Initiator(initiator), options)
+}
+
+/// `receive`: join the channel a typed code names, exchange.
+pub fn receive(options: &Options, code: &Code, data: Vec<u8>, chosen: bool) -> Result<Vec<u8>, Failure> {
+    let builder = options.builder(Receiver::builder(&options.appid, &code.to_string(), data));
+    let receiver = builder.create_channel_if_missing(chosen).build().map_err(|e| fail(&e, options))?;
+    run(Party::Receiver(receiver), options)
+}
+
+/// `resume`: continue the exchange saved in the state file.
+pub fn resume(mut options: Options, saved: &[u8]) -> Result<Vec<u8>, Failure> {
+    let party = match Initiator::from_serialized(saved) {
+        Ok(initiator) => Party::Initiator(initiator),
+        Err(Error::BadSerializedState(_)) => match Receiver::from_serialized(saved) {
+            Ok(receiver) => Party::Receiver(receiver),
+            Err(e) => return Err(Failure::usage(format!("cannot resume: {e}"))),
+        },
+        Err(e) => return Err(Failure::usage(format!("cannot resume: {e}"))),
+    };
+    options.rendezvous = either!(&party, side => side.rendezvous()).to_string();
+    run(party, &options)
+}
+
+fn fail(error: &Error, options: &Options) -> Failure {
+    if INTERRUPTED.load(Ordering::SeqCst) && *error == Error::Cancelled {
+        return Failure::new(code::INTERRUPTED, "interrupted: the channel was closed, so the other side knows");
+    }
+    Failure::from_error(error, &options.rendezvous)
+}
+
+/// Drives one side to its end, saving its state after each step.
+fn run(mut party: Party, options: &Options) -> Result<Vec<u8>, Failure> {
+    let state = &options.state;
+    let status = Status::new(options.quiet);
+    *CANCEL.get_or_init(|| Mutex::new(None)).lock().unwrap_or_else(|e| e.into_inner()) = Some(party.canceller());
+    state.save(|| party.serialize())?;
+    let outcome = exchange(&mut party, options, &status);
+    match &outcome {
+        // Interrupted with a state file: it stays, to resume.
+        Err(failure) if failure.code == code::INTERRUPTED && state.path().is_some() => {}
+        _ => state.remove(),
+    }
+    outcome
+}
+
+fn exchange(party: &mut Party, options: &Options, status: &Status) -> Result<Vec<u8>, Failure> {
+    let state = &options.state;
+    if let Party::Initiator(initiator) = party {
+        status.waiting_for("allocating a channel on the rendezvous server");
+        let code = initiator.get_code().map_err(|e| fail(&e, options))?;
+        state.save(|| initiator.serialize())?;
+        status.say(&format!("Invitation code: {code}"));
+        status.say(&format!("On the other computer, run:\n    {}", receive_command(&code, options)));
+        status.waiting_for("waiting for the other side to type the code");
+    } else {
+        status.waiting_for("joining the channel and agreeing keys with the other side");
+    }
+    let verifier = either!(party, side => side.get_verifier()).map_err(|e| fail(&e, options))?;
+    state.save(|| party.serialize())?;
+    status.waiting_for("exchanging data");
+    loop {
+        match either!(party, side => side.get_data()) {
+            Err(Error::ApiMisuse(ApiMisuse::VerifierUnconfirmed)) => {
+                let accept = status.pause(|| terminal::confirm_verifier(&verifier))?;
+                let decided = if accept {
+                    either!(party, side => side.accept_verifier())
+                } else {
+                    either!(party, side => side.reject_verifier())
+                };
+                decided.map_err(|e| fail(&e, options))?;
+                state.save(|| party.serialize())?;
+            }
+            Ok(data) => return Ok(data),
+            Err(error) => return Err(fail(&error, options)),
+        }
+    }
+}
+
+/// The command the other person types.
+fn receive_command(code: &Code, options: &Options) -> String {
+    let mut command = format!("wormhole-sync receive {code}");
+    if options.rendezvous != wormhole_sync_ureq::DEFAULT_RENDEZVOUS_URL {
+        command += &format!(" --rendezvous {}", terminal::shown(&options.rendezvous));
+    }
+    if options.appid != crate::DEFAULT_APPID {
+        command += &format!(" --appid '{}'", terminal::shown(&options.appid).replace('\'', "'\\''"));
+    }
+    if options.verify {
+        command += " --verify";
+    }
+    command
+}
+
+/// Writes the received data, raw, to `--output` or standard output.
+pub fn write_data(data: &[u8], output: Option<&PathBuf>) -> Result<(), Failure> {
+    match output {
+        Some(path) => std::fs::write(path, data)
+            .map_err(|e| Failure::new(code::OTHER, format!("cannot write {}: {e}", path.display()))),
+        None => {
+            let mut out = std::io::stdout().lock();
+            out.write_all(data).and_then(|()| out.flush()).map_err(|e| {
+                Failure::new(code::OTHER, format!("cannot write the received data to standard output: {e}"))
+            })
+        }
+    }
+}

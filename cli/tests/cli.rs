@@ -1,0 +1,434 @@
+//! The built `wormhole-sync` binary against a server this test starts on
+//! 127.0.0.1: pipes, files, exit codes, `--verify`, resume after SIGKILL,
+//! Ctrl-C, interactive code entry through a pseudo-terminal, the spinner.
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use expectrl::{Eof, Regex, Session};
+use wormhole_sync_core::rendezvous::RendezvousSnapshot;
+use wormhole_sync_core::word_list;
+use wormhole_sync_server::{BackgroundServer, ServerConfig, Storage};
+
+const BIN: &str = env!("CARGO_BIN_EXE_wormhole-sync");
+const APPID: &str = "wormhole-sync/cli";
+
+struct Server {
+    _running: BackgroundServer,
+    url: String,
+}
+
+impl Server {
+    fn start() -> Server {
+        Server::with(ServerConfig { rate_limit_per_minute: 0, ..ServerConfig::default() })
+    }
+
+    fn with(config: ServerConfig) -> Server {
+        let saved = RendezvousSnapshot::new(Vec::new());
+        let inner = BackgroundServer::start("127.0.0.1:0".parse().unwrap(), config, Storage::memory(), saved).unwrap();
+        let url = inner.url();
+        Server { _running: inner, url }
+    }
+
+    /// The tool with this server and a short timeout.
+    fn command(&self, args: &[&str]) -> Command {
+        let mut command = Command::new(BIN);
+        command.args(args).env("WORMHOLE_SYNC_RENDEZVOUS", &self.url).env_remove("WORMHOLE_SYNC_APPID");
+        command
+    }
+
+    fn open_channels(&self) -> f64 {
+        let mut text = String::new();
+        let mut body = ureq_get(&format!("{}/metrics", self.url));
+        body.read_to_string(&mut text).unwrap();
+        text.lines().find_map(|l| l.strip_prefix("wormhole_channels_open ")?.trim().parse().ok()).expect("the metric")
+    }
+}
+
+fn ureq_get(url: &str) -> impl Read {
+    wormhole_sync_ureq::ureq::get(url).call().unwrap().into_body().into_reader()
+}
+
+/// A process whose standard error is being read as it comes.
+struct Running {
+    child: Child,
+    stderr: std::thread::JoinHandle<Vec<u8>>,
+}
+
+impl Running {
+    fn kill(&mut self) {
+        self.child.kill().unwrap(); // SIGKILL
+        self.child.wait().unwrap();
+    }
+}
+
+/// Starts `send` with `stdin` as its data; returns the process, the code it
+/// printed on standard error and the lines up to the command for the other
+/// side (the rest of standard error is kept for `finish`).
+fn start_send(server: &Server, args: &[&str], stdin: &[u8]) -> (Running, String, Vec<String>) {
+    let mut child = server
+        .command(&[&["send"], args].concat())
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child.stdin.take().unwrap().write_all(stdin).unwrap();
+    let mut reader = BufReader::new(child.stderr.take().unwrap());
+    let mut next_line = || {
+        let mut line = String::new();
+        assert!(reader.read_line(&mut line).unwrap() > 0, "send ended before printing its code");
+        line.trim_end().to_string()
+    };
+    let mut seen = Vec::new();
+    let code = loop {
+        let line = next_line();
+        seen.push(line.clone());
+        if let Some(code) = line.strip_prefix("Invitation code: ") {
+            break code.to_string();
+        }
+    };
+    // The command line for the other side follows.
+    for _ in 0..2 {
+        seen.push(next_line());
+    }
+    let stderr = std::thread::spawn(move || {
+        let mut rest = Vec::new();
+        reader.read_to_end(&mut rest).unwrap();
+        rest
+    });
+    (Running { child, stderr }, code, seen)
+}
+
+fn run(mut command: Command, stdin: &[u8]) -> Output {
+    let mut child = command.stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
+    child.stdin.take().unwrap().write_all(stdin).unwrap();
+    child.wait_with_output().unwrap()
+}
+
+fn finish(running: Running) -> Output {
+    let mut output = running.child.wait_with_output().unwrap();
+    output.stderr = running.stderr.join().unwrap();
+    output
+}
+
+fn stderr(output: &Output) -> String {
+    String::from_utf8_lossy(&output.stderr).into_owned()
+}
+
+/// Another code on the same channel, made of listed words.
+fn wrong_code(code: &str) -> String {
+    let (channel, words) = code.split_once('-').unwrap();
+    let first = words.split('-').next().unwrap();
+    let other = word_list(0).iter().find(|w| **w != first).unwrap();
+    format!("{channel}-{other}-{}", word_list(1)[0])
+}
+
+#[test]
+fn text_goes_both_ways_through_pipes() {
+    let server = Server::start();
+    let (sender, code, said) = start_send(&server, &[], b"initiator's key\n");
+    assert!(
+        said.iter().any(|l| l.trim() == format!("wormhole-sync receive {code} --rendezvous {}", server.url)),
+        "{said:?}"
+    );
+    let received = run(server.command(&["receive", &code]), b"receiver's key\n");
+    assert!(received.status.success(), "{}", stderr(&received));
+    assert_eq!(received.stdout, b"initiator's key\n");
+    let sent = finish(sender);
+    assert!(sent.status.success(), "{}", stderr(&sent));
+    assert_eq!(sent.stdout, b"receiver's key\n", "standard output carries only the data");
+    // Standard error was not a terminal: no spinner, no escape sequences.
+    for text in [stderr(&sent), stderr(&received)] {
+        assert!(!text.contains('\r') && !text.contains('\u{1b}'), "{text:?}");
+    }
+}
+
+#[test]
+fn binary_files_go_both_ways_with_file_and_output() {
+    let server = Server::start();
+    let dir = tempfile::tempdir().unwrap();
+    let mine: Vec<u8> = (0..32 * 1024).map(|i| (i * 7 % 256) as u8).collect();
+    let theirs: Vec<u8> = vec![0, 255, 10, 13, 0, 27];
+    std::fs::write(dir.path().join("mine"), &mine).unwrap();
+    std::fs::write(dir.path().join("theirs"), &theirs).unwrap();
+    let [mine_path, theirs_path, got_i, got_r] =
+        ["mine", "theirs", "got-i", "got-r"].map(|n| dir.path().join(n).display().to_string());
+    let (sender, code, _) = start_send(&server, &["--file", &mine_path, "--output", &got_i], b"");
+    let received = run(server.command(&["receive", &code, "--file", &theirs_path, "--output", &got_r]), b"");
+    assert!(received.status.success(), "{}", stderr(&received));
+    let sent = finish(sender);
+    assert!(sent.status.success(), "{}", stderr(&sent));
+    assert_eq!(std::fs::read(&got_r).unwrap(), mine);
+    assert_eq!(std::fs::read(&got_i).unwrap(), theirs);
+    assert!(sent.stdout.is_empty() && received.stdout.is_empty());
+    // One byte more than an exchange carries is refused before anything is sent.
+    std::fs::write(dir.path().join("big"), vec![1u8; 32 * 1024 + 1]).unwrap();
+    let big = run(server.command(&["send", "--file", &dir.path().join("big").display().to_string()]), b"");
+    assert_eq!(big.status.code(), Some(2), "{}", stderr(&big));
+    assert!(stderr(&big).contains("larger than"), "{}", stderr(&big));
+}
+
+#[test]
+fn a_wrong_code_fails_both_sides_with_its_exit_code() {
+    let server = Server::start();
+    let (sender, code, _) = start_send(&server, &[], b"secret");
+    let received = run(server.command(&["receive", &wrong_code(&code)]), b"guess");
+    assert_eq!(received.status.code(), Some(3), "{}", stderr(&received));
+    let sent = finish(sender);
+    assert_eq!(sent.status.code(), Some(3), "{}", stderr(&sent));
+    assert!(stderr(&sent).contains("codes did not match"), "{}", stderr(&sent));
+    assert!(sent.stdout.is_empty());
+}
+
+#[test]
+fn nobody_coming_is_a_timeout() {
+    let server = Server::start();
+    let started = Instant::now();
+    let sent = run(server.command(&["send", "--timeout", "1s", "x"]), b"");
+    assert_eq!(sent.status.code(), Some(4), "{}", stderr(&sent));
+    assert!(stderr(&sent).contains("timed out"), "{}", stderr(&sent));
+    assert!(started.elapsed() < Duration::from_secs(10));
+}
+
+#[test]
+fn a_third_side_is_crowded_out() {
+    use wormhole_sync_ureq::transcribe::{Initiator, Receiver};
+    let server = Server::start();
+    // Two sides hold the channel, the initiator waiting for a verdict on the verifier.
+    let initiator = Initiator::builder(APPID, b"i".to_vec()).rendezvous(&server.url).confirm_verifier(true);
+    let mut initiator = initiator.build().unwrap();
+    let code = initiator.get_code().unwrap().to_string();
+    let mut receiver = Receiver::builder(APPID, &code, b"r".to_vec()).rendezvous(&server.url).build().unwrap();
+    let receiving = std::thread::spawn(move || receiver.get_data());
+    initiator.get_verifier().unwrap();
+    let third = run(server.command(&["receive", &code]), b"");
+    assert_eq!(third.status.code(), Some(5), "{}", stderr(&third));
+    assert!(stderr(&third).contains("in use"), "{}", stderr(&third));
+    initiator.accept_verifier().unwrap();
+    assert_eq!(initiator.get_data().unwrap(), b"r");
+    assert_eq!(receiving.join().unwrap().unwrap(), b"i");
+}
+
+#[test]
+fn an_unknown_channel_unreachable_server_refusal_and_bad_usage_have_their_codes() {
+    let server = Server::start();
+    let code = format!("98765-{}-{}", word_list(0)[0], word_list(1)[0]);
+    let unknown = run(server.command(&["receive", &code]), b"");
+    assert_eq!(unknown.status.code(), Some(6), "{}", stderr(&unknown));
+    assert!(stderr(&unknown).contains("no such channel"), "{}", stderr(&unknown));
+
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap();
+    let mut unreachable = server.command(&["send", "--timeout", "1s", "x"]);
+    unreachable.env("WORMHOLE_SYNC_RENDEZVOUS", format!("http://{closed}"));
+    let unreachable = run(unreachable, b"");
+    assert_eq!(unreachable.status.code(), Some(7), "{}", stderr(&unreachable));
+    assert!(stderr(&unreachable).contains(&format!("could not reach the rendezvous server at http://{closed}")));
+
+    let mut small = ServerConfig { rate_limit_per_minute: 0, ..ServerConfig::default() };
+    small.rendezvous.max_message_bytes = 200;
+    let small = Server::with(small);
+    let (sender, code, _) = start_send(&small, &[], &[b'x'; 2_000]);
+    let received = run(small.command(&["receive", &code]), b"short");
+    let sent = finish(sender);
+    assert_eq!(sent.status.code(), Some(8), "{}", stderr(&sent));
+    assert!(stderr(&sent).contains("message-too-large"), "{}", stderr(&sent));
+    assert_ne!(received.status.code(), Some(0));
+
+    for args in [&["receive", "not-a-code"][..], &["receive", "7-guitarst-revenge"], &["send", "--bogus"]] {
+        let usage = run(server.command(args), b"");
+        assert_eq!(usage.status.code(), Some(2), "{args:?}: {}", stderr(&usage));
+    }
+    assert_eq!(server.open_channels(), 0.0, "mistyped codes sent nothing");
+}
+
+/// Reads what a pseudo-terminal session printed up to `pattern`; returns
+/// the first capture group.
+fn expect(session: &mut Session, pattern: &str) -> String {
+    let found = session.expect(Regex(pattern)).unwrap_or_else(|e| panic!("waiting for {pattern:?}: {e}"));
+    let group = found.get(1).unwrap_or(found.get(0).unwrap());
+    String::from_utf8_lossy(group).into_owned()
+}
+
+fn pty(server: &Server, args: &[&str]) -> Session {
+    let mut session = Session::spawn(server.command(args)).unwrap();
+    session.set_expect_timeout(Some(Duration::from_secs(20)));
+    session
+}
+
+fn exit_code(session: &mut Session) -> Option<i32> {
+    session.expect(Eof).unwrap();
+    match session.get_process_mut().wait().unwrap() {
+        expectrl::WaitStatus::Exited(_, code) => Some(code),
+        _ => None,
+    }
+}
+
+#[test]
+fn verify_shows_the_verifier_on_both_sides_and_asks() {
+    let server = Server::start();
+    let mut sender = pty(&server, &["send", "--verify", "from the sender"]);
+    let code = expect(&mut sender, r"Invitation code: (\S+)\r?\n");
+    // The spinner is there on a terminal, saying what it waits for.
+    expect(&mut sender, "waiting for the other side to type the code");
+    let mut receiver = pty(&server, &["receive", &code, "--verify", "from the receiver"]);
+    let shown_r = expect(&mut receiver, r"Verifier: ([0-9a-f ]+)\r?\n");
+    let shown_s = expect(&mut sender, r"Verifier: ([0-9a-f ]+)\r?\n");
+    assert_eq!(shown_r, shown_s);
+    expect(&mut sender, r"same verifier\? \[y/N\]");
+    sender.send_line("y").unwrap();
+    expect(&mut receiver, r"same verifier\? \[y/N\]");
+    receiver.send_line("yes").unwrap();
+    expect(&mut receiver, "from the sender");
+    expect(&mut sender, "from the receiver");
+    assert_eq!(exit_code(&mut sender), Some(0));
+    assert_eq!(exit_code(&mut receiver), Some(0));
+
+    // Declined: nothing is released, and the other side is told.
+    let mut sender = pty(&server, &["send", "--verify", "secret"]);
+    let code = expect(&mut sender, r"Invitation code: (\S+)\r?\n");
+    let mut receiver = server.command(&["receive", &code]);
+    let receiver = receiver.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
+    let receiver = Running { child: receiver, stderr: std::thread::spawn(Vec::new) };
+    expect(&mut sender, r"same verifier\? \[y/N\]");
+    sender.send_line("n").unwrap();
+    assert_eq!(exit_code(&mut sender), Some(9));
+    let received = receiver.child.wait_with_output().unwrap();
+    assert_eq!(received.status.code(), Some(9), "{}", stderr(&received));
+    assert!(stderr(&received).contains("declined"), "{}", stderr(&received));
+    assert!(received.stdout.is_empty());
+}
+
+#[test]
+fn a_send_killed_mid_wait_resumes_with_the_same_code() {
+    let server = Server::start();
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path().join("invitation.json");
+    let state_arg = state.display().to_string();
+    let (mut sender, code, _) = start_send(&server, &["--state", &state_arg], b"survives a crash");
+    sender.kill();
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(&state).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o600, "the state file holds secrets");
+    }
+    let mut resumed = server.command(&["resume", &state_arg]);
+    let resumed = resumed.stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
+    let received = run(server.command(&["receive", &code]), b"reply");
+    assert!(received.status.success(), "{}", stderr(&received));
+    assert_eq!(received.stdout, b"survives a crash");
+    let resumed = resumed.wait_with_output().unwrap();
+    assert!(resumed.status.success(), "{}", stderr(&resumed));
+    assert_eq!(resumed.stdout, b"reply");
+    assert!(stderr(&resumed).contains(&format!("Invitation code: {code}")), "the same code is shown again");
+    assert!(!state.exists(), "the state file is removed when the exchange ends");
+}
+
+#[cfg(unix)]
+fn interrupt(running: &Running) {
+    let status = Command::new("kill").args(["-INT", &running.child.id().to_string()]).status().unwrap();
+    assert!(status.success());
+}
+
+#[cfg(unix)]
+#[test]
+fn ctrl_c_closes_the_channel_so_the_code_is_dead_at_once() {
+    let server = Server::start();
+    let (sender, code, _) = start_send(&server, &[], b"x");
+    assert_eq!(server.open_channels(), 1.0);
+    interrupt(&sender);
+    let sent = finish(sender);
+    assert_eq!(sent.status.code(), Some(130), "{}", stderr(&sent));
+    assert_eq!(server.open_channels(), 0.0, "closed on the way out");
+    let late = run(server.command(&["receive", &code]), b"");
+    assert_eq!(late.status.code(), Some(6), "{}", stderr(&late));
+
+    // With a state file, Ctrl-C leaves the channel and the file for `resume`.
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path().join("state.json").display().to_string();
+    let (sender, _, _) = start_send(&server, &["--state", &state], b"x");
+    interrupt(&sender);
+    let sent = finish(sender);
+    assert_eq!(sent.status.code(), Some(130));
+    assert!(stderr(&sent).contains(&format!("wormhole-sync resume {state}")), "{}", stderr(&sent));
+    assert!(std::path::Path::new(&state).exists());
+    assert_eq!(server.open_channels(), 1.0);
+}
+
+/// The shortest prefix of `word` no other word of its list starts with.
+fn unique_prefix(word: &str, position: usize) -> &str {
+    (1..=word.len())
+        .map(|n| &word[..n])
+        .find(|p| word_list(position).iter().filter(|w| w.starts_with(p)).count() == 1)
+        .unwrap()
+}
+
+#[test]
+fn receive_asks_for_the_code_and_completes_words_with_tab() {
+    let server = Server::start();
+    let (sender, code, _) = start_send(&server, &[], b"typed by hand");
+    let mut parts = code.split('-');
+    let channel = parts.next().unwrap();
+    let words: Vec<&str> = parts.collect();
+    let mut receiver = pty(&server, &["receive"]);
+    expect(&mut receiver, "Enter the invitation code");
+    receiver.send(format!("{channel}\t")).unwrap(); // Tab after the number adds the dash.
+    for (position, word) in words.iter().enumerate() {
+        receiver.send(format!("{}\t", unique_prefix(word, position))).unwrap();
+        if position + 1 < words.len() {
+            receiver.send("-").unwrap();
+        }
+    }
+    receiver.send("\r").unwrap();
+    expect(&mut receiver, "typed by hand");
+    assert_eq!(exit_code(&mut receiver), Some(0));
+    assert!(finish(sender).status.success());
+
+    // A word that is not in its list is caught before anything is sent.
+    let mut receiver = pty(&server, &["receive"]);
+    expect(&mut receiver, "Enter the invitation code");
+    receiver.send(format!("{channel}-{}-{}\r", words[1], words[0])).unwrap();
+    expect(&mut receiver, "not a word codes use at that position");
+    assert_eq!(exit_code(&mut receiver), Some(2));
+}
+
+#[test]
+fn help_completions_and_man_page_are_generated() {
+    let help = Command::new(BIN).args(["send", "--help"]).output().unwrap();
+    let help = String::from_utf8(help.stdout).unwrap();
+    assert!(help.contains("Examples:") && help.contains("Exit codes:") && help.contains("--rendezvous"), "{help}");
+    for shell in ["bash", "zsh", "fish"] {
+        let script = Command::new(BIN).args(["completions", shell]).output().unwrap();
+        assert!(script.status.success() && String::from_utf8_lossy(&script.stdout).contains("resume"), "{shell}");
+    }
+    let man = Command::new(BIN).arg("man").output().unwrap();
+    assert!(
+        String::from_utf8_lossy(&man.stdout).starts_with(".ie") || String::from_utf8_lossy(&man.stdout).contains(".TH")
+    );
+    let serve = Command::new(BIN).args(["serve", "--help"]).output().unwrap();
+    let serve = String::from_utf8(serve.stdout).unwrap();
+    for flag in ["--listen", "--db", "--memory", "--channel-expiry", "--rate-limit", "WORMHOLE_SYNC_DB"] {
+        assert!(serve.contains(flag), "serve --help lacks {flag}");
+    }
+}
+
+#[test]
+fn serve_runs_the_server() {
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let listen = format!("127.0.0.1:{port}");
+    let mut serve =
+        Command::new(BIN).args(["serve", "--memory", "--listen", &listen]).stdout(Stdio::null()).spawn().unwrap();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let health = loop {
+        match wormhole_sync_ureq::ureq::get(format!("http://{listen}/health")).call() {
+            Ok(response) => break response.status().as_u16(),
+            Err(_) if Instant::now() < deadline => std::thread::sleep(Duration::from_millis(50)),
+            Err(e) => panic!("serve did not come up: {e}"),
+        }
+    };
+    assert_eq!(health, 200);
+    serve.kill().unwrap();
+    serve.wait().unwrap();
+}

@@ -1,0 +1,137 @@
+//! The server's command line: its options and how to run with them.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use clap::Args;
+use wormhole_sync_core::parse_duration;
+use wormhole_sync_core::rendezvous::RendezvousSnapshot;
+
+use crate::{Server, ServerConfig, Storage};
+
+/// The server's command-line options, shared by `wormhole-sync-server` and
+/// `wormhole-sync serve` (same names, same environment variables).
+#[derive(Args, Debug, Clone)]
+pub struct ServeArgs {
+    /// Address and port to listen on (use 0.0.0.0:4000 to serve other machines).
+    #[arg(long, default_value = "127.0.0.1:4000", env = "WORMHOLE_SYNC_LISTEN")]
+    pub listen: SocketAddr,
+    /// SQLite database file (created if missing).
+    #[arg(long, default_value = "wormhole-sync.sqlite3", env = "WORMHOLE_SYNC_DB", conflicts_with = "memory")]
+    pub db: PathBuf,
+    /// Keep everything in memory instead (lost on restart).
+    #[arg(long)]
+    pub memory: bool,
+    /// Delete channels idle for this long (e.g. 3d, 12h, 90s).
+    #[arg(long, default_value = "3d", value_parser = parse_duration)]
+    pub channel_expiry: Duration,
+    /// How often to look for idle channels.
+    #[arg(long, default_value = "60s", value_parser = parse_duration)]
+    pub sweep_interval: Duration,
+    /// Keep a channel burned by a wrong code this long after its sides left,
+    /// so its id is not handed out again and a late join learns "burned".
+    #[arg(long, default_value = "5m", value_parser = parse_duration, env = "WORMHOLE_SYNC_BURNED_RETENTION")]
+    pub burned_retention: Duration,
+    /// Largest message body, in bytes.
+    #[arg(long, default_value_t = 64 * 1024)]
+    pub max_message_bytes: usize,
+    /// Most messages per channel.
+    #[arg(long, default_value_t = 16)]
+    pub max_messages_per_channel: usize,
+    /// Most channels per application id.
+    #[arg(long, default_value_t = 10_000)]
+    pub max_channels_per_app: usize,
+    /// Most channels in all.
+    #[arg(long, default_value_t = 1_000_000)]
+    pub max_channels: usize,
+    /// Longest long-poll wait granted.
+    #[arg(long, default_value = "60s", value_parser = parse_duration)]
+    pub max_wait: Duration,
+    /// Close connections that send no request headers for this long (idle keep-alive included).
+    #[arg(long, default_value = "30s", value_parser = parse_duration)]
+    pub header_timeout: Duration,
+    /// Largest request body read, in bytes.
+    #[arg(long, default_value_t = 128 * 1024)]
+    pub max_body_bytes: usize,
+    /// Allocations and joins per minute per client address (0 turns it off).
+    #[arg(long, default_value_t = 120)]
+    pub rate_limit: u32,
+    /// Rate-limit loopback clients too.
+    #[arg(long)]
+    pub rate_limit_loopback: bool,
+    /// Log format.
+    #[arg(long, default_value = "text", value_parser = ["text", "json"])]
+    pub log_format: String,
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+            .expect("SIGTERM handler installs");
+        tokio::select! {
+            _ = ctrl_c => {}
+            _ = term.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = ctrl_c.await;
+    tracing::info!("shutting down: answering long-polls and flushing storage");
+}
+
+/// Runs the server as the options say until SIGINT or SIGTERM, logging to
+/// standard output; `name` prefixes the errors it prints.
+pub async fn serve(args: ServeArgs, name: &str) -> ExitCode {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into());
+    let ansi = std::io::IsTerminal::is_terminal(&std::io::stdout());
+    if args.log_format == "json" {
+        tracing_subscriber::fmt().with_env_filter(filter).json().init();
+    } else {
+        tracing_subscriber::fmt().with_env_filter(filter).with_ansi(ansi).init();
+    }
+    let mut config = ServerConfig::default();
+    config.rendezvous.channel_expiry = args.channel_expiry;
+    config.rendezvous.max_message_bytes = args.max_message_bytes;
+    config.rendezvous.max_messages_per_channel = args.max_messages_per_channel;
+    config.rendezvous.max_channels_per_app = args.max_channels_per_app;
+    config.rendezvous.max_channels = args.max_channels;
+    config.rendezvous.max_wait = args.max_wait;
+    config.rendezvous.burned_retention = args.burned_retention;
+    config.max_body_bytes = args.max_body_bytes;
+    config.rate_limit_per_minute = args.rate_limit;
+    config.rate_limit_loopback = args.rate_limit_loopback;
+    config.sweep_interval = args.sweep_interval;
+    config.header_timeout = args.header_timeout;
+
+    let (storage, saved) = if args.memory {
+        (Storage::memory(), RendezvousSnapshot::new(Vec::new()))
+    } else {
+        match Storage::sqlite(&args.db) {
+            Ok(opened) => opened,
+            Err(e) => {
+                eprintln!("{name}: {e}");
+                return ExitCode::FAILURE;
+            }
+        }
+    };
+    let channels = saved.channels.len();
+    let server = match Server::bind(args.listen, config, storage, saved).await {
+        Ok(server) => server,
+        Err(e) => {
+            eprintln!("{name}: cannot listen on {}: {e}", args.listen);
+            return ExitCode::FAILURE;
+        }
+    };
+    let addr = server.local_addr().map(|a| a.to_string()).unwrap_or_default();
+    tracing::info!(%addr, storage = %server.storage_description(), channels, "listening on http://{addr}");
+    match server.run(shutdown_signal()).await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("{name}: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
