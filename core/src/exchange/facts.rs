@@ -327,15 +327,16 @@ pub(super) mod encoding {
                     SavedFailure::ServerUnreachable { detail: within(cause.chain(), super::MAX_FAILURE_TEXT) }
                 }
                 Error::PeerProtocol { detail } => SavedFailure::PeerProtocol { detail: detail.clone() },
+                Error::ServerProtocol { detail } => SavedFailure::ServerProtocol { detail: detail.clone() },
                 Error::ServerBusy { code, message } => {
                     SavedFailure::ServerBusy { code: code.to_string(), message: message.clone() }
                 }
                 Error::ServerRejected { code, message } => {
                     SavedFailure::ServerRejected { code: code.to_string(), message: message.clone() }
                 }
-                // The exchange ends only with the outcomes above; anything else
-                // is kept as a protocol failure with its description.
-                other => SavedFailure::ServerProtocol { detail: other.to_string() },
+                // An exchange ends only with the outcomes above (`Error::is_outcome`);
+                // anything else would be kept as a protocol failure with its text.
+                other => SavedFailure::ServerProtocol { detail: within(other.to_string(), super::MAX_FAILURE_TEXT) },
             }
         }
     }
@@ -366,6 +367,45 @@ pub(super) mod encoding {
                     Error::ServerRejected { code: ServerErrorCode::from_name(&code), message }
                 }
             }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::encoding::SavedFailure;
+    use crate::error::{ServerErrorCode, TransportError};
+    use crate::wire::{ErrorCode, Mood};
+    use crate::Error;
+
+    /// Found by fuzzing: a failure kind without its own arm was saved with
+    /// its display text, so a restored exchange reported a different error.
+    #[test]
+    fn every_outcome_is_saved_and_restored_unchanged() {
+        let outcomes = [
+            Error::WrongCode,
+            Error::Timeout,
+            Error::ServerUnreachable { cause: TransportError::from_message("connection refused") },
+            Error::ServerBusy { code: ServerErrorCode::Known(ErrorCode::ServerFull), message: "full".into() },
+            Error::Crowded,
+            Error::UnknownChannel,
+            Error::ChannelExpired,
+            Error::ChannelBurned,
+            Error::PeerClosed { mood: Mood::Errory },
+            Error::Cancelled,
+            Error::Declined,
+            Error::PeerDeclined,
+            Error::Reflection,
+            Error::PeerProtocol { detail: "bad pake".into() },
+            Error::ServerProtocol { detail: "malformed response".into() },
+            Error::ServerRejected { code: ServerErrorCode::HttpStatus(404), message: String::new() },
+            Error::ServerRejected { code: ServerErrorCode::Unknown("new-code".into()), message: "m".into() },
+        ];
+        for error in outcomes {
+            assert!(error.is_outcome());
+            let saved = serde_json::to_string(&SavedFailure::from(&error)).unwrap();
+            let restored: Error = serde_json::from_str::<SavedFailure>(&saved).unwrap().into();
+            assert_eq!(restored, error, "{saved}");
         }
     }
 }
