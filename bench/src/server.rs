@@ -95,7 +95,7 @@ pub fn serve(storage: &str) -> std::io::Result<()> {
     // Sweep (and return freed memory) every 10 s instead of every minute, so
     // the memory figure after a burst does not wait long for it.
     let config =
-        ServerConfig { rate_limit_per_minute: 0, sweep_interval: Duration::from_secs(10), ..ServerConfig::default() };
+        ServerConfig { sweep_interval: Duration::from_secs(10), ..ServerConfig::default().without_rate_limits() };
     let runtime = tokio::runtime::Runtime::new()?;
     runtime.block_on(async move {
         let server = Server::bind("127.0.0.1:0".parse().expect("an address"), config, storage, saved).await?;

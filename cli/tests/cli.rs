@@ -21,7 +21,7 @@ struct Server {
 
 impl Server {
     fn start() -> Server {
-        Server::with(ServerConfig { rate_limit_per_minute: 0, ..ServerConfig::default() })
+        Server::with(ServerConfig::default().without_rate_limits())
     }
 
     fn with(config: ServerConfig) -> Server {
@@ -226,7 +226,7 @@ fn an_unknown_channel_unreachable_server_refusal_and_bad_usage_have_their_codes(
     assert_eq!(unreachable.status.code(), Some(7), "{}", stderr(&unreachable));
     assert!(stderr(&unreachable).contains(&format!("could not reach the rendezvous server at http://{closed}")));
 
-    let mut small = ServerConfig { rate_limit_per_minute: 0, ..ServerConfig::default() };
+    let mut small = ServerConfig::default().without_rate_limits();
     small.rendezvous.max_message_bytes = 200;
     let small = Server::with(small);
     let (sender, code, _) = start_send(&small, &[], &[b'x'; 2_000]);

@@ -157,6 +157,10 @@ pub struct RendezvousStats {
     pub messages: usize,
 }
 
+/// Where a sweep in steps ([`Rendezvous::expire_step`]) continues.
+#[derive(Clone, Debug, Default)]
+pub struct SweepCursor(Option<(String, u32)>);
+
 /// The rendezvous state machine.
 ///
 /// ```
@@ -484,14 +488,67 @@ impl Rendezvous {
         for (appid, id) in &idle {
             self.delete(appid, *id);
         }
-        // A hash map keeps the capacity of its peak; after a burst, give it back.
+        self.shrink_indexes();
+        idle.into_iter().map(|(appid, id)| (appid, ChannelId::new(id).expect("ids in use are valid"))).collect()
+    }
+
+    /// Gives back the memory of indexes that shrank after a burst (a hash
+    /// map keeps the capacity of its peak).
+    pub fn shrink_indexes(&mut self) {
         for app in self.apps.values_mut() {
             let index = &mut app.allocated_by;
             if index.capacity() > 64 && index.len() < index.capacity() / 4 {
                 index.shrink_to_fit();
             }
         }
-        idle.into_iter().map(|(appid, id)| (appid, ChannelId::new(id).expect("ids in use are valid"))).collect()
+    }
+
+    /// Expires idle channels among the next `limit` channels (in appid,
+    /// then id order) from `cursor`, and moves the cursor past them: a sweep
+    /// in steps, so a server need not hold its state across a scan of every
+    /// channel. Returns the deleted channels and whether the scan reached
+    /// the end (the cursor then starts over).
+    ///
+    /// ```
+    /// use wormhole_sync_core::rendezvous::{Rendezvous, SweepCursor};
+    /// use wormhole_sync_core::Timestamp;
+    ///
+    /// let mut server = Rendezvous::default();
+    /// let mut cursor = SweepCursor::default();
+    /// let (expired, done) = server.expire_step(Timestamp::EPOCH, &mut cursor, 1_000);
+    /// assert!(expired.is_empty() && done);
+    /// ```
+    pub fn expire_step(
+        &mut self,
+        now: Timestamp,
+        cursor: &mut SweepCursor,
+        limit: usize,
+    ) -> (Vec<(String, ChannelId)>, bool) {
+        let start = cursor.0.take();
+        let (from_app, from_id) = start.map_or((String::new(), 0), |(a, i)| (a, i));
+        let mut seen = 0;
+        let mut idle = Vec::new();
+        let mut next = None;
+        'apps: for (appid, app) in self.apps.range(from_app.clone()..) {
+            let first_id = if *appid == from_app { from_id } else { 0 };
+            for (&id, channel) in app.channels.range(first_id..) {
+                if seen == limit {
+                    next = Some((appid.clone(), id));
+                    break 'apps;
+                }
+                seen += 1;
+                if self.is_idle(channel, now) {
+                    idle.push((appid.clone(), id));
+                }
+            }
+        }
+        for (appid, id) in &idle {
+            self.delete(appid, *id);
+        }
+        let done = next.is_none();
+        cursor.0 = next;
+        let expired = idle.into_iter().map(|(appid, id)| (appid, ChannelId::new(id).expect("ids in use are valid")));
+        (expired.collect(), done)
     }
 
     /// When the next channel will have been idle for the expiry time.

@@ -379,3 +379,38 @@ fn invalid_snapshots_are_refused() {
     let foreign = RendezvousSnapshot::from_json(foreign.as_bytes()).unwrap();
     assert!(Rendezvous::restore(Default::default(), foreign).is_err());
 }
+
+#[test]
+fn a_sweep_in_small_steps_expires_what_one_sweep_does() {
+    use wormhole_sync_core::rendezvous::SweepCursor;
+    let build = || {
+        let mut server = Rendezvous::default();
+        for app in ["a", "b", "c"] {
+            for n in 0..7 {
+                allocated(&mut server, app, &format!("side{n}"));
+            }
+        }
+        server
+    };
+    let later = Timestamp::from_millis(T0.as_millis() + 10 * 24 * 3600 * 1000);
+    let mut whole = build();
+    let mut expected = whole.expire(later);
+    expected.sort();
+    let mut stepped = build();
+    let mut cursor = SweepCursor::default();
+    let mut got = Vec::new();
+    let mut steps = 0;
+    loop {
+        let (expired, done) = stepped.expire_step(later, &mut cursor, 4);
+        got.extend(expired);
+        steps += 1;
+        if done {
+            break;
+        }
+    }
+    got.sort();
+    assert_eq!(got, expected);
+    assert_eq!(got.len(), 21);
+    assert!(steps >= 5, "{steps} steps of at most 4 channels");
+    assert_eq!(stepped.stats().channels, 0);
+}

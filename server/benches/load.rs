@@ -154,7 +154,7 @@ fn main() {
     let seconds = std::env::var("LOAD_SECONDS").ok().and_then(|s| s.parse().ok()).unwrap_or(5);
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap();
     let dir = tempfile::tempdir().unwrap();
-    let config = ServerConfig { rate_limit_per_minute: 0, ..ServerConfig::default() };
+    let config = ServerConfig::default().without_rate_limits();
     for kind in ["memory", "sqlite"] {
         let (storage, saved) = match kind {
             "memory" => (Storage::memory(), RendezvousSnapshot::new(Vec::new())),

@@ -9,7 +9,14 @@ use clap::Args;
 use wormhole_sync_core::parse_duration;
 use wormhole_sync_core::rendezvous::RendezvousSnapshot;
 
-use crate::{Server, ServerConfig, Storage};
+use crate::{IpNet, Server, ServerConfig, Storage};
+
+/// An address or a CIDR block: `127.0.0.1`, `10.0.0.0/8`, `2001:db8::/32`.
+fn parse_net(text: &str) -> Result<IpNet, String> {
+    text.parse::<IpNet>()
+        .or_else(|_| text.parse::<std::net::IpAddr>().map(IpNet::from))
+        .map_err(|_| format!("{text:?} is not an address or a CIDR block like 10.0.0.0/8"))
+}
 
 /// The server's command-line options, shared by `wormhole-sync-server` and
 /// `wormhole-sync serve` (same names, same environment variables).
@@ -58,9 +65,17 @@ pub struct ServeArgs {
     /// Allocations and joins per minute per client address (0 turns it off).
     #[arg(long, default_value_t = 120)]
     pub rate_limit: u32,
-    /// Rate-limit loopback clients too.
+    /// Posts and fetches per minute per client address (0 turns it off).
+    #[arg(long, default_value_t = 1_200)]
+    pub rate_limit_messages: u32,
+    /// Exempt loopback clients from the rate limits (local testing; behind a
+    /// reverse proxy on the same host, use --trusted-proxy instead).
     #[arg(long)]
-    pub rate_limit_loopback: bool,
+    pub rate_limit_exempt_loopback: bool,
+    /// A reverse proxy (address or CIDR, repeatable or comma-separated) whose
+    /// Forwarded / X-Forwarded-For headers name the client.
+    #[arg(long = "trusted-proxy", value_name = "CIDR", env = "WORMHOLE_SYNC_TRUSTED_PROXIES", value_delimiter = ',', value_parser = parse_net)]
+    pub trusted_proxies: Vec<IpNet>,
     /// Log format.
     #[arg(long, default_value = "text", value_parser = ["text", "json"])]
     pub log_format: String,
@@ -102,7 +117,9 @@ pub async fn serve(args: ServeArgs, name: &str) -> ExitCode {
     config.rendezvous.burned_retention = args.burned_retention;
     config.max_body_bytes = args.max_body_bytes;
     config.rate_limit_per_minute = args.rate_limit;
-    config.rate_limit_loopback = args.rate_limit_loopback;
+    config.message_rate_limit_per_minute = args.rate_limit_messages;
+    config.rate_limit_exempt_loopback = args.rate_limit_exempt_loopback;
+    config.trusted_proxies = args.trusted_proxies.clone();
     config.sweep_interval = args.sweep_interval;
     config.header_timeout = args.header_timeout;
 

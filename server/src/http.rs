@@ -2,7 +2,9 @@
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
+
+use parking_lot::Mutex;
 use std::time::{Duration, Instant, SystemTime};
 
 use axum::body::{to_bytes, Body};
@@ -11,10 +13,11 @@ use axum::http::{header, HeaderMap, Method, StatusCode};
 use axum::response::{IntoResponse, Response as HttpResponse};
 use axum::routing::{any, get};
 use axum::Router;
-use wormhole_sync_core::rendezvous::Rendezvous;
+use wormhole_sync_core::rendezvous::{Rendezvous, SweepCursor};
 use wormhole_sync_core::wire::{ErrorCode, FetchRequest, Message, Request, Response, Route, WireError};
 use wormhole_sync_core::Timestamp;
 
+use crate::client_address::ClientAddresses;
 use crate::metrics::Metrics;
 use crate::rate_limit::RateLimiter;
 use crate::storage::{Change, Storage};
@@ -28,9 +31,14 @@ pub(crate) struct App {
     pub(crate) waiters: Waiters,
     pub(crate) metrics: Metrics,
     pub(crate) limiter: RateLimiter,
+    pub(crate) message_limiter: RateLimiter,
+    pub(crate) clients: ClientAddresses,
     pub(crate) config: ServerConfig,
     pub(crate) stopping: AtomicBool,
 }
+
+/// Channels a sweep looks at while holding the state.
+const SWEEP_STEP: usize = 1_000;
 
 fn now() -> Timestamp {
     Timestamp::from_system_time(SystemTime::now())
@@ -54,16 +62,27 @@ pub(crate) fn router(app: Arc<App>) -> Router {
         .with_state(app)
 }
 
+/// 200 while the server can serve; 503 with the reason when it cannot
+/// (storage failed, or shutting down), so a load balancer stops sending.
 async fn health(State(app): State<Arc<App>>) -> HttpResponse {
-    if app.storage.healthy() {
-        json(200, br#"{"status":"ok"}"#.to_vec())
-    } else {
+    if !app.storage.healthy() {
         json(503, br#"{"status":"storage-failed"}"#.to_vec())
+    } else if app.stopping.load(Ordering::Relaxed) {
+        json(503, br#"{"status":"stopping"}"#.to_vec())
+    } else {
+        json(200, br#"{"status":"ok"}"#.to_vec())
     }
 }
 
+/// The answer to a request whose handler panicked: that request fails,
+/// nothing else does (no lock is poisoned).
+pub(crate) fn internal_error() -> HttpResponse {
+    let e = error(ErrorCode::Internal, "the server failed on this request");
+    json(e.http_status(), e.to_json())
+}
+
 async fn metrics(State(app): State<Arc<App>>) -> HttpResponse {
-    let stats = app.core.lock().expect("state lock").stats();
+    let stats = app.core.lock().stats();
     let text = app.metrics.render(stats, app.waiters.waiting(), app.storage.healthy());
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], text).into_response()
 }
@@ -116,8 +135,14 @@ impl App {
         if !is_json(request.headers()) {
             return Err(error(ErrorCode::UnsupportedMediaType, "the body must be application/json"));
         }
-        if matches!(route, Route::Allocate | Route::Join) && !self.limiter.allow(peer.ip(), Instant::now()) {
-            return Err(error(ErrorCode::RateLimited, "too many allocations and joins from this address"));
+        let client = self.clients.of(peer.ip(), request.headers());
+        let limited = match route {
+            Route::Allocate | Route::Join => !self.limiter.allow(client, Instant::now()),
+            Route::Post | Route::Fetch => !self.message_limiter.allow(client, Instant::now()),
+            Route::Close => false,
+        };
+        if limited {
+            return Err(error(ErrorCode::RateLimited, "too many requests of this kind from this address"));
         }
         let limit = self.config.max_body_bytes;
         let declared = request.headers().get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()?.parse::<u64>().ok());
@@ -160,7 +185,7 @@ impl App {
     /// Returns the answer and the journal position that must be durable
     /// before it is sent.
     fn handle_and_record(&self, request: &Request) -> (Result<Response, WireError>, u64) {
-        let mut core = self.core.lock().expect("state lock");
+        let mut core = self.core.lock();
         let existed = request.channel().is_some_and(|c| core.contains(request.appid(), c));
         let at = now();
         let result = core.handle(at, request);
@@ -251,19 +276,33 @@ impl App {
         }
     }
 
-    /// Deletes idle channels and journals their deletion.
-    pub(crate) fn sweep(&self) -> usize {
-        let mut core = self.core.lock().expect("state lock");
-        let expired = core.expire(now());
-        for (appid, channel) in &expired {
-            self.storage.record(Change::Delete { appid: appid.clone(), channel: *channel });
+    /// Deletes idle channels and journals their deletion, a step of
+    /// [`SWEEP_STEP`] channels at a time, so requests are served between
+    /// steps however many channels there are.
+    pub(crate) async fn sweep(&self) -> usize {
+        let mut cursor = SweepCursor::default();
+        let mut total = 0;
+        loop {
+            let (expired, done) = {
+                let mut core = self.core.lock();
+                let (expired, done) = core.expire_step(now(), &mut cursor, SWEEP_STEP);
+                for (appid, channel) in &expired {
+                    self.storage.record(Change::Delete { appid: appid.clone(), channel: *channel });
+                }
+                (expired, done)
+            };
+            for (appid, channel) in &expired {
+                self.waiters.wake(appid, *channel);
+            }
+            total += expired.len();
+            if done {
+                break;
+            }
+            tokio::task::yield_now().await;
         }
-        drop(core);
-        for (appid, channel) in &expired {
-            self.waiters.wake(appid, *channel);
-        }
+        self.core.lock().shrink_indexes();
         self.waiters.shrink();
-        expired.len()
+        total
     }
 
     /// Answers every waiting long-poll and refuses new waits.

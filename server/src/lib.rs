@@ -23,6 +23,7 @@
 #![warn(missing_docs)]
 
 pub mod cli;
+mod client_address;
 mod http;
 mod metrics;
 mod rate_limit;
@@ -33,7 +34,9 @@ mod waiters;
 use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::atomic::AtomicBool;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
+
+use parking_lot::Mutex;
 use std::time::Duration;
 
 use rand_core::RngCore as _;
@@ -42,6 +45,7 @@ use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 use wormhole_sync_core::rendezvous::{Rendezvous, RendezvousConfig, RendezvousSnapshot};
 
+pub use ipnet::IpNet;
 pub use storage::{Storage, StorageError};
 
 /// Limits and timings of the server.
@@ -65,8 +69,15 @@ pub struct ServerConfig {
     pub body_timeout: Duration,
     /// Allocations and joins per minute per client address (0: off).
     pub rate_limit_per_minute: u32,
-    /// Whether loopback clients are rate limited too (off: tests and local use).
-    pub rate_limit_loopback: bool,
+    /// Posts and fetches per minute per client address (0: off).
+    pub message_rate_limit_per_minute: u32,
+    /// Whether loopback clients are exempt from the rate limits (off: a
+    /// reverse proxy on the same host must not turn the limits off; name
+    /// it in `trusted_proxies` instead).
+    pub rate_limit_exempt_loopback: bool,
+    /// Reverse proxies whose `Forwarded` / `X-Forwarded-For` headers name
+    /// the client; everyone else is the client itself.
+    pub trusted_proxies: Vec<IpNet>,
     /// How often idle channels are swept.
     pub sweep_interval: Duration,
     /// How long a connection may take to send a request's headers (also
@@ -81,10 +92,29 @@ impl Default for ServerConfig {
             max_body_bytes: wormhole_sync_core::wire::MAX_REQUEST_BYTES,
             body_timeout: Duration::from_secs(10),
             rate_limit_per_minute: 120,
-            rate_limit_loopback: false,
+            message_rate_limit_per_minute: 1_200,
+            rate_limit_exempt_loopback: false,
+            trusted_proxies: Vec::new(),
             sweep_interval: Duration::from_secs(60),
             header_timeout: Duration::from_secs(30),
         }
+    }
+}
+
+impl ServerConfig {
+    /// The same, with every per-address rate limit off (tests, load
+    /// generators, a server behind a limiter of its own).
+    ///
+    /// ```
+    /// use wormhole_sync_server::ServerConfig;
+    ///
+    /// let config = ServerConfig::default().without_rate_limits();
+    /// assert_eq!((config.rate_limit_per_minute, config.message_rate_limit_per_minute), (0, 0));
+    /// ```
+    pub fn without_rate_limits(mut self) -> ServerConfig {
+        self.rate_limit_per_minute = 0;
+        self.message_rate_limit_per_minute = 0;
+        self
     }
 }
 
@@ -114,7 +144,12 @@ impl Server {
             storage,
             waiters: Default::default(),
             metrics: Default::default(),
-            limiter: rate_limit::RateLimiter::new(config.rate_limit_per_minute, config.rate_limit_loopback),
+            limiter: rate_limit::RateLimiter::new(config.rate_limit_per_minute, config.rate_limit_exempt_loopback),
+            message_limiter: rate_limit::RateLimiter::new(
+                config.message_rate_limit_per_minute,
+                config.rate_limit_exempt_loopback,
+            ),
+            clients: client_address::ClientAddresses::new(config.trusted_proxies.clone()),
             config,
             stopping: AtomicBool::new(false),
         });
@@ -141,7 +176,7 @@ impl Server {
                 let mut ticks = tokio::time::interval(app.config.sweep_interval);
                 loop {
                     ticks.tick().await;
-                    let expired = app.sweep();
+                    let expired = app.sweep().await;
                     if expired > 0 {
                         tracing::info!(expired, "expired idle channels");
                     }
@@ -156,7 +191,8 @@ impl Server {
         .await;
         let app = self.app;
         sweeper.abort();
-        app.storage.close();
+        // Waits for the writer thread's last commit: off the async threads.
+        let _ = tokio::task::spawn_blocking(move || app.storage.close()).await;
         served
     }
 }
@@ -171,6 +207,7 @@ async fn serve_connections(
     header_timeout: Duration,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
+    use futures_util::FutureExt as _;
     use hyper_util::rt::{TokioIo, TokioTimer};
     use tower::ServiceExt as _;
 
@@ -198,7 +235,17 @@ async fn serve_connections(
         let router = router.clone();
         let service = hyper::service::service_fn(move |mut request: hyper::Request<hyper::body::Incoming>| {
             request.extensions_mut().insert(axum::extract::ConnectInfo(peer));
-            router.clone().oneshot(request.map(axum::body::Body::new))
+            let answer = router.clone().oneshot(request.map(axum::body::Body::new));
+            // A panic fails its own request with a 500, and nothing else.
+            async move {
+                match std::panic::AssertUnwindSafe(answer).catch_unwind().await {
+                    Ok(answer) => answer,
+                    Err(_) => {
+                        tracing::error!("a request handler panicked; answered 500");
+                        Ok(http::internal_error())
+                    }
+                }
+            }
         });
         let connection = builder.serve_connection(TokioIo::new(stream), service);
         let connection = graceful.watch(connection);
@@ -327,5 +374,66 @@ impl BackgroundServer {
 impl Drop for BackgroundServer {
     fn drop(&mut self) {
         self.shut_down();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::io::{Read, Write};
+
+    use super::*;
+
+    fn get(addr: SocketAddr, path: &str) -> String {
+        let mut stream = std::net::TcpStream::connect(addr).unwrap();
+        write!(stream, "GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").unwrap();
+        let mut answer = String::new();
+        stream.read_to_string(&mut answer).unwrap();
+        answer
+    }
+
+    #[test]
+    fn a_panicking_handler_fails_only_its_own_request() {
+        let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
+        let shared = Arc::new(Mutex::new(0u32));
+        let router = axum::Router::new()
+            .route(
+                "/boom",
+                axum::routing::get({
+                    let shared = shared.clone();
+                    move || async move {
+                        let _held = shared.lock();
+                        if _held.checked_add(0).is_some() {
+                            panic!("a bug in a handler, with a lock held");
+                        }
+                        "unreachable"
+                    }
+                }),
+            )
+            .route(
+                "/ok",
+                axum::routing::get({
+                    let shared = shared.clone();
+                    move || async move {
+                        *shared.lock() += 1;
+                        "fine"
+                    }
+                }),
+            );
+        let listener = runtime.block_on(TcpListener::bind("127.0.0.1:0")).unwrap();
+        let addr = listener.local_addr().unwrap();
+        let (stop, stopped) = oneshot::channel::<()>();
+        let served = runtime.spawn(serve_connections(listener, router, Duration::from_secs(5), async move {
+            let _ = stopped.await;
+        }));
+        let boom = get(addr, "/boom");
+        assert!(boom.starts_with("HTTP/1.1 500"), "{boom}");
+        assert!(boom.contains(r#""error":"internal""#), "{boom}");
+        for _ in 0..3 {
+            let ok = get(addr, "/ok");
+            assert!(ok.starts_with("HTTP/1.1 200") && ok.ends_with("fine"), "{ok}");
+        }
+        assert_eq!(*shared.lock(), 3, "the lock the panic held is usable");
+        let _ = stop.send(());
+        runtime.block_on(served).unwrap().unwrap();
     }
 }

@@ -1,8 +1,8 @@
 //! Request counters and the Prometheus text rendering of `GET /metrics`.
 
+use parking_lot::Mutex;
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
-use std::sync::Mutex;
 
 use wormhole_sync_core::rendezvous::RendezvousStats;
 
@@ -14,7 +14,7 @@ pub(crate) struct Metrics {
 
 impl Metrics {
     pub(crate) fn count(&self, route: &'static str, code: &'static str) {
-        *self.requests.lock().expect("metrics lock").entry((route, code)).or_default() += 1;
+        *self.requests.lock().entry((route, code)).or_default() += 1;
     }
 
     pub(crate) fn render(&self, stats: RendezvousStats, waiting: i64, storage_healthy: bool) -> String {
@@ -31,7 +31,7 @@ impl Metrics {
         }
         out.push_str("# HELP wormhole_requests_total Requests by route and outcome code.\n");
         out.push_str("# TYPE wormhole_requests_total counter\n");
-        for ((route, code), n) in self.requests.lock().expect("metrics lock").iter() {
+        for ((route, code), n) in self.requests.lock().iter() {
             let _ = writeln!(out, "wormhole_requests_total{{route=\"{route}\",code=\"{code}\"}} {n}");
         }
         out

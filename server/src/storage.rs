@@ -8,9 +8,9 @@
 //! Activity stamps (fetches) are soft state: a batch of nothing else is
 //! committed without an fsync and made durable by the next synced commit.
 
+use parking_lot::Mutex;
 use std::path::{Path, PathBuf};
 use std::sync::mpsc;
-use std::sync::Mutex;
 use std::thread::JoinHandle;
 
 use tokio::sync::watch;
@@ -101,9 +101,9 @@ impl Storage {
     /// held so the journal's order is the state's order.
     pub(crate) fn record(&self, change: Change) -> u64 {
         let Inner::Sqlite(journal) = &self.inner else { return 0 };
-        let mut next = journal.next.lock().expect("journal counter lock");
+        let mut next = journal.next.lock();
         *next += 1;
-        if let Some(queue) = journal.queue.lock().expect("journal queue lock").as_ref() {
+        if let Some(queue) = journal.queue.lock().as_ref() {
             // A send fails only after shutdown; the waiter then reports the failure.
             let _ = queue.send((*next, change));
         }
@@ -114,7 +114,7 @@ impl Storage {
     pub(crate) fn last_recorded(&self) -> u64 {
         match &self.inner {
             Inner::Memory => 0,
-            Inner::Sqlite(journal) => *journal.next.lock().expect("journal counter lock"),
+            Inner::Sqlite(journal) => *journal.next.lock(),
         }
     }
 
@@ -141,8 +141,8 @@ impl Storage {
     /// Commits everything queued and stops the writer.
     pub fn close(&self) {
         let Inner::Sqlite(journal) = &self.inner else { return };
-        journal.queue.lock().expect("journal queue lock").take();
-        if let Some(writer) = journal.writer.lock().expect("writer lock").take() {
+        journal.queue.lock().take();
+        if let Some(writer) = journal.writer.lock().take() {
             let _ = writer.join();
         }
     }

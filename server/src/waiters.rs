@@ -5,7 +5,9 @@
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicI64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
+
+use parking_lot::Mutex;
 
 use tokio::sync::Notify;
 use wormhole_sync_core::ChannelId;
@@ -32,7 +34,7 @@ impl Waiters {
     /// still wakes it.
     pub(crate) fn register(&self, appid: &str, channel: ChannelId) -> Waiter<'_> {
         let key = (appid.to_string(), channel);
-        let notify = self.channels.lock().expect("waiters lock").entry(key.clone()).or_default().clone();
+        let notify = self.channels.lock().entry(key.clone()).or_default().clone();
         self.waiting.fetch_add(1, Ordering::Relaxed);
         Waiter { waiters: self, key, notify }
     }
@@ -40,14 +42,14 @@ impl Waiters {
     /// Wakes every waiter of a channel.
     pub(crate) fn wake(&self, appid: &str, channel: ChannelId) {
         let key = (appid.to_string(), channel);
-        if let Some(notify) = self.channels.lock().expect("waiters lock").get(&key) {
+        if let Some(notify) = self.channels.lock().get(&key) {
             notify.notify_waiters();
         }
     }
 
     /// Wakes every waiter (shutdown).
     pub(crate) fn wake_all(&self) {
-        for notify in self.channels.lock().expect("waiters lock").values() {
+        for notify in self.channels.lock().values() {
             notify.notify_waiters();
         }
     }
@@ -55,7 +57,7 @@ impl Waiters {
     /// Gives back the map's memory after a burst of waiters has gone: a
     /// hash map keeps the capacity of its peak.
     pub(crate) fn shrink(&self) {
-        let mut channels = self.channels.lock().expect("waiters lock");
+        let mut channels = self.channels.lock();
         if channels.capacity() > 64 && channels.len() < channels.capacity() / 4 {
             channels.shrink_to_fit();
         }
@@ -80,7 +82,7 @@ impl Waiter<'_> {
 impl Drop for Waiter<'_> {
     fn drop(&mut self) {
         self.waiters.waiting.fetch_sub(1, Ordering::Relaxed);
-        let mut channels = self.waiters.channels.lock().expect("waiters lock");
+        let mut channels = self.waiters.channels.lock();
         // The map holds one reference and this waiter another: nobody else waits.
         if Arc::strong_count(&self.notify) == 2 {
             channels.remove(&self.key);

@@ -16,7 +16,7 @@ use wormhole_sync_core::{Config, Exchange, Progress};
 use wormhole_sync_server::ServerConfig;
 
 fn quiet_config() -> ServerConfig {
-    ServerConfig { rate_limit_per_minute: 0, ..ServerConfig::default() }
+    ServerConfig::default().without_rate_limits()
 }
 
 #[test]
@@ -84,7 +84,7 @@ fn a_burned_channel_stays_burned_across_a_restart_and_its_messages_leave_the_dis
 /// every log line it prints.
 fn spawn_logged(db: &std::path::Path, log_level: &str) -> (Child, SocketAddr, Arc<Mutex<Vec<String>>>) {
     let mut child = Command::new(env!("CARGO_BIN_EXE_wormhole-sync-server"))
-        .args(["--listen", "127.0.0.1:0", "--rate-limit", "0", "--db"])
+        .args(["--listen", "127.0.0.1:0", "--rate-limit", "0", "--rate-limit-messages", "0", "--db"])
         .arg(db)
         .env("RUST_LOG", log_level)
         .stdout(Stdio::piped())

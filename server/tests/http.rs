@@ -12,7 +12,7 @@ use support::{get, metric, post, raw, read_reply, request, Reply, TestServer};
 use wormhole_sync_server::ServerConfig;
 
 fn quiet_config() -> ServerConfig {
-    ServerConfig { rate_limit_per_minute: 0, ..ServerConfig::default() }
+    ServerConfig::default().without_rate_limits()
 }
 
 /// Sides `s1` (creating it) and `s2` join channel 1 of app `app`.
@@ -227,7 +227,7 @@ fn connections_are_kept_alive() {
 
 #[test]
 fn allocations_are_rate_limited_per_address() {
-    let config = ServerConfig { rate_limit_per_minute: 3, rate_limit_loopback: true, ..ServerConfig::default() };
+    let config = ServerConfig { rate_limit_per_minute: 3, ..ServerConfig::default() };
     let server = TestServer::memory(config);
     let replies: Vec<_> =
         (0..5).map(|i| post(server.addr, "/v1/allocate", &json!({"appid": "app", "side": format!("s{i}")}))).collect();
@@ -236,9 +236,56 @@ fn allocations_are_rate_limited_per_address() {
     let first = replies[0].json()["channel"].clone();
     let limited = post(server.addr, "/v1/join", &json!({"appid": "app", "side": "x", "channel": 1}));
     assert_eq!(limited.error_code(), "rate-limited");
-    // Other operations are not limited.
+    // Posts and fetches have a budget of their own.
     let fetched = post(server.addr, "/v1/fetch", &json!({"appid": "app", "side": "s0", "channel": first}));
     assert_eq!(fetched.status, 200);
+
+    let config = ServerConfig { message_rate_limit_per_minute: 2, ..ServerConfig::default() };
+    let server = TestServer::memory(config);
+    let channel = post(server.addr, "/v1/allocate", &json!({"appid": "app", "side": "s0"})).json()["channel"].clone();
+    let fetch = json!({"appid": "app", "side": "s0", "channel": channel});
+    let statuses: Vec<u16> = (0..3).map(|_| post(server.addr, "/v1/fetch", &fetch).status).collect();
+    assert_eq!(statuses, [200, 200, 429]);
+    let posted = post(
+        server.addr,
+        "/v1/post",
+        &json!({"appid": "app", "side": "s0", "channel": channel, "phase": "p", "body": "x"}),
+    );
+    assert_eq!(posted.error_code(), "rate-limited");
+}
+
+/// POSTs an allocate as a reverse proxy would forward it for `client`.
+fn allocate_forwarded_for(addr: std::net::SocketAddr, client: &str, side: &str) -> u16 {
+    let body = serde_json::to_vec(&json!({"appid": "app", "side": side})).unwrap();
+    let mut bytes = request("POST", "/v1/allocate", Some("application/json"), &body);
+    let head_end = bytes.windows(2).position(|w| w == b"\r\n").unwrap() + 2;
+    let header = format!("X-Forwarded-For: {client}\r\n");
+    bytes.splice(head_end..head_end, header.into_bytes());
+    raw(addr, &bytes).unwrap().status
+}
+
+#[test]
+fn behind_a_trusted_proxy_each_client_has_its_own_limit() {
+    let trusted = ServerConfig {
+        rate_limit_per_minute: 2,
+        trusted_proxies: vec!["127.0.0.1/32".parse().unwrap()],
+        ..ServerConfig::default()
+    };
+    let server = TestServer::memory(trusted);
+    let first: Vec<u16> =
+        (0..3).map(|i| allocate_forwarded_for(server.addr, "203.0.113.1", &format!("a{i}"))).collect();
+    assert_eq!(first, [200, 200, 429]);
+    let second: Vec<u16> =
+        (0..2).map(|i| allocate_forwarded_for(server.addr, "203.0.113.2", &format!("b{i}"))).collect();
+    assert_eq!(second, [200, 200], "another client behind the same proxy is not limited by the first");
+
+    // Without trusting the proxy, the header is anyone's to forge: ignored, and
+    // every request counts against the connection's own address (loopback too).
+    let untrusted = ServerConfig { rate_limit_per_minute: 2, ..ServerConfig::default() };
+    let server = TestServer::memory(untrusted);
+    let statuses: Vec<u16> =
+        (0..3).map(|i| allocate_forwarded_for(server.addr, &format!("203.0.113.{i}"), &format!("c{i}"))).collect();
+    assert_eq!(statuses, [200, 200, 429]);
 }
 
 /// (what, raw request, expected status, expected error code)

@@ -13,7 +13,7 @@ use wormhole_sync_tokio::{Builder, Error, Handle, Schedule};
 const APP: &str = "example.com/app1";
 
 fn config() -> ServerConfig {
-    ServerConfig { rate_limit_per_minute: 0, ..ServerConfig::default() }
+    ServerConfig::default().without_rate_limits()
 }
 
 async fn memory_server() -> RunningServer {

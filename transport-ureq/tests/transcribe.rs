@@ -56,7 +56,7 @@ impl Server {
 }
 
 fn config() -> ServerConfig {
-    ServerConfig { rate_limit_per_minute: 0, ..ServerConfig::default() }
+    ServerConfig::default().without_rate_limits()
 }
 
 fn initiator(server: &Server, data: &[u8]) -> Builder<Initiator> {
