@@ -76,6 +76,18 @@ pub struct ServeArgs {
     /// Forwarded / X-Forwarded-For headers name the client.
     #[arg(long = "trusted-proxy", value_name = "CIDR", env = "WORMHOLE_SYNC_TRUSTED_PROXIES", value_delimiter = ',', value_parser = parse_net)]
     pub trusted_proxies: Vec<IpNet>,
+    /// Close a connection whose client has not read for this long.
+    #[arg(long, default_value = "10s", value_parser = parse_duration)]
+    pub write_timeout: Duration,
+    /// On SIGTERM or Ctrl-C, wait this long for in-flight requests.
+    #[arg(long, default_value = "10s", value_parser = parse_duration)]
+    pub shutdown_grace: Duration,
+    /// Most open connections in all (0: no cap).
+    #[arg(long, default_value_t = 50_000)]
+    pub max_connections: usize,
+    /// Most open connections per client address (0: no cap; trusted proxies exempt).
+    #[arg(long, default_value_t = 500)]
+    pub max_connections_per_address: usize,
     /// Log format.
     #[arg(long, default_value = "text", value_parser = ["text", "json"])]
     pub log_format: String,
@@ -122,6 +134,10 @@ pub async fn serve(args: ServeArgs, name: &str) -> ExitCode {
     config.trusted_proxies = args.trusted_proxies.clone();
     config.sweep_interval = args.sweep_interval;
     config.header_timeout = args.header_timeout;
+    config.write_timeout = args.write_timeout;
+    config.shutdown_grace = args.shutdown_grace;
+    config.max_connections = args.max_connections;
+    config.max_connections_per_address = args.max_connections_per_address;
 
     let (storage, saved) = if args.memory {
         (Storage::memory(), RendezvousSnapshot::new(Vec::new()))

@@ -22,6 +22,11 @@ impl ClientAddresses {
         ClientAddresses { trusted }
     }
 
+    /// Whether `addr` is a trusted proxy.
+    pub(crate) fn is_proxy(&self, addr: IpAddr) -> bool {
+        self.is_trusted(addr)
+    }
+
     fn is_trusted(&self, addr: IpAddr) -> bool {
         self.trusted.iter().any(|net| net.contains(&unmapped(addr)))
     }

@@ -33,6 +33,7 @@ pub(crate) struct App {
     pub(crate) limiter: RateLimiter,
     pub(crate) message_limiter: RateLimiter,
     pub(crate) clients: ClientAddresses,
+    pub(crate) connections: Arc<crate::connections::Connections>,
     pub(crate) config: ServerConfig,
     pub(crate) stopping: AtomicBool,
 }
@@ -83,7 +84,7 @@ pub(crate) fn internal_error() -> HttpResponse {
 
 async fn metrics(State(app): State<Arc<App>>) -> HttpResponse {
     let stats = app.core.lock().stats();
-    let text = app.metrics.render(stats, app.waiters.waiting(), app.storage.healthy());
+    let text = app.metrics.render(stats, app.waiters.waiting(), app.connections.open(), app.storage.healthy());
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], text).into_response()
 }
 

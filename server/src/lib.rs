@@ -24,12 +24,14 @@
 
 pub mod cli;
 mod client_address;
+mod connections;
 mod http;
 mod metrics;
 mod rate_limit;
 mod sqlite;
 mod storage;
 mod waiters;
+mod write_timeout;
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -44,6 +46,7 @@ use tokio::net::TcpListener;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 use wormhole_sync_core::rendezvous::{Rendezvous, RendezvousConfig, RendezvousSnapshot};
+use wormhole_sync_core::wire::ErrorCode;
 
 pub use ipnet::IpNet;
 pub use storage::{Storage, StorageError};
@@ -83,6 +86,16 @@ pub struct ServerConfig {
     /// How long a connection may take to send a request's headers (also
     /// while idle between keep-alive requests) before it is closed.
     pub header_timeout: Duration,
+    /// How long a write may wait for the client to read before the
+    /// connection is closed (a client that stops reading).
+    pub write_timeout: Duration,
+    /// How long a shutdown waits for in-flight requests.
+    pub shutdown_grace: Duration,
+    /// Most open connections in all (0: no cap).
+    pub max_connections: usize,
+    /// Most open connections per client address (IPv6: per /64; trusted
+    /// proxies exempt; 0: no cap).
+    pub max_connections_per_address: usize,
 }
 
 impl Default for ServerConfig {
@@ -97,13 +110,19 @@ impl Default for ServerConfig {
             trusted_proxies: Vec::new(),
             sweep_interval: Duration::from_secs(60),
             header_timeout: Duration::from_secs(30),
+            write_timeout: Duration::from_secs(10),
+            shutdown_grace: Duration::from_secs(10),
+            max_connections: 50_000,
+            max_connections_per_address: 500,
         }
     }
 }
 
 impl ServerConfig {
-    /// The same, with every per-address rate limit off (tests, load
-    /// generators, a server behind a limiter of its own).
+    /// The same, with every per-address limit off (rate limits and the
+    /// connection cap per address: tests and load generators, whose
+    /// clients all come from one address, or a server behind a limiter of
+    /// its own).
     ///
     /// ```
     /// use wormhole_sync_server::ServerConfig;
@@ -114,6 +133,7 @@ impl ServerConfig {
     pub fn without_rate_limits(mut self) -> ServerConfig {
         self.rate_limit_per_minute = 0;
         self.message_rate_limit_per_minute = 0;
+        self.max_connections_per_address = 0;
         self
     }
 }
@@ -150,6 +170,11 @@ impl Server {
                 config.rate_limit_exempt_loopback,
             ),
             clients: client_address::ClientAddresses::new(config.trusted_proxies.clone()),
+            connections: connections::Connections::new(
+                config.max_connections,
+                config.max_connections_per_address,
+                client_address::ClientAddresses::new(config.trusted_proxies.clone()),
+            ),
             config,
             stopping: AtomicBool::new(false),
         });
@@ -184,7 +209,13 @@ impl Server {
             }
         });
         let router = http::router(app.clone());
-        let served = serve_connections(self.listener, router, app.config.header_timeout, async move {
+        let timeouts = Timeouts {
+            header: app.config.header_timeout,
+            write: app.config.write_timeout,
+            shutdown_grace: app.config.shutdown_grace,
+        };
+        let connections = app.connections.clone();
+        let served = serve_connections(self.listener, router, timeouts, connections, async move {
             shutdown.await;
             app.begin_shutdown();
         })
@@ -197,14 +228,28 @@ impl Server {
     }
 }
 
-/// Accepts connections until `shutdown`, then lets each finish its
-/// in-flight request and waits for them all. Unlike `axum::serve`, hyper
-/// gets a timer, so a connection that sends no request headers in time
-/// (idle keep-alive included) is closed instead of held forever.
+/// How long a connection may keep the server waiting.
+#[derive(Clone, Copy, Debug)]
+struct Timeouts {
+    /// For a request's headers, also while idle between requests.
+    header: Duration,
+    /// For any write to make progress: a client that stops reading is closed.
+    write: Duration,
+    /// For in-flight requests to finish once shutdown begins.
+    shutdown_grace: Duration,
+}
+
+/// Accepts connections (within the caps of `connections`) until
+/// `shutdown`, then lets each finish its in-flight request, for at most the
+/// shutdown grace. Unlike `axum::serve`, hyper gets a timer, so a
+/// connection that sends no request headers in time (idle keep-alive
+/// included) is closed instead of held forever, and every write has a
+/// timeout.
 async fn serve_connections(
     listener: TcpListener,
     router: axum::Router,
-    header_timeout: Duration,
+    timeouts: Timeouts,
+    connections: Arc<connections::Connections>,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
     use futures_util::FutureExt as _;
@@ -214,7 +259,7 @@ async fn serve_connections(
     // HTTP/1.1 only, built directly: the version-sniffing `auto` builder keeps
     // state for HTTP/2 in every connection, which waiting clients pay for.
     let mut builder = hyper::server::conn::http1::Builder::new();
-    builder.timer(TokioTimer::new()).header_read_timeout(header_timeout);
+    builder.timer(TokioTimer::new()).header_read_timeout(timeouts.header);
     let builder = Arc::new(builder);
     let graceful = hyper_util::server::graceful::GracefulShutdown::new();
     let mut shutdown = std::pin::pin!(shutdown);
@@ -231,7 +276,15 @@ async fn serve_connections(
             },
             () = &mut shutdown => break,
         };
+        let admitted = match connections.admit(peer.ip()) {
+            Ok(admitted) => admitted,
+            Err(refusal) => {
+                tokio::spawn(turn_away(stream, refusal));
+                continue;
+            }
+        };
         let _ = stream.set_nodelay(true);
+        let stream = write_timeout::WriteTimeout::new(stream, timeouts.write);
         let router = router.clone();
         let service = hyper::service::service_fn(move |mut request: hyper::Request<hyper::body::Incoming>| {
             request.extensions_mut().insert(axum::extract::ConnectInfo(peer));
@@ -253,11 +306,41 @@ async fn serve_connections(
             if let Err(e) = connection.await {
                 tracing::trace!(error = %e, "connection ended with an error");
             }
+            drop(admitted);
         });
     }
     drop(listener);
-    graceful.shutdown().await;
+    if tokio::time::timeout(timeouts.shutdown_grace, graceful.shutdown()).await.is_err() {
+        tracing::warn!(open = connections.open(), "shutdown grace over: leaving the connections still open");
+    }
     Ok(())
+}
+
+/// Answers a connection over a cap with the error, then closes it.
+async fn turn_away(mut stream: tokio::net::TcpStream, refusal: connections::Refusal) {
+    use tokio::io::AsyncWriteExt as _;
+    let e = match refusal {
+        connections::Refusal::Full => wormhole_sync_core::wire::WireError::new(
+            ErrorCode::ServerFull,
+            "the server holds as many connections as it allows",
+        ),
+        connections::Refusal::TooManyFromAddress => {
+            wormhole_sync_core::wire::WireError::new(ErrorCode::RateLimited, "too many connections from this address")
+        }
+    };
+    let body = e.to_json();
+    let head = format!(
+        "HTTP/1.1 {} {}\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n",
+        e.http_status(),
+        if e.http_status() == 429 { "Too Many Requests" } else { "Service Unavailable" },
+        body.len()
+    );
+    let answer = async {
+        stream.write_all(head.as_bytes()).await?;
+        stream.write_all(&body).await?;
+        stream.shutdown().await
+    };
+    let _ = tokio::time::timeout(Duration::from_secs(1), answer).await;
 }
 
 /// A server running on a background task (tests, embedding).
@@ -422,7 +505,13 @@ mod tests {
         let listener = runtime.block_on(TcpListener::bind("127.0.0.1:0")).unwrap();
         let addr = listener.local_addr().unwrap();
         let (stop, stopped) = oneshot::channel::<()>();
-        let served = runtime.spawn(serve_connections(listener, router, Duration::from_secs(5), async move {
+        let timeouts = Timeouts {
+            header: Duration::from_secs(5),
+            write: Duration::from_secs(5),
+            shutdown_grace: Duration::from_secs(5),
+        };
+        let connections = connections::Connections::new(0, 0, client_address::ClientAddresses::default());
+        let served = runtime.spawn(serve_connections(listener, router, timeouts, connections, async move {
             let _ = stopped.await;
         }));
         let boom = get(addr, "/boom");

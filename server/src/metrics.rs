@@ -17,13 +17,20 @@ impl Metrics {
         *self.requests.lock().entry((route, code)).or_default() += 1;
     }
 
-    pub(crate) fn render(&self, stats: RendezvousStats, waiting: i64, storage_healthy: bool) -> String {
+    pub(crate) fn render(
+        &self,
+        stats: RendezvousStats,
+        waiting: i64,
+        connections: usize,
+        storage_healthy: bool,
+    ) -> String {
         let mut out = String::new();
         let gauges = [
             ("wormhole_channels_open", "Open channels.", stats.channels as i64),
             ("wormhole_messages_stored", "Messages stored in open channels.", stats.messages as i64),
             ("wormhole_apps_active", "Application ids with open channels.", stats.apps as i64),
             ("wormhole_longpolls_waiting", "Fetches waiting for a message.", waiting),
+            ("wormhole_connections_open", "Open client connections.", connections as i64),
             ("wormhole_storage_healthy", "1 while storage accepts writes.", i64::from(storage_healthy)),
         ];
         for (name, help, value) in gauges {
