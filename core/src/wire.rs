@@ -623,6 +623,8 @@ pub enum ErrorCode {
     BodyTooLarge,
     /// HTTP: the body is not `application/json`.
     UnsupportedMediaType,
+    /// HTTP: the request's headers (or path) are larger than the server reads.
+    HeadersTooLarge,
     /// HTTP: too many requests from this address (retry later).
     RateLimited,
     /// A fault on the server (a bug: never expected).
@@ -631,7 +633,7 @@ pub enum ErrorCode {
 
 impl ErrorCode {
     /// Every code, for tables and tests.
-    pub const ALL: [ErrorCode; 21] = [
+    pub const ALL: [ErrorCode; 22] = [
         ErrorCode::BadRequest,
         ErrorCode::InvalidAppid,
         ErrorCode::InvalidSide,
@@ -651,6 +653,7 @@ impl ErrorCode {
         ErrorCode::MethodNotAllowed,
         ErrorCode::BodyTooLarge,
         ErrorCode::UnsupportedMediaType,
+        ErrorCode::HeadersTooLarge,
         ErrorCode::RateLimited,
         ErrorCode::Internal,
     ];
@@ -677,6 +680,7 @@ impl ErrorCode {
             ErrorCode::MethodNotAllowed => "method-not-allowed",
             ErrorCode::BodyTooLarge => "body-too-large",
             ErrorCode::UnsupportedMediaType => "unsupported-media-type",
+            ErrorCode::HeadersTooLarge => "headers-too-large",
             ErrorCode::RateLimited => "rate-limited",
             ErrorCode::Internal => "internal",
         }
@@ -698,6 +702,7 @@ impl ErrorCode {
             ErrorCode::Burned => 410,
             ErrorCode::MessageTooLarge | ErrorCode::BodyTooLarge => 413,
             ErrorCode::UnsupportedMediaType => 415,
+            ErrorCode::HeadersTooLarge => 431,
             ErrorCode::TooManyChannels | ErrorCode::RateLimited => 429,
             ErrorCode::Internal => 500,
             ErrorCode::ServerFull | ErrorCode::StorageUnavailable => 503,

@@ -1,10 +1,12 @@
-//! A connection whose writes must make progress: when the client stops
-//! reading and a write has been blocked for the timeout, the write fails
-//! and hyper closes the connection, freeing what it held.
-//!
-//! (A timer reset by every successful flush, as general-purpose timeout
-//! wrappers do, never fires under hyper: it flushes between blocked writes,
-//! and flushing a TCP stream always succeeds.)
+//! A client connection as the server writes to it:
+//! - its writes must make progress: when the client stops reading and a
+//!   write has been blocked for the timeout, the write fails and hyper
+//!   closes the connection, freeing what it held. (A timer reset by every
+//!   successful flush, as general-purpose timeout wrappers do, never fires
+//!   under hyper: it flushes between blocked writes, and flushing a TCP
+//!   stream always succeeds.)
+//! - the answers hyper writes by itself for requests it cannot parse (400,
+//!   414, 431, with no body) get the JSON error body every other answer has.
 
 use std::future::Future;
 use std::io;
@@ -15,17 +17,43 @@ use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
 use tokio::time::Sleep;
+use wormhole_sync_core::wire::{ErrorCode, WireError};
 
 pub(crate) struct WriteTimeout {
     inner: TcpStream,
     timeout: Duration,
     /// Set while a write is blocked: when it fires, the write fails.
     blocked: Option<Pin<Box<Sleep>>>,
+    /// The JSON answer that replaces hyper's bodiless one, and how much of
+    /// it is written.
+    replacement: Option<(Vec<u8>, usize)>,
 }
 
 impl WriteTimeout {
     pub(crate) fn new(inner: TcpStream, timeout: Duration) -> WriteTimeout {
-        WriteTimeout { inner, timeout, blocked: None }
+        WriteTimeout { inner, timeout, blocked: None, replacement: None }
+    }
+
+    /// Writes what is left of a replacement answer; Ready once it is all out.
+    fn drain_replacement(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        while let Some((bytes, written)) = &mut self.replacement {
+            if *written == bytes.len() {
+                self.replacement = None;
+                break;
+            }
+            let result = Pin::new(&mut self.inner).poll_write(cx, &bytes[*written..]);
+            match self.watch(cx, result) {
+                Poll::Ready(Ok(0)) => return Poll::Ready(Err(io::ErrorKind::WriteZero.into())),
+                Poll::Ready(Ok(n)) => {
+                    if let Some((_, written)) = &mut self.replacement {
+                        *written += n;
+                    }
+                }
+                Poll::Ready(Err(e)) => return Poll::Ready(Err(e)),
+                Poll::Pending => return Poll::Pending,
+            }
+        }
+        Poll::Ready(Ok(()))
     }
 
     /// Turns a write's result into a timeout once it has been blocked too long.
@@ -51,28 +79,51 @@ impl AsyncRead for WriteTimeout {
 
 impl AsyncWrite for WriteTimeout {
     fn poll_write(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
+        std::task::ready!(self.drain_replacement(cx))?;
+        if let Some(answer) = json_for_automatic_answer(buf) {
+            // Taken whole in place of hyper's bytes; written out by the drain.
+            self.replacement = Some((answer, 0));
+            std::task::ready!(self.drain_replacement(cx))?;
+            return Poll::Ready(Ok(buf.len()));
+        }
         let result = Pin::new(&mut self.inner).poll_write(cx, buf);
         self.watch(cx, result)
     }
 
-    fn poll_write_vectored(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        bufs: &[io::IoSlice<'_>],
-    ) -> Poll<io::Result<usize>> {
-        let result = Pin::new(&mut self.inner).poll_write_vectored(cx, bufs);
-        self.watch(cx, result)
-    }
-
-    fn is_write_vectored(&self) -> bool {
-        self.inner.is_write_vectored()
-    }
+    // Not vectored: hyper then gathers each answer into one buffer, so an
+    // automatic answer arrives whole in one `poll_write`.
 
     fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        std::task::ready!(self.drain_replacement(cx))?;
         Pin::new(&mut self.inner).poll_flush(cx)
     }
 
     fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        std::task::ready!(self.drain_replacement(cx))?;
         Pin::new(&mut self.inner).poll_shutdown(cx)
     }
+}
+
+/// The JSON answer for one hyper writes by itself: an error status with an
+/// empty body and no content type (every answer of ours has one).
+fn json_for_automatic_answer(buf: &[u8]) -> Option<Vec<u8>> {
+    let status: u16 = std::str::from_utf8(buf.strip_prefix(b"HTTP/1.1 ")?.get(..3)?).ok()?.parse().ok()?;
+    let head_end = buf.windows(4).position(|w| w == b"\r\n\r\n")? + 4;
+    let head = String::from_utf8_lossy(&buf[..head_end]).to_ascii_lowercase();
+    if !(400..=599).contains(&status) || head.contains("\r\ncontent-type:") || head_end != buf.len() {
+        return None;
+    }
+    let (code, reason, message) = match status {
+        431 => (ErrorCode::HeadersTooLarge, "Request Header Fields Too Large", "the request headers are too large"),
+        414 => (ErrorCode::HeadersTooLarge, "URI Too Long", "the request path is too long"),
+        _ => (ErrorCode::BadRequest, "Bad Request", "the request is not well-formed HTTP/1.1"),
+    };
+    let body = WireError::new(code, message).to_json();
+    let mut answer = format!(
+        "HTTP/1.1 {status} {reason}\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n",
+        body.len()
+    )
+    .into_bytes();
+    answer.extend_from_slice(&body);
+    Some(answer)
 }

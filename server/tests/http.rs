@@ -405,3 +405,17 @@ fn silent_and_idle_connections_are_closed() {
     let _ = idle.read_to_end(&mut rest);
     assert!(started.elapsed() < Duration::from_secs(15), "the idle connection was held open");
 }
+
+#[test]
+fn requests_hyper_cannot_parse_get_json_errors_too() {
+    let server = TestServer::memory(quiet_config());
+    let malformed = raw(server.addr, b"GARBAGE / HTTP/9.9\r\n\r\n").unwrap();
+    assert_eq!((malformed.status, malformed.error_code().as_str()), (400, "bad-request"));
+    let huge = format!("GET /health HTTP/1.1\r\nHost: x\r\nX-Big: {}\r\n\r\n", "a".repeat(600 * 1024));
+    let too_large = raw(server.addr, huge.as_bytes()).unwrap();
+    assert_eq!((too_large.status, too_large.error_code().as_str()), (431, "headers-too-large"));
+    // Ordinary answers are untouched.
+    assert_eq!(get(server.addr, "/health").status, 200);
+    let missing = get(server.addr, "/nowhere");
+    assert_eq!((missing.status, missing.error_code().as_str()), (404, "not-found"));
+}
