@@ -571,6 +571,24 @@ impl Rendezvous {
         self.apps.get(appid).is_some_and(|a| a.channels.contains_key(&channel.get()))
     }
 
+    /// Whether any channel of `appid` exists.
+    pub fn has_app(&self, appid: &str) -> bool {
+        self.apps.contains_key(appid)
+    }
+
+    /// Whether `side` already posted in `phase` of this channel (a repeated
+    /// post stores nothing new).
+    pub fn has_posted(&self, appid: &str, channel: ChannelId, side: &str, phase: &str) -> bool {
+        let found = self.apps.get(appid).and_then(|a| a.channels.get(&channel.get()));
+        found.is_some_and(|c| c.messages.iter().any(|m| m.side == side && m.phase == phase))
+    }
+
+    /// The bytes of message bodies a channel stores (0 if it does not exist).
+    pub fn stored_bytes(&self, appid: &str, channel: ChannelId) -> u64 {
+        let found = self.apps.get(appid).and_then(|a| a.channels.get(&channel.get()));
+        found.map_or(0, |c| c.messages.iter().map(|m| m.body.len() as u64).sum())
+    }
+
     /// One channel's state (for persisting it after a change), if it exists.
     pub fn channel_snapshot(&self, appid: &str, channel: ChannelId) -> Option<ChannelSnapshot> {
         let found = self.apps.get(appid)?.channels.get(&channel.get())?;

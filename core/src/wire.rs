@@ -627,13 +627,16 @@ pub enum ErrorCode {
     HeadersTooLarge,
     /// HTTP: too many requests from this address (retry later).
     RateLimited,
+    /// The client, its application id or the server stores as many bytes
+    /// as the server allows (retry later: closing channels frees them).
+    OverBudget,
     /// A fault on the server (a bug: never expected).
     Internal,
 }
 
 impl ErrorCode {
     /// Every code, for tables and tests.
-    pub const ALL: [ErrorCode; 22] = [
+    pub const ALL: [ErrorCode; 23] = [
         ErrorCode::BadRequest,
         ErrorCode::InvalidAppid,
         ErrorCode::InvalidSide,
@@ -655,6 +658,7 @@ impl ErrorCode {
         ErrorCode::UnsupportedMediaType,
         ErrorCode::HeadersTooLarge,
         ErrorCode::RateLimited,
+        ErrorCode::OverBudget,
         ErrorCode::Internal,
     ];
 
@@ -682,6 +686,7 @@ impl ErrorCode {
             ErrorCode::UnsupportedMediaType => "unsupported-media-type",
             ErrorCode::HeadersTooLarge => "headers-too-large",
             ErrorCode::RateLimited => "rate-limited",
+            ErrorCode::OverBudget => "over-budget",
             ErrorCode::Internal => "internal",
         }
     }
@@ -703,7 +708,7 @@ impl ErrorCode {
             ErrorCode::MessageTooLarge | ErrorCode::BodyTooLarge => 413,
             ErrorCode::UnsupportedMediaType => 415,
             ErrorCode::HeadersTooLarge => 431,
-            ErrorCode::TooManyChannels | ErrorCode::RateLimited => 429,
+            ErrorCode::TooManyChannels | ErrorCode::RateLimited | ErrorCode::OverBudget => 429,
             ErrorCode::Internal => 500,
             ErrorCode::ServerFull | ErrorCode::StorageUnavailable => 503,
         }

@@ -88,6 +88,19 @@ pub struct ServeArgs {
     /// Most open connections per client address (0: no cap; trusted proxies exempt).
     #[arg(long, default_value_t = 500)]
     pub max_connections_per_address: usize,
+    /// Most bytes of messages one client address (IPv6: per /64) may have stored
+    /// at once (0: no budget).
+    #[arg(long, default_value_t = 16 * 1024 * 1024)]
+    pub max_bytes_per_address: u64,
+    /// Most bytes of messages one application id may have stored at once (0: no budget).
+    #[arg(long, default_value_t = 256 * 1024 * 1024)]
+    pub max_bytes_per_app: u64,
+    /// Most bytes of messages stored in all (0: no budget).
+    #[arg(long, default_value_t = 2 * 1024 * 1024 * 1024)]
+    pub max_bytes: u64,
+    /// Most application ids with channels at once (0: no cap).
+    #[arg(long, default_value_t = 100_000)]
+    pub max_apps: usize,
     /// Log format.
     #[arg(long, default_value = "text", value_parser = ["text", "json"])]
     pub log_format: String,
@@ -138,6 +151,10 @@ pub async fn serve(args: ServeArgs, name: &str) -> ExitCode {
     config.shutdown_grace = args.shutdown_grace;
     config.max_connections = args.max_connections;
     config.max_connections_per_address = args.max_connections_per_address;
+    config.max_bytes_per_address = args.max_bytes_per_address;
+    config.max_bytes_per_app = args.max_bytes_per_app;
+    config.max_bytes = args.max_bytes;
+    config.max_apps = args.max_apps;
 
     let (storage, saved) = if args.memory {
         (Storage::memory(), RendezvousSnapshot::new(Vec::new()))

@@ -1,6 +1,6 @@
 //! The HTTP binding: routes, body limits, error bodies, long-polls.
 
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
@@ -34,6 +34,7 @@ pub(crate) struct App {
     pub(crate) message_limiter: RateLimiter,
     pub(crate) clients: ClientAddresses,
     pub(crate) connections: Arc<crate::connections::Connections>,
+    pub(crate) budgets: crate::budgets::Budgets,
     pub(crate) config: ServerConfig,
     pub(crate) stopping: AtomicBool,
 }
@@ -84,7 +85,15 @@ pub(crate) fn internal_error() -> HttpResponse {
 
 async fn metrics(State(app): State<Arc<App>>) -> HttpResponse {
     let stats = app.core.lock().stats();
-    let text = app.metrics.render(stats, app.waiters.waiting(), app.connections.open(), app.storage.healthy());
+    let (stored, clients) = app.budgets.usage();
+    let text = app.metrics.render(
+        stats,
+        app.waiters.waiting(),
+        app.connections.open(),
+        stored,
+        clients,
+        app.storage.healthy(),
+    );
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], text).into_response()
 }
 
@@ -159,15 +168,15 @@ impl App {
             Err(_) => return Err(error(ErrorCode::BadRequest, "the request body did not arrive in time")),
         };
         match Request::parse(route, &bytes)? {
-            request if request.wait_ms() > 0 => self.long_poll(request).await,
-            request => self.apply(&request).await,
+            request if request.wait_ms() > 0 => self.long_poll(request, client).await,
+            request => self.apply(&request, client).await,
         }
     }
 
     /// Applies a request to the state, queues its change, and answers once
     /// the change is durable.
-    async fn apply(&self, request: &Request) -> Result<Response, WireError> {
-        let (result, barrier) = self.handle_and_record(request);
+    async fn apply(&self, request: &Request, client: IpAddr) -> Result<Response, WireError> {
+        let (result, barrier) = self.handle_and_record(request, client);
         self.durable(barrier).await?;
         if let (Ok(_), true, Some(channel)) = (&result, request.wakes_waiters(), request.channel()) {
             self.waiters.wake(request.appid(), channel);
@@ -185,17 +194,30 @@ impl App {
     /// Runs the request on the state machine and queues what changed.
     /// Returns the answer and the journal position that must be durable
     /// before it is sent.
-    fn handle_and_record(&self, request: &Request) -> (Result<Response, WireError>, u64) {
+    fn handle_and_record(&self, request: &Request, client: IpAddr) -> (Result<Response, WireError>, u64) {
         let mut core = self.core.lock();
         let existed = request.channel().is_some_and(|c| core.contains(request.appid(), c));
+        if let Err(refused) = self.within_budgets(&core, request, client) {
+            return (Err(refused), self.storage.last_recorded());
+        }
+        let messages_before = core.stats().messages;
         let at = now();
         let result = core.handle(at, request);
+        if let (Request::Post(post), Ok(_)) = (request, &result) {
+            if core.stats().messages > messages_before {
+                self.budgets.charge(&post.appid, post.channel, client, post.body.len() as u64);
+            }
+        }
         let channel = match (request.channel(), &result) {
             (Some(channel), _) => channel,
             (None, Ok(Response::Allocated(allocated))) => allocated.channel,
             _ => return (result, self.storage.last_recorded()),
         };
         let appid = request.appid().to_string();
+        if !core.contains(&appid, channel) || core.stored_bytes(&appid, channel) == 0 {
+            // Its log is gone (deleted, or burned by a wrong code): its bytes are free again.
+            self.budgets.release(&appid, channel);
+        }
         if !core.contains(&appid, channel) {
             // Deleted by this request (a final close, or found idle): forget it on disk too.
             let barrier = if existed {
@@ -229,18 +251,37 @@ impl App {
         (result, barrier)
     }
 
+    /// Refuses what would store more than a budget allows: a new message
+    /// past the client's, the app's or the server's byte budget, or a
+    /// channel for an application id past the cap on them.
+    fn within_budgets(&self, core: &Rendezvous, request: &Request, client: IpAddr) -> Result<(), WireError> {
+        match request {
+            Request::Post(post) if !core.has_posted(&post.appid, post.channel, &post.side, &post.phase) => {
+                self.budgets.check(&post.appid, client, post.body.len() as u64)
+            }
+            Request::Allocate(_) | Request::Join(_) => {
+                let max = self.config.max_apps;
+                if max > 0 && !core.has_app(request.appid()) && core.stats().apps >= max {
+                    return Err(error(ErrorCode::ServerFull, "the server holds as many application ids as it allows"));
+                }
+                Ok(())
+            }
+            _ => Ok(()),
+        }
+    }
+
     /// A request that asked to be held (a fetch with a wait, or a post with
     /// a cursor and a wait): applied at once, then, while its log has no
     /// news for its side, held until a post or close touches the channel,
     /// its wait ends, or the server stops.
-    async fn long_poll(&self, request: Request) -> Result<Response, WireError> {
+    async fn long_poll(&self, request: Request, client: IpAddr) -> Result<Response, WireError> {
         let wait = Duration::from_millis(request.wait_ms()).min(self.config.rendezvous.max_wait);
         let deadline = tokio::time::Instant::now() + wait;
         let (appid, side) = (request.appid(), request.side());
         let channel = request.channel().expect("long-polls name a channel");
         let (first, after) = match &request {
             // A post is stored (and wakes the others) before it waits.
-            Request::Post(post) => (Some(self.apply(&request).await?), post.after.unwrap_or(0)),
+            Request::Post(post) => (Some(self.apply(&request, client).await?), post.after.unwrap_or(0)),
             Request::Fetch(fetch) => (None, fetch.after),
             _ => unreachable!("only fetches and posts wait"),
         };
@@ -252,7 +293,7 @@ impl App {
             // Register before looking, so a post landing in between still wakes us.
             let waiter = self.waiters.register(appid, channel);
             let woken = waiter.notified();
-            let (result, barrier) = self.handle_and_record(&read);
+            let (result, barrier) = self.handle_and_record(&read, client);
             self.durable(barrier).await?;
             let log = match result? {
                 Response::Fetched(log) => log,
@@ -289,6 +330,7 @@ impl App {
                 let (expired, done) = core.expire_step(now(), &mut cursor, SWEEP_STEP);
                 for (appid, channel) in &expired {
                     self.storage.record(Change::Delete { appid: appid.clone(), channel: *channel });
+                    self.budgets.release(appid, *channel);
                 }
                 (expired, done)
             };

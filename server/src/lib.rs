@@ -22,6 +22,7 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+mod budgets;
 pub mod cli;
 mod client_address;
 mod connections;
@@ -96,6 +97,15 @@ pub struct ServerConfig {
     /// Most open connections per client address (IPv6: per /64; trusted
     /// proxies exempt; 0: no cap).
     pub max_connections_per_address: usize,
+    /// Most bytes of messages one client address (IPv6: per /64) may have
+    /// stored at once (0: no budget).
+    pub max_bytes_per_address: u64,
+    /// Most bytes of messages one application id may have stored at once.
+    pub max_bytes_per_app: u64,
+    /// Most bytes of messages stored in all.
+    pub max_bytes: u64,
+    /// Most application ids with channels at once (0: no cap).
+    pub max_apps: usize,
 }
 
 impl Default for ServerConfig {
@@ -114,6 +124,10 @@ impl Default for ServerConfig {
             shutdown_grace: Duration::from_secs(10),
             max_connections: 50_000,
             max_connections_per_address: 500,
+            max_bytes_per_address: 16 * 1024 * 1024,
+            max_bytes_per_app: 256 * 1024 * 1024,
+            max_bytes: 2 * 1024 * 1024 * 1024,
+            max_apps: 100_000,
         }
     }
 }
@@ -134,6 +148,7 @@ impl ServerConfig {
         self.rate_limit_per_minute = 0;
         self.message_rate_limit_per_minute = 0;
         self.max_connections_per_address = 0;
+        self.max_bytes_per_address = 0;
         self
     }
 }
@@ -155,6 +170,12 @@ impl Server {
         let mut seed = [0u8; 32];
         rand_core::OsRng.try_fill_bytes(&mut seed).map_err(|e| std::io::Error::other(e.to_string()))?;
         // Channel ids are drawn at random: seeded from the OS so nobody can predict them.
+        let limits = budgets::Limits {
+            per_app: config.max_bytes_per_app,
+            per_client: config.max_bytes_per_address,
+            total: config.max_bytes,
+        };
+        let budgets = budgets::Budgets::new(limits, &saved);
         let core = Rendezvous::restore(config.rendezvous.clone(), saved)
             .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidData, e))?
             .with_seed(seed);
@@ -170,6 +191,7 @@ impl Server {
                 config.rate_limit_exempt_loopback,
             ),
             clients: client_address::ClientAddresses::new(config.trusted_proxies.clone()),
+            budgets,
             connections: connections::Connections::new(
                 config.max_connections,
                 config.max_connections_per_address,

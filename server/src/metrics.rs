@@ -22,6 +22,8 @@ impl Metrics {
         stats: RendezvousStats,
         waiting: i64,
         connections: usize,
+        stored_bytes: u64,
+        storing_clients: usize,
         storage_healthy: bool,
     ) -> String {
         let mut out = String::new();
@@ -31,6 +33,12 @@ impl Metrics {
             ("wormhole_apps_active", "Application ids with open channels.", stats.apps as i64),
             ("wormhole_longpolls_waiting", "Fetches waiting for a message.", waiting),
             ("wormhole_connections_open", "Open client connections.", connections as i64),
+            ("wormhole_stored_bytes", "Bytes of message bodies stored (the total budget's use).", stored_bytes as i64),
+            (
+                "wormhole_storing_clients",
+                "Client addresses with messages stored (per-address budgets).",
+                storing_clients as i64,
+            ),
             ("wormhole_storage_healthy", "1 while storage accepts writes.", i64::from(storage_healthy)),
         ];
         for (name, help, value) in gauges {

@@ -1,0 +1,142 @@
+//! Budgets of stored bytes, so no one can pin the server's memory and disk
+//! for the days channels live: per application id, per client address
+//! (IPv6 by /64) and in total, plus a cap on application ids. Each stored
+//! message is charged to its app and to the client that posted it, and
+//! given back when its channel's log is dropped (closed, burned, expired).
+
+use std::collections::HashMap;
+use std::net::IpAddr;
+
+use parking_lot::Mutex;
+use wormhole_sync_core::rendezvous::RendezvousSnapshot;
+use wormhole_sync_core::wire::{ErrorCode, WireError};
+use wormhole_sync_core::ChannelId;
+
+use crate::client_address::subscriber;
+
+/// The limits; 0 turns one off.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Limits {
+    pub(crate) per_app: u64,
+    pub(crate) per_client: u64,
+    pub(crate) total: u64,
+}
+
+/// What one channel's log holds, by whom (`None`: restored from disk,
+/// where the poster's address is not kept).
+type Charges = Vec<(Option<IpAddr>, u64)>;
+
+#[derive(Default)]
+struct Usage {
+    total: u64,
+    apps: HashMap<String, u64>,
+    clients: HashMap<IpAddr, u64>,
+    channels: HashMap<(String, u32), Charges>,
+}
+
+pub(crate) struct Budgets {
+    limits: Limits,
+    usage: Mutex<Usage>,
+}
+
+fn over(what: &str) -> WireError {
+    WireError::new(ErrorCode::OverBudget, format!("{what} stores as many bytes as this server allows; retry later"))
+}
+
+impl Budgets {
+    /// Budgets already charged with what `saved` holds.
+    pub(crate) fn new(limits: Limits, saved: &RendezvousSnapshot) -> Budgets {
+        let mut usage = Usage::default();
+        for channel in &saved.channels {
+            let bytes: u64 = channel.messages.iter().map(|m| m.body.len() as u64).sum();
+            if bytes > 0 {
+                usage.total += bytes;
+                *usage.apps.entry(channel.appid.clone()).or_default() += bytes;
+                usage.channels.insert((channel.appid.clone(), channel.channel.get()), vec![(None, bytes)]);
+            }
+        }
+        Budgets { limits, usage: Mutex::new(usage) }
+    }
+
+    /// Whether storing `bytes` more for `appid` from `client` stays within
+    /// every budget.
+    pub(crate) fn check(&self, appid: &str, client: IpAddr, bytes: u64) -> Result<(), WireError> {
+        let usage = self.usage.lock();
+        let within = |used: u64, limit: u64| limit == 0 || used + bytes <= limit;
+        if !within(usage.total, self.limits.total) {
+            return Err(over("the server"));
+        }
+        if !within(usage.apps.get(appid).copied().unwrap_or(0), self.limits.per_app) {
+            return Err(over("this application id"));
+        }
+        if !within(usage.clients.get(&subscriber(client)).copied().unwrap_or(0), self.limits.per_client) {
+            return Err(over("this address"));
+        }
+        Ok(())
+    }
+
+    /// Charges a stored message.
+    pub(crate) fn charge(&self, appid: &str, channel: ChannelId, client: IpAddr, bytes: u64) {
+        let client = subscriber(client);
+        let mut usage = self.usage.lock();
+        usage.total += bytes;
+        *usage.apps.entry(appid.to_string()).or_default() += bytes;
+        *usage.clients.entry(client).or_default() += bytes;
+        usage.channels.entry((appid.to_string(), channel.get())).or_default().push((Some(client), bytes));
+    }
+
+    /// Gives back everything a channel's log held.
+    pub(crate) fn release(&self, appid: &str, channel: ChannelId) {
+        let mut usage = self.usage.lock();
+        let Some(charges) = usage.channels.remove(&(appid.to_string(), channel.get())) else { return };
+        for (client, bytes) in charges {
+            usage.total -= bytes;
+            if let Some(app) = usage.apps.get_mut(appid) {
+                *app -= bytes;
+                if *app == 0 {
+                    usage.apps.remove(appid);
+                }
+            }
+            if let Some(client) = client {
+                if let Some(used) = usage.clients.get_mut(&client) {
+                    *used -= bytes;
+                    if *used == 0 {
+                        usage.clients.remove(&client);
+                    }
+                }
+            }
+        }
+    }
+
+    /// Bytes stored in all, and how many client addresses hold some.
+    pub(crate) fn usage(&self) -> (u64, usize) {
+        let usage = self.usage.lock();
+        (usage.total, usage.clients.len())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn charges_are_bounded_and_given_back() {
+        let limits = Limits { per_app: 1_000, per_client: 300, total: 1_500 };
+        let budgets = Budgets::new(limits, &RendezvousSnapshot::new(Vec::new()));
+        let (a, b): (IpAddr, IpAddr) = ("192.0.2.1".parse().unwrap(), "192.0.2.2".parse().unwrap());
+        let ch = |n| ChannelId::new(n).unwrap();
+        budgets.check("app", a, 300).unwrap();
+        budgets.charge("app", ch(1), a, 300);
+        assert_eq!(budgets.check("app", a, 1).unwrap_err().code, ErrorCode::OverBudget, "the address is full");
+        budgets.check("app", b, 300).unwrap();
+        budgets.charge("app", ch(2), b, 300);
+        budgets.release("app", ch(1));
+        assert_eq!(budgets.usage(), (300, 1));
+        budgets.check("app", a, 300).unwrap();
+        budgets.charge("other", ch(1), "2001:db8::1".parse().unwrap(), 300);
+        assert!(budgets.check("other", "2001:db8::2".parse().unwrap(), 1).is_err(), "a /64 shares one budget");
+        budgets.release("app", ch(2));
+        budgets.release("other", ch(1));
+        assert_eq!(budgets.usage(), (0, 0));
+    }
+}
