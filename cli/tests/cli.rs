@@ -432,3 +432,60 @@ fn serve_runs_the_server() {
     serve.kill().unwrap();
     serve.wait().unwrap();
 }
+
+/// A fresh CA (its DER) and a certificate for 127.0.0.1 it signed, written to `cert` and `key`.
+fn issue_certificate(cert: &std::path::Path, key: &std::path::Path) -> Vec<u8> {
+    let ca_key = rcgen::KeyPair::generate().unwrap();
+    let mut ca = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+    ca.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+    let ca = ca.self_signed(&ca_key).unwrap();
+    let leaf_key = rcgen::KeyPair::generate().unwrap();
+    let mut leaf = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+    leaf.subject_alt_names.push(rcgen::SanType::IpAddress(std::net::Ipv4Addr::LOCALHOST.into()));
+    let leaf = leaf.signed_by(&leaf_key, &ca, &ca_key).unwrap();
+    std::fs::write(cert, leaf.pem()).unwrap();
+    std::fs::write(key, leaf_key.serialize_pem()).unwrap();
+    ca.der().to_vec()
+}
+
+/// GET /health over HTTPS trusting only `ca`, on a fresh connection.
+fn healthy_with(url: &str, ca: &[u8]) -> bool {
+    use wormhole_sync_ureq::ureq;
+    let roots =
+        ureq::tls::RootCerts::Specific(std::sync::Arc::new(vec![ureq::tls::Certificate::from_der(ca).to_owned()]));
+    let tls = ureq::tls::TlsConfig::builder().root_certs(roots).build();
+    let agent: ureq::Agent = ureq::Agent::config_builder().tls_config(tls).build().into();
+    agent.get(format!("{url}/health")).call().is_ok_and(|r| r.status() == 200)
+}
+
+#[cfg(unix)]
+#[test]
+fn serve_speaks_https_and_reloads_its_certificate_on_sighup() {
+    let dir = tempfile::tempdir().unwrap();
+    let (cert, key) = (dir.path().join("cert.pem"), dir.path().join("key.pem"));
+    let first_ca = issue_certificate(&cert, &key);
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let listen = format!("127.0.0.1:{port}");
+    let (cert_arg, key_arg) = (cert.display().to_string(), key.display().to_string());
+    let args = ["serve", "--memory", "--listen", &listen, "--tls-cert", &cert_arg, "--tls-key", &key_arg];
+    let mut serve = Command::new(BIN).args(args).stdout(Stdio::null()).spawn().unwrap();
+    let url = format!("https://{listen}");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !healthy_with(&url, &first_ca) {
+        assert!(Instant::now() < deadline, "serve did not come up over HTTPS");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    // A renewed certificate from another CA, then SIGHUP: new connections get it.
+    let second_ca = issue_certificate(&cert, &key);
+    assert!(!healthy_with(&url, &second_ca), "the old certificate is still served before the signal");
+    let status = Command::new("kill").args(["-HUP", &serve.id().to_string()]).status().unwrap();
+    assert!(status.success());
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !healthy_with(&url, &second_ca) {
+        assert!(Instant::now() < deadline, "the renewed certificate was not served after SIGHUP");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert!(!healthy_with(&url, &first_ca));
+    serve.kill().unwrap();
+    serve.wait().unwrap();
+}

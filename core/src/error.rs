@@ -30,7 +30,9 @@ pub enum Error {
     /// The hard timeout passed before the exchange completed.
     #[error("timed out before the exchange completed")]
     Timeout,
-    /// The hard timeout passed and the rendezvous server never answered once.
+    /// The hard timeout passed and the rendezvous server never answered
+    /// once, or a connection failed in a way retrying cannot fix (its TLS
+    /// certificate is not trusted): see the cause.
     #[error("could not reach the rendezvous server")]
     ServerUnreachable {
         /// What the last attempt saw.
@@ -218,18 +220,51 @@ impl fmt::Display for ServerErrorCode {
 #[derive(Clone)]
 pub struct TransportError {
     inner: Arc<dyn std::error::Error + Send + Sync + 'static>,
+    permanent: bool,
 }
 
 impl TransportError {
-    /// Wraps a transport's error.
+    /// Wraps a transport's error; the request is retried per the schedule.
     pub fn new(error: impl std::error::Error + Send + Sync + 'static) -> TransportError {
-        TransportError { inner: Arc::new(error) }
+        TransportError { inner: Arc::new(error), permanent: false }
+    }
+
+    /// Wraps an error retrying cannot fix (the server's TLS certificate is
+    /// not trusted, say): the exchange fails at once with
+    /// [`Error::ServerUnreachable`] instead of retrying until its timeout.
+    pub fn permanent(error: impl std::error::Error + Send + Sync + 'static) -> TransportError {
+        TransportError { inner: Arc::new(error), permanent: true }
+    }
+
+    /// Wraps a transport's error, [permanent](Self::permanent) if any
+    /// error in its chain of causes (looking inside I/O errors too) makes
+    /// `is_permanent` true: a transport passes "is it a TLS error?".
+    pub fn classify(
+        error: impl std::error::Error + Send + Sync + 'static,
+        is_permanent: impl Fn(&(dyn std::error::Error + 'static)) -> bool,
+    ) -> TransportError {
+        let mut source: Option<&(dyn std::error::Error + 'static)> = Some(&error);
+        let mut permanent = false;
+        while let Some(e) = source {
+            let inside_io = e.downcast_ref::<std::io::Error>().and_then(|io| io.get_ref());
+            if is_permanent(e) || inside_io.is_some_and(|inner| is_permanent(inner)) {
+                permanent = true;
+                break;
+            }
+            source = e.source().or_else(|| inside_io.map(|inner| inner as &(dyn std::error::Error + 'static)));
+        }
+        TransportError { inner: Arc::new(error), permanent }
     }
 
     /// A cause known only by its description (a restored exchange's, or
     /// the core's own "no answer in time").
     pub fn from_message(message: &str) -> TransportError {
-        TransportError { inner: Arc::new(Message(printable(message, 1024))) }
+        TransportError { inner: Arc::new(Message(printable(message, 1024))), permanent: false }
+    }
+
+    /// Whether retrying cannot help.
+    pub fn is_permanent(&self) -> bool {
+        self.permanent
     }
 
     /// The description with every cause, `: `-separated, as one printable line.

@@ -9,7 +9,7 @@ use clap::Args;
 use wormhole_sync_core::parse_duration;
 use wormhole_sync_core::rendezvous::RendezvousSnapshot;
 
-use crate::{IpNet, Server, ServerConfig, Storage};
+use crate::{IpNet, Server, ServerConfig, Storage, TlsFiles, TlsReloader};
 
 /// An address or a CIDR block: `127.0.0.1`, `10.0.0.0/8`, `2001:db8::/32`.
 fn parse_net(text: &str) -> Result<IpNet, String> {
@@ -101,6 +101,13 @@ pub struct ServeArgs {
     /// Most application ids with channels at once (0: no cap).
     #[arg(long, default_value_t = 100_000)]
     pub max_apps: usize,
+    /// Serve HTTPS with this certificate chain (PEM; with --tls-key), read
+    /// again on SIGHUP.
+    #[arg(long, value_name = "PEM", env = "WORMHOLE_SYNC_TLS_CERT", requires = "tls_key")]
+    pub tls_cert: Option<PathBuf>,
+    /// The private key of --tls-cert (PEM).
+    #[arg(long, value_name = "PEM", env = "WORMHOLE_SYNC_TLS_KEY", requires = "tls_cert")]
+    pub tls_key: Option<PathBuf>,
     /// Log format.
     #[arg(long, default_value = "text", value_parser = ["text", "json"])]
     pub log_format: String,
@@ -120,6 +127,19 @@ async fn shutdown_signal() {
     #[cfg(not(unix))]
     let _ = ctrl_c.await;
     tracing::info!("shutting down: answering long-polls and flushing storage");
+}
+
+/// Reads the certificate and key again on every SIGHUP.
+#[cfg(unix)]
+async fn reload_on_sighup(tls: TlsReloader) {
+    use tokio::signal::unix::{signal, SignalKind};
+    let Ok(mut hangups) = signal(SignalKind::hangup()) else { return };
+    while hangups.recv().await.is_some() {
+        match tls.reload() {
+            Ok(()) => tracing::info!("reloaded the TLS certificate and key"),
+            Err(e) => tracing::error!(error = %e, "kept the TLS certificate in use: the new one cannot be read"),
+        }
+    }
 }
 
 /// Runs the server as the options say until SIGINT or SIGTERM, logging to
@@ -155,6 +175,9 @@ pub async fn serve(args: ServeArgs, name: &str) -> ExitCode {
     config.max_bytes_per_app = args.max_bytes_per_app;
     config.max_bytes = args.max_bytes;
     config.max_apps = args.max_apps;
+    if let (Some(cert), Some(key)) = (&args.tls_cert, &args.tls_key) {
+        config.tls = Some(TlsFiles { cert: cert.clone(), key: key.clone() });
+    }
 
     let (storage, saved) = if args.memory {
         (Storage::memory(), RendezvousSnapshot::new(Vec::new()))
@@ -176,7 +199,12 @@ pub async fn serve(args: ServeArgs, name: &str) -> ExitCode {
         }
     };
     let addr = server.local_addr().map(|a| a.to_string()).unwrap_or_default();
-    tracing::info!(%addr, storage = %server.storage_description(), channels, "listening on http://{addr}");
+    let scheme = if server.tls_reloader().is_some() { "https" } else { "http" };
+    tracing::info!(%addr, storage = %server.storage_description(), channels, "listening on {scheme}://{addr}");
+    #[cfg(unix)]
+    if let Some(tls) = server.tls_reloader() {
+        tokio::spawn(reload_on_sighup(tls));
+    }
     match server.run(shutdown_signal()).await {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {

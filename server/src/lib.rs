@@ -31,6 +31,7 @@ mod metrics;
 mod rate_limit;
 mod sqlite;
 mod storage;
+mod tls;
 mod waiters;
 mod write_timeout;
 
@@ -51,6 +52,7 @@ use wormhole_sync_core::wire::ErrorCode;
 
 pub use ipnet::IpNet;
 pub use storage::{Storage, StorageError};
+pub use tls::{TlsFiles, TlsReloader};
 
 /// Limits and timings of the server.
 ///
@@ -106,6 +108,8 @@ pub struct ServerConfig {
     pub max_bytes: u64,
     /// Most application ids with channels at once (0: no cap).
     pub max_apps: usize,
+    /// Serve HTTPS with this certificate and key instead of HTTP.
+    pub tls: Option<TlsFiles>,
 }
 
 impl Default for ServerConfig {
@@ -128,6 +132,7 @@ impl Default for ServerConfig {
             max_bytes_per_app: 256 * 1024 * 1024,
             max_bytes: 2 * 1024 * 1024 * 1024,
             max_apps: 100_000,
+            tls: None,
         }
     }
 }
@@ -157,6 +162,7 @@ impl ServerConfig {
 pub struct Server {
     listener: TcpListener,
     app: Arc<http::App>,
+    tls: Option<TlsReloader>,
 }
 
 impl Server {
@@ -179,6 +185,7 @@ impl Server {
         let core = Rendezvous::restore(config.rendezvous.clone(), saved)
             .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidData, e))?
             .with_seed(seed);
+        let tls = config.tls.clone().map(TlsReloader::load).transpose()?;
         let listener = TcpListener::bind(addr).await?;
         let app = Arc::new(http::App {
             core: Mutex::new(core),
@@ -200,7 +207,13 @@ impl Server {
             config,
             stopping: AtomicBool::new(false),
         });
-        Ok(Server { listener, app })
+        Ok(Server { listener, app, tls })
+    }
+
+    /// Reloads the certificate and key from their files (on SIGHUP, say),
+    /// when serving HTTPS.
+    pub fn tls_reloader(&self) -> Option<TlsReloader> {
+        self.tls.clone()
     }
 
     /// The address it listens on.
@@ -237,7 +250,7 @@ impl Server {
             shutdown_grace: app.config.shutdown_grace,
         };
         let connections = app.connections.clone();
-        let served = serve_connections(self.listener, router, timeouts, connections, async move {
+        let served = serve_connections(self.listener, router, timeouts, connections, self.tls, async move {
             shutdown.await;
             app.begin_shutdown();
         })
@@ -272,6 +285,7 @@ async fn serve_connections(
     router: axum::Router,
     timeouts: Timeouts,
     connections: Arc<connections::Connections>,
+    tls: Option<TlsReloader>,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
     use futures_util::FutureExt as _;
@@ -322,10 +336,21 @@ async fn serve_connections(
                 }
             }
         });
-        let connection = builder.serve_connection(TokioIo::new(stream), service);
-        let connection = graceful.watch(connection);
+        let (builder, watcher) = (builder.clone(), graceful.watcher());
+        let acceptor = tls.as_ref().map(TlsReloader::acceptor);
         tokio::spawn(async move {
-            if let Err(e) = connection.await {
+            let ended = match acceptor {
+                None => watcher.watch(builder.serve_connection(TokioIo::new(stream), service)).await,
+                Some(acceptor) => {
+                    // The handshake gets the time a request's headers get.
+                    match tokio::time::timeout(timeouts.header, acceptor.accept(stream)).await {
+                        Ok(Ok(stream)) => watcher.watch(builder.serve_connection(TokioIo::new(stream), service)).await,
+                        Ok(Err(e)) => return tracing::debug!(error = %e, "TLS handshake failed"),
+                        Err(_) => return tracing::debug!("TLS handshake timed out"),
+                    }
+                }
+            };
+            if let Err(e) = ended {
                 tracing::trace!(error = %e, "connection ended with an error");
             }
             drop(admitted);
@@ -368,6 +393,7 @@ async fn turn_away(mut stream: tokio::net::TcpStream, refusal: connections::Refu
 /// A server running on a background task (tests, embedding).
 pub struct RunningServer {
     addr: SocketAddr,
+    https: bool,
     stop: Option<oneshot::Sender<()>>,
     task: JoinHandle<std::io::Result<()>>,
 }
@@ -382,11 +408,12 @@ impl RunningServer {
     ) -> std::io::Result<RunningServer> {
         let server = Server::bind(addr, config, storage, saved).await?;
         let addr = server.local_addr()?;
+        let https = server.tls.is_some();
         let (stop, stopped) = oneshot::channel::<()>();
         let task = tokio::spawn(server.run(async move {
             let _ = stopped.await;
         }));
-        Ok(RunningServer { addr, stop: Some(stop), task })
+        Ok(RunningServer { addr, https, stop: Some(stop), task })
     }
 
     /// The address it listens on.
@@ -394,9 +421,9 @@ impl RunningServer {
         self.addr
     }
 
-    /// The base URL, e.g. `http://127.0.0.1:4000`.
+    /// The base URL, e.g. `http://127.0.0.1:4000` (`https://` when serving TLS).
     pub fn url(&self) -> String {
-        format!("http://{}", self.addr)
+        format!("{}://{}", if self.https { "https" } else { "http" }, self.addr)
     }
 
     /// Shuts down gracefully and waits until storage is flushed.
@@ -438,6 +465,7 @@ pub struct BackgroundServer {
     runtime: tokio::runtime::Runtime,
     server: Option<RunningServer>,
     addr: SocketAddr,
+    url: String,
 }
 
 impl BackgroundServer {
@@ -450,8 +478,8 @@ impl BackgroundServer {
     ) -> std::io::Result<BackgroundServer> {
         let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?;
         let server = runtime.block_on(RunningServer::start(addr, config, storage, saved))?;
-        let addr = server.addr();
-        Ok(BackgroundServer { runtime, server: Some(server), addr })
+        let (addr, url) = (server.addr(), server.url());
+        Ok(BackgroundServer { runtime, server: Some(server), addr, url })
     }
 
     /// The address it listens on.
@@ -459,9 +487,9 @@ impl BackgroundServer {
         self.addr
     }
 
-    /// The base URL, e.g. `http://127.0.0.1:4000`.
+    /// The base URL, e.g. `http://127.0.0.1:4000` (`https://` when serving TLS).
     pub fn url(&self) -> String {
-        format!("http://{}", self.addr)
+        self.url.clone()
     }
 
     /// Shuts down gracefully and waits until storage is flushed.
@@ -533,7 +561,7 @@ mod tests {
             shutdown_grace: Duration::from_secs(5),
         };
         let connections = connections::Connections::new(0, 0, client_address::ClientAddresses::default());
-        let served = runtime.spawn(serve_connections(listener, router, timeouts, connections, async move {
+        let served = runtime.spawn(serve_connections(listener, router, timeouts, connections, None, async move {
             let _ = stopped.await;
         }));
         let boom = get(addr, "/boom");

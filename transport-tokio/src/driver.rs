@@ -294,7 +294,7 @@ async fn post(client: &reqwest::Client, transmit: &Transmit) -> Result<(u16, Vec
             .body(transmit.body())
             .send()
             .await
-            .map_err(TransportError::new)?;
+            .map_err(classify)?;
         let status = response.status().as_u16();
         let mut bytes = Vec::new();
         while let Some(chunk) = response.chunk().await.map_err(TransportError::new)? {
@@ -308,6 +308,12 @@ async fn post(client: &reqwest::Client, transmit: &Transmit) -> Result<(u16, Vec
     tokio::time::timeout(transmit.timeout(), exchange)
         .await
         .unwrap_or_else(|_| Err(TransportError::from_message("the server did not answer in time")))
+}
+
+/// A transport error, permanent when TLS refused the server: an untrusted
+/// certificate stays untrusted, so retrying for days would help no one.
+fn classify(error: reqwest::Error) -> TransportError {
+    TransportError::classify(error, |e| e.is::<rustls::Error>())
 }
 
 #[cfg(test)]

@@ -126,7 +126,9 @@ impl Driver {
             match self.inbox.recv_timeout(wake.saturating_since(now())) {
                 Ok(Signal::Answer(id, Ok((status, body)))) => self.exchange.handle_response(now(), id, status, &body),
                 Ok(Signal::Answer(id, Err(error))) => {
-                    self.exchange.handle_transport_error(now(), id, TransportError::new(error))
+                    // An untrusted certificate stays untrusted: no point retrying for days.
+                    let cause = TransportError::classify(error, is_tls_refusal);
+                    self.exchange.handle_transport_error(now(), id, cause)
                 }
                 Ok(Signal::Cancel) => self.exchange.cancel(now()),
                 // Disconnection cannot happen: this driver holds a sender itself.
@@ -166,6 +168,15 @@ impl Drop for Driver {
         if !self.saved.load(Ordering::Relaxed) || self.exchange.has_outcome() {
             self.close();
         }
+    }
+}
+
+/// Whether TLS refused the server (its certificate, say), as ureq reports it.
+fn is_tls_refusal(error: &(dyn std::error::Error + 'static)) -> bool {
+    match error.downcast_ref::<ureq::Error>() {
+        Some(ureq::Error::Rustls(_) | ureq::Error::Tls(_)) => true,
+        Some(ureq::Error::Io(io)) => io.get_ref().is_some_and(|inner| inner.is::<rustls::Error>()),
+        _ => error.is::<rustls::Error>(),
     }
 }
 

@@ -179,15 +179,22 @@ impl Exchange {
     }
 
     /// Request `id` failed without an answer (connection refused or lost,
-    /// DNS failure, ...): it is retried per the schedule. The cause is kept
-    /// for [`Error::ServerUnreachable`] if the server is never reached.
+    /// DNS failure, ...): it is retried per the schedule, unless the cause
+    /// is [permanent](TransportError::permanent), which fails the exchange
+    /// at once. The cause is kept for [`Error::ServerUnreachable`] if the
+    /// server is never reached.
     pub fn handle_transport_error(&mut self, now: Timestamp, id: RequestId, cause: TransportError) {
         self.set_clock(now);
         if let Some(request) = self.take_in_flight(id) {
             *self.refusals.slot(request.kind) = None;
-            self.retry_later(request.kind, cause);
+            if cause.is_permanent() {
+                self.fail(Error::ServerUnreachable { cause });
+            } else {
+                self.retry_later(request.kind, cause);
+            }
         }
         self.advance(now);
+        self.progress();
     }
 
     /// Records the person's verdict on the verifier (with
