@@ -18,7 +18,7 @@ use wormhole_sync_core::wire::{ErrorCode, FetchRequest, Message, Request, Respon
 use wormhole_sync_core::Timestamp;
 
 use crate::client_address::ClientAddresses;
-use crate::metrics::Metrics;
+use crate::metrics::{Metrics, Snapshot};
 use crate::rate_limit::RateLimiter;
 use crate::storage::{Change, Storage};
 use crate::waiters::Waiters;
@@ -85,16 +85,17 @@ pub(crate) fn internal_error() -> HttpResponse {
 
 async fn metrics(State(app): State<Arc<App>>) -> HttpResponse {
     let stats = app.core.lock().stats();
-    let (stored, clients) = app.budgets.usage();
-    let text = app.metrics.render(
+    let (stored_bytes, storing_clients) = app.budgets.usage();
+    let text = app.metrics.render(Snapshot {
         stats,
-        app.waiters.waiting(),
-        app.connections.open(),
-        stored,
-        clients,
-        app.storage.healthy(),
-    );
-    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], text).into_response()
+        waiting: app.waiters.waiting(),
+        connections: app.connections.open(),
+        stored_bytes,
+        storing_clients,
+        storage_healthy: app.storage.healthy(),
+    });
+    let content_type = "application/openmetrics-text; version=1.0.0; charset=utf-8";
+    ([(header::CONTENT_TYPE, content_type)], text).into_response()
 }
 
 async fn method_not_allowed() -> HttpResponse {
@@ -123,7 +124,7 @@ async fn operation(
         Ok(response) => (200, response.to_json(), "ok"),
         Err(e) => (e.http_status(), e.to_json(), e.code.as_str()),
     };
-    app.metrics.count(label, code);
+    app.metrics.observe(label, code, started.elapsed().as_secs_f64());
     let micros = u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX);
     tracing::debug!(route = label, status, code, micros, "request");
     json(status, body)

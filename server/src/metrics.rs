@@ -1,54 +1,100 @@
-//! Request counters and the Prometheus text rendering of `GET /metrics`.
+//! `GET /metrics`: request counts and latency histograms by route, and the
+//! gauges of state and budgets, in the Prometheus / OpenMetrics text format
+//! (prometheus-client).
 
-use parking_lot::Mutex;
-use std::collections::BTreeMap;
-use std::fmt::Write as _;
-
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::Histogram;
+use prometheus_client::registry::Registry;
 use wormhole_sync_core::rendezvous::RendezvousStats;
 
-/// Requests by route and outcome code (`ok` or a stable error code).
-#[derive(Default)]
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct RequestLabels {
+    route: &'static str,
+    code: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct RouteLabels {
+    route: &'static str,
+}
+
+/// Latency buckets, seconds: from a fast answer to a long-poll held its
+/// whole wait (60 s at most).
+const BUCKETS: [f64; 16] =
+    [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0];
+
+/// The state and budgets, read when `/metrics` is asked for.
+pub(crate) struct Snapshot {
+    pub(crate) stats: RendezvousStats,
+    pub(crate) waiting: i64,
+    pub(crate) connections: usize,
+    pub(crate) stored_bytes: u64,
+    pub(crate) storing_clients: usize,
+    pub(crate) storage_healthy: bool,
+}
+
 pub(crate) struct Metrics {
-    requests: Mutex<BTreeMap<(&'static str, &'static str), u64>>,
+    registry: Registry,
+    requests: Family<RequestLabels, Counter>,
+    durations: Family<RouteLabels, Histogram>,
+    gauges: [Gauge; 8],
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        let mut registry = Registry::default();
+        let requests = Family::<RequestLabels, Counter>::default();
+        registry.register("wormhole_requests", "Requests by route and outcome code", requests.clone());
+        let durations = Family::<RouteLabels, Histogram>::new_with_constructor(|| Histogram::new(BUCKETS));
+        registry.register(
+            "wormhole_request_duration_seconds",
+            "Time to answer, by route (long-polls included)",
+            durations.clone(),
+        );
+        let gauges: [Gauge; 8] = Default::default();
+        let described = [
+            ("wormhole_channels_open", "Open channels"),
+            ("wormhole_messages_stored", "Messages stored in open channels"),
+            ("wormhole_apps_active", "Application ids with open channels"),
+            ("wormhole_longpolls_waiting", "Requests held waiting for news"),
+            ("wormhole_connections_open", "Open client connections"),
+            ("wormhole_stored_bytes", "Bytes of message bodies stored (the total budget's use)"),
+            ("wormhole_storing_clients", "Client addresses with messages stored (per-address budgets)"),
+            ("wormhole_storage_healthy", "1 while storage accepts writes"),
+        ];
+        for ((name, help), gauge) in described.into_iter().zip(&gauges) {
+            registry.register(name, help, gauge.clone());
+        }
+        Metrics { registry, requests, durations, gauges }
+    }
 }
 
 impl Metrics {
-    pub(crate) fn count(&self, route: &'static str, code: &'static str) {
-        *self.requests.lock().entry((route, code)).or_default() += 1;
+    /// Counts one answered request and how long it took.
+    pub(crate) fn observe(&self, route: &'static str, code: &'static str, seconds: f64) {
+        self.requests.get_or_create(&RequestLabels { route, code }).inc();
+        self.durations.get_or_create(&RouteLabels { route }).observe(seconds);
     }
 
-    pub(crate) fn render(
-        &self,
-        stats: RendezvousStats,
-        waiting: i64,
-        connections: usize,
-        stored_bytes: u64,
-        storing_clients: usize,
-        storage_healthy: bool,
-    ) -> String {
-        let mut out = String::new();
-        let gauges = [
-            ("wormhole_channels_open", "Open channels.", stats.channels as i64),
-            ("wormhole_messages_stored", "Messages stored in open channels.", stats.messages as i64),
-            ("wormhole_apps_active", "Application ids with open channels.", stats.apps as i64),
-            ("wormhole_longpolls_waiting", "Fetches waiting for a message.", waiting),
-            ("wormhole_connections_open", "Open client connections.", connections as i64),
-            ("wormhole_stored_bytes", "Bytes of message bodies stored (the total budget's use).", stored_bytes as i64),
-            (
-                "wormhole_storing_clients",
-                "Client addresses with messages stored (per-address budgets).",
-                storing_clients as i64,
-            ),
-            ("wormhole_storage_healthy", "1 while storage accepts writes.", i64::from(storage_healthy)),
+    pub(crate) fn render(&self, now: Snapshot) -> String {
+        let values = [
+            now.stats.channels as i64,
+            now.stats.messages as i64,
+            now.stats.apps as i64,
+            now.waiting,
+            now.connections as i64,
+            i64::try_from(now.stored_bytes).unwrap_or(i64::MAX),
+            now.storing_clients as i64,
+            i64::from(now.storage_healthy),
         ];
-        for (name, help, value) in gauges {
-            let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} gauge\n{name} {value}");
+        for (gauge, value) in self.gauges.iter().zip(values) {
+            gauge.set(value);
         }
-        out.push_str("# HELP wormhole_requests_total Requests by route and outcome code.\n");
-        out.push_str("# TYPE wormhole_requests_total counter\n");
-        for ((route, code), n) in self.requests.lock().iter() {
-            let _ = writeln!(out, "wormhole_requests_total{{route=\"{route}\",code=\"{code}\"}} {n}");
-        }
-        out
+        let mut text = String::new();
+        prometheus_client::encoding::text::encode(&mut text, &self.registry).expect("writing to a String cannot fail");
+        text
     }
 }

@@ -419,3 +419,21 @@ fn requests_hyper_cannot_parse_get_json_errors_too() {
     let missing = get(server.addr, "/nowhere");
     assert_eq!((missing.status, missing.error_code().as_str()), (404, "not-found"));
 }
+
+#[test]
+fn metrics_have_latency_histograms_per_route_and_the_budget_gauges() {
+    let server = TestServer::memory(quiet_config());
+    let allocated = post(server.addr, "/v1/allocate", &json!({"appid": "app", "side": "s1"}));
+    let channel = allocated.json()["channel"].clone();
+    post(
+        server.addr,
+        "/v1/post",
+        &json!({"appid": "app", "side": "s1", "channel": channel, "phase": "p", "body": "12345"}),
+    );
+    let text = String::from_utf8(get(server.addr, "/metrics").body).unwrap();
+    assert!(text.contains(r#"wormhole_request_duration_seconds_count{route="allocate"} 1"#), "{text}");
+    assert!(text.contains(r#"wormhole_request_duration_seconds_bucket{le="60.0",route="post"} 1"#), "{text}");
+    assert_eq!(metric(server.addr, "wormhole_stored_bytes"), 5.0);
+    assert_eq!(metric(server.addr, "wormhole_storing_clients"), 1.0);
+    assert!(text.trim_end().ends_with("# EOF"), "OpenMetrics text ends with # EOF");
+}
