@@ -98,9 +98,8 @@ impl Schedule {
     }
 }
 
-/// Parses a duration as people write it: a whole number and a unit, `ms`,
-/// `s`, `m`, `h` or `d` (`500ms`, `90s`, `5m`, `3d`); a bare number is
-/// seconds.
+/// Parses a duration as people write it (humantime's syntax: `500ms`,
+/// `90s`, `5m`, `3d`, `1h 30m`); a bare whole number is seconds.
 ///
 /// ```
 /// use std::time::Duration;
@@ -108,24 +107,26 @@ impl Schedule {
 ///
 /// assert_eq!(parse_duration("5m"), Ok(Duration::from_secs(300)));
 /// assert_eq!(parse_duration("500ms"), Ok(Duration::from_millis(500)));
-/// assert!(parse_duration("5 weeks").is_err());
+/// assert_eq!(parse_duration("90"), Ok(Duration::from_secs(90)));
+/// assert!(parse_duration("5 fortnights").is_err());
 /// ```
 pub fn parse_duration(text: &str) -> Result<Duration, String> {
     let text = text.trim();
-    let split = text.find(|c: char| !c.is_ascii_digit()).unwrap_or(text.len());
-    let (number, unit) = text.split_at(split);
     let shown: String = text.chars().take(32).collect();
-    let number: u64 = number.parse().map_err(|_| format!("{shown:?} is not a duration like 90s or 3d"))?;
-    let millis = match unit {
-        "ms" => 1,
-        "" | "s" => 1_000,
-        "m" => 60_000,
-        "h" => 3_600_000,
-        "d" => 86_400_000,
-        _ => return Err(format!("{shown:?} has an unknown unit: use ms, s, m, h or d")),
+    let duration = if !text.is_empty() && text.bytes().all(|b| b.is_ascii_digit()) {
+        text.parse().map(Duration::from_secs).map_err(|_| format!("{shown:?} is too long"))?
+    } else {
+        humantime::parse_duration(text).map_err(|_| format!("{shown:?} is not a duration like 90s or 3d"))?
     };
-    number.checked_mul(millis).map(Duration::from_millis).ok_or_else(|| format!("{shown:?} is too long"))
+    if duration > MAX_DURATION {
+        return Err(format!("{shown:?} is longer than a century"));
+    }
+    // Whole milliseconds are what configurations keep.
+    Ok(Duration::from_millis(millis(duration)))
 }
+
+/// The longest duration [`parse_duration`] reads: a century.
+pub const MAX_DURATION: Duration = Duration::from_secs(100 * 365 * 24 * 3600);
 
 /// A duration in the largest unit [`parse_duration`] reads that keeps it whole.
 fn format_duration(millis: u64) -> String {
@@ -391,9 +392,14 @@ mod tests {
         assert_eq!(parse_duration("500ms"), Ok(Duration::from_millis(500)));
         assert_eq!(parse_duration("90"), Ok(Duration::from_secs(90)));
         assert_eq!(parse_duration("3d"), Ok(Duration::from_secs(3 * 86_400)));
-        assert!(parse_duration("3 weeks").is_err());
+        assert!(parse_duration("3 fortnights").is_err());
+        assert_eq!(parse_duration("1h 30m"), Ok(Duration::from_secs(5_400)));
         assert!(parse_duration("x").is_err());
         assert!(parse_duration("99999999999999999999d").is_err());
+        assert!(
+            parse_duration("18446744073709551615").is_err(),
+            "found by fuzzing: longer than any schedule writes back"
+        );
     }
 
     proptest::proptest! {

@@ -148,8 +148,8 @@ impl App {
         }
         let client = self.clients.of(peer.ip(), request.headers());
         let limited = match route {
-            Route::Allocate | Route::Join => !self.limiter.allow(client, Instant::now()),
-            Route::Post | Route::Fetch => !self.message_limiter.allow(client, Instant::now()),
+            Route::Allocate | Route::Join => !self.limiter.allow(client),
+            Route::Post | Route::Fetch => !self.message_limiter.allow(client),
             Route::Close => false,
         };
         if limited {
@@ -346,6 +346,8 @@ impl App {
         }
         self.core.lock().shrink_indexes();
         self.waiters.shrink();
+        self.limiter.forget_idle();
+        self.message_limiter.forget_idle();
         total
     }
 
