@@ -98,6 +98,9 @@ enum Command {
         /// No spinner.
         #[arg(long, short)]
         quiet: bool,
+        /// Trust only this CA certificate (PEM) for an HTTPS rendezvous server.
+        #[arg(long, value_name = "PEM", env = "WORMHOLE_SYNC_CA_CERT")]
+        ca_cert: Option<PathBuf>,
     },
     /// Run the rendezvous server (the same options as `wormhole-sync-server`).
     Serve(ServeArgs),
@@ -140,6 +143,10 @@ struct Common {
     /// No spinner.
     #[arg(long, short)]
     quiet: bool,
+    /// Trust only this CA certificate (PEM) for an HTTPS rendezvous server
+    /// with a private CA.
+    #[arg(long, value_name = "PEM", env = "WORMHOLE_SYNC_CA_CERT")]
+    ca_cert: Option<PathBuf>,
 }
 
 fn parse_schedule(text: &str) -> Result<Schedule, String> {
@@ -158,6 +165,7 @@ impl Common {
             quiet: self.quiet,
             state: StateFile::new(self.state.clone()),
             output: self.output.clone(),
+            ca_cert: self.ca_cert.clone(),
         }
     }
 }
@@ -193,7 +201,7 @@ fn run(command: Command) -> Result<(), Failure> {
             transfer::handle_ctrl_c(&options.state);
             (options.clone(), transfer::receive(&options, &code, data, chosen)?)
         }
-        Command::Resume { file, output, quiet } => {
+        Command::Resume { file, output, quiet, ca_cert } => {
             let saved = StateFile::read(&file)?;
             let state = StateFile::new(Some(file));
             let options = Options {
@@ -206,6 +214,7 @@ fn run(command: Command) -> Result<(), Failure> {
                 quiet,
                 state,
                 output,
+                ca_cert,
             };
             transfer::handle_ctrl_c(&options.state);
             (options.clone(), transfer::resume(options, &saved)?)

@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use wormhole_sync_core::MAX_DATA_LEN;
 use wormhole_sync_ureq::transcribe::{Initiator, Receiver};
-use wormhole_sync_ureq::{ApiMisuse, Builder, Canceller, Client, Code, Error, Schedule};
+use wormhole_sync_ureq::{ureq, ApiMisuse, Builder, Canceller, Client, Code, Error, Schedule};
 
 use crate::exit::{code, Failure};
 use crate::state::StateFile;
@@ -27,10 +27,27 @@ pub struct Options {
     pub quiet: bool,
     pub state: StateFile,
     pub output: Option<PathBuf>,
+    /// Trust only this CA (PEM) for an HTTPS rendezvous server.
+    pub ca_cert: Option<PathBuf>,
 }
 
 impl Options {
-    fn builder<C: Client>(&self, mut builder: Builder<C>) -> Builder<C> {
+    /// An HTTP agent trusting only `--ca-cert`, if given.
+    fn agent(&self) -> Result<Option<ureq::Agent>, Failure> {
+        use wormhole_sync_ureq::ureq::tls::{Certificate, RootCerts, TlsConfig};
+        let Some(path) = &self.ca_cert else { return Ok(None) };
+        let unreadable =
+            |why: String| Failure::usage(format!("cannot use the CA certificate {}: {why}", path.display()));
+        let pem = std::fs::read(path).map_err(|e| unreadable(e.to_string()))?;
+        let certificate = Certificate::from_pem(&pem).map_err(|e| unreadable(e.to_string()))?;
+        let tls = TlsConfig::builder().root_certs(RootCerts::Specific(std::sync::Arc::new(vec![certificate]))).build();
+        Ok(Some(ureq::Agent::config_builder().http_status_as_error(false).tls_config(tls).build().into()))
+    }
+
+    fn builder<C: Client<Http = ureq::Agent>>(&self, mut builder: Builder<C>) -> Result<Builder<C>, Failure> {
+        if let Some(agent) = self.agent()? {
+            builder = builder.http_client(agent);
+        }
         builder = builder.rendezvous(&self.rendezvous).timeout(self.timeout).confirm_verifier(self.verify);
         if let Some(schedule) = &self.schedule {
             builder = builder.schedule(schedule.clone());
@@ -38,7 +55,7 @@ impl Options {
         if let Some(words) = self.code_words {
             builder = builder.code_words(words);
         }
-        builder
+        Ok(builder)
     }
 }
 
@@ -122,7 +139,7 @@ pub fn handle_ctrl_c(state: &StateFile) {
 
 /// `send`: allocate a channel, show the code, exchange.
 pub fn send(options: &Options, data: Vec<u8>, chosen: Option<String>) -> Result<Vec<u8>, Failure> {
-    let mut builder = options.builder(Initiator::builder(&options.appid, data));
+    let mut builder = options.builder(Initiator::builder(&options.appid, data))?;
     if let Some(chosen) = &chosen {
         builder = builder.code(chosen);
     }
@@ -132,17 +149,24 @@ pub fn send(options: &Options, data: Vec<u8>, chosen: Option<String>) -> Result<
 
 /// `receive`: join the channel a typed code names, exchange.
 pub fn receive(options: &Options, code: &Code, data: Vec<u8>, chosen: bool) -> Result<Vec<u8>, Failure> {
-    let builder = options.builder(Receiver::builder(&options.appid, &code.to_string(), data));
+    let builder = options.builder(Receiver::builder(&options.appid, &code.to_string(), data))?;
     let receiver = builder.create_channel_if_missing(chosen).build().map_err(|e| fail(&e, options))?;
     run(Party::Receiver(receiver), options)
 }
 
 /// `resume`: continue the exchange saved in the state file.
 pub fn resume(mut options: Options, saved: &[u8]) -> Result<Vec<u8>, Failure> {
+    let agent = options.agent()?;
     let party = match Initiator::from_serialized(saved) {
-        Ok(initiator) => Party::Initiator(initiator),
+        Ok(initiator) => Party::Initiator(match agent {
+            Some(agent) => initiator.with_http_client(agent),
+            None => initiator,
+        }),
         Err(Error::BadSerializedState(_)) => match Receiver::from_serialized(saved) {
-            Ok(receiver) => Party::Receiver(receiver),
+            Ok(receiver) => Party::Receiver(match agent {
+                Some(agent) => receiver.with_http_client(agent),
+                None => receiver,
+            }),
             Err(e) => return Err(Failure::usage(format!("cannot resume: {e}"))),
         },
         Err(e) => return Err(Failure::usage(format!("cannot resume: {e}"))),

@@ -433,8 +433,9 @@ fn serve_runs_the_server() {
     serve.wait().unwrap();
 }
 
-/// A fresh CA (its DER) and a certificate for 127.0.0.1 it signed, written to `cert` and `key`.
-fn issue_certificate(cert: &std::path::Path, key: &std::path::Path) -> Vec<u8> {
+/// A fresh CA (its DER and PEM) and a certificate for 127.0.0.1 it signed,
+/// written to `cert` and `key`.
+fn issue_certificate(cert: &std::path::Path, key: &std::path::Path) -> (Vec<u8>, String) {
     let ca_key = rcgen::KeyPair::generate().unwrap();
     let mut ca = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
     ca.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
@@ -445,7 +446,7 @@ fn issue_certificate(cert: &std::path::Path, key: &std::path::Path) -> Vec<u8> {
     let leaf = leaf.signed_by(&leaf_key, &ca, &ca_key).unwrap();
     std::fs::write(cert, leaf.pem()).unwrap();
     std::fs::write(key, leaf_key.serialize_pem()).unwrap();
-    ca.der().to_vec()
+    (ca.der().to_vec(), ca.pem())
 }
 
 /// GET /health over HTTPS trusting only `ca`, on a fresh connection.
@@ -463,7 +464,7 @@ fn healthy_with(url: &str, ca: &[u8]) -> bool {
 fn serve_speaks_https_and_reloads_its_certificate_on_sighup() {
     let dir = tempfile::tempdir().unwrap();
     let (cert, key) = (dir.path().join("cert.pem"), dir.path().join("key.pem"));
-    let first_ca = issue_certificate(&cert, &key);
+    let (first_ca, _) = issue_certificate(&cert, &key);
     let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
     let listen = format!("127.0.0.1:{port}");
     let (cert_arg, key_arg) = (cert.display().to_string(), key.display().to_string());
@@ -476,7 +477,7 @@ fn serve_speaks_https_and_reloads_its_certificate_on_sighup() {
         std::thread::sleep(Duration::from_millis(50));
     }
     // A renewed certificate from another CA, then SIGHUP: new connections get it.
-    let second_ca = issue_certificate(&cert, &key);
+    let (second_ca, _) = issue_certificate(&cert, &key);
     assert!(!healthy_with(&url, &second_ca), "the old certificate is still served before the signal");
     let status = Command::new("kill").args(["-HUP", &serve.id().to_string()]).status().unwrap();
     assert!(status.success());
@@ -488,4 +489,30 @@ fn serve_speaks_https_and_reloads_its_certificate_on_sighup() {
     assert!(!healthy_with(&url, &first_ca));
     serve.kill().unwrap();
     serve.wait().unwrap();
+}
+
+#[test]
+fn send_and_receive_over_https_with_a_private_ca() {
+    use wormhole_sync_server::TlsFiles;
+    let dir = tempfile::tempdir().unwrap();
+    let (cert, key) = (dir.path().join("cert.pem"), dir.path().join("key.pem"));
+    let (_, pem) = issue_certificate(&cert, &key);
+    let ca_pem = dir.path().join("ca.pem");
+    std::fs::write(&ca_pem, pem).unwrap();
+    let config = ServerConfig { tls: Some(TlsFiles { cert, key }), ..ServerConfig::default().without_rate_limits() };
+    let server = Server::with(config);
+    assert!(server.url.starts_with("https://"));
+    let ca = ca_pem.display().to_string();
+    let (sender, code, _) = start_send(&server, &["--ca-cert", &ca], b"over TLS");
+    let received = run(server.command(&["receive", &code, "--ca-cert", &ca]), b"back over TLS");
+    assert!(received.status.success(), "{}", stderr(&received));
+    assert_eq!(received.stdout, b"over TLS");
+    let sent = finish(sender);
+    assert_eq!(sent.stdout, b"back over TLS");
+    // Without the CA, the certificate is refused at once: unreachable, not a timeout.
+    let started = Instant::now();
+    let refused = run(server.command(&["send", "--timeout", "1h", "x"]), b"");
+    assert_eq!(refused.status.code(), Some(7), "{}", stderr(&refused));
+    assert!(stderr(&refused).contains("certificate"), "{}", stderr(&refused));
+    assert!(started.elapsed() < Duration::from_secs(10));
 }

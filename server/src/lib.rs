@@ -16,8 +16,25 @@
 //! # Ok(()) }
 //! ```
 //!
-//! Logs go through `tracing`; they name routes, status codes and timings,
-//! never message bodies.
+//! # Options
+//! [`ServerConfig`] holds every limit and timing: the rendezvous limits
+//! (expiry, message size, channels), rate limits per client (IPv6 per /64),
+//! budgets of stored bytes per client, per application id and in all,
+//! connection caps, header, write and shutdown timeouts, the reverse proxies
+//! to trust, and TLS ([`TlsFiles`], reloadable with [`TlsReloader`]). The
+//! binaries' flags ([`cli::ServeArgs`]) map onto it one to one.
+//!
+//! # Errors
+//! Every refusal is a JSON body `{"error": code, "message": text}` with one
+//! of PROTOCOL.md's stable codes, also for requests hyper cannot parse; a
+//! panic fails only its own request (`internal`, 500). Start-up failures
+//! (the database, the address, the certificate) are `std::io::Error`s.
+//!
+//! # Secrets
+//! The server never sees a code or a key: messages are sealed by the
+//! clients. It stores them (SQLite) until their channel closes or expires,
+//! and its logs name routes, status codes and timings, never message
+//! bodies.
 
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]

@@ -99,6 +99,12 @@ impl Driver {
         Driver { exchange, news: Progress::default(), agent, signals, inbox, saved: AtomicBool::new(false) }
     }
 
+    /// The same exchange, its requests sent through `agent` from now on.
+    pub(crate) fn with_agent(mut self, agent: ureq::Agent) -> Driver {
+        self.agent = agent;
+        self
+    }
+
     pub(crate) fn canceller(&self) -> Canceller {
         Canceller { signals: self.signals.clone() }
     }

@@ -92,9 +92,17 @@ macro_rules! shared_methods {
             /// Restores an object from [`serialize`](Self::serialize)'s
             /// output (of this crate or the async one); the schedule and
             /// timeout continue from the original start. It uses the shared
-            /// HTTP agent.
+            /// HTTP agent unless given another with
+            /// [`with_http_client`](Self::with_http_client).
             pub fn from_serialized(bytes: &[u8]) -> Result<Self, Error> {
                 Ok(Self::from_exchange(Exchange::from_serialized_as(bytes, $role)?, None))
+            }
+
+            /// Sends its requests through this agent from now on (a restored
+            /// exchange whose server needs a private CA, say).
+            pub fn with_http_client(self, agent: ureq::Agent) -> Self {
+                let Self { driver } = self;
+                Self { driver: driver.with_agent(agent) }
             }
         }
 
