@@ -58,7 +58,7 @@ fn two_channel_ids_never_give_related_pake_messages() {
         let (x7, code7) = pake_message_for(seed, 7);
         let (x8, code8) = pake_message_for(seed, 8);
         let words7 = code7.split_once('-').unwrap().1;
-        assert_eq!(words7, code8.split_once('-').unwrap().1, "the words come from the seed alone");
+        assert_eq!(words7, code8.split_once('-').unwrap().1, "the words come from the exchange's secret seed alone");
         // The attacker's test, run with the true words: it must not confirm them.
         let relation_holds = x7 - x8 == guess(&code7) - guess(&code8);
         assert!(!relation_holds, "the words are recoverable from two PAKE messages (seed {seed:?})");

@@ -215,8 +215,10 @@ impl App {
             _ => return (result, self.storage.last_recorded()),
         };
         let appid = request.appid().to_string();
-        if !core.contains(&appid, channel) || core.stored_bytes(&appid, channel) == 0 {
-            // Its log is gone (deleted, or burned by a wrong code): its bytes are free again.
+        let log_dropped = !core.contains(&appid, channel)
+            || (matches!(request, Request::Close(_)) && core.stored_bytes(&appid, channel) == 0);
+        if log_dropped {
+            // Its log is gone (deleted, or burned by a close after a wrong code): its bytes are free again.
             self.budgets.release(&appid, channel);
         }
         if !core.contains(&appid, channel) {

@@ -202,6 +202,7 @@ impl Server {
         let core = Rendezvous::restore(config.rendezvous.clone(), saved)
             .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidData, e))?
             .with_seed(seed);
+        let proxies = client_address::ClientAddresses::new(config.trusted_proxies.clone());
         let tls = config.tls.clone().map(TlsReloader::load).transpose()?;
         let listener = TcpListener::bind(addr).await?;
         let app = Arc::new(http::App {
@@ -214,12 +215,12 @@ impl Server {
                 config.message_rate_limit_per_minute,
                 config.rate_limit_exempt_loopback,
             ),
-            clients: client_address::ClientAddresses::new(config.trusted_proxies.clone()),
+            clients: proxies.clone(),
             budgets,
             connections: connections::Connections::new(
                 config.max_connections,
                 config.max_connections_per_address,
-                client_address::ClientAddresses::new(config.trusted_proxies.clone()),
+                proxies,
             ),
             config,
             stopping: AtomicBool::new(false),

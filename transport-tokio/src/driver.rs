@@ -253,9 +253,11 @@ async fn drive(guard: DriverGuard) {
             }
             exchange.handle_timeout(at);
             let due: Vec<Transmit> = std::iter::from_fn(|| exchange.poll_transmit(at)).collect();
-            news.drain(&mut exchange);
+            let news_changed = news.drain(&mut exchange);
             let finished = exchange.is_finished();
-            publish(shared, &news, finished);
+            if news_changed || finished {
+                publish(shared, &news, finished);
+            }
             if finished {
                 break;
             }

@@ -150,7 +150,7 @@ impl Facts {
 }
 
 /// How the facts that are not plain JSON values are written: bytes in
-/// base64, the seed in hex, the code as typed, a failure by a stable code.
+/// base64, the exchange's secret seed in hex, the code as typed, a failure by a stable code.
 pub(super) mod encoding {
     use base64::engine::general_purpose::STANDARD as BASE64;
     use base64::Engine as _;

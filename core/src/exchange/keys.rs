@@ -1,4 +1,4 @@
-//! The crypto an exchange derives from its facts: SPAKE2 from the seed and
+//! The crypto an exchange derives from its facts: SPAKE2 from its secret seed and
 //! code, the session keys once the peer's PAKE message is known, the peer's
 //! plaintext once its data is, and the outcome these imply.
 

@@ -57,7 +57,7 @@ pub const CLOSE_GRACE: Duration = Duration::from_secs(5);
 /// the code, keys or data.
 pub struct Exchange {
     facts: Facts,
-    /// Our side id, derived from the seed.
+    /// Our side id, derived from the exchange's secret seed.
     side: String,
     now: Timestamp,
     // Derived from the facts, rebuilt after a restore.
