@@ -70,7 +70,13 @@ fn main() -> std::process::ExitCode {
     if let Some(storage) = &args.serve {
         // Purge freed memory in the background, as the server binary does.
         let _ = tikv_jemalloc_ctl::background_thread::write(true);
-        return match server::serve(storage) {
+        // Sweep (and return freed memory) every 10 s instead of every minute, so
+        // the memory figure after a burst does not wait long for it.
+        let config = wormhole_sync_server::ServerConfig {
+            sweep_interval: Duration::from_secs(10),
+            ..wormhole_sync_server::ServerConfig::default().without_rate_limits()
+        };
+        return match server::serve(storage, config) {
             Ok(()) => std::process::ExitCode::SUCCESS,
             Err(e) => {
                 eprintln!("wormhole-sync-bench: server: {e}");

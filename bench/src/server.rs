@@ -84,18 +84,14 @@ impl Drop for Target {
 }
 
 /// The child's side: serve on 127.0.0.1 with `storage` (`memory`, or
-/// `sqlite` in a temporary directory) until stdin closes.
-pub fn serve(storage: &str) -> std::io::Result<()> {
+/// `sqlite` in a temporary directory) and `config` until stdin closes.
+pub fn serve(storage: &str, config: ServerConfig) -> std::io::Result<()> {
     let dir = tempfile::tempdir()?;
     let (storage, saved) = match storage {
         "memory" => (Storage::memory(), RendezvousSnapshot::new(Vec::new())),
         "sqlite" => Storage::sqlite(&dir.path().join("bench.sqlite3")).map_err(std::io::Error::other)?,
         other => return Err(std::io::Error::other(format!("unknown storage {other:?}"))),
     };
-    // Sweep (and return freed memory) every 10 s instead of every minute, so
-    // the memory figure after a burst does not wait long for it.
-    let config =
-        ServerConfig { sweep_interval: Duration::from_secs(10), ..ServerConfig::default().without_rate_limits() };
     let runtime = tokio::runtime::Runtime::new()?;
     runtime.block_on(async move {
         let server = Server::bind("127.0.0.1:0".parse().expect("an address"), config, storage, saved).await?;

@@ -114,6 +114,8 @@ mod config;
 mod crypto;
 mod error;
 mod exchange;
+#[cfg(feature = "fuzzing")]
+pub mod fuzzing;
 pub mod rendezvous;
 #[cfg(feature = "sim")]
 pub mod sim;

@@ -43,6 +43,8 @@ mod budgets;
 pub mod cli;
 mod client_address;
 mod connections;
+#[cfg(feature = "fuzzing")]
+pub mod fuzzing;
 mod http;
 mod metrics;
 mod rate_limit;
@@ -190,41 +192,9 @@ impl Server {
         storage: Storage,
         saved: RendezvousSnapshot,
     ) -> std::io::Result<Server> {
-        let mut seed = [0u8; 32];
-        rand_core::OsRng.try_fill_bytes(&mut seed).map_err(|e| std::io::Error::other(e.to_string()))?;
-        // Channel ids are drawn at random: seeded from the OS so nobody can predict them.
-        let limits = budgets::Limits {
-            per_app: config.max_bytes_per_app,
-            per_client: config.max_bytes_per_address,
-            total: config.max_bytes,
-        };
-        let budgets = budgets::Budgets::new(limits, &saved);
-        let core = Rendezvous::restore(config.rendezvous.clone(), saved)
-            .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidData, e))?
-            .with_seed(seed);
-        let proxies = client_address::ClientAddresses::new(config.trusted_proxies.clone());
-        let tls = config.tls.clone().map(TlsReloader::load).transpose()?;
+        let app = shared_state(config, storage, saved)?;
+        let tls = app.config.tls.clone().map(TlsReloader::load).transpose()?;
         let listener = TcpListener::bind(addr).await?;
-        let app = Arc::new(http::App {
-            core: Mutex::new(core),
-            storage,
-            waiters: Default::default(),
-            metrics: Default::default(),
-            limiter: rate_limit::RateLimiter::new(config.rate_limit_per_minute, config.rate_limit_exempt_loopback),
-            message_limiter: rate_limit::RateLimiter::new(
-                config.message_rate_limit_per_minute,
-                config.rate_limit_exempt_loopback,
-            ),
-            clients: proxies.clone(),
-            budgets,
-            connections: connections::Connections::new(
-                config.max_connections,
-                config.max_connections_per_address,
-                proxies,
-            ),
-            config,
-            stopping: AtomicBool::new(false),
-        });
         Ok(Server { listener, app, tls })
     }
 
@@ -281,6 +251,40 @@ impl Server {
     }
 }
 
+/// What every connection's handlers share, with `saved` loaded and a
+/// fresh seed for channel ids.
+fn shared_state(config: ServerConfig, storage: Storage, saved: RendezvousSnapshot) -> std::io::Result<Arc<http::App>> {
+    let mut seed = [0u8; 32];
+    rand_core::OsRng.try_fill_bytes(&mut seed).map_err(|e| std::io::Error::other(e.to_string()))?;
+    // Channel ids are drawn at random: seeded from the OS so nobody can predict them.
+    let limits = budgets::Limits {
+        per_app: config.max_bytes_per_app,
+        per_client: config.max_bytes_per_address,
+        total: config.max_bytes,
+    };
+    let budgets = budgets::Budgets::new(limits, &saved);
+    let core = Rendezvous::restore(config.rendezvous.clone(), saved)
+        .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidData, e))?
+        .with_seed(seed);
+    let proxies = client_address::ClientAddresses::new(config.trusted_proxies.clone());
+    Ok(Arc::new(http::App {
+        core: Mutex::new(core),
+        storage,
+        waiters: Default::default(),
+        metrics: Default::default(),
+        limiter: rate_limit::RateLimiter::new(config.rate_limit_per_minute, config.rate_limit_exempt_loopback),
+        message_limiter: rate_limit::RateLimiter::new(
+            config.message_rate_limit_per_minute,
+            config.rate_limit_exempt_loopback,
+        ),
+        clients: proxies.clone(),
+        budgets,
+        connections: connections::Connections::new(config.max_connections, config.max_connections_per_address, proxies),
+        config,
+        stopping: AtomicBool::new(false),
+    }))
+}
+
 /// How long a connection may keep the server waiting.
 #[derive(Clone, Copy, Debug)]
 struct Timeouts {
@@ -306,9 +310,7 @@ async fn serve_connections(
     tls: Option<TlsReloader>,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    use futures_util::FutureExt as _;
     use hyper_util::rt::{TokioIo, TokioTimer};
-    use tower::ServiceExt as _;
 
     // HTTP/1.1 only, built directly: the version-sniffing `auto` builder keeps
     // state for HTTP/2 in every connection, which waiting clients pay for.
@@ -339,21 +341,7 @@ async fn serve_connections(
         };
         let _ = stream.set_nodelay(true);
         let stream = write_timeout::WriteTimeout::new(stream, timeouts.write);
-        let router = router.clone();
-        let service = hyper::service::service_fn(move |mut request: hyper::Request<hyper::body::Incoming>| {
-            request.extensions_mut().insert(axum::extract::ConnectInfo(peer));
-            let answer = router.clone().oneshot(request.map(axum::body::Body::new));
-            // A panic fails its own request with a 500, and nothing else.
-            async move {
-                match std::panic::AssertUnwindSafe(answer).catch_unwind().await {
-                    Ok(answer) => answer,
-                    Err(_) => {
-                        tracing::error!("a request handler panicked; answered 500");
-                        Ok(http::internal_error())
-                    }
-                }
-            }
-        });
+        let service = connection_service(router.clone(), peer);
         let (builder, watcher) = (builder.clone(), graceful.watcher());
         let acceptor = tls.as_ref().map(TlsReloader::acceptor);
         tokio::spawn(async move {
@@ -379,6 +367,35 @@ async fn serve_connections(
         tracing::warn!(open = connections.open(), "shutdown grace over: leaving the connections still open");
     }
     Ok(())
+}
+
+/// The service one connection's requests go to: the router, told the
+/// peer's address, with a panic failing only its own request (a 500).
+fn connection_service(
+    router: axum::Router,
+    peer: SocketAddr,
+) -> impl hyper::service::Service<
+    hyper::Request<hyper::body::Incoming>,
+    Response = axum::response::Response,
+    Error = std::convert::Infallible,
+    Future = impl Future<Output = Result<axum::response::Response, std::convert::Infallible>> + Send,
+> + Clone {
+    use futures_util::FutureExt as _;
+    use tower::ServiceExt as _;
+
+    hyper::service::service_fn(move |mut request: hyper::Request<hyper::body::Incoming>| {
+        request.extensions_mut().insert(axum::extract::ConnectInfo(peer));
+        let answer = router.clone().oneshot(request.map(axum::body::Body::new));
+        async move {
+            match std::panic::AssertUnwindSafe(answer).catch_unwind().await {
+                Ok(answer) => answer,
+                Err(_) => {
+                    tracing::error!("a request handler panicked; answered 500");
+                    Ok(http::internal_error())
+                }
+            }
+        }
+    })
 }
 
 /// Answers a connection over a cap with the error, then closes it.

@@ -18,6 +18,7 @@ fn fail(context: &str) -> impl Fn(rusqlite::Error) -> StorageError + '_ {
 /// Opens (or creates) the database, in WAL mode with full syncs, locked to
 /// this process.
 pub(crate) fn open(path: &Path) -> Result<Connection, StorageError> {
+    refuse_non_database(path)?;
     let connection = Connection::open(path).map_err(fail("cannot open the database"))?;
     connection
         .execute_batch(
@@ -59,8 +60,47 @@ pub(crate) fn open(path: &Path) -> Result<Connection, StorageError> {
     Ok(connection)
 }
 
-/// Reads every channel and message.
+/// SQLite takes a file shorter than its 100-byte header for a new, empty
+/// database and would write a fresh one over it: a database cut short
+/// (a full disk, a bad copy) must be refused instead, not emptied.
+fn refuse_non_database(path: &Path) -> Result<(), StorageError> {
+    use std::io::Read as _;
+    let Ok(mut file) = std::fs::File::open(path) else { return Ok(()) }; // Missing: created.
+    let mut header = Vec::with_capacity(16);
+    file.by_ref()
+        .take(16)
+        .read_to_end(&mut header)
+        .map_err(|e| StorageError(format!("cannot read the database: {e}")))?;
+    let len = file.metadata().map_err(|e| StorageError(format!("cannot read the database: {e}")))?.len();
+    if header.is_empty() || (len >= 100 && header == b"SQLite format 3\0") {
+        return Ok(());
+    }
+    Err(StorageError(format!(
+        "{} is not an SQLite database ({len} bytes): restore a backup or move it away",
+        path.display()
+    )))
+}
+
+/// Reads every channel and message, after checking the database's
+/// structure: a damaged file is refused with the reason, never loaded in
+/// part.
 pub(crate) fn load(connection: &Connection) -> Result<RendezvousSnapshot, StorageError> {
+    let verdict: String =
+        connection.query_row("PRAGMA quick_check", [], |row| row.get(0)).map_err(fail("cannot check the database"))?;
+    if verdict != "ok" {
+        return Err(StorageError(format!("the database is damaged ({verdict}); restore a backup or move it away")));
+    }
+    let orphans: i64 = connection
+        .query_row(
+            "SELECT count(*) FROM messages m
+             WHERE NOT EXISTS (SELECT 1 FROM channels c WHERE c.appid = m.appid AND c.channel = m.channel)",
+            [],
+            |row| row.get(0),
+        )
+        .map_err(fail("cannot check the database"))?;
+    if orphans > 0 {
+        return Err(StorageError(format!("the database is damaged: {orphans} messages belong to no channel")));
+    }
     let mut channels = Vec::new();
     let mut select = connection
         .prepare("SELECT appid, channel, members, burned, last_activity FROM channels ORDER BY appid, channel")

@@ -19,8 +19,8 @@ use tokio::net::TcpStream;
 use tokio::time::Sleep;
 use wormhole_sync_core::wire::{ErrorCode, WireError};
 
-pub(crate) struct WriteTimeout {
-    inner: TcpStream,
+pub(crate) struct WriteTimeout<S = TcpStream> {
+    inner: S,
     timeout: Duration,
     /// Set while a write is blocked: when it fires, the write fails.
     blocked: Option<Pin<Box<Sleep>>>,
@@ -29,8 +29,8 @@ pub(crate) struct WriteTimeout {
     replacement: Option<(Vec<u8>, usize)>,
 }
 
-impl WriteTimeout {
-    pub(crate) fn new(inner: TcpStream, timeout: Duration) -> WriteTimeout {
+impl<S: AsyncWrite + Unpin> WriteTimeout<S> {
+    pub(crate) fn new(inner: S, timeout: Duration) -> WriteTimeout<S> {
         WriteTimeout { inner, timeout, blocked: None, replacement: None }
     }
 
@@ -71,13 +71,13 @@ impl WriteTimeout {
     }
 }
 
-impl AsyncRead for WriteTimeout {
+impl<S: AsyncRead + Unpin> AsyncRead for WriteTimeout<S> {
     fn poll_read(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
         Pin::new(&mut self.inner).poll_read(cx, buf)
     }
 }
 
-impl AsyncWrite for WriteTimeout {
+impl<S: AsyncWrite + Unpin> AsyncWrite for WriteTimeout<S> {
     fn poll_write(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
         std::task::ready!(self.drain_replacement(cx))?;
         if let Some(answer) = json_for_automatic_answer(buf) {

@@ -228,6 +228,10 @@ impl Exchange {
     pub fn poll_transmit(&mut self, now: Timestamp) -> Option<Transmit> {
         self.advance(now);
         self.facts.started_at?;
+        if self.is_finished() {
+            // Given up (or done): a late answer must not start a new round.
+            return None;
+        }
         if !self.control_busy() && self.now >= self.control_at {
             if let Some(kind) = self.next_control() {
                 return Some(self.send(kind));
@@ -300,6 +304,27 @@ impl Exchange {
             && self.keys.is_some()
             && self.facts.decision.is_none()
             && !self.is_terminal()
+    }
+
+    /// Whether the answer to request `id` is still wanted: it was handed
+    /// out by [`poll_transmit`](Self::poll_transmit) and is neither answered
+    /// nor given up (past its timeout, or dropped by a restore). A driver may
+    /// drop the connection of a request that is not.
+    ///
+    /// ```
+    /// use wormhole_sync_core::{Config, Exchange, Timestamp};
+    ///
+    /// let mut exchange = Exchange::initiator(Config::new("app")?, b"hi".to_vec(), [1; 32])?;
+    /// let now = Timestamp::from_millis(1_000);
+    /// exchange.start(now);
+    /// let allocate = exchange.poll_transmit(now).expect("an allocate");
+    /// assert!(exchange.awaits_answer(allocate.id()));
+    /// exchange.handle_response(now, allocate.id(), 200, br#"{"channel":4}"#);
+    /// assert!(!exchange.awaits_answer(allocate.id()));
+    /// # Ok::<(), wormhole_sync_core::Error>(())
+    /// ```
+    pub fn awaits_answer(&self, id: RequestId) -> bool {
+        self.is_in_flight(id)
     }
 
     /// Whether the outcome is known (it was, or is about to be, announced

@@ -270,6 +270,10 @@ impl Exchange {
         }
     }
 
+    pub(super) fn is_in_flight(&self, id: RequestId) -> bool {
+        self.in_flight.iter().any(|r| r.id == id)
+    }
+
     pub(super) fn take_in_flight(&mut self, id: RequestId) -> Option<InFlight> {
         let index = self.in_flight.iter().position(|r| r.id == id)?;
         Some(self.in_flight.swap_remove(index))
