@@ -60,7 +60,7 @@ struct Args {
     /// Connections sending one header line a second.
     #[arg(long, default_value_t = 300)]
     slow: usize,
-    /// Connections that send 100 pipelined requests and never read.
+    /// Connections that send 1,000 pipelined requests and never read.
     #[arg(long, default_value_t = 200)]
     never_read: usize,
     /// Addresses flooding one application id with allocations and joins.
@@ -226,7 +226,7 @@ async fn idle(attack: Arc<Attack>, from: Ipv4Addr, slow: bool, closings: Arc<Clo
     }
 }
 
-/// Sends 100 pipelined requests for `/metrics` on a connection with a
+/// Sends 1,000 pipelined requests for `/metrics` on a connection with a
 /// small receive window, and never reads: the server's writes block.
 async fn never_read(attack: Arc<Attack>, from: Ipv4Addr, closings: Arc<Closings>) {
     let connect = async {
@@ -237,7 +237,7 @@ async fn never_read(attack: Arc<Attack>, from: Ipv4Addr, closings: Arc<Closings>
     };
     let Ok(mut stream) = connect.await else { return };
     let opened = Instant::now();
-    let requests = "GET /metrics HTTP/1.1\r\nhost: rendezvous\r\n\r\n".repeat(100);
+    let requests = "GET /metrics HTTP/1.1\r\nhost: rendezvous\r\n\r\n".repeat(1_000);
     if stream.write_all(requests.as_bytes()).await.is_err() {
         return closings.record(opened);
     }

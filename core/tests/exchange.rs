@@ -673,3 +673,28 @@ fn a_chosen_code_is_used_and_cancel_closes_for_the_peer() {
     assert_eq!(initiator.outcome(), Some(Err(&Error::Cancelled)));
     assert_eq!(receiver.outcome(), Some(Err(&Error::PeerClosed { mood: Mood::Lonely })));
 }
+
+/// Found by the `exchange_ops` fuzz target: an exchange that had given up
+/// closing (its close grace over) sent a new close when a late answer to an
+/// old request arrived, after reporting itself finished.
+#[test]
+fn a_finished_exchange_sends_nothing_after_a_late_answer() {
+    let mut initiator = Side::from(Exchange::initiator(config(), b"i".to_vec(), [1; 32]).unwrap());
+    initiator.start(START);
+    let allocate = initiator.poll_transmit(START).expect("an allocate");
+    initiator.cancel(START);
+    // Every close attempt is lost until the grace is over.
+    let mut now = START;
+    while !initiator.is_finished() {
+        while let Some(t) = initiator.poll_transmit(now) {
+            initiator.handle_transport_error(now, t.id(), TransportError::from_message("lost"));
+        }
+        now = initiator.poll_timeout().expect("a wake-up while closing");
+        initiator.handle_timeout(now);
+    }
+    // The answer to the very first request arrives now.
+    initiator.handle_response(now, allocate.id(), 200, br#"{"channel":3}"#);
+    assert!(initiator.is_finished());
+    assert!(initiator.poll_transmit(now).is_none(), "a finished exchange sent a request");
+    assert_eq!(initiator.poll_timeout(), None);
+}

@@ -90,9 +90,9 @@ pub struct Stats {
     pub broken: u64,
     /// Connections swallowed by a blackhole.
     pub blackholed: u64,
-    /// The sum of every delay the proxy added (latency, stalls, trickling,
-    /// blackholes), over all connections: at most this much time was lost
-    /// waiting on it.
+    /// The time the proxy spent in every delay it added (latency, stalls,
+    /// trickling, blackholes; as measured, since timers wake late), summed
+    /// over all connections: at most this much time was lost waiting on it.
     pub added_delay: Duration,
 }
 
@@ -106,6 +106,14 @@ impl Shared {
         self.stats.lock().expect("stats lock").added_delay += delay;
     }
 
+    /// Sleeps and counts the time it really took (a timer wakes late, most
+    /// of all for sleeps of a millisecond).
+    async fn delay(&self, delay: Duration) {
+        let started = Instant::now();
+        tokio::time::sleep(delay).await;
+        self.add_delay(started.elapsed());
+    }
+
     fn blackholed_until(&self) -> Option<Instant> {
         let until = *self.blackhole_until.lock().expect("blackhole lock");
         until.filter(|t| *t > Instant::now())
@@ -114,8 +122,7 @@ impl Shared {
     /// Waits out a blackhole, counting the time lost.
     async fn through_blackhole(&self) {
         if let Some(until) = self.blackholed_until() {
-            self.add_delay(until.saturating_duration_since(Instant::now()));
-            tokio::time::sleep_until(until).await;
+            self.delay(until.saturating_duration_since(Instant::now())).await;
         }
     }
 }
@@ -290,10 +297,7 @@ async fn pump(
         shared.through_blackhole().await;
         let mut chunk = &buffer[..n];
         match (fault, direction) {
-            (Fault::Latency(delay), _) => {
-                shared.add_delay(delay);
-                tokio::time::sleep(delay).await;
-            }
+            (Fault::Latency(delay), _) => shared.delay(delay).await,
             (Fault::Stall { after, pause }, Direction::Answer) if !stalled && passed + chunk.len() > after => {
                 let first = after.saturating_sub(passed);
                 if write_all(&to, &chunk[..first]).await.is_err() {
@@ -302,8 +306,7 @@ async fn pump(
                 passed += first;
                 chunk = &chunk[first..];
                 stalled = true;
-                shared.add_delay(pause);
-                tokio::time::sleep(pause).await;
+                shared.delay(pause).await;
             }
             (Fault::ResetRequest { after }, Direction::Request)
             | (Fault::ResetResponse { after }, Direction::Answer)
@@ -320,8 +323,7 @@ async fn pump(
             }
             (Fault::Trickle(delay), _) => {
                 for byte in chunk {
-                    shared.add_delay(delay);
-                    tokio::time::sleep(delay).await;
+                    shared.delay(delay).await;
                     if write_all(&to, std::slice::from_ref(byte)).await.is_err() {
                         return Ended::Closed;
                     }

@@ -6,10 +6,12 @@
 
 use std::time::{Duration, Instant};
 
+use wormhole_sync_core::builder::{Builder, Client};
 use wormhole_sync_core::rendezvous::RendezvousSnapshot;
 use wormhole_sync_fault_proxy::{Fault, FaultProxy, Stats};
 use wormhole_sync_server::{RunningServer, ServerConfig, Storage};
-use wormhole_sync_tokio::Schedule;
+use wormhole_sync_tokio::{transcribe as asynchronous, Schedule};
+use wormhole_sync_ureq::transcribe as blocking;
 
 const APP: &str = "example.com/faults";
 /// The clients' timings: a lost request costs at most the long-poll wait
@@ -39,8 +41,11 @@ async fn server() -> RunningServer {
         .unwrap()
 }
 
-fn schedule() -> Schedule {
-    Schedule::every(INTERVAL).unwrap()
+/// The clients' builder with the timings above and `timeout`, built.
+fn tuned<C: Client>(builder: Builder<C>, url: &str, timeout: Duration) -> C {
+    let schedule = Schedule::every(INTERVAL).unwrap();
+    let builder = builder.rendezvous(url).schedule(schedule).long_poll(LONG_POLL).request_timeout(REQUEST_TIMEOUT);
+    builder.timeout(timeout).build().unwrap()
 }
 
 type Outcome = Result<Vec<u8>, String>;
@@ -50,28 +55,13 @@ type Outcome = Result<Vec<u8>, String>;
 async fn exchange(url: &str, async_initiates: bool, timeout: Duration, data: (&[u8], &[u8])) -> (Outcome, Outcome) {
     let (url, i_data, r_data) = (url.to_string(), data.0.to_vec(), data.1.to_vec());
     if async_initiates {
-        let i = wormhole_sync_tokio::transcribe::Initiator::builder(APP, i_data)
-            .rendezvous(&url)
-            .schedule(schedule())
-            .long_poll(LONG_POLL)
-            .request_timeout(REQUEST_TIMEOUT)
-            .timeout(timeout)
-            .build()
-            .unwrap()
-            .start();
+        let i = tuned(asynchronous::Initiator::builder(APP, i_data), &url, timeout).start();
         let code = match i.when_code().await {
             Ok(code) => code.to_string(),
             Err(e) => return (Err(format!("{e:?}")), Err("never started".into())),
         };
         let receiving = tokio::task::spawn_blocking(move || {
-            let mut r = wormhole_sync_ureq::transcribe::Receiver::builder(APP, &code, r_data)
-                .rendezvous(&url)
-                .schedule(schedule())
-                .long_poll(LONG_POLL)
-                .request_timeout(REQUEST_TIMEOUT)
-                .timeout(timeout)
-                .build()
-                .unwrap();
+            let mut r = tuned(blocking::Receiver::builder(APP, &code, r_data), &url, timeout);
             r.get_data().map_err(|e| format!("{e:?}"))
         });
         let mine = i.when_data().await.map_err(|e| format!("{e:?}"));
@@ -79,14 +69,7 @@ async fn exchange(url: &str, async_initiates: bool, timeout: Duration, data: (&[
     } else {
         let (codes, code) = tokio::sync::oneshot::channel();
         let initiating = tokio::task::spawn_blocking(move || {
-            let mut i = wormhole_sync_ureq::transcribe::Initiator::builder(APP, i_data)
-                .rendezvous(&url)
-                .schedule(schedule())
-                .long_poll(LONG_POLL)
-                .request_timeout(REQUEST_TIMEOUT)
-                .timeout(timeout)
-                .build()
-                .unwrap();
+            let mut i = tuned(blocking::Initiator::builder(APP, i_data), &url, timeout);
             match i.get_code() {
                 Ok(code) => {
                     let _ = codes.send((code.to_string(), url));
@@ -98,15 +81,7 @@ async fn exchange(url: &str, async_initiates: bool, timeout: Duration, data: (&[
         let Ok((code, url)) = code.await else {
             return (initiating.await.unwrap(), Err("never started".into()));
         };
-        let r = wormhole_sync_tokio::transcribe::Receiver::builder(APP, &code, r_data)
-            .rendezvous(&url)
-            .schedule(schedule())
-            .long_poll(LONG_POLL)
-            .request_timeout(REQUEST_TIMEOUT)
-            .timeout(timeout)
-            .build()
-            .unwrap()
-            .start();
+        let r = tuned(asynchronous::Receiver::builder(APP, &code, r_data), &url, timeout).start();
         let theirs = r.when_data().await.map_err(|e| format!("{e:?}"));
         (initiating.await.unwrap(), theirs)
     }
@@ -152,6 +127,7 @@ fn exchanges_complete_through_each_kind_of_fault() {
                     let took = started.elapsed();
                     let stats = proxy.stats();
                     let what = format!("{kind:?}, async initiator {async_initiates}: {stats:?}, took {took:?}");
+                    println!("{what}; bound {:?}", bound(&stats));
                     assert_eq!(mine, Ok(r_data), "{what}");
                     assert_eq!(theirs, Ok(i_data), "{what}");
                     assert!(stats.faulted > 0, "no fault was injected: {what}");
@@ -207,6 +183,7 @@ fn exchanges_complete_through_a_mix_of_faults() {
             run.await.unwrap();
         }
         let (took, stats) = (started.elapsed(), proxy.stats());
+        println!("10 exchanges through a mix: {stats:?}, took {took:?}, bound {:?}", bound(&stats));
         assert!(stats.broken >= 3, "the mix broke too little to prove anything: {stats:?}");
         assert!(took <= bound(&stats), "took {took:?}, bound {:?}: {stats:?}", bound(&stats));
         server.stop().await;
@@ -221,28 +198,16 @@ fn a_blackhole_shorter_than_the_timeout_is_ridden_out() {
         let server = server().await;
         let proxy = FaultProxy::start(server.addr(), |_| Fault::None).await.unwrap();
         let url = proxy.url();
-        let i = wormhole_sync_tokio::transcribe::Initiator::builder(APP, b"through the dark".to_vec())
-            .rendezvous(&url)
-            .schedule(schedule())
-            .long_poll(LONG_POLL)
-            .request_timeout(REQUEST_TIMEOUT)
-            .timeout(Duration::from_secs(60))
-            .build()
-            .unwrap()
-            .start();
+        let i =
+            tuned(asynchronous::Initiator::builder(APP, b"through the dark".to_vec()), &url, Duration::from_secs(60))
+                .start();
         let code = i.when_code().await.unwrap().to_string();
         let blackhole = Duration::from_secs(4);
         proxy.blackhole(blackhole);
         let started = Instant::now();
         let receiving = tokio::task::spawn_blocking(move || {
-            let mut r = wormhole_sync_ureq::transcribe::Receiver::builder(APP, &code, b"and back".to_vec())
-                .rendezvous(&url)
-                .schedule(schedule())
-                .long_poll(LONG_POLL)
-                .request_timeout(REQUEST_TIMEOUT)
-                .timeout(Duration::from_secs(60))
-                .build()
-                .unwrap();
+            let mut r =
+                tuned(blocking::Receiver::builder(APP, &code, b"and back".to_vec()), &url, Duration::from_secs(60));
             r.get_data()
         });
         assert_eq!(i.when_data().await.unwrap(), b"and back");
@@ -265,27 +230,12 @@ fn faults_outlasting_the_timeout_end_with_the_documented_errors() {
         let proxy = FaultProxy::start(server.addr(), |_| Fault::None).await.unwrap();
         let url = proxy.url();
         let timeout = Duration::from_secs(3);
-        let i = wormhole_sync_tokio::transcribe::Initiator::builder(APP, b"unsent".to_vec())
-            .rendezvous(&url)
-            .schedule(schedule())
-            .long_poll(LONG_POLL)
-            .request_timeout(REQUEST_TIMEOUT)
-            .timeout(timeout)
-            .build()
-            .unwrap()
-            .start();
+        let i = tuned(asynchronous::Initiator::builder(APP, b"unsent".to_vec()), &url, timeout).start();
         let code = i.when_code().await.unwrap().to_string();
         proxy.blackhole(Duration::from_secs(30));
         let started = Instant::now();
         let receiving = tokio::task::spawn_blocking(move || {
-            let mut r = wormhole_sync_ureq::transcribe::Receiver::builder(APP, &code, b"unsent".to_vec())
-                .rendezvous(&url)
-                .schedule(schedule())
-                .long_poll(LONG_POLL)
-                .request_timeout(REQUEST_TIMEOUT)
-                .timeout(timeout)
-                .build()
-                .unwrap();
+            let mut r = tuned(blocking::Receiver::builder(APP, &code, b"unsent".to_vec()), &url, timeout);
             r.get_data()
         });
         assert_eq!(i.when_data().await, Err(wormhole_sync_tokio::Error::Timeout), "it had reached the server");

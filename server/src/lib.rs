@@ -194,7 +194,7 @@ impl Server {
     ) -> std::io::Result<Server> {
         let app = shared_state(config, storage, saved)?;
         let tls = app.config.tls.clone().map(TlsReloader::load).transpose()?;
-        let listener = TcpListener::bind(addr).await?;
+        let listener = listen(addr)?;
         Ok(Server { listener, app, tls })
     }
 
@@ -249,6 +249,20 @@ impl Server {
         let _ = tokio::task::spawn_blocking(move || app.storage.close()).await;
         served
     }
+}
+
+/// Connections the kernel queues before the server accepts them. Tokio's
+/// default (1,024) overflowed when thousands of clients connected at once,
+/// and the kernel dropped the rest of the burst; the kernel caps it at
+/// `net.core.somaxconn`.
+const LISTEN_BACKLOG: u32 = 8_192;
+
+fn listen(addr: SocketAddr) -> std::io::Result<TcpListener> {
+    let socket = if addr.is_ipv4() { tokio::net::TcpSocket::new_v4()? } else { tokio::net::TcpSocket::new_v6()? };
+    // As `TcpListener::bind` does: a restarted server binds at once.
+    socket.set_reuseaddr(true)?;
+    socket.bind(addr)?;
+    socket.listen(LISTEN_BACKLOG)
 }
 
 /// What every connection's handlers share, with `saved` loaded and a

@@ -69,7 +69,10 @@ impl Storage {
         Storage { inner: Inner::Memory }
     }
 
-    /// An SQLite database at `path` (created if missing), and the state it holds.
+    /// An SQLite database at `path` (created if missing), and the state it
+    /// holds. A file that is not an SQLite database, or one that fails
+    /// SQLite's structural check or holds messages of no channel, is
+    /// refused with the reason, never loaded in part or started over.
     pub fn sqlite(path: &Path) -> Result<(Storage, RendezvousSnapshot), StorageError> {
         let mut connection = sqlite::open(path)?;
         let snapshot = sqlite::load(&connection)?;

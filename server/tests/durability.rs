@@ -220,3 +220,33 @@ fn wait_with_timeout(mut child: Child, limit: Duration) -> Option<std::process::
     let _ = child.kill();
     None
 }
+
+/// Found by the `sqlite_file` fuzz target: a database cut to fewer bytes
+/// than SQLite's header was taken for a new, empty one and would have been
+/// written over. A cut or damaged database is refused with the reason.
+#[test]
+fn a_cut_or_damaged_database_is_refused_not_emptied() {
+    use wormhole_sync_server::Storage;
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("rendezvous.sqlite3");
+    let server = TestServer::sqlite(quiet_config(), &db, "127.0.0.1:0");
+    let allocated = post(server.addr, "/v1/allocate", &json!({"appid": "example.com/cut", "side": "s1"}));
+    assert_eq!(allocated.status, 200, "{:?}", allocated.json());
+    server.stop();
+    let whole = std::fs::read(&db).unwrap();
+    assert!(whole.len() > 4096, "the database holds a page of data");
+
+    std::fs::write(&db, &whole[..50]).unwrap();
+    let refused = Storage::sqlite(&db).err().expect("a database cut to 50 bytes is refused");
+    assert!(refused.to_string().contains("not an SQLite database"), "{refused}");
+    assert_eq!(std::fs::read(&db).unwrap().len(), 50, "the cut file was left as it was");
+
+    // The last page cut off: SQLite finds it (opening it, or checking it).
+    std::fs::write(&db, &whole[..whole.len() - 4096]).unwrap();
+    let refused = Storage::sqlite(&db).err().expect("a database missing a page is refused").to_string();
+    assert!(refused.contains("damaged") || refused.contains("malformed"), "{refused}");
+
+    std::fs::write(&db, &whole).unwrap();
+    let (_storage, saved) = Storage::sqlite(&db).expect("the whole database loads");
+    assert_eq!(saved.channels.len(), 1);
+}

@@ -20,3 +20,22 @@ pub mod rendezvous_ops;
 fn tracing() -> bool {
     std::env::var_os("WORMHOLE_FUZZ_TRACE").is_some()
 }
+
+/// Runs every input committed for `target` under `fuzz_dir` (its
+/// `regressions/<target>/` and `corpus/<target>/`) through `run`, as the
+/// crates' tests do; panics naming the first input that breaks a rule, or
+/// if there is none at all (the corpus is part of the repository).
+pub fn replay_committed(fuzz_dir: &std::path::Path, target: &str, run: fn(&[u8])) {
+    let mut files = Vec::new();
+    for dir in ["regressions", "corpus"] {
+        let Ok(entries) = std::fs::read_dir(fuzz_dir.join(dir).join(target)) else { continue };
+        files.extend(entries.filter_map(|e| Some(e.ok()?.path())));
+    }
+    files.sort();
+    assert!(!files.is_empty(), "no committed inputs for {target} under {}", fuzz_dir.display());
+    for file in files {
+        let data = std::fs::read(&file).unwrap_or_else(|e| panic!("{}: {e}", file.display()));
+        let outcome = std::panic::catch_unwind(|| run(&data));
+        assert!(outcome.is_ok(), "{} breaks a rule again", file.display());
+    }
+}

@@ -4,9 +4,9 @@
 //!
 //! - opening and loading never panic: the result is the state or a clear
 //!   error;
-//! - what loads holds as many channels and messages as were written (a
-//!   damaged file is refused, never loaded in part), and restores into the
-//!   rendezvous or is refused with a reason.
+//! - what loads and restores into the rendezvous (as start-up does) holds
+//!   as many channels and messages as were written: a damaged file is
+//!   refused, by the loader or the restore, never served in part.
 
 use std::path::PathBuf;
 use std::sync::OnceLock;
@@ -103,12 +103,15 @@ pub fn run(data: &[u8]) {
     std::fs::write(&path, &bytes).expect("the scratch file writes");
     let loaded = sqlite::open(&path).and_then(|connection| sqlite::load(&connection));
     remove(&path);
+    // Start-up goes on to restore what loaded, which checks it again.
     let Ok(snapshot) = loaded else { return };
+    if Rendezvous::restore(RendezvousConfig::default(), snapshot.clone()).is_err() {
+        return;
+    }
     if !bytes.is_empty() {
         // (An empty file is a new database: SQLite starts over, rightly.)
         check_whole(template, &snapshot);
     }
-    let _ = Rendezvous::restore(RendezvousConfig::default(), snapshot);
 }
 
 fn check_whole(template: &Template, snapshot: &RendezvousSnapshot) {
