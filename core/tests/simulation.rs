@@ -102,9 +102,9 @@ fn seeds_found_by_fuzzing_end_correctly() {
 /// Replays one seed, printing its scenario and report:
 /// `WORMHOLE_SIM_SEED=N cargo test -p wormhole-sync-core --test simulation -- --ignored one_seed --nocapture`.
 #[test]
-#[ignore = "replays the seed in WORMHOLE_SIM_SEED; see the doc comment"]
+#[ignore = "replays the simulation seed named by WORMHOLE_SIM_SEED; see the doc comment"]
 fn one_seed() {
-    let seed = std::env::var("WORMHOLE_SIM_SEED").expect("set WORMHOLE_SIM_SEED to the seed to replay");
+    let seed = std::env::var("WORMHOLE_SIM_SEED").expect("set WORMHOLE_SIM_SEED to the simulation seed to replay");
     let seed: u64 = seed.parse().expect("WORMHOLE_SIM_SEED is a number");
     let scenario = Scenario::from_seed(seed);
     println!("{scenario:#?}");
