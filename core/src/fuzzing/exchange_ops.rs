@@ -178,13 +178,7 @@ impl World {
     }
 
     fn start_receiver(&mut self, code: Code) {
-        let code = if self.wrong_code {
-            let mut words: Vec<&str> = code.words().iter().map(String::as_str).collect();
-            words[0] = if words[0] == "wrongword" { "otherword" } else { "wrongword" };
-            Code::new(code.channel(), &words).expect("valid words")
-        } else {
-            code
-        };
+        let code = if self.wrong_code { crate::sim::mistype(&code) } else { code };
         let config = self.sides[0].exchange.config().clone();
         let mut receiver = Exchange::receiver(config, code, DATA[1].to_vec(), self.receiver_seed).expect("small data");
         receiver.start(self.now);

@@ -664,7 +664,7 @@ impl Sim<'_> {
 
 /// The code with its first word replaced by another word: what a person
 /// who mistyped it (or a guesser) would send.
-fn mistype(code: &Code) -> Code {
+pub(crate) fn mistype(code: &Code) -> Code {
     let mut words: Vec<&str> = code.words().iter().map(String::as_str).collect();
     words[0] = if words[0] == "wrongword" { "otherword" } else { "wrongword" };
     Code::new(code.channel(), &words).expect("valid words")
