@@ -6,16 +6,20 @@
     python3 -m venv /tmp/mw
     /tmp/mw/bin/pip install magic-wormhole==0.24.0 magic-wormhole-mailbox-server==0.8.0 websockets==15.0.1
     /tmp/mw/bin/python tools/mailbox_interop.py --venv /tmp/mw --server reference
+    cargo build -p wormhole-sync-server
+    /tmp/mw/bin/python tools/mailbox_interop.py --venv /tmp/mw --server ours
 
 Scenarios:
   text       `wormhole send --text` to `wormhole receive`: the text arrives, both exit 0
   wrong-code `wormhole receive` with a wrong word: both sides fail, reporting it
   crowded    two sides hold a nameplate; `wormhole receive` with its code is turned away
   restart    the server restarts (same database) between `send` and `receive`: the text arrives
+  crash      the same, with the server killed (SIGKILL) instead of stopped
 
 Servers:
   reference  magic-wormhole's own mailbox server (`twist wormhole-mailbox`), so
              the scenarios themselves are known to be right
+  ours       wormhole-sync-server (--binary, default target/debug/) on SQLite
 
 Exits non-zero if a scenario fails (or a server or client cannot start).
 """
@@ -64,15 +68,32 @@ class ReferenceServer:
             cwd=self.state_dir, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         wait_for_port(self.port)
 
-    def stop(self):
+    def stop(self, kill=False):
         if self.process:
-            self.process.terminate()
+            self.process.kill() if kill else self.process.terminate()
             self.process.wait(timeout=20)
             self.process = None
 
     @property
     def url(self):
         return f"ws://127.0.0.1:{self.port}/v1"
+
+
+class OurServer(ReferenceServer):
+    """wormhole-sync-server with its SQLite database in `state_dir`, rate
+    limits off (every client here comes from 127.0.0.1)."""
+
+    def __init__(self, binary, state_dir):
+        super().__init__(None, state_dir)
+        self.binary = binary
+
+    def start(self):
+        self.process = subprocess.Popen(
+            [self.binary, "--listen", f"127.0.0.1:{self.port}",
+             "--db", os.path.join(self.state_dir, "ours.sqlite3"),
+             "--rate-limit", "0", "--rate-limit-messages", "0", "--motd", "interop test server"],
+            cwd=self.state_dir, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        wait_for_port(self.port)
 
 
 class Wormhole:
@@ -162,10 +183,10 @@ def scenario_crowded(wormhole, server):
         second.close()
 
 
-def scenario_restart(wormhole, server):
+def scenario_restart(wormhole, server, kill=False):
     sender, code = wormhole.send_text("survives a restart")
     time.sleep(1)  # the sender's claim and PAKE message are stored
-    server.stop()
+    server.stop(kill=kill)
     server.start()
     status, out, err = finish(wormhole.start("receive", code))
     check(status == 0, f"receive exited {status}: {err[-500:]}")
@@ -179,18 +200,24 @@ SCENARIOS = {
     "wrong-code": scenario_wrong_code,
     "crowded": scenario_crowded,
     "restart": scenario_restart,
+    "crash": lambda wormhole, server: scenario_restart(wormhole, server, kill=True),
 }
 
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--venv", required=True, help="virtualenv with magic-wormhole, its mailbox server and websockets")
-    parser.add_argument("--server", choices=["reference"], default="reference")
+    parser.add_argument("--server", choices=["reference", "ours"], default="reference")
+    parser.add_argument("--binary", default=os.path.join("target", "debug", "wormhole-sync-server"),
+                        help="our server's binary (with --server ours)")
     parser.add_argument("scenarios", nargs="*", default=list(SCENARIOS))
     args = parser.parse_args()
     failed = 0
     with tempfile.TemporaryDirectory() as state_dir:
-        server = ReferenceServer(args.venv, state_dir)
+        if args.server == "ours":
+            server = OurServer(os.path.abspath(args.binary), state_dir)
+        else:
+            server = ReferenceServer(args.venv, state_dir)
         server.start()
         try:
             wormhole = Wormhole(args.venv, server)

@@ -8,11 +8,14 @@
 //! other's, both release and close. It reports:
 //!
 //! - pairs per second with C pairs in flight, and the server's CPU per pair;
+//! - the latency from one side's `add` to the other side's `message`, with
+//!   one pair at a time and under that load;
 //! - the server's memory per idle connected (bound) client, at each count
 //!   asked for.
 //!
 //! ```sh
 //! cargo run --release -p wormhole-sync-bench --bin wormhole-sync-mailbox-load -- --reference-venv /tmp/mw
+//! cargo run --release -p wormhole-sync-bench --bin wormhole-sync-mailbox-load -- --ours target/release/wormhole-sync-server
 //! ```
 
 #[allow(dead_code)]
@@ -39,8 +42,15 @@ struct Args {
     #[arg(long)]
     server_pid: Option<u32>,
     /// Start magic-wormhole's reference mailbox server from this virtualenv.
-    #[arg(long)]
+    #[arg(long, conflicts_with = "ours")]
     reference_venv: Option<String>,
+    /// Start this wormhole-sync-server binary (SQLite in a temporary
+    /// directory, per-address limits off: every client is on 127.0.0.1).
+    #[arg(long)]
+    ours: Option<String>,
+    /// Pairs run one at a time first, for the unloaded latency.
+    #[arg(long, default_value_t = 200)]
+    sequential: u64,
     /// Mailbox pairs to run.
     #[arg(long, default_value_t = 2_000)]
     pairs: u64,
@@ -104,7 +114,9 @@ impl Client {
     }
 }
 
-async fn pair(url: String, n: u64) -> Result<(), String> {
+/// Runs one pair; returns the latency from the second side's `add` to the
+/// first side's `message`.
+async fn pair(url: String, n: u64) -> Result<Duration, String> {
     let (a_side, b_side) = (format!("a{n:x}"), format!("b{n:x}"));
     let mut a = Client::connect(&url, &a_side).await?;
     a.send(json!({"type": "allocate"})).await?;
@@ -117,9 +129,11 @@ async fn pair(url: String, n: u64) -> Result<(), String> {
     b.send(json!({"type": "claim", "nameplate": nameplate})).await?;
     let mailbox_b = b.expect("claimed").await?["mailbox"].clone();
     b.send(json!({"type": "open", "mailbox": mailbox_b})).await?;
+    let added = Instant::now();
     b.send(json!({"type": "add", "phase": "pake", "body": "bb".repeat(40)})).await?;
-    b.peer_message(&b_side).await?;
     a.peer_message(&a_side).await?;
+    let latency = added.elapsed();
+    b.peer_message(&b_side).await?;
     for (client, mailbox) in [(&mut a, &mailbox), (&mut b, &mailbox_b)] {
         client.send(json!({"type": "release", "nameplate": nameplate})).await?;
         client.expect("released").await?;
@@ -127,43 +141,74 @@ async fn pair(url: String, n: u64) -> Result<(), String> {
         client.expect("closed").await?;
         let _ = client.socket.close(None).await;
     }
-    Ok(())
+    Ok(latency)
+}
+
+/// "p50 1.2 ms, p99 3.4 ms, max 5.6 ms".
+fn percentiles(latencies: &mut [Duration]) -> String {
+    latencies.sort();
+    let at = |q: f64| latencies[((latencies.len() - 1) as f64 * q).round() as usize].as_secs_f64() * 1e3;
+    format!("p50 {:.2} ms, p99 {:.2} ms, max {:.2} ms", at(0.5), at(0.99), at(1.0))
 }
 
 fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map(|a| a.port()).unwrap_or(4000)
 }
 
-/// magic-wormhole's mailbox server, in a temporary directory.
-struct Reference {
+/// A mailbox server this tool started, in a temporary directory.
+struct Started {
     child: Child,
     _dir: tempfile::TempDir,
 }
 
-impl Reference {
-    fn start(venv: &str) -> Result<(Reference, String), String> {
+impl Started {
+    /// magic-wormhole's reference mailbox server from a virtualenv.
+    fn reference(venv: &str) -> Result<(Started, String), String> {
+        Started::spawn(|dir, port| {
+            let mut command = Command::new(format!("{venv}/bin/twist"));
+            command
+                .args(["wormhole-mailbox", &format!("--port=tcp:{port}:interface=127.0.0.1")])
+                .arg(format!("--channel-db={}", dir.join("channels.sqlite").display()));
+            command
+        })
+    }
+
+    /// This project's server binary, on SQLite.
+    fn ours(binary: &str) -> Result<(Started, String), String> {
+        // It runs in the temporary directory: a relative path must not change meaning.
+        let binary = std::fs::canonicalize(binary).map_err(|e| format!("{binary}: {e}"))?;
+        Started::spawn(|dir, port| {
+            let mut command = Command::new(binary);
+            command
+                .args(["--listen", &format!("127.0.0.1:{port}"), "--db"])
+                .arg(dir.join("rendezvous.sqlite3"))
+                .args(["--rate-limit", "0", "--rate-limit-messages", "0", "--max-connections-per-address", "0"])
+                .args(["--max-bytes-per-address", "0"]);
+            command
+        })
+    }
+
+    fn spawn(command: impl FnOnce(&std::path::Path, u16) -> Command) -> Result<(Started, String), String> {
         let dir = tempfile::tempdir().map_err(|e| e.to_string())?;
         let port = free_port();
-        let child = Command::new(format!("{venv}/bin/twist"))
-            .args(["wormhole-mailbox", &format!("--port=tcp:{port}:interface=127.0.0.1")])
-            .arg(format!("--channel-db={}", dir.path().join("channels.sqlite").display()))
+        let child = command(dir.path(), port)
             .current_dir(dir.path())
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
-            .map_err(|e| format!("cannot start the reference server: {e}"))?;
+            .map_err(|e| format!("cannot start the server: {e}"))?;
         let deadline = Instant::now() + Duration::from_secs(20);
         while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
             if Instant::now() > deadline {
-                return Err("the reference server did not listen within 20 s".into());
+                return Err("the server did not listen within 20 s".into());
             }
             std::thread::sleep(Duration::from_millis(100));
         }
-        Ok((Reference { child, _dir: dir }, format!("ws://127.0.0.1:{port}/v1")))
+        Ok((Started { child, _dir: dir }, format!("ws://127.0.0.1:{port}/v1")))
     }
 }
 
-impl Drop for Reference {
+impl Drop for Started {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
@@ -172,20 +217,23 @@ impl Drop for Reference {
 
 fn main() -> std::process::ExitCode {
     let args = Args::parse();
-    let (reference, url, pid) = match (&args.reference_venv, &args.url) {
-        (Some(venv), _) => match Reference::start(venv) {
-            Ok((reference, url)) => {
-                let pid = reference.child.id();
-                (Some(reference), url, Some(pid))
-            }
-            Err(e) => {
-                eprintln!("wormhole-sync-mailbox-load: {e}");
-                return std::process::ExitCode::FAILURE;
-            }
-        },
+    let started = match (&args.reference_venv, &args.ours) {
+        (Some(venv), _) => Some(Started::reference(venv)),
+        (None, Some(binary)) => Some(Started::ours(binary)),
+        (None, None) => None,
+    };
+    let (reference, url, pid) = match (started, &args.url) {
+        (Some(Ok((started, url))), _) => {
+            let pid = started.child.id();
+            (Some(started), url, Some(pid))
+        }
+        (Some(Err(e)), _) => {
+            eprintln!("wormhole-sync-mailbox-load: {e}");
+            return std::process::ExitCode::FAILURE;
+        }
         (None, Some(url)) => (None, url.clone(), args.server_pid),
         (None, None) => {
-            eprintln!("wormhole-sync-mailbox-load: give --url or --reference-venv");
+            eprintln!("wormhole-sync-mailbox-load: give --url, --ours or --reference-venv");
             return std::process::ExitCode::FAILURE;
         }
     };
@@ -206,6 +254,13 @@ async fn measure(args: &Args, url: &str, pid: Option<u32>) -> Result<(), String>
     for n in 0..20 {
         pair(url.to_string(), 1_000_000 + n).await?; // warm-up
     }
+    let mut alone = Vec::new();
+    for n in 0..args.sequential {
+        alone.push(pair(url.to_string(), 2_000_000 + n).await?);
+    }
+    if !alone.is_empty() {
+        println!("add -> message latency, one pair at a time: {}", percentiles(&mut alone));
+    }
     let cpu = pid.map(proc::cpu_time);
     let next = Arc::new(AtomicU64::new(0));
     let failed = Arc::new(AtomicU64::new(0));
@@ -214,22 +269,27 @@ async fn measure(args: &Args, url: &str, pid: Option<u32>) -> Result<(), String>
         .map(|_| {
             let (next, failed, url, pairs) = (next.clone(), failed.clone(), url.to_string(), args.pairs);
             tokio::spawn(async move {
+                let mut latencies = Vec::new();
                 loop {
                     let n = next.fetch_add(1, Ordering::Relaxed);
                     if n >= pairs {
-                        return;
+                        return latencies;
                     }
-                    if let Err(e) = pair(url.clone(), n).await {
-                        if failed.fetch_add(1, Ordering::Relaxed) < 3 {
-                            eprintln!("pair {n}: {e}");
+                    match pair(url.clone(), n).await {
+                        Ok(latency) => latencies.push(latency),
+                        Err(e) => {
+                            if failed.fetch_add(1, Ordering::Relaxed) < 3 {
+                                eprintln!("pair {n}: {e}");
+                            }
                         }
                     }
                 }
             })
         })
         .collect();
+    let mut loaded = Vec::new();
     for worker in workers {
-        worker.await.map_err(|e| e.to_string())?;
+        loaded.extend(worker.await.map_err(|e| e.to_string())?);
     }
     let elapsed = started.elapsed().as_secs_f64();
     let failed = failed.load(Ordering::Relaxed);
@@ -245,6 +305,9 @@ async fn measure(args: &Args, url: &str, pid: Option<u32>) -> Result<(), String>
             println!("; server CPU {per:.2} ms per pair");
         }
         _ => println!(),
+    }
+    if !loaded.is_empty() {
+        println!("add -> message latency, {} in flight: {}", args.in_flight, percentiles(&mut loaded));
     }
     if failed > 0 {
         return Err(format!("{failed} of {} pairs failed", args.pairs));

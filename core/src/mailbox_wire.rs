@@ -20,14 +20,13 @@
 
 use serde_json::{json, Map, Value};
 
-use crate::wire::{MAX_APPID_LEN, MAX_PHASE_LEN, MAX_SIDE_LEN};
+pub use crate::wire::MAX_MAILBOX_LEN;
+use crate::wire::{MailboxId, MAX_APPID_LEN, MAX_PHASE_LEN, MAX_SIDE_LEN};
 
 /// Largest frame read: a 64 KiB message is 128 KiB of hex, plus its fields.
 pub const MAX_FRAME_BYTES: usize = 160 * 1024;
 /// Longest nameplate: digits only, as the reference server's.
 pub const MAX_NAMEPLATE_LEN: usize = 40;
-/// Longest mailbox id.
-pub const MAX_MAILBOX_LEN: usize = 64;
 /// Longest client message id (echoed in acks).
 pub const MAX_ID_LEN: usize = 64;
 
@@ -68,7 +67,7 @@ pub enum ClientMessage {
     /// Opens a mailbox: every message in it is sent, then each new one.
     Open {
         /// The mailbox id from `claimed`.
-        mailbox: String,
+        mailbox: MailboxId,
     },
     /// Adds a message to the open mailbox.
     Add {
@@ -80,7 +79,7 @@ pub enum ClientMessage {
     /// Closes the mailbox, with how the client ended.
     Close {
         /// The mailbox opened, if named.
-        mailbox: Option<String>,
+        mailbox: Option<MailboxId>,
         /// `happy`, `lonely`, `scary`, `errory`, ... as sent.
         mood: Option<String>,
     },
@@ -141,11 +140,8 @@ fn nameplate(value: &str) -> Result<String, FrameError> {
     Ok(value.to_string())
 }
 
-fn mailbox(value: &str) -> Result<String, FrameError> {
-    if value.is_empty() || value.len() > MAX_MAILBOX_LEN || !value.bytes().all(|b| b.is_ascii_alphanumeric()) {
-        return Err(FrameError::Invalid("mailbox"));
-    }
-    Ok(value.to_string())
+fn mailbox(value: &str) -> Result<MailboxId, FrameError> {
+    MailboxId::new(value).ok_or(FrameError::Invalid("mailbox"))
 }
 
 impl ClientMessage {
@@ -250,7 +246,7 @@ pub enum ServerMessage {
     /// A nameplate was claimed; its mailbox.
     Claimed {
         /// The mailbox id.
-        mailbox: String,
+        mailbox: MailboxId,
     },
     /// The nameplate was released.
     Released,
@@ -264,8 +260,8 @@ pub enum ServerMessage {
         body: String,
         /// When the server received it, seconds since the epoch.
         server_rx: f64,
-        /// The message's id.
-        id: String,
+        /// The id its sender gave it, if any.
+        id: Option<String>,
     },
     /// The mailbox was closed.
     Closed,
@@ -338,9 +334,9 @@ mod tests {
             ClientMessage::Claim { nameplate: "42".into() },
             ClientMessage::Release { nameplate: Some("42".into()) },
             ClientMessage::Release { nameplate: None },
-            ClientMessage::Open { mailbox: "mxyz2345abcde".into() },
+            ClientMessage::Open { mailbox: MailboxId::new("mxyz2345abcde").unwrap() },
             ClientMessage::Add { phase: "pake".into(), body: "7b7d".into() },
-            ClientMessage::Close { mailbox: Some("mxyz2345abcde".into()), mood: Some("happy".into()) },
+            ClientMessage::Close { mailbox: MailboxId::new("mxyz2345abcde"), mood: Some("happy".into()) },
             ClientMessage::Ping { ping: 7 },
         ];
         for message in messages {
@@ -373,7 +369,7 @@ mod tests {
             phase: "pake".into(),
             body: "7b7d".into(),
             server_rx: 1.5,
-            id: "c3d4".into(),
+            id: Some("c3d4".into()),
         };
         let frame: Value = serde_json::from_str(&message.to_json(2.0)).unwrap();
         assert_eq!(

@@ -1,11 +1,21 @@
-//! The rendezvous server's logic as a pure state machine: channels per
-//! application id, at most two sides each, ordered message logs, closing,
-//! expiry and limits. The server crate binds it to HTTP and storage; the
-//! simulation harness drives it directly.
+//! The rendezvous server's logic as a pure state machine, in magic-wormhole's
+//! mailbox model: per application id, short **nameplates** (the channel ids
+//! in codes) lead to **mailboxes** (long random ids), each with at most two
+//! sides, an ordered message log, closing, burning, expiry and limits.
 //!
+//! A nameplate is only the way in: it is released (its number free for the
+//! next code) as soon as both sides know the mailbox, while the mailbox
+//! lives until both sides close or it expires. Both front ends of the server
+//! run on this one machine: the HTTP API through [`Rendezvous::handle`], and
+//! magic-wormhole's WebSocket protocol through [`Rendezvous::claim`],
+//! [`open`](Rendezvous::open), [`add`](Rendezvous::add),
+//! [`release`](Rendezvous::release) and [`close`](Rendezvous::close), so
+//! nameplates handed out by either never collide.
+//!
+//! After each operation, [`Rendezvous::effects`] says which mailboxes it
+//! changed and how, for the caller to persist them and wake whoever waits.
 //! Long-polling is the caller's job: a fetch answers at once, and the caller
-//! re-runs it when a post or close touches the channel (see
-//! [`Request::wakes_waiters`]) or the wait ends.
+//! re-runs it when an effect touches the mailbox or the wait ends.
 
 use std::collections::{BTreeMap, HashMap};
 use std::time::Duration;
@@ -18,7 +28,7 @@ use crate::code::{ChannelId, MAX_CHANNEL_ID};
 use crate::time::Timestamp;
 use crate::wire::{
     validate_appid, validate_phase, validate_side, AllocateResponse, CloseResponse, ClosedSide, ErrorCode,
-    JoinResponse, Log, Message, Mood, PostResponse, Request, Response, WireError,
+    JoinResponse, Log, MailboxId, Message, Mood, PostResponse, Request, Response, WireError,
 };
 
 /// Limits and timings of a rendezvous server.
@@ -32,28 +42,28 @@ use crate::wire::{
 /// ```
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct RendezvousConfig {
-    /// A channel with no request for this long is deleted and its id freed.
+    /// A mailbox with no request for this long is deleted (with its nameplate).
     pub channel_expiry: Duration,
     /// Largest message body, in bytes of its JSON string.
     pub max_message_bytes: usize,
-    /// Most messages one channel holds.
+    /// Most messages one mailbox holds.
     pub max_messages_per_channel: usize,
-    /// Most channels one application id holds at once.
+    /// Most mailboxes one application id holds at once.
     pub max_channels_per_app: usize,
-    /// Most channels the server holds at once.
+    /// Most mailboxes the server holds at once.
     pub max_channels: usize,
     /// Longest long-poll wait the server grants.
     pub max_wait: Duration,
-    /// How long a burned channel stays after its members have all closed:
-    /// its id is not allocated again meanwhile, and a late join with the
-    /// old code learns `burned` instead of `unknown-channel`.
+    /// How long a burned mailbox stays after its members have all closed:
+    /// its nameplate is not allocated again meanwhile, and a late join with
+    /// the old code learns `burned` instead of `unknown-channel`.
     pub burned_retention: Duration,
 }
 
 impl Default for RendezvousConfig {
     /// Three days' expiry (the "days" use case), 64 KiB messages, 16
-    /// messages per channel, 10,000 channels per app, a million in all,
-    /// 60 s long-polls, burned channels kept 5 minutes.
+    /// messages per mailbox, 10,000 mailboxes per app, a million in all,
+    /// 60 s long-polls, burned mailboxes kept 5 minutes.
     fn default() -> Self {
         RendezvousConfig {
             channel_expiry: Duration::from_secs(3 * 24 * 3600),
@@ -70,20 +80,42 @@ impl Default for RendezvousConfig {
 #[derive(Clone, Debug, PartialEq, Eq)]
 struct Member {
     side: String,
+    /// Allocated the nameplate (so a retried allocate finds it again).
     allocated: bool,
+    /// Came in through the nameplate (allocate, join, claim).
+    claimed: bool,
+    /// Has let go of the nameplate (it knows the mailbox).
+    released: bool,
     closed: Option<Mood>,
 }
 
-#[derive(Clone, Debug, Default)]
-struct Channel {
+impl Member {
+    fn new(side: &str, allocated: bool, claimed: bool) -> Member {
+        Member { side: side.to_string(), allocated, claimed, released: false, closed: None }
+    }
+
+    fn holds_nameplate(&self) -> bool {
+        self.claimed && !self.released
+    }
+}
+
+#[derive(Clone, Debug)]
+struct Mailbox {
+    /// The nameplate it was made for, if any (whether or not it still
+    /// leads here: see [`App::nameplates`]).
+    nameplate: Option<u32>,
     members: Vec<Member>,
     messages: Vec<Message>,
     burned: bool,
-    last_activity: Option<Timestamp>,
+    last_activity: Timestamp,
 }
 
-impl Channel {
-    fn member(&mut self, side: &str) -> Option<&mut Member> {
+impl Mailbox {
+    fn member(&self, side: &str) -> Option<&Member> {
+        self.members.iter().find(|m| m.side == side)
+    }
+
+    fn member_mut(&mut self, side: &str) -> Option<&mut Member> {
         self.members.iter_mut().find(|m| m.side == side)
     }
 
@@ -103,36 +135,51 @@ impl Channel {
         self.members.iter().all(|m| m.closed.is_some())
     }
 
-    /// A burned channel whose members all left: kept, empty, only so its id
-    /// stays out of allocation and late joins learn `burned`.
+    /// A burned mailbox whose members all left: kept, empty, only so its
+    /// nameplate stays out of allocation and late joins learn `burned`.
     fn is_tombstone(&self) -> bool {
         self.burned && self.all_closed()
+    }
+
+    /// Whether a side may enter: refusals for strangers to a full or burned mailbox.
+    fn admits(&self, side: &str) -> Result<(), WireError> {
+        if self.member(side).is_some() {
+            Ok(())
+        } else if self.burned {
+            Err(err(ErrorCode::Burned, "the channel was closed after a wrong code"))
+        } else if self.members.len() >= 2 {
+            Err(err(ErrorCode::Crowded, "two other sides already hold this channel"))
+        } else {
+            Ok(())
+        }
     }
 }
 
 #[derive(Clone, Debug, Default)]
 struct App {
-    channels: BTreeMap<u32, Channel>,
-    /// Which channel each allocating side got, so a retried allocate is idempotent.
-    allocated_by: HashMap<String, u32>,
+    /// Nameplates in use, each leading to its mailbox.
+    nameplates: BTreeMap<u32, MailboxId>,
+    mailboxes: BTreeMap<MailboxId, Mailbox>,
+    /// Which mailbox each allocating side got, so a retried allocate is idempotent.
+    allocated_by: HashMap<String, MailboxId>,
 }
 
 impl App {
-    /// An id no channel of this app uses, drawn uniformly from the free ids
-    /// of the shortest length that has any (1-9, then 10-99, ...): codes
-    /// stay short, and the id that just ended is not the one handed out
-    /// next, so a stale code rarely reaches a stranger's channel.
-    fn random_free_id(&self, rng: &mut ChaCha20Rng) -> Option<u32> {
+    /// A nameplate no mailbox of this app holds, drawn uniformly from the
+    /// free ones of the shortest length that has any (1-9, then 10-99, ...):
+    /// codes stay short, and the number that just ended is not the one
+    /// handed out next, so a stale code rarely reaches a stranger.
+    fn random_free_nameplate(&self, rng: &mut ChaCha20Rng) -> Option<u32> {
         let mut low = 1u32;
         while low <= MAX_CHANNEL_ID {
             let high = low.saturating_mul(10).saturating_sub(1).min(MAX_CHANNEL_ID);
-            let used = self.channels.range(low..=high).count() as u64;
+            let used = self.nameplates.range(low..=high).count() as u64;
             let free = u64::from(high - low + 1) - used;
             if free > 0 {
-                // The pick-th free id: step over every used id at or below the candidate.
+                // The pick-th free number: step over every used one at or below the candidate.
                 let pick = rng.next_u64() % free;
                 let mut candidate = u64::from(low) + pick;
-                for &id in self.channels.range(low..=high).map(|(id, _)| id) {
+                for &id in self.nameplates.range(low..=high).map(|(id, _)| id) {
                     if u64::from(id) > candidate {
                         break;
                     }
@@ -144,22 +191,83 @@ impl App {
         }
         None
     }
+
+    fn by_nameplate(&self, nameplate: u32) -> Option<&MailboxId> {
+        self.nameplates.get(&nameplate)
+    }
+
+    /// Gives the nameplate up when no member holds it any more. Its
+    /// allocator no longer gets it back from a retried allocate.
+    fn release_if_unheld(&mut self, id: &MailboxId) -> bool {
+        let Some(mailbox) = self.mailboxes.get_mut(id) else { return false };
+        let Some(number) = mailbox.nameplate else { return false };
+        let leads_here = self.nameplates.get(&number) == Some(id);
+        if leads_here && !mailbox.burned && !mailbox.members.iter().any(Member::holds_nameplate) {
+            self.nameplates.remove(&number);
+            for member in mailbox.members.iter_mut().filter(|m| m.allocated) {
+                member.allocated = false;
+                if self.allocated_by.get(&member.side) == Some(id) {
+                    self.allocated_by.remove(&member.side);
+                }
+            }
+            return true;
+        }
+        false
+    }
+}
+
+/// How an operation changed a mailbox, for the caller to persist it and
+/// wake whoever waits on it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum EffectKind {
+    /// Its members, nameplate, burning or closes changed (or it is new):
+    /// persist the whole mailbox.
+    Changed,
+    /// One message was appended (by its sequence number).
+    Appended(u64),
+    /// Only its activity time moved (a read).
+    Touched,
+    /// Its log was dropped (burned and all closed): the bytes are free.
+    LogDropped,
+    /// It is gone, with its nameplate.
+    Deleted,
+}
+
+/// One effect of the last operation on one mailbox.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Effect {
+    /// The mailbox's application id.
+    pub appid: String,
+    /// The mailbox.
+    pub mailbox: MailboxId,
+    /// What happened to it.
+    pub kind: EffectKind,
 }
 
 /// Counts for metrics.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct RendezvousStats {
-    /// Application ids with at least one channel.
+    /// Application ids with at least one mailbox.
     pub apps: usize,
-    /// Open channels.
+    /// Open mailboxes (channels).
     pub channels: usize,
+    /// Nameplates in use (short ids not yet released).
+    pub nameplates: usize,
     /// Stored messages.
     pub messages: usize,
 }
 
 /// Where a sweep in steps ([`Rendezvous::expire_step`]) continues.
 #[derive(Clone, Debug, Default)]
-pub struct SweepCursor(Option<(String, u32)>);
+pub struct SweepCursor(Option<(String, MailboxId)>);
+
+/// Which channel a request names: by its short nameplate (old clients,
+/// and joins), or by its mailbox.
+#[derive(Clone, Copy, Debug)]
+enum Target<'a> {
+    Nameplate(ChannelId),
+    Mailbox(&'a MailboxId),
+}
 
 /// The rendezvous state machine.
 ///
@@ -173,18 +281,23 @@ pub struct SweepCursor(Option<(String, u32)>);
 /// let alloc = |side: &str| Request::Allocate(AllocateRequest::new("app", side));
 /// let Ok(Response::Allocated(a)) = server.handle(now, &alloc("s1")) else { panic!() };
 /// let Ok(Response::Allocated(b)) = server.handle(now, &alloc("s2")) else { panic!() };
-/// // Two different one-digit ids, drawn at random.
+/// // Two different one-digit ids, drawn at random, each leading to its own mailbox.
 /// assert_ne!(a.channel, b.channel);
 /// assert!(a.channel.get() <= 9 && b.channel.get() <= 9);
+/// assert_ne!(a.mailbox, b.mailbox);
 /// ```
 #[derive(Clone, Debug)]
 pub struct Rendezvous {
     config: RendezvousConfig,
     apps: BTreeMap<String, App>,
-    channels: usize,
+    mailboxes: usize,
+    nameplates: usize,
     messages: usize,
-    /// Draws channel ids; seeded by the caller (the core has no randomness of its own).
+    /// Draws nameplates and mailbox ids; seeded by the caller (the core has
+    /// no randomness of its own).
     rng: ChaCha20Rng,
+    /// What the last operation changed.
+    effects: Vec<Effect>,
 }
 
 impl Default for Rendezvous {
@@ -197,16 +310,38 @@ fn err(code: ErrorCode, message: &str) -> WireError {
     WireError::new(code, message)
 }
 
+fn unknown() -> WireError {
+    err(ErrorCode::UnknownChannel, "no such channel for this application")
+}
+
+/// Lowercase RFC 4648 base32 of 8 bytes, unpadded: 13 characters, as
+/// magic-wormhole's mailbox ids.
+fn base32(bytes: [u8; 8]) -> String {
+    const ALPHABET: &[u8; 32] = b"abcdefghijklmnopqrstuvwxyz234567";
+    let bits = u64::from_be_bytes(bytes);
+    // 64 bits in 13 groups of 5: the last group is padded with a zero bit.
+    let padded = u128::from(bits) << 1;
+    (0..13).rev().map(|i| char::from(ALPHABET[((padded >> (i * 5)) & 31) as usize])).collect()
+}
+
 impl Rendezvous {
-    /// An empty rendezvous with these limits. Channel ids are drawn from a
-    /// fixed seed until [`with_seed`](Self::with_seed) gives another: a
-    /// server must seed it from the operating system, so the ids it hands
-    /// out cannot be predicted.
+    /// An empty rendezvous with these limits. Nameplates and mailbox ids are
+    /// drawn from a fixed seed until [`with_seed`](Self::with_seed) gives
+    /// another: a server must seed it from the operating system, so the ids
+    /// it hands out cannot be predicted.
     pub fn new(config: RendezvousConfig) -> Rendezvous {
-        Rendezvous { config, apps: BTreeMap::new(), channels: 0, messages: 0, rng: ChaCha20Rng::from_seed([0; 32]) }
+        Rendezvous {
+            config,
+            apps: BTreeMap::new(),
+            mailboxes: 0,
+            nameplates: 0,
+            messages: 0,
+            rng: ChaCha20Rng::from_seed([0; 32]),
+            effects: Vec::new(),
+        }
     }
 
-    /// Seeds the generator that draws channel ids.
+    /// Seeds the generator that draws nameplates and mailbox ids.
     ///
     /// ```
     /// use wormhole_sync_core::rendezvous::Rendezvous;
@@ -231,65 +366,166 @@ impl Rendezvous {
         &self.config
     }
 
-    /// Counts of apps, channels and messages.
+    /// Counts of apps, mailboxes, nameplates and messages.
     pub fn stats(&self) -> RendezvousStats {
-        RendezvousStats { apps: self.apps.len(), channels: self.channels, messages: self.messages }
+        RendezvousStats {
+            apps: self.apps.len(),
+            channels: self.mailboxes,
+            nameplates: self.nameplates,
+            messages: self.messages,
+        }
     }
 
-    /// Handles one request at `now`. Every request is idempotent: a retry
-    /// after a lost answer gets the same answer and changes nothing more.
+    /// What the last operation (a request, a mailbox operation or an
+    /// expiry) changed, mailbox by mailbox, in order.
+    pub fn effects(&self) -> &[Effect] {
+        &self.effects
+    }
+
+    fn effect(&mut self, appid: &str, mailbox: &MailboxId, kind: EffectKind) {
+        self.effects.push(Effect { appid: appid.to_string(), mailbox: mailbox.clone(), kind });
+    }
+
+    /// Handles one HTTP API request at `now`. Every request is idempotent: a
+    /// retry after a lost answer gets the same answer and changes nothing
+    /// more.
     pub fn handle(&mut self, now: Timestamp, request: &Request) -> Result<Response, WireError> {
+        self.effects.clear();
         request.validate()?;
-        if let Some(channel) = request.channel() {
-            self.expire_channel_if_idle(request.appid(), channel, now);
+        let (appid, side) = (request.appid(), request.side());
+        let target = match (request.mailbox(), request.channel()) {
+            (Some(mailbox), _) => Some(Target::Mailbox(mailbox)),
+            (None, Some(channel)) => Some(Target::Nameplate(channel)),
+            (None, None) => None,
+        };
+        if let Some(target) = target {
+            self.expire_if_idle(appid, target, now);
         }
         match request {
-            Request::Allocate(r) => self.allocate(now, &r.appid, &r.side),
-            Request::Join(r) => self.join(now, &r.appid, r.channel, &r.side, r.create),
+            Request::Allocate(_) => {
+                let (channel, mailbox) = self.allocate(now, appid, side)?;
+                Ok(Response::Allocated(AllocateResponse { channel, mailbox: Some(mailbox) }))
+            }
+            Request::Join(r) => {
+                let mailbox = self.claim_nameplate(now, appid, r.channel, side, r.create, false)?;
+                let found = &self.apps[appid].mailboxes[&mailbox];
+                let sides = u8::try_from(found.members.len()).expect("at most two members");
+                let log = Some(found.log(0));
+                Ok(Response::Joined(JoinResponse { sides, mailbox: Some(mailbox), log }))
+            }
             Request::Post(r) => {
-                let seq = self.post(now, &r.appid, r.channel, &r.side, &r.phase, &r.body)?;
-                let log = match r.after {
-                    Some(after) => Some(self.member_channel(&r.appid, r.channel, &r.side)?.log(after)),
-                    None => None,
-                };
+                let mailbox = self.resolve(appid, target.expect("posts name a channel"), side)?;
+                let seq = self.append(now, appid, &mailbox, side, Message::new(0, side, &r.phase, &r.body))?;
+                let log = r.after.map(|after| self.apps[appid].mailboxes[&mailbox].log(after));
                 Ok(Response::Posted(PostResponse { seq, log }))
             }
-            Request::Fetch(r) => self.fetch(now, &r.appid, r.channel, &r.side, r.after),
-            Request::Close(r) => self.close(now, &r.appid, r.channel, &r.side, r.mood),
+            Request::Fetch(r) => {
+                let mailbox = self.resolve(appid, target.expect("fetches name a channel"), side)?;
+                let found = self.mailbox_mut(appid, &mailbox).expect("just resolved");
+                found.last_activity = now;
+                let log = found.log(r.after);
+                self.effect(appid, &mailbox, EffectKind::Touched);
+                Ok(Response::Fetched(log))
+            }
+            Request::Close(r) => {
+                let mailbox = match self.resolve(appid, target.expect("closes name a channel"), side) {
+                    Ok(mailbox) => mailbox,
+                    // Already gone: closing again is a no-op, so retries succeed.
+                    Err(e) if e.code == ErrorCode::UnknownChannel => {
+                        return Ok(Response::Closed(CloseResponse { deleted: true }))
+                    }
+                    Err(e) => return Err(e),
+                };
+                let deleted = self.close_member(now, appid, &mailbox, side, r.mood)?;
+                Ok(Response::Closed(CloseResponse { deleted }))
+            }
         }
+    }
+
+    fn mailbox_mut(&mut self, appid: &str, mailbox: &MailboxId) -> Option<&mut Mailbox> {
+        self.apps.get_mut(appid)?.mailboxes.get_mut(mailbox)
+    }
+
+    /// The mailbox a member's request names. Naming the mailbox itself
+    /// shows the side knows it: once both members have shown it, the
+    /// nameplate is released for the next code.
+    fn resolve(&mut self, appid: &str, target: Target<'_>, side: &str) -> Result<MailboxId, WireError> {
+        let app = self.apps.get_mut(appid).ok_or_else(unknown)?;
+        let id = match target {
+            Target::Nameplate(channel) => app.by_nameplate(channel.get()).cloned().ok_or_else(unknown)?,
+            Target::Mailbox(id) if app.mailboxes.contains_key(id) => id.clone(),
+            Target::Mailbox(_) => return Err(unknown()),
+        };
+        let mailbox = app.mailboxes.get_mut(&id).expect("nameplates lead to mailboxes");
+        let both_present = mailbox.members.len() == 2;
+        let member = mailbox
+            .member_mut(side)
+            .ok_or_else(|| err(ErrorCode::NotJoined, "this side has not joined the channel"))?;
+        if matches!(target, Target::Mailbox(_)) && both_present && member.holds_nameplate() {
+            member.released = true;
+            if app.release_if_unheld(&id) {
+                self.nameplates -= 1;
+            }
+            self.effect(appid, &id, EffectKind::Changed);
+        }
+        Ok(id)
     }
 
     fn check_capacity(&self, appid: &str) -> Result<(), WireError> {
-        if self.channels >= self.config.max_channels {
+        if self.mailboxes >= self.config.max_channels {
             return Err(err(ErrorCode::ServerFull, "the server holds as many channels as it allows"));
         }
-        let in_app = self.apps.get(appid).map_or(0, |a| a.channels.len());
+        let in_app = self.apps.get(appid).map_or(0, |a| a.mailboxes.len());
         if in_app >= self.config.max_channels_per_app {
             return Err(err(ErrorCode::TooManyChannels, "this application holds as many channels as allowed"));
         }
         Ok(())
     }
 
-    fn create(&mut self, now: Timestamp, appid: &str, id: u32, side: &str, allocated: bool) {
-        let app = self.apps.entry(appid.to_string()).or_default();
-        let member = Member { side: side.to_string(), allocated, closed: None };
-        let channel = Channel { members: vec![member], last_activity: Some(now), ..Channel::default() };
-        app.channels.insert(id, channel);
-        if allocated {
-            app.allocated_by.insert(side.to_string(), id);
+    /// A fresh mailbox id no mailbox of `appid` has.
+    fn fresh_mailbox_id(&mut self, appid: &str) -> MailboxId {
+        loop {
+            let mut bytes = [0u8; 8];
+            self.rng.fill_bytes(&mut bytes);
+            let id = MailboxId::new(base32(bytes)).expect("base32 is alphanumeric");
+            if !self.apps.get(appid).is_some_and(|a| a.mailboxes.contains_key(&id)) {
+                return id;
+            }
         }
-        self.channels += 1;
     }
 
-    fn allocate(&mut self, now: Timestamp, appid: &str, side: &str) -> Result<Response, WireError> {
+    /// Creates a mailbox with one member, led to by `nameplate` if given.
+    fn create(&mut self, now: Timestamp, appid: &str, nameplate: Option<u32>, member: Member) -> MailboxId {
+        let id = self.fresh_mailbox_id(appid);
+        let app = self.apps.entry(appid.to_string()).or_default();
+        if member.allocated {
+            app.allocated_by.insert(member.side.clone(), id.clone());
+        }
+        if let Some(number) = nameplate {
+            app.nameplates.insert(number, id.clone());
+            self.nameplates += 1;
+        }
+        let mailbox =
+            Mailbox { nameplate, members: vec![member], messages: Vec::new(), burned: false, last_activity: now };
+        app.mailboxes.insert(id.clone(), mailbox);
+        self.mailboxes += 1;
+        self.effect(appid, &id, EffectKind::Changed);
+        id
+    }
+
+    fn allocate(&mut self, now: Timestamp, appid: &str, side: &str) -> Result<(ChannelId, MailboxId), WireError> {
         if let Some(app) = self.apps.get_mut(appid) {
-            if let Some(&id) = app.allocated_by.get(side) {
-                match (app.channels.get_mut(&id), ChannelId::new(id)) {
-                    (Some(channel), Some(channel_id)) => {
-                        channel.last_activity = Some(now);
-                        return Ok(Response::Allocated(AllocateResponse { channel: channel_id }));
+            if let Some(id) = app.allocated_by.get(side).cloned() {
+                let found = app.mailboxes.get_mut(&id);
+                let number = found.as_ref().and_then(|m| m.nameplate);
+                let live = number.is_some_and(|n| app.nameplates.get(&n) == Some(&id));
+                match (found, number.and_then(ChannelId::new)) {
+                    (Some(mailbox), Some(channel)) if live => {
+                        mailbox.last_activity = now;
+                        self.effect(appid, &id, EffectKind::Touched);
+                        return Ok((channel, id));
                     }
-                    // A stale index entry (never expected): forget it and allocate afresh.
+                    // Its nameplate was released or it is gone: a later allocate gets a fresh one.
                     _ => {
                         app.allocated_by.remove(side);
                     }
@@ -300,196 +536,213 @@ impl Rendezvous {
         let no_app = App::default();
         let app = self.apps.get(appid).unwrap_or(&no_app);
         let channel = app
-            .random_free_id(&mut self.rng)
+            .random_free_nameplate(&mut self.rng)
             .and_then(ChannelId::new)
             .ok_or_else(|| err(ErrorCode::TooManyChannels, "no channel id is free for this application"))?;
-        let id = channel.get();
-        self.create(now, appid, id, side, true);
-        Ok(Response::Allocated(AllocateResponse { channel }))
+        let mailbox = self.create(now, appid, Some(channel.get()), Member::new(side, true, true));
+        Ok((channel, mailbox))
     }
 
-    fn join(
+    /// A side claims a nameplate (HTTP join, mailbox claim): it enters the
+    /// nameplate's mailbox, which is created (with the nameplate) if
+    /// `create` and it does not exist. `strict` refuses a side that
+    /// already released it (the mailbox protocol's `reclaimed`).
+    fn claim_nameplate(
         &mut self,
         now: Timestamp,
         appid: &str,
-        id: ChannelId,
+        channel: ChannelId,
         side: &str,
         create: bool,
-    ) -> Result<Response, WireError> {
-        let existing = self.apps.get_mut(appid).and_then(|a| a.channels.get_mut(&id.get()));
-        let Some(channel) = existing else {
+        strict: bool,
+    ) -> Result<MailboxId, WireError> {
+        let existing = self.apps.get(appid).and_then(|a| a.by_nameplate(channel.get())).cloned();
+        let Some(id) = existing else {
             if !create {
-                return Err(err(ErrorCode::UnknownChannel, "no such channel for this application"));
+                return Err(unknown());
             }
             self.check_capacity(appid)?;
-            self.create(now, appid, id.get(), side, false);
-            return Ok(Response::Joined(JoinResponse { sides: 1, log: Some(Log::default()) }));
+            return Ok(self.create(now, appid, Some(channel.get()), Member::new(side, false, true)));
         };
-        if let Some(member) = channel.member(side) {
-            if member.closed.is_some() {
+        let mailbox = self.mailbox_mut(appid, &id).expect("nameplates lead to mailboxes");
+        mailbox.admits(side)?;
+        match mailbox.member_mut(side) {
+            Some(member) if member.closed.is_some() => {
                 return Err(err(ErrorCode::SideClosed, "this side already closed the channel"));
             }
-        } else if channel.burned {
-            return Err(err(ErrorCode::Burned, "the channel was closed after a wrong code"));
-        } else if channel.members.len() >= 2 {
-            return Err(err(ErrorCode::Crowded, "two other sides already hold this channel"));
-        } else {
-            channel.members.push(Member { side: side.to_string(), allocated: false, closed: None });
+            Some(member) if strict && member.released => {
+                return Err(err(ErrorCode::Reclaimed, "this side already released this nameplate"));
+            }
+            Some(member) => member.claimed = true,
+            None => mailbox.members.push(Member::new(side, false, true)),
         }
-        channel.last_activity = Some(now);
-        let sides = u8::try_from(channel.members.len()).expect("at most two members");
-        Ok(Response::Joined(JoinResponse { sides, log: Some(channel.log(0)) }))
+        mailbox.last_activity = now;
+        self.effect(appid, &id, EffectKind::Changed);
+        Ok(id)
     }
 
-    /// The channel and the caller's membership, for operations of members only.
-    fn member_channel(&mut self, appid: &str, id: ChannelId, side: &str) -> Result<&mut Channel, WireError> {
-        let channel = self
-            .apps
-            .get_mut(appid)
-            .and_then(|a| a.channels.get_mut(&id.get()))
-            .ok_or_else(|| err(ErrorCode::UnknownChannel, "no such channel for this application"))?;
-        if channel.member(side).is_none() {
-            return Err(err(ErrorCode::NotJoined, "this side has not joined the channel"));
-        }
-        Ok(channel)
-    }
-
-    #[allow(clippy::too_many_arguments)]
-    fn post(
+    /// Appends a member's message (one per side and phase: a repeat with the
+    /// same body answers the original's sequence number).
+    fn append(
         &mut self,
         now: Timestamp,
         appid: &str,
-        id: ChannelId,
+        id: &MailboxId,
         side: &str,
-        phase: &str,
-        body: &str,
+        message: Message,
     ) -> Result<u64, WireError> {
         let (max_bytes, max_messages) = (self.config.max_message_bytes, self.config.max_messages_per_channel);
-        let channel = self.member_channel(appid, id, side)?;
-        if channel.member(side).is_some_and(|m| m.closed.is_some()) {
+        let mailbox = self.mailbox_mut(appid, id).ok_or_else(unknown)?;
+        let member =
+            mailbox.member(side).ok_or_else(|| err(ErrorCode::NotJoined, "this side has not joined the channel"))?;
+        if member.closed.is_some() {
             return Err(err(ErrorCode::SideClosed, "this side already closed the channel"));
         }
-        if channel.burned {
+        if mailbox.burned {
             return Err(err(ErrorCode::Burned, "the channel was closed after a wrong code"));
         }
-        if body.len() > max_bytes {
+        if message.body.len() > max_bytes {
             return Err(err(ErrorCode::MessageTooLarge, "the message body is larger than this server allows"));
         }
-        channel.last_activity = Some(now);
-        if let Some(existing) = channel.messages.iter().find(|m| m.side == side && m.phase == phase) {
-            return if existing.body == body {
+        mailbox.last_activity = now;
+        if let Some(existing) = mailbox.messages.iter().find(|m| m.side == side && m.phase == message.phase) {
+            let answer = if existing.body == message.body {
                 Ok(existing.seq)
             } else {
                 Err(err(ErrorCode::Conflict, "this side already posted a different message in this phase"))
             };
+            self.effect(appid, id, EffectKind::Touched);
+            return answer;
         }
-        if channel.messages.len() >= max_messages {
+        if mailbox.messages.len() >= max_messages {
             return Err(err(ErrorCode::TooManyMessages, "the channel holds as many messages as allowed"));
         }
-        let seq = channel.messages.len() as u64 + 1;
-        channel.messages.push(Message { seq, side: side.into(), phase: phase.into(), body: body.into() });
+        let seq = mailbox.messages.len() as u64 + 1;
+        mailbox.messages.push(Message { seq, ..message });
         self.messages += 1;
+        self.effect(appid, id, EffectKind::Appended(seq));
         Ok(seq)
     }
 
-    fn fetch(
+    /// A member leaves with `mood`. `scary` burns the mailbox; the last
+    /// close deletes it (a burned one stays, emptied, for its retention).
+    /// Returns whether it was deleted.
+    fn close_member(
         &mut self,
         now: Timestamp,
         appid: &str,
-        id: ChannelId,
-        side: &str,
-        after: u64,
-    ) -> Result<Response, WireError> {
-        let channel = self.member_channel(appid, id, side)?;
-        channel.last_activity = Some(now);
-        Ok(Response::Fetched(channel.log(after)))
-    }
-
-    fn close(
-        &mut self,
-        now: Timestamp,
-        appid: &str,
-        id: ChannelId,
+        id: &MailboxId,
         side: &str,
         mood: Mood,
-    ) -> Result<Response, WireError> {
-        let Some(channel) = self.apps.get_mut(appid).and_then(|a| a.channels.get_mut(&id.get())) else {
-            // Already gone: closing again is a no-op, so retries succeed.
-            return Ok(Response::Closed(CloseResponse { deleted: true }));
-        };
-        let member =
-            channel.member(side).ok_or_else(|| err(ErrorCode::NotJoined, "this side has not joined the channel"))?;
+    ) -> Result<bool, WireError> {
+        let app = self.apps.get_mut(appid).ok_or_else(unknown)?;
+        let mailbox = app.mailboxes.get_mut(id).ok_or_else(unknown)?;
+        let member = mailbox
+            .member_mut(side)
+            .ok_or_else(|| err(ErrorCode::NotJoined, "this side has not joined the channel"))?;
         member.closed.get_or_insert(mood);
         let allocated = member.allocated;
-        if mood == Mood::Scary {
-            channel.burned = true;
-        }
-        channel.last_activity = Some(now);
-        let deleted = channel.all_closed() && !channel.burned;
-        if channel.is_tombstone() {
-            // Nobody can read the log any more: keep the id, drop the messages.
-            self.messages -= std::mem::take(&mut channel.messages).len();
-        }
-        if allocated {
-            // A later allocate by this side gets a fresh channel.
-            let app = self.apps.get_mut(appid).expect("the channel exists");
-            if app.allocated_by.get(side) == Some(&id.get()) {
-                app.allocated_by.remove(side);
-            }
-        }
-        if deleted {
-            self.delete(appid, id.get());
-        }
-        Ok(Response::Closed(CloseResponse { deleted }))
-    }
-
-    fn delete(&mut self, appid: &str, id: u32) {
-        let Some(app) = self.apps.get_mut(appid) else { return };
-        if let Some(channel) = app.channels.remove(&id) {
-            self.channels -= 1;
-            self.messages -= channel.messages.len();
-            for member in channel.members.iter().filter(|m| m.allocated) {
-                if app.allocated_by.get(&member.side) == Some(&id) {
-                    app.allocated_by.remove(&member.side);
+        mailbox.last_activity = now;
+        let mut nameplate_back = false;
+        if mood == Mood::Scary && !mailbox.burned {
+            mailbox.burned = true;
+            // The nameplate leads here again if it was released and is still
+            // free, so the person with the right code learns it was burned.
+            if let Some(number) = mailbox.nameplate {
+                if let std::collections::btree_map::Entry::Vacant(slot) = app.nameplates.entry(number) {
+                    slot.insert(id.clone());
+                    nameplate_back = true;
                 }
             }
         }
-        if app.channels.is_empty() {
+        let deleted = mailbox.all_closed() && !mailbox.burned;
+        let dropped = if mailbox.is_tombstone() { std::mem::take(&mut mailbox.messages).len() } else { 0 };
+        if allocated && app.allocated_by.get(side) == Some(id) {
+            // A later allocate by this side gets a fresh nameplate.
+            app.allocated_by.remove(side);
+        }
+        self.messages -= dropped;
+        if nameplate_back {
+            self.nameplates += 1;
+        }
+        if deleted {
+            self.delete(appid, id);
+        } else {
+            self.effect(appid, id, EffectKind::Changed);
+            if dropped > 0 || self.mailbox_is_tombstone(appid, id) {
+                self.effect(appid, id, EffectKind::LogDropped);
+            }
+        }
+        Ok(deleted)
+    }
+
+    fn mailbox_is_tombstone(&self, appid: &str, id: &MailboxId) -> bool {
+        self.apps.get(appid).and_then(|a| a.mailboxes.get(id)).is_some_and(Mailbox::is_tombstone)
+    }
+
+    fn delete(&mut self, appid: &str, id: &MailboxId) {
+        let Some(app) = self.apps.get_mut(appid) else { return };
+        if let Some(mailbox) = app.mailboxes.remove(id) {
+            self.mailboxes -= 1;
+            self.messages -= mailbox.messages.len();
+            if let Some(number) = mailbox.nameplate {
+                if app.nameplates.get(&number) == Some(id) {
+                    app.nameplates.remove(&number);
+                    self.nameplates -= 1;
+                }
+            }
+            for member in mailbox.members.iter().filter(|m| m.allocated) {
+                if app.allocated_by.get(&member.side) == Some(id) {
+                    app.allocated_by.remove(&member.side);
+                }
+            }
+            self.effects.push(Effect { appid: appid.to_string(), mailbox: id.clone(), kind: EffectKind::Deleted });
+        }
+        if app.mailboxes.is_empty() {
             self.apps.remove(appid);
         }
     }
 
-    /// When `channel` is deleted if nothing touches it first.
-    fn expires_at(&self, channel: &Channel) -> Timestamp {
-        let keep = if channel.is_tombstone() { self.config.burned_retention } else { self.config.channel_expiry };
-        channel.last_activity.unwrap_or(Timestamp::EPOCH) + keep
+    /// When `mailbox` is deleted if nothing touches it first.
+    fn expires_at(&self, mailbox: &Mailbox) -> Timestamp {
+        let keep = if mailbox.is_tombstone() { self.config.burned_retention } else { self.config.channel_expiry };
+        mailbox.last_activity + keep
     }
 
-    fn is_idle(&self, channel: &Channel, now: Timestamp) -> bool {
-        self.expires_at(channel) <= now
+    fn is_idle(&self, mailbox: &Mailbox, now: Timestamp) -> bool {
+        self.expires_at(mailbox) <= now
     }
 
-    fn expire_channel_if_idle(&mut self, appid: &str, id: ChannelId, now: Timestamp) {
-        let idle = self.apps.get(appid).and_then(|a| a.channels.get(&id.get())).is_some_and(|c| self.is_idle(c, now));
-        if idle {
-            self.delete(appid, id.get());
+    fn expire_if_idle(&mut self, appid: &str, target: Target<'_>, now: Timestamp) {
+        let Some(app) = self.apps.get(appid) else { return };
+        let id = match target {
+            Target::Nameplate(channel) => app.by_nameplate(channel.get()),
+            Target::Mailbox(id) => Some(id),
+        };
+        let Some(id) = id.cloned() else { return };
+        if app.mailboxes.get(&id).is_some_and(|m| self.is_idle(m, now)) {
+            self.delete(appid, &id);
         }
     }
 
-    /// Deletes every channel idle for the expiry time; returns which.
-    pub fn expire(&mut self, now: Timestamp) -> Vec<(String, ChannelId)> {
-        let idle: Vec<(String, u32)> = self
+    /// Deletes every mailbox idle for the expiry time; returns which.
+    pub fn expire(&mut self, now: Timestamp) -> Vec<(String, MailboxId)> {
+        self.effects.clear();
+        let idle: Vec<(String, MailboxId)> = self
             .apps
             .iter()
             .flat_map(|(appid, app)| {
-                app.channels.iter().filter(|(_, c)| self.is_idle(c, now)).map(move |(&id, _)| (appid.clone(), id))
+                app.mailboxes
+                    .iter()
+                    .filter(|(_, m)| self.is_idle(m, now))
+                    .map(move |(id, _)| (appid.clone(), id.clone()))
             })
             .collect();
         for (appid, id) in &idle {
-            self.delete(appid, *id);
+            self.delete(appid, id);
         }
         self.shrink_indexes();
-        idle.into_iter().map(|(appid, id)| (appid, ChannelId::new(id).expect("ids in use are valid"))).collect()
+        idle
     }
 
     /// Gives back the memory of indexes that shrank after a burst (a hash
@@ -503,10 +756,10 @@ impl Rendezvous {
         }
     }
 
-    /// Expires idle channels among the next `limit` channels (in appid,
+    /// Expires idle mailboxes among the next `limit` mailboxes (in appid,
     /// then id order) from `cursor`, and moves the cursor past them: a sweep
     /// in steps, so a server need not hold its state across a scan of every
-    /// channel. Returns the deleted channels and whether the scan reached
+    /// mailbox. Returns the deleted mailboxes and whether the scan reached
     /// the end (the cursor then starts over).
     ///
     /// ```
@@ -523,158 +776,372 @@ impl Rendezvous {
         now: Timestamp,
         cursor: &mut SweepCursor,
         limit: usize,
-    ) -> (Vec<(String, ChannelId)>, bool) {
+    ) -> (Vec<(String, MailboxId)>, bool) {
+        self.effects.clear();
         let start = cursor.0.take();
-        let (from_app, from_id) = start.map_or((String::new(), 0), |(a, i)| (a, i));
         let mut seen = 0;
         let mut idle = Vec::new();
         let mut next = None;
+        let from_app = start.as_ref().map_or(String::new(), |(a, _)| a.clone());
         'apps: for (appid, app) in self.apps.range(from_app.clone()..) {
-            let first_id = if *appid == from_app { from_id } else { 0 };
-            for (&id, channel) in app.channels.range(first_id..) {
+            let from = match &start {
+                Some((a, id)) if *a == *appid => std::ops::Bound::Included(id.clone()),
+                _ => std::ops::Bound::Unbounded,
+            };
+            for (id, mailbox) in app.mailboxes.range((from, std::ops::Bound::Unbounded)) {
                 if seen == limit {
-                    next = Some((appid.clone(), id));
+                    next = Some((appid.clone(), id.clone()));
                     break 'apps;
                 }
                 seen += 1;
-                if self.is_idle(channel, now) {
-                    idle.push((appid.clone(), id));
+                if self.is_idle(mailbox, now) {
+                    idle.push((appid.clone(), id.clone()));
                 }
             }
         }
         for (appid, id) in &idle {
-            self.delete(appid, *id);
+            self.delete(appid, id);
         }
         let done = next.is_none();
         cursor.0 = next;
-        let expired = idle.into_iter().map(|(appid, id)| (appid, ChannelId::new(id).expect("ids in use are valid")));
-        (expired.collect(), done)
+        (idle, done)
     }
 
-    /// When the next channel will have been idle for the expiry time.
+    /// When the next mailbox will have been idle for the expiry time.
     pub fn next_expiry(&self) -> Option<Timestamp> {
-        self.apps.values().flat_map(|a| a.channels.values()).map(|c| self.expires_at(c)).min()
+        self.apps.values().flat_map(|a| a.mailboxes.values()).map(|m| self.expires_at(m)).min()
     }
 
-    /// The whole state, for persistence.
-    pub fn snapshot(&self) -> RendezvousSnapshot {
-        let channels = self
-            .apps
-            .iter()
-            .flat_map(|(appid, app)| app.channels.iter().map(move |(&id, c)| snapshot_of(appid, id, c)))
-            .collect();
-        RendezvousSnapshot { format: SNAPSHOT_FORMAT.into(), version: SNAPSHOT_VERSION, channels }
-    }
-
-    /// Whether a channel exists.
+    /// Whether a nameplate is in use (it leads to a mailbox).
     pub fn contains(&self, appid: &str, channel: ChannelId) -> bool {
-        self.apps.get(appid).is_some_and(|a| a.channels.contains_key(&channel.get()))
+        self.apps.get(appid).is_some_and(|a| a.nameplates.contains_key(&channel.get()))
     }
 
-    /// Whether any channel of `appid` exists.
+    /// The mailbox a nameplate leads to, while it is in use.
+    pub fn mailbox_of(&self, appid: &str, channel: ChannelId) -> Option<&MailboxId> {
+        self.apps.get(appid)?.by_nameplate(channel.get())
+    }
+
+    /// Whether a mailbox exists.
+    pub fn contains_mailbox(&self, appid: &str, mailbox: &MailboxId) -> bool {
+        self.apps.get(appid).is_some_and(|a| a.mailboxes.contains_key(mailbox))
+    }
+
+    /// Whether any mailbox of `appid` exists.
     pub fn has_app(&self, appid: &str) -> bool {
         self.apps.contains_key(appid)
     }
 
-    /// Whether `side` already posted in `phase` of this channel (a repeated
+    /// The mailbox a request reaches (by the mailbox it names, else by its
+    /// nameplate), if it exists now.
+    pub fn mailbox_for(&self, request: &Request) -> Option<MailboxId> {
+        let app = self.apps.get(request.appid())?;
+        match (request.mailbox(), request.channel()) {
+            (Some(id), _) => app.mailboxes.contains_key(id).then(|| id.clone()),
+            (None, Some(channel)) => app.by_nameplate(channel.get()).cloned(),
+            (None, None) => None,
+        }
+    }
+
+    /// Whether `side` already posted in `phase` of this mailbox (a repeated
     /// post stores nothing new).
-    pub fn has_posted(&self, appid: &str, channel: ChannelId, side: &str, phase: &str) -> bool {
-        let found = self.apps.get(appid).and_then(|a| a.channels.get(&channel.get()));
-        found.is_some_and(|c| c.messages.iter().any(|m| m.side == side && m.phase == phase))
+    pub fn has_posted(&self, appid: &str, mailbox: &MailboxId, side: &str, phase: &str) -> bool {
+        let found = self.apps.get(appid).and_then(|a| a.mailboxes.get(mailbox));
+        found.is_some_and(|m| m.messages.iter().any(|m| m.side == side && m.phase == phase))
     }
 
-    /// The bytes of message bodies a channel stores (0 if it does not exist).
-    pub fn stored_bytes(&self, appid: &str, channel: ChannelId) -> u64 {
-        let found = self.apps.get(appid).and_then(|a| a.channels.get(&channel.get()));
-        found.map_or(0, |c| c.messages.iter().map(|m| m.body.len() as u64).sum())
+    /// The bytes of message bodies a mailbox stores (0 if it does not exist).
+    pub fn stored_bytes(&self, appid: &str, mailbox: &MailboxId) -> u64 {
+        let found = self.apps.get(appid).and_then(|a| a.mailboxes.get(mailbox));
+        found.map_or(0, |m| m.messages.iter().map(|m| m.body.len() as u64).sum())
     }
 
-    /// One channel's state (for persisting it after a change), if it exists.
-    pub fn channel_snapshot(&self, appid: &str, channel: ChannelId) -> Option<ChannelSnapshot> {
-        let found = self.apps.get(appid)?.channels.get(&channel.get())?;
-        Some(snapshot_of(appid, channel.get(), found))
+    /// A mailbox's messages after `after` (empty if it does not exist).
+    pub fn messages_after(&self, appid: &str, mailbox: &MailboxId, after: u64) -> &[Message] {
+        let found = self.apps.get(appid).and_then(|a| a.mailboxes.get(mailbox));
+        let messages = found.map_or(&[][..], |m| &m.messages[..]);
+        &messages[usize::try_from(after).unwrap_or(usize::MAX).min(messages.len())..]
     }
 
-    /// Rebuilds a rendezvous from a snapshot, checking its invariants.
+    /// One message, by its sequence number.
+    pub fn message(&self, appid: &str, mailbox: &MailboxId, seq: u64) -> Option<&Message> {
+        let found = self.apps.get(appid)?.mailboxes.get(mailbox)?;
+        found.messages.get(usize::try_from(seq).ok()?.checked_sub(1)?)
+    }
+
+    /// Nameplates in use for `appid`, in order.
+    pub fn nameplates(&self, appid: &str) -> Vec<ChannelId> {
+        let Some(app) = self.apps.get(appid) else { return Vec::new() };
+        app.nameplates.keys().filter_map(|&n| ChannelId::new(n)).collect()
+    }
+
+    // The mailbox protocol's operations (magic-wormhole's WebSocket front end).
+
+    /// `allocate`: a free nameplate, claimed by `side` (with a new mailbox).
+    ///
+    /// ```
+    /// use wormhole_sync_core::rendezvous::Rendezvous;
+    /// use wormhole_sync_core::Timestamp;
+    ///
+    /// let mut server = Rendezvous::default();
+    /// let now = Timestamp::EPOCH;
+    /// let nameplate = server.allocate_nameplate(now, "app", "s1")?;
+    /// let mailbox = server.claim(now, "app", nameplate, "s1")?; // the allocator claims it too
+    /// assert_eq!(server.claim(now, "app", nameplate, "s2")?, mailbox);
+    /// server.release(now, "app", nameplate, "s1")?;
+    /// server.release(now, "app", nameplate, "s2")?;
+    /// assert!(!server.contains("app", nameplate)); // the number is free again
+    /// assert!(server.contains_mailbox("app", &mailbox)); // the mailbox lives on
+    /// # Ok::<(), wormhole_sync_core::wire::WireError>(())
+    /// ```
+    pub fn allocate_nameplate(&mut self, now: Timestamp, appid: &str, side: &str) -> Result<ChannelId, WireError> {
+        self.effects.clear();
+        validate_appid(appid)?;
+        validate_side(side)?;
+        Ok(self.allocate(now, appid, side)?.0)
+    }
+
+    /// `claim`: `side` claims a nameplate, creating it (and its mailbox) if
+    /// unused, and enters its mailbox. Refused with `crowded` for a third
+    /// side, `reclaimed` for a side that released it, `burned` after a
+    /// wrong code.
+    pub fn claim(
+        &mut self,
+        now: Timestamp,
+        appid: &str,
+        nameplate: ChannelId,
+        side: &str,
+    ) -> Result<MailboxId, WireError> {
+        self.effects.clear();
+        validate_appid(appid)?;
+        validate_side(side)?;
+        self.expire_if_idle(appid, Target::Nameplate(nameplate), now);
+        self.claim_nameplate(now, appid, nameplate, side, true, true)
+    }
+
+    /// `release`: `side` gives the nameplate up; once no side holds it, its
+    /// number is free. Releasing what is not held changes nothing.
+    pub fn release(&mut self, now: Timestamp, appid: &str, nameplate: ChannelId, side: &str) -> Result<(), WireError> {
+        self.effects.clear();
+        let Some(app) = self.apps.get_mut(appid) else { return Ok(()) };
+        let Some(id) = app.by_nameplate(nameplate.get()).cloned() else { return Ok(()) };
+        let mailbox = app.mailboxes.get_mut(&id).expect("nameplates lead to mailboxes");
+        let Some(member) = mailbox.member_mut(side).filter(|m| m.holds_nameplate()) else { return Ok(()) };
+        member.released = true;
+        mailbox.last_activity = now;
+        if app.release_if_unheld(&id) {
+            self.nameplates -= 1;
+        }
+        self.effect(appid, &id, EffectKind::Changed);
+        Ok(())
+    }
+
+    /// `open`: `side` enters a mailbox (created, with no nameplate, if it
+    /// does not exist, as the reference server does) and gets every
+    /// message in it. Refused with `crowded` for a third side and `burned`
+    /// for a stranger after a wrong code.
+    pub fn open(&mut self, now: Timestamp, appid: &str, id: &MailboxId, side: &str) -> Result<Vec<Message>, WireError> {
+        self.effects.clear();
+        validate_appid(appid)?;
+        validate_side(side)?;
+        self.expire_if_idle(appid, Target::Mailbox(id), now);
+        let Some(mailbox) = self.mailbox_mut(appid, id) else {
+            self.check_capacity(appid)?;
+            let app = self.apps.entry(appid.to_string()).or_default();
+            let mailbox = Mailbox {
+                nameplate: None,
+                members: vec![Member::new(side, false, false)],
+                messages: Vec::new(),
+                burned: false,
+                last_activity: now,
+            };
+            app.mailboxes.insert(id.clone(), mailbox);
+            self.mailboxes += 1;
+            self.effect(appid, id, EffectKind::Changed);
+            return Ok(Vec::new());
+        };
+        mailbox.admits(side)?;
+        let joined = mailbox.member(side).is_none();
+        if joined {
+            mailbox.members.push(Member::new(side, false, false));
+        }
+        mailbox.last_activity = now;
+        let messages = mailbox.messages.clone();
+        let kind = if joined { EffectKind::Changed } else { EffectKind::Touched };
+        self.effect(appid, id, kind);
+        Ok(messages)
+    }
+
+    /// `add`: a member of the mailbox adds a message, received at `now`
+    /// under the sender's `client_id`. Returns its sequence number.
+    #[allow(clippy::too_many_arguments)]
+    pub fn add(
+        &mut self,
+        now: Timestamp,
+        appid: &str,
+        id: &MailboxId,
+        side: &str,
+        phase: &str,
+        body: &str,
+        client_id: Option<String>,
+    ) -> Result<u64, WireError> {
+        self.effects.clear();
+        validate_phase(phase)?;
+        self.expire_if_idle(appid, Target::Mailbox(id), now);
+        let message = Message::new(0, side, phase, body).received(Some(now), client_id);
+        self.append(now, appid, id, side, message)
+    }
+
+    /// `close`: `side` leaves the mailbox with `mood` (`scary` burns it).
+    /// Closing a mailbox that is gone changes nothing.
+    pub fn close(
+        &mut self,
+        now: Timestamp,
+        appid: &str,
+        id: &MailboxId,
+        side: &str,
+        mood: Mood,
+    ) -> Result<(), WireError> {
+        self.effects.clear();
+        if !self.contains_mailbox(appid, id) {
+            return Ok(());
+        }
+        self.close_member(now, appid, id, side, mood).map(|_| ())
+    }
+
+    /// The whole state, for persistence.
+    pub fn snapshot(&self) -> RendezvousSnapshot {
+        let mailboxes = self
+            .apps
+            .iter()
+            .flat_map(|(appid, app)| app.mailboxes.iter().map(move |(id, m)| snapshot_of(appid, app, id, m)))
+            .collect();
+        RendezvousSnapshot { format: SNAPSHOT_FORMAT.into(), version: SNAPSHOT_VERSION, mailboxes, channels: None }
+    }
+
+    /// One mailbox's state (for persisting it after a change), if it exists.
+    pub fn mailbox_snapshot(&self, appid: &str, mailbox: &MailboxId) -> Option<MailboxSnapshot> {
+        let app = self.apps.get(appid)?;
+        let found = app.mailboxes.get(mailbox)?;
+        Some(snapshot_of(appid, app, mailbox, found))
+    }
+
+    /// Rebuilds a rendezvous from a snapshot (this version's, or a channel
+    /// list from version 1), checking its invariants.
     pub fn restore(config: RendezvousConfig, snapshot: RendezvousSnapshot) -> Result<Rendezvous, SnapshotError> {
         let bad = |why: String| SnapshotError(why);
-        if snapshot.format != SNAPSHOT_FORMAT || snapshot.version != SNAPSHOT_VERSION {
-            return Err(bad("not a version 1 rendezvous snapshot".into()));
-        }
+        let mailboxes = match (snapshot.format.as_str(), snapshot.version, snapshot.channels) {
+            (SNAPSHOT_FORMAT, SNAPSHOT_VERSION, None) => snapshot.mailboxes,
+            (SNAPSHOT_FORMAT, 1, Some(channels)) => channels.into_iter().map(MailboxSnapshot::from_channel).collect(),
+            _ => return Err(bad("not a version 1 or 2 rendezvous snapshot".into())),
+        };
         let mut rendezvous = Rendezvous::new(config);
-        for c in snapshot.channels {
-            let at = format!("channel {} of {:?}", c.channel, c.appid);
-            validate_appid(&c.appid).map_err(|e| bad(format!("{at}: {e}")))?;
-            if c.members.is_empty() || c.members.len() > 2 {
+        for m in mailboxes {
+            let at = format!("mailbox {} of {:?}", m.mailbox, m.appid);
+            validate_appid(&m.appid).map_err(|e| bad(format!("{at}: {e}")))?;
+            if m.members.is_empty() || m.members.len() > 2 {
                 return Err(bad(format!("{at}: must have one or two members")));
             }
-            if c.members.len() == 2 && c.members[0].side == c.members[1].side {
+            if m.members.len() == 2 && m.members[0].side == m.members[1].side {
                 return Err(bad(format!("{at}: duplicate member")));
             }
-            for m in &c.members {
-                validate_side(&m.side).map_err(|e| bad(format!("{at}: {e}")))?;
+            for member in &m.members {
+                validate_side(&member.side).map_err(|e| bad(format!("{at}: {e}")))?;
             }
-            for (i, message) in c.messages.iter().enumerate() {
+            for (i, message) in m.messages.iter().enumerate() {
                 let in_order = message.seq == i as u64 + 1;
-                let from_member = c.members.iter().any(|m| m.side == message.side);
+                let from_member = m.members.iter().any(|member| member.side == message.side);
                 if !in_order || !from_member || validate_phase(&message.phase).is_err() {
                     return Err(bad(format!("{at}: message {} is out of order or invalid", i + 1)));
                 }
             }
-            let app = rendezvous.apps.entry(c.appid.clone()).or_default();
-            if app.channels.contains_key(&c.channel.get()) {
+            if m.holds_nameplate && m.nameplate.is_none() {
+                return Err(bad(format!("{at}: holds a nameplate it does not name")));
+            }
+            let app = rendezvous.apps.entry(m.appid.clone()).or_default();
+            if app.mailboxes.contains_key(&m.mailbox) {
                 return Err(bad(format!("{at}: appears twice")));
             }
-            for m in c.members.iter().filter(|m| m.allocated && m.closed.is_none()) {
-                app.allocated_by.insert(m.side.clone(), c.channel.get());
+            if let (true, Some(number)) = (m.holds_nameplate, m.nameplate) {
+                if app.nameplates.insert(number.get(), m.mailbox.clone()).is_some() {
+                    return Err(bad(format!("{at}: nameplate {number} leads to two mailboxes")));
+                }
+                rendezvous.nameplates += 1;
             }
-            rendezvous.channels += 1;
-            rendezvous.messages += c.messages.len();
-            let members = c
+            for member in m.members.iter().filter(|member| member.allocated && member.closed.is_none()) {
+                app.allocated_by.insert(member.side.clone(), m.mailbox.clone());
+            }
+            rendezvous.mailboxes += 1;
+            rendezvous.messages += m.messages.len();
+            let members = m
                 .members
                 .into_iter()
-                .map(|m| Member { side: m.side, allocated: m.allocated, closed: m.closed })
+                .map(|s| Member {
+                    side: s.side,
+                    allocated: s.allocated,
+                    claimed: s.claimed,
+                    released: s.released,
+                    closed: s.closed,
+                })
                 .collect();
-            let channel =
-                Channel { members, messages: c.messages, burned: c.burned, last_activity: Some(c.last_activity) };
-            app.channels.insert(c.channel.get(), channel);
+            let mailbox = Mailbox {
+                nameplate: m.nameplate.map(ChannelId::get),
+                members,
+                messages: m.messages,
+                burned: m.burned,
+                last_activity: m.last_activity,
+            };
+            app.mailboxes.insert(m.mailbox, mailbox);
         }
         Ok(rendezvous)
     }
 }
 
-fn snapshot_of(appid: &str, id: u32, channel: &Channel) -> ChannelSnapshot {
-    ChannelSnapshot {
+fn snapshot_of(appid: &str, app: &App, id: &MailboxId, mailbox: &Mailbox) -> MailboxSnapshot {
+    let nameplate = mailbox.nameplate.and_then(ChannelId::new);
+    MailboxSnapshot {
         appid: appid.to_string(),
-        channel: ChannelId::new(id).expect("ids in use are valid"),
-        members: channel
+        mailbox: id.clone(),
+        nameplate,
+        holds_nameplate: nameplate.is_some_and(|n| app.nameplates.get(&n.get()) == Some(id)),
+        members: mailbox
             .members
             .iter()
-            .map(|m| MemberSnapshot { side: m.side.clone(), allocated: m.allocated, closed: m.closed })
+            .map(|m| MemberSnapshot {
+                side: m.side.clone(),
+                allocated: m.allocated,
+                claimed: m.claimed,
+                released: m.released,
+                closed: m.closed,
+            })
             .collect(),
-        messages: channel.messages.clone(),
-        burned: channel.burned,
-        last_activity: channel.last_activity.unwrap_or(Timestamp::EPOCH),
+        messages: mailbox.messages.clone(),
+        burned: mailbox.burned,
+        last_activity: mailbox.last_activity,
     }
 }
 
 impl RendezvousSnapshot {
-    /// A snapshot of these channels (for loading them from storage).
-    pub fn new(channels: Vec<ChannelSnapshot>) -> RendezvousSnapshot {
-        RendezvousSnapshot { format: SNAPSHOT_FORMAT.into(), version: SNAPSHOT_VERSION, channels }
+    /// A snapshot of these mailboxes (for loading them from storage).
+    pub fn new(mailboxes: Vec<MailboxSnapshot>) -> RendezvousSnapshot {
+        RendezvousSnapshot { format: SNAPSHOT_FORMAT.into(), version: SNAPSHOT_VERSION, mailboxes, channels: None }
     }
 }
 
 const SNAPSHOT_FORMAT: &str = "wormhole-sync/rendezvous";
-const SNAPSHOT_VERSION: u32 = 1;
+const SNAPSHOT_VERSION: u32 = 2;
 
 /// A restorable copy of a rendezvous's state (serde-serializable).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct RendezvousSnapshot {
     format: String,
     version: u32,
-    /// Every open channel.
-    pub channels: Vec<ChannelSnapshot>,
+    /// Every mailbox.
+    #[serde(default)]
+    pub mailboxes: Vec<MailboxSnapshot>,
+    /// Version 1's channels (each becomes a mailbox holding its nameplate).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    channels: Option<Vec<ChannelSnapshot>>,
 }
 
 impl RendezvousSnapshot {
@@ -689,7 +1156,46 @@ impl RendezvousSnapshot {
     }
 }
 
-/// One channel in a snapshot.
+/// One mailbox in a snapshot.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MailboxSnapshot {
+    /// Its application id.
+    pub appid: String,
+    /// Its id.
+    pub mailbox: MailboxId,
+    /// The nameplate it was made for, if any.
+    pub nameplate: Option<ChannelId>,
+    /// Whether that nameplate still leads here (it is not yet released).
+    pub holds_nameplate: bool,
+    /// Its one or two sides.
+    pub members: Vec<MemberSnapshot>,
+    /// Its message log.
+    pub messages: Vec<Message>,
+    /// Whether a wrong code closed it for good.
+    pub burned: bool,
+    /// Its last request.
+    pub last_activity: Timestamp,
+}
+
+impl MailboxSnapshot {
+    /// A version 1 channel as a mailbox that holds the channel's id as its
+    /// nameplate; its mailbox id is derived from the channel id, since
+    /// version 1 had none.
+    pub fn from_channel(channel: ChannelSnapshot) -> MailboxSnapshot {
+        MailboxSnapshot {
+            appid: channel.appid,
+            mailbox: MailboxId::new(format!("c{}", channel.channel)).expect("digits are alphanumeric"),
+            nameplate: Some(channel.channel),
+            holds_nameplate: true,
+            members: channel.members,
+            messages: channel.messages,
+            burned: channel.burned,
+            last_activity: channel.last_activity,
+        }
+    }
+}
+
+/// One channel in a version 1 snapshot.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ChannelSnapshot {
     /// Its application id.
@@ -706,18 +1212,179 @@ pub struct ChannelSnapshot {
     pub last_activity: Timestamp,
 }
 
-/// One side of a channel in a snapshot.
+fn yes() -> bool {
+    true
+}
+
+/// One side of a mailbox in a snapshot.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct MemberSnapshot {
     /// The side id.
     pub side: String,
-    /// Whether this side allocated the channel.
+    /// Whether this side allocated the nameplate.
     pub allocated: bool,
+    /// Whether this side came in through the nameplate (version 1: always).
+    #[serde(default = "yes")]
+    pub claimed: bool,
+    /// Whether this side has released the nameplate.
+    #[serde(default)]
+    pub released: bool,
     /// Its mood, once closed.
     pub closed: Option<Mood>,
+}
+
+impl MemberSnapshot {
+    /// A side that came in through the nameplate and holds it.
+    pub fn new(side: impl Into<String>, allocated: bool, closed: Option<Mood>) -> MemberSnapshot {
+        MemberSnapshot { side: side.into(), allocated, claimed: true, released: false, closed }
+    }
 }
 
 /// A snapshot that cannot be restored.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 #[error("invalid rendezvous snapshot: {0}")]
 pub struct SnapshotError(pub String);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::wire::{AllocateRequest, FetchRequest, JoinRequest, PostRequest};
+
+    const APP: &str = "app";
+
+    fn at(ms: u64) -> Timestamp {
+        Timestamp::from_millis(ms)
+    }
+
+    #[test]
+    fn mailbox_ids_are_base32_of_eight_random_bytes() {
+        assert_eq!(base32([0; 8]), "aaaaaaaaaaaaa");
+        assert_eq!(base32([0xff; 8]), "7777777777776");
+        // As Python's base64.b32encode(bytes(range(8))).lower().strip("=").
+        assert_eq!(base32([0, 1, 2, 3, 4, 5, 6, 7]), "aaaqeayeaudao");
+    }
+
+    /// Allocates for "a" and joins as "b": the nameplate and its mailbox.
+    fn paired(server: &mut Rendezvous) -> (ChannelId, MailboxId) {
+        let Ok(Response::Allocated(a)) = server.handle(at(0), &Request::Allocate(AllocateRequest::new(APP, "a")))
+        else {
+            panic!()
+        };
+        let join = Request::Join(JoinRequest::new(APP, "b", a.channel, false));
+        let Ok(Response::Joined(joined)) = server.handle(at(1), &join) else { panic!() };
+        assert_eq!(joined.mailbox, a.mailbox);
+        (a.channel, a.mailbox.unwrap())
+    }
+
+    #[test]
+    fn the_nameplate_is_released_once_both_sides_name_the_mailbox() {
+        let mut server = Rendezvous::default();
+        let (channel, mailbox) = paired(&mut server);
+        let post = |side: &str, mailbox: Option<MailboxId>| {
+            let mut post = PostRequest::new(APP, side, channel, "pake", "x");
+            post.mailbox = mailbox;
+            Request::Post(post)
+        };
+        // By number, nothing is released.
+        server.handle(at(2), &post("a", None)).unwrap();
+        assert!(server.contains(APP, channel));
+        server.handle(at(3), &post("b", Some(mailbox.clone()))).unwrap();
+        assert!(server.contains(APP, channel), "one side still holds it");
+        assert_eq!(server.effects()[0].kind, EffectKind::Changed);
+        let fetch = FetchRequest::new(APP, "a", channel, 0, 0);
+        let fetch = Request::Fetch(fetch).with_mailbox(Some(mailbox.clone()));
+        let Ok(Response::Fetched(log)) = server.handle(at(4), &fetch) else { panic!() };
+        assert_eq!(log.messages.len(), 2);
+        assert!(!server.contains(APP, channel), "both know the mailbox: the number is free");
+        assert!(server.contains_mailbox(APP, &mailbox));
+        assert_eq!(server.stats().nameplates, 0);
+        // The old number no longer leads anywhere; the mailbox still answers.
+        let by_number = Request::Fetch(FetchRequest::new(APP, "a", channel, 0, 0));
+        assert_eq!(server.handle(at(5), &by_number).unwrap_err().code, ErrorCode::UnknownChannel);
+        assert!(server.handle(at(5), &fetch).is_ok());
+    }
+
+    #[test]
+    fn a_lone_initiator_naming_its_mailbox_keeps_the_nameplate() {
+        let mut server = Rendezvous::default();
+        let Ok(Response::Allocated(a)) = server.handle(at(0), &Request::Allocate(AllocateRequest::new(APP, "a")))
+        else {
+            panic!()
+        };
+        let fetch = Request::Fetch(FetchRequest::new(APP, "a", a.channel, 0, 0)).with_mailbox(a.mailbox.clone());
+        server.handle(at(1), &fetch).unwrap();
+        assert!(server.contains(APP, a.channel), "the receiver has yet to use the code");
+    }
+
+    #[test]
+    fn a_burn_after_release_puts_the_nameplate_back_if_free() {
+        let mut server = Rendezvous::default();
+        let (channel, mailbox) = paired(&mut server);
+        server.release(at(2), APP, channel, "a").unwrap();
+        server.release(at(2), APP, channel, "b").unwrap();
+        assert!(!server.contains(APP, channel));
+        server.close(at(3), APP, &mailbox, "a", Mood::Scary).unwrap();
+        assert!(server.contains(APP, channel));
+        let late = Request::Join(JoinRequest::new(APP, "c", channel, false));
+        assert_eq!(server.handle(at(4), &late).unwrap_err().code, ErrorCode::Burned);
+    }
+
+    #[test]
+    fn mailbox_protocol_refusals() {
+        let mut server = Rendezvous::default();
+        let nameplate = server.allocate_nameplate(at(0), APP, "a").unwrap();
+        let mailbox = server.claim(at(0), APP, nameplate, "a").unwrap();
+        server.claim(at(1), APP, nameplate, "b").unwrap();
+        assert_eq!(server.claim(at(1), APP, nameplate, "c").unwrap_err().code, ErrorCode::Crowded);
+        assert_eq!(server.open(at(1), APP, &mailbox, "c").unwrap_err().code, ErrorCode::Crowded);
+        server.release(at(2), APP, nameplate, "b").unwrap();
+        assert_eq!(server.claim(at(2), APP, nameplate, "b").unwrap_err().code, ErrorCode::Reclaimed);
+        // Every listener, the sender included, sees each message; a repeat is not stored twice.
+        assert_eq!(server.add(at(3), APP, &mailbox, "a", "pake", "aa", Some("1".into())), Ok(1));
+        assert_eq!(server.add(at(3), APP, &mailbox, "a", "pake", "aa", Some("1".into())), Ok(1));
+        let replay = server.open(at(4), APP, &mailbox, "b").unwrap();
+        assert_eq!(replay.len(), 1);
+        assert_eq!((replay[0].server_rx, replay[0].id.as_deref()), (Some(at(3)), Some("1")));
+        server.close(at(5), APP, &mailbox, "a", Mood::Happy).unwrap();
+        server.close(at(5), APP, &mailbox, "b", Mood::Happy).unwrap();
+        assert!(!server.contains_mailbox(APP, &mailbox));
+        assert_eq!(server.effects().last().map(|e| e.kind), Some(EffectKind::Deleted));
+        assert_eq!(server.stats(), RendezvousStats::default());
+    }
+
+    #[test]
+    fn both_front_ends_share_nameplates() {
+        let mut server = Rendezvous::default();
+        let mut taken = std::collections::BTreeSet::new();
+        for i in 0..9 {
+            let number = if i % 2 == 0 {
+                server.allocate_nameplate(at(0), APP, &format!("w{i}")).unwrap()
+            } else {
+                let allocate = Request::Allocate(AllocateRequest::new(APP, format!("h{i}")));
+                let Ok(Response::Allocated(a)) = server.handle(at(0), &allocate) else { panic!() };
+                a.channel
+            };
+            assert!(taken.insert(number.get()), "nameplate {number} handed out twice");
+        }
+        assert_eq!(taken, (1..=9).collect());
+        let tenth = server.allocate_nameplate(at(0), APP, "w10").unwrap();
+        assert!(tenth.get() >= 10, "one-digit nameplates are all in use");
+    }
+
+    #[test]
+    fn version_one_snapshots_restore_as_mailboxes_holding_their_nameplates() {
+        let channel = ChannelId::new(7).unwrap();
+        let v1 = r#"{"format":"wormhole-sync/rendezvous","version":1,"channels":[{"appid":"app","channel":7,
+            "members":[{"side":"a","allocated":true,"closed":null}],
+            "messages":[{"seq":1,"side":"a","phase":"pake","body":"x"}],"burned":false,"last_activity":5}]}"#;
+        let snapshot = RendezvousSnapshot::from_json(v1.as_bytes()).unwrap();
+        let mut server = Rendezvous::restore(RendezvousConfig::default(), snapshot).unwrap();
+        assert!(server.contains(APP, channel));
+        let join = Request::Join(JoinRequest::new(APP, "b", channel, false));
+        let Ok(Response::Joined(joined)) = server.handle(at(6), &join) else { panic!() };
+        assert_eq!(joined.mailbox.as_ref().map(MailboxId::as_str), Some("c7"));
+        assert_eq!(joined.log.unwrap().messages.len(), 1);
+        let again = Rendezvous::restore(RendezvousConfig::default(), server.snapshot()).unwrap();
+        assert_eq!(again.snapshot(), server.snapshot());
+    }
+}

@@ -11,6 +11,7 @@ use std::fmt;
 use serde::{Deserialize, Serialize};
 
 use crate::code::ChannelId;
+use crate::time::Timestamp;
 
 /// Largest request body the protocol allows (a base64 message plus its envelope).
 pub const MAX_REQUEST_BYTES: usize = 128 * 1024;
@@ -25,6 +26,59 @@ pub const MAX_APPID_LEN: usize = 256;
 pub const MAX_SIDE_LEN: usize = 64;
 /// Longest phase name.
 pub const MAX_PHASE_LEN: usize = 32;
+/// Longest mailbox id.
+pub const MAX_MAILBOX_LEN: usize = 64;
+
+/// A mailbox's id: the long, random name of the place a channel's messages
+/// are kept (1 to 64 ASCII letters and digits; this server draws 13
+/// lowercase base32 characters, 64 random bits). The short channel id
+/// (the nameplate) only leads to it, and is released for reuse once both
+/// sides know the mailbox.
+///
+/// ```
+/// use wormhole_sync_core::wire::MailboxId;
+///
+/// let id = MailboxId::new("hx4qbn2wzsmjo").unwrap();
+/// assert_eq!(id.as_str(), "hx4qbn2wzsmjo");
+/// assert!(MailboxId::new("no spaces").is_none());
+/// ```
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
+pub struct MailboxId(String);
+
+impl MailboxId {
+    /// A mailbox id, if `id` is 1 to 64 ASCII letters and digits.
+    pub fn new(id: impl Into<String>) -> Option<MailboxId> {
+        let id = id.into();
+        let valid = !id.is_empty() && id.len() <= MAX_MAILBOX_LEN && id.bytes().all(|b| b.is_ascii_alphanumeric());
+        valid.then_some(MailboxId(id))
+    }
+
+    /// The id as text.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl TryFrom<String> for MailboxId {
+    type Error = String;
+
+    fn try_from(id: String) -> Result<MailboxId, String> {
+        MailboxId::new(id).ok_or_else(|| "a mailbox id is 1 to 64 ASCII letters and digits".to_string())
+    }
+}
+
+impl From<MailboxId> for String {
+    fn from(id: MailboxId) -> String {
+        id.0
+    }
+}
+
+impl fmt::Display for MailboxId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
 
 /// How a side ended its part in a channel, reported when it closes.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -89,6 +143,10 @@ pub struct PostRequest {
     pub side: String,
     /// The channel.
     pub channel: ChannelId,
+    /// The channel's mailbox, once the caller knows it (from allocate or
+    /// join): the server then finds the channel by it, not by `channel`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mailbox: Option<MailboxId>,
     /// Message kind, e.g. `pake` or `data`; one message per side and phase.
     pub phase: String,
     /// Opaque message body (this client sends base64).
@@ -119,6 +177,9 @@ pub struct FetchRequest {
     pub side: String,
     /// The channel.
     pub channel: ChannelId,
+    /// The channel's mailbox, once the caller knows it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mailbox: Option<MailboxId>,
     /// Return messages with `seq` greater than this.
     #[serde(default)]
     pub after: u64,
@@ -152,14 +213,14 @@ impl PostRequest {
         body: impl Into<String>,
     ) -> PostRequest {
         let (appid, side, phase, body) = (appid.into(), side.into(), phase.into(), body.into());
-        PostRequest { appid, side, channel, phase, body, after: None, wait_ms: 0 }
+        PostRequest { appid, side, channel, mailbox: None, phase, body, after: None, wait_ms: 0 }
     }
 }
 
 impl CloseRequest {
     /// A close of `channel` with `mood`.
     pub fn new(appid: impl Into<String>, side: impl Into<String>, channel: ChannelId, mood: Mood) -> CloseRequest {
-        CloseRequest { appid: appid.into(), side: side.into(), channel, mood }
+        CloseRequest { appid: appid.into(), side: side.into(), channel, mailbox: None, mood }
     }
 }
 
@@ -172,7 +233,7 @@ impl FetchRequest {
         after: u64,
         wait_ms: u64,
     ) -> FetchRequest {
-        FetchRequest { appid: appid.into(), side: side.into(), channel, after, wait_ms }
+        FetchRequest { appid: appid.into(), side: side.into(), channel, mailbox: None, after, wait_ms }
     }
 }
 
@@ -186,6 +247,9 @@ pub struct CloseRequest {
     pub side: String,
     /// The channel.
     pub channel: ChannelId,
+    /// The channel's mailbox, once the caller knows it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mailbox: Option<MailboxId>,
     /// How it ended for this side.
     pub mood: Mood,
 }
@@ -348,6 +412,27 @@ impl Request {
         }
     }
 
+    /// The mailbox named by the request, if it names one.
+    pub fn mailbox(&self) -> Option<&MailboxId> {
+        match self {
+            Request::Allocate(_) | Request::Join(_) => None,
+            Request::Post(r) => r.mailbox.as_ref(),
+            Request::Fetch(r) => r.mailbox.as_ref(),
+            Request::Close(r) => r.mailbox.as_ref(),
+        }
+    }
+
+    /// The same request naming `mailbox` (allocate and join name none).
+    pub fn with_mailbox(mut self, mailbox: Option<MailboxId>) -> Request {
+        match &mut self {
+            Request::Allocate(_) | Request::Join(_) => {}
+            Request::Post(r) => r.mailbox = mailbox,
+            Request::Fetch(r) => r.mailbox = mailbox,
+            Request::Close(r) => r.mailbox = mailbox,
+        }
+        self
+    }
+
     /// How long the caller asked the server to hold the answer for news
     /// (before the server's cap): a fetch's `wait_ms`, or a post's when it
     /// gave a cursor; zero for everything else.
@@ -410,6 +495,10 @@ pub fn validate_phase(phase: &str) -> Result<(), WireError> {
 pub struct AllocateResponse {
     /// The allocated channel, already joined by the caller.
     pub channel: ChannelId,
+    /// Its mailbox, to name in later requests. Absent from servers that
+    /// predate mailboxes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mailbox: Option<MailboxId>,
 }
 
 /// Answer to join.
@@ -418,6 +507,10 @@ pub struct AllocateResponse {
 pub struct JoinResponse {
     /// How many sides hold the channel now (1 or 2).
     pub sides: u8,
+    /// The channel's mailbox, to name in later requests. Absent from
+    /// servers that predate mailboxes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mailbox: Option<MailboxId>,
     /// The whole log, so a receiver learns the initiator's first message
     /// without a fetch. Absent from servers that predate it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -447,12 +540,26 @@ pub struct Message {
     pub phase: String,
     /// Its body, as posted.
     pub body: String,
+    /// When the server received it: kept for messages added through the
+    /// mailbox (WebSocket) front end, whose clients are told it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub server_rx: Option<Timestamp>,
+    /// The id its sender gave it (mailbox front end only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub id: Option<String>,
 }
 
 impl Message {
     /// A message as stored at `seq`.
     pub fn new(seq: u64, side: impl Into<String>, phase: impl Into<String>, body: impl Into<String>) -> Message {
-        Message { seq, side: side.into(), phase: phase.into(), body: body.into() }
+        Message { seq, side: side.into(), phase: phase.into(), body: body.into(), server_rx: None, id: None }
+    }
+
+    /// The same message, received at `server_rx` under the sender's `id`.
+    pub fn received(mut self, server_rx: Option<Timestamp>, id: Option<String>) -> Message {
+        self.server_rx = server_rx;
+        self.id = id;
+        self
     }
 }
 
@@ -599,6 +706,8 @@ pub enum ErrorCode {
     NotJoined,
     /// Two other sides hold the channel.
     Crowded,
+    /// Mailbox front end: this side already released the nameplate it claims again.
+    Reclaimed,
     /// The channel was closed after a wrong code; it takes no more joins or posts.
     Burned,
     /// This side already closed the channel.
@@ -636,7 +745,7 @@ pub enum ErrorCode {
 
 impl ErrorCode {
     /// Every code, for tables and tests.
-    pub const ALL: [ErrorCode; 23] = [
+    pub const ALL: [ErrorCode; 24] = [
         ErrorCode::BadRequest,
         ErrorCode::InvalidAppid,
         ErrorCode::InvalidSide,
@@ -644,6 +753,7 @@ impl ErrorCode {
         ErrorCode::UnknownChannel,
         ErrorCode::NotJoined,
         ErrorCode::Crowded,
+        ErrorCode::Reclaimed,
         ErrorCode::Burned,
         ErrorCode::SideClosed,
         ErrorCode::Conflict,
@@ -672,6 +782,7 @@ impl ErrorCode {
             ErrorCode::UnknownChannel => "unknown-channel",
             ErrorCode::NotJoined => "not-joined",
             ErrorCode::Crowded => "crowded",
+            ErrorCode::Reclaimed => "reclaimed",
             ErrorCode::Burned => "burned",
             ErrorCode::SideClosed => "side-closed",
             ErrorCode::Conflict => "conflict",
@@ -703,7 +814,11 @@ impl ErrorCode {
             ErrorCode::NotJoined => 403,
             ErrorCode::UnknownChannel | ErrorCode::NotFound => 404,
             ErrorCode::MethodNotAllowed => 405,
-            ErrorCode::Crowded | ErrorCode::SideClosed | ErrorCode::Conflict | ErrorCode::TooManyMessages => 409,
+            ErrorCode::Crowded
+            | ErrorCode::Reclaimed
+            | ErrorCode::SideClosed
+            | ErrorCode::Conflict
+            | ErrorCode::TooManyMessages => 409,
             ErrorCode::Burned => 410,
             ErrorCode::MessageTooLarge | ErrorCode::BodyTooLarge => 413,
             ErrorCode::UnsupportedMediaType => 415,
@@ -827,6 +942,7 @@ mod tests {
                 appid: "a".into(),
                 side: "s1".into(),
                 channel,
+                mailbox: None,
                 phase: "pake".into(),
                 body: "AAAA".into(),
                 after: None,
@@ -836,13 +952,27 @@ mod tests {
                 appid: "a".into(),
                 side: "s1".into(),
                 channel,
+                mailbox: MailboxId::new("abc123"),
                 phase: "data".into(),
                 body: "AAAA".into(),
                 after: Some(2),
                 wait_ms: 30_000,
             }),
-            Request::Fetch(FetchRequest { appid: "a".into(), side: "s1".into(), channel, after: 3, wait_ms: 500 }),
-            Request::Close(CloseRequest { appid: "a".into(), side: "s1".into(), channel, mood: Mood::Scary }),
+            Request::Fetch(FetchRequest {
+                appid: "a".into(),
+                side: "s1".into(),
+                channel,
+                mailbox: MailboxId::new("abc123"),
+                after: 3,
+                wait_ms: 500,
+            }),
+            Request::Close(CloseRequest {
+                appid: "a".into(),
+                side: "s1".into(),
+                channel,
+                mailbox: None,
+                mood: Mood::Scary,
+            }),
         ];
         for request in requests {
             let parsed = Request::parse(Route::from_path(request.path()).unwrap(), &request.to_json()).unwrap();

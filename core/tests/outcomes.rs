@@ -182,13 +182,15 @@ fn a_peer_that_breaks_the_protocol_is_not_reported_as_a_wrong_code() {
         .server
         .handle(
             net.now,
+            // By its mailbox: both sides named it, so the short id is free already.
             &Request::Fetch(wormhole_sync_core::wire::FetchRequest::new(
                 "example.com/app1",
                 &pake.side,
                 code.channel(),
                 0,
                 0,
-            )),
+            ))
+            .with_mailbox(pake.mailbox.clone()),
         )
         .unwrap();
     let wormhole_sync_core::wire::Response::Fetched(f) = fetched else { panic!() };

@@ -167,7 +167,8 @@ fn a_burned_id_stays_out_of_allocation_for_its_retention() {
     assert_eq!(code_of(server.handle(T0, &join("app", burned, "honest", false))), ErrorCode::Burned);
     assert_eq!(server.next_expiry(), Some(T0 + retention));
     assert!(server.expire((T0 + retention).saturating_sub(Duration::from_millis(1))).is_empty());
-    assert_eq!(server.expire(T0 + retention), [("app".to_string(), ch(burned))]);
+    let mailbox = server.mailbox_of("app", ch(burned)).cloned().unwrap();
+    assert_eq!(server.expire(T0 + retention), [("app".to_string(), mailbox)]);
     assert_eq!(
         code_of(server.handle(T0 + retention, &join("app", burned, "honest", false))),
         ErrorCode::UnknownChannel
@@ -283,7 +284,7 @@ fn idle_channels_expire_and_free_their_ids() {
     // Activity keeps a channel alive.
     server.handle(T0 + Duration::from_secs(59), &fetch("app", first, "a", 0)).unwrap();
     assert!(server.expire(T0 + Duration::from_secs(60)).is_empty());
-    assert_eq!(server.expire(T0 + Duration::from_secs(90)), [("app".to_string(), second.channel)]);
+    assert_eq!(server.expire(T0 + Duration::from_secs(90)), [("app".to_string(), second.mailbox.unwrap())]);
     assert_eq!(server.stats().channels, 1);
     // A request to an idle channel finds it gone even before a sweep.
     let much_later = T0 + Duration::from_secs(3600);
@@ -337,9 +338,10 @@ fn snapshots_restore_the_same_state() {
     let bytes = snapshot.to_json();
     let mut restored = Rendezvous::restore(Default::default(), RendezvousSnapshot::from_json(&bytes).unwrap()).unwrap();
     assert_eq!(restored.snapshot(), snapshot);
-    let one = restored.channel_snapshot("app", ch(id)).unwrap();
-    assert_eq!(Some(&one), snapshot.channels.iter().find(|c| c.appid == "app" && c.channel == ch(id)));
-    assert_eq!(restored.channel_snapshot("app", ch(99)), None);
+    let mailbox = restored.mailbox_of("app", ch(id)).cloned().unwrap();
+    let one = restored.mailbox_snapshot("app", &mailbox).unwrap();
+    assert_eq!(Some(&one), snapshot.mailboxes.iter().find(|m| m.appid == "app" && m.nameplate == Some(ch(id))));
+    assert_eq!(restored.mailbox_of("app", ch(99)), None);
     assert_eq!(restored.stats(), server.stats());
     // Behaviour carries over: idempotent allocate, burned channel, next free id.
     assert_eq!(allocated(&mut restored, "app", "c"), c);
@@ -356,22 +358,31 @@ fn invalid_snapshots_are_refused() {
     let good = server.snapshot();
 
     let mut dup = good.clone();
-    dup.channels.push(dup.channels[0].clone());
+    dup.mailboxes.push(dup.mailboxes[0].clone());
+    let mut two_ways_in = good.clone();
+    let mut other = two_ways_in.mailboxes[0].clone();
+    other.mailbox = wormhole_sync_core::wire::MailboxId::new("other").unwrap();
+    two_ways_in.mailboxes.push(other);
     let mut crowded = good.clone();
     for side in ["b", "c"] {
-        let mut m = crowded.channels[0].members[0].clone();
+        let mut m = crowded.mailboxes[0].members[0].clone();
         m.side = side.into();
-        crowded.channels[0].members.push(m);
+        crowded.mailboxes[0].members.push(m);
     }
     let mut gap = good.clone();
-    gap.channels[0].messages[0].seq = 5;
+    gap.mailboxes[0].messages[0].seq = 5;
     let mut stranger = good.clone();
-    stranger.channels[0].messages[0].side = "z".into();
+    stranger.mailboxes[0].messages[0].side = "z".into();
     let mut empty = good.clone();
-    empty.channels[0].members.clear();
-    for (name, bad) in
-        [("duplicate", dup), ("crowded", crowded), ("gap", gap), ("stranger", stranger), ("empty", empty)]
-    {
+    empty.mailboxes[0].members.clear();
+    for (name, bad) in [
+        ("duplicate", dup),
+        ("one nameplate, two mailboxes", two_ways_in),
+        ("crowded", crowded),
+        ("gap", gap),
+        ("stranger", stranger),
+        ("empty", empty),
+    ] {
         assert!(Rendezvous::restore(Default::default(), bad).is_err(), "{name}");
     }
     assert!(RendezvousSnapshot::from_json(b"{\"format\":1}").is_err());

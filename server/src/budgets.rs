@@ -9,8 +9,8 @@ use std::net::IpAddr;
 
 use parking_lot::Mutex;
 use wormhole_sync_core::rendezvous::RendezvousSnapshot;
+use wormhole_sync_core::wire::MailboxId;
 use wormhole_sync_core::wire::{ErrorCode, WireError};
-use wormhole_sync_core::ChannelId;
 
 use crate::client_address::subscriber;
 
@@ -31,7 +31,7 @@ struct Usage {
     total: u64,
     apps: HashMap<String, u64>,
     clients: HashMap<IpAddr, u64>,
-    channels: HashMap<(String, u32), Charges>,
+    mailboxes: HashMap<(String, MailboxId), Charges>,
 }
 
 pub(crate) struct Budgets {
@@ -47,12 +47,12 @@ impl Budgets {
     /// Budgets already charged with what `saved` holds.
     pub(crate) fn new(limits: Limits, saved: &RendezvousSnapshot) -> Budgets {
         let mut usage = Usage::default();
-        for channel in &saved.channels {
-            let bytes: u64 = channel.messages.iter().map(|m| m.body.len() as u64).sum();
+        for mailbox in &saved.mailboxes {
+            let bytes: u64 = mailbox.messages.iter().map(|m| m.body.len() as u64).sum();
             if bytes > 0 {
                 usage.total += bytes;
-                *usage.apps.entry(channel.appid.clone()).or_default() += bytes;
-                usage.channels.insert((channel.appid.clone(), channel.channel.get()), vec![(None, bytes)]);
+                *usage.apps.entry(mailbox.appid.clone()).or_default() += bytes;
+                usage.mailboxes.insert((mailbox.appid.clone(), mailbox.mailbox.clone()), vec![(None, bytes)]);
             }
         }
         Budgets { limits, usage: Mutex::new(usage) }
@@ -76,19 +76,19 @@ impl Budgets {
     }
 
     /// Charges a stored message.
-    pub(crate) fn charge(&self, appid: &str, channel: ChannelId, client: IpAddr, bytes: u64) {
+    pub(crate) fn charge(&self, appid: &str, mailbox: &MailboxId, client: IpAddr, bytes: u64) {
         let client = subscriber(client);
         let mut usage = self.usage.lock();
         usage.total += bytes;
         *usage.apps.entry(appid.to_string()).or_default() += bytes;
         *usage.clients.entry(client).or_default() += bytes;
-        usage.channels.entry((appid.to_string(), channel.get())).or_default().push((Some(client), bytes));
+        usage.mailboxes.entry((appid.to_string(), mailbox.clone())).or_default().push((Some(client), bytes));
     }
 
-    /// Gives back everything a channel's log held.
-    pub(crate) fn release(&self, appid: &str, channel: ChannelId) {
+    /// Gives back everything a mailbox's log held.
+    pub(crate) fn release(&self, appid: &str, mailbox: &MailboxId) {
         let mut usage = self.usage.lock();
-        let Some(charges) = usage.channels.remove(&(appid.to_string(), channel.get())) else { return };
+        let Some(charges) = usage.mailboxes.remove(&(appid.to_string(), mailbox.clone())) else { return };
         for (client, bytes) in charges {
             usage.total -= bytes;
             if let Some(app) = usage.apps.get_mut(appid) {
@@ -124,19 +124,19 @@ mod tests {
         let limits = Limits { per_app: 1_000, per_client: 300, total: 1_500 };
         let budgets = Budgets::new(limits, &RendezvousSnapshot::new(Vec::new()));
         let (a, b): (IpAddr, IpAddr) = ("192.0.2.1".parse().unwrap(), "192.0.2.2".parse().unwrap());
-        let ch = |n| ChannelId::new(n).unwrap();
+        let ch = |n: u32| MailboxId::new(format!("m{n}")).unwrap();
         budgets.check("app", a, 300).unwrap();
-        budgets.charge("app", ch(1), a, 300);
+        budgets.charge("app", &ch(1), a, 300);
         assert_eq!(budgets.check("app", a, 1).unwrap_err().code, ErrorCode::OverBudget, "the address is full");
         budgets.check("app", b, 300).unwrap();
-        budgets.charge("app", ch(2), b, 300);
-        budgets.release("app", ch(1));
+        budgets.charge("app", &ch(2), b, 300);
+        budgets.release("app", &ch(1));
         assert_eq!(budgets.usage(), (300, 1));
         budgets.check("app", a, 300).unwrap();
-        budgets.charge("other", ch(1), "2001:db8::1".parse().unwrap(), 300);
+        budgets.charge("other", &ch(1), "2001:db8::1".parse().unwrap(), 300);
         assert!(budgets.check("other", "2001:db8::2".parse().unwrap(), 1).is_err(), "a /64 shares one budget");
-        budgets.release("app", ch(2));
-        budgets.release("other", ch(1));
+        budgets.release("app", &ch(2));
+        budgets.release("other", &ch(1));
         assert_eq!(budgets.usage(), (0, 0));
     }
 }

@@ -108,6 +108,18 @@ pub struct ServeArgs {
     /// The private key of --tls-cert (PEM).
     #[arg(long, value_name = "PEM", env = "WORMHOLE_SYNC_TLS_KEY", requires = "tls_cert")]
     pub tls_key: Option<PathBuf>,
+    /// Message of the day, shown by `wormhole` clients of the mailbox
+    /// protocol (WebSocket, /v1) when they connect.
+    #[arg(long, env = "WORMHOLE_SYNC_MOTD")]
+    pub motd: Option<String>,
+    /// Answer the mailbox protocol's `list` with the nameplates in use (off:
+    /// an empty list, since listing helps people guess codes).
+    #[arg(long)]
+    pub allow_list: bool,
+    /// Close a mailbox protocol connection that sends nothing (not even a
+    /// pong to the server's pings, sent every minute) for this long.
+    #[arg(long, default_value = "10m", value_parser = parse_duration)]
+    pub websocket_idle_timeout: Duration,
     /// Log format.
     #[arg(long, default_value = "text", value_parser = ["text", "json"])]
     pub log_format: String,
@@ -175,6 +187,9 @@ pub async fn serve(args: ServeArgs, name: &str) -> ExitCode {
     config.max_bytes_per_app = args.max_bytes_per_app;
     config.max_bytes = args.max_bytes;
     config.max_apps = args.max_apps;
+    config.motd = args.motd.clone();
+    config.allow_list = args.allow_list;
+    config.websocket_idle_timeout = args.websocket_idle_timeout;
     if let (Some(cert), Some(key)) = (&args.tls_cert, &args.tls_key) {
         config.tls = Some(TlsFiles { cert: cert.clone(), key: key.clone() });
     }
@@ -190,7 +205,7 @@ pub async fn serve(args: ServeArgs, name: &str) -> ExitCode {
             }
         }
     };
-    let channels = saved.channels.len();
+    let channels = saved.mailboxes.len();
     let server = match Server::bind(args.listen, config, storage, saved).await {
         Ok(server) => server,
         Err(e) => {
@@ -201,6 +216,8 @@ pub async fn serve(args: ServeArgs, name: &str) -> ExitCode {
     let addr = server.local_addr().map(|a| a.to_string()).unwrap_or_default();
     let scheme = if server.tls_reloader().is_some() { "https" } else { "http" };
     tracing::info!(%addr, storage = %server.storage_description(), channels, "listening on {scheme}://{addr}");
+    let ws = if scheme == "https" { "wss" } else { "ws" };
+    tracing::info!("wormhole clients: wormhole --relay-url {ws}://{addr}/v1 send");
     #[cfg(unix)]
     if let Some(tls) = server.tls_reloader() {
         tokio::spawn(reload_on_sighup(tls));

@@ -13,8 +13,8 @@ use axum::http::{header, HeaderMap, Method, StatusCode};
 use axum::response::{IntoResponse, Response as HttpResponse};
 use axum::routing::{any, get};
 use axum::Router;
-use wormhole_sync_core::rendezvous::{Rendezvous, SweepCursor};
-use wormhole_sync_core::wire::{ErrorCode, FetchRequest, Message, Request, Response, Route, WireError};
+use wormhole_sync_core::rendezvous::{EffectKind, Rendezvous, SweepCursor};
+use wormhole_sync_core::wire::{ErrorCode, FetchRequest, MailboxId, PostRequest, Request, Response, Route, WireError};
 use wormhole_sync_core::Timestamp;
 
 use crate::client_address::ClientAddresses;
@@ -37,16 +37,23 @@ pub(crate) struct App {
     pub(crate) budgets: crate::budgets::Budgets,
     pub(crate) config: ServerConfig,
     pub(crate) stopping: AtomicBool,
+    /// Open mailbox protocol connections.
+    pub(crate) websockets: std::sync::atomic::AtomicUsize,
+    /// Tells mailbox protocol connections the server is stopping.
+    pub(crate) shutdown: tokio::sync::Notify,
 }
 
-/// Channels a sweep looks at while holding the state.
+/// Mailboxes a sweep looks at while holding the state.
 const SWEEP_STEP: usize = 1_000;
+
+/// Mailboxes with news for their waiters.
+pub(crate) type Touched = Vec<(String, MailboxId)>;
 
 fn now() -> Timestamp {
     Timestamp::from_system_time(SystemTime::now())
 }
 
-fn json(status: u16, body: Vec<u8>) -> HttpResponse {
+pub(crate) fn json(status: u16, body: Vec<u8>) -> HttpResponse {
     let status = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
     (status, [(header::CONTENT_TYPE, "application/json")], body).into_response()
 }
@@ -59,6 +66,7 @@ pub(crate) fn router(app: Arc<App>) -> Router {
     Router::new()
         .route("/health", get(health).fallback(method_not_allowed))
         .route("/metrics", get(metrics).fallback(method_not_allowed))
+        .route("/v1", any(crate::mailbox::upgrade))
         .route("/v1/{operation}", any(operation))
         .fallback(not_found)
         .with_state(app)
@@ -89,6 +97,7 @@ async fn metrics(State(app): State<Arc<App>>) -> HttpResponse {
     let text = app.metrics.render(Snapshot {
         stats,
         waiting: app.waiters.waiting(),
+        websockets: app.websockets.load(Ordering::Relaxed),
         connections: app.connections.open(),
         stored_bytes,
         storing_clients,
@@ -177,89 +186,105 @@ impl App {
     /// Applies a request to the state, queues its change, and answers once
     /// the change is durable.
     async fn apply(&self, request: &Request, client: IpAddr) -> Result<Response, WireError> {
-        let (result, barrier) = self.handle_and_record(request, client);
+        let (result, barrier, touched) = self.handle_and_record(request, client);
         self.durable(barrier).await?;
-        if let (Ok(_), true, Some(channel)) = (&result, request.wakes_waiters(), request.channel()) {
-            self.waiters.wake(request.appid(), channel);
-        }
+        self.wake(&touched);
         result
     }
 
-    async fn durable(&self, barrier: u64) -> Result<(), WireError> {
+    pub(crate) async fn durable(&self, barrier: u64) -> Result<(), WireError> {
         self.storage.committed(barrier).await.map_err(|e| {
             tracing::error!(error = %e, "answering storage-unavailable");
             error(ErrorCode::StorageUnavailable, "the server cannot store anything right now")
         })
     }
 
-    /// Runs the request on the state machine and queues what changed.
-    /// Returns the answer and the journal position that must be durable
-    /// before it is sent.
-    fn handle_and_record(&self, request: &Request, client: IpAddr) -> (Result<Response, WireError>, u64) {
-        let mut core = self.core.lock();
-        let existed = request.channel().is_some_and(|c| core.contains(request.appid(), c));
-        if let Err(refused) = self.within_budgets(&core, request, client) {
-            return (Err(refused), self.storage.last_recorded());
+    /// Wakes whoever waits on these mailboxes (long-polls, WebSockets).
+    pub(crate) fn wake(&self, mailboxes: &[(String, MailboxId)]) {
+        for (appid, mailbox) in mailboxes {
+            self.waiters.wake(appid, mailbox);
         }
-        let messages_before = core.stats().messages;
+    }
+
+    /// Runs the request on the state machine and queues what changed.
+    /// Returns the answer, the journal position that must be durable before
+    /// it is sent, and the mailboxes to wake once it is.
+    fn handle_and_record(&self, request: &Request, client: IpAddr) -> (Result<Response, WireError>, u64, Touched) {
+        let mut core = self.core.lock();
+        if let Err(refused) = self.within_budgets(&core, request, client) {
+            return (Err(refused), self.storage.last_recorded(), Vec::new());
+        }
         let at = now();
         let result = core.handle(at, request);
-        if let (Request::Post(post), Ok(_)) = (request, &result) {
-            if core.stats().messages > messages_before {
-                self.budgets.charge(&post.appid, post.channel, client, post.body.len() as u64);
+        let poster = matches!(request, Request::Post(_)).then_some(client);
+        let (barrier, touched) = self.record_effects(&core, at, poster);
+        (result, barrier, touched)
+    }
+
+    /// Journals what the state machine's last operation changed, mailbox by
+    /// mailbox, and charges or frees their bytes: a new message is charged
+    /// to `poster`, a dropped log is given back. Returns the journal
+    /// position an answer must wait for (reads wait only for what they
+    /// saw, not for their own activity stamp) and the mailboxes whose
+    /// waiters have news.
+    pub(crate) fn record_effects(&self, core: &Rendezvous, at: Timestamp, poster: Option<IpAddr>) -> (u64, Touched) {
+        let mut barrier = self.storage.last_recorded();
+        let mut touched = Touched::new();
+        let effects = core.effects();
+        let mut order: Vec<(&str, &MailboxId)> = Vec::new();
+        for effect in effects {
+            if !order.iter().any(|(a, m)| *a == effect.appid && **m == effect.mailbox) {
+                order.push((&effect.appid, &effect.mailbox));
             }
         }
-        let channel = match (request.channel(), &result) {
-            (Some(channel), _) => channel,
-            (None, Ok(Response::Allocated(allocated))) => allocated.channel,
-            _ => return (result, self.storage.last_recorded()),
-        };
-        let appid = request.appid().to_string();
-        let log_dropped = !core.contains(&appid, channel)
-            || (matches!(request, Request::Close(_)) && core.stored_bytes(&appid, channel) == 0);
-        if log_dropped {
-            // Its log is gone (deleted, or burned by a close after a wrong code): its bytes are free again.
-            self.budgets.release(&appid, channel);
-        }
-        if !core.contains(&appid, channel) {
-            // Deleted by this request (a final close, or found idle): forget it on disk too.
-            let barrier = if existed {
-                self.storage.record(Change::Delete { appid, channel })
-            } else {
-                self.storage.last_recorded()
-            };
-            return (result, barrier);
-        }
-        // A successful request stamps the channel's activity with `at`. Fetches and
-        // posts are journalled from what the request holds; only membership changes
-        // (allocate, join, close) copy the channel, whose log may be large.
-        let barrier = match (request, &result) {
-            (_, Err(_)) => self.storage.last_recorded(),
-            (Request::Fetch(_), Ok(_)) => {
-                // Reads wait for what they saw, not for their own activity stamp.
-                let seen = self.storage.last_recorded();
-                self.storage.record(Change::Touch { appid, channel, at });
-                seen
+        for (appid, mailbox) in order {
+            let kinds: Vec<EffectKind> =
+                effects.iter().filter(|e| e.appid == appid && e.mailbox == *mailbox).map(|e| e.kind).collect();
+            let has = |kind: EffectKind| kinds.contains(&kind);
+            let exists = core.contains_mailbox(appid, mailbox);
+            if has(EffectKind::Deleted) || has(EffectKind::LogDropped) {
+                self.budgets.release(appid, mailbox);
             }
-            (Request::Post(post), Ok(Response::Posted(posted))) => {
-                // A repeated post returns the original seq, and its body is identical.
-                let message = Message::new(posted.seq, post.side.clone(), post.phase.clone(), post.body.clone());
-                self.storage.record(Change::Message { appid, channel, message, at })
+            if has(EffectKind::Deleted) {
+                barrier = self.storage.record(Change::Delete { appid: appid.into(), mailbox: mailbox.clone() });
             }
-            (_, Ok(_)) => match core.channel_snapshot(&appid, channel) {
-                Some(snapshot) => self.storage.record(Change::Channel(snapshot)),
-                None => self.storage.last_recorded(),
-            },
-        };
-        (result, barrier)
+            let appended =
+                kinds.iter().filter_map(|k| if let EffectKind::Appended(seq) = k { Some(*seq) } else { None });
+            let mut news = has(EffectKind::Deleted) || has(EffectKind::Changed);
+            for seq in appended {
+                let Some(message) = core.message(appid, mailbox, seq) else { continue };
+                if let Some(poster) = poster {
+                    self.budgets.charge(appid, mailbox, poster, message.body.len() as u64);
+                }
+                if exists && !has(EffectKind::Changed) {
+                    let (appid, mailbox, message) = (appid.into(), mailbox.clone(), message.clone());
+                    barrier = self.storage.record(Change::Message { appid, mailbox, message, at });
+                }
+                news = true;
+            }
+            if exists && (has(EffectKind::Changed) || has(EffectKind::Deleted)) {
+                if let Some(snapshot) = core.mailbox_snapshot(appid, mailbox) {
+                    barrier = self.storage.record(Change::Mailbox(snapshot));
+                }
+            } else if exists && !news && has(EffectKind::Touched) {
+                self.storage.record(Change::Touch { appid: appid.into(), mailbox: mailbox.clone(), at });
+            }
+            if news {
+                touched.push((appid.to_string(), mailbox.clone()));
+            }
+        }
+        (barrier, touched)
     }
 
     /// Refuses what would store more than a budget allows: a new message
     /// past the client's, the app's or the server's byte budget, or a
     /// channel for an application id past the cap on them.
     fn within_budgets(&self, core: &Rendezvous, request: &Request, client: IpAddr) -> Result<(), WireError> {
+        let posted_before = |post: &PostRequest| {
+            core.mailbox_for(request).is_some_and(|m| core.has_posted(&post.appid, &m, &post.side, &post.phase))
+        };
         match request {
-            Request::Post(post) if !core.has_posted(&post.appid, post.channel, &post.side, &post.phase) => {
+            Request::Post(post) if !posted_before(post) => {
                 self.budgets.check(&post.appid, client, post.body.len() as u64)
             }
             Request::Allocate(_) | Request::Join(_) => {
@@ -291,18 +316,21 @@ impl App {
         if first.as_ref().is_some_and(|answer| !answer.waits_for_news(side)) {
             return Ok(first.expect("checked above"));
         }
-        let read = Request::Fetch(FetchRequest::new(appid, side, channel, after, 0));
+        let read =
+            Request::Fetch(FetchRequest::new(appid, side, channel, after, 0)).with_mailbox(request.mailbox().cloned());
         loop {
             // Register before looking, so a post landing in between still wakes us.
-            let waiter = self.waiters.register(appid, channel);
-            let woken = waiter.notified();
-            let (result, barrier) = self.handle_and_record(&read, client);
+            let mailbox = self.core.lock().mailbox_for(&read);
+            let waiter = mailbox.as_ref().map(|mailbox| self.waiters.register(appid, mailbox));
+            let woken = waiter.as_ref().map(|waiter| waiter.notified());
+            let (result, barrier, _) = self.handle_and_record(&read, client);
             self.durable(barrier).await?;
             let log = match result? {
                 Response::Fetched(log) => log,
                 _ => unreachable!("a fetch answers with a log"),
             };
             let done = log.has_news_for(side)
+                || woken.is_none()
                 || tokio::time::Instant::now() >= deadline
                 || self.stopping.load(Ordering::Relaxed);
             if done {
@@ -315,32 +343,28 @@ impl App {
                 });
             }
             tokio::select! {
-                _ = woken => {}
+                _ = woken.expect("checked above") => {}
                 _ = tokio::time::sleep_until(deadline) => {}
             }
         }
     }
 
-    /// Deletes idle channels and journals their deletion, a step of
-    /// [`SWEEP_STEP`] channels at a time, so requests are served between
-    /// steps however many channels there are.
+    /// Deletes idle mailboxes and journals their deletion, a step of
+    /// [`SWEEP_STEP`] mailboxes at a time, so requests are served between
+    /// steps however many there are.
     pub(crate) async fn sweep(&self) -> usize {
         let mut cursor = SweepCursor::default();
         let mut total = 0;
         loop {
-            let (expired, done) = {
+            let (expired, touched, done) = {
                 let mut core = self.core.lock();
-                let (expired, done) = core.expire_step(now(), &mut cursor, SWEEP_STEP);
-                for (appid, channel) in &expired {
-                    self.storage.record(Change::Delete { appid: appid.clone(), channel: *channel });
-                    self.budgets.release(appid, *channel);
-                }
-                (expired, done)
+                let at = now();
+                let (expired, done) = core.expire_step(at, &mut cursor, SWEEP_STEP);
+                let (_, touched) = self.record_effects(&core, at, None);
+                (expired.len(), touched, done)
             };
-            for (appid, channel) in &expired {
-                self.waiters.wake(appid, *channel);
-            }
-            total += expired.len();
+            self.wake(&touched);
+            total += expired;
             if done {
                 break;
             }
@@ -357,5 +381,6 @@ impl App {
     pub(crate) fn begin_shutdown(&self) {
         self.stopping.store(true, Ordering::Relaxed);
         self.waiters.wake_all();
+        self.shutdown.notify_waiters();
     }
 }

@@ -46,6 +46,7 @@ mod connections;
 #[cfg(feature = "fuzzing")]
 pub mod fuzzing;
 mod http;
+mod mailbox;
 mod metrics;
 mod rate_limit;
 mod sqlite;
@@ -129,6 +130,14 @@ pub struct ServerConfig {
     pub max_apps: usize,
     /// Serve HTTPS with this certificate and key instead of HTTP.
     pub tls: Option<TlsFiles>,
+    /// Message of the day for mailbox protocol clients (sent in `welcome`).
+    pub motd: Option<String>,
+    /// Whether the mailbox protocol's `list` names the nameplates in use
+    /// (off: listing helps guessers).
+    pub allow_list: bool,
+    /// How long a mailbox protocol connection may stay silent (the server
+    /// pings every minute; a live client's pong counts) before it is closed.
+    pub websocket_idle_timeout: Duration,
 }
 
 impl Default for ServerConfig {
@@ -152,6 +161,9 @@ impl Default for ServerConfig {
             max_bytes: 2 * 1024 * 1024 * 1024,
             max_apps: 100_000,
             tls: None,
+            motd: None,
+            allow_list: false,
+            websocket_idle_timeout: Duration::from_secs(600),
         }
     }
 }
@@ -296,6 +308,8 @@ fn shared_state(config: ServerConfig, storage: Storage, saved: RendezvousSnapsho
         connections: connections::Connections::new(config.max_connections, config.max_connections_per_address, proxies),
         config,
         stopping: AtomicBool::new(false),
+        websockets: Default::default(),
+        shutdown: Default::default(),
     }))
 }
 
@@ -331,7 +345,10 @@ async fn serve_connections(
     let mut builder = hyper::server::conn::http1::Builder::new();
     builder.timer(TokioTimer::new()).header_read_timeout(timeouts.header);
     let builder = Arc::new(builder);
-    let graceful = hyper_util::server::graceful::GracefulShutdown::new();
+    // Shutdown is signalled to every connection; each holds a sender of
+    // `finished`, so the channel closes once the last one has ended.
+    let (stop, stopped) = tokio::sync::watch::channel(false);
+    let (finished, mut all_finished) = tokio::sync::mpsc::channel::<()>(1);
     let mut shutdown = std::pin::pin!(shutdown);
     loop {
         let (stream, peer) = tokio::select! {
@@ -347,7 +364,7 @@ async fn serve_connections(
             () = &mut shutdown => break,
         };
         let admitted = match connections.admit(peer.ip()) {
-            Ok(admitted) => admitted,
+            Ok(admitted) => Arc::new(admitted),
             Err(refusal) => {
                 tokio::spawn(turn_away(stream, refusal));
                 continue;
@@ -355,16 +372,18 @@ async fn serve_connections(
         };
         let _ = stream.set_nodelay(true);
         let stream = write_timeout::WriteTimeout::new(stream, timeouts.write);
-        let service = connection_service(router.clone(), peer);
-        let (builder, watcher) = (builder.clone(), graceful.watcher());
+        // A WebSocket keeps the admission (and so its place under the caps)
+        // after the upgrade, for as long as it lives.
+        let service = connection_service(router.clone(), peer, Some(admitted.clone()));
+        let (builder, stopped, finished) = (builder.clone(), stopped.clone(), finished.clone());
         let acceptor = tls.as_ref().map(TlsReloader::acceptor);
         tokio::spawn(async move {
             let ended = match acceptor {
-                None => watcher.watch(builder.serve_connection(TokioIo::new(stream), service)).await,
+                None => serve_until_stopped(&builder, TokioIo::new(stream), service, stopped).await,
                 Some(acceptor) => {
                     // The handshake gets the time a request's headers get.
                     match tokio::time::timeout(timeouts.header, acceptor.accept(stream)).await {
-                        Ok(Ok(stream)) => watcher.watch(builder.serve_connection(TokioIo::new(stream), service)).await,
+                        Ok(Ok(stream)) => serve_until_stopped(&builder, TokioIo::new(stream), service, stopped).await,
                         Ok(Err(e)) => return tracing::debug!(error = %e, "TLS handshake failed"),
                         Err(_) => return tracing::debug!("TLS handshake timed out"),
                     }
@@ -373,14 +392,42 @@ async fn serve_connections(
             if let Err(e) = ended {
                 tracing::trace!(error = %e, "connection ended with an error");
             }
-            drop(admitted);
+            drop((admitted, finished));
         });
     }
     drop(listener);
-    if tokio::time::timeout(timeouts.shutdown_grace, graceful.shutdown()).await.is_err() {
+    let _ = stop.send(true);
+    drop(finished);
+    if tokio::time::timeout(timeouts.shutdown_grace, all_finished.recv()).await.is_err() {
         tracing::warn!(open = connections.open(), "shutdown grace over: leaving the connections still open");
     }
     Ok(())
+}
+
+/// Serves one connection's requests (a WebSocket upgrade included) until it
+/// ends, or until `stopped` turns true: then the request in flight is
+/// finished and the connection closed.
+async fn serve_until_stopped<I, S, B>(
+    builder: &hyper::server::conn::http1::Builder,
+    io: I,
+    service: S,
+    mut stopped: tokio::sync::watch::Receiver<bool>,
+) -> Result<(), hyper::Error>
+where
+    I: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
+    S: hyper::service::HttpService<hyper::body::Incoming, ResBody = B>,
+    S::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+    B: hyper::body::Body + 'static,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    let connection = builder.serve_connection(io, service).with_upgrades();
+    let mut connection = std::pin::pin!(connection);
+    tokio::select! {
+        ended = connection.as_mut() => return ended,
+        _ = stopped.wait_for(|stop| *stop) => {}
+    }
+    connection.as_mut().graceful_shutdown();
+    connection.await
 }
 
 /// The service one connection's requests go to: the router, told the
@@ -388,6 +435,7 @@ async fn serve_connections(
 fn connection_service(
     router: axum::Router,
     peer: SocketAddr,
+    admitted: Option<Arc<connections::Admitted>>,
 ) -> impl hyper::service::Service<
     hyper::Request<hyper::body::Incoming>,
     Response = axum::response::Response,
@@ -399,6 +447,9 @@ fn connection_service(
 
     hyper::service::service_fn(move |mut request: hyper::Request<hyper::body::Incoming>| {
         request.extensions_mut().insert(axum::extract::ConnectInfo(peer));
+        if let Some(admitted) = &admitted {
+            request.extensions_mut().insert(admitted.clone());
+        }
         let answer = router.clone().oneshot(request.map(axum::body::Body::new));
         async move {
             match std::panic::AssertUnwindSafe(answer).catch_unwind().await {

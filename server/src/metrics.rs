@@ -30,6 +30,7 @@ const BUCKETS: [f64; 16] =
 pub(crate) struct Snapshot {
     pub(crate) stats: RendezvousStats,
     pub(crate) waiting: i64,
+    pub(crate) websockets: usize,
     pub(crate) connections: usize,
     pub(crate) stored_bytes: u64,
     pub(crate) storing_clients: usize,
@@ -40,7 +41,7 @@ pub(crate) struct Metrics {
     registry: Registry,
     requests: Family<RequestLabels, Counter>,
     durations: Family<RouteLabels, Histogram>,
-    gauges: [Gauge; 8],
+    gauges: [Gauge; 10],
 }
 
 impl Default for Metrics {
@@ -54,12 +55,14 @@ impl Default for Metrics {
             "Time to answer, by route (long-polls included)",
             durations.clone(),
         );
-        let gauges: [Gauge; 8] = Default::default();
+        let gauges: [Gauge; 10] = Default::default();
         let described = [
-            ("wormhole_channels_open", "Open channels"),
+            ("wormhole_channels_open", "Open channels (mailboxes)"),
+            ("wormhole_nameplates_claimed", "Short channel ids (nameplates) in use"),
             ("wormhole_messages_stored", "Messages stored in open channels"),
             ("wormhole_apps_active", "Application ids with open channels"),
             ("wormhole_longpolls_waiting", "Requests held waiting for news"),
+            ("wormhole_websockets_open", "Open mailbox protocol (WebSocket) connections"),
             ("wormhole_connections_open", "Open client connections"),
             ("wormhole_stored_bytes", "Bytes of message bodies stored (the total budget's use)"),
             ("wormhole_storing_clients", "Client addresses with messages stored (per-address budgets)"),
@@ -82,9 +85,11 @@ impl Metrics {
     pub(crate) fn render(&self, now: Snapshot) -> String {
         let values = [
             now.stats.channels as i64,
+            now.stats.nameplates as i64,
             now.stats.messages as i64,
             now.stats.apps as i64,
             now.waiting,
+            now.websockets as i64,
             now.connections as i64,
             i64::try_from(now.stored_bytes).unwrap_or(i64::MAX),
             now.storing_clients as i64,

@@ -14,23 +14,24 @@ use std::sync::mpsc;
 use std::thread::JoinHandle;
 
 use tokio::sync::watch;
-use wormhole_sync_core::rendezvous::{ChannelSnapshot, RendezvousSnapshot};
-use wormhole_sync_core::wire::Message;
-use wormhole_sync_core::{ChannelId, Timestamp};
+use wormhole_sync_core::rendezvous::{MailboxSnapshot, RendezvousSnapshot};
+use wormhole_sync_core::wire::{MailboxId, Message};
+use wormhole_sync_core::Timestamp;
 
 use crate::sqlite;
 
 /// One change to persist.
 #[derive(Debug)]
 pub(crate) enum Change {
-    /// A channel's row (members, burned flag, activity) and any messages not stored yet.
-    Channel(ChannelSnapshot),
-    /// One new message, and the channel's activity time.
-    Message { appid: String, channel: ChannelId, message: Message, at: Timestamp },
+    /// A mailbox's row (nameplate, members, burned flag, activity) and any
+    /// messages not stored yet.
+    Mailbox(MailboxSnapshot),
+    /// One new message, and the mailbox's activity time.
+    Message { appid: String, mailbox: MailboxId, message: Message, at: Timestamp },
     /// Activity without other change (fetches); not waited for.
-    Touch { appid: String, channel: ChannelId, at: Timestamp },
-    /// The channel is gone.
-    Delete { appid: String, channel: ChannelId },
+    Touch { appid: String, mailbox: MailboxId, at: Timestamp },
+    /// The mailbox is gone (with its nameplate).
+    Delete { appid: String, mailbox: MailboxId },
 }
 
 /// How far the writer got.
@@ -71,7 +72,7 @@ impl Storage {
 
     /// An SQLite database at `path` (created if missing), and the state it
     /// holds. A file that is not an SQLite database, or one that fails
-    /// SQLite's structural check or holds messages of no channel, is
+    /// SQLite's structural check or holds messages of no mailbox, is
     /// refused with the reason, never loaded in part or started over.
     pub fn sqlite(path: &Path) -> Result<(Storage, RendezvousSnapshot), StorageError> {
         let mut connection = sqlite::open(path)?;
@@ -175,7 +176,7 @@ fn write_batches(
         }
         let last = batch.last().map_or(0, |(seq, _)| *seq);
         // Activity stamps alone are soft state: nobody waits for them, and losing the
-        // last few to a crash only lets a channel expire a little early. They are
+        // last few to a crash only lets a mailbox expire a little early. They are
         // committed without an fsync and become durable with the next real change.
         let durability = if batch.iter().all(|(_, change)| matches!(change, Change::Touch { .. })) {
             sqlite::Durability::Soft

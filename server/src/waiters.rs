@@ -1,7 +1,7 @@
-//! Long-poll waiters: a fetch, or a post that waits, with no news for its
-//! side waits on its channel's notifier until a post or close touches the
-//! channel, its wait ends, the client goes away (the handler future is
-//! dropped), or the server stops.
+//! Waiters on mailboxes: a long-poll (a fetch, or a post that waits) with
+//! no news for its side, or a WebSocket that opened the mailbox, waits on
+//! the mailbox's notifier until a message or a close touches it, its wait
+//! ends, the client goes away (the future is dropped), or the server stops.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicI64, Ordering};
@@ -10,14 +10,14 @@ use std::sync::Arc;
 use parking_lot::Mutex;
 
 use tokio::sync::Notify;
-use wormhole_sync_core::ChannelId;
+use wormhole_sync_core::wire::MailboxId;
 
-type Key = (String, ChannelId);
+type Key = (String, MailboxId);
 
-/// Notifiers per channel that has waiters, and a count for metrics.
+/// Notifiers per mailbox that has waiters, and a count for metrics.
 #[derive(Default)]
 pub(crate) struct Waiters {
-    channels: Mutex<HashMap<Key, Arc<Notify>>>,
+    mailboxes: Mutex<HashMap<Key, Arc<Notify>>>,
     waiting: AtomicI64,
 }
 
@@ -29,27 +29,27 @@ pub(crate) struct Waiter<'a> {
 }
 
 impl Waiters {
-    /// Registers a waiter on a channel. Register *before* releasing the state
-    /// lock, then await [`Waiter::notified`]: a post that lands in between
+    /// Registers a waiter on a mailbox. Register *before* looking at the
+    /// state, then await [`Waiter::notified`]: a post that lands in between
     /// still wakes it.
-    pub(crate) fn register(&self, appid: &str, channel: ChannelId) -> Waiter<'_> {
-        let key = (appid.to_string(), channel);
-        let notify = self.channels.lock().entry(key.clone()).or_default().clone();
+    pub(crate) fn register(&self, appid: &str, mailbox: &MailboxId) -> Waiter<'_> {
+        let key = (appid.to_string(), mailbox.clone());
+        let notify = self.mailboxes.lock().entry(key.clone()).or_default().clone();
         self.waiting.fetch_add(1, Ordering::Relaxed);
         Waiter { waiters: self, key, notify }
     }
 
-    /// Wakes every waiter of a channel.
-    pub(crate) fn wake(&self, appid: &str, channel: ChannelId) {
-        let key = (appid.to_string(), channel);
-        if let Some(notify) = self.channels.lock().get(&key) {
+    /// Wakes every waiter of a mailbox.
+    pub(crate) fn wake(&self, appid: &str, mailbox: &MailboxId) {
+        let key = (appid.to_string(), mailbox.clone());
+        if let Some(notify) = self.mailboxes.lock().get(&key) {
             notify.notify_waiters();
         }
     }
 
     /// Wakes every waiter (shutdown).
     pub(crate) fn wake_all(&self) {
-        for notify in self.channels.lock().values() {
+        for notify in self.mailboxes.lock().values() {
             notify.notify_waiters();
         }
     }
@@ -57,9 +57,9 @@ impl Waiters {
     /// Gives back the map's memory after a burst of waiters has gone: a
     /// hash map keeps the capacity of its peak.
     pub(crate) fn shrink(&self) {
-        let mut channels = self.channels.lock();
-        if channels.capacity() > 64 && channels.len() < channels.capacity() / 4 {
-            channels.shrink_to_fit();
+        let mut mailboxes = self.mailboxes.lock();
+        if mailboxes.capacity() > 64 && mailboxes.len() < mailboxes.capacity() / 4 {
+            mailboxes.shrink_to_fit();
         }
     }
 
@@ -70,7 +70,7 @@ impl Waiters {
 }
 
 impl Waiter<'_> {
-    /// A future that completes at the channel's next wake-up. Created (and
+    /// A future that completes at the mailbox's next wake-up. Created (and
     /// enabled) at once so no wake-up after this call is missed.
     pub(crate) fn notified(&self) -> std::pin::Pin<Box<tokio::sync::futures::Notified<'_>>> {
         let mut notified = Box::pin(self.notify.notified());
@@ -79,13 +79,23 @@ impl Waiter<'_> {
     }
 }
 
+impl Waiter<'_> {
+    /// As [`notified`](Self::notified), owning its notifier, for a waiter
+    /// that waits again and again (a WebSocket's subscription).
+    pub(crate) fn owned_notified(&self) -> std::pin::Pin<Box<tokio::sync::futures::OwnedNotified>> {
+        let mut notified = Box::pin(self.notify.clone().notified_owned());
+        notified.as_mut().enable();
+        notified
+    }
+}
+
 impl Drop for Waiter<'_> {
     fn drop(&mut self) {
         self.waiters.waiting.fetch_sub(1, Ordering::Relaxed);
-        let mut channels = self.waiters.channels.lock();
+        let mut mailboxes = self.waiters.mailboxes.lock();
         // The map holds one reference and this waiter another: nobody else waits.
         if Arc::strong_count(&self.notify) == 2 {
-            channels.remove(&self.key);
+            mailboxes.remove(&self.key);
         }
     }
 }

@@ -72,7 +72,7 @@ fn a_burned_channel_stays_burned_across_a_restart_and_its_messages_leave_the_dis
     server.stop();
 
     let connection = rusqlite::Connection::open(&db).unwrap();
-    let messages: i64 = connection.query_row("SELECT count(*) FROM messages", [], |row| row.get(0)).unwrap();
+    let messages: i64 = connection.query_row("SELECT count(*) FROM mailbox_messages", [], |row| row.get(0)).unwrap();
     assert_eq!(messages, 0, "the burned channel's log is gone from disk");
     drop(connection);
     let restarted = TestServer::sqlite(quiet_config(), &db, "127.0.0.1:0");
@@ -248,5 +248,5 @@ fn a_cut_or_damaged_database_is_refused_not_emptied() {
 
     std::fs::write(&db, &whole).unwrap();
     let (_storage, saved) = Storage::sqlite(&db).expect("the whole database loads");
-    assert_eq!(saved.channels.len(), 1);
+    assert_eq!(saved.mailboxes.len(), 1);
 }

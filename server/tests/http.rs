@@ -38,9 +38,11 @@ fn every_route_works() {
     assert_eq!(allocated.status, 200);
     let ch = allocated.json()["channel"].as_u64().unwrap();
     assert!((1..=9).contains(&ch), "a quiet app gets a one-digit channel: {ch}");
+    let mailbox = allocated.json()["mailbox"].clone();
+    assert!(mailbox.as_str().is_some_and(|m| m.len() == 13), "{mailbox}");
     let joined = post(a, "/v1/join", &json!({"appid": "app", "side": "s2", "channel": ch}));
     let empty_log = json!({"messages": [], "closed": []});
-    assert_eq!((joined.status, joined.json()), (200, json!({"sides": 2, "log": empty_log})));
+    assert_eq!((joined.status, joined.json()), (200, json!({"sides": 2, "mailbox": mailbox, "log": empty_log})));
     let posted =
         post(a, "/v1/post", &json!({"appid": "app", "side": "s1", "channel": ch, "phase": "pake", "body": "QUJD"}));
     assert_eq!((posted.status, posted.json()), (200, json!({"seq": 1})));
@@ -67,6 +69,32 @@ fn every_route_works() {
 }
 
 #[test]
+fn the_short_id_is_free_once_both_sides_name_the_mailbox() {
+    let server = TestServer::memory(quiet_config());
+    let a = server.addr;
+    let allocated = post(a, "/v1/allocate", &json!({"appid": "app", "side": "s1"})).json();
+    let (ch, mailbox) = (allocated["channel"].clone(), allocated["mailbox"].clone());
+    post(a, "/v1/join", &json!({"appid": "app", "side": "s2", "channel": ch}));
+    assert_eq!(metric(a, "wormhole_nameplates_claimed"), 1.0);
+    for side in ["s1", "s2"] {
+        let body =
+            json!({"appid": "app", "side": side, "channel": ch, "mailbox": mailbox, "phase": "pake", "body": side});
+        assert_eq!(post(a, "/v1/post", &body).status, 200);
+    }
+    assert_eq!(metric(a, "wormhole_nameplates_claimed"), 0.0);
+    assert_eq!(metric(a, "wormhole_channels_open"), 1.0);
+    // The number leads nowhere now (and may go to the next code); the mailbox still answers.
+    let by_number = post(a, "/v1/fetch", &json!({"appid": "app", "side": "s1", "channel": ch}));
+    assert_eq!((by_number.status, by_number.error_code().as_str()), (404, "unknown-channel"));
+    let stranger = post(a, "/v1/join", &json!({"appid": "app", "side": "s3", "channel": ch}));
+    assert_eq!(stranger.error_code(), "unknown-channel");
+    let by_mailbox = post(a, "/v1/fetch", &json!({"appid": "app", "side": "s1", "channel": ch, "mailbox": mailbox}));
+    assert_eq!(by_mailbox.json()["messages"].as_array().map(Vec::len), Some(2));
+    let bad = post(a, "/v1/fetch", &json!({"appid": "app", "side": "s1", "channel": ch, "mailbox": "no/such"}));
+    assert_eq!(bad.error_code(), "bad-request");
+}
+
+#[test]
 fn a_long_poll_wakes_when_a_message_is_stored() {
     let server = TestServer::memory(quiet_config());
     let a = server.addr;
@@ -90,7 +118,8 @@ fn join_and_post_answers_carry_the_log() {
     post(a, "/v1/post", &json!({"appid": "app", "side": "s1", "channel": 1, "phase": "pake", "body": "AAAA"}));
     let joined = post(a, "/v1/join", &json!({"appid": "app", "side": "s2", "channel": 1}));
     let pake = json!({"seq": 1, "side": "s1", "phase": "pake", "body": "AAAA"});
-    assert_eq!(joined.json(), json!({"sides": 2, "log": {"messages": [pake], "closed": []}}));
+    let mailbox = joined.json()["mailbox"].clone();
+    assert_eq!(joined.json(), json!({"sides": 2, "mailbox": mailbox, "log": {"messages": [pake], "closed": []}}));
     // With a cursor, a post's answer holds the log after it, its own message included.
     let posted = post(
         a,

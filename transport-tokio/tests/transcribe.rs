@@ -116,13 +116,15 @@ async fn wrong_code_fails_both_sides_and_burns_the_code() {
 }
 
 #[tokio::test]
-async fn a_third_party_is_crowded_out() {
+async fn a_third_party_finds_the_code_used() {
     let server = memory_server().await;
     let i = initiator(&server, b"i").confirm_verifier(true).build().unwrap().start();
     let code = i.when_code().await.unwrap().to_string();
     let r = receiver(&server, &code, b"r").build().unwrap().start();
     i.when_verifier().await.unwrap();
-    assert_eq!(receiver(&server, &code, b"t").build().unwrap().start().when_data().await, Err(Error::Crowded));
+    // Both sides know the mailbox: the short id is released, the code leads nowhere.
+    let third = receiver(&server, &code, b"t").build().unwrap().start().when_data().await;
+    assert_eq!(third, Err(Error::UnknownChannel));
     i.accept_verifier().unwrap();
     assert_eq!(i.when_data().await.unwrap(), b"r");
     assert_eq!(r.when_data().await.unwrap(), b"i");

@@ -103,7 +103,7 @@ fn wrong_code_fails_both_sides_and_burns_the_code() {
 }
 
 #[test]
-fn a_third_party_is_crowded_out() {
+fn a_third_party_finds_the_code_used() {
     let server = Server::memory();
     let mut i = initiator(&server, b"i").confirm_verifier(true).build().unwrap();
     let code = i.get_code().unwrap().to_string();
@@ -111,7 +111,8 @@ fn a_third_party_is_crowded_out() {
     let receiving = thread::spawn(move || r.get_data());
     i.get_verifier().unwrap(); // the receiver has joined
     let mut third = receiver(&server, &code, b"t").build().unwrap();
-    assert_eq!(third.get_data(), Err(Error::Crowded));
+    // Both sides know the mailbox: the short id is released, the code leads nowhere.
+    assert_eq!(third.get_data(), Err(Error::UnknownChannel));
     i.accept_verifier().unwrap();
     assert_eq!(i.get_data().unwrap(), b"r");
     assert_eq!(receiving.join().unwrap().unwrap(), b"i");

@@ -10,7 +10,7 @@ use crate::code::Code;
 use crate::config::Config;
 use crate::crypto::{Seed, PAKE_MESSAGE_LEN, TAG_LEN};
 use crate::time::{Timestamp, MAX_TIMESTAMP};
-use crate::wire::{is_printable_text, validate_side, Mood, MAX_SEQ};
+use crate::wire::{is_printable_text, validate_side, MailboxId, Mood, MAX_SEQ};
 use crate::{Error, Role};
 
 use super::MAX_DATA_LEN;
@@ -35,6 +35,10 @@ pub(super) struct Facts {
     pub(super) started_at: Option<Timestamp>,
     // Acknowledged by the server.
     pub(super) joined: bool,
+    /// The channel's mailbox, from the allocate or join answer (absent from
+    /// states saved before mailboxes, and with servers that predate them).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(super) mailbox: Option<MailboxId>,
     pub(super) pake_posted: bool,
     pub(super) data_posted: bool,
     pub(super) close_acked: bool,
@@ -70,6 +74,7 @@ impl Facts {
             create_channel: false,
             started_at: None,
             joined: false,
+            mailbox: None,
             pake_posted: false,
             data_posted: false,
             close_acked: false,

@@ -197,6 +197,9 @@ impl Exchange {
         let side = self.side.clone();
         let channel = self.channel();
         let in_channel = || channel.expect("requests after allocation always have a channel");
+        // Named once known: the server then finds the channel by it, and can
+        // give the short id to the next code.
+        let mailbox = self.facts.mailbox.clone();
         let mut wait = Duration::ZERO;
         let request = match kind {
             Kind::Allocate => Request::Allocate(AllocateRequest { appid, side }),
@@ -218,6 +221,7 @@ impl Exchange {
                     appid,
                     side,
                     channel: in_channel(),
+                    mailbox,
                     phase: phase.into(),
                     body: BASE64.encode(body),
                     after: Some(self.facts.cursor),
@@ -227,11 +231,11 @@ impl Exchange {
             Kind::Fetch => {
                 wait = self.long_poll_wait();
                 let (after, wait_ms) = (self.facts.cursor, millis(wait));
-                Request::Fetch(FetchRequest { appid, side, channel: in_channel(), after, wait_ms })
+                Request::Fetch(FetchRequest { appid, side, channel: in_channel(), mailbox, after, wait_ms })
             }
             Kind::Close => {
                 self.close_attempts += 1;
-                Request::Close(CloseRequest { appid, side, channel: in_channel(), mood: self.mood() })
+                Request::Close(CloseRequest { appid, side, channel: in_channel(), mailbox, mood: self.mood() })
             }
         };
         let id = RequestId(self.next_id);
@@ -352,9 +356,11 @@ impl Exchange {
                     self.facts.code = Some(self.facts.seed.code_for(allocated.channel, self.facts.config.code_words()));
                 }
                 self.facts.joined = true;
+                self.facts.mailbox = allocated.mailbox;
             }
             (Kind::Join, Response::Joined(joined)) => {
                 self.facts.joined = true;
+                self.facts.mailbox = joined.mailbox;
                 if let Some(log) = joined.log {
                     self.on_log(request, log);
                 }

@@ -294,7 +294,7 @@ impl World {
     /// the channel's first member), or a made-up one before it joined.
     fn peer_side(&self, who: usize) -> String {
         let snapshot = self.server.snapshot();
-        let member = snapshot.channels.first().and_then(|c| c.members.get(1 - who));
+        let member = snapshot.mailboxes.first().and_then(|c| c.members.get(1 - who));
         member.map_or_else(|| "peer".to_string(), |m| m.side.clone())
     }
 }

@@ -9,7 +9,12 @@
 //! - the counters behind metrics match the channels and messages held;
 //! - a retried request gets the same answer and changes nothing;
 //! - after a snapshot and a restore, the restored machine answers every later
-//!   request exactly as the original does.
+//!   request exactly as the original does;
+//! - no nameplate leads to two mailboxes, and the nameplate count matches.
+//!
+//! Requests name a channel by its nameplate or, once an answer told it, by
+//! its mailbox; the mailbox protocol's operations (claim, release, open,
+//! add, close) run on the same state.
 
 use std::time::Duration;
 
@@ -19,7 +24,8 @@ use crate::code::ChannelId;
 use crate::rendezvous::{Rendezvous, RendezvousConfig, RendezvousSnapshot, SweepCursor};
 use crate::time::Timestamp;
 use crate::wire::{
-    AllocateRequest, CloseRequest, FetchRequest, JoinRequest, Log, Mood, PostRequest, Request, Response, WireError,
+    AllocateRequest, CloseRequest, FetchRequest, JoinRequest, Log, MailboxId, Mood, PostRequest, Request, Response,
+    WireError,
 };
 
 const APPS: [&str; 2] = ["app-a", "app-b"];
@@ -45,19 +51,24 @@ enum Op {
         phase: u8,
         body: u8,
         after: Option<u8>,
+        by_mailbox: bool,
     },
     Fetch {
         app: u8,
         side: u8,
         channel: u8,
         after: u8,
+        by_mailbox: bool,
     },
     Close {
         app: u8,
         side: u8,
         channel: u8,
         mood: u8,
+        by_mailbox: bool,
     },
+    /// The mailbox protocol's operations.
+    Mailbox(MailboxOp),
     /// Sends the previous request again, as a client whose answer was lost.
     Retry,
     /// The server's clock moves forward (up to a few days) ...
@@ -77,6 +88,65 @@ enum Op {
     Restart {
         seed: u8,
     },
+}
+
+#[derive(Arbitrary, Debug, Clone, Copy)]
+enum MailboxOp {
+    Allocate { app: u8, side: u8 },
+    Claim { app: u8, side: u8, channel: u8 },
+    Release { app: u8, side: u8, channel: u8 },
+    Open { app: u8, side: u8, channel: u8 },
+    Add { app: u8, side: u8, channel: u8, phase: u8, body: u8 },
+    Close { app: u8, side: u8, channel: u8, mood: u8 },
+}
+
+/// The mailboxes answers named, by app and nameplate: requests and mailbox
+/// operations name them (also after the nameplate was released).
+type Known = std::collections::HashMap<(u8, ChannelId), MailboxId>;
+
+fn mailbox_op(server: &mut Rendezvous, now: Timestamp, known: &Known, op: MailboxOp) -> Result<String, WireError> {
+    let mailbox = |app: u8, c: u8| {
+        known.get(&(app % 2, channel(c))).cloned().unwrap_or_else(|| MailboxId::new("nowhere").unwrap())
+    };
+    match op {
+        MailboxOp::Allocate { app, side } => {
+            server.allocate_nameplate(now, pick(&APPS, app), pick(&SIDES, side)).map(|c| c.to_string())
+        }
+        MailboxOp::Claim { app, side, channel: c } => {
+            server.claim(now, pick(&APPS, app), channel(c), pick(&SIDES, side)).map(|m| m.to_string())
+        }
+        MailboxOp::Release { app, side, channel: c } => {
+            server.release(now, pick(&APPS, app), channel(c), pick(&SIDES, side)).map(|()| String::new())
+        }
+        MailboxOp::Open { app, side, channel: c } => {
+            let messages = server.open(now, pick(&APPS, app), &mailbox(app, c), pick(&SIDES, side))?;
+            check_log(&Log::new(messages.clone(), Vec::new()), 0);
+            Ok(format!("{messages:?}"))
+        }
+        MailboxOp::Add { app, side, channel: c, phase, body: b } => server
+            .add(now, pick(&APPS, app), &mailbox(app, c), pick(&SIDES, side), pick(&PHASES, phase), &body(b), None)
+            .map(|seq| seq.to_string()),
+        MailboxOp::Close { app, side, channel: c, mood: m } => {
+            server.close(now, pick(&APPS, app), &mailbox(app, c), pick(&SIDES, side), mood(m)).map(|()| String::new())
+        }
+    }
+}
+
+/// Remembers the mailbox an answer names.
+fn learn(known: &mut Known, op: &Op, answer: &Result<Response, WireError>) {
+    match (op, answer) {
+        (Op::Allocate { app, .. }, Ok(Response::Allocated(a))) => {
+            if let Some(mailbox) = &a.mailbox {
+                known.insert((app % 2, a.channel), mailbox.clone());
+            }
+        }
+        (Op::Join { app, channel: c, .. }, Ok(Response::Joined(j))) => {
+            if let Some(mailbox) = &j.mailbox {
+                known.insert((app % 2, channel(*c)), mailbox.clone());
+            }
+        }
+        _ => {}
+    }
 }
 
 /// Small limits, so the fuzzer reaches every one of them.
@@ -112,23 +182,26 @@ fn mood(n: u8) -> Mood {
     pick(&[Mood::Happy, Mood::Lonely, Mood::Scary, Mood::Errory], n)
 }
 
-fn request(op: &Op) -> Option<Request> {
+fn request(op: &Op, known: &Known) -> Option<Request> {
+    let by_mailbox = |app: u8, c: u8, yes: bool| if yes { known.get(&(app % 2, channel(c))).cloned() } else { None };
     Some(match *op {
         Op::Allocate { app, side } => Request::Allocate(AllocateRequest::new(pick(&APPS, app), pick(&SIDES, side))),
         Op::Join { app, side, channel: c, create } => {
             Request::Join(JoinRequest::new(pick(&APPS, app), pick(&SIDES, side), channel(c), create))
         }
-        Op::Post { app, side, channel: c, phase, body: b, after } => {
+        Op::Post { app, side, channel: c, phase, body: b, after, by_mailbox: yes } => {
             let mut post =
                 PostRequest::new(pick(&APPS, app), pick(&SIDES, side), channel(c), pick(&PHASES, phase), body(b));
             post.after = after.map(|a| u64::from(a % 6));
-            Request::Post(post)
+            Request::Post(post).with_mailbox(by_mailbox(app, c, yes))
         }
-        Op::Fetch { app, side, channel: c, after } => {
-            Request::Fetch(FetchRequest::new(pick(&APPS, app), pick(&SIDES, side), channel(c), u64::from(after % 6), 0))
+        Op::Fetch { app, side, channel: c, after, by_mailbox: yes } => {
+            let fetch = FetchRequest::new(pick(&APPS, app), pick(&SIDES, side), channel(c), u64::from(after % 6), 0);
+            Request::Fetch(fetch).with_mailbox(by_mailbox(app, c, yes))
         }
-        Op::Close { app, side, channel: c, mood: m } => {
-            Request::Close(CloseRequest::new(pick(&APPS, app), pick(&SIDES, side), channel(c), mood(m)))
+        Op::Close { app, side, channel: c, mood: m, by_mailbox: yes } => {
+            let close = CloseRequest::new(pick(&APPS, app), pick(&SIDES, side), channel(c), mood(m));
+            Request::Close(close).with_mailbox(by_mailbox(app, c, yes))
         }
         _ => return None,
     })
@@ -143,6 +216,7 @@ pub fn run(data: &[u8]) {
     let mut now = Timestamp::from_millis(1_700_000_000_000);
     let mut last: Option<Request> = None;
     let mut cursors = (SweepCursor::default(), SweepCursor::default());
+    let mut known = Known::new();
     let trace = super::tracing();
     for op in ops.iter().take(400) {
         if trace {
@@ -191,11 +265,21 @@ pub fn run(data: &[u8]) {
                     assert_eq!(twin.handle(now, &request), first);
                 }
             }
+            Op::Mailbox(op) => {
+                let answer = mailbox_op(&mut original, now, &known, op);
+                if let Some(twin) = twin.as_mut() {
+                    assert_eq!(mailbox_op(twin, now, &known, op), answer, "the twin answered {op:?} differently");
+                }
+                if let (MailboxOp::Claim { app, channel: c, .. }, Ok(mailbox)) = (op, &answer) {
+                    known.insert((app % 2, channel(c)), MailboxId::new(mailbox.as_str()).expect("a mailbox id"));
+                }
+            }
             _ => {
-                let request = request(op).expect("request ops make requests");
+                let request = request(op, &known).expect("request ops make requests");
                 let before = original.snapshot();
                 let answer = original.handle(now, &request);
                 check_answer(&before, &request, &answer);
+                learn(&mut known, op, &answer);
                 if let Some(twin) = twin.as_mut() {
                     assert_eq!(
                         twin.handle(now, &request),
@@ -216,22 +300,28 @@ pub fn run(data: &[u8]) {
 fn check_state(rendezvous: &Rendezvous) {
     let snapshot = rendezvous.snapshot();
     let mut messages = 0;
-    for channel in &snapshot.channels {
+    let mut nameplates = std::collections::BTreeSet::new();
+    for mailbox in &snapshot.mailboxes {
         assert!(
-            (1..=2).contains(&channel.members.len()),
-            "channel {} has {} members",
-            channel.channel,
-            channel.members.len()
+            (1..=2).contains(&mailbox.members.len()),
+            "mailbox {} has {} members",
+            mailbox.mailbox,
+            mailbox.members.len()
         );
-        for (i, message) in channel.messages.iter().enumerate() {
-            assert_eq!(message.seq, i as u64 + 1, "a gap in channel {}'s log", channel.channel);
+        for (i, message) in mailbox.messages.iter().enumerate() {
+            assert_eq!(message.seq, i as u64 + 1, "a gap in mailbox {}'s log", mailbox.mailbox);
         }
-        messages += channel.messages.len();
+        messages += mailbox.messages.len();
+        if mailbox.holds_nameplate {
+            let number = mailbox.nameplate.expect("a held nameplate is named");
+            assert!(nameplates.insert((mailbox.appid.clone(), number)), "nameplate {number} leads to two mailboxes");
+        }
     }
     let stats = rendezvous.stats();
-    assert_eq!(stats.channels, snapshot.channels.len(), "the channel count drifted");
+    assert_eq!(stats.channels, snapshot.mailboxes.len(), "the mailbox count drifted");
+    assert_eq!(stats.nameplates, nameplates.len(), "the nameplate count drifted");
     assert_eq!(stats.messages, messages, "the message count drifted");
-    let apps = snapshot.channels.iter().map(|c| c.appid.as_str()).collect::<std::collections::BTreeSet<_>>();
+    let apps = snapshot.mailboxes.iter().map(|c| c.appid.as_str()).collect::<std::collections::BTreeSet<_>>();
     assert_eq!(stats.apps, apps.len(), "the app count drifted");
 }
 
@@ -242,8 +332,13 @@ fn check_log(log: &Log, after: u64) {
 }
 
 fn check_answer(before: &RendezvousSnapshot, request: &Request, answer: &Result<Response, WireError>) {
-    let channel =
-        request.channel().and_then(|id| before.channels.iter().find(|c| c.appid == request.appid() && c.channel == id));
+    let channel = before.mailboxes.iter().find(|m| {
+        m.appid == request.appid()
+            && match request.mailbox() {
+                Some(id) => m.mailbox == *id,
+                None => m.holds_nameplate && m.nameplate == request.channel(),
+            }
+    });
     match (request, answer) {
         (Request::Join(_), Ok(Response::Joined(joined))) => {
             assert!((1..=2).contains(&joined.sides), "a join reported {} sides", joined.sides);

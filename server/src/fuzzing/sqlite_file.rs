@@ -75,14 +75,14 @@ fn template() -> &'static Template {
         let path = scratch();
         remove(&path);
         let mut connection = sqlite::open(&path).expect("a new database opens");
-        let changes: Vec<Change> = snapshot.channels.iter().cloned().map(Change::Channel).collect();
+        let changes: Vec<Change> = snapshot.mailboxes.iter().cloned().map(Change::Mailbox).collect();
         sqlite::apply(&mut connection, sqlite::Durability::Synced, changes.iter()).expect("the template stores");
         connection.execute_batch("PRAGMA wal_checkpoint(TRUNCATE); PRAGMA journal_mode = DELETE;").expect("one file");
         drop(connection);
         let bytes = std::fs::read(&path).expect("the template reads back");
         remove(&path);
-        let messages = snapshot.channels.iter().map(|c| c.messages.len()).sum();
-        Template { bytes, channels: snapshot.channels.len(), messages }
+        let messages = snapshot.mailboxes.iter().map(|c| c.messages.len()).sum();
+        Template { bytes, channels: snapshot.mailboxes.len(), messages }
     })
 }
 
@@ -115,9 +115,9 @@ pub fn run(data: &[u8]) {
 }
 
 fn check_whole(template: &Template, snapshot: &RendezvousSnapshot) {
-    let messages: usize = snapshot.channels.iter().map(|c| c.messages.len()).sum();
+    let messages: usize = snapshot.mailboxes.iter().map(|c| c.messages.len()).sum();
     assert_eq!(
-        (snapshot.channels.len(), messages),
+        (snapshot.mailboxes.len(), messages),
         (template.channels, template.messages),
         "a damaged database loaded in part"
     );

@@ -1,0 +1,505 @@
+//! magic-wormhole's mailbox protocol: the WebSocket front end on `/v1`, so
+//! an unmodified `wormhole` command (and the other clients of that
+//! ecosystem) can use this server as its mailbox server.
+//!
+//! Each connection is one [`Session`]: what it bound, claimed, opened and
+//! closed (the reference server allows one of each per connection), over
+//! the rendezvous state the HTTP API shares, so nameplates never collide
+//! between the two and budgets, burning, expiry and durability apply to
+//! both. Messages are pushed: a session that opened a mailbox waits on the
+//! mailbox's notifier and sends what was added as soon as it is durable.
+
+use std::net::{IpAddr, SocketAddr};
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime};
+
+use axum::extract::ws::{Message as Frame, WebSocket, WebSocketUpgrade};
+use axum::extract::{ConnectInfo, State};
+use axum::http::HeaderMap;
+use axum::response::{IntoResponse, Response as HttpResponse};
+use axum::Extension;
+use serde_json::Value;
+use wormhole_sync_core::mailbox_wire::{ClientFrame, ClientMessage, FrameError, ServerMessage, MAX_FRAME_BYTES};
+use wormhole_sync_core::rendezvous::Rendezvous;
+use wormhole_sync_core::wire::{ErrorCode, MailboxId, Message, Mood, WireError};
+use wormhole_sync_core::{ChannelId, Timestamp};
+
+use crate::connections::Admitted;
+use crate::http::App;
+
+/// How often the server pings an open connection (as the reference does).
+const PING_INTERVAL: Duration = Duration::from_secs(60);
+/// Bytes each connection's reader buffers: frames are small, and an idle
+/// client should cost little (the default, 128 KiB, would cost 1.3 GB for
+/// 10,000 waiting clients).
+const READ_BUFFER: usize = 4 * 1024;
+
+fn seconds(at: Timestamp) -> f64 {
+    at.as_millis() as f64 / 1000.0
+}
+
+fn now() -> Timestamp {
+    Timestamp::from_system_time(SystemTime::now())
+}
+
+/// `GET /v1` with an upgrade: a mailbox protocol connection.
+pub(crate) async fn upgrade(
+    State(app): State<Arc<App>>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    admitted: Option<Extension<Arc<Admitted>>>,
+    headers: HeaderMap,
+    upgrade: Result<WebSocketUpgrade, axum::extract::ws::rejection::WebSocketUpgradeRejection>,
+) -> HttpResponse {
+    let upgrade = match upgrade {
+        Ok(upgrade) => upgrade,
+        Err(rejection) => {
+            let e = WireError::new(
+                ErrorCode::BadRequest,
+                format!("/v1 speaks the mailbox protocol over WebSocket: {rejection}"),
+            );
+            return crate::http::json(e.http_status(), e.to_json());
+        }
+    };
+    let client = app.clients.of(peer.ip(), &headers);
+    upgrade
+        .max_message_size(MAX_FRAME_BYTES)
+        .max_frame_size(MAX_FRAME_BYTES)
+        .read_buffer_size(READ_BUFFER)
+        .write_buffer_size(0)
+        .on_upgrade(move |socket| async move {
+            let _admitted = admitted;
+            serve(app, socket, client).await;
+        })
+        .into_response()
+}
+
+/// Counts an open connection for metrics while it lives.
+struct Open(Arc<App>);
+
+impl Drop for Open {
+    fn drop(&mut self) {
+        self.0.websockets.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+/// Runs one connection until the client leaves, falls silent past the idle
+/// timeout, or the server stops.
+async fn serve(app: Arc<App>, mut socket: WebSocket, client: IpAddr) {
+    app.websockets.fetch_add(1, Ordering::Relaxed);
+    let _open = Open(app.clone());
+    let stop = app.shutdown.notified();
+    let mut stop = std::pin::pin!(stop);
+    stop.as_mut().enable();
+    if app.stopping.load(Ordering::Relaxed) {
+        return;
+    }
+    let mut session = Session::new(app.clone(), client);
+    let welcome = ServerMessage::Welcome { motd: app.config.motd.clone(), error: None };
+    if send(&mut socket, &[welcome]).await.is_err() {
+        return;
+    }
+    let idle_timeout = app.config.websocket_idle_timeout;
+    let mut last_heard = Instant::now();
+    // At least two pings per idle timeout, so a live client's pongs keep it open.
+    let every = PING_INTERVAL.min(idle_timeout / 2).max(Duration::from_millis(10));
+    let mut pings = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
+    let mut subscription: Option<Subscription<'_>> = None;
+    loop {
+        let event = tokio::select! {
+            frame = socket.recv() => Event::Frame(frame),
+            () = woken(&mut subscription) => Event::Woken,
+            _ = pings.tick() => Event::Ping,
+            () = &mut stop => break,
+        };
+        let replies = match event {
+            Event::Frame(frame) => {
+                last_heard = Instant::now();
+                let bytes = match frame {
+                    Some(Ok(Frame::Text(text))) => text.as_bytes().to_vec(),
+                    Some(Ok(Frame::Binary(bytes))) => bytes.to_vec(),
+                    Some(Ok(Frame::Ping(_) | Frame::Pong(_))) => continue,
+                    Some(Ok(Frame::Close(_)) | Err(_)) | None => break,
+                };
+                let mut replies = session.on_frame(&bytes).await;
+                if subscription.is_none() {
+                    if let Some((appid, mailbox)) = session.opened() {
+                        subscription = Some(Subscription::new(&app, appid, mailbox));
+                    }
+                }
+                if session.closed {
+                    subscription = None;
+                }
+                if subscription.is_some() {
+                    replies.extend(session.news().await);
+                }
+                replies
+            }
+            Event::Woken => {
+                if let Some(subscription) = subscription.as_mut() {
+                    subscription.renew();
+                }
+                session.news().await
+            }
+            Event::Ping => {
+                if last_heard.elapsed() >= idle_timeout {
+                    tracing::debug!("closing a silent mailbox connection");
+                    break;
+                }
+                if socket.send(Frame::Ping(Default::default())).await.is_err() {
+                    break;
+                }
+                continue;
+            }
+        };
+        if send(&mut socket, &replies).await.is_err() {
+            break;
+        }
+    }
+    let _ = socket.send(Frame::Close(None)).await;
+}
+
+/// What woke a connection.
+enum Event {
+    Frame(Option<Result<Frame, axum::Error>>),
+    Woken,
+    Ping,
+}
+
+/// Completes at the open mailbox's next wake-up; never without one.
+async fn woken(subscription: &mut Option<Subscription<'_>>) {
+    match subscription {
+        Some(subscription) => subscription.woken.as_mut().await,
+        None => std::future::pending().await,
+    }
+}
+
+async fn send(socket: &mut WebSocket, frames: &[ServerMessage]) -> Result<(), axum::Error> {
+    for frame in frames {
+        let text = frame.to_json(seconds(now()));
+        socket.send(Frame::Text(text.into())).await?;
+    }
+    Ok(())
+}
+
+/// A session's registration on its open mailbox's notifier, with the
+/// next wake-up already armed.
+struct Subscription<'a> {
+    waiter: crate::waiters::Waiter<'a>,
+    woken: std::pin::Pin<Box<tokio::sync::futures::OwnedNotified>>,
+}
+
+impl<'a> Subscription<'a> {
+    fn new(app: &'a App, appid: &str, mailbox: &MailboxId) -> Subscription<'a> {
+        let waiter = app.waiters.register(appid, mailbox);
+        let woken = waiter.owned_notified();
+        Subscription { waiter, woken }
+    }
+
+    /// Arms the next wake-up (before looking for news, so none is missed).
+    fn renew(&mut self) {
+        self.woken = self.waiter.owned_notified();
+    }
+}
+
+/// One connection's place in the protocol.
+struct Session {
+    app: Arc<App>,
+    client: IpAddr,
+    bound: Option<(String, String)>,
+    allocated: bool,
+    did_claim: bool,
+    claimed: Option<ChannelId>,
+    released: bool,
+    opened: Option<MailboxId>,
+    closed: bool,
+    /// Messages of the open mailbox already sent.
+    pushed: u64,
+}
+
+/// A refusal, in the words the client shows its person.
+type Refusal = String;
+
+fn refusal(e: WireError) -> Refusal {
+    match e.code {
+        // The reference server's words, which clients recognise.
+        ErrorCode::Crowded => "crowded".into(),
+        ErrorCode::Reclaimed => "reclaimed".into(),
+        _ => format!("{}: {}", e.code, e.message),
+    }
+}
+
+/// A typed nameplate as this server's: digits without leading zeros, within
+/// the range of channel ids.
+fn nameplate(text: &str) -> Result<ChannelId, Refusal> {
+    let parsed = text.parse::<u32>().ok().and_then(ChannelId::new).filter(|id| id.to_string() == text);
+    parsed
+        .ok_or_else(|| format!("this server's nameplates are numbers from 1 to {}", wormhole_sync_core::MAX_CHANNEL_ID))
+}
+
+/// The mailbox protocol's mood words as this server's moods: anything but
+/// `happy`, `lonely` and `scary` is an error.
+fn mood(word: Option<&str>) -> Mood {
+    match word {
+        Some("happy") => Mood::Happy,
+        Some("lonely") => Mood::Lonely,
+        Some("scary") => Mood::Scary,
+        _ => Mood::Errory,
+    }
+}
+
+/// The `id` field of a frame that failed to parse, to acknowledge it.
+fn id_of(raw: &[u8]) -> Option<Value> {
+    let parsed: Value = serde_json::from_slice(raw).ok()?;
+    parsed.get("id").filter(|id| id.is_string() || id.is_i64() || id.is_u64()).cloned()
+}
+
+fn message_frame(message: &Message) -> ServerMessage {
+    ServerMessage::Message {
+        side: message.side.clone(),
+        phase: message.phase.clone(),
+        body: message.body.clone(),
+        server_rx: message.server_rx.map_or(0.0, seconds),
+        id: message.id.clone(),
+    }
+}
+
+impl Session {
+    fn new(app: Arc<App>, client: IpAddr) -> Session {
+        Session {
+            app,
+            client,
+            bound: None,
+            allocated: false,
+            did_claim: false,
+            claimed: None,
+            released: false,
+            opened: None,
+            closed: false,
+            pushed: 0,
+        }
+    }
+
+    /// The mailbox this session listens to, once opened (until closed).
+    fn opened(&self) -> Option<(&str, &MailboxId)> {
+        let (appid, _) = self.bound.as_ref()?;
+        self.opened.as_ref().filter(|_| !self.closed).map(|m| (appid.as_str(), m))
+    }
+
+    /// Answers one frame: an `ack` first (unless it is not a typed JSON
+    /// object), then the answer or an `error` quoting it.
+    async fn on_frame(&mut self, raw: &[u8]) -> Vec<ServerMessage> {
+        let frame = match ClientMessage::parse(raw) {
+            Ok(frame) => frame,
+            Err(e) => {
+                let mut replies = Vec::new();
+                if !matches!(e, FrameError::TooLarge | FrameError::NotJson | FrameError::MissingType) {
+                    replies.push(ServerMessage::Ack { id: id_of(raw) });
+                }
+                replies.push(ServerMessage::refusal(raw, &e));
+                return replies;
+            }
+        };
+        let started = Instant::now();
+        let name = frame_name(&frame.message);
+        let mut replies = vec![ServerMessage::Ack { id: frame.id.clone() }];
+        match self.answer(&frame).await {
+            Ok(answer) => {
+                replies.extend(answer);
+                self.app.metrics.observe(name, "ok", started.elapsed().as_secs_f64());
+            }
+            Err(error) => {
+                let orig = serde_json::from_slice(raw).unwrap_or(Value::Null);
+                replies.push(ServerMessage::Error { error, orig });
+                self.app.metrics.observe(name, "refused", started.elapsed().as_secs_f64());
+            }
+        }
+        replies
+    }
+
+    async fn answer(&mut self, frame: &ClientFrame) -> Result<Option<ServerMessage>, Refusal> {
+        match &frame.message {
+            ClientMessage::Ping { ping } => return Ok(Some(ServerMessage::Pong { pong: *ping })),
+            ClientMessage::Bind { appid, side } => {
+                if self.bound.is_some() {
+                    return Err("already bound".into());
+                }
+                wormhole_sync_core::wire::validate_side(side).map_err(refusal)?;
+                self.bound = Some((appid.clone(), side.clone()));
+                return Ok(None);
+            }
+            _ => {}
+        }
+        let (appid, side) = self.bound.clone().ok_or("must bind first")?;
+        if !self.app.message_limiter.allow(self.client) {
+            return Err(refusal(WireError::new(ErrorCode::RateLimited, "too many messages from this address")));
+        }
+        match &frame.message {
+            ClientMessage::List => {
+                let nameplates = if self.app.config.allow_list {
+                    self.app.core.lock().nameplates(&appid).iter().map(ToString::to_string).collect()
+                } else {
+                    Vec::new()
+                };
+                Ok(Some(ServerMessage::Nameplates { nameplates }))
+            }
+            ClientMessage::Allocate => {
+                if self.allocated {
+                    return Err("you already allocated one, don't be greedy".into());
+                }
+                self.limit_channels()?;
+                let nameplate = self.run(None, |core, at| core.allocate_nameplate(at, &appid, &side)).await?;
+                self.allocated = true;
+                Ok(Some(ServerMessage::Allocated { nameplate: nameplate.to_string() }))
+            }
+            ClientMessage::Claim { nameplate: text } => {
+                if self.did_claim {
+                    return Err("only one claim per connection".into());
+                }
+                self.did_claim = true;
+                let number = nameplate(text)?;
+                self.claimed = Some(number);
+                self.limit_channels()?;
+                let mailbox = self.run(None, |core, at| core.claim(at, &appid, number, &side)).await?;
+                Ok(Some(ServerMessage::Claimed { mailbox }))
+            }
+            ClientMessage::Release { nameplate: named } => {
+                if self.released {
+                    return Err("only one release per connection".into());
+                }
+                let number = match (named, self.claimed) {
+                    (Some(text), Some(claimed)) if text != &claimed.to_string() => {
+                        return Err("release and claim must use same nameplate".into())
+                    }
+                    (Some(text), _) => nameplate(text)?,
+                    (None, Some(claimed)) => claimed,
+                    (None, None) => return Err("release without nameplate must follow claim".into()),
+                };
+                self.released = true;
+                self.run(None, |core, at| core.release(at, &appid, number, &side)).await?;
+                Ok(Some(ServerMessage::Released))
+            }
+            ClientMessage::Open { mailbox } => {
+                if self.opened.is_some() {
+                    return Err("only one open per connection".into());
+                }
+                self.limit_channels()?;
+                self.run(None, |core, at| core.open(at, &appid, mailbox, &side)).await?;
+                self.opened = Some(mailbox.clone());
+                self.pushed = 0;
+                Ok(None)
+            }
+            ClientMessage::Add { phase, body } => {
+                let mailbox = self.opened.clone().filter(|_| !self.closed).ok_or("must open mailbox before adding")?;
+                let client_id = frame.id.as_ref().map(|id| id.as_str().map_or_else(|| id.to_string(), str::to_string));
+                let budgets = &self.app.budgets;
+                let client = self.client;
+                self.run(Some(client), |core, at| {
+                    if !core.has_posted(&appid, &mailbox, &side, phase) {
+                        budgets.check(&appid, client, body.len() as u64)?;
+                    }
+                    core.add(at, &appid, &mailbox, &side, phase, body, client_id)
+                })
+                .await?;
+                Ok(None)
+            }
+            ClientMessage::Close { mailbox: named, mood: word } => {
+                if self.closed {
+                    return Err("only one close per connection".into());
+                }
+                let mailbox = match (named, &self.opened) {
+                    (Some(named), Some(opened)) if named != opened => {
+                        return Err("open and close must use same mailbox".into())
+                    }
+                    (Some(named), _) => named.clone(),
+                    (None, Some(opened)) => opened.clone(),
+                    (None, None) => return Err("close without mailbox must follow open".into()),
+                };
+                let mood = mood(word.as_deref());
+                let reopen = self.opened.is_none();
+                self.run(None, |core, at| {
+                    // As the reference server: a close on a connection that did not
+                    // open the mailbox opens it first (a client that reconnected to
+                    // repeat its close).
+                    if reopen && core.contains_mailbox(&appid, &mailbox) {
+                        core.open(at, &appid, &mailbox, &side)?;
+                    }
+                    core.close(at, &appid, &mailbox, &side, mood)
+                })
+                .await?;
+                self.closed = true;
+                Ok(Some(ServerMessage::Closed))
+            }
+            ClientMessage::Ping { .. } | ClientMessage::Bind { .. } => unreachable!("answered above"),
+            _ => Err("unknown type".into()),
+        }
+    }
+
+    /// Refuses a new application id past the server's cap, and allocations,
+    /// claims and opens past the client's rate limit.
+    fn limit_channels(&self) -> Result<(), Refusal> {
+        if !self.app.limiter.allow(self.client) {
+            return Err(refusal(WireError::new(ErrorCode::RateLimited, "too many claims from this address")));
+        }
+        let (appid, _) = self.bound.as_ref().expect("bound before any claim");
+        let core = self.app.core.lock();
+        let max = self.app.config.max_apps;
+        if max > 0 && !core.has_app(appid) && core.stats().apps >= max {
+            return Err(refusal(WireError::new(
+                ErrorCode::ServerFull,
+                "the server holds as many application ids as it allows",
+            )));
+        }
+        Ok(())
+    }
+
+    /// Runs an operation on the shared state, journals what it changed
+    /// (charging a new message to `poster`), waits until that is durable,
+    /// then wakes the mailboxes' listeners.
+    async fn run<T>(
+        &self,
+        poster: Option<IpAddr>,
+        operation: impl FnOnce(&mut Rendezvous, Timestamp) -> Result<T, WireError>,
+    ) -> Result<T, Refusal> {
+        let (result, barrier, touched) = {
+            let mut core = self.app.core.lock();
+            let at = now();
+            let result = operation(&mut core, at);
+            let (barrier, touched) = self.app.record_effects(&core, at, poster);
+            (result, barrier, touched)
+        };
+        self.app.durable(barrier).await.map_err(refusal)?;
+        self.app.wake(&touched);
+        result.map_err(refusal)
+    }
+
+    /// The open mailbox's messages not yet sent, once they are durable.
+    async fn news(&mut self) -> Vec<ServerMessage> {
+        let Some((appid, mailbox)) = self.opened() else { return Vec::new() };
+        let (messages, seen) = {
+            let core = self.app.core.lock();
+            (core.messages_after(appid, mailbox, self.pushed).to_vec(), self.app.storage.last_recorded())
+        };
+        if messages.is_empty() || self.app.durable(seen).await.is_err() {
+            return Vec::new();
+        }
+        self.pushed = messages.last().map_or(self.pushed, |m| m.seq);
+        messages.iter().map(message_frame).collect()
+    }
+}
+
+/// The metrics label of a frame.
+fn frame_name(message: &ClientMessage) -> &'static str {
+    match message {
+        ClientMessage::Bind { .. } => "ws-bind",
+        ClientMessage::List => "ws-list",
+        ClientMessage::Allocate => "ws-allocate",
+        ClientMessage::Claim { .. } => "ws-claim",
+        ClientMessage::Release { .. } => "ws-release",
+        ClientMessage::Open { .. } => "ws-open",
+        ClientMessage::Add { .. } => "ws-add",
+        ClientMessage::Close { .. } => "ws-close",
+        ClientMessage::Ping { .. } => "ws-ping",
+        _ => "ws-unknown",
+    }
+}
