@@ -241,3 +241,56 @@ fn states_saved_by_0_1_0_restore_and_are_written_back_unchanged() {
     }
     assert_eq!(seen, 4);
 }
+
+/// A state saved by 0.1.0 knows its channel id but no mailbox: restored
+/// against a server whose state was kept from then (a version 1
+/// snapshot), it completes with a current peer, naming the channel by its
+/// id alone; the short id then stays held until the channel closes.
+#[test]
+fn a_state_saved_by_0_1_0_completes_by_its_channel_id_alone() {
+    use wormhole_sync_core::rendezvous::{Rendezvous, RendezvousSnapshot};
+
+    let saved = include_str!("data/saved-by-0.1.0.tsv");
+    let blob = saved.lines().find_map(|line| line.strip_prefix("waiting\t")).unwrap();
+    let mut initiator = Side::from(Exchange::from_serialized(blob.as_bytes()).unwrap());
+    let mut net = Net::new();
+    let first = initiator.poll_transmit(net.now).expect("the restored initiator posts its PAKE message");
+    let side = first.request().side().to_string();
+    let v1 = format!(
+        r#"{{"format":"wormhole-sync/rendezvous","version":1,"channels":[{{"appid":"example.com/app1","channel":7,
+            "members":[{{"side":"{side}","allocated":true,"closed":null}}],"messages":[],"burned":false,
+            "last_activity":{}}}]}}"#,
+        START.as_millis()
+    );
+    let snapshot = RendezvousSnapshot::from_json(v1.as_bytes()).unwrap();
+    net.server = Rendezvous::restore(Default::default(), snapshot).unwrap();
+    net.answer(&mut initiator, &first);
+    let code: Code = "7-alkali-atlas".parse().unwrap();
+    let mut receiver = Side::from(Exchange::receiver(config(), code, b"r".to_vec(), [9; 32]).unwrap());
+    receiver.start(net.now);
+    net.run(&mut [&mut initiator, &mut receiver], Duration::from_millis(900));
+    assert_eq!(initiator.outcome(), Some(Ok(&b"r"[..])));
+    assert_eq!(receiver.outcome(), Some(Ok(&b"i"[..])));
+    let by_initiator = net.requests.iter().filter(|r| r.side() == side);
+    assert!(by_initiator.clone().count() >= 2 && by_initiator.clone().all(|r| r.mailbox().is_none()));
+    assert!(net.requests.iter().any(|r| r.side() != side && r.mailbox().is_some()), "the new receiver names it");
+}
+
+/// A state is written with the lowest format version that holds it:
+/// version 1 until the server named a mailbox, 2 after; a version 1 state
+/// with a mailbox is refused.
+#[test]
+fn the_format_version_says_whether_the_state_holds_a_mailbox() {
+    let mut net = Net::new();
+    let mut initiator = Side::from(Exchange::initiator(config(), b"i".to_vec(), [1; 32]).unwrap());
+    assert!(String::from_utf8(initiator.serialize()).unwrap().contains(r#""version":1,"#));
+    initiator.start(net.now);
+    net.pump(&mut initiator);
+    let blob = String::from_utf8(initiator.serialize()).unwrap();
+    assert!(blob.contains(r#""version":2,"#) && blob.contains(r#""mailbox":""#), "{blob}");
+    let downgraded = blob.replace(r#""version":2,"#, r#""version":1,"#);
+    let refused = Exchange::from_serialized(downgraded.as_bytes()).unwrap_err();
+    assert_eq!(refused, Error::BadSerializedState("a version 1 state has no mailbox".into()));
+    let future = blob.replace(r#""version":2,"#, r#""version":3,"#);
+    assert!(Exchange::from_serialized(future.as_bytes()).is_err());
+}

@@ -281,8 +281,19 @@ fn listen(addr: SocketAddr) -> std::io::Result<TcpListener> {
 /// fresh seed for channel ids.
 fn shared_state(config: ServerConfig, storage: Storage, saved: RendezvousSnapshot) -> std::io::Result<Arc<http::App>> {
     let mut seed = [0u8; 32];
-    rand_core::OsRng.try_fill_bytes(&mut seed).map_err(|e| std::io::Error::other(e.to_string()))?;
     // Channel ids are drawn at random: seeded from the OS so nobody can predict them.
+    rand_core::OsRng.try_fill_bytes(&mut seed).map_err(|e| std::io::Error::other(e.to_string()))?;
+    shared_state_seeded(config, storage, saved, seed)
+}
+
+/// [`shared_state`] with ids drawn from `seed` (tests and fuzzing, which
+/// must replay exactly).
+fn shared_state_seeded(
+    config: ServerConfig,
+    storage: Storage,
+    saved: RendezvousSnapshot,
+    seed: [u8; 32],
+) -> std::io::Result<Arc<http::App>> {
     let limits = budgets::Limits {
         per_app: config.max_bytes_per_app,
         per_client: config.max_bytes_per_address,

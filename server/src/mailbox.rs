@@ -185,15 +185,17 @@ async fn send(socket: &mut WebSocket, frames: &[ServerMessage]) -> Result<(), ax
 /// A session's registration on its open mailbox's notifier, with the
 /// next wake-up already armed.
 struct Subscription<'a> {
-    waiter: crate::waiters::Waiter<'a>,
+    // Dropped first: it holds the notifier, which the waiter forgets on drop
+    // only when nobody else holds it.
     woken: std::pin::Pin<Box<tokio::sync::futures::OwnedNotified>>,
+    waiter: crate::waiters::Waiter<'a>,
 }
 
 impl<'a> Subscription<'a> {
     fn new(app: &'a App, appid: &str, mailbox: &MailboxId) -> Subscription<'a> {
-        let waiter = app.waiters.register(appid, mailbox);
+        let waiter = app.waiters.subscribe(appid, mailbox);
         let woken = waiter.owned_notified();
-        Subscription { waiter, woken }
+        Subscription { woken, waiter }
     }
 
     /// Arms the next wake-up (before looking for news, so none is missed).
@@ -203,7 +205,7 @@ impl<'a> Subscription<'a> {
 }
 
 /// One connection's place in the protocol.
-struct Session {
+pub(crate) struct Session {
     app: Arc<App>,
     client: IpAddr,
     bound: Option<(String, String)>,
@@ -265,7 +267,7 @@ fn message_frame(message: &Message) -> ServerMessage {
 }
 
 impl Session {
-    fn new(app: Arc<App>, client: IpAddr) -> Session {
+    pub(crate) fn new(app: Arc<App>, client: IpAddr) -> Session {
         Session {
             app,
             client,
@@ -288,7 +290,7 @@ impl Session {
 
     /// Answers one frame: an `ack` first (unless it is not a typed JSON
     /// object), then the answer or an `error` quoting it.
-    async fn on_frame(&mut self, raw: &[u8]) -> Vec<ServerMessage> {
+    pub(crate) async fn on_frame(&mut self, raw: &[u8]) -> Vec<ServerMessage> {
         let frame = match ClientMessage::parse(raw) {
             Ok(frame) => frame,
             Err(e) => {
@@ -474,7 +476,7 @@ impl Session {
     }
 
     /// The open mailbox's messages not yet sent, once they are durable.
-    async fn news(&mut self) -> Vec<ServerMessage> {
+    pub(crate) async fn news(&mut self) -> Vec<ServerMessage> {
         let Some((appid, mailbox)) = self.opened() else { return Vec::new() };
         let (messages, seen) = {
             let core = self.app.core.lock();

@@ -26,6 +26,8 @@ pub(crate) struct Waiter<'a> {
     waiters: &'a Waiters,
     key: Key,
     notify: Arc<Notify>,
+    /// A long-poll, counted for metrics (a WebSocket's subscription is not).
+    counted: bool,
 }
 
 impl Waiters {
@@ -33,10 +35,18 @@ impl Waiters {
     /// state, then await [`Waiter::notified`]: a post that lands in between
     /// still wakes it.
     pub(crate) fn register(&self, appid: &str, mailbox: &MailboxId) -> Waiter<'_> {
+        self.waiting.fetch_add(1, Ordering::Relaxed);
+        let mut waiter = self.subscribe(appid, mailbox);
+        waiter.counted = true;
+        waiter
+    }
+
+    /// Registers a WebSocket's lasting subscription to a mailbox (as
+    /// [`register`](Self::register), not counted as a waiting long-poll).
+    pub(crate) fn subscribe(&self, appid: &str, mailbox: &MailboxId) -> Waiter<'_> {
         let key = (appid.to_string(), mailbox.clone());
         let notify = self.mailboxes.lock().entry(key.clone()).or_default().clone();
-        self.waiting.fetch_add(1, Ordering::Relaxed);
-        Waiter { waiters: self, key, notify }
+        Waiter { waiters: self, key, notify, counted: false }
     }
 
     /// Wakes every waiter of a mailbox.
@@ -82,6 +92,7 @@ impl Waiter<'_> {
 impl Waiter<'_> {
     /// As [`notified`](Self::notified), owning its notifier, for a waiter
     /// that waits again and again (a WebSocket's subscription).
+    /// Drop the future before the waiter: it holds the notifier too.
     pub(crate) fn owned_notified(&self) -> std::pin::Pin<Box<tokio::sync::futures::OwnedNotified>> {
         let mut notified = Box::pin(self.notify.clone().notified_owned());
         notified.as_mut().enable();
@@ -91,11 +102,33 @@ impl Waiter<'_> {
 
 impl Drop for Waiter<'_> {
     fn drop(&mut self) {
-        self.waiters.waiting.fetch_sub(1, Ordering::Relaxed);
+        if self.counted {
+            self.waiters.waiting.fetch_sub(1, Ordering::Relaxed);
+        }
         let mut mailboxes = self.waiters.mailboxes.lock();
         // The map holds one reference and this waiter another: nobody else waits.
         if Arc::strong_count(&self.notify) == 2 {
             mailboxes.remove(&self.key);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_subscription_is_forgotten_once_dropped_and_not_counted_as_a_long_poll() {
+        let waiters = Waiters::default();
+        let mailbox = MailboxId::new("abc").unwrap();
+        let subscription = waiters.subscribe("app", &mailbox);
+        let woken = subscription.owned_notified();
+        let long_poll = waiters.register("app", &mailbox);
+        assert_eq!(waiters.waiting(), 1);
+        drop(long_poll);
+        drop(woken);
+        drop(subscription);
+        assert_eq!(waiters.waiting(), 0);
+        assert!(waiters.mailboxes.lock().is_empty(), "the mailbox's notifier was forgotten");
     }
 }

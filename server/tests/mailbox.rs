@@ -196,6 +196,7 @@ fn messages_are_pushed_to_every_listener_and_replayed_on_reopen() {
     let mut receiver = Client::bound(&server, "bbbb");
     assert_eq!(receiver.claim_and_open(&nameplate), mailbox);
     assert_eq!(receiver.message()["body"], "0a0b");
+    assert_eq!(metric(server.addr, "wormhole_longpolls_waiting"), 0.0, "listeners are not long-polls");
     receiver.add("pake", "0c0d", "m2");
     assert_eq!(receiver.message()["side"], "bbbb");
     let pushed = sender.message();
@@ -346,4 +347,22 @@ fn a_plain_get_of_the_endpoint_explains_itself() {
     let reply = support::get(server.addr, "/v1");
     assert_eq!((reply.status, reply.error_code().as_str()), (400, "bad-request"));
     assert!(reply.json()["message"].as_str().unwrap().contains("WebSocket"));
+}
+
+#[test]
+fn a_websocket_keeps_its_place_under_the_connection_caps() {
+    let mut config = quiet_config();
+    config.max_connections_per_address = 2;
+    let server = TestServer::memory(config);
+    let first = Client::bound(&server, "aaaa");
+    let second = Client::bound(&server, "bbbb");
+    // Both upgraded connections still count: a third connection is turned away.
+    let refused = support::get(server.addr, "/health");
+    assert_eq!((refused.status, refused.error_code().as_str()), (429, "rate-limited"));
+    drop((first, second));
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while support::get(server.addr, "/health").status != 200 {
+        assert!(Instant::now() < deadline, "closing the WebSockets gave their places back");
+        std::thread::sleep(Duration::from_millis(20));
+    }
 }

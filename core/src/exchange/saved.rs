@@ -10,7 +10,10 @@ use super::{Exchange, MAX_SERIALIZED_LEN};
 use crate::{ascii_json, Error, Role};
 
 const FORMAT: &str = "wormhole-sync/exchange";
-const FORMAT_VERSION: u32 = 1;
+/// Version 2 adds `mailbox`. A state is written with the lowest version
+/// that holds it, so one without a mailbox still loads in 0.1, and one with
+/// a mailbox is refused there as a newer version, not as a damaged state.
+const FORMAT_VERSION: u32 = 2;
 
 fn bad(why: &str) -> Error {
     Error::BadSerializedState(why.to_string())
@@ -25,7 +28,8 @@ impl Exchange {
     /// it as carefully as the data itself.
     pub fn serialize(&self) -> Vec<u8> {
         let facts = ascii_json::to_vec(&self.facts);
-        let mut out = format!("{{\"format\":\"{FORMAT}\",\"version\":{FORMAT_VERSION},").into_bytes();
+        let version = if self.facts.mailbox.is_some() { FORMAT_VERSION } else { 1 };
+        let mut out = format!("{{\"format\":\"{FORMAT}\",\"version\":{version},").into_bytes();
         out.extend_from_slice(&facts[1..]); // The facts object without its opening brace.
         out
     }
@@ -56,8 +60,12 @@ impl Exchange {
         if fields.remove("format").as_ref().and_then(Value::as_str) != Some(FORMAT) {
             return Err(bad("not a serialized wormhole-sync exchange"));
         }
-        if fields.remove("version").as_ref().and_then(Value::as_u64) != Some(u64::from(FORMAT_VERSION)) {
+        let version = fields.remove("version").as_ref().and_then(Value::as_u64);
+        if !version.is_some_and(|v| (1..=u64::from(FORMAT_VERSION)).contains(&v)) {
             return Err(bad("unsupported format version"));
+        }
+        if version == Some(1) && fields.contains_key("mailbox") {
+            return Err(bad("a version 1 state has no mailbox"));
         }
         let facts = Facts::deserialize(Value::Object(fields)).map_err(|e| {
             // serde's own messages can quote the offending value (the code, say);

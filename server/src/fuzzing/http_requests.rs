@@ -62,8 +62,8 @@ enum Body {
 // No HEAD: its answers declare a length and carry no body, which this
 // reader cannot tell apart without matching answers to requests.
 const METHODS: [&str; 7] = ["POST", "GET", "PUT", "PATCH", "OPTIONS", "DELETE", "CONNECT"];
-const PATHS: [&str; 9] =
-    ["/v1/allocate", "/v1/join", "/v1/post", "/v1/fetch", "/v1/close", "/health", "/metrics", "/v1/", "/"];
+const PATHS: [&str; 10] =
+    ["/v1/allocate", "/v1/join", "/v1/post", "/v1/fetch", "/v1/close", "/health", "/metrics", "/v1/", "/", "/v1"];
 const HEADERS: [&str; 9] = [
     "content-type",
     "forwarded",
