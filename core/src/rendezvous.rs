@@ -223,6 +223,11 @@ pub enum EffectKind {
     /// Its members, nameplate, burning or closes changed (or it is new):
     /// persist the whole mailbox.
     Changed,
+    /// A side let go of the nameplate by naming the mailbox (and the
+    /// nameplate may be free now): persist the mailbox, though a crash may
+    /// lose this, since the side's next request naming the mailbox does it
+    /// again.
+    Released,
     /// One message was appended (by its sequence number).
     Appended(u64),
     /// Only its activity time moved (a read).
@@ -466,7 +471,7 @@ impl Rendezvous {
             if app.release_if_unheld(&id) {
                 self.nameplates -= 1;
             }
-            self.effect(appid, &id, EffectKind::Changed);
+            self.effect(appid, &id, EffectKind::Released);
         }
         Ok(id)
     }
@@ -1026,6 +1031,15 @@ impl Rendezvous {
         Some(snapshot_of(appid, app, mailbox, found))
     }
 
+    /// A mailbox's sides and whether it holds its nameplate, without its
+    /// log: what a release changes.
+    pub fn members_snapshot(&self, appid: &str, mailbox: &MailboxId) -> Option<(bool, Vec<MemberSnapshot>)> {
+        let app = self.apps.get(appid)?;
+        let found = app.mailboxes.get(mailbox)?;
+        let holds = found.nameplate.is_some_and(|n| app.nameplates.get(&n) == Some(mailbox));
+        Some((holds, found.members.iter().map(member_snapshot).collect()))
+    }
+
     /// Rebuilds a rendezvous from a snapshot (this version's, or a channel
     /// list from version 1), checking its invariants.
     pub fn restore(config: RendezvousConfig, snapshot: RendezvousSnapshot) -> Result<Rendezvous, SnapshotError> {
@@ -1097,6 +1111,16 @@ impl Rendezvous {
     }
 }
 
+fn member_snapshot(m: &Member) -> MemberSnapshot {
+    MemberSnapshot {
+        side: m.side.clone(),
+        allocated: m.allocated,
+        claimed: m.claimed,
+        released: m.released,
+        closed: m.closed,
+    }
+}
+
 fn snapshot_of(appid: &str, app: &App, id: &MailboxId, mailbox: &Mailbox) -> MailboxSnapshot {
     let nameplate = mailbox.nameplate.and_then(ChannelId::new);
     MailboxSnapshot {
@@ -1104,17 +1128,7 @@ fn snapshot_of(appid: &str, app: &App, id: &MailboxId, mailbox: &Mailbox) -> Mai
         mailbox: id.clone(),
         nameplate,
         holds_nameplate: nameplate.is_some_and(|n| app.nameplates.get(&n.get()) == Some(id)),
-        members: mailbox
-            .members
-            .iter()
-            .map(|m| MemberSnapshot {
-                side: m.side.clone(),
-                allocated: m.allocated,
-                claimed: m.claimed,
-                released: m.released,
-                closed: m.closed,
-            })
-            .collect(),
+        members: mailbox.members.iter().map(member_snapshot).collect(),
         messages: mailbox.messages.clone(),
         burned: mailbox.burned,
         last_activity: mailbox.last_activity,
@@ -1290,7 +1304,7 @@ mod tests {
         assert!(server.contains(APP, channel));
         server.handle(at(3), &post("b", Some(mailbox.clone()))).unwrap();
         assert!(server.contains(APP, channel), "one side still holds it");
-        assert_eq!(server.effects()[0].kind, EffectKind::Changed);
+        assert_eq!(server.effects()[0].kind, EffectKind::Released);
         let fetch = FetchRequest::new(APP, "a", channel, 0, 0);
         let fetch = Request::Fetch(fetch).with_mailbox(Some(mailbox.clone()));
         let Ok(Response::Fetched(log)) = server.handle(at(4), &fetch) else { panic!() };

@@ -266,6 +266,12 @@ impl App {
                 if let Some(snapshot) = core.mailbox_snapshot(appid, mailbox) {
                     barrier = self.storage.record(Change::Mailbox(snapshot));
                 }
+            } else if exists && has(EffectKind::Released) {
+                // Not waited for: see `Change::Released`.
+                if let Some((holds_nameplate, members)) = core.members_snapshot(appid, mailbox) {
+                    let (appid, mailbox) = (appid.to_string(), mailbox.clone());
+                    self.storage.record(Change::Released { appid, mailbox, holds_nameplate, members, at });
+                }
             } else if exists && !news && has(EffectKind::Touched) {
                 self.storage.record(Change::Touch { appid: appid.into(), mailbox: mailbox.clone(), at });
             }

@@ -235,6 +235,12 @@ fn apply_in_transaction<'a>(
                 "UPDATE mailboxes SET last_activity = max(last_activity, ?3) WHERE appid = ?1 AND mailbox = ?2",
             )
             .map_err(fail("cannot prepare"))?;
+        let mut release = tx
+            .prepare_cached(
+                "UPDATE mailboxes SET holds_nameplate = ?3, members = ?4, last_activity = max(last_activity, ?5)
+                 WHERE appid = ?1 AND mailbox = ?2",
+            )
+            .map_err(fail("cannot prepare"))?;
         let mut delete_mailbox = tx
             .prepare_cached("DELETE FROM mailboxes WHERE appid = ?1 AND mailbox = ?2")
             .map_err(fail("cannot prepare"))?;
@@ -290,6 +296,11 @@ fn apply_in_transaction<'a>(
                 Change::Message { appid, mailbox, message, at } => {
                     store(appid, mailbox, message)?;
                     touch.execute(params![appid, mailbox.as_str(), millis(*at)]).map_err(fail("cannot touch"))?;
+                }
+                Change::Released { appid, mailbox, holds_nameplate, members, at } => {
+                    let members = serde_json::to_string(members).expect("members serialize");
+                    let row = params![appid, mailbox.as_str(), holds_nameplate, members, millis(*at)];
+                    release.execute(row).map_err(fail("cannot store a release"))?;
                 }
                 Change::Touch { appid, mailbox, at } => {
                     touch.execute(params![appid, mailbox.as_str(), millis(*at)]).map_err(fail("cannot touch"))?;

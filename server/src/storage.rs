@@ -14,7 +14,7 @@ use std::sync::mpsc;
 use std::thread::JoinHandle;
 
 use tokio::sync::watch;
-use wormhole_sync_core::rendezvous::{MailboxSnapshot, RendezvousSnapshot};
+use wormhole_sync_core::rendezvous::{MailboxSnapshot, MemberSnapshot, RendezvousSnapshot};
 use wormhole_sync_core::wire::{MailboxId, Message};
 use wormhole_sync_core::Timestamp;
 
@@ -26,6 +26,10 @@ pub(crate) enum Change {
     /// A mailbox's row (nameplate, members, burned flag, activity) and any
     /// messages not stored yet.
     Mailbox(MailboxSnapshot),
+    /// A side let go of the nameplate by naming the mailbox: its sides and
+    /// whether it still holds the nameplate. A crash may lose it (the
+    /// side's next request does it again), so nobody waits for it.
+    Released { appid: String, mailbox: MailboxId, holds_nameplate: bool, members: Vec<MemberSnapshot>, at: Timestamp },
     /// One new message, and the mailbox's activity time.
     Message { appid: String, mailbox: MailboxId, message: Message, at: Timestamp },
     /// Activity without other change (fetches); not waited for.

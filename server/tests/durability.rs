@@ -250,3 +250,28 @@ fn a_cut_or_damaged_database_is_refused_not_emptied() {
     let (_storage, saved) = Storage::sqlite(&db).expect("the whole database loads");
     assert_eq!(saved.mailboxes.len(), 1);
 }
+
+#[test]
+fn a_released_channel_id_stays_released_and_its_mailbox_stays_across_a_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("rendezvous.sqlite3");
+    let server = TestServer::sqlite(quiet_config(), &db, "127.0.0.1:0");
+    let a = server.addr;
+    let allocated = post(a, "/v1/allocate", &json!({"appid": "app", "side": "s1"})).json();
+    let (ch, mailbox) = (allocated["channel"].clone(), allocated["mailbox"].clone());
+    post(a, "/v1/join", &json!({"appid": "app", "side": "s2", "channel": ch}));
+    for side in ["s1", "s2"] {
+        let body =
+            json!({"appid": "app", "side": side, "channel": ch, "mailbox": mailbox, "phase": "pake", "body": side});
+        assert_eq!(post(a, "/v1/post", &body).status, 200);
+    }
+    assert_eq!(support::metric(a, "wormhole_nameplates_claimed"), 0.0);
+    server.stop();
+    let restarted = TestServer::sqlite(quiet_config(), &db, "127.0.0.1:0");
+    let a = restarted.addr;
+    assert_eq!(support::metric(a, "wormhole_nameplates_claimed"), 0.0, "the release was kept");
+    let by_number = post(a, "/v1/fetch", &json!({"appid": "app", "side": "s1", "channel": ch}));
+    assert_eq!(by_number.error_code(), "unknown-channel");
+    let by_mailbox = post(a, "/v1/fetch", &json!({"appid": "app", "side": "s1", "channel": ch, "mailbox": mailbox}));
+    assert_eq!(by_mailbox.json()["messages"].as_array().map(Vec::len), Some(2));
+}
