@@ -116,6 +116,7 @@ mod error;
 mod exchange;
 #[cfg(feature = "fuzzing")]
 pub mod fuzzing;
+pub mod magic_wormhole;
 pub mod mailbox_wire;
 pub mod rendezvous;
 #[cfg(feature = "sim")]

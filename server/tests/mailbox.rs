@@ -93,9 +93,13 @@ impl Client {
         let claimed = self.ask(json!({"type": "claim", "nameplate": nameplate}));
         assert_eq!(claimed["type"], "claimed", "{claimed}");
         let mailbox = claimed["mailbox"].as_str().unwrap().to_string();
+        self.open(&mailbox);
+        mailbox
+    }
+
+    fn open(&mut self, mailbox: &str) {
         self.send(json!({"type": "open", "mailbox": mailbox}));
         assert_eq!(self.recv()["type"], "ack");
-        mailbox
     }
 
     fn add(&mut self, phase: &str, body: &str, id: &str) {
@@ -159,8 +163,7 @@ fn refusals_read_as_the_reference_servers() {
     );
     assert_eq!(client.ask(json!({"type": "release"}))["type"], "released");
     assert_eq!(client.refused(json!({"type": "release"})), "only one release per connection");
-    client.send(json!({"type": "open", "mailbox": mailbox}));
-    assert_eq!(client.recv()["type"], "ack");
+    client.open(&mailbox);
     assert_eq!(client.refused(json!({"type": "open", "mailbox": mailbox})), "only one open per connection");
     assert_eq!(
         client.refused(json!({"type": "close", "mailbox": "someotherbox"})),
@@ -179,8 +182,7 @@ fn messages_are_pushed_to_every_listener_and_replayed_on_reopen() {
     let server = TestServer::memory(quiet_config());
     let mut sender = Client::bound(&server, "aaaa");
     let (nameplate, mailbox) = sender.allocate_and_claim();
-    sender.send(json!({"type": "open", "mailbox": mailbox}));
-    assert_eq!(sender.recv()["type"], "ack");
+    sender.open(&mailbox);
     sender.add("pake", "0a0b", "m1");
     // The sender hears its own message, with the reference server's fields.
     let echo = sender.message();
@@ -209,8 +211,7 @@ fn messages_are_pushed_to_every_listener_and_replayed_on_reopen() {
     // A reconnecting side reopens and gets everything again, in order.
     drop(receiver);
     let mut again = Client::bound(&server, "bbbb");
-    again.send(json!({"type": "open", "mailbox": mailbox}));
-    assert_eq!(again.recv()["type"], "ack");
+    again.open(&mailbox);
     let replayed: Vec<Value> = (0..2).map(|_| again.message()["body"].clone()).collect();
     assert_eq!(replayed, [json!("0a0b"), json!("0c0d")]);
     for side in [&mut sender, &mut again] {
@@ -284,8 +285,7 @@ fn messages_over_budget_are_refused() {
     let server = TestServer::memory(config);
     let mut client = Client::bound(&server, "aaaa");
     let (_, mailbox) = client.allocate_and_claim();
-    client.send(json!({"type": "open", "mailbox": mailbox}));
-    assert_eq!(client.recv()["type"], "ack");
+    client.open(&mailbox);
     client.add("pake", "00112233", "m1");
     assert_eq!(client.message()["body"], "00112233");
     let refusal = client.refused(json!({"type": "add", "phase": "version", "body": "0011223344"}));
@@ -299,8 +299,7 @@ fn what_was_added_survives_a_restart() {
     let server = TestServer::sqlite(quiet_config(), &db, "127.0.0.1:0");
     let mut sender = Client::bound(&server, "aaaa");
     let (nameplate, mailbox) = sender.allocate_and_claim();
-    sender.send(json!({"type": "open", "mailbox": mailbox}));
-    assert_eq!(sender.recv()["type"], "ack");
+    sender.open(&mailbox);
     sender.add("pake", "abcd", "m1");
     assert_eq!(sender.message()["body"], "abcd");
     server.stop();

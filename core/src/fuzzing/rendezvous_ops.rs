@@ -297,7 +297,11 @@ pub fn run(data: &[u8]) {
     }
 }
 
-fn check_state(rendezvous: &Rendezvous) {
+/// Panics unless the rendezvous's state holds its invariants: one or two
+/// members per mailbox, logs numbered 1, 2, 3, ..., no nameplate leading to
+/// two mailboxes, and counters (mailboxes, nameplates, messages, apps) that
+/// match the state. Other fuzz drivers over the same state use it too.
+pub fn check_state(rendezvous: &Rendezvous) {
     let snapshot = rendezvous.snapshot();
     let mut messages = 0;
     let mut nameplates = std::collections::BTreeSet::new();

@@ -141,22 +141,6 @@ fn check_pushed(connection: &mut Connection, replies: &[ServerMessage]) {
     }
 }
 
-fn check_state(app: &crate::http::App) {
-    let core = app.core.lock();
-    let snapshot = core.snapshot();
-    let stats = core.stats();
-    assert_eq!(stats.channels, snapshot.mailboxes.len(), "the mailbox count drifted");
-    let messages: usize = snapshot.mailboxes.iter().map(|m| m.messages.len()).sum();
-    assert_eq!(stats.messages, messages, "the message count drifted");
-    let mut held = std::collections::BTreeSet::new();
-    for mailbox in snapshot.mailboxes.iter().filter(|m| m.holds_nameplate) {
-        let nameplate = mailbox.nameplate.expect("a held nameplate is named");
-        assert!(held.insert((mailbox.appid.clone(), nameplate)), "nameplate {nameplate} leads to two mailboxes");
-        assert!(mailbox.members.len() <= 2, "a mailbox with three sides");
-    }
-    assert_eq!(stats.nameplates, held.len(), "the nameplate count drifted");
-}
-
 /// Runs one sequence of operations; panics with the broken rule.
 pub fn run(data: &[u8]) {
     let Ok(ops) = Vec::<Op>::arbitrary_take_rest(Unstructured::new(data)) else { return };
@@ -198,7 +182,7 @@ pub fn run(data: &[u8]) {
                     app.sweep().await;
                 }
             }
-            check_state(&app);
+            wormhole_sync_core::fuzzing::rendezvous_ops::check_state(&app.core.lock());
         }
     });
 }
