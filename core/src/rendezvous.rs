@@ -997,6 +997,30 @@ impl Rendezvous {
         self.append(now, appid, id, side, message)
     }
 
+    /// Counts as activity on a mailbox a client listens to (a WebSocket
+    /// that opened it and stays connected), so it does not expire under a
+    /// client that is still there. Nothing happens to a mailbox that is gone.
+    ///
+    /// ```
+    /// use wormhole_sync_core::rendezvous::{EffectKind, Rendezvous};
+    /// use wormhole_sync_core::wire::MailboxId;
+    /// use wormhole_sync_core::Timestamp;
+    ///
+    /// let mut server = Rendezvous::default();
+    /// let mailbox = MailboxId::new("abc").unwrap();
+    /// server.open(Timestamp::EPOCH, "app", &mailbox, "s1")?;
+    /// server.touch(Timestamp::from_millis(5), "app", &mailbox);
+    /// assert_eq!(server.effects()[0].kind, EffectKind::Touched);
+    /// # Ok::<(), wormhole_sync_core::wire::WireError>(())
+    /// ```
+    pub fn touch(&mut self, now: Timestamp, appid: &str, id: &MailboxId) {
+        self.effects.clear();
+        if let Some(mailbox) = self.mailbox_mut(appid, id) {
+            mailbox.last_activity = mailbox.last_activity.max(now);
+            self.effect(appid, id, EffectKind::Touched);
+        }
+    }
+
     /// `close`: `side` leaves the mailbox with `mood` (`scary` burns it).
     /// Closing a mailbox that is gone changes nothing.
     pub fn close(

@@ -146,6 +146,8 @@ async fn serve(app: Arc<App>, mut socket: WebSocket, client: IpAddr) {
                     tracing::debug!("closing a silent mailbox connection");
                     break;
                 }
+                // A client still connected to its mailbox keeps it from expiring.
+                session.keep_open().await;
                 if socket.send(Frame::Ping(Default::default())).await.is_err() {
                     break;
                 }
@@ -473,6 +475,16 @@ impl Session {
         self.app.durable(barrier).await.map_err(refusal)?;
         self.app.wake(&touched);
         result.map_err(refusal)
+    }
+
+    /// Marks the open mailbox as active (see [`Rendezvous::touch`]).
+    async fn keep_open(&self) {
+        let Some((appid, mailbox)) = self.opened() else { return };
+        let touched = self.run(None, |core, at| {
+            core.touch(at, appid, mailbox);
+            Ok(())
+        });
+        let _ = touched.await;
     }
 
     /// The open mailbox's messages not yet sent, once they are durable.

@@ -365,3 +365,29 @@ fn a_websocket_keeps_its_place_under_the_connection_caps() {
         std::thread::sleep(Duration::from_millis(20));
     }
 }
+
+#[test]
+fn a_mailbox_does_not_expire_while_a_client_listens_to_it() {
+    let mut config = ServerConfig { websocket_idle_timeout: Duration::from_millis(400), ..quiet_config() };
+    config.rendezvous.channel_expiry = Duration::from_millis(1_000);
+    config.sweep_interval = Duration::from_millis(100);
+    let server = TestServer::memory(config);
+    let mut listener = Client::bound(&server, "aaaa");
+    let (_, mailbox) = listener.allocate_and_claim();
+    listener.open(&mailbox);
+    // Reading answers the server's pings (every 200 ms here), which keep the mailbox.
+    if let MaybeTlsStream::Plain(stream) = listener.ws.get_ref() {
+        stream.set_read_timeout(Some(Duration::from_millis(50))).unwrap();
+    }
+    let until = Instant::now() + Duration::from_millis(2_500);
+    while Instant::now() < until {
+        let _ = listener.ws.read();
+    }
+    assert_eq!(metric(server.addr, "wormhole_channels_open"), 1.0, "kept while its client listens");
+    drop(listener);
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while metric(server.addr, "wormhole_channels_open") != 0.0 {
+        assert!(Instant::now() < deadline, "expired once nobody listens");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
