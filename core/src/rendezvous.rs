@@ -661,7 +661,8 @@ impl Rendezvous {
             }
         }
         let deleted = mailbox.all_closed() && !mailbox.burned;
-        let dropped = if mailbox.is_tombstone() { std::mem::take(&mut mailbox.messages).len() } else { 0 };
+        let tombstone = mailbox.is_tombstone();
+        let dropped = if tombstone { std::mem::take(&mut mailbox.messages).len() } else { 0 };
         if allocated && app.allocated_by.get(side) == Some(id) {
             // A later allocate by this side gets a fresh nameplate.
             app.allocated_by.remove(side);
@@ -674,15 +675,11 @@ impl Rendezvous {
             self.delete(appid, id);
         } else {
             self.effect(appid, id, EffectKind::Changed);
-            if dropped > 0 || self.mailbox_is_tombstone(appid, id) {
+            if tombstone {
                 self.effect(appid, id, EffectKind::LogDropped);
             }
         }
         Ok(deleted)
-    }
-
-    fn mailbox_is_tombstone(&self, appid: &str, id: &MailboxId) -> bool {
-        self.apps.get(appid).and_then(|a| a.mailboxes.get(id)).is_some_and(Mailbox::is_tombstone)
     }
 
     fn delete(&mut self, appid: &str, id: &MailboxId) {

@@ -49,7 +49,7 @@ const SWEEP_STEP: usize = 1_000;
 /// Mailboxes with news for their waiters.
 pub(crate) type Touched = Vec<(String, MailboxId)>;
 
-fn now() -> Timestamp {
+pub(crate) fn now() -> Timestamp {
     Timestamp::from_system_time(SystemTime::now())
 }
 
@@ -282,6 +282,15 @@ impl App {
         (barrier, touched)
     }
 
+    /// Refuses a new application id past the cap on them (both front ends).
+    pub(crate) fn within_app_cap(&self, core: &Rendezvous, appid: &str) -> Result<(), WireError> {
+        let max = self.config.max_apps;
+        if max > 0 && !core.has_app(appid) && core.stats().apps >= max {
+            return Err(error(ErrorCode::ServerFull, "the server holds as many application ids as it allows"));
+        }
+        Ok(())
+    }
+
     /// Refuses what would store more than a budget allows: a new message
     /// past the client's, the app's or the server's byte budget, or a
     /// channel for an application id past the cap on them.
@@ -293,13 +302,7 @@ impl App {
             Request::Post(post) if !posted_before(post) => {
                 self.budgets.check(&post.appid, client, post.body.len() as u64)
             }
-            Request::Allocate(_) | Request::Join(_) => {
-                let max = self.config.max_apps;
-                if max > 0 && !core.has_app(request.appid()) && core.stats().apps >= max {
-                    return Err(error(ErrorCode::ServerFull, "the server holds as many application ids as it allows"));
-                }
-                Ok(())
-            }
+            Request::Allocate(_) | Request::Join(_) => self.within_app_cap(core, request.appid()),
             _ => Ok(()),
         }
     }

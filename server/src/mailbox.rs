@@ -12,7 +12,7 @@
 use std::net::{IpAddr, SocketAddr};
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Duration, Instant};
 
 use axum::extract::ws::{Message as Frame, WebSocket, WebSocketUpgrade};
 use axum::extract::{ConnectInfo, State};
@@ -26,7 +26,7 @@ use wormhole_sync_core::wire::{ErrorCode, MailboxId, Message, Mood, WireError};
 use wormhole_sync_core::{ChannelId, Timestamp};
 
 use crate::connections::Admitted;
-use crate::http::App;
+use crate::http::{now, App};
 
 /// How often the server pings an open connection (as the reference does).
 const PING_INTERVAL: Duration = Duration::from_secs(60);
@@ -37,10 +37,6 @@ const READ_BUFFER: usize = 4 * 1024;
 
 fn seconds(at: Timestamp) -> f64 {
     at.as_millis() as f64 / 1000.0
-}
-
-fn now() -> Timestamp {
-    Timestamp::from_system_time(SystemTime::now())
 }
 
 /// `GET /v1` with an upgrade: a mailbox protocol connection.
@@ -446,15 +442,7 @@ impl Session {
             return Err(refusal(WireError::new(ErrorCode::RateLimited, "too many claims from this address")));
         }
         let (appid, _) = self.bound.as_ref().expect("bound before any claim");
-        let core = self.app.core.lock();
-        let max = self.app.config.max_apps;
-        if max > 0 && !core.has_app(appid) && core.stats().apps >= max {
-            return Err(refusal(WireError::new(
-                ErrorCode::ServerFull,
-                "the server holds as many application ids as it allows",
-            )));
-        }
-        Ok(())
+        self.app.within_app_cap(&self.app.core.lock(), appid).map_err(refusal)
     }
 
     /// Runs an operation on the shared state, journals what it changed
