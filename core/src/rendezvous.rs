@@ -108,6 +108,9 @@ struct Mailbox {
     messages: Vec<Message>,
     burned: bool,
     last_activity: Timestamp,
+    /// Tells this mailbox from an earlier one deleted under the same id
+    /// (see [`Rendezvous::mailbox_instance`]); not saved.
+    instance: u64,
 }
 
 impl Mailbox {
@@ -303,6 +306,8 @@ pub struct Rendezvous {
     rng: ChaCha20Rng,
     /// What the last operation changed.
     effects: Vec<Effect>,
+    /// Mailboxes made or restored so far: the next one's instance number.
+    instances: u64,
 }
 
 impl Default for Rendezvous {
@@ -343,7 +348,13 @@ impl Rendezvous {
             messages: 0,
             rng: ChaCha20Rng::from_seed([0; 32]),
             effects: Vec::new(),
+            instances: 0,
         }
+    }
+
+    fn next_instance(&mut self) -> u64 {
+        self.instances += 1;
+        self.instances
     }
 
     /// Seeds the generator that draws nameplates and mailbox ids.
@@ -502,6 +513,7 @@ impl Rendezvous {
     /// Creates a mailbox with one member, led to by `nameplate` if given.
     fn create(&mut self, now: Timestamp, appid: &str, nameplate: Option<u32>, member: Member) -> MailboxId {
         let id = self.fresh_mailbox_id(appid);
+        let instance = self.next_instance();
         let app = self.apps.entry(appid.to_string()).or_default();
         if member.allocated {
             app.allocated_by.insert(member.side.clone(), id.clone());
@@ -510,8 +522,14 @@ impl Rendezvous {
             app.nameplates.insert(number, id.clone());
             self.nameplates += 1;
         }
-        let mailbox =
-            Mailbox { nameplate, members: vec![member], messages: Vec::new(), burned: false, last_activity: now };
+        let mailbox = Mailbox {
+            nameplate,
+            members: vec![member],
+            messages: Vec::new(),
+            burned: false,
+            last_activity: now,
+            instance,
+        };
         app.mailboxes.insert(id.clone(), mailbox);
         self.mailboxes += 1;
         self.effect(appid, &id, EffectKind::Changed);
@@ -829,6 +847,32 @@ impl Rendezvous {
         self.apps.get(appid).is_some_and(|a| a.mailboxes.contains_key(mailbox))
     }
 
+    /// Which mailbox under this id exists now, if one does: a mailbox
+    /// deleted and made again under the same id (`open` makes unknown ones)
+    /// has a different instance number, so a listener of the first one can
+    /// tell its messages from the second's. Numbers are not saved in
+    /// snapshots; they stay distinct within one process.
+    ///
+    /// ```
+    /// use wormhole_sync_core::rendezvous::Rendezvous;
+    /// use wormhole_sync_core::wire::{MailboxId, Mood};
+    /// use wormhole_sync_core::Timestamp;
+    ///
+    /// let mut server = Rendezvous::default();
+    /// let mailbox = MailboxId::new("abc").unwrap();
+    /// server.open(Timestamp::EPOCH, "app", &mailbox, "s1")?;
+    /// let first = server.mailbox_instance("app", &mailbox);
+    /// server.close(Timestamp::EPOCH, "app", &mailbox, "s1", Mood::Happy)?;
+    /// assert_eq!(server.mailbox_instance("app", &mailbox), None);
+    /// server.open(Timestamp::EPOCH, "app", &mailbox, "s1")?;
+    /// assert!(server.mailbox_instance("app", &mailbox).is_some());
+    /// assert_ne!(server.mailbox_instance("app", &mailbox), first);
+    /// # Ok::<(), wormhole_sync_core::wire::WireError>(())
+    /// ```
+    pub fn mailbox_instance(&self, appid: &str, mailbox: &MailboxId) -> Option<u64> {
+        Some(self.apps.get(appid)?.mailboxes.get(mailbox)?.instance)
+    }
+
     /// Whether any mailbox of `appid` exists.
     pub fn has_app(&self, appid: &str) -> bool {
         self.apps.contains_key(appid)
@@ -949,6 +993,7 @@ impl Rendezvous {
         self.expire_if_idle(appid, Target::Mailbox(id), now);
         let Some(mailbox) = self.mailbox_mut(appid, id) else {
             self.check_capacity(appid)?;
+            let instance = self.next_instance();
             let app = self.apps.entry(appid.to_string()).or_default();
             let mailbox = Mailbox {
                 nameplate: None,
@@ -956,6 +1001,7 @@ impl Rendezvous {
                 messages: Vec::new(),
                 burned: false,
                 last_activity: now,
+                instance,
             };
             app.mailboxes.insert(id.clone(), mailbox);
             self.mailboxes += 1;
@@ -1107,6 +1153,7 @@ impl Rendezvous {
                 app.allocated_by.insert(member.side.clone(), m.mailbox.clone());
             }
             rendezvous.mailboxes += 1;
+            rendezvous.instances += 1;
             rendezvous.messages += m.messages.len();
             let members = m
                 .members
@@ -1125,6 +1172,7 @@ impl Rendezvous {
                 messages: m.messages,
                 burned: m.burned,
                 last_activity: m.last_activity,
+                instance: rendezvous.instances,
             };
             app.mailboxes.insert(m.mailbox, mailbox);
         }

@@ -212,6 +212,10 @@ pub(crate) struct Session {
     claimed: Option<ChannelId>,
     released: bool,
     opened: Option<MailboxId>,
+    /// Which mailbox under that id it opened: one deleted and made again
+    /// under the same id (by another connection's `open`) is not this
+    /// session's, and its messages are not sent here.
+    instance: Option<u64>,
     closed: bool,
     /// Messages of the open mailbox already sent.
     pushed: u64,
@@ -275,6 +279,7 @@ impl Session {
             claimed: None,
             released: false,
             opened: None,
+            instance: None,
             closed: false,
             pushed: 0,
         }
@@ -384,8 +389,14 @@ impl Session {
                     return Err("only one open per connection".into());
                 }
                 self.limit_channels()?;
-                self.run(None, |core, at| core.open(at, &appid, mailbox, &side)).await?;
+                let instance = self
+                    .run(None, |core, at| {
+                        core.open(at, &appid, mailbox, &side)?;
+                        Ok(core.mailbox_instance(&appid, mailbox))
+                    })
+                    .await?;
                 self.opened = Some(mailbox.clone());
+                self.instance = instance;
                 self.pushed = 0;
                 Ok(None)
             }
@@ -480,6 +491,9 @@ impl Session {
         let Some((appid, mailbox)) = self.opened() else { return Vec::new() };
         let (messages, seen) = {
             let core = self.app.core.lock();
+            if core.mailbox_instance(appid, mailbox) != self.instance {
+                return Vec::new();
+            }
             (core.messages_after(appid, mailbox, self.pushed).to_vec(), self.app.storage.last_recorded())
         };
         if messages.is_empty() || self.app.durable(seen).await.is_err() {
@@ -503,5 +517,42 @@ fn frame_name(message: &ClientMessage) -> &'static str {
         ClientMessage::Close { .. } => "ws-close",
         ClientMessage::Ping { .. } => "ws-ping",
         _ => "ws-unknown",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{ServerConfig, Storage};
+    use wormhole_sync_core::rendezvous::RendezvousSnapshot;
+
+    async fn send(session: &mut Session, frame: Value) -> Vec<Value> {
+        let replies = session.on_frame(frame.to_string().as_bytes()).await;
+        replies.iter().map(|r| serde_json::from_str(&r.to_json(0.0)).expect("JSON")).collect()
+    }
+
+    #[tokio::test]
+    async fn a_session_gets_nothing_from_a_mailbox_made_again_under_its_id() {
+        let state = RendezvousSnapshot::new(Vec::new());
+        let app = crate::shared_state_seeded(ServerConfig::default(), Storage::memory(), state, [1; 32]).unwrap();
+        let client: IpAddr = "192.0.2.1".parse().unwrap();
+        let mut sessions: Vec<Session> = (0..3).map(|_| Session::new(app.clone(), client)).collect();
+        for session in &mut sessions {
+            send(session, serde_json::json!({"type": "bind", "appid": "app", "side": "aaaa"})).await;
+        }
+        let [first, second, third] = &mut sessions[..] else { unreachable!() };
+        send(first, serde_json::json!({"type": "open", "mailbox": "box"})).await;
+        send(first, serde_json::json!({"type": "add", "phase": "version", "body": "aa"})).await;
+        assert_eq!(first.news().await.len(), 1);
+        // The same side, reconnected, closes: the mailbox is deleted.
+        let closed = send(second, serde_json::json!({"type": "close", "mailbox": "box", "mood": "happy"})).await;
+        assert_eq!(closed[1]["type"], "closed");
+        assert!(!app.core.lock().contains_mailbox("app", &MailboxId::new("box").unwrap()));
+        // Another connection makes a mailbox under the same id.
+        send(third, serde_json::json!({"type": "open", "mailbox": "box"})).await;
+        send(third, serde_json::json!({"type": "add", "phase": "pake", "body": "aa"})).await;
+        send(third, serde_json::json!({"type": "add", "phase": "version", "body": "aa"})).await;
+        assert_eq!(third.news().await.len(), 2);
+        assert!(first.news().await.is_empty(), "the first session was sent the new mailbox's messages");
     }
 }
