@@ -9,18 +9,74 @@ use std::time::Duration;
 
 use crate::code::Code;
 use crate::config::{Config, Schedule, DEFAULT_RENDEZVOUS_URL};
+use crate::magic_wormhole::MailboxExchange;
 use crate::{Error, Exchange, Role};
 
 /// What a client crate builds: its `Initiator` or `Receiver`, wrapping a new
 /// exchange and the HTTP client it will send requests with.
 pub trait Client: Sized {
-    /// The HTTP client type (a `ureq::Agent`, a `reqwest::Client`).
+    /// The HTTP client type (a `ureq::Agent`, a `reqwest::Client`), or `()`
+    /// for clients that bring their own connections.
     type Http;
+    /// The state machine it drives: an [`Exchange`] (transcribe mode) or a
+    /// [`MailboxExchange`] (the magic-wormhole flavour).
+    type Machine: Machine;
     /// Which side this client is.
     const ROLE: Role;
-    /// Wraps an exchange that has not started; `http` is `None` unless the
+    /// Wraps a machine that has not started; `http` is `None` unless the
     /// application gave one ([`Builder::http_client`]).
-    fn from_exchange(exchange: Exchange, http: Option<Self::Http>) -> Self;
+    fn from_machine(machine: Self::Machine, http: Option<Self::Http>) -> Self;
+}
+
+/// A state machine a [`Builder`] can make.
+pub trait Machine: Sized {
+    /// The server clients reach unless told otherwise.
+    const DEFAULT_RENDEZVOUS: &'static str;
+    /// A new machine for `role` (`code`: the typed or chosen one).
+    fn build(role: Role, config: Config, code: Option<Code>, data: Vec<u8>, seed: [u8; 32]) -> Result<Self, Error>;
+    /// For [`Builder::create_channel_if_missing`]: a receiver may create
+    /// the channel its code names (a mailbox server's claim always does).
+    fn create_channel_if_missing(self) -> Self {
+        self
+    }
+}
+
+impl Machine for Exchange {
+    const DEFAULT_RENDEZVOUS: &'static str = DEFAULT_RENDEZVOUS_URL;
+
+    fn build(role: Role, config: Config, code: Option<Code>, data: Vec<u8>, seed: [u8; 32]) -> Result<Self, Error> {
+        match (role, code) {
+            (Role::Initiator, None) => Exchange::initiator(config, data, seed),
+            (Role::Initiator, Some(code)) => Exchange::initiator_with_code(config, code, data, seed),
+            (Role::Receiver, Some(code)) => Exchange::receiver(config, code, data, seed),
+            (Role::Receiver, None) => Err(Error::InvalidConfig("a receiver needs the code".into())),
+        }
+    }
+
+    fn create_channel_if_missing(self) -> Self {
+        match self.role() {
+            Role::Receiver => Exchange::create_channel_if_missing(self),
+            Role::Initiator => self,
+        }
+    }
+}
+
+impl Machine for MailboxExchange {
+    /// magic-wormhole's public mailbox server, which the `wormhole` command
+    /// uses by default.
+    const DEFAULT_RENDEZVOUS: &'static str = crate::magic_wormhole::PUBLIC_MAILBOX_URL;
+
+    fn build(role: Role, config: Config, code: Option<Code>, data: Vec<u8>, seed: [u8; 32]) -> Result<Self, Error> {
+        if config.confirms_verifier() {
+            return Err(Error::InvalidConfig("the magic-wormhole flavour does not confirm verifiers".into()));
+        }
+        match (role, code) {
+            (Role::Initiator, None) => MailboxExchange::initiator(config, data, seed),
+            (Role::Initiator, Some(code)) => MailboxExchange::initiator_with_code(config, code, data, seed),
+            (Role::Receiver, Some(code)) => MailboxExchange::receiver(config, code, data, seed),
+            (Role::Receiver, None) => Err(Error::InvalidConfig("a receiver needs the code".into())),
+        }
+    }
 }
 
 /// Options of one exchange, for a client crate's `Initiator` or `Receiver`.
@@ -34,8 +90,9 @@ pub trait Client: Sized {
 /// struct Initiator(Exchange);
 /// impl Client for Initiator {
 ///     type Http = ();
+///     type Machine = Exchange;
 ///     const ROLE: Role = Role::Initiator;
-///     fn from_exchange(exchange: Exchange, _: Option<()>) -> Self { Initiator(exchange) }
+///     fn from_machine(exchange: Exchange, _: Option<()>) -> Self { Initiator(exchange) }
 /// }
 ///
 /// let initiator: Initiator = Builder::new("example.com/app1", b"data".to_vec())
@@ -182,7 +239,7 @@ impl<C: Client> Builder<C> {
         let mut config = Config::new(&self.appid)?
             .with_schedule(self.schedule.unwrap_or_default())
             .with_verifier_confirmation(self.confirm_verifier)
-            .with_rendezvous(self.rendezvous.as_deref().unwrap_or(DEFAULT_RENDEZVOUS_URL))?;
+            .with_rendezvous(self.rendezvous.as_deref().unwrap_or(C::Machine::DEFAULT_RENDEZVOUS))?;
         if let Some(timeout) = self.timeout {
             config = config.with_timeout(timeout);
         }
@@ -200,20 +257,11 @@ impl<C: Client> Builder<C> {
             Some(seed) => seed,
             None => os_seed()?,
         };
-        let exchange = match (C::ROLE, code) {
-            (Role::Initiator, None) => Exchange::initiator(config, self.data, seed)?,
-            (Role::Initiator, Some(code)) => Exchange::initiator_with_code(config, code, self.data, seed)?,
-            (Role::Receiver, Some(code)) => {
-                let exchange = Exchange::receiver(config, code, self.data, seed)?;
-                if self.create_channel {
-                    exchange.create_channel_if_missing()
-                } else {
-                    exchange
-                }
-            }
-            (Role::Receiver, None) => return Err(Error::InvalidConfig("a receiver needs the code".into())),
-        };
-        Ok(C::from_exchange(exchange, self.http))
+        let mut machine = C::Machine::build(C::ROLE, config, code, self.data, seed)?;
+        if self.create_channel {
+            machine = machine.create_channel_if_missing();
+        }
+        Ok(C::from_machine(machine, self.http))
     }
 }
 

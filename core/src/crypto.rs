@@ -48,6 +48,16 @@ impl Seed {
         hex(&bytes)
     }
 
+    /// The nonce of the message this client seals in `phase` of the
+    /// magic-wormhole flavour: fixed per phase, so a message sent again
+    /// after a reconnect is the same bytes (and the server's copy and ours
+    /// agree), unique per phase and per exchange.
+    pub(crate) fn nonce(&self, phase: &str) -> [u8; 24] {
+        let mut nonce = [0u8; 24];
+        self.expand(format!("magic-wormhole nonce {phase}").as_bytes(), &mut nonce);
+        nonce
+    }
+
     /// The secret words of an allocated code.
     pub(crate) fn code_for(&self, channel: ChannelId, words: usize) -> Code {
         let mut entropy = vec![0u8; words];
@@ -282,6 +292,10 @@ pub(crate) fn open(key: &[u8; 32], aad: &[u8], ciphertext: &[u8]) -> Option<Vec<
 pub struct Verifier([u8; 32]);
 
 impl Verifier {
+    pub(crate) fn new(bytes: [u8; 32]) -> Verifier {
+        Verifier(bytes)
+    }
+
     /// All 32 bytes.
     pub fn as_bytes(&self) -> &[u8; 32] {
         &self.0

@@ -119,6 +119,7 @@ pub mod fuzzing;
 pub mod magic_wormhole;
 pub mod mailbox_wire;
 pub mod rendezvous;
+mod saved_fields;
 #[cfg(feature = "sim")]
 pub mod sim;
 mod time;

@@ -2,8 +2,8 @@
 //! its clients and mailbox servers exchange over a WebSocket (`/v1`), parsed
 //! from untrusted bytes with a precise error, and written back.
 //!
-//! This is the vocabulary of a mailbox front end (and, later, of a client
-//! that talks to magic-wormhole peers); the state behind it lives elsewhere.
+//! This is the vocabulary of a mailbox front end and of a client that talks
+//! to magic-wormhole peers; the state behind each lives elsewhere.
 //! Errors read as the reference server words them (`"missing 'type'"`,
 //! `"claim requires 'nameplate'"`, ...), since clients show them to people.
 //!
@@ -309,6 +309,72 @@ impl ServerMessage {
         frame.to_string()
     }
 
+    /// Reads one text frame from a mailbox server (untrusted: a client's
+    /// input). Fields a client does not use may be missing; an unknown
+    /// `type` is [`FrameError::UnknownType`], which clients should ignore
+    /// (servers may add message types).
+    ///
+    /// ```
+    /// use wormhole_sync_core::mailbox_wire::ServerMessage;
+    ///
+    /// let frame = ServerMessage::parse(br#"{"type": "allocated", "nameplate": "4", "server_tx": 1.5}"#)?;
+    /// assert_eq!(frame, ServerMessage::Allocated { nameplate: "4".into() });
+    /// # Ok::<(), wormhole_sync_core::mailbox_wire::FrameError>(())
+    /// ```
+    pub fn parse(frame: &[u8]) -> Result<ServerMessage, FrameError> {
+        if frame.len() > MAX_FRAME_BYTES {
+            return Err(FrameError::TooLarge);
+        }
+        let Ok(Value::Object(object)) = serde_json::from_slice::<Value>(frame) else { return Err(FrameError::NotJson) };
+        let kind = object.get("type").and_then(Value::as_str).ok_or(FrameError::MissingType)?;
+        let number = |field: &'static str| object.get(field).and_then(Value::as_f64).unwrap_or(0.0);
+        Ok(match kind {
+            "welcome" => {
+                let welcome = object.get("welcome").and_then(Value::as_object);
+                let field = |name: &'static str| -> Result<Option<String>, FrameError> {
+                    Ok(welcome.map(|w| optional_text(w, name)).transpose()?.flatten().map(str::to_string))
+                };
+                ServerMessage::Welcome { motd: field("motd")?, error: field("error")? }
+            }
+            "ack" => ServerMessage::Ack { id: object.get("id").filter(|id| !id.is_null()).cloned() },
+            "pong" => ServerMessage::Pong {
+                pong: object.get("pong").and_then(Value::as_u64).ok_or(FrameError::Requires("pong", "pong"))?,
+            },
+            "nameplates" => {
+                let list = object.get("nameplates").and_then(Value::as_array);
+                let list = list.ok_or(FrameError::Requires("nameplates", "nameplates"))?;
+                let nameplates = list
+                    .iter()
+                    .map(|entry| entry.get("id").and_then(Value::as_str).map(nameplate))
+                    .collect::<Option<Result<Vec<_>, _>>>()
+                    .ok_or(FrameError::Invalid("nameplates"))??;
+                ServerMessage::Nameplates { nameplates }
+            }
+            "allocated" => ServerMessage::Allocated { nameplate: nameplate(text(&object, "allocated", "nameplate")?)? },
+            "claimed" => ServerMessage::Claimed { mailbox: mailbox(text(&object, "claimed", "mailbox")?)? },
+            "released" => ServerMessage::Released,
+            "message" => {
+                let body = text(&object, "message", "body")?;
+                if body.len() % 2 != 0 || !body.bytes().all(|b| b.is_ascii_hexdigit()) {
+                    return Err(FrameError::Invalid("body"));
+                }
+                ServerMessage::Message {
+                    side: printable(text(&object, "message", "side")?, MAX_SIDE_LEN, "side")?,
+                    phase: printable(text(&object, "message", "phase")?, MAX_PHASE_LEN, "phase")?,
+                    body: body.to_string(),
+                    server_rx: number("server_rx"),
+                    id: optional_text(&object, "id").ok().flatten().map(str::to_string),
+                }
+            }
+            "closed" => ServerMessage::Closed,
+            "error" => ServerMessage::Error {
+                error: text(&object, "error", "error")?.to_string(),
+                orig: object.get("orig").cloned().unwrap_or(Value::Null),
+            },
+            _ => return Err(FrameError::UnknownType),
+        })
+    }
+
     /// The `error` frame for a client frame that could not be read, quoting
     /// it when it was JSON (as the reference server does).
     pub fn refusal(frame: &[u8], error: &FrameError) -> ServerMessage {
@@ -344,6 +410,44 @@ mod tests {
             let frame = ClientMessage::parse(message.to_json(Some(&id)).as_bytes()).unwrap();
             assert_eq!(frame, ClientFrame { id: Some(id), message });
         }
+    }
+
+    #[test]
+    fn every_server_message_reads_back() {
+        let messages = [
+            ServerMessage::Welcome { motd: Some("hi".into()), error: None },
+            ServerMessage::Welcome { motd: None, error: Some("go away".into()) },
+            ServerMessage::Ack { id: Some(json!("0f1e")) },
+            ServerMessage::Pong { pong: 7 },
+            ServerMessage::Nameplates { nameplates: vec!["1".into(), "23".into()] },
+            ServerMessage::Allocated { nameplate: "42".into() },
+            ServerMessage::Claimed { mailbox: MailboxId::new("mxyz2345abcde").unwrap() },
+            ServerMessage::Released,
+            ServerMessage::Message {
+                side: "a1".into(),
+                phase: "pake".into(),
+                body: "7b7d".into(),
+                server_rx: 1.5,
+                id: Some("c3".into()),
+            },
+            ServerMessage::Closed,
+            ServerMessage::Error { error: "crowded".into(), orig: json!({"type": "claim", "nameplate": "4"}) },
+        ];
+        for message in messages {
+            assert_eq!(ServerMessage::parse(message.to_json(2.0).as_bytes()).unwrap(), message);
+        }
+    }
+
+    #[test]
+    fn server_frames_a_client_cannot_use_are_refused_by_name() {
+        let refused = |frame: &str| ServerMessage::parse(frame.as_bytes()).unwrap_err().to_string();
+        assert_eq!(refused(r#"{"type": "dilate"}"#), "unknown type");
+        assert_eq!(refused(r#"{"type": "claimed"}"#), "claimed requires 'mailbox'");
+        assert_eq!(refused(r#"{"type": "claimed", "mailbox": "../x"}"#), "invalid 'mailbox'");
+        assert_eq!(refused(r#"{"type": "message", "side": "a", "phase": "0", "body": "abc"}"#), "invalid 'body'");
+        assert_eq!(refused(r#"{"type": "nameplates", "nameplates": [{"id": 4}]}"#), "invalid 'nameplates'");
+        assert_eq!(refused(r#"{"type": "welcome", "welcome": {"error": 5}}"#), "invalid 'error'");
+        assert_eq!(refused("[]"), "message is not a JSON object");
     }
 
     #[test]

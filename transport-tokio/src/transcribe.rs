@@ -11,9 +11,10 @@ macro_rules! shared_methods {
     ($side:ident, $role:expr) => {
         impl Client for $side {
             type Http = reqwest::Client;
+            type Machine = Exchange;
             const ROLE: Role = $role;
 
-            fn from_exchange(exchange: Exchange, client: Option<reqwest::Client>) -> Self {
+            fn from_machine(exchange: Exchange, client: Option<reqwest::Client>) -> Self {
                 $side { exchange, client }
             }
         }
@@ -37,7 +38,7 @@ macro_rules! shared_methods {
             /// blocking one: the format is the core's); call `start()` to
             /// resume. It uses the shared HTTP client.
             pub fn from_serialized(bytes: &[u8]) -> Result<Self, Error> {
-                Ok(Self::from_exchange(Exchange::from_serialized_as(bytes, $role)?, None))
+                Ok(Self::from_machine(Exchange::from_serialized_as(bytes, $role)?, None))
             }
         }
     };

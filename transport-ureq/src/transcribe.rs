@@ -13,9 +13,10 @@ macro_rules! shared_methods {
     ($side:ident, $role:expr) => {
         impl Client for $side {
             type Http = ureq::Agent;
+            type Machine = Exchange;
             const ROLE: Role = $role;
 
-            fn from_exchange(exchange: Exchange, agent: Option<ureq::Agent>) -> Self {
+            fn from_machine(exchange: Exchange, agent: Option<ureq::Agent>) -> Self {
                 $side { driver: Driver::new(exchange, agent.unwrap_or_else(shared_agent)) }
             }
         }
@@ -95,7 +96,7 @@ macro_rules! shared_methods {
             /// HTTP agent unless given another with
             /// [`with_http_client`](Self::with_http_client).
             pub fn from_serialized(bytes: &[u8]) -> Result<Self, Error> {
-                Ok(Self::from_exchange(Exchange::from_serialized_as(bytes, $role)?, None))
+                Ok(Self::from_machine(Exchange::from_serialized_as(bytes, $role)?, None))
             }
 
             /// Sends its requests through this agent from now on (a restored

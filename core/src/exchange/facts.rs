@@ -10,13 +10,11 @@ use crate::code::Code;
 use crate::config::Config;
 use crate::crypto::{Seed, PAKE_MESSAGE_LEN, TAG_LEN};
 use crate::time::{Timestamp, MAX_TIMESTAMP};
-use crate::wire::{is_printable_text, validate_side, MailboxId, Mood, MAX_SEQ};
+use crate::wire::{validate_side, MailboxId, Mood, MAX_SEQ};
 use crate::{Error, Role};
 
 use super::MAX_DATA_LEN;
-
-/// Longest text kept in a saved failure.
-const MAX_FAILURE_TEXT: usize = 1024;
+use crate::saved_fields;
 
 /// The persisted state of an exchange. Field order is the saved order.
 #[derive(Serialize, Deserialize)]
@@ -25,11 +23,11 @@ pub(super) struct Facts {
     // Given.
     pub(super) role: Role,
     pub(super) config: Config,
-    #[serde(with = "encoding::seed")]
+    #[serde(with = "crate::saved_fields::seed")]
     pub(super) seed: Seed,
-    #[serde(with = "encoding::bytes")]
+    #[serde(with = "crate::saved_fields::bytes")]
     pub(super) data: Vec<u8>,
-    #[serde(with = "encoding::code")]
+    #[serde(with = "crate::saved_fields::code")]
     pub(super) code: Option<Code>,
     pub(super) create_channel: bool,
     pub(super) started_at: Option<Timestamp>,
@@ -46,14 +44,14 @@ pub(super) struct Facts {
     // Learned from the peer.
     pub(super) cursor: u64,
     pub(super) peer_side: Option<String>,
-    #[serde(with = "encoding::optional_bytes")]
+    #[serde(with = "crate::saved_fields::optional_bytes")]
     pub(super) peer_pake: Option<Vec<u8>>,
-    #[serde(with = "encoding::optional_bytes")]
+    #[serde(with = "crate::saved_fields::optional_bytes")]
     pub(super) peer_data: Option<Vec<u8>>,
     pub(super) peer_mood: Option<Mood>,
     // Decided here.
     pub(super) decision: Option<bool>,
-    #[serde(with = "encoding::failure")]
+    #[serde(with = "crate::saved_fields::failure")]
     pub(super) failure: Option<Error>,
 }
 
@@ -109,12 +107,10 @@ impl Facts {
             "the peer's data must be at most 32 KiB + 16",
         )?;
         require(self.peer_side.as_deref().is_none_or(|s| validate_side(s).is_ok()), "peer side is not a valid side")?;
-        if let Some(failure) = &self.failure {
-            let saved = encoding::SavedFailure::from(failure);
-            let texts = saved.texts();
-            let printable = texts.iter().all(|t| t.len() <= MAX_FAILURE_TEXT && is_printable_text(t));
-            require(printable, "a failure's text is too long or not printable")?;
-        }
+        require(
+            self.failure.as_ref().is_none_or(saved_fields::failure_texts_fit),
+            "a failure's text is too long or not printable",
+        )?;
         self.check_invariants()
     }
 
@@ -154,231 +150,9 @@ impl Facts {
     }
 }
 
-/// How the facts that are not plain JSON values are written: bytes in
-/// base64, the exchange's secret seed in hex, the code as typed, a failure by a stable code.
-pub(super) mod encoding {
-    use base64::engine::general_purpose::STANDARD as BASE64;
-    use base64::Engine as _;
-    use serde::{Deserialize, Deserializer, Serialize, Serializer};
-
-    use crate::code::Code;
-    use crate::crypto::{hex, unhex, Seed};
-    use crate::error::{Error, ServerErrorCode, TransportError};
-    use crate::wire::Mood;
-
-    /// Marks a decoding rule's message, so the loader can repeat it (it
-    /// names the rule, never the value) where serde's own messages may
-    /// quote the value.
-    pub(in crate::exchange) const RULE: &str = "rule: ";
-
-    fn broken<E: serde::de::Error>(why: &str) -> E {
-        E::custom(format!("{RULE}{why}"))
-    }
-
-    pub(super) mod seed {
-        use super::*;
-
-        pub(in crate::exchange) fn serialize<S: Serializer>(seed: &Seed, s: S) -> Result<S::Ok, S::Error> {
-            hex(seed.0.as_slice()).serialize(s)
-        }
-
-        pub(in crate::exchange) fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Seed, D::Error> {
-            let text = String::deserialize(d)?;
-            let bytes: [u8; 32] =
-                unhex(&text).and_then(|s| s.try_into().ok()).ok_or_else(|| broken("seed must be 32 bytes of hex"))?;
-            Ok(Seed::new(bytes))
-        }
-    }
-
-    pub(super) mod bytes {
-        use super::*;
-
-        pub(in crate::exchange) fn serialize<S: Serializer>(bytes: &[u8], s: S) -> Result<S::Ok, S::Error> {
-            BASE64.encode(bytes).serialize(s)
-        }
-
-        pub(in crate::exchange) fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<u8>, D::Error> {
-            let text = String::deserialize(d)?;
-            // Longer than any allowed field: refused before decoding.
-            if text.len() > 64 * 1024 {
-                return Err(broken("a byte field is too long"));
-            }
-            BASE64.decode(text).map_err(|_| broken("a byte field is not base64"))
-        }
-    }
-
-    pub(super) mod optional_bytes {
-        use super::*;
-
-        pub(in crate::exchange) fn serialize<S: Serializer>(bytes: &Option<Vec<u8>>, s: S) -> Result<S::Ok, S::Error> {
-            bytes.as_ref().map(|b| BASE64.encode(b)).serialize(s)
-        }
-
-        pub(in crate::exchange) fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Vec<u8>>, D::Error> {
-            #[derive(Deserialize)]
-            struct Wrapped(#[serde(with = "super::bytes")] Vec<u8>);
-            Ok(Option::<Wrapped>::deserialize(d)?.map(|w| w.0))
-        }
-    }
-
-    pub(super) mod code {
-        use super::*;
-
-        pub(in crate::exchange) fn serialize<S: Serializer>(code: &Option<Code>, s: S) -> Result<S::Ok, S::Error> {
-            code.as_ref().map(Code::to_string).serialize(s)
-        }
-
-        pub(in crate::exchange) fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Code>, D::Error> {
-            let Some(text) = Option::<String>::deserialize(d)? else { return Ok(None) };
-            let code = text.parse::<Code>().map_err(|_| broken("code is not a valid code"))?;
-            if code.to_string() != text {
-                return Err(broken("code is not in canonical form"));
-            }
-            Ok(Some(code))
-        }
-    }
-
-    pub(super) mod failure {
-        use super::*;
-
-        pub(in crate::exchange) fn serialize<S: Serializer>(failure: &Option<Error>, s: S) -> Result<S::Ok, S::Error> {
-            failure.as_ref().map(SavedFailure::from).serialize(s)
-        }
-
-        pub(in crate::exchange) fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Error>, D::Error> {
-            Ok(Option::<SavedFailure>::deserialize(d)?.map(Error::from))
-        }
-    }
-
-    /// A failure as saved: each kind by a stable name of its own, so
-    /// renaming an [`Error`] variant cannot break old saved states.
-    #[derive(Serialize, Deserialize)]
-    #[serde(tag = "kind", deny_unknown_fields)]
-    pub(in crate::exchange) enum SavedFailure {
-        #[serde(rename = "wrong-code")]
-        WrongCode,
-        #[serde(rename = "timeout")]
-        Timeout,
-        #[serde(rename = "crowded")]
-        Crowded,
-        #[serde(rename = "unknown-channel")]
-        UnknownChannel,
-        #[serde(rename = "channel-expired")]
-        ChannelExpired,
-        #[serde(rename = "channel-burned")]
-        ChannelBurned,
-        #[serde(rename = "cancelled")]
-        Cancelled,
-        #[serde(rename = "declined")]
-        Declined,
-        #[serde(rename = "peer-declined")]
-        PeerDeclined,
-        #[serde(rename = "reflection")]
-        Reflection,
-        #[serde(rename = "peer-closed")]
-        PeerClosed { mood: Mood },
-        #[serde(rename = "server-unreachable")]
-        ServerUnreachable { detail: String },
-        #[serde(rename = "peer-protocol")]
-        PeerProtocol { detail: String },
-        #[serde(rename = "server-protocol")]
-        ServerProtocol { detail: String },
-        #[serde(rename = "server-busy")]
-        ServerBusy { code: String, message: String },
-        #[serde(rename = "server-rejected")]
-        ServerRejected { code: String, message: String },
-    }
-
-    /// `text` cut to at most `max` bytes, at a character boundary.
-    fn within(mut text: String, max: usize) -> String {
-        let mut end = text.len().min(max);
-        while !text.is_char_boundary(end) {
-            end -= 1;
-        }
-        text.truncate(end);
-        text
-    }
-
-    impl SavedFailure {
-        /// The free texts it carries.
-        pub(in crate::exchange) fn texts(&self) -> Vec<&str> {
-            match self {
-                SavedFailure::ServerUnreachable { detail }
-                | SavedFailure::PeerProtocol { detail }
-                | SavedFailure::ServerProtocol { detail } => vec![detail],
-                SavedFailure::ServerBusy { code, message } | SavedFailure::ServerRejected { code, message } => {
-                    vec![code, message]
-                }
-                _ => Vec::new(),
-            }
-        }
-    }
-
-    impl From<&Error> for SavedFailure {
-        fn from(error: &Error) -> SavedFailure {
-            match error {
-                Error::WrongCode => SavedFailure::WrongCode,
-                Error::Timeout => SavedFailure::Timeout,
-                Error::Crowded => SavedFailure::Crowded,
-                Error::UnknownChannel => SavedFailure::UnknownChannel,
-                Error::ChannelExpired => SavedFailure::ChannelExpired,
-                Error::ChannelBurned => SavedFailure::ChannelBurned,
-                Error::Cancelled => SavedFailure::Cancelled,
-                Error::Declined => SavedFailure::Declined,
-                Error::PeerDeclined => SavedFailure::PeerDeclined,
-                Error::Reflection => SavedFailure::Reflection,
-                Error::PeerClosed { mood } => SavedFailure::PeerClosed { mood: *mood },
-                Error::ServerUnreachable { cause } => {
-                    SavedFailure::ServerUnreachable { detail: within(cause.chain(), super::MAX_FAILURE_TEXT) }
-                }
-                Error::PeerProtocol { detail } => SavedFailure::PeerProtocol { detail: detail.clone() },
-                Error::ServerProtocol { detail } => SavedFailure::ServerProtocol { detail: detail.clone() },
-                Error::ServerBusy { code, message } => {
-                    SavedFailure::ServerBusy { code: code.to_string(), message: message.clone() }
-                }
-                Error::ServerRejected { code, message } => {
-                    SavedFailure::ServerRejected { code: code.to_string(), message: message.clone() }
-                }
-                // An exchange ends only with the outcomes above (`Error::is_outcome`);
-                // anything else would be kept as a protocol failure with its text.
-                other => SavedFailure::ServerProtocol { detail: within(other.to_string(), super::MAX_FAILURE_TEXT) },
-            }
-        }
-    }
-
-    impl From<SavedFailure> for Error {
-        fn from(saved: SavedFailure) -> Error {
-            match saved {
-                SavedFailure::WrongCode => Error::WrongCode,
-                SavedFailure::Timeout => Error::Timeout,
-                SavedFailure::Crowded => Error::Crowded,
-                SavedFailure::UnknownChannel => Error::UnknownChannel,
-                SavedFailure::ChannelExpired => Error::ChannelExpired,
-                SavedFailure::ChannelBurned => Error::ChannelBurned,
-                SavedFailure::Cancelled => Error::Cancelled,
-                SavedFailure::Declined => Error::Declined,
-                SavedFailure::PeerDeclined => Error::PeerDeclined,
-                SavedFailure::Reflection => Error::Reflection,
-                SavedFailure::PeerClosed { mood } => Error::PeerClosed { mood },
-                SavedFailure::ServerUnreachable { detail } => {
-                    Error::ServerUnreachable { cause: TransportError::from_message(&detail) }
-                }
-                SavedFailure::PeerProtocol { detail } => Error::PeerProtocol { detail },
-                SavedFailure::ServerProtocol { detail } => Error::ServerProtocol { detail },
-                SavedFailure::ServerBusy { code, message } => {
-                    Error::ServerBusy { code: ServerErrorCode::from_name(&code), message }
-                }
-                SavedFailure::ServerRejected { code, message } => {
-                    Error::ServerRejected { code: ServerErrorCode::from_name(&code), message }
-                }
-            }
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
-    use super::encoding::SavedFailure;
+    use super::saved_fields::SavedFailure;
     use crate::error::{ServerErrorCode, TransportError};
     use crate::wire::{ErrorCode, Mood};
     use crate::Error;

@@ -5,8 +5,9 @@
 use serde::Deserialize;
 use serde_json::{Map, Value};
 
-use super::facts::{encoding, Facts};
+use super::facts::Facts;
 use super::{Exchange, MAX_SERIALIZED_LEN};
+use crate::saved_fields;
 use crate::{ascii_json, Error, Role};
 
 const FORMAT: &str = "wormhole-sync/exchange";
@@ -71,7 +72,7 @@ impl Exchange {
             // serde's own messages can quote the offending value (the code, say);
             // the encoding's rules name the rule only.
             let text = e.to_string();
-            match text.strip_prefix(encoding::RULE) {
+            match text.strip_prefix(saved_fields::RULE) {
                 Some(rule) => bad(rule),
                 None => bad("a field is missing, unknown or of the wrong type"),
             }

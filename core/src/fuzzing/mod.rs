@@ -13,6 +13,7 @@
 //! `WORMHOLE_FUZZ_TRACE=1` prints each operation as it runs.
 
 pub mod exchange_ops;
+pub mod mailbox_exchange_ops;
 pub mod rendezvous_ops;
 
 /// Whether to print each operation as it runs (`WORMHOLE_FUZZ_TRACE=1`), to

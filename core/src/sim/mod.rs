@@ -26,6 +26,7 @@ use crate::wire::{Request, Response, Route, WireError};
 use crate::{Error, Mood, TransportError};
 
 mod check;
+pub mod mailbox;
 mod scenario;
 
 pub use check::{check, Report};

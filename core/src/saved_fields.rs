@@ -1,0 +1,230 @@
+//! How saved states write the fields serde cannot write as they are
+//! (seeds and keys as hex, data as base64, codes as text, failures as
+//! their kind and texts), and read them back from untrusted bytes with
+//! errors that name the rule broken, never the value (it can be a secret).
+
+use base64::engine::general_purpose::STANDARD as BASE64;
+use base64::Engine as _;
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+use crate::code::Code;
+use crate::crypto::{hex, unhex, Seed};
+use crate::error::{Error, ServerErrorCode, TransportError};
+use crate::wire::Mood;
+
+/// Marks a decoding rule's message, so the loader can repeat it (it
+/// names the rule, never the value) where serde's own messages may
+/// quote the value.
+pub(crate) const RULE: &str = "rule: ";
+
+/// Longest text kept in a saved failure.
+pub(crate) const MAX_FAILURE_TEXT: usize = 1024;
+
+/// Whether a restored failure's texts are printable and short enough.
+pub(crate) fn failure_texts_fit(failure: &Error) -> bool {
+    SavedFailure::from(failure).texts().iter().all(|t| t.len() <= MAX_FAILURE_TEXT && crate::wire::is_printable_text(t))
+}
+
+fn broken<E: serde::de::Error>(why: &str) -> E {
+    E::custom(format!("{RULE}{why}"))
+}
+
+pub(crate) mod seed {
+    use super::*;
+
+    pub(crate) fn serialize<S: Serializer>(seed: &Seed, s: S) -> Result<S::Ok, S::Error> {
+        hex(seed.0.as_slice()).serialize(s)
+    }
+
+    pub(crate) fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Seed, D::Error> {
+        let text = String::deserialize(d)?;
+        let bytes: [u8; 32] =
+            unhex(&text).and_then(|s| s.try_into().ok()).ok_or_else(|| broken("seed must be 32 bytes of hex"))?;
+        Ok(Seed::new(bytes))
+    }
+}
+
+pub(crate) mod bytes {
+    use super::*;
+
+    pub(crate) fn serialize<S: Serializer>(bytes: &[u8], s: S) -> Result<S::Ok, S::Error> {
+        BASE64.encode(bytes).serialize(s)
+    }
+
+    pub(crate) fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<u8>, D::Error> {
+        let text = String::deserialize(d)?;
+        // Longer than any allowed field: refused before decoding.
+        if text.len() > 64 * 1024 {
+            return Err(broken("a byte field is too long"));
+        }
+        BASE64.decode(text).map_err(|_| broken("a byte field is not base64"))
+    }
+}
+
+pub(crate) mod optional_bytes {
+    use super::*;
+
+    pub(crate) fn serialize<S: Serializer>(bytes: &Option<Vec<u8>>, s: S) -> Result<S::Ok, S::Error> {
+        bytes.as_ref().map(|b| BASE64.encode(b)).serialize(s)
+    }
+
+    pub(crate) fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Vec<u8>>, D::Error> {
+        #[derive(Deserialize)]
+        struct Wrapped(#[serde(with = "super::bytes")] Vec<u8>);
+        Ok(Option::<Wrapped>::deserialize(d)?.map(|w| w.0))
+    }
+}
+
+pub(crate) mod code {
+    use super::*;
+
+    pub(crate) fn serialize<S: Serializer>(code: &Option<Code>, s: S) -> Result<S::Ok, S::Error> {
+        code.as_ref().map(Code::to_string).serialize(s)
+    }
+
+    pub(crate) fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Code>, D::Error> {
+        let Some(text) = Option::<String>::deserialize(d)? else { return Ok(None) };
+        let code = text.parse::<Code>().map_err(|_| broken("code is not a valid code"))?;
+        if code.to_string() != text {
+            return Err(broken("code is not in canonical form"));
+        }
+        Ok(Some(code))
+    }
+}
+
+pub(crate) mod failure {
+    use super::*;
+
+    pub(crate) fn serialize<S: Serializer>(failure: &Option<Error>, s: S) -> Result<S::Ok, S::Error> {
+        failure.as_ref().map(SavedFailure::from).serialize(s)
+    }
+
+    pub(crate) fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Error>, D::Error> {
+        Ok(Option::<SavedFailure>::deserialize(d)?.map(Error::from))
+    }
+}
+
+/// A failure as saved: each kind by a stable name of its own, so
+/// renaming an [`Error`] variant cannot break old saved states.
+#[derive(Serialize, Deserialize)]
+#[serde(tag = "kind", deny_unknown_fields)]
+pub(crate) enum SavedFailure {
+    #[serde(rename = "wrong-code")]
+    WrongCode,
+    #[serde(rename = "timeout")]
+    Timeout,
+    #[serde(rename = "crowded")]
+    Crowded,
+    #[serde(rename = "unknown-channel")]
+    UnknownChannel,
+    #[serde(rename = "channel-expired")]
+    ChannelExpired,
+    #[serde(rename = "channel-burned")]
+    ChannelBurned,
+    #[serde(rename = "cancelled")]
+    Cancelled,
+    #[serde(rename = "declined")]
+    Declined,
+    #[serde(rename = "peer-declined")]
+    PeerDeclined,
+    #[serde(rename = "reflection")]
+    Reflection,
+    #[serde(rename = "peer-closed")]
+    PeerClosed { mood: Mood },
+    #[serde(rename = "server-unreachable")]
+    ServerUnreachable { detail: String },
+    #[serde(rename = "peer-protocol")]
+    PeerProtocol { detail: String },
+    #[serde(rename = "server-protocol")]
+    ServerProtocol { detail: String },
+    #[serde(rename = "server-busy")]
+    ServerBusy { code: String, message: String },
+    #[serde(rename = "server-rejected")]
+    ServerRejected { code: String, message: String },
+}
+
+/// `text` cut to at most `max` bytes, at a character boundary.
+fn within(mut text: String, max: usize) -> String {
+    let mut end = text.len().min(max);
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    text.truncate(end);
+    text
+}
+
+impl SavedFailure {
+    /// The free texts it carries.
+    pub(crate) fn texts(&self) -> Vec<&str> {
+        match self {
+            SavedFailure::ServerUnreachable { detail }
+            | SavedFailure::PeerProtocol { detail }
+            | SavedFailure::ServerProtocol { detail } => vec![detail],
+            SavedFailure::ServerBusy { code, message } | SavedFailure::ServerRejected { code, message } => {
+                vec![code, message]
+            }
+            _ => Vec::new(),
+        }
+    }
+}
+
+impl From<&Error> for SavedFailure {
+    fn from(error: &Error) -> SavedFailure {
+        match error {
+            Error::WrongCode => SavedFailure::WrongCode,
+            Error::Timeout => SavedFailure::Timeout,
+            Error::Crowded => SavedFailure::Crowded,
+            Error::UnknownChannel => SavedFailure::UnknownChannel,
+            Error::ChannelExpired => SavedFailure::ChannelExpired,
+            Error::ChannelBurned => SavedFailure::ChannelBurned,
+            Error::Cancelled => SavedFailure::Cancelled,
+            Error::Declined => SavedFailure::Declined,
+            Error::PeerDeclined => SavedFailure::PeerDeclined,
+            Error::Reflection => SavedFailure::Reflection,
+            Error::PeerClosed { mood } => SavedFailure::PeerClosed { mood: *mood },
+            Error::ServerUnreachable { cause } => {
+                SavedFailure::ServerUnreachable { detail: within(cause.chain(), MAX_FAILURE_TEXT) }
+            }
+            Error::PeerProtocol { detail } => SavedFailure::PeerProtocol { detail: detail.clone() },
+            Error::ServerProtocol { detail } => SavedFailure::ServerProtocol { detail: detail.clone() },
+            Error::ServerBusy { code, message } => {
+                SavedFailure::ServerBusy { code: code.to_string(), message: message.clone() }
+            }
+            Error::ServerRejected { code, message } => {
+                SavedFailure::ServerRejected { code: code.to_string(), message: message.clone() }
+            }
+            // An exchange ends only with the outcomes above (`Error::is_outcome`);
+            // anything else would be kept as a protocol failure with its text.
+            other => SavedFailure::ServerProtocol { detail: within(other.to_string(), MAX_FAILURE_TEXT) },
+        }
+    }
+}
+
+impl From<SavedFailure> for Error {
+    fn from(saved: SavedFailure) -> Error {
+        match saved {
+            SavedFailure::WrongCode => Error::WrongCode,
+            SavedFailure::Timeout => Error::Timeout,
+            SavedFailure::Crowded => Error::Crowded,
+            SavedFailure::UnknownChannel => Error::UnknownChannel,
+            SavedFailure::ChannelExpired => Error::ChannelExpired,
+            SavedFailure::ChannelBurned => Error::ChannelBurned,
+            SavedFailure::Cancelled => Error::Cancelled,
+            SavedFailure::Declined => Error::Declined,
+            SavedFailure::PeerDeclined => Error::PeerDeclined,
+            SavedFailure::Reflection => Error::Reflection,
+            SavedFailure::PeerClosed { mood } => Error::PeerClosed { mood },
+            SavedFailure::ServerUnreachable { detail } => {
+                Error::ServerUnreachable { cause: TransportError::from_message(&detail) }
+            }
+            SavedFailure::PeerProtocol { detail } => Error::PeerProtocol { detail },
+            SavedFailure::ServerProtocol { detail } => Error::ServerProtocol { detail },
+            SavedFailure::ServerBusy { code, message } => {
+                Error::ServerBusy { code: ServerErrorCode::from_name(&code), message }
+            }
+            SavedFailure::ServerRejected { code, message } => {
+                Error::ServerRejected { code: ServerErrorCode::from_name(&code), message }
+            }
+        }
+    }
+}
