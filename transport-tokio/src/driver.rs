@@ -10,12 +10,15 @@ use std::time::{Duration, SystemTime};
 
 use tokio::sync::{watch, Notify};
 use tokio::task::JoinSet;
+use wormhole_sync_core::magic_wormhole::MailboxExchange;
 use wormhole_sync_core::wire::MAX_RESPONSE_BYTES;
 use wormhole_sync_core::{
     ApiMisuse, Code, Error, Exchange, Progress, RequestId, Timestamp, Transmit, TransportError, Verifier,
 };
 
-fn now() -> Timestamp {
+use crate::mailbox::TlsConfig;
+
+pub(crate) fn now() -> Timestamp {
     Timestamp::from_system_time(SystemTime::now())
 }
 
@@ -41,16 +44,79 @@ struct Status {
     finished: bool,
 }
 
-struct Shared {
-    exchange: Mutex<Exchange>,
+/// The state machine a handle drives: a transcribe-mode exchange over
+/// HTTP, or a magic-wormhole exchange over a WebSocket.
+#[derive(Debug)]
+pub(crate) enum Machine {
+    Transcribe(Exchange),
+    MagicWormhole(MailboxExchange),
+}
+
+/// Forwards a call both machines answer alike.
+macro_rules! either {
+    ($machine:expr, $m:ident => $call:expr) => {
+        match $machine {
+            Machine::Transcribe($m) => $call,
+            Machine::MagicWormhole($m) => $call,
+        }
+    };
+}
+
+impl Machine {
+    fn start(&mut self, at: Timestamp) {
+        either!(self, m => m.start(at))
+    }
+
+    fn cancel(&mut self, at: Timestamp) {
+        either!(self, m => m.cancel(at))
+    }
+
+    fn handle_timeout(&mut self, at: Timestamp) {
+        either!(self, m => m.handle_timeout(at))
+    }
+
+    fn has_outcome(&self) -> bool {
+        either!(self, m => m.has_outcome())
+    }
+
+    fn is_finished(&self) -> bool {
+        either!(self, m => m.is_finished())
+    }
+
+    pub(crate) fn poll_timeout(&self) -> Option<Timestamp> {
+        either!(self, m => m.poll_timeout())
+    }
+
+    fn serialize(&self) -> Vec<u8> {
+        either!(self, m => m.serialize())
+    }
+
+    /// Takes in every pending event; true if there was one.
+    fn drain(&mut self, news: &mut Progress) -> bool {
+        let mut any = false;
+        while let Some(event) = either!(self, m => m.poll_event()) {
+            news.record(event);
+            any = true;
+        }
+        any
+    }
+}
+
+/// How a machine reaches its server.
+pub(crate) enum Transport {
+    Http(reqwest::Client),
+    WebSocket(Option<TlsConfig>),
+}
+
+pub(crate) struct Shared {
+    exchange: Mutex<Machine>,
     status: watch::Sender<Status>,
-    wake: Notify,
+    pub(crate) wake: Notify,
     stop: AtomicBool,
     handles: AtomicUsize,
     /// The state was handed out: the last handle's drop leaves the channel
     /// open for whoever restores it.
     saved: AtomicBool,
-    client: reqwest::Client,
     /// Makes the driver task panic, to test what waiters then see.
     #[cfg(test)]
     panic: AtomicBool,
@@ -59,7 +125,7 @@ struct Shared {
 impl Shared {
     /// The exchange; a panic elsewhere while it was locked does not make it
     /// unusable (the exchange is only changed through its own methods).
-    fn exchange(&self) -> MutexGuard<'_, Exchange> {
+    pub(crate) fn exchange(&self) -> MutexGuard<'_, Machine> {
         self.exchange.lock().unwrap_or_else(PoisonError::into_inner)
     }
 }
@@ -73,7 +139,7 @@ pub struct Handle {
 }
 
 /// Starts the driver task for `exchange` on the current tokio runtime.
-pub(crate) fn start(exchange: Exchange, client: reqwest::Client) -> Handle {
+pub(crate) fn start(exchange: Machine, transport: Transport) -> Handle {
     let (status, _) = watch::channel(Status::default());
     let shared = Arc::new(Shared {
         exchange: Mutex::new(exchange),
@@ -82,11 +148,14 @@ pub(crate) fn start(exchange: Exchange, client: reqwest::Client) -> Handle {
         stop: AtomicBool::new(false),
         handles: AtomicUsize::new(1),
         saved: AtomicBool::new(false),
-        client,
         #[cfg(test)]
         panic: AtomicBool::new(false),
     });
-    tokio::spawn(drive(DriverGuard(shared.clone())));
+    let guard = DriverGuard(shared.clone());
+    match transport {
+        Transport::Http(client) => tokio::spawn(drive(guard, client)),
+        Transport::WebSocket(connector) => tokio::spawn(crate::mailbox::drive(guard, connector)),
+    };
     Handle { shared }
 }
 
@@ -163,7 +232,11 @@ impl Handle {
     }
 
     fn decide(&self, accept: bool) -> Result<(), Error> {
-        if !self.shared.exchange().confirm_verifier(now(), accept) {
+        let decided = match &mut *self.shared.exchange() {
+            Machine::Transcribe(exchange) => exchange.confirm_verifier(now(), accept),
+            Machine::MagicWormhole(_) => false,
+        };
+        if !decided {
             return Err(ApiMisuse::NoVerifierPending.into());
         }
         self.shared.wake.notify_one();
@@ -195,7 +268,7 @@ impl Handle {
 
 /// Owned by the driver task: however the task ends (returning, panicking,
 /// or dropped with its runtime), waiters are told, never left hanging.
-struct DriverGuard(Arc<Shared>);
+pub(crate) struct DriverGuard(pub(crate) Arc<Shared>);
 
 impl Drop for DriverGuard {
     fn drop(&mut self) {
@@ -219,7 +292,7 @@ impl Drop for DriverGuard {
     }
 }
 
-fn publish(shared: &Shared, news: &Progress, finished: bool) {
+pub(crate) fn publish(shared: &Shared, news: &Progress, finished: bool) {
     let current = Status { news: news.clone(), finished };
     shared.status.send_if_modified(|status| {
         let changed = *status != current;
@@ -230,56 +303,74 @@ fn publish(shared: &Shared, news: &Progress, finished: bool) {
 
 type Answer = (RequestId, Result<(u16, Vec<u8>), TransportError>);
 
-async fn drive(guard: DriverGuard) {
+/// The bookkeeping at the top of each turn of a driver loop: starts the
+/// machine, turns a stop into a cancel (or leaves a saved machine as it
+/// is), fires timers, and publishes news. Returns `None` when the loop
+/// should end.
+pub(crate) fn turn<T>(
+    shared: &Shared,
+    news: &mut Progress,
+    stopping: &mut bool,
+    poll: impl FnOnce(&mut Machine, Timestamp) -> T,
+) -> Option<(T, Option<tokio::time::Instant>)> {
+    #[cfg(test)]
+    if shared.panic.load(Ordering::Relaxed) {
+        panic!("injected by a test");
+    }
+    let mut machine = shared.exchange();
+    let at = now();
+    machine.start(at);
+    if shared.stop.load(Ordering::Acquire) && !*stopping {
+        *stopping = true;
+        if shared.saved.load(Ordering::Relaxed) && !machine.has_outcome() {
+            return None; // Left for the saved copy: no cancel, no close.
+        }
+        machine.cancel(at);
+    }
+    machine.handle_timeout(at);
+    let due = poll(&mut machine, at);
+    let news_changed = machine.drain(news);
+    let finished = machine.is_finished();
+    if news_changed || finished {
+        publish(shared, news, finished);
+    }
+    if finished {
+        return None;
+    }
+    let wake = machine.poll_timeout().map(|t| tokio::time::Instant::now() + t.saturating_since(now()));
+    Some((due, wake))
+}
+
+/// Far enough to mean "no timer": the loop wakes for something else first.
+pub(crate) fn far_future() -> tokio::time::Instant {
+    tokio::time::Instant::now() + Duration::from_secs(3600)
+}
+
+async fn drive(guard: DriverGuard, client: reqwest::Client) {
     let shared = &guard.0;
     let mut requests: JoinSet<Answer> = JoinSet::new();
     let mut news = Progress::default();
     let mut stopping = false;
     loop {
-        #[cfg(test)]
-        if shared.panic.load(Ordering::Relaxed) {
-            panic!("injected by a test");
-        }
-        let (due, wake) = {
-            let mut exchange = shared.exchange();
-            let at = now();
-            exchange.start(at);
-            if shared.stop.load(Ordering::Acquire) && !stopping {
-                stopping = true;
-                if shared.saved.load(Ordering::Relaxed) && !exchange.has_outcome() {
-                    break; // Left for the saved copy: no cancel, no close.
-                }
-                exchange.cancel(at);
-            }
-            exchange.handle_timeout(at);
-            let due: Vec<Transmit> = std::iter::from_fn(|| exchange.poll_transmit(at)).collect();
-            let news_changed = news.drain(&mut exchange);
-            let finished = exchange.is_finished();
-            if news_changed || finished {
-                publish(shared, &news, finished);
-            }
-            if finished {
-                break;
-            }
-            let wake = exchange.poll_timeout().map(|t| tokio::time::Instant::now() + t.saturating_since(now()));
-            (due, wake)
-        };
+        let polled = turn(shared, &mut news, &mut stopping, |machine, at| match machine {
+            Machine::Transcribe(exchange) => std::iter::from_fn(|| exchange.poll_transmit(at)).collect(),
+            Machine::MagicWormhole(_) => Vec::new(),
+        });
+        let Some((due, wake)) = polled else { break };
         for transmit in due {
-            let client = shared.client.clone();
+            let client = client.clone();
             requests.spawn(async move { (transmit.id(), post(&client, &transmit).await) });
         }
-        let far = tokio::time::Instant::now() + Duration::from_secs(3600);
         tokio::select! {
             Some(joined) = requests.join_next(), if !requests.is_empty() => {
-                if let Ok((id, answer)) = joined {
-                    let mut exchange = shared.exchange();
+                if let (Ok((id, answer)), Machine::Transcribe(exchange)) = (joined, &mut *shared.exchange()) {
                     match answer {
                         Ok((status, body)) => exchange.handle_response(now(), id, status, &body),
                         Err(cause) => exchange.handle_transport_error(now(), id, cause),
                     }
                 }
             }
-            _ = tokio::time::sleep_until(wake.unwrap_or(far)) => {}
+            _ = tokio::time::sleep_until(wake.unwrap_or_else(far_future)) => {}
             _ = shared.wake.notified() => {}
         }
     }
@@ -331,7 +422,7 @@ mod tests {
             // A closed port: nothing will answer, so only the panic can end it.
             let config = Config::new("app").unwrap().with_rendezvous("http://127.0.0.1:9").unwrap();
             let exchange = Exchange::initiator(config, b"data".to_vec(), [1; 32]).unwrap();
-            let handle = start(exchange, shared_client());
+            let handle = start(Machine::Transcribe(exchange), Transport::Http(shared_client()));
             let (code, data) = (handle.when_code(), handle.when_data());
             handle.shared.panic.store(true, Ordering::Relaxed);
             handle.shared.wake.notify_one();

@@ -70,11 +70,15 @@
 #![warn(missing_docs)]
 
 mod driver;
+pub mod magic_wormhole;
+mod mailbox;
 pub mod transcribe;
 
 pub use driver::Handle;
 /// The HTTP client this crate is built on, for [`Builder::http_client`].
 pub use reqwest;
+/// The TLS library of `wss://` connections, for a [`magic_wormhole::TlsConfig`].
+pub use rustls;
 pub use transcribe::{Initiator, Receiver};
 pub use wormhole_sync_core::builder::{Builder, Client};
 pub use wormhole_sync_core::{

@@ -4,7 +4,7 @@
 use wormhole_sync_core::builder::{Builder, Client};
 use wormhole_sync_core::{Error, Exchange, Role};
 
-use crate::driver::{self, Handle};
+use crate::driver::{self, Handle, Machine, Transport};
 
 /// The methods both sides share, written once.
 macro_rules! shared_methods {
@@ -25,7 +25,8 @@ macro_rules! shared_methods {
             /// schedule and timeout count from the first start, also across
             /// a restore.
             pub fn start(self) -> Handle {
-                driver::start(self.exchange, self.client.unwrap_or_else(driver::shared_client))
+                let client = self.client.unwrap_or_else(driver::shared_client);
+                driver::start(Machine::Transcribe(self.exchange), Transport::Http(client))
             }
 
             /// The state as printable JSON (see [`Handle::serialize`] for a

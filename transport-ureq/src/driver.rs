@@ -6,7 +6,7 @@
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc;
-use std::sync::OnceLock;
+use std::sync::{Arc, OnceLock};
 use std::time::SystemTime;
 
 use wormhole_sync_core::wire::MAX_RESPONSE_BYTES;
@@ -59,16 +59,26 @@ enum Signal {
 /// let result = initiator.get_data(); // Err(Error::Cancelled) after a minute.
 /// # Ok::<(), wormhole_sync_ureq::Error>(())
 /// ```
-#[derive(Clone, Debug)]
+#[derive(Clone)]
 pub struct Canceller {
-    signals: mpsc::Sender<Signal>,
+    cancel: Arc<dyn Fn() + Send + Sync>,
 }
 
 impl Canceller {
+    /// A canceller that runs `cancel` (it signals the exchange's loop).
+    pub(crate) fn new(cancel: impl Fn() + Send + Sync + 'static) -> Canceller {
+        Canceller { cancel: Arc::new(cancel) }
+    }
+
     /// Cancels the exchange.
     pub fn cancel(&self) {
-        // Nothing to do if the exchange is gone already.
-        let _ = self.signals.send(Signal::Cancel);
+        (self.cancel)();
+    }
+}
+
+impl std::fmt::Debug for Canceller {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Canceller")
     }
 }
 
@@ -106,7 +116,11 @@ impl Driver {
     }
 
     pub(crate) fn canceller(&self) -> Canceller {
-        Canceller { signals: self.signals.clone() }
+        let signals = self.signals.clone();
+        // Nothing to do if the exchange is gone already.
+        Canceller::new(move || {
+            let _ = signals.send(Signal::Cancel);
+        })
     }
 
     pub(crate) fn serialize(&self) -> Vec<u8> {

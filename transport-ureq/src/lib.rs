@@ -65,10 +65,14 @@
 #![warn(missing_docs)]
 
 mod driver;
+pub mod magic_wormhole;
+mod mailbox;
 mod pool;
 pub mod transcribe;
 
 pub use driver::Canceller;
+/// The TLS library of `wss://` connections, for a [`magic_wormhole::TlsConfig`].
+pub use rustls;
 pub use transcribe::{Initiator, Receiver};
 /// The HTTP client this crate is built on, for [`Builder::http_client`].
 pub use ureq;

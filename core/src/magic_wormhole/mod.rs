@@ -5,6 +5,7 @@
 //!
 //! - [`MailboxExchange`]: one side of an exchange with a magic-wormhole
 //!   peer, as a sans-IO state machine over a WebSocket.
+//! - [`text`]: the `wormhole` command's convention for text messages.
 //! - [`crypto`]: SPAKE2 in its symmetric mode, the key derivations and
 //!   NaCl's secretbox, as magic-wormhole's clients compute them.
 //!
@@ -16,6 +17,7 @@
 pub mod crypto;
 mod exchange;
 mod facts;
+pub mod text;
 
 pub use exchange::{MailboxExchange, Transmit, MAX_SERIALIZED_LEN};
 
