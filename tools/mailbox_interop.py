@@ -8,6 +8,8 @@
     /tmp/mw/bin/python tools/mailbox_interop.py --venv /tmp/mw --server reference
     cargo build -p wormhole-sync-server
     /tmp/mw/bin/python tools/mailbox_interop.py --venv /tmp/mw --server ours
+    cargo build -p wormhole-sync -p wormhole-sync-ureq --example magic_wormhole_peer
+    /tmp/mw/bin/python tools/mailbox_interop.py --venv /tmp/mw --server reference --client target/debug/wormhole-sync
 
 Scenarios:
   text       `wormhole send --text` to `wormhole receive`: the text arrives, both exit 0
@@ -15,6 +17,16 @@ Scenarios:
   crowded    two sides hold a nameplate; `wormhole receive` with its code is turned away
   restart    the server restarts (same database) between `send` and `receive`: the text arrives
   crash      the same, with the server killed (SIGKILL) instead of stopped
+
+With --client (our command-line tool; --peer, our example peer, next to it):
+  ours-send           `wormhole-sync send --magic-wormhole` to `wormhole receive`
+  ours-receive        `wormhole send --text` to `wormhole-sync receive --magic-wormhole`
+  ours-wrong-send     our sender, `wormhole receive` with a wrong word: both report it
+  ours-wrong-receive  `wormhole send`, our receiver with a wrong word: both report it
+  library             our library (the example peer) and magic-wormhole's library
+                      (tools/mw_library_peer.py): binary data both ways, each side starting
+  ours-restart        our sender waits; the server is killed and restarted; then
+                      `wormhole receive`: our sender reconnects and the text arrives
 
 Servers:
   reference  magic-wormhole's own mailbox server (`twist wormhole-mailbox`), so
@@ -100,7 +112,7 @@ class Wormhole:
     """The `wormhole` command of the virtualenv, pointed at one server."""
 
     def __init__(self, venv, server):
-        self.binary, self.server = os.path.join(venv, "bin", "wormhole"), server
+        self.venv, self.binary, self.server = venv, os.path.join(venv, "bin", "wormhole"), server
 
     def start(self, *args):
         # No transit: text travels through the mailbox only. No terminal: no prompts.
@@ -116,6 +128,39 @@ class Wormhole:
             if match:
                 return sender, match.group(1)
         raise RuntimeError(f"the sender showed no code (exit {sender.wait()})")
+
+
+class Ours:
+    """Our command-line tool and example peer, pointed at one server."""
+
+    def __init__(self, client, peer, server):
+        self.client, self.peer, self.server = client, peer, server
+
+    def start(self, *args):
+        command = [self.client, *args, "--magic-wormhole", "--rendezvous", self.server.url, "--quiet", "--timeout", "60s"]
+        return subprocess.Popen(command, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                                stderr=subprocess.PIPE, text=True)
+
+    def send_text(self, text):
+        sender = self.start("send", text)
+        for line in sender.stderr:
+            match = re.search(r"Invitation code: (\S+)", line)
+            if match:
+                return sender, match.group(1)
+        raise RuntimeError(f"our sender showed no code (exit {sender.wait()})")
+
+
+def library_peer(command, role, server, data, code=None):
+    """Starts one side of a byte exchange; returns the process and, for a sender, its code."""
+    args = [*command, role, server.url, "example.com/interop-bytes", data.hex(), *([code] if code else [])]
+    process = subprocess.Popen(args, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    if role != "send":
+        return process, None
+    line = process.stdout.readline()
+    match = re.match(r"code: (\S+)", line)
+    if not match:
+        raise RuntimeError(f"the sender showed no code: {line!r} {process.stderr.read()[-500:]}")
+    return process, match.group(1)
 
 
 def finish(process, seconds=60):
@@ -195,6 +240,86 @@ def scenario_restart(wormhole, server, kill=False):
     check(status == 0, f"send exited {status}: {err[-500:]}")
 
 
+def scenario_ours_send(wormhole, server, ours):
+    sender, code = ours.send_text("hello from wormhole-sync")
+    status, out, err = finish(wormhole.start("receive", code))
+    check(status == 0, f"wormhole receive exited {status}: {err[-500:]}")
+    check(out.strip() == "hello from wormhole-sync", f"wormhole received {out!r}")
+    status, out, err = finish(sender)
+    check(status == 0, f"our send exited {status}: {err[-500:]}")
+    check("text message sent" in err, f"our sender said: {err[-500:]}")
+
+
+def scenario_ours_receive(wormhole, server, ours):
+    sender, code = wormhole.send_text("hello from the reference client")
+    status, out, err = finish(ours.start("receive", code))
+    check(status == 0, f"our receive exited {status}: {err[-500:]}")
+    check(out == "hello from the reference client", f"we received {out!r}")
+    status, _, err = finish(sender)
+    check(status == 0, f"wormhole send exited {status}: {err[-500:]}")
+
+
+WRONG_CODE_EXIT = 3  # the command-line tool's exit status for a wrong code
+
+
+def scenario_ours_wrong_send(wormhole, server, ours):
+    sender, code = ours.send_text("not for guessers")
+    status, out, err = finish(wormhole.start("receive", code.split("-")[0] + "-wrong-guess"))
+    check(status != 0 and "not for guessers" not in out, "wormhole receive accepted a wrong code")
+    check("Key confirmation failed" in err or "WrongPassword" in err, f"wormhole receive said: {err[-500:]}")
+    status, _, err = finish(sender)
+    check(status == WRONG_CODE_EXIT, f"our send exited {status}: {err[-500:]}")
+    check("codes did not match" in err, f"our sender said: {err[-500:]}")
+
+
+def scenario_ours_wrong_receive(wormhole, server, ours):
+    sender, code = wormhole.send_text("not for guessers")
+    # Another word from the same list: our tool refuses a word no code uses before trying it.
+    nameplate, first, second = code.split("-")
+    wrong = f"{nameplate}-{'adroitness' if first != 'adroitness' else 'adviser'}-{second}"
+    status, out, err = finish(ours.start("receive", wrong))
+    check(status == WRONG_CODE_EXIT and "not for guessers" not in out, f"our receive exited {status}: {err[-500:]}")
+    check("codes did not match" in err, f"our receiver said: {err[-500:]}")
+    status, _, err = finish(sender)
+    check(status != 0, "wormhole send succeeded with a wrong code on the other side")
+    check("Key confirmation failed" in err or "WrongPassword" in err, f"wormhole send said: {err[-500:]}")
+
+
+def scenario_library(wormhole, server, ours):
+    python = [os.path.join(wormhole.venv, "bin", "python"), os.path.join(os.path.dirname(__file__), "mw_library_peer.py")]
+    rust = [ours.peer]
+    ours_data, theirs_data = bytes([0, 255, 16, 128, 10, 13]), bytes(range(256))
+    for first, second in [(rust, python), (python, rust)]:
+        sender, code = library_peer(first, "send", server, ours_data)
+        receiver, _ = library_peer(second, "receive", server, theirs_data, code)
+        for process, expected in [(receiver, ours_data), (sender, theirs_data)]:
+            status, out, err = finish(process)
+            check(status == 0, f"{process.args[0]} exited {status}: {err[-500:]}")
+            check(f"received: {expected.hex()}" in out, f"{process.args[0]} received {out[-200:]!r}")
+
+
+def scenario_ours_restart(wormhole, server, ours):
+    sender, code = ours.send_text("survives a crash")
+    time.sleep(1)  # our claim and PAKE message are stored
+    server.stop(kill=True)
+    time.sleep(1)  # our sender finds the server gone, and retries
+    server.start()
+    status, out, err = finish(wormhole.start("receive", code))
+    check(status == 0, f"wormhole receive exited {status}: {err[-500:]}")
+    check(out.strip() == "survives a crash", f"wormhole received {out!r}")
+    status, _, err = finish(sender)
+    check(status == 0, f"our send exited {status}: {err[-500:]}")
+
+
+CLIENT_SCENARIOS = {
+    "ours-send": scenario_ours_send,
+    "ours-receive": scenario_ours_receive,
+    "ours-wrong-send": scenario_ours_wrong_send,
+    "ours-wrong-receive": scenario_ours_wrong_receive,
+    "library": scenario_library,
+    "ours-restart": scenario_ours_restart,
+}
+
 SCENARIOS = {
     "text": scenario_text,
     "wrong-code": scenario_wrong_code,
@@ -210,8 +335,12 @@ def main():
     parser.add_argument("--server", choices=["reference", "ours"], default="reference")
     parser.add_argument("--binary", default=os.path.join("target", "debug", "wormhole-sync-server"),
                         help="our server's binary (with --server ours)")
-    parser.add_argument("scenarios", nargs="*", default=list(SCENARIOS))
+    parser.add_argument("--client", help="our command-line tool: run the scenarios of our client too")
+    parser.add_argument("--peer", help="our example peer (default: examples/magic_wormhole_peer next to --client)")
+    parser.add_argument("scenarios", nargs="*")
     args = parser.parse_args()
+    if not args.scenarios:
+        args.scenarios = list(SCENARIOS) + (list(CLIENT_SCENARIOS) if args.client else [])
     failed = 0
     with tempfile.TemporaryDirectory() as state_dir:
         if args.server == "ours":
@@ -221,10 +350,20 @@ def main():
         server.start()
         try:
             wormhole = Wormhole(args.venv, server)
+            ours = None
+            if args.client:
+                client = os.path.abspath(args.client)
+                peer = args.peer or os.path.join(os.path.dirname(client), "examples", "magic_wormhole_peer")
+                ours = Ours(client, os.path.abspath(peer), server)
             for name in args.scenarios:
                 started = time.time()
                 try:
-                    SCENARIOS[name](wormhole, server)
+                    if name in CLIENT_SCENARIOS:
+                        if ours is None:
+                            raise RuntimeError("this scenario needs --client")
+                        CLIENT_SCENARIOS[name](wormhole, server, ours)
+                    else:
+                        SCENARIOS[name](wormhole, server)
                     print(f"{args.server} server, {name}: ok ({time.time() - started:.1f} s)")
                 except Exception as e:  # report every scenario, then fail
                     failed += 1

@@ -15,11 +15,12 @@ use std::time::Duration;
 use clap::{Args, CommandFactory, Parser, Subcommand};
 use wormhole_sync_core::parse_duration;
 use wormhole_sync_server::cli::ServeArgs;
+use wormhole_sync_ureq::magic_wormhole::{PUBLIC_MAILBOX_URL, TEXT_APPID};
 use wormhole_sync_ureq::{Schedule, DEFAULT_RENDEZVOUS_URL};
 
 use crate::exit::Failure;
 use crate::state::StateFile;
-use crate::transfer::Options;
+use crate::transfer::{Flavour, Options};
 
 /// The server's allocator, for `serve` (it returns what a burst of
 /// connections freed to the system).
@@ -37,7 +38,10 @@ Examples:
   wormhole-sync receive                           ask for the code (Tab completes words)
   wormhole-sync send --state inv.json --file key  resumable: after Ctrl-C or a reboot,
   wormhole-sync resume inv.json                   continue with the same code
-  wormhole-sync serve                             run a rendezvous server";
+  wormhole-sync serve                             run a rendezvous server
+  wormhole-sync send --magic-wormhole 'hi'        to someone running `wormhole receive`
+  wormhole-sync receive --magic-wormhole 4-purple-sausages
+                                                  from someone running `wormhole send --text`";
 
 /// Securely exchange a small piece of data between two computers with a
 /// short invitation code, through a rendezvous server that relays encrypted
@@ -116,12 +120,18 @@ enum Command {
 /// Options of `send` and `receive`.
 #[derive(Args, Debug)]
 struct Common {
-    /// The rendezvous server; both sides must use the same one.
-    #[arg(long, value_name = "URL", env = "WORMHOLE_SYNC_RENDEZVOUS", default_value = DEFAULT_RENDEZVOUS_URL)]
-    rendezvous: String,
-    /// The application id; both sides must use the same one.
-    #[arg(long, value_name = "ID", env = "WORMHOLE_SYNC_APPID", default_value = DEFAULT_APPID)]
-    appid: String,
+    /// Talk to magic-wormhole's `wormhole` command (a text message each
+    /// way) through a magic-wormhole mailbox server, by default the public one.
+    #[arg(long)]
+    magic_wormhole: bool,
+    /// The rendezvous server; both sides must use the same one [default:
+    /// http://127.0.0.1:4000; with --magic-wormhole: ws://relay.magic-wormhole.io:4000/v1].
+    #[arg(long, value_name = "URL", env = "WORMHOLE_SYNC_RENDEZVOUS")]
+    rendezvous: Option<String>,
+    /// The application id; both sides must use the same one [default:
+    /// wormhole-sync/cli; with --magic-wormhole: the `wormhole` command's].
+    #[arg(long, value_name = "ID", env = "WORMHOLE_SYNC_APPID")]
+    appid: Option<String>,
     /// Give up after this long (e.g. 90s, 30m, 3d).
     #[arg(long, value_name = "DURATION", default_value = "1h", value_parser = parse_duration)]
     timeout: Duration,
@@ -154,10 +164,26 @@ fn parse_schedule(text: &str) -> Result<Schedule, String> {
 }
 
 impl Common {
-    fn options(&self, code_words: Option<usize>) -> Options {
-        Options {
-            rendezvous: self.rendezvous.clone(),
-            appid: self.appid.clone(),
+    fn options(&self, code_words: Option<usize>) -> Result<Options, Failure> {
+        let flavour = if self.magic_wormhole { Flavour::MagicWormhole } else { Flavour::Transcribe };
+        let (default_rendezvous, default_appid) = match flavour {
+            Flavour::Transcribe => (DEFAULT_RENDEZVOUS_URL, DEFAULT_APPID),
+            Flavour::MagicWormhole => (PUBLIC_MAILBOX_URL, TEXT_APPID),
+        };
+        let rendezvous = self.rendezvous.clone().unwrap_or_else(|| default_rendezvous.to_string());
+        let websocket = rendezvous.starts_with("ws://") || rendezvous.starts_with("wss://");
+        if self.magic_wormhole && !websocket {
+            return Err(Failure::usage(
+                "with --magic-wormhole, --rendezvous (or WORMHOLE_SYNC_RENDEZVOUS) is a mailbox server's ws:// or wss:// URL",
+            ));
+        }
+        if self.magic_wormhole && self.verify {
+            return Err(Failure::usage("--verify is not available with --magic-wormhole"));
+        }
+        Ok(Options {
+            flavour,
+            rendezvous,
+            appid: self.appid.clone().unwrap_or_else(|| default_appid.to_string()),
             timeout: self.timeout,
             schedule: self.schedule.clone(),
             code_words,
@@ -166,7 +192,7 @@ impl Common {
             state: StateFile::new(self.state.clone()),
             output: self.output.clone(),
             ca_cert: self.ca_cert.clone(),
-        }
+        })
     }
 }
 
@@ -181,14 +207,14 @@ fn main() -> ExitCode {
 fn run(command: Command) -> Result<(), Failure> {
     let (options, data) = match command {
         Command::Send { text, file, code, code_words, common } => {
-            let options = common.options(code_words);
+            let options = common.options(code_words)?;
             let data = transfer::read_data(text, file)?
                 .ok_or_else(|| Failure::usage("nothing to send: give TEXT, --file PATH, or pipe the data in"))?;
             transfer::handle_ctrl_c(&options.state);
             (options.clone(), transfer::send(&options, data, code)?)
         }
         Command::Receive { code, text, file, chosen, common } => {
-            let options = common.options(None);
+            let options = common.options(None)?;
             let (code, chosen) = match (code, chosen) {
                 (_, Some(chosen)) => (chosen.parse().map_err(|e| Failure::usage(format!("invalid code: {e}")))?, true),
                 (Some(code), None) => (terminal::typed_code(&code)?, false),
@@ -205,7 +231,8 @@ fn run(command: Command) -> Result<(), Failure> {
             let saved = StateFile::read(&file)?;
             let state = StateFile::new(Some(file));
             let options = Options {
-                rendezvous: DEFAULT_RENDEZVOUS_URL.to_string(), // Replaced by the saved one.
+                flavour: Flavour::Transcribe,                   // Replaced by the saved one.
+                rendezvous: DEFAULT_RENDEZVOUS_URL.to_string(), // Likewise.
                 appid: String::new(),
                 timeout: Duration::ZERO,
                 schedule: None,

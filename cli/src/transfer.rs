@@ -8,6 +8,7 @@ use std::sync::{Mutex, OnceLock};
 use std::time::Duration;
 
 use wormhole_sync_core::MAX_DATA_LEN;
+use wormhole_sync_ureq::magic_wormhole::{self, text};
 use wormhole_sync_ureq::transcribe::{Initiator, Receiver};
 use wormhole_sync_ureq::{ureq, ApiMisuse, Builder, Canceller, Client, Code, Error, Schedule};
 
@@ -15,9 +16,20 @@ use crate::exit::{code, Failure};
 use crate::state::StateFile;
 use crate::terminal::{self, Status};
 
+/// Which protocol an exchange speaks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Flavour {
+    /// This project's own, over HTTP.
+    Transcribe,
+    /// magic-wormhole's, over a WebSocket, with the `wormhole` command's
+    /// text convention.
+    MagicWormhole,
+}
+
 /// The options every exchange takes.
 #[derive(Debug, Clone)]
 pub struct Options {
+    pub flavour: Flavour,
     pub rendezvous: String,
     pub appid: String,
     pub timeout: Duration,
@@ -44,10 +56,42 @@ impl Options {
         Ok(Some(ureq::Agent::config_builder().http_status_as_error(false).tls_config(tls).build().into()))
     }
 
+    /// A TLS configuration trusting only `--ca-cert`, if given (for `wss://`).
+    fn tls_config(&self) -> Result<Option<magic_wormhole::TlsConfig>, Failure> {
+        use wormhole_sync_ureq::rustls;
+        let Some(path) = &self.ca_cert else { return Ok(None) };
+        let unreadable =
+            |why: String| Failure::usage(format!("cannot use the CA certificate {}: {why}", path.display()));
+        let pem = std::fs::read(path).map_err(|e| unreadable(e.to_string()))?;
+        let mut roots = rustls::RootCertStore::empty();
+        for certificate in rustls::pki_types::pem::PemObject::pem_slice_iter(&pem) {
+            let certificate: rustls::pki_types::CertificateDer<'_> =
+                certificate.map_err(|e| unreadable(e.to_string()))?;
+            roots.add(certificate).map_err(|e| unreadable(e.to_string()))?;
+        }
+        let config = rustls::ClientConfig::builder().with_root_certificates(roots).with_no_client_auth();
+        Ok(Some(std::sync::Arc::new(config)))
+    }
+
     fn builder<C: Client<Http = ureq::Agent>>(&self, mut builder: Builder<C>) -> Result<Builder<C>, Failure> {
         if let Some(agent) = self.agent()? {
             builder = builder.http_client(agent);
         }
+        self.settings(builder)
+    }
+
+    fn magic_builder<C: Client<Http = magic_wormhole::TlsConfig>>(
+        &self,
+        mut builder: Builder<C>,
+    ) -> Result<Builder<C>, Failure> {
+        if let Some(config) = self.tls_config()? {
+            builder = builder.http_client(config);
+        }
+        self.settings(builder)
+    }
+
+    /// The options both flavours share.
+    fn settings<C: Client>(&self, mut builder: Builder<C>) -> Result<Builder<C>, Failure> {
         builder = builder.rendezvous(&self.rendezvous).timeout(self.timeout).confirm_verifier(self.verify);
         if let Some(schedule) = &self.schedule {
             builder = builder.schedule(schedule.clone());
@@ -89,10 +133,12 @@ pub fn read_data(text: Option<String>, file: Option<PathBuf>) -> Result<Option<V
     }
 }
 
-/// Either side, so one flow drives both.
+/// Either side of either flavour, so one flow drives them all.
 enum Party {
     Initiator(Initiator),
     Receiver(Receiver),
+    MagicInitiator(magic_wormhole::Initiator),
+    MagicReceiver(magic_wormhole::Receiver),
 }
 
 macro_rules! either {
@@ -100,6 +146,8 @@ macro_rules! either {
         match $party {
             Party::Initiator($side) => $call,
             Party::Receiver($side) => $call,
+            Party::MagicInitiator($side) => $call,
+            Party::MagicReceiver($side) => $call,
         }
     };
 }
@@ -139,6 +187,17 @@ pub fn handle_ctrl_c(state: &StateFile) {
 
 /// `send`: allocate a channel, show the code, exchange.
 pub fn send(options: &Options, data: Vec<u8>, chosen: Option<String>) -> Result<Vec<u8>, Failure> {
+    if options.flavour == Flavour::MagicWormhole {
+        let message = String::from_utf8(data)
+            .map_err(|_| Failure::usage("with --magic-wormhole, the data is a text message: it must be UTF-8"))?;
+        let mut builder =
+            options.magic_builder(magic_wormhole::Initiator::builder(&options.appid, text::offer(&message)))?;
+        if let Some(chosen) = &chosen {
+            builder = builder.code(chosen);
+        }
+        let initiator = builder.build().map_err(|e| fail(&e, options))?;
+        return run(Party::MagicInitiator(initiator), options);
+    }
     let mut builder = options.builder(Initiator::builder(&options.appid, data))?;
     if let Some(chosen) = &chosen {
         builder = builder.code(chosen);
@@ -149,6 +208,14 @@ pub fn send(options: &Options, data: Vec<u8>, chosen: Option<String>) -> Result<
 
 /// `receive`: join the channel a typed code names, exchange.
 pub fn receive(options: &Options, code: &Code, data: Vec<u8>, chosen: bool) -> Result<Vec<u8>, Failure> {
+    if options.flavour == Flavour::MagicWormhole {
+        if !data.is_empty() {
+            return Err(Failure::usage("with --magic-wormhole, the receiver sends nothing back"));
+        }
+        let builder = magic_wormhole::Receiver::builder(&options.appid, &code.to_string(), text::ack());
+        let receiver = options.magic_builder(builder)?.build().map_err(|e| fail(&e, options))?;
+        return run(Party::MagicReceiver(receiver), options);
+    }
     let builder = options.builder(Receiver::builder(&options.appid, &code.to_string(), data))?;
     let receiver = builder.create_channel_if_missing(chosen).build().map_err(|e| fail(&e, options))?;
     run(Party::Receiver(receiver), options)
@@ -156,6 +223,11 @@ pub fn receive(options: &Options, code: &Code, data: Vec<u8>, chosen: bool) -> R
 
 /// `resume`: continue the exchange saved in the state file.
 pub fn resume(mut options: Options, saved: &[u8]) -> Result<Vec<u8>, Failure> {
+    if let Some(party) = resume_magic(&options, saved)? {
+        options.flavour = Flavour::MagicWormhole;
+        options.rendezvous = either!(&party, side => side.rendezvous()).to_string();
+        return run(party, &options);
+    }
     let agent = options.agent()?;
     let party = match Initiator::from_serialized(saved) {
         Ok(initiator) => Party::Initiator(match agent {
@@ -173,6 +245,23 @@ pub fn resume(mut options: Options, saved: &[u8]) -> Result<Vec<u8>, Failure> {
     };
     options.rendezvous = either!(&party, side => side.rendezvous()).to_string();
     run(party, &options)
+}
+
+/// A saved magic-wormhole exchange, if that is what `saved` holds.
+fn resume_magic(options: &Options, saved: &[u8]) -> Result<Option<Party>, Failure> {
+    let tls = options.tls_config()?;
+    let with_tls = |party: Party| match (party, tls.clone()) {
+        (Party::MagicInitiator(side), Some(tls)) => Party::MagicInitiator(side.with_tls_config(tls)),
+        (Party::MagicReceiver(side), Some(tls)) => Party::MagicReceiver(side.with_tls_config(tls)),
+        (party, _) => party,
+    };
+    if let Ok(initiator) = magic_wormhole::Initiator::from_serialized(saved) {
+        return Ok(Some(with_tls(Party::MagicInitiator(initiator))));
+    }
+    match magic_wormhole::Receiver::from_serialized(saved) {
+        Ok(receiver) => Ok(Some(with_tls(Party::MagicReceiver(receiver)))),
+        Err(_) => Ok(None),
+    }
 }
 
 fn fail(error: &Error, options: &Options) -> Failure {
@@ -199,10 +288,20 @@ fn run(mut party: Party, options: &Options) -> Result<Vec<u8>, Failure> {
 
 fn exchange(party: &mut Party, options: &Options, status: &Status) -> Result<Vec<u8>, Failure> {
     let state = &options.state;
-    if let Party::Initiator(initiator) = party {
-        status.waiting_for("allocating a channel on the rendezvous server");
-        let code = initiator.get_code().map_err(|e| fail(&e, options))?;
-        state.save(|| initiator.serialize())?;
+    let code = match party {
+        Party::Initiator(initiator) => {
+            status.waiting_for("allocating a channel on the rendezvous server");
+            Some(initiator.get_code())
+        }
+        Party::MagicInitiator(initiator) => {
+            status.waiting_for("allocating a nameplate on the mailbox server");
+            Some(initiator.get_code())
+        }
+        _ => None,
+    };
+    if let Some(code) = code {
+        let code = code.map_err(|e| fail(&e, options))?;
+        state.save(|| party.serialize())?;
         status.say(&format!("Invitation code: {code}"));
         status.say(&format!("On the other computer, run:\n    {}", receive_command(&code, options)));
         status.waiting_for("waiting for the other side to type the code");
@@ -216,22 +315,56 @@ fn exchange(party: &mut Party, options: &Options, status: &Status) -> Result<Vec
         match either!(party, side => side.get_data()) {
             Err(Error::ApiMisuse(ApiMisuse::VerifierUnconfirmed)) => {
                 let accept = status.pause(|| terminal::confirm_verifier(&verifier))?;
-                let decided = if accept {
-                    either!(party, side => side.accept_verifier())
-                } else {
-                    either!(party, side => side.reject_verifier())
+                let decided = match (party as &mut Party, accept) {
+                    (Party::Initiator(side), true) => side.accept_verifier(),
+                    (Party::Initiator(side), false) => side.reject_verifier(),
+                    (Party::Receiver(side), true) => side.accept_verifier(),
+                    (Party::Receiver(side), false) => side.reject_verifier(),
+                    _ => Err(ApiMisuse::NoVerifierPending.into()),
                 };
                 decided.map_err(|e| fail(&e, options))?;
                 state.save(|| party.serialize())?;
             }
-            Ok(data) => return Ok(data),
+            Ok(data) => return text_outcome(party, data, status),
             Err(error) => return Err(fail(&error, options)),
         }
     }
 }
 
+/// With magic-wormhole, what the `wormhole` command's text convention
+/// makes of the peer's message: the text offered, or nothing once the
+/// receiver acknowledged ours.
+fn text_outcome(party: &Party, data: Vec<u8>, status: &Status) -> Result<Vec<u8>, Failure> {
+    let refused = |why: String| Failure::new(code::PEER, why);
+    match party {
+        Party::MagicInitiator(_) if text::is_ack(&data) => {
+            status.say("text message sent");
+            Ok(Vec::new())
+        }
+        Party::MagicInitiator(_) => Err(refused("the other side did not acknowledge the text message".into())),
+        Party::MagicReceiver(_) => match text::read_offer(&data).map_err(|e| refused(e.to_string()))? {
+            text::Offer::Text(message) => Ok(message.into_bytes()),
+            text::Offer::Unsupported(kind) => {
+                Err(refused(format!("the other side offered a {kind}; wormhole-sync receives text messages only")))
+            }
+            _ => Err(refused("the other side offered something this version does not know".into())),
+        },
+        _ => Ok(data),
+    }
+}
+
 /// The command the other person types.
 fn receive_command(code: &Code, options: &Options) -> String {
+    if options.flavour == Flavour::MagicWormhole {
+        let mut command = String::from("wormhole");
+        if options.rendezvous != magic_wormhole::PUBLIC_MAILBOX_URL {
+            command += &format!(" --relay-url {}", terminal::shown(&options.rendezvous));
+        }
+        if options.appid != magic_wormhole::TEXT_APPID {
+            command += &format!(" --appid '{}'", terminal::shown(&options.appid).replace('\'', "'\\''"));
+        }
+        return format!("{command} receive {code}");
+    }
     let mut command = format!("wormhole-sync receive {code}");
     if options.rendezvous != wormhole_sync_ureq::DEFAULT_RENDEZVOUS_URL {
         command += &format!(" --rendezvous {}", terminal::shown(&options.rendezvous));

@@ -517,3 +517,54 @@ fn send_and_receive_over_https_with_a_private_ca() {
     assert!(stderr(&refused).contains("certificate"), "{}", stderr(&refused));
     assert!(started.elapsed() < Duration::from_secs(10));
 }
+
+/// The server's mailbox (WebSocket) URL, for `--magic-wormhole`.
+fn mailbox_url(server: &Server) -> String {
+    format!("{}/v1", server.url.replace("http://", "ws://"))
+}
+
+#[test]
+fn magic_wormhole_text_goes_from_send_to_receive_and_a_killed_send_resumes() {
+    let server = Server::start();
+    let ws = mailbox_url(&server);
+    let (sender, code, said) = start_send(&server, &["--magic-wormhole", "--rendezvous", &ws], b"hello wormhole\n");
+    assert!(said.iter().any(|l| l.trim() == format!("wormhole --relay-url {ws} receive {code}")), "{said:?}");
+    let received = run(server.command(&["receive", "--magic-wormhole", "--rendezvous", &ws, &code]), b"");
+    assert!(received.status.success(), "{}", stderr(&received));
+    assert_eq!(received.stdout, b"hello wormhole\n");
+    let sent = finish(sender);
+    assert!(sent.status.success(), "{}", stderr(&sent));
+    assert!(sent.stdout.is_empty() && stderr(&sent).contains("text message sent"), "{}", stderr(&sent));
+
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path().join("magic.json").display().to_string();
+    let args = ["--magic-wormhole", "--rendezvous", &ws, "--state", &state];
+    let (mut sender, code, _) = start_send(&server, &args, b"after a crash");
+    sender.kill();
+    let resumed = server.command(&["resume", &state]).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
+    let received = run(server.command(&["receive", "--magic-wormhole", "--rendezvous", &ws, &code]), b"");
+    assert!(received.status.success(), "{}", stderr(&received));
+    assert_eq!(received.stdout, b"after a crash");
+    let resumed = resumed.wait_with_output().unwrap();
+    assert!(resumed.status.success(), "{}", stderr(&resumed));
+    assert!(stderr(&resumed).contains(&format!("Invitation code: {code}")), "{}", stderr(&resumed));
+}
+
+#[test]
+fn magic_wormhole_refuses_what_it_cannot_do_with_usage_errors() {
+    let server = Server::start();
+    let ws = mailbox_url(&server);
+    let cases: [(&[&str], &[u8], &str); 4] = [
+        // The environment names this server's HTTP API, not a mailbox server.
+        (&["send", "--magic-wormhole", "hi"], b"", "ws://"),
+        (&["send", "--magic-wormhole", "--rendezvous", &ws, "--verify", "hi"], b"", "--verify"),
+        (&["receive", "--magic-wormhole", "--rendezvous", &ws, "4-guitarist-revenge", "a reply"], b"", "nothing back"),
+        // Piped data that is not text.
+        (&["send", "--magic-wormhole", "--rendezvous", &ws], b"\xff\xfe", "UTF-8"),
+    ];
+    for (args, stdin, said) in cases {
+        let refused = run(server.command(args), stdin);
+        assert_eq!(refused.status.code(), Some(2), "{args:?}: {}", stderr(&refused));
+        assert!(stderr(&refused).contains(said), "{args:?}: {}", stderr(&refused));
+    }
+}

@@ -83,7 +83,7 @@ macro_rules! shared_methods {
             /// **It contains secrets** (the code, our seed, our data). Once
             /// serialized, dropping this object no longer closes the
             /// mailbox: the saved copy may continue it.
-            pub fn serialize(&mut self) -> Vec<u8> {
+            pub fn serialize(&self) -> Vec<u8> {
                 self.driver.serialize()
             }
 

@@ -6,6 +6,7 @@
 
 use std::io::ErrorKind;
 use std::net::{TcpStream, ToSocketAddrs};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{self, RecvTimeoutError};
 use std::time::{Duration, SystemTime};
 
@@ -56,7 +57,8 @@ pub(crate) struct MailboxDriver {
     inbox: mpsc::Receiver<Signal>,
     connection: Option<Connection>,
     connections: u64,
-    saved: bool,
+    /// The state was handed out: dropping this one must not close the mailbox.
+    saved: AtomicBool,
 }
 
 impl MailboxDriver {
@@ -70,7 +72,7 @@ impl MailboxDriver {
             inbox,
             connection: None,
             connections: 0,
-            saved: false,
+            saved: AtomicBool::new(false),
         }
     }
 
@@ -86,8 +88,8 @@ impl MailboxDriver {
         })
     }
 
-    pub(crate) fn serialize(&mut self) -> Vec<u8> {
-        self.saved = true;
+    pub(crate) fn serialize(&self) -> Vec<u8> {
+        self.saved.store(true, Ordering::Relaxed);
         self.exchange.serialize()
     }
 
@@ -179,7 +181,7 @@ impl Drop for MailboxDriver {
     /// not wait for nothing; a saved exchange without an outcome is left
     /// for whoever restores it.
     fn drop(&mut self) {
-        if !self.saved || self.exchange.has_outcome() {
+        if !self.saved.load(Ordering::Relaxed) || self.exchange.has_outcome() {
             self.close();
         }
         self.hang_up();
