@@ -84,3 +84,50 @@ async fn a_client_that_does_not_trust_the_certificate_fails_at_once_with_the_tls
     }
     assert!(chain.contains("certificate") || chain.contains("UnknownIssuer"), "{chain}");
 }
+
+/// A rustls configuration trusting only the test CA.
+fn tls_config(ca_pem: &str) -> wormhole_sync_tokio::magic_wormhole::TlsConfig {
+    use wormhole_sync_tokio::rustls::pki_types::pem::PemObject;
+    use wormhole_sync_tokio::rustls::pki_types::CertificateDer;
+    let mut roots = wormhole_sync_tokio::rustls::RootCertStore::empty();
+    roots.add(CertificateDer::from_pem_slice(ca_pem.as_bytes()).unwrap()).unwrap();
+    std::sync::Arc::new(
+        wormhole_sync_tokio::rustls::ClientConfig::builder().with_root_certificates(roots).with_no_client_auth(),
+    )
+}
+
+#[tokio::test]
+async fn a_magic_wormhole_exchange_over_wss_with_a_trusted_test_ca_and_a_refusal_without_it() {
+    use wormhole_sync_tokio::magic_wormhole;
+    let dir = tempfile::tempdir().unwrap();
+    let (ca, files) = certificates(dir.path());
+    let server = https_server(files).await;
+    let url = format!("wss://{}/v1", server.addr());
+    let i = magic_wormhole::Initiator::builder(APP, b"over wss".to_vec())
+        .rendezvous(&url)
+        .http_client(tls_config(&ca))
+        .build()
+        .unwrap()
+        .start();
+    let code = i.when_code().await.unwrap().to_string();
+    let r = magic_wormhole::Receiver::builder(APP, &code, b"also over wss".to_vec())
+        .rendezvous(&url)
+        .http_client(tls_config(&ca))
+        .build()
+        .unwrap()
+        .start();
+    let (mine, theirs) = tokio::join!(i.when_data(), r.when_data());
+    assert_eq!(mine.unwrap(), b"also over wss");
+    assert_eq!(theirs.unwrap(), b"over wss");
+    // Without the test CA (webpki roots only), it fails at once, not at its timeout.
+    let started = Instant::now();
+    let untrusting = magic_wormhole::Initiator::builder(APP, vec![])
+        .rendezvous(&url)
+        .timeout(Duration::from_secs(3 * 24 * 3600))
+        .build()
+        .unwrap()
+        .start();
+    let code = tokio::time::timeout(Duration::from_secs(20), untrusting.when_code()).await.expect("failed at once");
+    assert!(matches!(code, Err(Error::ServerUnreachable { .. })), "{code:?}");
+    assert!(started.elapsed() < Duration::from_secs(10));
+}

@@ -195,6 +195,8 @@ fn classify(error: WsError) -> TransportError {
     let permanent = match &error {
         WsError::Tls(_) | WsError::Url(_) => true,
         WsError::Http(response) => response.status().is_client_error(),
+        // The TLS handshake's refusal, as the TLS stream reports it.
+        WsError::Io(io) => io.get_ref().is_some_and(|inner| inner.is::<rustls::Error>()),
         _ => false,
     };
     if permanent {

@@ -82,3 +82,47 @@ fn a_client_that_does_not_trust_the_certificate_fails_at_once_with_the_tls_error
     let cause = std::error::Error::source(&error).unwrap().to_string();
     assert!(cause.contains("certificate") || cause.contains("rustls"), "{cause}");
 }
+
+#[test]
+fn a_magic_wormhole_exchange_over_wss_with_a_trusted_test_ca_and_a_refusal_without_it() {
+    use wormhole_sync_ureq::magic_wormhole;
+    use wormhole_sync_ureq::rustls;
+    let dir = tempfile::tempdir().unwrap();
+    let (ca, files) = certificates(dir.path());
+    let server = https_server(files);
+    let url = format!("wss://{}/v1", server.addr());
+    let config = {
+        let mut roots = rustls::RootCertStore::empty();
+        roots.add(rustls::pki_types::CertificateDer::from(ca)).unwrap();
+        Arc::new(rustls::ClientConfig::builder().with_root_certificates(roots).with_no_client_auth())
+    };
+    let mut i = magic_wormhole::Initiator::builder(APP, b"over wss".to_vec())
+        .rendezvous(&url)
+        .http_client(config.clone())
+        .build()
+        .unwrap();
+    let code = i.get_code().unwrap().to_string();
+    let receiver = {
+        let (url, config) = (url.clone(), config.clone());
+        thread::spawn(move || {
+            magic_wormhole::Receiver::builder(APP, &code, b"also over wss".to_vec())
+                .rendezvous(&url)
+                .http_client(config)
+                .build()
+                .unwrap()
+                .get_data()
+        })
+    };
+    assert_eq!(i.get_data().unwrap(), b"also over wss");
+    assert_eq!(receiver.join().unwrap().unwrap(), b"over wss");
+    // Without the test CA (webpki roots only), it fails at once, not at its timeout.
+    let started = Instant::now();
+    let mut untrusting = magic_wormhole::Initiator::builder(APP, vec![])
+        .rendezvous(&url)
+        .timeout(Duration::from_secs(3 * 24 * 3600))
+        .build()
+        .unwrap();
+    let code = untrusting.get_code();
+    assert!(matches!(code, Err(Error::ServerUnreachable { .. })), "{code:?}");
+    assert!(started.elapsed() < Duration::from_secs(10));
+}
