@@ -59,6 +59,12 @@
 //! transport's error as its `source()`, ...), refused inputs and
 //! [`ApiMisuse`].
 //!
+//! # magic-wormhole peers
+//! [`magic_wormhole`] has an `Initiator` and a `Receiver` of the same shape
+//! that exchange one message each way with magic-wormhole's clients (the
+//! `wormhole` command, applications on its library) through a
+//! magic-wormhole mailbox server, over a WebSocket (`ws://`, `wss://`).
+//!
 //! # Serialization and secrets
 //! [`Handle::serialize`] works at any time, also while running; restore with
 //! `Initiator::from_serialized` (here or in the blocking crate) and

@@ -55,6 +55,12 @@
 //! `DataTooLarge`, `InvalidConfig`, `BadSerializedState`) and
 //! [`ApiMisuse`].
 //!
+//! # magic-wormhole peers
+//! [`magic_wormhole`] has an `Initiator` and a `Receiver` of the same shape
+//! that exchange one message each way with magic-wormhole's clients (the
+//! `wormhole` command, applications on its library) through a
+//! magic-wormhole mailbox server, over a WebSocket (`ws://`, `wss://`).
+//!
 //! # Serialization and secrets
 //! `serialize()` and `from_serialized()` work between any two calls, also
 //! across processes and with the async crate. The saved state **contains

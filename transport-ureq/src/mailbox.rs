@@ -1,14 +1,17 @@
 //! The blocking loop of a magic-wormhole exchange. The WebSocket lives on
-//! a thread of its own, which sends the frames the loop hands it and
-//! passes back what it reads; the loop, in the caller's thread, feeds the
-//! core and sleeps until its next deadline, waking early for a frame, a
-//! closed connection or a cancel.
+//! a thread of its own, which waits (with `mio`) for its socket or for a
+//! frame to send, whichever comes first, and passes back what it reads;
+//! the loop, in the caller's thread, feeds the core and sleeps until its
+//! next deadline, waking early for a frame, a closed connection or a cancel.
 
 use std::io::ErrorKind;
 use std::net::{TcpStream, ToSocketAddrs};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{self, RecvTimeoutError};
-use std::time::{Duration, SystemTime};
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime};
+
+use mio::{Events, Interest, Poll, Token, Waker};
 
 use tungstenite::client::IntoClientRequest;
 use tungstenite::protocol::WebSocketConfig;
@@ -25,9 +28,9 @@ use crate::driver::Canceller;
 /// (Mozilla's) are trusted.
 pub type TlsConfig = std::sync::Arc<rustls::ClientConfig>;
 
-/// How often the connection thread looks for frames to send while it
-/// waits to read one.
-const POLL: Duration = Duration::from_millis(50);
+/// What wakes the connection thread: its socket, or the loop with a frame to send.
+const SOCKET: Token = Token(0);
+const WAKE: Token = Token(1);
 
 fn now() -> Timestamp {
     Timestamp::from_system_time(SystemTime::now())
@@ -42,10 +45,18 @@ enum Signal {
     Cancel,
 }
 
-/// The loop's side of the connection thread.
+/// The loop's side of the connection thread: frames to send (`None`:
+/// close), and what wakes the thread to send them.
 struct Connection {
     number: u64,
     outbound: mpsc::Sender<Option<String>>,
+    waker: Arc<Waker>,
+}
+
+impl Connection {
+    fn send(&self, frame: Option<String>) -> bool {
+        self.outbound.send(frame).is_ok() && self.waker.wake().is_ok()
+    }
 }
 
 /// A magic-wormhole exchange, the news it announced, and its connection.
@@ -138,7 +149,7 @@ impl MailboxDriver {
 
     fn hang_up(&mut self) {
         if let Some(connection) = self.connection.take() {
-            let _ = connection.outbound.send(None);
+            connection.send(None);
         }
     }
 
@@ -148,20 +159,29 @@ impl MailboxDriver {
                 self.hang_up();
                 self.connections += 1;
                 let number = self.connections;
+                let poll = Poll::new().and_then(|poll| Ok((Arc::new(Waker::new(poll.registry(), WAKE)?), poll)));
+                let (waker, poll) = match poll {
+                    Ok(made) => made,
+                    Err(error) => {
+                        let _ = self.signals.send(Signal::Disconnected(number, TransportError::new(error)));
+                        return;
+                    }
+                };
                 let (outbound, frames) = mpsc::channel();
-                self.connection = Some(Connection { number, outbound });
+                self.connection = Some(Connection { number, outbound, waker });
                 let url = self.exchange.config().rendezvous().unwrap_or_default().to_string();
                 let within = self.exchange.config().request_timeout();
                 let (signals, connector) = (self.signals.clone(), self.connector.clone());
+                let thread = Thread { number, poll, frames, signals };
                 let spawned = std::thread::Builder::new()
                     .name("wormhole-sync-ws".into())
-                    .spawn(move || run_connection(number, &url, connector, within, &frames, &signals));
+                    .spawn(move || thread.run(&url, connector, within));
                 if let Err(error) = spawned {
                     let _ = self.signals.send(Signal::Disconnected(number, TransportError::new(error)));
                 }
             }
             Transmit::Frame(frame) => {
-                let sent = self.connection.as_ref().is_some_and(|c| c.outbound.send(Some(frame)).is_ok());
+                let sent = self.connection.as_ref().is_some_and(|c| c.send(Some(frame)));
                 if !sent {
                     self.connection = None;
                     self.exchange.handle_disconnected(now(), TransportError::from_message("the connection closed"));
@@ -206,114 +226,141 @@ fn classify(error: WsError) -> TransportError {
     }
 }
 
-type Socket = WebSocket<MaybeTlsStream<TcpStream>>;
+type Socket = WebSocket<MaybeTlsStream<mio::net::TcpStream>>;
 
-/// Opens the WebSocket within `within`: TCP, TLS for `wss://`, the upgrade.
-fn open(url: &str, connector: Option<TlsConfig>, within: Duration) -> Result<Socket, TransportError> {
-    let request = url.into_client_request().map_err(classify)?;
-    let uri = request.uri();
-    let host =
-        uri.host().ok_or_else(|| TransportError::permanent(WsError::Url(tungstenite::error::UrlError::NoHostName)))?;
-    let host = host.trim_start_matches('[').trim_end_matches(']');
-    let port = uri.port_u16().unwrap_or(if uri.scheme_str() == Some("wss") { 443 } else { 80 });
-    let mut last = TransportError::from_message("the mailbox server's name resolved to no address");
-    let addresses = (host, port).to_socket_addrs().map_err(TransportError::new)?;
-    for address in addresses {
-        match TcpStream::connect_timeout(&address, within) {
-            Ok(stream) => {
-                stream.set_read_timeout(Some(within)).map_err(TransportError::new)?;
-                stream.set_write_timeout(Some(within)).map_err(TransportError::new)?;
-                let _ = stream.set_nodelay(true);
-                let config = WebSocketConfig::default()
-                    .max_message_size(Some(MAX_FRAME_BYTES))
-                    .max_frame_size(Some(MAX_FRAME_BYTES));
-                return match tungstenite::client_tls_with_config(
-                    request,
-                    stream,
-                    Some(config),
-                    connector.map(tungstenite::Connector::Rustls),
-                ) {
-                    Ok((socket, _)) => Ok(socket),
-                    Err(HandshakeError::Failure(error)) => Err(classify(error)),
-                    Err(HandshakeError::Interrupted(_)) => {
-                        Err(TransportError::from_message("the mailbox server did not answer in time"))
-                    }
-                };
-            }
-            Err(error) => last = TransportError::new(error),
-        }
-    }
-    Err(last)
+fn would_block(error: &WsError) -> bool {
+    matches!(error, WsError::Io(io) if io.kind() == ErrorKind::WouldBlock)
 }
 
-fn tcp(socket: &Socket) -> &TcpStream {
-    match socket.get_ref() {
-        MaybeTlsStream::Plain(stream) => stream,
-        MaybeTlsStream::Rustls(stream) => stream.get_ref(),
-        _ => unreachable!("only plain and rustls streams are made"),
-    }
-}
-
-/// The connection thread: opens the socket, then sends what the loop hands
-/// it and passes back what it reads, until either side closes.
-fn run_connection(
+/// The connection thread: its number, what it waits on, the frames the
+/// loop hands it, and where it reports.
+struct Thread {
     number: u64,
-    url: &str,
-    connector: Option<TlsConfig>,
-    within: Duration,
-    frames: &mpsc::Receiver<Option<String>>,
-    signals: &mpsc::Sender<Signal>,
-) {
-    let mut socket = match open(url, connector, within) {
-        Ok(socket) => socket,
-        Err(cause) => {
-            let _ = signals.send(Signal::Disconnected(number, cause));
-            return;
-        }
-    };
-    if tcp(&socket).set_read_timeout(Some(POLL)).is_err() || signals.send(Signal::Connected(number)).is_err() {
-        return;
-    }
-    let cause = loop {
-        let mut hung_up = false;
-        loop {
-            match frames.try_recv() {
-                Ok(Some(frame)) => {
-                    if let Err(error) = socket.send(Message::text(frame)) {
-                        let _ = signals.send(Signal::Disconnected(number, classify(error)));
-                        return;
-                    }
+    poll: Poll,
+    frames: mpsc::Receiver<Option<String>>,
+    signals: mpsc::Sender<Signal>,
+}
+
+impl Thread {
+    /// Opens the socket, then sends what the loop hands it and passes back
+    /// what it reads, until either side closes.
+    fn run(mut self, url: &str, tls: Option<TlsConfig>, within: Duration) {
+        let number = self.number;
+        let outcome = match self.open(url, tls, within) {
+            Ok(mut socket) => {
+                if self.signals.send(Signal::Connected(number)).is_err() {
+                    return;
                 }
-                Ok(None) | Err(mpsc::TryRecvError::Disconnected) => {
-                    hung_up = true;
+                self.serve(&mut socket)
+            }
+            Err(cause) => Err(cause),
+        };
+        if let Err(cause) = outcome {
+            let _ = self.signals.send(Signal::Disconnected(number, cause));
+        }
+    }
+
+    /// Opens the WebSocket within `within`: TCP, TLS for `wss://`, the upgrade.
+    fn open(&mut self, url: &str, tls: Option<TlsConfig>, within: Duration) -> Result<Socket, TransportError> {
+        let deadline = Instant::now() + within;
+        let request = url.into_client_request().map_err(classify)?;
+        let uri = request.uri();
+        let no_host = || TransportError::permanent(WsError::Url(tungstenite::error::UrlError::NoHostName));
+        let host = uri.host().ok_or_else(no_host)?.trim_start_matches('[').trim_end_matches(']').to_string();
+        let port = uri.port_u16().unwrap_or(if uri.scheme_str() == Some("wss") { 443 } else { 80 });
+        let mut stream = None;
+        let mut last = TransportError::from_message("the mailbox server's name resolved to no address");
+        for address in (host.as_str(), port).to_socket_addrs().map_err(TransportError::new)? {
+            match TcpStream::connect_timeout(&address, within) {
+                Ok(connected) => {
+                    stream = Some(connected);
                     break;
                 }
-                Err(mpsc::TryRecvError::Empty) => break,
+                Err(error) => last = TransportError::new(error),
             }
         }
-        if hung_up {
-            let _ = socket.close(None);
-            let _ = socket.flush();
-            return;
-        }
-        match socket.read() {
-            Ok(Message::Text(text)) => {
-                if signals.send(Signal::Frame(number, text.as_bytes().to_vec())).is_err() {
-                    return;
+        let stream = stream.ok_or(last)?;
+        let _ = stream.set_nodelay(true);
+        stream.set_nonblocking(true).map_err(TransportError::new)?;
+        let mut stream = mio::net::TcpStream::from_std(stream);
+        self.poll
+            .registry()
+            .register(&mut stream, SOCKET, Interest::READABLE | Interest::WRITABLE)
+            .map_err(TransportError::new)?;
+        let config =
+            WebSocketConfig::default().max_message_size(Some(MAX_FRAME_BYTES)).max_frame_size(Some(MAX_FRAME_BYTES));
+        let connector = tls.map(tungstenite::Connector::Rustls);
+        let mut attempt = tungstenite::client_tls_with_config(request, stream, Some(config), connector);
+        let mut events = Events::with_capacity(4);
+        loop {
+            match attempt {
+                Ok((socket, _)) => return Ok(socket),
+                Err(HandshakeError::Failure(error)) => return Err(classify(error)),
+                Err(HandshakeError::Interrupted(midway)) => {
+                    let left = deadline.saturating_duration_since(Instant::now());
+                    if left.is_zero() {
+                        return Err(TransportError::from_message("the mailbox server did not answer in time"));
+                    }
+                    self.wait(&mut events, Some(left))?;
+                    attempt = midway.handshake();
                 }
             }
-            Ok(Message::Binary(bytes)) => {
-                if signals.send(Signal::Frame(number, bytes.to_vec())).is_err() {
-                    return;
+        }
+    }
+
+    fn wait(&mut self, events: &mut Events, timeout: Option<Duration>) -> Result<(), TransportError> {
+        match self.poll.poll(events, timeout) {
+            Err(error) if error.kind() != ErrorKind::Interrupted => Err(TransportError::new(error)),
+            _ => Ok(()),
+        }
+    }
+
+    /// Sends what the loop hands over and passes back what arrives, each as
+    /// soon as it can: the socket and the loop's waker both wake the thread.
+    fn serve(&mut self, socket: &mut Socket) -> Result<(), TransportError> {
+        let mut events = Events::with_capacity(4);
+        loop {
+            loop {
+                match self.frames.try_recv() {
+                    Ok(Some(frame)) => match socket.send(Message::text(frame)) {
+                        // Queued: sent by a later flush.
+                        Err(error) if would_block(&error) => {}
+                        sent => sent.map_err(classify)?,
+                    },
+                    Ok(None) | Err(mpsc::TryRecvError::Disconnected) => {
+                        let _ = socket.close(None);
+                        let _ = socket.flush();
+                        return Ok(());
+                    }
+                    Err(mpsc::TryRecvError::Empty) => break,
                 }
             }
-            Ok(Message::Close(_)) => break TransportError::from_message("the mailbox server closed the connection"),
-            Ok(_) => {}
-            Err(WsError::Io(error)) if matches!(error.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => {}
-            Err(error) => break classify(error),
+            match socket.flush() {
+                Err(error) if !would_block(&error) => return Err(classify(error)),
+                _ => {}
+            }
+            loop {
+                match socket.read() {
+                    Ok(Message::Text(text)) => self.pass(text.as_bytes())?,
+                    Ok(Message::Binary(bytes)) => self.pass(&bytes)?,
+                    Ok(Message::Close(_)) => {
+                        return Err(TransportError::from_message("the mailbox server closed the connection"))
+                    }
+                    Ok(_) => {}
+                    Err(error) if would_block(&error) => break,
+                    Err(error) => return Err(classify(error)),
+                }
+            }
+            self.wait(&mut events, None)?;
         }
-    };
-    let _ = signals.send(Signal::Disconnected(number, cause));
+    }
+
+    fn pass(&self, frame: &[u8]) -> Result<(), TransportError> {
+        // The loop is gone: nobody to tell, so stop.
+        self.signals
+            .send(Signal::Frame(self.number, frame.to_vec()))
+            .map_err(|_| TransportError::from_message("the exchange stopped"))
+    }
 }
 
 impl std::fmt::Debug for MailboxDriver {
