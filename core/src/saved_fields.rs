@@ -25,6 +25,55 @@ pub(crate) fn failure_texts_fit(failure: &Error) -> bool {
     SavedFailure::from(failure).texts().iter().all(|t| t.len() <= MAX_FAILURE_TEXT && crate::wire::is_printable_text(t))
 }
 
+fn bad(why: &str) -> Error {
+    Error::BadSerializedState(why.to_string())
+}
+
+/// A saved state: `{"format": FORMAT, "version": N, ...facts}`, printable
+/// ASCII (the facts' fields follow the two, in their own order).
+pub(crate) fn write_state<T: Serialize>(format: &str, version: u64, facts: &T) -> Vec<u8> {
+    let facts = crate::ascii_json::to_vec(facts);
+    let mut out = format!("{{\"format\":\"{format}\",\"version\":{version},").into_bytes();
+    out.extend_from_slice(&facts[1..]); // The facts object without its opening brace.
+    out
+}
+
+/// Reads what [`write_state`] wrote (untrusted bytes): the version, within
+/// `versions`, and the facts' fields. `what` names the state in errors.
+pub(crate) fn read_state(
+    bytes: &[u8],
+    max_len: usize,
+    format: &str,
+    versions: std::ops::RangeInclusive<u64>,
+    what: &str,
+) -> Result<(u64, serde_json::Map<String, serde_json::Value>), Error> {
+    use serde_json::Value;
+    if bytes.len() > max_len {
+        return Err(bad(&format!("larger than any serialized {what}")));
+    }
+    let mut fields: serde_json::Map<String, Value> =
+        serde_json::from_slice(bytes).map_err(|_| bad(&format!("not a serialized {what}")))?;
+    if fields.remove("format").as_ref().and_then(Value::as_str) != Some(format) {
+        return Err(bad(&format!("not a serialized wormhole-sync {what}")));
+    }
+    match fields.remove("version").as_ref().and_then(Value::as_u64) {
+        Some(version) if versions.contains(&version) => Ok((version, fields)),
+        _ => Err(bad("unsupported format version")),
+    }
+}
+
+/// The facts from [`read_state`]'s fields. serde's own messages can quote
+/// the offending value (the code, say); the encodings' rules name the rule
+/// only, so only those are repeated.
+pub(crate) fn read_facts<T: serde::de::DeserializeOwned>(
+    fields: serde_json::Map<String, serde_json::Value>,
+) -> Result<T, Error> {
+    T::deserialize(serde_json::Value::Object(fields)).map_err(|e| match e.to_string().strip_prefix(RULE) {
+        Some(rule) => bad(rule),
+        None => bad("a field is missing, unknown or of the wrong type"),
+    })
+}
+
 fn broken<E: serde::de::Error>(why: &str) -> E {
     E::custom(format!("{RULE}{why}"))
 }

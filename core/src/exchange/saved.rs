@@ -2,19 +2,16 @@
 //! the [`Facts`] as they are. Error texts name the rule that failed, never a
 //! value from the blob (it can hold the code).
 
-use serde::Deserialize;
-use serde_json::{Map, Value};
-
 use super::facts::Facts;
 use super::{Exchange, MAX_SERIALIZED_LEN};
 use crate::saved_fields;
-use crate::{ascii_json, Error, Role};
+use crate::{Error, Role};
 
 const FORMAT: &str = "wormhole-sync/exchange";
 /// Version 2 adds `mailbox`. A state is written with the lowest version
 /// that holds it, so one without a mailbox still loads in 0.1, and one with
 /// a mailbox is refused there as a newer version, not as a damaged state.
-const FORMAT_VERSION: u32 = 2;
+const FORMAT_VERSION: u64 = 2;
 
 fn bad(why: &str) -> Error {
     Error::BadSerializedState(why.to_string())
@@ -28,11 +25,8 @@ impl Exchange {
     /// **The result contains secrets** (our seed, the code, our data): store
     /// it as carefully as the data itself.
     pub fn serialize(&self) -> Vec<u8> {
-        let facts = ascii_json::to_vec(&self.facts);
         let version = if self.facts.mailbox.is_some() { FORMAT_VERSION } else { 1 };
-        let mut out = format!("{{\"format\":\"{FORMAT}\",\"version\":{version},").into_bytes();
-        out.extend_from_slice(&facts[1..]); // The facts object without its opening brace.
-        out
+        saved_fields::write_state(FORMAT, version, &self.facts)
     }
 
     /// Restores an exchange from [`serialize`](Self::serialize)'s output.
@@ -53,30 +47,12 @@ impl Exchange {
     /// # Ok::<(), wormhole_sync_core::Error>(())
     /// ```
     pub fn from_serialized(bytes: &[u8]) -> Result<Exchange, Error> {
-        if bytes.len() > MAX_SERIALIZED_LEN {
-            return Err(bad("larger than any serialized exchange"));
-        }
-        let mut fields: Map<String, Value> =
-            serde_json::from_slice(bytes).map_err(|_| bad("not a serialized exchange"))?;
-        if fields.remove("format").as_ref().and_then(Value::as_str) != Some(FORMAT) {
-            return Err(bad("not a serialized wormhole-sync exchange"));
-        }
-        let version = fields.remove("version").as_ref().and_then(Value::as_u64);
-        if !version.is_some_and(|v| (1..=u64::from(FORMAT_VERSION)).contains(&v)) {
-            return Err(bad("unsupported format version"));
-        }
-        if version == Some(1) && fields.contains_key("mailbox") {
+        let versions = 1..=FORMAT_VERSION;
+        let (version, fields) = saved_fields::read_state(bytes, MAX_SERIALIZED_LEN, FORMAT, versions, "exchange")?;
+        if version == 1 && fields.contains_key("mailbox") {
             return Err(bad("a version 1 state has no mailbox"));
         }
-        let facts = Facts::deserialize(Value::Object(fields)).map_err(|e| {
-            // serde's own messages can quote the offending value (the code, say);
-            // the encoding's rules name the rule only.
-            let text = e.to_string();
-            match text.strip_prefix(saved_fields::RULE) {
-                Some(rule) => bad(rule),
-                None => bad("a field is missing, unknown or of the wrong type"),
-            }
-        })?;
+        let facts: Facts = saved_fields::read_facts(fields)?;
         facts.validate()?;
         let exchange = Exchange::from_facts(facts);
         if exchange.facts.close_acked && !exchange.is_terminal() {

@@ -22,7 +22,7 @@ use crate::exchange::{Event, CLOSE_GRACE};
 use crate::mailbox_wire::{ClientMessage, FrameError, ServerMessage};
 use crate::time::Timestamp;
 use crate::wire::Mood;
-use crate::{ascii_json, Error, Role, MAX_DATA_LEN};
+use crate::{saved_fields, Error, Role, MAX_DATA_LEN};
 
 /// The phases this flavour adds, in order: SPAKE2, key confirmation, then
 /// the one application message (magic-wormhole numbers them from 0).
@@ -398,10 +398,7 @@ impl MailboxExchange {
     /// **The result contains secrets** (our seed, the code, our data and
     /// the peer's sealed messages): store it as carefully as the data.
     pub fn serialize(&self) -> Vec<u8> {
-        let facts = ascii_json::to_vec(&self.facts);
-        let mut out = format!("{{\"format\":\"{FORMAT}\",\"version\":{FORMAT_VERSION},").into_bytes();
-        out.extend_from_slice(&facts[1..]); // The facts object without its opening brace.
-        out
+        saved_fields::write_state(FORMAT, FORMAT_VERSION, &self.facts)
     }
 
     /// Restores what [`serialize`](Self::serialize) wrote: it connects
@@ -422,29 +419,14 @@ impl MailboxExchange {
     /// # Ok::<(), wormhole_sync_core::Error>(())
     /// ```
     pub fn from_serialized(bytes: &[u8]) -> Result<MailboxExchange, Error> {
-        let bad = |why: &str| Error::BadSerializedState(why.to_string());
-        if bytes.len() > MAX_SERIALIZED_LEN {
-            return Err(bad("larger than any serialized exchange"));
-        }
-        let mut fields: serde_json::Map<String, Value> =
-            serde_json::from_slice(bytes).map_err(|_| bad("not a serialized exchange"))?;
-        if fields.remove("format").as_ref().and_then(Value::as_str) != Some(FORMAT) {
-            return Err(bad("not a serialized magic-wormhole exchange"));
-        }
-        if fields.remove("version").as_ref().and_then(Value::as_u64) != Some(FORMAT_VERSION) {
-            return Err(bad("unsupported format version"));
-        }
-        let facts: Facts = serde::Deserialize::deserialize(Value::Object(fields)).map_err(|e| {
-            // serde's own messages can quote the offending value; rules name themselves only.
-            match e.to_string().strip_prefix(crate::saved_fields::RULE) {
-                Some(rule) => bad(rule),
-                None => bad("a field is missing, unknown or of the wrong type"),
-            }
-        })?;
+        let versions = FORMAT_VERSION..=FORMAT_VERSION;
+        let (_, fields) = saved_fields::read_state(bytes, MAX_SERIALIZED_LEN, FORMAT, versions, "exchange")?;
+        let facts: Facts = saved_fields::read_facts(fields)?;
         facts.validate()?;
         let exchange = MailboxExchange::from_facts(facts);
         if exchange.facts.closed && !exchange.is_terminal() {
-            return Err(bad("the mailbox is closed but the exchange has no outcome"));
+            let why = "the mailbox is closed but the exchange has no outcome";
+            return Err(Error::BadSerializedState(why.into()));
         }
         Ok(exchange)
     }
