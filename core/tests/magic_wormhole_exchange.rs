@@ -145,3 +145,24 @@ fn saved_states_restore_and_damaged_ones_are_refused_without_quoting_them() {
         assert!(!error.to_string().contains(&code.words()[0]), "{error}");
     }
 }
+
+#[test]
+fn a_server_that_says_retry_later_is_reconnected_to_and_named_at_the_timeout() {
+    let (mut exchange, now) = connected_initiator(b"x");
+    let refusal = br#"{"type": "error", "error": "rate-limited: too many claims", "orig": {"type": "allocate"}}"#;
+    exchange.handle_frame(now, refusal);
+    assert!(!exchange.has_outcome());
+    assert_eq!(exchange.poll_transmit(now), Some(Transmit::Disconnect));
+    exchange.handle_disconnected(now, wormhole_sync_core::TransportError::from_message("closed"));
+    let retry = exchange.poll_timeout().unwrap();
+    assert_eq!(exchange.poll_transmit(retry), Some(Transmit::Connect));
+    let deadline = now + Config::new(APPID).unwrap().timeout();
+    exchange.handle_timeout(deadline);
+    match outcome(&mut exchange) {
+        Some(Err(Error::ServerBusy { code, message })) => {
+            assert_eq!(code.to_string(), "rate-limited");
+            assert_eq!(message, "too many claims");
+        }
+        other => panic!("{other:?}"),
+    }
+}

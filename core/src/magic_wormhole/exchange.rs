@@ -21,7 +21,7 @@ use crate::error::{ServerErrorCode, TransportError};
 use crate::exchange::{Event, CLOSE_GRACE};
 use crate::mailbox_wire::{ClientMessage, FrameError, ServerMessage};
 use crate::time::Timestamp;
-use crate::wire::Mood;
+use crate::wire::{ErrorCode, Mood};
 use crate::{saved_fields, Error, Role, MAX_DATA_LEN};
 
 /// The phases this flavour adds, in order: SPAKE2, key confirmation, then
@@ -93,6 +93,9 @@ struct Connection {
     last_heard: Timestamp,
     ping_sent_at: Option<Timestamp>,
     pings: u64,
+    /// The server asked to retry later: this connection is given up, and
+    /// the next one sends again.
+    hang_up: bool,
 }
 
 impl Connection {
@@ -108,6 +111,7 @@ impl Connection {
             last_heard: now,
             ping_sent_at: None,
             pings: 0,
+            hang_up: false,
         }
     }
 }
@@ -165,6 +169,8 @@ pub struct MailboxExchange {
     peer_plain: Option<Vec<u8>>,
     ended_at: Option<Timestamp>,
     last_problem: TransportError,
+    /// The server's last "retry later" refusal, for the timeout's error.
+    busy: Option<(ServerErrorCode, String)>,
     events: VecDeque<Event>,
     announced: [bool; 3],
 }
@@ -223,6 +229,7 @@ impl MailboxExchange {
             peer_plain: None,
             ended_at: None,
             last_problem: TransportError::from_message("the mailbox server was never reached"),
+            busy: None,
             events: VecDeque::new(),
             announced: [false; 3],
         };
@@ -315,6 +322,10 @@ impl MailboxExchange {
                 Some(Transmit::Disconnect)
             }
             Link::Up(connection) => {
+                if connection.hang_up {
+                    self.link = Link::Closing;
+                    return Some(Transmit::Disconnect);
+                }
                 if connection.ping_sent_at.is_some_and(|sent| sent + self.facts.config.request_timeout() <= now) {
                     self.last_problem = TransportError::from_message("the mailbox server stopped answering");
                     self.link = Link::Closing;
@@ -466,10 +477,10 @@ impl MailboxExchange {
             self.facts.started_at = Some(now);
         }
         if !self.is_terminal() && now >= started + self.facts.config.timeout() {
-            let error = if self.facts.reached_server {
-                Error::Timeout
-            } else {
-                Error::ServerUnreachable { cause: self.last_problem.clone() }
+            let error = match (&self.busy, self.facts.reached_server) {
+                (Some((code, message)), _) => Error::ServerBusy { code: code.clone(), message: message.clone() },
+                (None, true) => Error::Timeout,
+                (None, false) => Error::ServerUnreachable { cause: self.last_problem.clone() },
             };
             self.fail(error);
         }
@@ -733,6 +744,7 @@ impl MailboxExchange {
             Some((code, message)) if !code.contains(' ') => (code, message),
             _ => (error, ""),
         };
+        let retry_later = ErrorCode::from_name(code).filter(|c| matches!(c.http_status(), 429 | 503));
         match (refused, code) {
             (_, "crowded") => self.fail(Error::Crowded),
             // Our earlier release took effect though its answer was lost.
@@ -740,6 +752,15 @@ impl MailboxExchange {
             (_, "burned") => self.fail(Error::ChannelBurned),
             ("close", _) if self.is_terminal() => self.facts.closed = true,
             ("release", _) if self.facts.mailbox.is_some() => self.facts.released = true,
+            (_, "unknown-channel") => self.fail(Error::ChannelExpired),
+            _ if retry_later.is_some() => {
+                // Rate-limited, full or without storage for now: connect
+                // again after the schedule's interval and send again.
+                self.busy = retry_later.map(|c| (ServerErrorCode::Known(c), printable(message)));
+                if let Link::Up(connection) = &mut self.link {
+                    connection.hang_up = true;
+                }
+            }
             _ => {
                 self.fail(Error::ServerRejected { code: ServerErrorCode::from_name(code), message: printable(message) })
             }
