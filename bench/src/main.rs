@@ -60,6 +60,11 @@ struct Args {
     /// least one 30 s long-poll window, to see its renewal).
     #[arg(long, default_value_t = 65)]
     idle_seconds: u64,
+    /// After the waiting initiators leave, how long to wait for one sweep
+    /// of the server before measuring its memory again (0: measure at once,
+    /// without waiting for their connections to close either).
+    #[arg(long, default_value_t = 31)]
+    settle_seconds: u64,
     /// Internal: serve with this storage until stdin closes.
     #[arg(long, hide = true)]
     serve: Option<String>,
@@ -165,13 +170,15 @@ fn measure(args: &Args, target: &Target, transport: Transport) -> Result<(), Str
         let idle_requests = target.requests_served() - requests;
         let loaded = proc::rss_bytes(pid);
         waiting.stop();
-        // The server notices a client gone only when its long-poll ends and its
-        // idle connection times out: wait for its sockets to close.
-        let gave_up = Instant::now() + Duration::from_secs(120);
-        while proc::open_files(pid) > baseline_files + args.waiting / 100 && Instant::now() < gave_up {
-            std::thread::sleep(Duration::from_millis(500));
+        if args.settle_seconds > 0 {
+            // The server notices a client gone only when its long-poll ends and its
+            // idle connection times out: wait for its sockets to close.
+            let gave_up = Instant::now() + Duration::from_secs(120);
+            while proc::open_files(pid) > baseline_files + args.waiting / 100 && Instant::now() < gave_up {
+                std::thread::sleep(Duration::from_millis(500));
+            }
+            std::thread::sleep(Duration::from_secs(args.settle_seconds));
         }
-        std::thread::sleep(Duration::from_secs(31)); // one sweep of the server this bench starts
         let after = proc::rss_bytes(pid);
         let per_client = loaded.saturating_sub(baseline) as f64 / args.waiting as f64 / 1024.0;
         println!(

@@ -43,6 +43,8 @@ fn waiting_clients_are_measured_on_sqlite() {
         "20",
         "--idle-seconds",
         "1",
+        "--settle-seconds",
+        "0",
     ]);
     let line = text.lines().find(|l| l.starts_with("waiting, 20 initiators")).unwrap_or_else(|| panic!("{text}"));
     assert!(line.contains("KiB per waiting client"), "{line}");
