@@ -1,7 +1,7 @@
 //! What a [`MailboxExchange`](super::MailboxExchange) keeps: what it was
 //! given, what the mailbox server confirmed, what the peer sent. Exactly
 //! what its saved state holds; keys, bodies and events are derived from
-//! them (and the seed) again after a restore.
+//! them (and the exchange's random seed) again after a restore.
 
 use serde::{Deserialize, Serialize};
 
