@@ -768,9 +768,10 @@ impl MailboxExchange {
     }
 }
 
-/// A server's text as it may be shown: printable characters, bounded.
+/// A server's text as it may be shown (and saved): as the HTTP client keeps
+/// a refusal's message.
 fn printable(text: &str) -> String {
-    text.chars().filter(|c| !c.is_control()).take(200).collect()
+    crate::wire::printable(text, 256)
 }
 
 impl fmt::Debug for MailboxExchange {
