@@ -17,7 +17,7 @@
 //! Long-polling is the caller's job: a fetch answers at once, and the caller
 //! re-runs it when an effect touches the mailbox or the wait ends.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::time::Duration;
 
 use rand_chacha::ChaCha20Rng;
@@ -165,6 +165,9 @@ struct App {
     mailboxes: BTreeMap<MailboxId, Mailbox>,
     /// Which mailbox each allocating side got, so a retried allocate is idempotent.
     allocated_by: HashMap<String, MailboxId>,
+    /// Nameplates held by mailboxes this rendezvous does not hold (a
+    /// partial view: see [`Rendezvous::reserve_nameplates`]).
+    reserved: BTreeSet<u32>,
 }
 
 impl App {
@@ -176,13 +179,13 @@ impl App {
         let mut low = 1u32;
         while low <= MAX_CHANNEL_ID {
             let high = low.saturating_mul(10).saturating_sub(1).min(MAX_CHANNEL_ID);
-            let used = self.nameplates.range(low..=high).count() as u64;
+            let used = self.used_nameplates(low, high).count() as u64;
             let free = u64::from(high - low + 1) - used;
             if free > 0 {
                 // The pick-th free number: step over every used one at or below the candidate.
                 let pick = rng.next_u64() % free;
                 let mut candidate = u64::from(low) + pick;
-                for &id in self.nameplates.range(low..=high).map(|(id, _)| id) {
+                for id in self.used_nameplates(low, high) {
                     if u64::from(id) > candidate {
                         break;
                     }
@@ -193,6 +196,22 @@ impl App {
             low = high.saturating_add(1);
         }
         None
+    }
+
+    /// The nameplates in use from `low` to `high`, in order: those of
+    /// mailboxes held here and the reserved ones.
+    fn used_nameplates(&self, low: u32, high: u32) -> impl Iterator<Item = u32> + '_ {
+        let mut held = self.nameplates.range(low..=high).map(|(id, _)| *id).peekable();
+        let mut reserved = self.reserved.range(low..=high).copied().peekable();
+        std::iter::from_fn(move || match (held.peek(), reserved.peek()) {
+            (Some(a), Some(b)) if a == b => {
+                reserved.next();
+                held.next()
+            }
+            (Some(a), Some(b)) if a > b => reserved.next(),
+            (Some(_), _) => held.next(),
+            (None, _) => reserved.next(),
+        })
     }
 
     fn by_nameplate(&self, nameplate: u32) -> Option<&MailboxId> {
@@ -396,6 +415,25 @@ impl Rendezvous {
     /// expiry) changed, mailbox by mailbox, in order.
     pub fn effects(&self) -> &[Effect] {
         &self.effects
+    }
+
+    /// Forgets the last operation's effects, for a caller about to run
+    /// steps of its own that may refuse before any operation runs: then
+    /// [`effects`](Self::effects) tells only what happened since.
+    ///
+    /// ```
+    /// use wormhole_sync_core::rendezvous::Rendezvous;
+    /// use wormhole_sync_core::Timestamp;
+    ///
+    /// let mut server = Rendezvous::default();
+    /// server.allocate_nameplate(Timestamp::EPOCH, "app", "s1")?;
+    /// assert!(!server.effects().is_empty());
+    /// server.clear_effects();
+    /// assert!(server.effects().is_empty());
+    /// # Ok::<(), wormhole_sync_core::wire::WireError>(())
+    /// ```
+    pub fn clear_effects(&mut self) {
+        self.effects.clear();
     }
 
     fn effect(&mut self, appid: &str, mailbox: &MailboxId, kind: EffectKind) {
@@ -672,9 +710,11 @@ impl Rendezvous {
             // The nameplate leads here again if it was released and is still
             // free, so the person with the right code learns it was burned.
             if let Some(number) = mailbox.nameplate {
-                if let std::collections::btree_map::Entry::Vacant(slot) = app.nameplates.entry(number) {
-                    slot.insert(id.clone());
-                    nameplate_back = true;
+                if !app.reserved.contains(&number) {
+                    if let std::collections::btree_map::Entry::Vacant(slot) = app.nameplates.entry(number) {
+                        slot.insert(id.clone());
+                        nameplate_back = true;
+                    }
                 }
             }
         }
@@ -718,7 +758,7 @@ impl Rendezvous {
             }
             self.effects.push(Effect { appid: appid.to_string(), mailbox: id.clone(), kind: EffectKind::Deleted });
         }
-        if app.mailboxes.is_empty() {
+        if app.mailboxes.is_empty() && app.reserved.is_empty() {
             self.apps.remove(appid);
         }
     }
@@ -875,7 +915,7 @@ impl Rendezvous {
 
     /// Whether any mailbox of `appid` exists.
     pub fn has_app(&self, appid: &str) -> bool {
-        self.apps.contains_key(appid)
+        self.apps.get(appid).is_some_and(|app| !app.mailboxes.is_empty())
     }
 
     /// The mailbox a request reaches (by the mailbox it names, else by its
@@ -919,6 +959,28 @@ impl Rendezvous {
     pub fn nameplates(&self, appid: &str) -> Vec<ChannelId> {
         let Some(app) = self.apps.get(appid) else { return Vec::new() };
         app.nameplates.keys().filter_map(|&n| ChannelId::new(n)).collect()
+    }
+
+    /// Marks nameplates of `appid` as held by mailboxes this rendezvous
+    /// does not hold: for a partial view of a larger state, as a server
+    /// sharing a database loads for one operation (the mailbox it names,
+    /// and the numbers its app has in use). Allocation never hands them
+    /// out, and a mailbox burned after its release does not take its
+    /// number back while it is reserved.
+    ///
+    /// ```
+    /// use wormhole_sync_core::rendezvous::Rendezvous;
+    /// use wormhole_sync_core::{ChannelId, Timestamp};
+    ///
+    /// let mut partial = Rendezvous::default();
+    /// partial.reserve_nameplates("app", (1..=9).filter(|n| *n != 4).filter_map(ChannelId::new));
+    /// let nameplate = partial.allocate_nameplate(Timestamp::EPOCH, "app", "s1")?;
+    /// assert_eq!(nameplate.get(), 4, "the only free one-digit number");
+    /// # Ok::<(), wormhole_sync_core::wire::WireError>(())
+    /// ```
+    pub fn reserve_nameplates(&mut self, appid: &str, numbers: impl IntoIterator<Item = ChannelId>) {
+        let app = self.apps.entry(appid.to_string()).or_default();
+        app.reserved.extend(numbers.into_iter().map(ChannelId::get));
     }
 
     // The mailbox protocol's operations (magic-wormhole's WebSocket front end).
@@ -1410,6 +1472,26 @@ mod tests {
         assert!(server.contains(APP, channel));
         let late = Request::Join(JoinRequest::new(APP, "c", channel, false));
         assert_eq!(server.handle(at(4), &late).unwrap_err().code, ErrorCode::Burned);
+    }
+
+    #[test]
+    fn reserved_nameplates_are_never_allocated_nor_taken_back_by_a_burn() {
+        let mut server = Rendezvous::default();
+        let (channel, mailbox) = paired(&mut server);
+        server.release(at(2), APP, channel, "a").unwrap();
+        server.release(at(2), APP, channel, "b").unwrap();
+        // Another mailbox, not held by this partial view, took the number since.
+        server.reserve_nameplates(APP, [channel]);
+        server.close(at(3), APP, &mailbox, "a", Mood::Scary).unwrap();
+        assert!(!server.contains(APP, channel), "the burn took a reserved number back");
+        let all_but_two: Vec<ChannelId> = (1..=99).filter(|n| *n != 5 && *n != 77).filter_map(ChannelId::new).collect();
+        server.reserve_nameplates(APP, all_but_two);
+        let mut given: Vec<u32> =
+            ["x", "y"].iter().map(|side| server.allocate_nameplate(at(4), APP, side).unwrap().get()).collect();
+        given.sort_unstable();
+        assert_eq!(given, [5, 77]);
+        let next = server.allocate_nameplate(at(4), APP, "z").unwrap().get();
+        assert!((100..=999).contains(&next), "{next}");
     }
 
     #[test]

@@ -39,7 +39,7 @@ pub(crate) struct Budgets {
     usage: Mutex<Usage>,
 }
 
-fn over(what: &str) -> WireError {
+pub(crate) fn over(what: &str) -> WireError {
     WireError::new(ErrorCode::OverBudget, format!("{what} stores as many bytes as this server allows; retry later"))
 }
 

@@ -31,6 +31,11 @@ pub struct ServeArgs {
     /// Keep everything in memory instead (lost on restart).
     #[arg(long)]
     pub memory: bool,
+    /// Keep everything in this PostgreSQL database instead
+    /// (postgres://user:password@host:port/database), which any number of
+    /// instances may share; the schema is created or migrated at start-up.
+    #[arg(long, value_name = "URL", env = "WORMHOLE_SYNC_POSTGRES", conflicts_with_all = ["memory", "db"], hide_env_values = true)]
+    pub postgres: Option<String>,
     /// Delete channels idle for this long (e.g. 3d, 12h, 90s).
     #[arg(long, default_value = "3d", value_parser = parse_duration)]
     pub channel_expiry: Duration,
@@ -194,7 +199,15 @@ pub async fn serve(args: ServeArgs, name: &str) -> ExitCode {
         config.tls = Some(TlsFiles { cert: cert.clone(), key: key.clone() });
     }
 
-    let (storage, saved) = if args.memory {
+    let (storage, saved) = if let Some(url) = &args.postgres {
+        match Storage::postgres(url).await {
+            Ok(opened) => opened,
+            Err(e) => {
+                eprintln!("{name}: {e}");
+                return ExitCode::FAILURE;
+            }
+        }
+    } else if args.memory {
         (Storage::memory(), RendezvousSnapshot::new(Vec::new()))
     } else {
         match Storage::sqlite(&args.db) {

@@ -19,6 +19,7 @@ use wormhole_sync_core::Timestamp;
 
 use crate::client_address::ClientAddresses;
 use crate::metrics::{Metrics, Snapshot};
+use crate::postgres::{Scope, Target};
 use crate::rate_limit::RateLimiter;
 use crate::storage::{Change, Storage};
 use crate::waiters::Waiters;
@@ -75,7 +76,11 @@ pub(crate) fn router(app: Arc<App>) -> Router {
 /// 200 while the server can serve; 503 with the reason when it cannot
 /// (storage failed, or shutting down), so a load balancer stops sending.
 async fn health(State(app): State<Arc<App>>) -> HttpResponse {
-    if !app.storage.healthy() {
+    let storage_healthy = match app.storage.shared() {
+        Some(postgres) => postgres.check().await,
+        None => app.storage.healthy(),
+    };
+    if !storage_healthy {
         json(503, br#"{"status":"storage-failed"}"#.to_vec())
     } else if app.stopping.load(Ordering::Relaxed) {
         json(503, br#"{"status":"stopping"}"#.to_vec())
@@ -92,8 +97,13 @@ pub(crate) fn internal_error() -> HttpResponse {
 }
 
 async fn metrics(State(app): State<Arc<App>>) -> HttpResponse {
-    let stats = app.core.lock().stats();
-    let (stored_bytes, storing_clients) = app.budgets.usage();
+    let (stats, stored_bytes, storing_clients) = match app.storage.shared() {
+        Some(postgres) => postgres.stats().await.unwrap_or_default(),
+        None => {
+            let (stored_bytes, storing_clients) = app.budgets.usage();
+            (app.core.lock().stats(), stored_bytes, storing_clients)
+        }
+    };
     let text = app.metrics.render(Snapshot {
         stats,
         waiting: app.waiters.waiting(),
@@ -183,13 +193,16 @@ impl App {
         }
     }
 
-    /// Applies a request to the state, queues its change, and answers once
-    /// the change is durable.
+    /// Applies a request to the state and answers once its change is durable.
     async fn apply(&self, request: &Request, client: IpAddr) -> Result<Response, WireError> {
-        let (result, barrier, touched) = self.handle_and_record(request, client);
-        self.durable(barrier).await?;
-        self.wake(&touched);
-        result
+        let poster = matches!(request, Request::Post(_)).then_some(client);
+        let (response, _) = self
+            .run(Scope::of(request), poster, |core, at| {
+                self.within_budgets(core, request, client)?;
+                core.handle(at, request)
+            })
+            .await?;
+        Ok(response)
     }
 
     pub(crate) async fn durable(&self, barrier: u64) -> Result<(), WireError> {
@@ -206,19 +219,54 @@ impl App {
         }
     }
 
-    /// Runs the request on the state machine and queues what changed.
-    /// Returns the answer, the journal position that must be durable before
-    /// it is sent, and the mailboxes to wake once it is.
-    fn handle_and_record(&self, request: &Request, client: IpAddr) -> (Result<Response, WireError>, u64, Touched) {
-        let mut core = self.core.lock();
-        if let Err(refused) = self.within_budgets(&core, request, client) {
-            return (Err(refused), self.storage.last_recorded(), Vec::new());
+    /// Runs an operation on the state (for a post, charged to `poster`),
+    /// makes what it changed durable, then wakes the mailboxes' waiters.
+    /// Returns its answer and the instance of the mailbox `scope` names,
+    /// if that exists afterwards. On a shared database (PostgreSQL) the
+    /// operation runs on the rows `scope` names, in a transaction;
+    /// otherwise on the state in memory, journaled.
+    pub(crate) async fn run<T>(
+        &self,
+        scope: Scope<'_>,
+        poster: Option<IpAddr>,
+        operation: impl Fn(&mut Rendezvous, Timestamp) -> Result<T, WireError>,
+    ) -> Result<(T, Option<u64>), WireError> {
+        if let Some(postgres) = self.storage.shared() {
+            let outcome = postgres.run(&self.config, scope, poster, operation).await?;
+            self.wake(&outcome.news);
+            return outcome.result.map(|answer| (answer, outcome.instance));
         }
-        let at = now();
-        let result = core.handle(at, request);
-        let poster = matches!(request, Request::Post(_)).then_some(client);
-        let (barrier, touched) = self.record_effects(&core, at, poster);
-        (result, barrier, touched)
+        let (result, instance, barrier, touched) = {
+            let mut core = self.core.lock();
+            core.clear_effects();
+            let at = now();
+            let result = operation(&mut core, at);
+            let instance = match scope.target {
+                Target::Mailbox(mailbox) => core.mailbox_instance(scope.appid, mailbox),
+                _ => None,
+            };
+            let (barrier, touched) = self.record_effects(&core, at, poster);
+            (result, instance, barrier, touched)
+        };
+        self.durable(barrier).await?;
+        self.wake(&touched);
+        result.map(|answer| (answer, instance))
+    }
+
+    /// The nameplates of `appid` in use, in order.
+    pub(crate) async fn nameplates(&self, appid: &str) -> Result<Vec<wormhole_sync_core::ChannelId>, WireError> {
+        match self.storage.shared() {
+            Some(postgres) => postgres.nameplates(appid).await,
+            None => Ok(self.core.lock().nameplates(appid)),
+        }
+    }
+
+    /// The mailbox a request reaches now, if any.
+    pub(crate) async fn mailbox_for(&self, request: &Request) -> Result<Option<MailboxId>, WireError> {
+        match self.storage.shared() {
+            Some(postgres) => postgres.mailbox_for(request.appid(), request.mailbox(), request.channel()).await,
+            None => Ok(self.core.lock().mailbox_for(request)),
+        }
     }
 
     /// Journals what the state machine's last operation changed, mailbox by
@@ -283,7 +331,12 @@ impl App {
     }
 
     /// Refuses a new application id past the cap on them (both front ends).
+    /// On a shared database the cap is checked in the operation's
+    /// transaction instead, over every instance's app ids.
     pub(crate) fn within_app_cap(&self, core: &Rendezvous, appid: &str) -> Result<(), WireError> {
+        if self.storage.shared().is_some() {
+            return Ok(());
+        }
         let max = self.config.max_apps;
         if max > 0 && !core.has_app(appid) && core.stats().apps >= max {
             return Err(error(ErrorCode::ServerFull, "the server holds as many application ids as it allows"));
@@ -293,8 +346,12 @@ impl App {
 
     /// Refuses what would store more than a budget allows: a new message
     /// past the client's, the app's or the server's byte budget, or a
-    /// channel for an application id past the cap on them.
+    /// channel for an application id past the cap on them. (On a shared
+    /// database, the operation's transaction checks them instead.)
     fn within_budgets(&self, core: &Rendezvous, request: &Request, client: IpAddr) -> Result<(), WireError> {
+        if self.storage.shared().is_some() {
+            return Ok(());
+        }
         let posted_before = |post: &PostRequest| {
             core.mailbox_for(request).is_some_and(|m| core.has_posted(&post.appid, &m, &post.side, &post.phase))
         };
@@ -329,12 +386,10 @@ impl App {
             Request::Fetch(FetchRequest::new(appid, side, channel, after, 0)).with_mailbox(request.mailbox().cloned());
         loop {
             // Register before looking, so a post landing in between still wakes us.
-            let mailbox = self.core.lock().mailbox_for(&read);
+            let mailbox = self.mailbox_for(&read).await?;
             let waiter = mailbox.as_ref().map(|mailbox| self.waiters.register(appid, mailbox));
             let woken = waiter.as_ref().map(|waiter| waiter.notified());
-            let (result, barrier, _) = self.handle_and_record(&read, client);
-            self.durable(barrier).await?;
-            let log = match result? {
+            let log = match self.apply(&read, client).await? {
                 Response::Fetched(log) => log,
                 _ => unreachable!("a fetch answers with a log"),
             };
@@ -362,6 +417,13 @@ impl App {
     /// [`SWEEP_STEP`] mailboxes at a time, so requests are served between
     /// steps however many there are.
     pub(crate) async fn sweep(&self) -> usize {
+        if let Some(postgres) = self.storage.shared() {
+            self.limiter.forget_idle();
+            self.message_limiter.forget_idle();
+            self.waiters.shrink();
+            // Its notifications wake the waiters, here as on the other instances.
+            return postgres.sweep(now(), &self.config.rendezvous).await.unwrap_or(0);
+        }
         let mut cursor = SweepCursor::default();
         let mut total = 0;
         loop {

@@ -48,6 +48,7 @@ pub mod fuzzing;
 mod http;
 mod mailbox;
 mod metrics;
+mod postgres;
 mod rate_limit;
 mod sqlite;
 mod storage;
@@ -243,6 +244,8 @@ impl Server {
                 }
             }
         });
+        let listener =
+            app.storage.shared().map(|postgres| tokio::spawn(postgres::listen(app.clone(), postgres.connect_config())));
         let router = http::router(app.clone());
         let timeouts = Timeouts {
             header: app.config.header_timeout,
@@ -257,6 +260,9 @@ impl Server {
         .await;
         let app = self.app;
         sweeper.abort();
+        if let Some(listener) = listener {
+            listener.abort();
+        }
         // Waits for the writer thread's last commit: off the async threads.
         let _ = tokio::task::spawn_blocking(move || app.storage.close()).await;
         served
@@ -294,10 +300,15 @@ fn shared_state_seeded(
     saved: RendezvousSnapshot,
     seed: [u8; 32],
 ) -> std::io::Result<Arc<http::App>> {
-    let limits = budgets::Limits {
-        per_app: config.max_bytes_per_app,
-        per_client: config.max_bytes_per_address,
-        total: config.max_bytes,
+    let limits = if storage.shared().is_some() {
+        // Kept in the database, over every instance: see `postgres::operation`.
+        budgets::Limits { per_app: 0, per_client: 0, total: 0 }
+    } else {
+        budgets::Limits {
+            per_app: config.max_bytes_per_app,
+            per_client: config.max_bytes_per_address,
+            total: config.max_bytes,
+        }
     };
     let budgets = budgets::Budgets::new(limits, &saved);
     let core = Rendezvous::restore(config.rendezvous.clone(), saved)
@@ -589,6 +600,29 @@ impl BackgroundServer {
     ) -> std::io::Result<BackgroundServer> {
         let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?;
         let server = runtime.block_on(RunningServer::start(addr, config, storage, saved))?;
+        let (addr, url) = (server.addr(), server.url());
+        Ok(BackgroundServer { runtime, server: Some(server), addr, url })
+    }
+
+    /// Connects to a PostgreSQL database that other instances may share
+    /// (see [`Storage::postgres`]), then binds and starts serving on two
+    /// background threads.
+    ///
+    /// ```no_run
+    /// use wormhole_sync_server::{BackgroundServer, ServerConfig};
+    ///
+    /// let url = "postgres://wormhole@127.0.0.1/wormhole";
+    /// let a = BackgroundServer::postgres("127.0.0.1:0".parse().unwrap(), ServerConfig::default(), url)?;
+    /// let b = BackgroundServer::postgres("127.0.0.1:0".parse().unwrap(), ServerConfig::default(), url)?;
+    /// // An exchange may now start on a and finish on b.
+    /// # Ok::<(), std::io::Error>(())
+    /// ```
+    pub fn postgres(addr: SocketAddr, config: ServerConfig, url: &str) -> std::io::Result<BackgroundServer> {
+        let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?;
+        let server = runtime.block_on(async {
+            let (storage, saved) = Storage::postgres(url).await.map_err(std::io::Error::other)?;
+            RunningServer::start(addr, config, storage, saved).await
+        })?;
         let (addr, url) = (server.addr(), server.url());
         Ok(BackgroundServer { runtime, server: Some(server), addr, url })
     }

@@ -27,6 +27,7 @@ use wormhole_sync_core::{ChannelId, Timestamp};
 
 use crate::connections::Admitted;
 use crate::http::{now, App};
+use crate::postgres::Scope;
 
 /// How often the server pings an open connection (as the reference does).
 const PING_INTERVAL: Duration = Duration::from_secs(60);
@@ -342,7 +343,7 @@ impl Session {
         match &frame.message {
             ClientMessage::List => {
                 let nameplates = if self.app.config.allow_list {
-                    self.app.core.lock().nameplates(&appid).iter().map(ToString::to_string).collect()
+                    self.app.nameplates(&appid).await.map_err(refusal)?.iter().map(ToString::to_string).collect()
                 } else {
                     Vec::new()
                 };
@@ -353,7 +354,9 @@ impl Session {
                     return Err("you already allocated one, don't be greedy".into());
                 }
                 self.limit_channels()?;
-                let nameplate = self.run(None, |core, at| core.allocate_nameplate(at, &appid, &side)).await?;
+                let scope = Scope::allocate(&appid, &side);
+                let (nameplate, _) =
+                    self.run(scope, None, |core, at| core.allocate_nameplate(at, &appid, &side)).await?;
                 self.allocated = true;
                 Ok(Some(ServerMessage::Allocated { nameplate: nameplate.to_string() }))
             }
@@ -365,7 +368,8 @@ impl Session {
                 let number = nameplate(text)?;
                 self.claimed = Some(number);
                 self.limit_channels()?;
-                let mailbox = self.run(None, |core, at| core.claim(at, &appid, number, &side)).await?;
+                let scope = Scope::nameplate(&appid, number);
+                let (mailbox, _) = self.run(scope, None, |core, at| core.claim(at, &appid, number, &side)).await?;
                 Ok(Some(ServerMessage::Claimed { mailbox }))
             }
             ClientMessage::Release { nameplate: named } => {
@@ -381,7 +385,8 @@ impl Session {
                     (None, None) => return Err("release without nameplate must follow claim".into()),
                 };
                 self.released = true;
-                self.run(None, |core, at| core.release(at, &appid, number, &side)).await?;
+                let scope = Scope::nameplate(&appid, number);
+                self.run(scope, None, |core, at| core.release(at, &appid, number, &side)).await?;
                 Ok(Some(ServerMessage::Released))
             }
             ClientMessage::Open { mailbox } => {
@@ -389,12 +394,8 @@ impl Session {
                     return Err("only one open per connection".into());
                 }
                 self.limit_channels()?;
-                let instance = self
-                    .run(None, |core, at| {
-                        core.open(at, &appid, mailbox, &side)?;
-                        Ok(core.mailbox_instance(&appid, mailbox))
-                    })
-                    .await?;
+                let scope = Scope::mailbox(&appid, mailbox);
+                let (_, instance) = self.run(scope, None, |core, at| core.open(at, &appid, mailbox, &side)).await?;
                 self.opened = Some(mailbox.clone());
                 self.instance = instance;
                 self.pushed = 0;
@@ -405,11 +406,11 @@ impl Session {
                 let client_id = frame.id.as_ref().map(|id| id.as_str().map_or_else(|| id.to_string(), str::to_string));
                 let budgets = &self.app.budgets;
                 let client = self.client;
-                self.run(Some(client), |core, at| {
+                self.run(Scope::mailbox(&appid, &mailbox), Some(client), |core, at| {
                     if !core.has_posted(&appid, &mailbox, &side, phase) {
                         budgets.check(&appid, client, body.len() as u64)?;
                     }
-                    core.add(at, &appid, &mailbox, &side, phase, body, client_id)
+                    core.add(at, &appid, &mailbox, &side, phase, body, client_id.clone())
                 })
                 .await?;
                 Ok(None)
@@ -428,7 +429,7 @@ impl Session {
                 };
                 let mood = mood(word.as_deref());
                 let reopen = self.opened.is_none();
-                self.run(None, |core, at| {
+                self.run(Scope::close(&appid, &mailbox, mood), None, |core, at| {
                     // As the reference server: a close on a connection that did not
                     // open the mailbox opens it first (a client that reconnected to
                     // repeat its close).
@@ -453,33 +454,27 @@ impl Session {
             return Err(refusal(WireError::new(ErrorCode::RateLimited, "too many claims from this address")));
         }
         let (appid, _) = self.bound.as_ref().expect("bound before any claim");
+        if self.app.storage.shared().is_some() {
+            return Ok(()); // Checked in the operation's transaction.
+        }
         self.app.within_app_cap(&self.app.core.lock(), appid).map_err(refusal)
     }
 
-    /// Runs an operation on the shared state, journals what it changed
-    /// (charging a new message to `poster`), waits until that is durable,
-    /// then wakes the mailboxes' listeners.
+    /// Runs an operation on the shared state (see [`App::run`]), with the
+    /// refusal in the words the client shows.
     async fn run<T>(
         &self,
+        scope: Scope<'_>,
         poster: Option<IpAddr>,
-        operation: impl FnOnce(&mut Rendezvous, Timestamp) -> Result<T, WireError>,
-    ) -> Result<T, Refusal> {
-        let (result, barrier, touched) = {
-            let mut core = self.app.core.lock();
-            let at = now();
-            let result = operation(&mut core, at);
-            let (barrier, touched) = self.app.record_effects(&core, at, poster);
-            (result, barrier, touched)
-        };
-        self.app.durable(barrier).await.map_err(refusal)?;
-        self.app.wake(&touched);
-        result.map_err(refusal)
+        operation: impl Fn(&mut Rendezvous, Timestamp) -> Result<T, WireError>,
+    ) -> Result<(T, Option<u64>), Refusal> {
+        self.app.run(scope, poster, operation).await.map_err(refusal)
     }
 
     /// Marks the open mailbox as active (see [`Rendezvous::touch`]).
     async fn keep_open(&self) {
         let Some((appid, mailbox)) = self.opened() else { return };
-        let touched = self.run(None, |core, at| {
+        let touched = self.run(Scope::mailbox(appid, mailbox), None, |core, at| {
             core.touch(at, appid, mailbox);
             Ok(())
         });
@@ -489,16 +484,25 @@ impl Session {
     /// The open mailbox's messages not yet sent, once they are durable.
     pub(crate) async fn news(&mut self) -> Vec<ServerMessage> {
         let Some((appid, mailbox)) = self.opened() else { return Vec::new() };
-        let (messages, seen) = {
-            let core = self.app.core.lock();
-            if core.mailbox_instance(appid, mailbox) != self.instance {
+        let Some(instance) = self.instance else { return Vec::new() };
+        let messages = if let Some(postgres) = self.app.storage.shared() {
+            match postgres.messages_after(appid, mailbox, instance, self.pushed).await {
+                Ok(messages) => messages,
+                Err(_) => return Vec::new(),
+            }
+        } else {
+            let (messages, seen) = {
+                let core = self.app.core.lock();
+                if core.mailbox_instance(appid, mailbox) != Some(instance) {
+                    return Vec::new();
+                }
+                (core.messages_after(appid, mailbox, self.pushed).to_vec(), self.app.storage.last_recorded())
+            };
+            if messages.is_empty() || self.app.durable(seen).await.is_err() {
                 return Vec::new();
             }
-            (core.messages_after(appid, mailbox, self.pushed).to_vec(), self.app.storage.last_recorded())
+            messages
         };
-        if messages.is_empty() || self.app.durable(seen).await.is_err() {
-            return Vec::new();
-        }
         self.pushed = messages.last().map_or(self.pushed, |m| m.seq);
         messages.iter().map(message_frame).collect()
     }

@@ -11,6 +11,7 @@
 use parking_lot::Mutex;
 use std::path::{Path, PathBuf};
 use std::sync::mpsc;
+use std::sync::Arc;
 use std::thread::JoinHandle;
 
 use tokio::sync::watch;
@@ -18,6 +19,7 @@ use wormhole_sync_core::rendezvous::{MailboxSnapshot, MemberSnapshot, Rendezvous
 use wormhole_sync_core::wire::{MailboxId, Message};
 use wormhole_sync_core::Timestamp;
 
+use crate::postgres::Postgres;
 use crate::sqlite;
 
 /// One change to persist.
@@ -58,6 +60,7 @@ pub struct Storage {
 enum Inner {
     Memory,
     Sqlite(Journal),
+    Postgres(Arc<Postgres>),
 }
 
 struct Journal {
@@ -97,11 +100,41 @@ impl Storage {
         Ok((Storage { inner: Inner::Sqlite(journal) }, snapshot))
     }
 
+    /// A PostgreSQL database (`postgres://user@host:port/database`, or
+    /// the key-value form `host=... dbname=...`) that any number of server
+    /// instances share: each operation is a transaction there, and the
+    /// instances wake each other's waiters through `LISTEN`/`NOTIFY`. The
+    /// schema is created, or migrated, at start-up. Nothing is loaded into
+    /// memory, so the state returned is empty.
+    ///
+    /// ```no_run
+    /// use wormhole_sync_server::{RunningServer, ServerConfig, Storage};
+    ///
+    /// # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
+    /// let (storage, saved) = Storage::postgres("postgres://wormhole@127.0.0.1/wormhole").await?;
+    /// let server = RunningServer::start("127.0.0.1:0".parse()?, ServerConfig::default(), storage, saved).await?;
+    /// # Ok(()) }
+    /// ```
+    pub async fn postgres(url: &str) -> Result<(Storage, RendezvousSnapshot), StorageError> {
+        let postgres = Postgres::connect(url).await?;
+        Ok((Storage { inner: Inner::Postgres(Arc::new(postgres)) }, RendezvousSnapshot::new(Vec::new())))
+    }
+
+    /// The shared database, when the state lives there rather than in
+    /// this process.
+    pub(crate) fn shared(&self) -> Option<&Arc<Postgres>> {
+        match &self.inner {
+            Inner::Postgres(postgres) => Some(postgres),
+            _ => None,
+        }
+    }
+
     /// A short description for logs.
     pub fn describe(&self) -> String {
         match &self.inner {
             Inner::Memory => "memory (nothing survives a restart)".into(),
             Inner::Sqlite(j) => format!("sqlite at {}", j.path.display()),
+            Inner::Postgres(postgres) => postgres.describe(),
         }
     }
 
@@ -121,7 +154,7 @@ impl Storage {
     /// The sequence number of the last queued change.
     pub(crate) fn last_recorded(&self) -> u64 {
         match &self.inner {
-            Inner::Memory => 0,
+            Inner::Memory | Inner::Postgres(_) => 0,
             Inner::Sqlite(journal) => *journal.next.lock(),
         }
     }
@@ -143,6 +176,7 @@ impl Storage {
         match &self.inner {
             Inner::Memory => true,
             Inner::Sqlite(journal) => journal.progress.borrow().failure.is_none(),
+            Inner::Postgres(postgres) => postgres.reachable(),
         }
     }
 

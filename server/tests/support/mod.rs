@@ -4,6 +4,8 @@
 
 #![allow(dead_code)]
 
+pub mod postgres;
+
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::time::{Duration, SystemTime};
@@ -17,11 +19,29 @@ use wormhole_sync_server::{BackgroundServer, ServerConfig, Storage};
 pub struct TestServer {
     server: BackgroundServer,
     pub addr: SocketAddr,
+    /// Dropped after the server: the database of a PostgreSQL-backed one.
+    database: Option<postgres::Database>,
 }
 
 impl TestServer {
+    /// A server whose state does not survive it: in memory, or, with
+    /// `WORMHOLE_SYNC_TEST_STORAGE=postgres`, in a fresh PostgreSQL
+    /// database (so the same tests check both).
     pub fn memory(config: ServerConfig) -> TestServer {
+        if std::env::var("WORMHOLE_SYNC_TEST_STORAGE").is_ok_and(|s| s == "postgres") {
+            let database = postgres::Database::create().expect("WORMHOLE_SYNC_TEST_POSTGRES names a cluster");
+            let mut server = TestServer::postgres(config, &database.url);
+            server.database = Some(database);
+            return server;
+        }
         TestServer::start(config, Storage::memory(), RendezvousSnapshot::new(Vec::new()), "127.0.0.1:0")
+    }
+
+    /// A server on a PostgreSQL database (which others may share).
+    pub fn postgres(config: ServerConfig, url: &str) -> TestServer {
+        let server = BackgroundServer::postgres("127.0.0.1:0".parse().unwrap(), config, url).expect("server starts");
+        let addr = server.addr();
+        TestServer { server, addr, database: None }
     }
 
     pub fn sqlite(config: ServerConfig, path: &std::path::Path, addr: &str) -> TestServer {
@@ -32,7 +52,7 @@ impl TestServer {
     fn start(config: ServerConfig, storage: Storage, saved: RendezvousSnapshot, addr: &str) -> TestServer {
         let server = BackgroundServer::start(addr.parse().unwrap(), config, storage, saved).expect("server starts");
         let addr = server.addr();
-        TestServer { server, addr }
+        TestServer { server, addr, database: None }
     }
 
     pub fn url(&self) -> String {

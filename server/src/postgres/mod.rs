@@ -1,0 +1,367 @@
+//! PostgreSQL storage, for several server instances on one database.
+//!
+//! With SQLite, the state machine in memory is the source of truth and the
+//! database its journal. Instances sharing a database cannot each hold the
+//! state, so here the database is the truth: every operation is one
+//! transaction that locks the rows it reads (the mailbox a request names),
+//! loads them into a [`Rendezvous`] of its own, runs the core's operation on
+//! it, and writes back what the operation changed ([`operation`]).
+//! A commit notifies every instance of the mailboxes with news, so a
+//! long-poll or a WebSocket waiting on one instance is woken by a post on
+//! another ([`listen`]).
+//!
+//! **Allocation** takes a transaction-scoped advisory lock on the app id
+//! (`pg_advisory_xact_lock`), so the "shortest free number" choice reads
+//! every number in use with no other allocation of that app in between;
+//! a partial unique index on `(appid, nameplate)` is the safety net.
+//! **Expiry** runs under a try-lock, so one instance sweeps at a time, and
+//! its `DELETE` is idempotent anyway.
+
+mod listen;
+mod operation;
+mod rows;
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod, Runtime};
+use tokio_postgres::NoTls;
+use wormhole_sync_core::rendezvous::{RendezvousConfig, RendezvousStats};
+use wormhole_sync_core::wire::{ErrorCode, MailboxId, Message, WireError};
+use wormhole_sync_core::{ChannelId, Timestamp};
+
+use crate::storage::StorageError;
+
+pub(crate) use listen::listen;
+pub(crate) use operation::{Scope, Target};
+
+/// The versioned migrations, in order; each runs once, in a transaction.
+const MIGRATIONS: &[(i32, &str)] = &[(1, include_str!("../../migrations/postgres/0001_mailboxes.sql"))];
+
+/// Advisory lock keys (the two-integer form, apart from app ids' locks).
+const LOCK_CLASS: i32 = 0x5753_594e; // "WSYN"
+const MIGRATION_LOCK: i32 = 1;
+const SWEEP_LOCK: i32 = 2;
+
+/// The channel commits notify on: the payload is `[appid, mailbox]`.
+const CHANNEL: &str = "wormhole_sync";
+
+/// How long an operation may take, pool wait included, before it is
+/// answered `storage-unavailable`.
+const OPERATION_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Connections each instance keeps to the database.
+const POOL_SIZE: usize = 32;
+
+/// A database shared with other instances.
+pub(crate) struct Postgres {
+    pool: Pool,
+    config: tokio_postgres::Config,
+    /// Whether the last attempt to reach the database worked.
+    reachable: AtomicBool,
+}
+
+pub(crate) fn unavailable(context: &str, e: impl std::fmt::Display) -> WireError {
+    tracing::warn!(error = %e, "{context}; answering storage-unavailable");
+    WireError::new(ErrorCode::StorageUnavailable, "the server cannot store anything right now")
+}
+
+/// A database error in words: the server's message, not just "db error".
+pub(crate) fn describe(e: &tokio_postgres::Error) -> String {
+    match e.as_db_error() {
+        Some(db) => format!("{}: {}", db.code().code(), db.message()),
+        None => e.to_string(),
+    }
+}
+
+fn failed(context: &str) -> impl Fn(tokio_postgres::Error) -> StorageError + '_ {
+    move |e| StorageError(format!("{context}: {}", describe(&e)))
+}
+
+impl Postgres {
+    /// Connects to `url` and creates or migrates the schema.
+    pub(crate) async fn connect(url: &str) -> Result<Postgres, StorageError> {
+        let config: tokio_postgres::Config =
+            url.parse().map_err(|e| StorageError(format!("invalid PostgreSQL URL: {e}")))?;
+        let manager =
+            Manager::from_config(config.clone(), NoTls, ManagerConfig { recycling_method: RecyclingMethod::Fast });
+        let timeouts = deadpool_postgres::Timeouts {
+            wait: Some(OPERATION_TIMEOUT),
+            create: Some(Duration::from_secs(5)),
+            recycle: Some(Duration::from_secs(5)),
+        };
+        let pool = Pool::builder(manager)
+            .max_size(POOL_SIZE)
+            .timeouts(timeouts)
+            .runtime(Runtime::Tokio1)
+            .build()
+            .map_err(|e| StorageError(format!("cannot make the connection pool: {e}")))?;
+        let postgres = Postgres { pool, config, reachable: AtomicBool::new(true) };
+        postgres.migrate().await?;
+        Ok(postgres)
+    }
+
+    /// Applies the migrations this database lacks, one instance at a time.
+    async fn migrate(&self) -> Result<(), StorageError> {
+        let mut client = self.pool.get().await.map_err(|e| StorageError(format!("cannot connect: {e}")))?;
+        client
+            .execute("SELECT pg_advisory_lock($1, $2)", &[&LOCK_CLASS, &MIGRATION_LOCK])
+            .await
+            .map_err(failed("cannot lock the schema"))?;
+        let migrated = async {
+            let fresh: bool = client
+                .query_one("SELECT to_regclass('wormhole_sync_migrations') IS NULL", &[])
+                .await
+                .map_err(failed("cannot read the schema"))?
+                .get(0);
+            if fresh {
+                client
+                    .batch_execute(
+                        "CREATE TABLE wormhole_sync_migrations (
+                             version INTEGER PRIMARY KEY,
+                             applied_at TIMESTAMPTZ NOT NULL DEFAULT now())",
+                    )
+                    .await
+                    .map_err(failed("cannot create the migrations table"))?;
+            }
+            let row = client
+                .query_one("SELECT coalesce(max(version), 0) FROM wormhole_sync_migrations", &[])
+                .await
+                .map_err(failed("cannot read the schema version"))?;
+            let current: i32 = row.get(0);
+            let latest = MIGRATIONS.last().map_or(0, |(version, _)| *version);
+            if current > latest {
+                return Err(StorageError(format!("the database has schema {current}, newer than this server's")));
+            }
+            for (version, sql) in MIGRATIONS.iter().filter(|(version, _)| *version > current) {
+                let tx = client.transaction().await.map_err(failed("cannot begin"))?;
+                tx.batch_execute(sql)
+                    .await
+                    .map_err(|e| StorageError(format!("migration {version} failed: {}", describe(&e))))?;
+                tx.execute("INSERT INTO wormhole_sync_migrations (version) VALUES ($1)", &[version])
+                    .await
+                    .map_err(failed("cannot record a migration"))?;
+                tx.commit().await.map_err(failed("cannot commit a migration"))?;
+                tracing::info!(version, "migrated the PostgreSQL schema");
+            }
+            Ok(())
+        }
+        .await;
+        let _ = client.execute("SELECT pg_advisory_unlock($1, $2)", &[&LOCK_CLASS, &MIGRATION_LOCK]).await;
+        migrated
+    }
+
+    /// Where it is, for logs: hosts, port and database, never a password.
+    pub(crate) fn describe(&self) -> String {
+        let hosts: Vec<String> = self
+            .config
+            .get_hosts()
+            .iter()
+            .map(|host| match host {
+                tokio_postgres::config::Host::Tcp(name) => name.clone(),
+                #[cfg(unix)]
+                tokio_postgres::config::Host::Unix(path) => path.display().to_string(),
+            })
+            .collect();
+        let port = self.config.get_ports().first().copied().unwrap_or(5432);
+        let database = self.config.get_dbname().unwrap_or("(the user's)");
+        format!("postgres at {}:{port}, database {database}", hosts.join(","))
+    }
+
+    /// How to connect (for the listening connection).
+    pub(crate) fn connect_config(&self) -> tokio_postgres::Config {
+        self.config.clone()
+    }
+
+    /// Whether the last attempt to reach the database worked.
+    pub(crate) fn reachable(&self) -> bool {
+        self.reachable.load(Ordering::Relaxed)
+    }
+
+    fn mark(&self, reachable: bool) {
+        self.reachable.store(reachable, Ordering::Relaxed);
+    }
+
+    /// Asks the database whether it answers (health checks).
+    pub(crate) async fn check(&self) -> bool {
+        let answered = tokio::time::timeout(Duration::from_secs(2), async {
+            let client = self.pool.get().await.ok()?;
+            client.query_one("SELECT 1", &[]).await.ok()
+        })
+        .await;
+        let reachable = matches!(answered, Ok(Some(_)));
+        self.mark(reachable);
+        reachable
+    }
+
+    async fn client(&self) -> Result<deadpool_postgres::Object, WireError> {
+        match self.pool.get().await {
+            Ok(client) => Ok(client),
+            Err(e) => {
+                self.mark(false);
+                Err(unavailable("no database connection", e))
+            }
+        }
+    }
+
+    /// Runs a read, answering `storage-unavailable` when it fails.
+    async fn read<T>(
+        &self,
+        context: &str,
+        query: impl AsyncFnOnce(&deadpool_postgres::Object) -> Result<T, tokio_postgres::Error>,
+    ) -> Result<T, WireError> {
+        let run = async {
+            let client = self.client().await?;
+            query(&client).await.map_err(|e| {
+                self.mark(false);
+                unavailable(context, describe(&e))
+            })
+        };
+        let answer = tokio::time::timeout(OPERATION_TIMEOUT, run).await;
+        let answer = answer.unwrap_or_else(|_| Err(unavailable(context, "timed out")))?;
+        self.mark(true);
+        Ok(answer)
+    }
+
+    /// Counts for metrics, and the bytes stored and how many client
+    /// addresses they are charged to.
+    pub(crate) async fn stats(&self) -> Result<(RendezvousStats, u64, usize), WireError> {
+        self.read("cannot count", async |client| {
+            let row = client
+                .query_one(
+                    "SELECT (SELECT count(DISTINCT appid) FROM mailboxes), (SELECT count(*) FROM mailboxes),
+                            (SELECT count(*) FROM mailboxes WHERE holds_nameplate),
+                            (SELECT count(*) FROM mailbox_messages),
+                            (SELECT coalesce(sum(octet_length(body)), 0) FROM mailbox_messages),
+                            (SELECT count(DISTINCT poster) FROM mailbox_messages)",
+                    &[],
+                )
+                .await?;
+            let count = |i: usize| usize::try_from(row.get::<_, i64>(i)).unwrap_or(0);
+            let stats =
+                RendezvousStats { apps: count(0), channels: count(1), nameplates: count(2), messages: count(3) };
+            Ok((stats, count(4) as u64, count(5)))
+        })
+        .await
+    }
+
+    /// The nameplates of `appid` in use, in order.
+    pub(crate) async fn nameplates(&self, appid: &str) -> Result<Vec<ChannelId>, WireError> {
+        self.read("cannot list nameplates", async |client| {
+            let rows = client
+                .query(
+                    "SELECT nameplate FROM mailboxes WHERE appid = $1 AND holds_nameplate ORDER BY nameplate",
+                    &[&appid],
+                )
+                .await?;
+            Ok(rows
+                .iter()
+                .filter_map(|row| u32::try_from(row.get::<_, i32>(0)).ok().and_then(ChannelId::new))
+                .collect())
+        })
+        .await
+    }
+
+    /// The mailbox a nameplate leads to, or whether a named one exists.
+    pub(crate) async fn mailbox_for(
+        &self,
+        appid: &str,
+        mailbox: Option<&MailboxId>,
+        nameplate: Option<ChannelId>,
+    ) -> Result<Option<MailboxId>, WireError> {
+        self.read("cannot find a mailbox", async |client| {
+            let row = match (mailbox, nameplate) {
+                (Some(mailbox), _) => {
+                    client
+                        .query_opt(
+                            "SELECT mailbox FROM mailboxes WHERE appid = $1 AND mailbox = $2",
+                            &[&appid, &mailbox.as_str()],
+                        )
+                        .await?
+                }
+                (None, Some(nameplate)) => {
+                    let number = rows::nameplate_column(nameplate);
+                    client
+                        .query_opt(
+                            "SELECT mailbox FROM mailboxes WHERE appid = $1 AND nameplate = $2 AND holds_nameplate",
+                            &[&appid, &number],
+                        )
+                        .await?
+                }
+                (None, None) => None,
+            };
+            Ok(row.and_then(|row| MailboxId::new(row.get::<_, String>(0))))
+        })
+        .await
+    }
+
+    /// The messages after `after` of this instance of a mailbox (none if
+    /// it is gone or was made again under its id).
+    pub(crate) async fn messages_after(
+        &self,
+        appid: &str,
+        mailbox: &MailboxId,
+        instance: u64,
+        after: u64,
+    ) -> Result<Vec<Message>, WireError> {
+        let instance = i64::try_from(instance).unwrap_or(i64::MAX);
+        let after = i64::try_from(after).unwrap_or(i64::MAX);
+        self.read("cannot read messages", async |client| {
+            let rows = client
+                .query(
+                    "SELECT m.seq, m.side, m.phase, m.body, m.server_rx, m.client_id
+                     FROM mailbox_messages m JOIN mailboxes b ON b.appid = m.appid AND b.mailbox = m.mailbox
+                     WHERE m.appid = $1 AND m.mailbox = $2 AND b.instance = $3 AND m.seq > $4 ORDER BY m.seq",
+                    &[&appid, &mailbox.as_str(), &instance, &after],
+                )
+                .await?;
+            Ok(rows.iter().map(rows::message).collect())
+        })
+        .await
+    }
+
+    /// Deletes the mailboxes idle past their expiry (a burned one past its
+    /// retention), unless another instance is sweeping; notifies their
+    /// waiters. Returns how many it deleted.
+    pub(crate) async fn sweep(&self, now: Timestamp, config: &RendezvousConfig) -> Result<usize, WireError> {
+        let expiry = millis_of(config.channel_expiry);
+        let retention = millis_of(config.burned_retention);
+        let now = rows::millis(now);
+        let run = async {
+            let mut client = self.client().await?;
+            let swept = async {
+                let tx = client.transaction().await?;
+                let locked: bool =
+                    tx.query_one("SELECT pg_try_advisory_xact_lock($1, $2)", &[&LOCK_CLASS, &SWEEP_LOCK]).await?.get(0);
+                if !locked {
+                    return Ok(0);
+                }
+                let deleted = tx
+                    .query(
+                        "DELETE FROM mailboxes
+                         WHERE last_activity <= $1::BIGINT - LEAST($2::BIGINT, $3::BIGINT)
+                           AND last_activity <= $1::BIGINT - CASE WHEN tombstone THEN $3::BIGINT ELSE $2::BIGINT END
+                         RETURNING appid, mailbox",
+                        &[&now, &expiry, &retention],
+                    )
+                    .await?;
+                for row in &deleted {
+                    let payload = listen::payload(row.get(0), row.get(1));
+                    tx.execute("SELECT pg_notify($1, $2)", &[&CHANNEL, &payload]).await?;
+                }
+                tx.commit().await?;
+                Ok(deleted.len())
+            }
+            .await;
+            swept.map_err(|e: tokio_postgres::Error| {
+                self.mark(false);
+                unavailable("cannot sweep", describe(&e))
+            })
+        };
+        tokio::time::timeout(OPERATION_TIMEOUT, run).await.unwrap_or_else(|_| Err(unavailable("sweep", "timed out")))
+    }
+}
+
+fn millis_of(duration: Duration) -> i64 {
+    i64::try_from(duration.as_millis()).unwrap_or(i64::MAX / 4)
+}

@@ -1,0 +1,541 @@
+//! One operation, one transaction: lock and load what it names, run the
+//! core on it, write back what changed, check the caps and budgets that
+//! span the deployment, notify, commit.
+
+use std::collections::HashMap;
+use std::net::IpAddr;
+use std::time::Duration;
+
+use deadpool_postgres::Transaction;
+use rand_core::RngCore as _;
+use tokio_postgres::types::ToSql;
+use tokio_postgres::Row;
+use wormhole_sync_core::rendezvous::{EffectKind, MailboxSnapshot, Rendezvous, RendezvousSnapshot};
+use wormhole_sync_core::wire::{ErrorCode, MailboxId, Mood, Request, WireError};
+use wormhole_sync_core::{ChannelId, Timestamp};
+
+use super::rows::{self, MAILBOX_COLUMNS, MESSAGE_COLUMNS};
+use super::{describe, listen, unavailable, Postgres, CHANNEL, OPERATION_TIMEOUT};
+use crate::budgets::Limits;
+use crate::ServerConfig;
+
+/// What an operation reads: the rows it locks and loads.
+#[derive(Clone, Copy, Debug)]
+pub(crate) enum Target<'a> {
+    /// The mailbox of this id.
+    Mailbox(&'a MailboxId),
+    /// The mailbox this nameplate leads to.
+    Nameplate(ChannelId),
+    /// The mailbox whose nameplate this side allocated (a retried
+    /// allocation gets it again).
+    Allocator(&'a str),
+}
+
+/// An operation's reach, so a store that loads state per operation knows
+/// what to load and lock.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Scope<'a> {
+    pub(crate) appid: &'a str,
+    pub(crate) target: Target<'a>,
+    /// It needs every number its app id has in use (allocation, a burn
+    /// that may take its number back).
+    pub(crate) nameplates: bool,
+    /// It usually changes nothing but an activity stamp (a fetch): it runs
+    /// first without locking, and again with locks only if it does change
+    /// something, so waiting readers do not queue behind each other.
+    pub(crate) reads: bool,
+}
+
+impl<'a> Scope<'a> {
+    pub(crate) fn allocate(appid: &'a str, side: &'a str) -> Scope<'a> {
+        Scope { appid, target: Target::Allocator(side), nameplates: true, reads: false }
+    }
+
+    /// A claim or release of a nameplate.
+    pub(crate) fn nameplate(appid: &'a str, nameplate: ChannelId) -> Scope<'a> {
+        Scope { appid, target: Target::Nameplate(nameplate), nameplates: false, reads: false }
+    }
+
+    pub(crate) fn mailbox(appid: &'a str, mailbox: &'a MailboxId) -> Scope<'a> {
+        Scope { appid, target: Target::Mailbox(mailbox), nameplates: false, reads: false }
+    }
+
+    /// A close: with `scary`, the burn may take the nameplate back.
+    pub(crate) fn close(appid: &'a str, mailbox: &'a MailboxId, mood: Mood) -> Scope<'a> {
+        Scope { appid, target: Target::Mailbox(mailbox), nameplates: mood == Mood::Scary, reads: false }
+    }
+
+    /// What an HTTP API request reaches.
+    pub(crate) fn of(request: &'a Request) -> Scope<'a> {
+        let appid = request.appid();
+        let target = match (request.mailbox(), request.channel()) {
+            (Some(mailbox), _) => Target::Mailbox(mailbox),
+            (None, Some(channel)) => Target::Nameplate(channel),
+            (None, None) => return Scope::allocate(appid, request.side()),
+        };
+        let burns = matches!(request, Request::Close(close) if close.mood == Mood::Scary);
+        Scope { appid, target, nameplates: burns, reads: matches!(request, Request::Fetch(_)) }
+    }
+}
+
+/// The most an activity stamp may lag behind (see `stamp_step`).
+const MAX_STAMP_STEP: Duration = Duration::from_secs(10);
+
+/// Runs of one operation that conflicted with another instance's
+/// (a unique constraint) before it is answered `storage-unavailable`.
+const MAX_ATTEMPTS: u32 = 8;
+
+/// A conflict with another transaction: running again sees its outcome.
+fn is_conflict(e: &tokio_postgres::Error) -> bool {
+    use tokio_postgres::error::SqlState;
+    e.code().is_some_and(|code| {
+        [SqlState::UNIQUE_VIOLATION, SqlState::T_R_SERIALIZATION_FAILURE, SqlState::T_R_DEADLOCK_DETECTED]
+            .contains(code)
+    })
+}
+
+/// What an operation did.
+pub(crate) struct Outcome<T> {
+    /// The operation's answer (or a refusal: a cap or budget refusal left
+    /// nothing changed).
+    pub(crate) result: Result<T, WireError>,
+    /// The instance of the scope's mailbox after it, if it exists.
+    pub(crate) instance: Option<u64>,
+    /// Mailboxes with news, for this instance's waiters (the others learn
+    /// it from the notification).
+    pub(crate) news: Vec<(String, MailboxId)>,
+}
+
+/// A mailbox as loaded: its instance and how many messages it had.
+struct Loaded {
+    instance: u64,
+    messages: usize,
+    last_activity: Timestamp,
+}
+
+type Failure = Box<dyn std::fmt::Display + Send + Sync>;
+
+impl From<tokio_postgres::Error> for Box<Fail> {
+    fn from(e: tokio_postgres::Error) -> Self {
+        Box::new(Fail::Database(e))
+    }
+}
+
+/// Why a transaction did not commit.
+enum Fail {
+    Database(tokio_postgres::Error),
+    Unreadable(Failure),
+    /// A run without locks would write: run again with them.
+    NeedsLock,
+}
+
+impl Postgres {
+    /// Runs `operation` in a transaction over the rows `scope` names, for
+    /// a post charged to `poster`. Answers `storage-unavailable` if the
+    /// database cannot be reached or fails.
+    pub(crate) async fn run<T>(
+        &self,
+        config: &ServerConfig,
+        scope: Scope<'_>,
+        poster: Option<IpAddr>,
+        operation: impl Fn(&mut Rendezvous, Timestamp) -> Result<T, WireError>,
+    ) -> Result<Outcome<T>, WireError> {
+        let run = async {
+            let mut client = self.client().await?;
+            let mut attempt = 1;
+            let mut lock = !scope.reads;
+            loop {
+                let tx = client.transaction().await.map_err(|e| unavailable("cannot begin", describe(&e)))?;
+                let fail = match self.transaction(&tx, config, scope, poster, &operation, lock).await {
+                    Ok((outcome, commit)) => {
+                        let ended = if commit { tx.commit().await } else { tx.rollback().await };
+                        match ended {
+                            Ok(()) => return Ok(outcome),
+                            Err(e) => e,
+                        }
+                    }
+                    Err(fail) => match *fail {
+                        Fail::Database(e) => e,
+                        Fail::NeedsLock if !lock => {
+                            lock = true;
+                            continue;
+                        }
+                        Fail::NeedsLock => unreachable!("a run with locks writes what it needs"),
+                        Fail::Unreadable(why) => return Err(unavailable("a stored mailbox cannot be read", why)),
+                    },
+                };
+                // Another instance took the number, made the mailbox or claimed the
+                // allocation first: run again on what it wrote.
+                if attempt < MAX_ATTEMPTS && is_conflict(&fail) {
+                    attempt += 1;
+                    continue;
+                }
+                return Err(unavailable("an operation failed", describe(&fail)));
+            }
+        };
+        let ran = tokio::time::timeout(OPERATION_TIMEOUT, run).await;
+        let ran = ran.unwrap_or_else(|_| Err(unavailable("an operation", "timed out")));
+        self.mark(ran.as_ref().map_or_else(|e| e.code != ErrorCode::StorageUnavailable, |_| true));
+        ran
+    }
+
+    /// The transaction's work; returns the outcome and whether to commit.
+    async fn transaction<T>(
+        &self,
+        tx: &Transaction<'_>,
+        config: &ServerConfig,
+        scope: Scope<'_>,
+        poster: Option<IpAddr>,
+        operation: &impl Fn(&mut Rendezvous, Timestamp) -> Result<T, WireError>,
+        lock: bool,
+    ) -> Result<(Outcome<T>, bool), Box<Fail>> {
+        let appid = scope.appid;
+        let for_update = if lock { "FOR UPDATE" } else { "" };
+        let found = match scope.target {
+            Target::Mailbox(id) => {
+                let sql =
+                    format!("SELECT {MAILBOX_COLUMNS} FROM mailboxes b WHERE appid = $1 AND mailbox = $2 {for_update}");
+                query(tx, &sql, &[&appid, &id.as_str()]).await?
+            }
+            Target::Nameplate(nameplate) => {
+                let sql = format!(
+                    "SELECT {MAILBOX_COLUMNS} FROM mailboxes b
+                     WHERE appid = $1 AND nameplate = $2 AND holds_nameplate {for_update}"
+                );
+                query(tx, &sql, &[&appid, &rows::nameplate_column(nameplate)]).await?
+            }
+            Target::Allocator(side) => {
+                let sql = format!(
+                    "SELECT {MAILBOX_COLUMNS} FROM mailboxes b WHERE appid = $1 AND allocator = $2 {for_update}"
+                );
+                query(tx, &sql, &[&appid, &side]).await?
+            }
+        };
+        let mut snapshots = Vec::with_capacity(found.len());
+        let mut loaded: HashMap<MailboxId, Loaded> = HashMap::new();
+        let message_sql =
+            format!("SELECT {MESSAGE_COLUMNS} FROM mailbox_messages m WHERE appid = $1 AND mailbox = $2 ORDER BY seq");
+        for row in &found {
+            let (mut snapshot, instance) =
+                rows::mailbox(appid, row).ok_or_else(|| Box::new(Fail::Unreadable(Box::new("invalid mailbox row"))))?;
+            let messages = query(tx, &message_sql, &[&appid, &snapshot.mailbox.as_str()]).await?;
+            snapshot.messages = messages.iter().map(rows::message).collect();
+            let (messages, last_activity) = (snapshot.messages.len(), snapshot.last_activity);
+            loaded.insert(snapshot.mailbox.clone(), Loaded { instance, messages, last_activity });
+            snapshots.push(snapshot);
+        }
+        let mut seed = [0u8; 32];
+        rand_core::OsRng.fill_bytes(&mut seed);
+        let mut core = Rendezvous::restore(config.rendezvous.clone(), RendezvousSnapshot::new(snapshots))
+            .map_err(|e| Box::new(Fail::Unreadable(Box::new(e.0))))?
+            .with_seed(seed);
+        if scope.nameplates {
+            let held =
+                query(tx, "SELECT nameplate FROM mailboxes WHERE appid = $1 AND holds_nameplate", &[&appid]).await?;
+            let others = held
+                .iter()
+                .filter_map(|row| u32::try_from(row.get::<_, i32>(0)).ok().and_then(ChannelId::new))
+                .filter(|n| core.mailbox_of(appid, *n).is_none());
+            let others: Vec<ChannelId> = others.collect();
+            core.reserve_nameplates(appid, others);
+        }
+
+        let at = crate::http::now();
+        let result = operation(&mut core, at);
+
+        // Activity stamps are soft state: one that moved less than this is not
+        // written, so most fetches write nothing.
+        let rendezvous = &config.rendezvous;
+        let stamp_step = (rendezvous.channel_expiry.min(rendezvous.burned_retention) / 100).min(MAX_STAMP_STEP);
+        if !lock && writes(&core, &loaded, stamp_step) {
+            return Err(Box::new(Fail::NeedsLock));
+        }
+        let written = write_effects(tx, &core, &loaded, poster, stamp_step).await?;
+        let mut instance = match scope.target {
+            Target::Mailbox(id) => written.instances.get(id).copied().or_else(|| loaded.get(id).map(|l| l.instance)),
+            _ => None,
+        };
+        if let Target::Mailbox(id) = scope.target {
+            if !core.contains_mailbox(appid, id) {
+                instance = None;
+            }
+        }
+        if let Some(refusal) = over_caps(tx, config, &written).await? {
+            return Ok((Outcome { result: Err(refusal), instance: None, news: Vec::new() }, false));
+        }
+        for (appid, mailbox) in &written.news {
+            execute(tx, "SELECT pg_notify($1, $2)", &[&CHANNEL, &listen::payload(appid, mailbox.as_str())]).await?;
+        }
+        Ok((Outcome { result, instance, news: written.news }, true))
+    }
+}
+
+/// Whether the core's last operation changed anything worth writing: more
+/// than activity stamps that moved less than `stamp_step`.
+fn writes(core: &Rendezvous, loaded: &HashMap<MailboxId, Loaded>, stamp_step: Duration) -> bool {
+    core.effects().iter().any(|effect| {
+        let stamp_moved = || {
+            let (Some(was), Some(now)) =
+                (loaded.get(&effect.mailbox), core.mailbox_snapshot(&effect.appid, &effect.mailbox))
+            else {
+                return true;
+            };
+            now.last_activity.saturating_since(was.last_activity) >= stamp_step
+        };
+        effect.kind != EffectKind::Touched || stamp_moved()
+    })
+}
+
+/// What an operation wrote.
+#[derive(Default)]
+struct Written {
+    /// Mailboxes made (the app ids they were made in).
+    made: Vec<String>,
+    /// Messages stored: their app ids and posters (whose budgets to check).
+    stored: Vec<(String, Option<String>)>,
+    /// Instance numbers of mailboxes inserted.
+    instances: HashMap<MailboxId, u64>,
+    news: Vec<(String, MailboxId)>,
+}
+
+/// Writes back what the core's last operation changed, mailbox by mailbox.
+async fn write_effects(
+    tx: &Transaction<'_>,
+    core: &Rendezvous,
+    loaded: &HashMap<MailboxId, Loaded>,
+    poster: Option<IpAddr>,
+    stamp_step: Duration,
+) -> Result<Written, Box<Fail>> {
+    let effects = core.effects();
+    let mut written = Written::default();
+    if effects.iter().all(|e| e.kind == EffectKind::Touched) {
+        // Nothing but row locks and activity stamps, which are soft state (as with
+        // SQLite): losing the last few to a crash only lets a mailbox expire a little
+        // early, so the commit does not wait for the log to reach the disk.
+        execute(tx, "SET LOCAL synchronous_commit TO OFF", &[]).await?;
+    }
+    let poster = poster.map(|ip| crate::client_address::subscriber(ip).to_string());
+    let mut order: Vec<(&str, &MailboxId)> = Vec::new();
+    for effect in effects {
+        if !order.iter().any(|(a, m)| *a == effect.appid && **m == effect.mailbox) {
+            order.push((&effect.appid, &effect.mailbox));
+        }
+    }
+    for (appid, id) in order {
+        let kinds: Vec<EffectKind> =
+            effects.iter().filter(|e| e.appid == appid && e.mailbox == *id).map(|e| e.kind).collect();
+        let deleted = kinds.contains(&EffectKind::Deleted);
+        let now = core.mailbox_snapshot(appid, id);
+        let was = loaded.get(id);
+        if deleted && was.is_some() {
+            execute(tx, "DELETE FROM mailboxes WHERE appid = $1 AND mailbox = $2", &[&appid, &id.as_str()]).await?;
+        }
+        let news = deleted
+            || kinds
+                .iter()
+                .any(|k| matches!(k, EffectKind::Changed | EffectKind::Appended(_) | EffectKind::LogDropped));
+        let Some(snapshot) = now else {
+            if news {
+                written.news.push((appid.to_string(), id.clone()));
+            }
+            continue;
+        };
+        let stored_before = match was {
+            Some(was) if !deleted => {
+                let appended = kinds.iter().any(|k| matches!(k, EffectKind::Appended(_)));
+                if kinds.iter().all(|k| matches!(k, EffectKind::Touched | EffectKind::Appended(_))) {
+                    // Its row changed only in its activity stamp.
+                    if appended || snapshot.last_activity.saturating_since(was.last_activity) >= stamp_step {
+                        execute(
+                            tx,
+                            "UPDATE mailboxes SET last_activity = GREATEST(last_activity, $3)
+                             WHERE appid = $1 AND mailbox = $2",
+                            &[&appid, &id.as_str(), &rows::millis(snapshot.last_activity)],
+                        )
+                        .await?;
+                    }
+                } else {
+                    update_mailbox(tx, &snapshot).await?;
+                }
+                if !appended && snapshot.messages.len() >= was.messages {
+                    if news {
+                        written.news.push((appid.to_string(), id.clone()));
+                    }
+                    continue;
+                }
+                was.messages
+            }
+            _ => {
+                let instance = insert_mailbox(tx, &snapshot).await?;
+                written.instances.insert(id.clone(), instance);
+                written.made.push(appid.to_string());
+                0
+            }
+        };
+        for message in snapshot.messages.iter().skip(stored_before) {
+            let body_poster = poster.as_deref();
+            execute(
+                tx,
+                "INSERT INTO mailbox_messages (appid, mailbox, seq, side, phase, body, server_rx, client_id, poster)
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+                &[
+                    &appid,
+                    &id.as_str(),
+                    &i64::try_from(message.seq).unwrap_or(i64::MAX),
+                    &message.side,
+                    &message.phase,
+                    &message.body,
+                    &message.server_rx.map(rows::millis),
+                    &message.id,
+                    &body_poster,
+                ],
+            )
+            .await?;
+            written.stored.push((appid.to_string(), poster.clone()));
+        }
+        if snapshot.messages.len() < stored_before {
+            // A burned mailbox all sides left keeps no log.
+            let last = i64::try_from(snapshot.messages.len()).unwrap_or(i64::MAX);
+            execute(
+                tx,
+                "DELETE FROM mailbox_messages WHERE appid = $1 AND mailbox = $2 AND seq > $3",
+                &[&appid, &id.as_str(), &last],
+            )
+            .await?;
+        }
+        if news {
+            written.news.push((appid.to_string(), id.clone()));
+        }
+    }
+    Ok(written)
+}
+
+async fn insert_mailbox(tx: &Transaction<'_>, snapshot: &MailboxSnapshot) -> Result<u64, Box<Fail>> {
+    let members = serde_json::to_string(&snapshot.members).expect("members serialize");
+    let row = tx
+        .query_one(
+            "INSERT INTO mailboxes
+                 (appid, mailbox, nameplate, holds_nameplate, allocator, members, burned, tombstone, last_activity)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) RETURNING instance",
+            &[
+                &snapshot.appid,
+                &snapshot.mailbox.as_str(),
+                &snapshot.nameplate.map(rows::nameplate_column),
+                &snapshot.holds_nameplate,
+                &rows::allocator(snapshot),
+                &members,
+                &snapshot.burned,
+                &rows::is_tombstone(snapshot),
+                &rows::millis(snapshot.last_activity),
+            ],
+        )
+        .await?;
+    Ok(u64::try_from(row.get::<_, i64>(0)).unwrap_or(0))
+}
+
+async fn update_mailbox(tx: &Transaction<'_>, snapshot: &MailboxSnapshot) -> Result<(), Box<Fail>> {
+    let members = serde_json::to_string(&snapshot.members).expect("members serialize");
+    execute(
+        tx,
+        "UPDATE mailboxes SET nameplate = $3, holds_nameplate = $4, allocator = $5, members = $6, burned = $7,
+             tombstone = $8, last_activity = $9
+         WHERE appid = $1 AND mailbox = $2",
+        &[
+            &snapshot.appid,
+            &snapshot.mailbox.as_str(),
+            &snapshot.nameplate.map(rows::nameplate_column),
+            &snapshot.holds_nameplate,
+            &rows::allocator(snapshot),
+            &members,
+            &snapshot.burned,
+            &rows::is_tombstone(snapshot),
+            &rows::millis(snapshot.last_activity),
+        ],
+    )
+    .await?;
+    Ok(())
+}
+
+/// The cap or budget an operation's writes went past, counted over the
+/// whole database (so over every instance), if any: the operation is then
+/// rolled back and refused, as a single server refuses it beforehand.
+async fn over_caps(
+    tx: &Transaction<'_>,
+    config: &ServerConfig,
+    written: &Written,
+) -> Result<Option<WireError>, Box<Fail>> {
+    let limits = &config.rendezvous;
+    for appid in &written.made {
+        let row = tx
+            .query_one(
+                "SELECT (SELECT count(*) FROM mailboxes WHERE appid = $1), (SELECT count(*) FROM mailboxes)",
+                &[appid],
+            )
+            .await?;
+        let (in_app, total) = (count(row.get(0)), count(row.get(1)));
+        if total > limits.max_channels {
+            return Ok(Some(WireError::new(ErrorCode::ServerFull, "the server holds as many channels as it allows")));
+        }
+        if in_app > limits.max_channels_per_app {
+            return Ok(Some(WireError::new(
+                ErrorCode::TooManyChannels,
+                "this application holds as many channels as allowed",
+            )));
+        }
+        if in_app == 1 && config.max_apps > 0 {
+            let apps = count(query_one(tx, "SELECT count(DISTINCT appid) FROM mailboxes", &[]).await?.get(0));
+            if apps > config.max_apps {
+                return Ok(Some(WireError::new(
+                    ErrorCode::ServerFull,
+                    "the server holds as many application ids as it allows",
+                )));
+            }
+        }
+    }
+    let budgets =
+        Limits { per_app: config.max_bytes_per_app, per_client: config.max_bytes_per_address, total: config.max_bytes };
+    for (appid, poster) in &written.stored {
+        let row = tx
+            .query_one(
+                "SELECT (SELECT coalesce(sum(octet_length(body)), 0) FROM mailbox_messages),
+                        (SELECT coalesce(sum(octet_length(body)), 0) FROM mailbox_messages WHERE appid = $1),
+                        (SELECT coalesce(sum(octet_length(body)), 0) FROM mailbox_messages WHERE poster = $2)",
+                &[appid, poster],
+            )
+            .await?;
+        let over = |used: i64, limit: u64| limit > 0 && u64::try_from(used).unwrap_or(0) > limit;
+        if let Some(what) = [
+            (over(row.get(0), budgets.total), "the server"),
+            (over(row.get(1), budgets.per_app), "this application id"),
+            (poster.is_some() && over(row.get(2), budgets.per_client), "this address"),
+        ]
+        .into_iter()
+        .find_map(|(over, what)| over.then_some(what))
+        {
+            return Ok(Some(crate::budgets::over(what)));
+        }
+    }
+    Ok(None)
+}
+
+fn count(n: i64) -> usize {
+    usize::try_from(n).unwrap_or(usize::MAX)
+}
+
+// Statements are prepared once per connection and cached: parsing and
+// planning each one anew cost the database more than running it.
+
+async fn query(tx: &Transaction<'_>, sql: &str, params: &[&(dyn ToSql + Sync)]) -> Result<Vec<Row>, Box<Fail>> {
+    let statement = tx.prepare_cached(sql).await?;
+    Ok(tx.query(&statement, params).await?)
+}
+
+async fn query_one(tx: &Transaction<'_>, sql: &str, params: &[&(dyn ToSql + Sync)]) -> Result<Row, Box<Fail>> {
+    let statement = tx.prepare_cached(sql).await?;
+    Ok(tx.query_one(&statement, params).await?)
+}
+
+async fn execute(tx: &Transaction<'_>, sql: &str, params: &[&(dyn ToSql + Sync)]) -> Result<u64, Box<Fail>> {
+    let statement = tx.prepare_cached(sql).await?;
+    Ok(tx.execute(&statement, params).await?)
+}

@@ -1,0 +1,67 @@
+//! Rows to the core's snapshots and back.
+
+use tokio_postgres::Row;
+use wormhole_sync_core::rendezvous::{MailboxSnapshot, MemberSnapshot};
+use wormhole_sync_core::wire::{MailboxId, Message};
+use wormhole_sync_core::{ChannelId, Timestamp};
+
+/// The columns [`mailbox`] reads, in its order (of `mailboxes b`).
+pub(super) const MAILBOX_COLUMNS: &str =
+    "b.mailbox, b.instance, b.nameplate, b.holds_nameplate, b.members, b.burned, b.last_activity";
+
+/// The columns [`message`] reads, in its order (of `mailbox_messages m`).
+pub(super) const MESSAGE_COLUMNS: &str = "m.seq, m.side, m.phase, m.body, m.server_rx, m.client_id";
+
+pub(super) fn millis(at: Timestamp) -> i64 {
+    i64::try_from(at.as_millis()).unwrap_or(i64::MAX)
+}
+
+fn timestamp(ms: i64) -> Timestamp {
+    Timestamp::from_millis(u64::try_from(ms).unwrap_or(0))
+}
+
+pub(super) fn nameplate_column(nameplate: ChannelId) -> i32 {
+    i32::try_from(nameplate.get()).unwrap_or(i32::MAX)
+}
+
+/// A mailbox row (without its messages) and its instance number; `None`
+/// for a row this server cannot read (written by a newer one, or by hand).
+pub(super) fn mailbox(appid: &str, row: &Row) -> Option<(MailboxSnapshot, u64)> {
+    let id = MailboxId::new(row.get::<_, String>(0))?;
+    let instance = u64::try_from(row.get::<_, i64>(1)).ok()?;
+    let nameplate = match row.get::<_, Option<i32>>(2) {
+        None => None,
+        Some(n) => Some(ChannelId::new(u32::try_from(n).ok()?)?),
+    };
+    let members: Vec<MemberSnapshot> = serde_json::from_str(&row.get::<_, String>(4)).ok()?;
+    let snapshot = MailboxSnapshot {
+        appid: appid.to_string(),
+        mailbox: id,
+        nameplate,
+        holds_nameplate: row.get(3),
+        members,
+        messages: Vec::new(),
+        burned: row.get(5),
+        last_activity: timestamp(row.get(6)),
+    };
+    Some((snapshot, instance))
+}
+
+pub(super) fn message(row: &Row) -> Message {
+    let seq = u64::try_from(row.get::<_, i64>(0)).unwrap_or(0);
+    let server_rx = row.get::<_, Option<i64>>(4).map(timestamp);
+    Message::new(seq, row.get::<_, String>(1), row.get::<_, String>(2), row.get::<_, String>(3))
+        .received(server_rx, row.get(5))
+}
+
+/// The side that allocated the nameplate and may still ask for it again
+/// (the core's index of allocations is rebuilt from this).
+pub(super) fn allocator(snapshot: &MailboxSnapshot) -> Option<&str> {
+    let holds = snapshot.holds_nameplate;
+    snapshot.members.iter().find(|m| holds && m.allocated && m.closed.is_none()).map(|m| m.side.as_str())
+}
+
+/// Burned, and every side closed: kept only for the burned retention.
+pub(super) fn is_tombstone(snapshot: &MailboxSnapshot) -> bool {
+    snapshot.burned && snapshot.members.iter().all(|m| m.closed.is_some())
+}

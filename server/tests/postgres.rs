@@ -1,0 +1,328 @@
+//! Several instances on one PostgreSQL database: exchanges that start on
+//! one instance and finish on another (HTTP and the mailbox protocol),
+//! allocation under concurrency, wake-ups across instances, expiry under
+//! its lock, caps and budgets over the deployment, and an instance killed
+//! with `kill -9` in the middle of an exchange.
+//!
+//! Each test makes its own database in the cluster `WORMHOLE_SYNC_TEST_POSTGRES`
+//! names; without one they skip loudly (and fail under CI).
+
+mod support;
+
+use std::collections::BTreeSet;
+use std::io::{BufRead, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::{json, Value};
+use support::postgres::Database;
+use support::{drive, post, read_reply, request, seed, TestServer};
+use tungstenite::stream::MaybeTlsStream;
+use tungstenite::{Message, WebSocket};
+use wormhole_sync_core::{Config, Exchange, Progress, TransportError};
+use wormhole_sync_server::ServerConfig;
+
+fn quiet_config() -> ServerConfig {
+    ServerConfig::default().without_rate_limits()
+}
+
+/// `count` instances on one fresh database (`None`: skipped).
+fn instances(count: usize, config: ServerConfig) -> Option<(Database, Vec<TestServer>)> {
+    let database = Database::create()?;
+    let servers = (0..count).map(|_| TestServer::postgres(config.clone(), &database.url)).collect();
+    Some((database, servers))
+}
+
+#[test]
+fn an_exchange_started_on_one_instance_finishes_on_another() {
+    let Some((_database, servers)) = instances(2, quiet_config()) else { return };
+    let (a, b) = (servers[0].addr, servers[1].addr);
+    let config = Config::new("example.com/two-instances").unwrap();
+    let mut initiator = Exchange::initiator(config.clone(), b"from the initiator".to_vec(), seed()).unwrap();
+    initiator.start(support::now());
+    let mut news = Progress::default();
+    drive(&mut initiator, &mut news, a, |n| n.code().is_some());
+    let code = news.code().unwrap().clone();
+    let mut receiver = Exchange::receiver(config, code, b"from the receiver".to_vec(), seed()).unwrap();
+    receiver.start(support::now());
+    let receiver = std::thread::spawn(move || {
+        let mut news = Progress::default();
+        drive(&mut receiver, &mut news, b, |_| false);
+        news
+    });
+    drive(&mut initiator, &mut news, a, |_| false);
+    let receiver_news = receiver.join().unwrap();
+    assert_eq!(news.outcome(), Some(Ok(&b"from the receiver"[..])));
+    assert_eq!(receiver_news.outcome(), Some(Ok(&b"from the initiator"[..])));
+    assert_eq!(support::metric(b, "wormhole_channels_open"), 0.0, "both closed: the channel is gone");
+}
+
+struct Ws {
+    ws: WebSocket<MaybeTlsStream<TcpStream>>,
+}
+
+impl Ws {
+    fn bound(addr: SocketAddr, side: &str) -> Ws {
+        let (ws, _) = tungstenite::connect(format!("ws://{addr}/v1")).expect("the WebSocket handshake succeeds");
+        if let MaybeTlsStream::Plain(stream) = ws.get_ref() {
+            stream.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        }
+        let mut client = Ws { ws };
+        assert_eq!(client.recv()["type"], "welcome");
+        assert_eq!(client.ask(json!({"type": "bind", "appid": "app", "side": side})), Value::Null);
+        client
+    }
+
+    fn recv(&mut self) -> Value {
+        loop {
+            match self.ws.read().expect("a frame arrives in time") {
+                Message::Text(text) => return serde_json::from_str(&text).unwrap(),
+                Message::Ping(_) | Message::Pong(_) => continue,
+                other => panic!("unexpected frame {other:?}"),
+            }
+        }
+    }
+
+    /// Sends a frame; returns the answer after its `ack` (`Null` for
+    /// frames with no answer).
+    fn ask(&mut self, frame: Value) -> Value {
+        let answers = matches!(frame["type"].as_str(), Some("allocate" | "claim" | "release" | "close" | "list"));
+        self.ws.send(Message::text(frame.to_string())).unwrap();
+        assert_eq!(self.recv()["type"], "ack");
+        if answers {
+            self.recv()
+        } else {
+            Value::Null
+        }
+    }
+
+    /// The next message frame's (side, phase, body).
+    fn message(&mut self) -> (String, String, String) {
+        let m = self.recv();
+        assert_eq!(m["type"], "message", "{m}");
+        let text = |key: &str| m[key].as_str().unwrap().to_string();
+        (text("side"), text("phase"), text("body"))
+    }
+}
+
+#[test]
+fn mailbox_protocol_sides_on_two_instances_hear_each_other() {
+    let Some((_database, servers)) = instances(2, quiet_config()) else { return };
+    let mut a = Ws::bound(servers[0].addr, "aaaa");
+    let mut b = Ws::bound(servers[1].addr, "bbbb");
+    let nameplate = a.ask(json!({"type": "allocate"}))["nameplate"].as_str().unwrap().to_string();
+    let mailbox = a.ask(json!({"type": "claim", "nameplate": nameplate}))["mailbox"].clone();
+    a.ask(json!({"type": "open", "mailbox": mailbox}));
+    a.ask(json!({"type": "add", "phase": "pake", "body": "aa01"}));
+    assert_eq!(a.message(), ("aaaa".into(), "pake".into(), "aa01".into()));
+
+    let claimed = b.ask(json!({"type": "claim", "nameplate": nameplate}));
+    assert_eq!(claimed["mailbox"], mailbox, "the nameplate leads to the same mailbox on the other instance");
+    b.ask(json!({"type": "open", "mailbox": mailbox}));
+    assert_eq!(b.message(), ("aaaa".into(), "pake".into(), "aa01".into()), "replayed on open");
+    b.ask(json!({"type": "add", "phase": "pake", "body": "bb02"}));
+    assert_eq!(b.message(), ("bbbb".into(), "pake".into(), "bb02".into()));
+    // Pushed to the first instance's client by the other instance's notification.
+    assert_eq!(a.message(), ("bbbb".into(), "pake".into(), "bb02".into()));
+
+    // A third side is crowded out, whichever instance it asks.
+    let mut c = Ws::bound(servers[0].addr, "cccc");
+    let refused = c.ask(json!({"type": "claim", "nameplate": nameplate}));
+    assert_eq!((refused["type"].as_str(), refused["error"].as_str()), (Some("error"), Some("crowded")));
+    for (client, mood) in [(&mut a, "happy"), (&mut b, "happy")] {
+        client.ask(json!({"type": "release"}));
+        assert_eq!(client.ask(json!({"type": "close", "mood": mood}))["type"], "closed");
+    }
+    assert_eq!(support::metric(servers[0].addr, "wormhole_channels_open"), 0.0);
+}
+
+#[test]
+fn concurrent_allocations_on_three_instances_take_the_shortest_free_numbers_once_each() {
+    let Some((_database, servers)) = instances(3, quiet_config()) else { return };
+    let addrs: Vec<SocketAddr> = servers.iter().map(|s| s.addr).collect();
+    // 30 allocating clients at once, spread over the instances: 9 one-digit
+    // numbers exist, so 9 get one and 21 get two digits, and none is shared.
+    let clients: Vec<_> = (0..30)
+        .map(|i| {
+            let addr = addrs[i % addrs.len()];
+            std::thread::spawn(move || {
+                let reply = post(addr, "/v1/allocate", &json!({"appid": "app", "side": format!("side{i}")}));
+                assert_eq!(reply.status, 200, "{:?}", reply.json());
+                reply.json()["channel"].as_u64().unwrap()
+            })
+        })
+        .collect();
+    let numbers: Vec<u64> = clients.into_iter().map(|c| c.join().unwrap()).collect();
+    let distinct: BTreeSet<u64> = numbers.iter().copied().collect();
+    assert_eq!(distinct.len(), numbers.len(), "a number went to two initiators: {numbers:?}");
+    assert_eq!(distinct.iter().filter(|n| **n <= 9).count(), 9, "not the shortest free: {numbers:?}");
+    assert!(distinct.iter().all(|n| *n <= 99), "{numbers:?}");
+    // The WebSocket front end allocates from the same numbers.
+    let mut ws = Ws::bound(addrs[1], "wsside");
+    let nameplate: u64 = ws.ask(json!({"type": "allocate"}))["nameplate"].as_str().unwrap().parse().unwrap();
+    assert!((10..=99).contains(&nameplate) && !distinct.contains(&nameplate), "{nameplate}");
+}
+
+#[test]
+fn a_long_poll_on_one_instance_is_woken_by_a_post_on_another() {
+    let Some((_database, servers)) = instances(2, quiet_config()) else { return };
+    let (a, b) = (servers[0].addr, servers[1].addr);
+    let channel = post(a, "/v1/allocate", &json!({"appid": "app", "side": "s1"})).json()["channel"].clone();
+    post(b, "/v1/join", &json!({"appid": "app", "side": "s2", "channel": channel}));
+    let waiting = std::thread::spawn({
+        let channel = channel.clone();
+        move || {
+            let fetch = json!({"appid": "app", "side": "s1", "channel": channel, "wait_ms": 30_000});
+            let reply = post(a, "/v1/fetch", &fetch);
+            (reply, Instant::now())
+        }
+    });
+    support::await_long_poll(a);
+    let posted = Instant::now();
+    post(b, "/v1/post", &json!({"appid": "app", "side": "s2", "channel": channel, "phase": "p", "body": "news"}));
+    let (reply, answered) = waiting.join().unwrap();
+    assert_eq!(reply.json()["messages"][0]["body"], "news", "{:?}", reply.json());
+    let latency = answered.duration_since(posted);
+    assert!(latency < Duration::from_secs(5), "woken only after {latency:?}: by its wait, not the notification");
+}
+
+#[test]
+fn expiry_waits_for_the_sweep_lock_and_concurrent_sweeps_are_safe() {
+    let mut config = quiet_config();
+    config.rendezvous.channel_expiry = Duration::from_millis(200);
+    config.sweep_interval = Duration::from_millis(100);
+    let Some((database, servers)) = instances(2, config) else { return };
+    // Another instance (this test) holds the sweep lock: nobody else sweeps.
+    let held = Database::hold_lock(&database.url, "SELECT pg_advisory_lock(1465080142, 2)");
+    for i in 0..5 {
+        post(servers[i % 2].addr, "/v1/allocate", &json!({"appid": "app", "side": format!("s{i}")}));
+    }
+    std::thread::sleep(Duration::from_millis(800));
+    assert_eq!(database.query_text("SELECT count(*) FROM mailboxes"), "5", "swept without the lock");
+    drop(held);
+    let started = Instant::now();
+    while database.query_text("SELECT count(*) FROM mailboxes") != "0" {
+        assert!(started.elapsed() < Duration::from_secs(10), "idle mailboxes were never swept");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    // Both instances kept sweeping every 100 ms meanwhile, and still serve.
+    for server in &servers {
+        assert_eq!(post(server.addr, "/v1/allocate", &json!({"appid": "app", "side": "later"})).status, 200);
+    }
+}
+
+#[test]
+fn caps_and_budgets_hold_over_the_deployment() {
+    let mut config = quiet_config();
+    config.rendezvous.max_channels_per_app = 2;
+    config.max_bytes_per_app = 100;
+    let Some((_database, servers)) = instances(2, config) else { return };
+    let (a, b) = (servers[0].addr, servers[1].addr);
+    let allocate = |addr, side: &str| post(addr, "/v1/allocate", &json!({"appid": "app", "side": side}));
+    let first = allocate(a, "s1").json()["channel"].clone();
+    let second = allocate(b, "s2").json()["channel"].clone();
+    let third = allocate(a, "s3");
+    assert_eq!((third.status, third.error_code().as_str()), (429, "too-many-channels"), "{:?}", third.json());
+    let body = "x".repeat(60);
+    let ok = post(a, "/v1/post", &json!({"appid": "app", "side": "s1", "channel": first, "phase": "p", "body": body}));
+    assert_eq!(ok.status, 200);
+    let over =
+        post(b, "/v1/post", &json!({"appid": "app", "side": "s2", "channel": second, "phase": "p", "body": body}));
+    assert_eq!(over.error_code(), "over-budget", "{:?}", over.json());
+    // Refused means not stored: the other side of that channel sees nothing.
+    let fetched = post(a, "/v1/fetch", &json!({"appid": "app", "side": "s2", "channel": second}));
+    assert_eq!(fetched.json()["messages"], json!([]));
+}
+
+/// The server binary on a database, on an OS-chosen port.
+fn spawn_instance(url: &str) -> (Child, SocketAddr) {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_wormhole-sync-server"))
+        .args(["--listen", "127.0.0.1:0", "--rate-limit", "0", "--rate-limit-messages", "0", "--postgres", url])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .expect("server binary starts");
+    let stdout = child.stdout.take().unwrap();
+    let mut lines = std::io::BufReader::new(stdout).lines();
+    let first = lines.by_ref().map_while(Result::ok).find(|line| line.contains("listening on http://"));
+    let first = first.expect("the server logs its address");
+    let addr = first.split("listening on http://").nth(1).unwrap().split_whitespace().next().unwrap().to_string();
+    std::thread::spawn(move || lines.map_while(Result::ok).for_each(drop));
+    (child, addr.parse().unwrap())
+}
+
+/// Sends the exchange's due requests as a load balancer would: to the
+/// first instance that accepts the connection.
+fn pump_any(exchange: &mut Exchange, instances: &[SocketAddr]) {
+    let due: Vec<_> = std::iter::from_fn(|| exchange.poll_transmit(support::now())).collect();
+    for t in due {
+        let bytes = request(t.method(), t.path(), Some("application/json"), &t.body());
+        let mut answer = Err(std::io::Error::other("no instance accepted the connection"));
+        for addr in instances {
+            let Ok(mut stream) = TcpStream::connect(addr) else { continue };
+            answer = stream
+                .set_read_timeout(Some(t.timeout()))
+                .and_then(|()| stream.write_all(&bytes))
+                .and_then(|()| read_reply(&mut stream));
+            break;
+        }
+        match answer {
+            Ok(reply) => exchange.handle_response(support::now(), t.id(), reply.status, &reply.body),
+            Err(e) => exchange.handle_transport_error(support::now(), t.id(), TransportError::new(e)),
+        }
+    }
+}
+
+fn drive_any(
+    exchange: &mut Exchange,
+    news: &mut Progress,
+    instances: &[SocketAddr],
+    until: impl Fn(&Progress) -> bool,
+) {
+    let started = Instant::now();
+    while !exchange.is_finished() && !until(news) {
+        assert!(started.elapsed() < Duration::from_secs(60), "the exchange did not finish");
+        pump_any(exchange, instances);
+        news.drain(exchange);
+        exchange.handle_timeout(support::now());
+        if let Some(wake) = exchange.poll_timeout() {
+            std::thread::sleep(wake.saturating_since(support::now()).min(Duration::from_millis(50)));
+        }
+    }
+}
+
+#[test]
+fn an_instance_killed_mid_exchange_leaves_its_clients_to_another() {
+    let Some(database) = Database::create() else { return };
+    let (mut a, a_addr) = spawn_instance(&database.url);
+    let (mut b, b_addr) = spawn_instance(&database.url);
+    let config = Config::new("example.com/failover").unwrap().with_verifier_confirmation(true);
+    let mut initiator = Exchange::initiator(config, b"initiator's data".to_vec(), seed()).unwrap();
+    initiator.start(support::now());
+    let mut news = Progress::default();
+    // Both clients prefer instance A while it lives, as behind a load balancer.
+    let both = [a_addr, b_addr];
+    drive_any(&mut initiator, &mut news, &both, |n| n.code().is_some());
+    let code = news.code().unwrap().clone();
+    let receiver_config = Config::new("example.com/failover").unwrap();
+    let mut receiver = Exchange::receiver(receiver_config, code, b"receiver's data".to_vec(), seed()).unwrap();
+    receiver.start(support::now());
+    let receiver = std::thread::spawn(move || {
+        let mut news = Progress::default();
+        drive_any(&mut receiver, &mut news, &both, |_| false);
+        news
+    });
+    // The initiator waits for its person to confirm the verifier: A dies meanwhile,
+    // with the receiver's long-poll on it.
+    drive_any(&mut initiator, &mut news, &both, |n| n.verifier().is_some());
+    a.kill().unwrap(); // SIGKILL
+    a.wait().unwrap();
+    assert!(initiator.confirm_verifier(support::now(), true));
+    drive_any(&mut initiator, &mut news, &both, |_| false);
+    let receiver_news = receiver.join().unwrap();
+    assert_eq!(news.outcome(), Some(Ok(&b"receiver's data"[..])));
+    assert_eq!(receiver_news.outcome(), Some(Ok(&b"initiator's data"[..])));
+    b.kill().unwrap();
+    b.wait().unwrap();
+}
