@@ -263,9 +263,11 @@ impl App {
 
     /// The mailbox a request reaches now, if any.
     pub(crate) async fn mailbox_for(&self, request: &Request) -> Result<Option<MailboxId>, WireError> {
-        match self.storage.shared() {
-            Some(postgres) => postgres.mailbox_for(request.appid(), request.mailbox(), request.channel()).await,
-            None => Ok(self.core.lock().mailbox_for(request)),
+        match (self.storage.shared(), request.mailbox()) {
+            // Named: waiting on it costs no query (if it is gone, the fetch says so).
+            (Some(_), Some(mailbox)) => Ok(Some(mailbox.clone())),
+            (Some(postgres), None) => postgres.mailbox_for(request.appid(), None, request.channel()).await,
+            (None, _) => Ok(self.core.lock().mailbox_for(request)),
         }
     }
 

@@ -22,7 +22,8 @@ CREATE TABLE mailboxes (
 CREATE UNIQUE INDEX mailboxes_nameplate ON mailboxes (appid, nameplate) WHERE holds_nameplate;
 -- One live allocation per side, so a retried allocate racing the first gets its answer.
 CREATE UNIQUE INDEX mailboxes_allocator ON mailboxes (appid, allocator) WHERE allocator IS NOT NULL;
-CREATE INDEX mailboxes_last_activity ON mailboxes (last_activity);
+-- No index on last_activity: updating an indexed column rules out heap-only
+-- updates, and stamps change often; the sweep scans the table once a minute.
 
 CREATE TABLE mailbox_messages (
     appid TEXT NOT NULL,

@@ -6,7 +6,7 @@ use std::collections::HashMap;
 use std::net::IpAddr;
 use std::time::Duration;
 
-use deadpool_postgres::Transaction;
+use deadpool_postgres::GenericClient;
 use rand_core::RngCore as _;
 use tokio_postgres::types::ToSql;
 use tokio_postgres::Row;
@@ -145,6 +145,20 @@ impl Postgres {
             let mut attempt = 1;
             let mut lock = !scope.reads;
             loop {
+                if !lock {
+                    // A read runs its statements on their own, without a transaction.
+                    match self.transaction(&client, config, scope, poster, &operation, false).await {
+                        Ok((outcome, _)) => return Ok(outcome),
+                        Err(fail) => match *fail {
+                            Fail::NeedsLock => {
+                                lock = true;
+                                continue;
+                            }
+                            Fail::Database(e) => return Err(unavailable("a read failed", describe(&e))),
+                            Fail::Unreadable(why) => return Err(unavailable("a stored mailbox cannot be read", why)),
+                        },
+                    }
+                }
                 let tx = client.transaction().await.map_err(|e| unavailable("cannot begin", describe(&e)))?;
                 let fail = match self.transaction(&tx, config, scope, poster, &operation, lock).await {
                     Ok((outcome, commit)) => {
@@ -156,10 +170,6 @@ impl Postgres {
                     }
                     Err(fail) => match *fail {
                         Fail::Database(e) => e,
-                        Fail::NeedsLock if !lock => {
-                            lock = true;
-                            continue;
-                        }
                         Fail::NeedsLock => unreachable!("a run with locks writes what it needs"),
                         Fail::Unreadable(why) => return Err(unavailable("a stored mailbox cannot be read", why)),
                     },
@@ -182,7 +192,7 @@ impl Postgres {
     /// The transaction's work; returns the outcome and whether to commit.
     async fn transaction<T>(
         &self,
-        tx: &Transaction<'_>,
+        tx: &impl GenericClient,
         config: &ServerConfig,
         scope: Scope<'_>,
         poster: Option<IpAddr>,
@@ -247,8 +257,15 @@ impl Postgres {
         // written, so most fetches write nothing.
         let rendezvous = &config.rendezvous;
         let stamp_step = (rendezvous.channel_expiry.min(rendezvous.burned_retention) / 100).min(MAX_STAMP_STEP);
-        if !lock && writes(&core, &loaded, stamp_step) {
-            return Err(Box::new(Fail::NeedsLock));
+        if !lock {
+            if writes(&core, &loaded, stamp_step) {
+                return Err(Box::new(Fail::NeedsLock));
+            }
+            let instance = match scope.target {
+                Target::Mailbox(id) => loaded.get(id).map(|l| l.instance),
+                _ => None,
+            };
+            return Ok((Outcome { result, instance, news: Vec::new() }, false));
         }
         let written = write_effects(tx, &core, &loaded, poster, stamp_step).await?;
         let mut instance = match scope.target {
@@ -300,7 +317,7 @@ struct Written {
 
 /// Writes back what the core's last operation changed, mailbox by mailbox.
 async fn write_effects(
-    tx: &Transaction<'_>,
+    tx: &impl GenericClient,
     core: &Rendezvous,
     loaded: &HashMap<MailboxId, Loaded>,
     poster: Option<IpAddr>,
@@ -410,7 +427,7 @@ async fn write_effects(
     Ok(written)
 }
 
-async fn insert_mailbox(tx: &Transaction<'_>, snapshot: &MailboxSnapshot) -> Result<u64, Box<Fail>> {
+async fn insert_mailbox(tx: &impl GenericClient, snapshot: &MailboxSnapshot) -> Result<u64, Box<Fail>> {
     let members = serde_json::to_string(&snapshot.members).expect("members serialize");
     let row = tx
         .query_one(
@@ -433,7 +450,7 @@ async fn insert_mailbox(tx: &Transaction<'_>, snapshot: &MailboxSnapshot) -> Res
     Ok(u64::try_from(row.get::<_, i64>(0)).unwrap_or(0))
 }
 
-async fn update_mailbox(tx: &Transaction<'_>, snapshot: &MailboxSnapshot) -> Result<(), Box<Fail>> {
+async fn update_mailbox(tx: &impl GenericClient, snapshot: &MailboxSnapshot) -> Result<(), Box<Fail>> {
     let members = serde_json::to_string(&snapshot.members).expect("members serialize");
     execute(
         tx,
@@ -460,7 +477,7 @@ async fn update_mailbox(tx: &Transaction<'_>, snapshot: &MailboxSnapshot) -> Res
 /// whole database (so over every instance), if any: the operation is then
 /// rolled back and refused, as a single server refuses it beforehand.
 async fn over_caps(
-    tx: &Transaction<'_>,
+    tx: &impl GenericClient,
     config: &ServerConfig,
     written: &Written,
 ) -> Result<Option<WireError>, Box<Fail>> {
@@ -525,17 +542,17 @@ fn count(n: i64) -> usize {
 // Statements are prepared once per connection and cached: parsing and
 // planning each one anew cost the database more than running it.
 
-async fn query(tx: &Transaction<'_>, sql: &str, params: &[&(dyn ToSql + Sync)]) -> Result<Vec<Row>, Box<Fail>> {
+async fn query(tx: &impl GenericClient, sql: &str, params: &[&(dyn ToSql + Sync)]) -> Result<Vec<Row>, Box<Fail>> {
     let statement = tx.prepare_cached(sql).await?;
     Ok(tx.query(&statement, params).await?)
 }
 
-async fn query_one(tx: &Transaction<'_>, sql: &str, params: &[&(dyn ToSql + Sync)]) -> Result<Row, Box<Fail>> {
+async fn query_one(tx: &impl GenericClient, sql: &str, params: &[&(dyn ToSql + Sync)]) -> Result<Row, Box<Fail>> {
     let statement = tx.prepare_cached(sql).await?;
     Ok(tx.query_one(&statement, params).await?)
 }
 
-async fn execute(tx: &Transaction<'_>, sql: &str, params: &[&(dyn ToSql + Sync)]) -> Result<u64, Box<Fail>> {
+async fn execute(tx: &impl GenericClient, sql: &str, params: &[&(dyn ToSql + Sync)]) -> Result<u64, Box<Fail>> {
     let statement = tx.prepare_cached(sql).await?;
     Ok(tx.execute(&statement, params).await?)
 }
