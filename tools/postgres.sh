@@ -3,7 +3,8 @@
 # loopback port.
 #
 #   tools/postgres.sh start DIR   initdb (if DIR is new) and start; prints the
-#                                 environment the tests read:
+#                                 environment the tests read (export it with
+#                                 eval "$(tools/postgres.sh start DIR | sed 's/^/export /')"):
 #                                   WORMHOLE_SYNC_TEST_POSTGRES=postgres://...
 #                                   WORMHOLE_SYNC_TEST_POSTGRES_DIR=DIR
 #   tools/postgres.sh stop DIR    stop it (fast: open sessions are ended)

@@ -12,7 +12,7 @@
 //! (every process of the `postgres` user).
 //!
 //! ```sh
-//! eval "$(tools/postgres.sh start /tmp/pg)"
+//! eval "$(tools/postgres.sh start /tmp/pg | sed 's/^/export /')"
 //! cargo build --release -p wormhole-sync-server -p wormhole-sync-bench
 //! target/release/wormhole-sync-instances-load --server target/release/wormhole-sync-server \
 //!     --postgres "$WORMHOLE_SYNC_TEST_POSTGRES" --instances 1,2,3 --sqlite

@@ -1,7 +1,8 @@
 //! The **wormhole-sync** rendezvous server: the core's pure rendezvous state
 //! machine ([`wormhole_sync_core::rendezvous`]) bound to HTTP/1.1 exactly as
-//! `PROTOCOL.md` specifies, with durable SQLite storage, long-polls, limits,
-//! health and Prometheus metrics.
+//! `PROTOCOL.md` specifies, with durable storage (SQLite, or a PostgreSQL
+//! database that several instances share: [`Storage::postgres`]),
+//! long-polls, limits, health and Prometheus metrics.
 //!
 //! Run it with the `wormhole-sync-server` binary, or embed it:
 //!
@@ -32,7 +33,7 @@
 //!
 //! # Secrets
 //! The server never sees a code or a key: messages are sealed by the
-//! clients. It stores them (SQLite) until their channel closes or expires,
+//! clients. It stores them (SQLite, PostgreSQL) until their channel closes or expires,
 //! and its logs name routes, status codes and timings, never message
 //! bodies.
 

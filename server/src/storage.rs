@@ -1,4 +1,5 @@
-//! Durable storage behind the in-memory rendezvous state.
+//! Durable storage behind the in-memory rendezvous state, or, with
+//! PostgreSQL, the state itself (see [`crate::postgres`]).
 //!
 //! The state machine in memory is the source of truth while the server
 //! runs; storage is a journal of its changes. Every change is queued in the

@@ -290,6 +290,8 @@ fn messages_over_budget_are_refused() {
     assert_eq!(client.message()["body"], "00112233");
     let refusal = client.refused(json!({"type": "add", "phase": "version", "body": "0011223344"}));
     assert!(refusal.starts_with("over-budget"), "{refusal}");
+    // The refusal charged nothing: only the first message's 8 bytes are held.
+    assert_eq!(metric(server.addr, "wormhole_stored_bytes"), 8.0);
 }
 
 #[test]

@@ -326,3 +326,51 @@ fn an_instance_killed_mid_exchange_leaves_its_clients_to_another() {
     b.kill().unwrap();
     b.wait().unwrap();
 }
+
+#[test]
+fn kill_9_of_an_instance_under_load_loses_nothing_it_acknowledged() {
+    let Some(database) = Database::create() else { return };
+    let (mut a, a_addr) = spawn_instance(&database.url);
+    let (mut b, b_addr) = spawn_instance(&database.url);
+    // Four writers allocate channels and post on instance A as fast as they can,
+    // remembering every acknowledged post, until A is killed under them.
+    let acknowledged = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let writers: Vec<_> = (0..4)
+        .map(|w| {
+            let acknowledged = acknowledged.clone();
+            std::thread::spawn(move || {
+                for i in 0.. {
+                    let side = format!("w{w}-{i}");
+                    let allocated = support::try_post(a_addr, "/v1/allocate", &json!({"appid": "load", "side": side}));
+                    let Some(channel) = allocated.ok().and_then(|r| r.json()["channel"].as_u64()) else { break };
+                    let body = format!("message-{w}-{i}");
+                    let message =
+                        json!({"appid": "load", "side": side, "channel": channel, "phase": "p", "body": body});
+                    match support::try_post(a_addr, "/v1/post", &message) {
+                        Ok(reply) if reply.status == 200 => acknowledged.lock().unwrap().push((side, channel, body)),
+                        Ok(_) => {}
+                        Err(_) => break,
+                    }
+                }
+            })
+        })
+        .collect();
+    let started = Instant::now();
+    while acknowledged.lock().unwrap().len() < 100 && started.elapsed() < Duration::from_secs(60) {
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    a.kill().unwrap(); // SIGKILL
+    a.wait().unwrap();
+    for writer in writers {
+        writer.join().unwrap();
+    }
+    let acknowledged = acknowledged.lock().unwrap().clone();
+    assert!(acknowledged.len() >= 100, "only {} posts acknowledged", acknowledged.len());
+    for (side, channel, body) in &acknowledged {
+        let reply = post(b_addr, "/v1/fetch", &json!({"appid": "load", "side": side, "channel": channel}));
+        assert_eq!(reply.status, 200, "{side} lost its channel {channel}");
+        assert_eq!(reply.json()["messages"][0]["body"], json!(body), "{side} lost its message");
+    }
+    b.kill().unwrap();
+    b.wait().unwrap();
+}

@@ -1,4 +1,4 @@
-//! The database restarted under two instances: meanwhile they answer
+//! The database crashed (an immediate stop) and restarted under two instances: meanwhile they answer
 //! `storage-unavailable` (and health checks fail), then recover by
 //! themselves, with nothing acknowledged lost and wake-ups across
 //! instances working again.
@@ -50,7 +50,8 @@ fn instances_ride_out_a_database_restart_and_lose_nothing_acknowledged() {
     let before = json!({"appid": "app", "side": "s1", "channel": channel, "phase": "one", "body": "acknowledged"});
     assert_eq!(post(a.addr, "/v1/post", &before).status, 200);
 
-    cluster("stop", &dir);
+    // An immediate stop: the database recovers from its log at start, as after a crash.
+    cluster("kill", &dir);
     for server in [&a, &b] {
         let fetch = json!({"appid": "app", "side": "s2", "channel": channel});
         let down = post(server.addr, "/v1/fetch", &fetch);

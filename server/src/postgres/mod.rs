@@ -10,12 +10,17 @@
 //! long-poll or a WebSocket waiting on one instance is woken by a post on
 //! another ([`listen`]).
 //!
-//! **Allocation** takes a transaction-scoped advisory lock on the app id
-//! (`pg_advisory_xact_lock`), so the "shortest free number" choice reads
-//! every number in use with no other allocation of that app in between;
-//! a partial unique index on `(appid, nameplate)` is the safety net.
-//! **Expiry** runs under a try-lock, so one instance sweeps at a time, and
-//! its `DELETE` is idempotent anyway.
+//! **Allocation** reads the numbers the app id has in use, picks the
+//! shortest free one as the core does, and inserts it; a partial unique
+//! index on `(appid, nameplate)` refuses a number another instance took in
+//! the meantime, and the operation runs again on what that instance wrote.
+//! A constraint rather than a lock: allocations never wait for each other,
+//! and no number ever goes to two initiators. Claims that make a nameplate,
+//! `open`s that make a mailbox and burns that take a number back are kept
+//! apart the same way (the primary key, the same index). **Reads** (fetches)
+//! run without locks, and again with them only if they change more than an
+//! activity stamp. **Expiry** runs under a try-lock, so one instance sweeps
+//! at a time, and its `DELETE` is idempotent anyway.
 
 mod listen;
 mod operation;
@@ -38,7 +43,7 @@ pub(crate) use operation::{Scope, Target};
 /// The versioned migrations, in order; each runs once, in a transaction.
 const MIGRATIONS: &[(i32, &str)] = &[(1, include_str!("../../migrations/postgres/0001_mailboxes.sql"))];
 
-/// Advisory lock keys (the two-integer form, apart from app ids' locks).
+/// Advisory lock keys (the two-integer form).
 const LOCK_CLASS: i32 = 0x5753_594e; // "WSYN"
 const MIGRATION_LOCK: i32 = 1;
 const SWEEP_LOCK: i32 = 2;

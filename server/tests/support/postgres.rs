@@ -16,8 +16,8 @@ pub fn cluster() -> Option<String> {
         }
         _ => {
             eprintln!(
-                "SKIPPED: no PostgreSQL configured. Start one with `eval $(tools/postgres.sh start /tmp/pg)` \
-                 and export WORMHOLE_SYNC_TEST_POSTGRES to run this test."
+                "SKIPPED: no PostgreSQL configured (WORMHOLE_SYNC_TEST_POSTGRES). Start a throwaway one with \
+                 `eval \"$(tools/postgres.sh start /tmp/wormhole-pg | sed 's/^/export /')\"` to run this test."
             );
             None
         }
