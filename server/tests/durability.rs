@@ -3,9 +3,8 @@
 
 mod support;
 
-use std::io::BufRead;
 use std::net::SocketAddr;
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -83,24 +82,7 @@ fn a_burned_channel_stays_burned_across_a_restart_and_its_messages_leave_the_dis
 /// The server binary on an OS-chosen port; returns it, its address, and
 /// every log line it prints.
 fn spawn_logged(db: &std::path::Path, log_level: &str) -> (Child, SocketAddr, Arc<Mutex<Vec<String>>>) {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_wormhole-sync-server"))
-        .args(["--listen", "127.0.0.1:0", "--rate-limit", "0", "--rate-limit-messages", "0", "--db"])
-        .arg(db)
-        .env("RUST_LOG", log_level)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .expect("server binary starts");
-    let stdout = child.stdout.take().unwrap();
-    let mut lines = std::io::BufReader::new(stdout).lines();
-    let first = lines.by_ref().map_while(Result::ok).find(|line| line.contains("listening on http://"));
-    let first = first.expect("the server logs its address");
-    let addr = first.split("listening on http://").nth(1).unwrap().split_whitespace().next().unwrap().to_string();
-    let log = Arc::new(Mutex::new(vec![first]));
-    // Keep reading its log so it never blocks on a full pipe.
-    let sink = log.clone();
-    std::thread::spawn(move || lines.map_while(Result::ok).for_each(|l| sink.lock().unwrap().push(l)));
-    (child, addr.parse().unwrap(), log)
+    support::spawn_server(&["--db".as_ref(), db.as_os_str()], log_level)
 }
 
 fn spawn_binary(db: &std::path::Path) -> (Child, SocketAddr) {

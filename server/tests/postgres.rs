@@ -10,9 +10,9 @@
 mod support;
 
 use std::collections::BTreeSet;
-use std::io::{BufRead, Write};
+use std::io::Write;
 use std::net::{SocketAddr, TcpStream};
-use std::process::{Child, Command, Stdio};
+use std::process::Child;
 use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
@@ -237,19 +237,8 @@ fn caps_and_budgets_hold_over_the_deployment() {
 
 /// The server binary on a database, on an OS-chosen port.
 fn spawn_instance(url: &str) -> (Child, SocketAddr) {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_wormhole-sync-server"))
-        .args(["--listen", "127.0.0.1:0", "--rate-limit", "0", "--rate-limit-messages", "0", "--postgres", url])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .expect("server binary starts");
-    let stdout = child.stdout.take().unwrap();
-    let mut lines = std::io::BufReader::new(stdout).lines();
-    let first = lines.by_ref().map_while(Result::ok).find(|line| line.contains("listening on http://"));
-    let first = first.expect("the server logs its address");
-    let addr = first.split("listening on http://").nth(1).unwrap().split_whitespace().next().unwrap().to_string();
-    std::thread::spawn(move || lines.map_while(Result::ok).for_each(drop));
-    (child, addr.parse().unwrap())
+    let (child, addr, _) = support::spawn_server(&["--postgres".as_ref(), url.as_ref()], "info");
+    (child, addr)
 }
 
 /// Sends the exchange's due requests as a load balancer would: to the

@@ -372,7 +372,7 @@ async fn write_effects(
                         .await?;
                     }
                 } else {
-                    update_mailbox(tx, &snapshot).await?;
+                    put_mailbox(tx, &snapshot, false).await?;
                 }
                 if !appended && snapshot.messages.len() >= was.messages {
                     if news {
@@ -383,8 +383,9 @@ async fn write_effects(
                 was.messages
             }
             _ => {
-                let instance = insert_mailbox(tx, &snapshot).await?;
-                written.instances.insert(id.clone(), instance);
+                if let Some(instance) = put_mailbox(tx, &snapshot, true).await? {
+                    written.instances.insert(id.clone(), instance);
+                }
                 written.made.push(appid.to_string());
                 0
             }
@@ -427,50 +428,43 @@ async fn write_effects(
     Ok(written)
 }
 
-async fn insert_mailbox(tx: &impl GenericClient, snapshot: &MailboxSnapshot) -> Result<u64, Box<Fail>> {
+/// Writes a mailbox's row: a new one (returning its instance number), or
+/// over the one loaded.
+async fn put_mailbox(tx: &impl GenericClient, snapshot: &MailboxSnapshot, new: bool) -> Result<Option<u64>, Box<Fail>> {
     let members = serde_json::to_string(&snapshot.members).expect("members serialize");
-    let row = tx
-        .query_one(
+    let (nameplate, allocator) = (snapshot.nameplate.map(rows::nameplate_column), rows::allocator(snapshot));
+    let (tombstone, last_activity) = (rows::is_tombstone(snapshot), rows::millis(snapshot.last_activity));
+    let row: [&(dyn ToSql + Sync); 9] = [
+        &snapshot.appid,
+        &snapshot.mailbox.as_str(),
+        &nameplate,
+        &snapshot.holds_nameplate,
+        &allocator,
+        &members,
+        &snapshot.burned,
+        &tombstone,
+        &last_activity,
+    ];
+    if new {
+        let inserted = query_one(
+            tx,
             "INSERT INTO mailboxes
                  (appid, mailbox, nameplate, holds_nameplate, allocator, members, burned, tombstone, last_activity)
              VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) RETURNING instance",
-            &[
-                &snapshot.appid,
-                &snapshot.mailbox.as_str(),
-                &snapshot.nameplate.map(rows::nameplate_column),
-                &snapshot.holds_nameplate,
-                &rows::allocator(snapshot),
-                &members,
-                &snapshot.burned,
-                &rows::is_tombstone(snapshot),
-                &rows::millis(snapshot.last_activity),
-            ],
+            &row,
         )
         .await?;
-    Ok(u64::try_from(row.get::<_, i64>(0)).unwrap_or(0))
-}
-
-async fn update_mailbox(tx: &impl GenericClient, snapshot: &MailboxSnapshot) -> Result<(), Box<Fail>> {
-    let members = serde_json::to_string(&snapshot.members).expect("members serialize");
+        return Ok(Some(u64::try_from(inserted.get::<_, i64>(0)).unwrap_or(0)));
+    }
     execute(
         tx,
         "UPDATE mailboxes SET nameplate = $3, holds_nameplate = $4, allocator = $5, members = $6, burned = $7,
              tombstone = $8, last_activity = $9
          WHERE appid = $1 AND mailbox = $2",
-        &[
-            &snapshot.appid,
-            &snapshot.mailbox.as_str(),
-            &snapshot.nameplate.map(rows::nameplate_column),
-            &snapshot.holds_nameplate,
-            &rows::allocator(snapshot),
-            &members,
-            &snapshot.burned,
-            &rows::is_tombstone(snapshot),
-            &rows::millis(snapshot.last_activity),
-        ],
+        &row,
     )
     .await?;
-    Ok(())
+    Ok(None)
 }
 
 /// The cap or budget an operation's writes went past, counted over the

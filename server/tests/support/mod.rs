@@ -211,3 +211,30 @@ pub fn seed() -> [u8; 32] {
     OsRng.fill_bytes(&mut seed);
     seed
 }
+
+/// The server binary with these arguments (storage, say) on 127.0.0.1 with
+/// an OS-chosen port and the rate limits off; returns it, its address, and
+/// every log line it prints (kept read, so it never blocks on a full pipe).
+pub fn spawn_server(
+    args: &[&std::ffi::OsStr],
+    log_level: &str,
+) -> (std::process::Child, SocketAddr, std::sync::Arc<std::sync::Mutex<Vec<String>>>) {
+    use std::io::BufRead as _;
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_wormhole-sync-server"))
+        .args(["--listen", "127.0.0.1:0", "--rate-limit", "0", "--rate-limit-messages", "0"])
+        .args(args)
+        .env("RUST_LOG", log_level)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::inherit())
+        .spawn()
+        .expect("server binary starts");
+    let stdout = child.stdout.take().unwrap();
+    let mut lines = std::io::BufReader::new(stdout).lines();
+    let first = lines.by_ref().map_while(Result::ok).find(|line| line.contains("listening on http://"));
+    let first = first.expect("the server logs its address");
+    let addr = first.split("listening on http://").nth(1).unwrap().split_whitespace().next().unwrap().to_string();
+    let log = std::sync::Arc::new(std::sync::Mutex::new(vec![first]));
+    let sink = log.clone();
+    std::thread::spawn(move || lines.map_while(Result::ok).for_each(|l| sink.lock().unwrap().push(l)));
+    (child, addr.parse().unwrap(), log)
+}
