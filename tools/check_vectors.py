@@ -88,6 +88,15 @@ def recompute(v):
     idata, rdata = bytes.fromhex(v["initiator_data"]), bytes.fromhex(v["receiver_data"])
     out["initiator_sealed"] = ChaCha20Poly1305(to_receiver).encrypt(nonce, idata, aad(appid, channel, 1)).hex()
     out["receiver_sealed"] = ChaCha20Poly1305(to_initiator).encrypt(nonce, rdata, aad(appid, channel, 2)).hex()
+    # 4.2: a curve point outside the prime-order subgroup is refused.
+    refused = bytes([0x42]) + bytes([0x01] * 32)
+    a, _ = spake2_start(SPAKE2_A, ikey, appid, code)
+    try:
+        a.finish(refused)
+    except ValueError:
+        out["refused_receiver_pake"] = refused.hex()
+    else:
+        out["refused_receiver_pake"] = "accepted by python-spake2"
     return out
 
 

@@ -6,7 +6,11 @@ Checks, through nginx only:
   1. an exchange over the HTTP API, with both instances serving part of it;
   2. an exchange over the mailbox protocol (WebSocket, --magic-wormhole);
   3. an exchange whose instance is killed with SIGKILL while the sender waits
-     for the receiver: both sides finish on the other instance.
+     for the receiver: both sides finish on the other instance;
+  4. a client that forges Forwarded, X-Forwarded-For and X-Real-IP headers
+     with a new address on every request is still held to the per-address
+     rate limit (nginx replaces X-Forwarded-For and clears the others; the
+     server reads only X-Forwarded-For, from the right).
 
   tools/nginx_deployment.py --server target/debug/wormhole-sync-server \\
       --client target/debug/wormhole-sync --postgres "$WORMHOLE_SYNC_TEST_POSTGRES"
@@ -15,6 +19,7 @@ Needs nginx (Debian's nginx-light) and psql. Exits non-zero on any failure.
 """
 
 import argparse
+import json
 import os
 import re
 import shutil
@@ -24,6 +29,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import urllib.error
 import urllib.request
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -86,6 +92,25 @@ def exchange(client, rendezvous, flavour, before_receive=None):
             f"sender: {''.join(lines)}{sent_err}\nreceiver: {received.stderr}"
         )
     return sent_out, received.stdout
+
+
+def forged_allocate(front, i):
+    """An allocation whose forwarding headers claim a new client each time."""
+    request = urllib.request.Request(
+        f"{front}/v1/allocate",
+        data=json.dumps({"appid": "example.com/forged", "side": f"f{i:04d}"}).encode(),
+        headers={
+            "Content-Type": "application/json",
+            "Forwarded": f"for=198.51.100.{i % 250}",
+            "X-Forwarded-For": f"203.0.113.{i % 250}",
+            "X-Real-IP": f"192.0.2.{i % 250}",
+        },
+    )
+    try:
+        with urllib.request.urlopen(request, timeout=10) as answer:
+            return answer.status
+    except urllib.error.HTTPError as refused:
+        return refused.code
 
 
 def main():
@@ -151,6 +176,13 @@ def main():
         sent, received = exchange(args.client, front, [], before_receive=kill_first)
         assert (sent, received) == ("from the receiver", "from the sender"), (sent, received)
         print("ok: an exchange whose instance was killed (SIGKILL) while the sender waited finished on the other")
+
+        # One instance is left, so one limiter: 120 allocations a minute per address.
+        statuses = [forged_allocate(front, i) for i in range(200)]
+        passed, limited = statuses.count(200), statuses.count(429)
+        if passed > 120 or limited == 0:
+            raise SystemExit(f"FAILED: forged forwarding headers escaped the rate limit: {passed} of 200 passed")
+        print(f"ok: allocations with forged forwarding headers are limited as one client: {passed} of 200 passed")
         print("nginx deployment: all passed")
     finally:
         for process in processes.values():

@@ -26,6 +26,9 @@ pub mod code {
     pub const REFUSED: u8 = 8;
     /// The other side stopped, declined, or broke the protocol.
     pub const PEER: u8 = 9;
+    /// Someone used the code but never completed the exchange: the code may
+    /// have been intercepted (the channel is burned).
+    pub const VANISHED: u8 = 10;
     /// Interrupted with Ctrl-C.
     pub const INTERRUPTED: u8 = 130;
 }
@@ -42,6 +45,7 @@ Exit codes:
   7  the rendezvous server could not be reached
   8  the rendezvous server refused
   9  the other side stopped, declined, or broke the protocol
+  10  someone used the code but never completed: it may have been intercepted
   130  interrupted (Ctrl-C)
   1  anything else";
 
@@ -76,6 +80,7 @@ impl Failure {
                 "timed out: the other side did not complete in time (see --timeout); start again with a new code",
             ),
             Error::Crowded => Failure::new(code::CROWDED, format!("{error}: ask for a new code")),
+            Error::PeerVanished => Failure::new(code::VANISHED, error.to_string()),
             Error::UnknownChannel | Error::ChannelExpired | Error::ChannelBurned => {
                 Failure::new(code::NO_CHANNEL, error.to_string())
             }

@@ -8,6 +8,8 @@ use std::fmt;
 
 use chacha20poly1305::aead::{Aead, KeyInit, Payload};
 use chacha20poly1305::{ChaCha20Poly1305, Key, Nonce};
+use curve25519_dalek::edwards::CompressedEdwardsY;
+use curve25519_dalek::traits::IsIdentity;
 use hkdf::Hkdf;
 use rand_chacha::ChaCha20Rng;
 use rand_core::SeedableRng;
@@ -105,6 +107,18 @@ pub(crate) fn unhex(text: &str) -> Option<Vec<u8>> {
     (0..text.len()).step_by(2).map(|i| u8::from_str_radix(text.get(i..i + 2)?, 16).ok()).collect()
 }
 
+/// Whether a peer's SPAKE2 message carries a group element SPAKE2 may use:
+/// its last 32 bytes decode to a point of Ed25519's prime-order subgroup
+/// other than the identity, as python-spake2 requires (PROTOCOL.md 4.2).
+/// The spake2 crate checks only that they decode to a point of the curve,
+/// so a point with a small-order component would still be accepted.
+///
+/// Shared by both flavours (their side bytes differ, the element does not).
+pub(crate) fn is_valid_pake_element(message: &[u8]) -> bool {
+    let Some(element) = message.get(1..).and_then(|e| <[u8; 32]>::try_from(e).ok()) else { return false };
+    CompressedEdwardsY(element).decompress().is_some_and(|point| point.is_torsion_free() && !point.is_identity())
+}
+
 /// Our half of a SPAKE2 run that has not finished yet.
 pub(crate) struct Pake {
     state: Spake2<Ed25519Group>,
@@ -153,6 +167,9 @@ impl Pake {
 
     /// The raw SPAKE2 shared secret (published in the test vectors).
     pub(crate) fn finish_shared(self, inbound: &[u8]) -> Result<Zeroizing<Vec<u8>>, spake2::Error> {
+        if inbound.len() == PAKE_MESSAGE_LEN && !is_valid_pake_element(inbound) {
+            return Err(spake2::Error::CorruptMessage);
+        }
         Ok(Zeroizing::new(self.state.finish(inbound)?))
     }
 }

@@ -50,9 +50,19 @@ pub enum Error {
         /// The server's explanation, printable characters only.
         message: String,
     },
-    /// Two sides already hold this channel: the code was used by someone else.
-    #[error("the channel is already in use by two other sides")]
+    /// Two other sides already used this code's channel: someone else may
+    /// have used the code (it was intercepted, or guessed from the number).
+    #[error("this code was already used by two other sides: someone else may have used your code")]
     Crowded,
+    /// Someone joined with the code and sent its PAKE message, but never
+    /// completed the exchange before the timeout. If that was not the
+    /// intended peer, the code may have been intercepted: whoever joined
+    /// can test one guess of it offline. The channel is burned.
+    #[error(
+        "someone used the code but never completed the exchange: if that was not the person you shared the code \
+         with, the code may have been intercepted; start again with a new code"
+    )]
+    PeerVanished,
     /// The channel in a typed code does not exist: a typo in the number, or
     /// the code expired or was used up.
     #[error(

@@ -92,7 +92,8 @@
 //! }
 //! assert_eq!(i_news.outcome(), Some(Ok(&b"receiver's data"[..])));
 //! assert_eq!(r_news.outcome(), Some(Ok(&b"initiator's data"[..])));
-//! assert_eq!(server.stats().channels, 0); // Both closed: the channel id is free again.
+//! // Both closed: the log is gone; the channel id stays spent for the retention.
+//! assert_eq!(server.stats().messages, 0);
 //! # Ok::<(), wormhole_sync_core::Error>(())
 //! ```
 //!

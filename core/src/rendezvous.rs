@@ -54,9 +54,10 @@ pub struct RendezvousConfig {
     pub max_channels: usize,
     /// Longest long-poll wait the server grants.
     pub max_wait: Duration,
-    /// How long a burned mailbox stays after its members have all closed:
-    /// its nameplate is not allocated again meanwhile, and a late join with
-    /// the old code learns `burned` instead of `unknown-channel`.
+    /// How long a burned mailbox, or one two sides entered, stays after its
+    /// members have all closed (emptied of its messages): its nameplate is
+    /// not allocated again meanwhile, and a late join with the old code
+    /// learns `burned` or `crowded` instead of `unknown-channel`.
     pub burned_retention: Duration,
 }
 
@@ -138,10 +139,12 @@ impl Mailbox {
         self.members.iter().all(|m| m.closed.is_some())
     }
 
-    /// A burned mailbox whose members all left: kept, empty, only so its
-    /// nameplate stays out of allocation and late joins learn `burned`.
+    /// A mailbox whose members all left, kept (emptied) for the retention
+    /// only so its nameplate stays out of allocation and a late join learns
+    /// what happened: `burned` after a wrong code, `crowded` after two sides
+    /// used the code (see [`is_spent`]).
     fn is_tombstone(&self) -> bool {
-        self.burned && self.all_closed()
+        self.all_closed() && (self.burned || is_spent(self.nameplate.is_some(), self.members.len()))
     }
 
     /// Whether a side may enter: refusals for strangers to a full or burned mailbox.
@@ -151,11 +154,20 @@ impl Mailbox {
         } else if self.burned {
             Err(err(ErrorCode::Burned, "the channel was closed after a wrong code"))
         } else if self.members.len() >= 2 {
-            Err(err(ErrorCode::Crowded, "two other sides already hold this channel"))
+            Err(err(ErrorCode::Crowded, "two other sides already used this channel's code"))
         } else {
             Ok(())
         }
     }
+}
+
+/// Whether a mailbox made for a nameplate has had two members: its code was
+/// used, so the nameplate stays with it while it lives and for the retention
+/// after, and a third side gets `crowded`. Were the number handed out again,
+/// whoever took the second seat could re-create it and wait there for the
+/// real receiver, for a second guess at the same code.
+fn is_spent(has_nameplate: bool, members: usize) -> bool {
+    has_nameplate && members >= 2
 }
 
 #[derive(Clone, Debug, Default)]
@@ -218,23 +230,28 @@ impl App {
         self.nameplates.get(&nameplate)
     }
 
-    /// Gives the nameplate up when no member holds it any more. Its
-    /// allocator no longer gets it back from a retried allocate.
+    /// Once no member holds the nameplate, its allocator no longer gets it
+    /// back from a retried allocate, and the number is free, unless two
+    /// sides used it (see [`is_spent`]): then it stays with the mailbox.
+    /// Returns whether the number was freed.
     fn release_if_unheld(&mut self, id: &MailboxId) -> bool {
         let Some(mailbox) = self.mailboxes.get_mut(id) else { return false };
         let Some(number) = mailbox.nameplate else { return false };
         let leads_here = self.nameplates.get(&number) == Some(id);
-        if leads_here && !mailbox.burned && !mailbox.members.iter().any(Member::holds_nameplate) {
-            self.nameplates.remove(&number);
-            for member in mailbox.members.iter_mut().filter(|m| m.allocated) {
-                member.allocated = false;
-                if self.allocated_by.get(&member.side) == Some(id) {
-                    self.allocated_by.remove(&member.side);
-                }
-            }
-            return true;
+        if !leads_here || mailbox.burned || mailbox.members.iter().any(Member::holds_nameplate) {
+            return false;
         }
-        false
+        for member in mailbox.members.iter_mut().filter(|m| m.allocated) {
+            member.allocated = false;
+            if self.allocated_by.get(&member.side) == Some(id) {
+                self.allocated_by.remove(&member.side);
+            }
+        }
+        if is_spent(true, mailbox.members.len()) {
+            return false;
+        }
+        self.nameplates.remove(&number);
+        true
     }
 }
 
@@ -276,8 +293,11 @@ pub struct Effect {
 pub struct RendezvousStats {
     /// Application ids with at least one mailbox.
     pub apps: usize,
-    /// Open mailboxes (channels).
+    /// Open mailboxes (channels): not counting those kept, emptied, for
+    /// the retention after their members all closed.
     pub channels: usize,
+    /// Mailboxes kept, emptied, for the retention (spent or burned codes).
+    pub tombstones: usize,
     /// Nameplates in use (short ids not yet released).
     pub nameplates: usize,
     /// Stored messages.
@@ -317,7 +337,9 @@ enum Target<'a> {
 pub struct Rendezvous {
     config: RendezvousConfig,
     apps: BTreeMap<String, App>,
+    /// Mailboxes held, tombstones included (the caps count them).
     mailboxes: usize,
+    tombstones: usize,
     nameplates: usize,
     messages: usize,
     /// Draws nameplates and mailbox ids; seeded by the caller (the core has
@@ -363,6 +385,7 @@ impl Rendezvous {
             config,
             apps: BTreeMap::new(),
             mailboxes: 0,
+            tombstones: 0,
             nameplates: 0,
             messages: 0,
             rng: ChaCha20Rng::from_seed([0; 32]),
@@ -405,7 +428,8 @@ impl Rendezvous {
     pub fn stats(&self) -> RendezvousStats {
         RendezvousStats {
             apps: self.apps.len(),
-            channels: self.mailboxes,
+            channels: self.mailboxes - self.tombstones,
+            tombstones: self.tombstones,
             nameplates: self.nameplates,
             messages: self.messages,
         }
@@ -698,6 +722,7 @@ impl Rendezvous {
     ) -> Result<bool, WireError> {
         let app = self.apps.get_mut(appid).ok_or_else(unknown)?;
         let mailbox = app.mailboxes.get_mut(id).ok_or_else(unknown)?;
+        let was_tombstone = mailbox.is_tombstone();
         let member = mailbox
             .member_mut(side)
             .ok_or_else(|| err(ErrorCode::NotJoined, "this side has not joined the channel"))?;
@@ -718,14 +743,17 @@ impl Rendezvous {
                 }
             }
         }
-        let deleted = mailbox.all_closed() && !mailbox.burned;
         let tombstone = mailbox.is_tombstone();
+        let deleted = mailbox.all_closed() && !tombstone;
         let dropped = if tombstone { std::mem::take(&mut mailbox.messages).len() } else { 0 };
         if allocated && app.allocated_by.get(side) == Some(id) {
             // A later allocate by this side gets a fresh nameplate.
             app.allocated_by.remove(side);
         }
         self.messages -= dropped;
+        if tombstone && !was_tombstone {
+            self.tombstones += 1;
+        }
         if nameplate_back {
             self.nameplates += 1;
         }
@@ -744,6 +772,9 @@ impl Rendezvous {
         let Some(app) = self.apps.get_mut(appid) else { return };
         if let Some(mailbox) = app.mailboxes.remove(id) {
             self.mailboxes -= 1;
+            if mailbox.is_tombstone() {
+                self.tombstones -= 1;
+            }
             self.messages -= mailbox.messages.len();
             if let Some(number) = mailbox.nameplate {
                 if app.nameplates.get(&number) == Some(id) {
@@ -998,8 +1029,9 @@ impl Rendezvous {
     /// assert_eq!(server.claim(now, "app", nameplate, "s2")?, mailbox);
     /// server.release(now, "app", nameplate, "s1")?;
     /// server.release(now, "app", nameplate, "s2")?;
-    /// assert!(!server.contains("app", nameplate)); // the number is free again
-    /// assert!(server.contains_mailbox("app", &mailbox)); // the mailbox lives on
+    /// // Two sides used it: the number stays with the mailbox, and a third side is refused.
+    /// assert_eq!(server.mailbox_of("app", nameplate), Some(&mailbox));
+    /// assert!(server.claim(now, "app", nameplate, "s3").is_err());
     /// # Ok::<(), wormhole_sync_core::wire::WireError>(())
     /// ```
     pub fn allocate_nameplate(&mut self, now: Timestamp, appid: &str, side: &str) -> Result<ChannelId, WireError> {
@@ -1215,6 +1247,7 @@ impl Rendezvous {
                 app.allocated_by.insert(member.side.clone(), m.mailbox.clone());
             }
             rendezvous.mailboxes += 1;
+            rendezvous.tombstones += usize::from(m.is_tombstone());
             rendezvous.instances += 1;
             rendezvous.messages += m.messages.len();
             let members = m
@@ -1323,6 +1356,14 @@ pub struct MailboxSnapshot {
 }
 
 impl MailboxSnapshot {
+    /// Whether this mailbox is only kept for the retention: every member
+    /// closed, and it burned or two sides entered it. Its log is empty, and
+    /// it expires `burned_retention` after its last activity.
+    pub fn is_tombstone(&self) -> bool {
+        self.members.iter().all(|m| m.closed.is_some())
+            && (self.burned || is_spent(self.nameplate.is_some(), self.members.len()))
+    }
+
     /// A version 1 channel as a mailbox that holds the channel's id as its
     /// nameplate; its mailbox id is derived from the channel id, since
     /// version 1 had none.
@@ -1393,7 +1434,7 @@ pub struct SnapshotError(pub String);
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::wire::{AllocateRequest, FetchRequest, JoinRequest, PostRequest};
+    use crate::wire::{AllocateRequest, CloseRequest, FetchRequest, JoinRequest, PostRequest};
 
     const APP: &str = "app";
 
@@ -1421,32 +1462,46 @@ mod tests {
         (a.channel, a.mailbox.unwrap())
     }
 
+    /// A code used by two sides is spent: its number leads to its mailbox
+    /// while the mailbox lives and for the retention after, so whoever took
+    /// the second seat cannot re-create it and wait there for the real
+    /// receiver (a second guess at the same code).
     #[test]
-    fn the_nameplate_is_released_once_both_sides_name_the_mailbox() {
+    fn a_nameplate_two_sides_used_stays_with_its_mailbox() {
         let mut server = Rendezvous::default();
         let (channel, mailbox) = paired(&mut server);
-        let post = |side: &str, mailbox: Option<MailboxId>| {
+        let post = |side: &str| {
             let mut post = PostRequest::new(APP, side, channel, "pake", "x");
-            post.mailbox = mailbox;
+            post.mailbox = Some(mailbox.clone());
             Request::Post(post)
         };
-        // By number, nothing is released.
-        server.handle(at(2), &post("a", None)).unwrap();
-        assert!(server.contains(APP, channel));
-        server.handle(at(3), &post("b", Some(mailbox.clone()))).unwrap();
-        assert!(server.contains(APP, channel), "one side still holds it");
+        server.handle(at(2), &post("a")).unwrap();
+        server.handle(at(3), &post("b")).unwrap();
         assert_eq!(server.effects()[0].kind, EffectKind::Released);
-        let fetch = FetchRequest::new(APP, "a", channel, 0, 0);
-        let fetch = Request::Fetch(fetch).with_mailbox(Some(mailbox.clone()));
-        let Ok(Response::Fetched(log)) = server.handle(at(4), &fetch) else { panic!() };
-        assert_eq!(log.messages.len(), 2);
-        assert!(!server.contains(APP, channel), "both know the mailbox: the number is free");
-        assert!(server.contains_mailbox(APP, &mailbox));
-        assert_eq!(server.stats().nameplates, 0);
-        // The old number no longer leads anywhere; the mailbox still answers.
-        let by_number = Request::Fetch(FetchRequest::new(APP, "a", channel, 0, 0));
-        assert_eq!(server.handle(at(5), &by_number).unwrap_err().code, ErrorCode::UnknownChannel);
-        assert!(server.handle(at(5), &fetch).is_ok());
+        assert_eq!(server.mailbox_of(APP, channel), Some(&mailbox), "both know the mailbox; the number stays");
+        let third = |create| Request::Join(JoinRequest::new(APP, "c", channel, create));
+        assert_eq!(server.handle(at(4), &third(false)).unwrap_err().code, ErrorCode::Crowded);
+        assert_eq!(server.handle(at(4), &third(true)).unwrap_err().code, ErrorCode::Crowded);
+        assert_eq!(server.claim(at(4), APP, channel, "c").unwrap_err().code, ErrorCode::Crowded);
+        let others: Vec<ChannelId> = (1..=9).filter(|n| *n != channel.get()).filter_map(ChannelId::new).collect();
+        server.reserve_nameplates(APP, others);
+        let next = server.allocate_nameplate(at(4), APP, "d").unwrap();
+        assert!(next.get() >= 10, "the spent number was handed out again");
+        // Both close: the mailbox is emptied and kept for the retention.
+        for side in ["a", "b"] {
+            let close =
+                CloseRequest { appid: APP.into(), side: side.into(), channel, mailbox: None, mood: Mood::Happy };
+            let close = Request::Close(close).with_mailbox(Some(mailbox.clone()));
+            assert_eq!(server.handle(at(5), &close), Ok(Response::Closed(CloseResponse { deleted: false })));
+        }
+        assert_eq!(server.effects().last().map(|e| e.kind), Some(EffectKind::LogDropped));
+        assert!(server.messages_after(APP, &mailbox, 0).is_empty());
+        assert!(server.mailbox_snapshot(APP, &mailbox).unwrap().is_tombstone());
+        assert_eq!(server.handle(at(6), &third(true)).unwrap_err().code, ErrorCode::Crowded);
+        let retention = server.config().burned_retention.as_millis() as u64;
+        assert_eq!(server.expire(at(5 + retention - 1)), Vec::new());
+        assert_eq!(server.expire(at(5 + retention)), vec![(APP.to_string(), mailbox)]);
+        assert!(!server.contains(APP, channel), "after the retention the number is free");
     }
 
     #[test]
@@ -1461,13 +1516,21 @@ mod tests {
         assert!(server.contains(APP, a.channel), "the receiver has yet to use the code");
     }
 
+    /// A side alone in its mailbox released the number (the mailbox
+    /// protocol allows it), and its peer came in by the mailbox id.
+    fn released_alone_then_opened(server: &mut Rendezvous) -> (ChannelId, MailboxId) {
+        let channel = server.allocate_nameplate(at(0), APP, "a").unwrap();
+        let mailbox = server.claim(at(0), APP, channel, "a").unwrap();
+        server.release(at(1), APP, channel, "a").unwrap();
+        assert!(!server.contains(APP, channel), "one side, released: the number is free");
+        server.open(at(2), APP, &mailbox, "b").unwrap();
+        (channel, mailbox)
+    }
+
     #[test]
     fn a_burn_after_release_puts_the_nameplate_back_if_free() {
         let mut server = Rendezvous::default();
-        let (channel, mailbox) = paired(&mut server);
-        server.release(at(2), APP, channel, "a").unwrap();
-        server.release(at(2), APP, channel, "b").unwrap();
-        assert!(!server.contains(APP, channel));
+        let (channel, mailbox) = released_alone_then_opened(&mut server);
         server.close(at(3), APP, &mailbox, "a", Mood::Scary).unwrap();
         assert!(server.contains(APP, channel));
         let late = Request::Join(JoinRequest::new(APP, "c", channel, false));
@@ -1477,9 +1540,7 @@ mod tests {
     #[test]
     fn reserved_nameplates_are_never_allocated_nor_taken_back_by_a_burn() {
         let mut server = Rendezvous::default();
-        let (channel, mailbox) = paired(&mut server);
-        server.release(at(2), APP, channel, "a").unwrap();
-        server.release(at(2), APP, channel, "b").unwrap();
+        let (channel, mailbox) = released_alone_then_opened(&mut server);
         // Another mailbox, not held by this partial view, took the number since.
         server.reserve_nameplates(APP, [channel]);
         server.close(at(3), APP, &mailbox, "a", Mood::Scary).unwrap();
@@ -1512,6 +1573,10 @@ mod tests {
         assert_eq!((replay[0].server_rx, replay[0].id.as_deref()), (Some(at(3)), Some("1")));
         server.close(at(5), APP, &mailbox, "a", Mood::Happy).unwrap();
         server.close(at(5), APP, &mailbox, "b", Mood::Happy).unwrap();
+        // Kept, emptied, for the retention: the code was used.
+        assert_eq!(server.claim(at(6), APP, nameplate, "c").unwrap_err().code, ErrorCode::Crowded);
+        assert_eq!(server.stats().messages, 0);
+        server.expire(at(5) + server.config().burned_retention);
         assert!(!server.contains_mailbox(APP, &mailbox));
         assert_eq!(server.effects().last().map(|e| e.kind), Some(EffectKind::Deleted));
         assert_eq!(server.stats(), RendezvousStats::default());

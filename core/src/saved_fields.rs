@@ -164,6 +164,8 @@ pub(crate) enum SavedFailure {
     Timeout,
     #[serde(rename = "crowded")]
     Crowded,
+    #[serde(rename = "peer-vanished")]
+    PeerVanished,
     #[serde(rename = "unknown-channel")]
     UnknownChannel,
     #[serde(rename = "channel-expired")]
@@ -223,6 +225,7 @@ impl From<&Error> for SavedFailure {
             Error::WrongCode => SavedFailure::WrongCode,
             Error::Timeout => SavedFailure::Timeout,
             Error::Crowded => SavedFailure::Crowded,
+            Error::PeerVanished => SavedFailure::PeerVanished,
             Error::UnknownChannel => SavedFailure::UnknownChannel,
             Error::ChannelExpired => SavedFailure::ChannelExpired,
             Error::ChannelBurned => SavedFailure::ChannelBurned,
@@ -255,6 +258,7 @@ impl From<SavedFailure> for Error {
             SavedFailure::WrongCode => Error::WrongCode,
             SavedFailure::Timeout => Error::Timeout,
             SavedFailure::Crowded => Error::Crowded,
+            SavedFailure::PeerVanished => Error::PeerVanished,
             SavedFailure::UnknownChannel => Error::UnknownChannel,
             SavedFailure::ChannelExpired => Error::ChannelExpired,
             SavedFailure::ChannelBurned => Error::ChannelBurned,

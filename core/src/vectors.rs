@@ -24,6 +24,10 @@ fn compute() -> Value {
     let rkeys = rpake.finish(Role::Receiver, &imsg).expect("valid message");
     assert_eq!(ikeys.verifier(), rkeys.verifier());
     let (idata, rdata) = (b"initiator's data", b"receiver's data");
+    // A point of the curve outside the prime-order subgroup (PROTOCOL.md 4.2).
+    let refused = [&[0x42][..], &[0x01; 32]].concat();
+    let finished = Pake::start(&iseed, APPID, Role::Initiator, &code).finish(Role::Initiator, &refused);
+    assert!(finished.is_err(), "a receiver PAKE message outside the group was accepted");
     json!({
         "appid": APPID,
         "initiator_seed": hex(&INITIATOR_SEED),
@@ -47,6 +51,7 @@ fn compute() -> Value {
         "initiator_sealed": hex(&ikeys.seal(Role::Initiator, APPID, channel, idata)),
         "receiver_data": hex(rdata),
         "receiver_sealed": hex(&rkeys.seal(Role::Receiver, APPID, channel, rdata)),
+        "refused_receiver_pake": hex(&refused),
     })
 }
 

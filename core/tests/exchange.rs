@@ -4,6 +4,9 @@ mod common;
 
 use std::time::Duration;
 
+use base64::engine::general_purpose::STANDARD as BASE64;
+use base64::Engine as _;
+
 use common::{config, events, restored, started_initiator, Net, Side, START};
 use proptest::prelude::*;
 use wormhole_sync_core::wire::{Log, Message, Request};
@@ -35,7 +38,11 @@ fn happy_path_exchanges_data_both_ways() {
     assert_eq!(initiator.outcome(), Some(Ok(&b"receiver's data"[..])));
     assert_eq!(receiver.outcome(), Some(Ok(&b"initiator's data"[..])));
     assert!(initiator.is_finished() && receiver.is_finished());
-    assert_eq!(net.server.stats().channels, 0, "both closed, so the channel is gone");
+    // Both closed: the log is gone; the mailbox is kept, empty, for the
+    // retention, so its spent code cannot be used again.
+    assert_eq!(net.server.stats().messages, 0, "both closed, so the log is gone");
+    net.server.expire(net.now + net.server.config().burned_retention);
+    assert_eq!(net.server.stats().channels, 0, "after the retention the channel is gone");
 }
 
 /// A post waits (long-polls) exactly when its side has nothing to send
@@ -100,7 +107,7 @@ fn a_server_without_logs_in_its_answers_still_works_by_fetching() {
 }
 
 #[test]
-fn channel_ids_stay_short_and_are_freed_after_a_happy_close() {
+fn channel_ids_stay_short_and_are_freed_after_the_retention() {
     let mut net = Net::new();
     let (mut first, code) = started_initiator(&mut net, b"a", 1);
     let (_second, second_code) = started_initiator(&mut net, b"b", 2);
@@ -109,7 +116,9 @@ fn channel_ids_stay_short_and_are_freed_after_a_happy_close() {
     let mut receiver = Side::from(Exchange::receiver(config(), code.clone(), b"r".to_vec(), [3; 32]).unwrap());
     receiver.start(net.now);
     net.run(&mut [&mut first, &mut receiver], MINUTE);
-    assert!(!net.server.contains("example.com/app1", code.channel()), "a happy close frees the id");
+    assert!(net.server.contains("example.com/app1", code.channel()), "a used code is spent until the retention");
+    net.server.expire(net.now + net.server.config().burned_retention);
+    assert!(!net.server.contains("example.com/app1", code.channel()), "then its id is free");
     assert!(net.server.contains("example.com/app1", second_code.channel()));
 }
 
@@ -405,7 +414,7 @@ fn declining_the_verifier_fails_both_sides_clearly() {
     net.run(&mut [&mut initiator, &mut receiver], MINUTE);
     assert_eq!(receiver.outcome(), Some(Err(&Error::Declined)));
     assert_eq!(initiator.outcome(), Some(Err(&Error::PeerDeclined)));
-    assert_eq!(net.server.stats().channels, 0);
+    assert!(net.server.snapshot().mailboxes.iter().all(|m| m.is_tombstone()), "both closed");
 }
 
 #[test]
@@ -575,12 +584,46 @@ fn reflected_messages_are_rejected() {
 
 #[test]
 fn malformed_peer_messages_are_protocol_errors() {
-    for body in ["not base64!", "QUJD"] {
+    // Not base64; too short; a curve point outside SPAKE2's prime-order
+    // subgroup (PROTOCOL.md 4.2, the `refused_receiver_pake` vector).
+    let outside_the_group = BASE64.encode([&[0x42][..], &[0x01; 32]].concat());
+    for body in ["not base64!", "QUJD", &outside_the_group] {
         let (mut net, mut initiator, log) = initiator_and_receiver_messages();
         let peer = log.iter().find(|m| m.seq != 1).unwrap().side.clone();
-        answer_fetch(&mut net, &mut initiator, vec![Message::new(5, peer, "pake", body)]);
+        answer_fetch(&mut net, &mut initiator, vec![Message::new(5, peer.clone(), "pake", body)]);
         assert!(matches!(initiator.outcome(), Some(Err(Error::PeerProtocol { .. }))), "{body}: {initiator:?}");
+        // Refused at once: nothing of ours was sealed for it.
+        let mut closes = Vec::new();
+        while let Some(t) = initiator.poll_transmit(net.now) {
+            closes.push(t.request().clone());
+        }
+        assert!(closes.iter().all(|r| matches!(r, Request::Close(c) if c.mood == Mood::Errory)), "{closes:?}");
+        assert!(!net.requests.iter().any(|r| matches!(r, Request::Post(p) if p.phase == "data" && p.side != peer)));
     }
+}
+
+/// A peer that sent its PAKE message and then never its data may have been
+/// an interceptor testing a guess: not a plain timeout, and the channel burns.
+#[test]
+fn a_peer_silent_after_its_pake_message_is_peer_vanished_and_burns_the_channel() {
+    let (mut net, mut initiator, log) = initiator_and_receiver_messages();
+    let pake = log.iter().find(|m| m.seq != 1 && m.phase == "pake").unwrap().clone();
+    answer_fetch(&mut net, &mut initiator, vec![pake]);
+    assert_eq!(initiator.outcome(), None);
+    net.now = initiator.deadline().unwrap();
+    initiator.handle_timeout(net.now);
+    assert_eq!(initiator.outcome(), Some(Err(&Error::PeerVanished)));
+    let close = initiator.poll_transmit(net.now).expect("a close");
+    assert!(matches!(close.request(), Request::Close(c) if c.mood == Mood::Scary), "{:?}", close.request());
+    // Nobody came at all: a plain timeout.
+    let (mut net, mut alone) = {
+        let mut net = Net::new();
+        let (alone, _) = started_initiator(&mut net, b"i", 3);
+        (net, alone)
+    };
+    net.now = alone.deadline().unwrap();
+    alone.handle_timeout(net.now);
+    assert_eq!(alone.outcome(), Some(Err(&Error::Timeout)));
 }
 
 #[test]

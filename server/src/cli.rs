@@ -9,7 +9,7 @@ use clap::Args;
 use wormhole_sync_core::parse_duration;
 use wormhole_sync_core::rendezvous::RendezvousSnapshot;
 
-use crate::{IpNet, Server, ServerConfig, Storage, TlsFiles, TlsReloader};
+use crate::{ClientIpHeader, IpNet, Server, ServerConfig, Storage, TlsFiles, TlsReloader};
 
 /// An address or a CIDR block: `127.0.0.1`, `10.0.0.0/8`, `2001:db8::/32`.
 fn parse_net(text: &str) -> Result<IpNet, String> {
@@ -78,9 +78,14 @@ pub struct ServeArgs {
     #[arg(long)]
     pub rate_limit_exempt_loopback: bool,
     /// A reverse proxy (address or CIDR, repeatable or comma-separated) whose
-    /// Forwarded / X-Forwarded-For headers name the client.
+    /// --client-ip-header names the client.
     #[arg(long = "trusted-proxy", value_name = "CIDR", env = "WORMHOLE_SYNC_TRUSTED_PROXIES", value_delimiter = ',', value_parser = parse_net)]
     pub trusted_proxies: Vec<IpNet>,
+    /// The one header a trusted proxy names the client in: x-forwarded-for,
+    /// forwarded or x-real-ip (no other is read; the proxy must set or
+    /// append to this one).
+    #[arg(long, value_name = "HEADER", env = "WORMHOLE_SYNC_CLIENT_IP_HEADER", default_value = "x-forwarded-for")]
+    pub client_ip_header: ClientIpHeader,
     /// Close a connection whose client has not read for this long.
     #[arg(long, default_value = "10s", value_parser = parse_duration)]
     pub write_timeout: Duration,
@@ -182,6 +187,7 @@ pub async fn serve(args: ServeArgs, name: &str) -> ExitCode {
     config.message_rate_limit_per_minute = args.rate_limit_messages;
     config.rate_limit_exempt_loopback = args.rate_limit_exempt_loopback;
     config.trusted_proxies = args.trusted_proxies.clone();
+    config.client_ip_header = args.client_ip_header;
     config.sweep_interval = args.sweep_interval;
     config.header_timeout = args.header_timeout;
     config.write_timeout = args.write_timeout;

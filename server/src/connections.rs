@@ -92,7 +92,8 @@ mod tests {
 
     #[test]
     fn caps_hold_and_places_come_back() {
-        let connections = Connections::new(3, 2, ClientAddresses::new(vec!["10.0.0.1/32".parse().unwrap()]));
+        let connections =
+            Connections::new(3, 2, ClientAddresses::new(vec!["10.0.0.1/32".parse().unwrap()], Default::default()));
         let a: IpAddr = "192.0.2.1".parse().unwrap();
         let first = connections.admit(a).unwrap();
         let _second = connections.admit(a).unwrap();

@@ -188,8 +188,8 @@ impl App {
             Err(_) => return Err(error(ErrorCode::BadRequest, "the request body did not arrive in time")),
         };
         match Request::parse(route, &bytes)? {
-            request if request.wait_ms() > 0 => self.long_poll(request, client).await,
-            request => self.apply(&request, client).await,
+            request if request.wait_ms() > 0 => self.long_poll(request, client.address).await,
+            request => self.apply(&request, client.address).await,
         }
     }
 

@@ -72,6 +72,7 @@ use tokio::task::JoinHandle;
 use wormhole_sync_core::rendezvous::{Rendezvous, RendezvousConfig, RendezvousSnapshot};
 use wormhole_sync_core::wire::ErrorCode;
 
+pub use client_address::ClientIpHeader;
 pub use ipnet::IpNet;
 pub use storage::{Storage, StorageError};
 pub use tls::{TlsFiles, TlsReloader};
@@ -103,9 +104,11 @@ pub struct ServerConfig {
     /// reverse proxy on the same host must not turn the limits off; name
     /// it in `trusted_proxies` instead).
     pub rate_limit_exempt_loopback: bool,
-    /// Reverse proxies whose `Forwarded` / `X-Forwarded-For` headers name
-    /// the client; everyone else is the client itself.
+    /// Reverse proxies whose `client_ip_header` names the client; everyone
+    /// else is the client itself.
     pub trusted_proxies: Vec<IpNet>,
+    /// The one header trusted proxies name the client in (no other is read).
+    pub client_ip_header: ClientIpHeader,
     /// How often idle channels are swept.
     pub sweep_interval: Duration,
     /// How long a connection may take to send a request's headers (also
@@ -152,6 +155,7 @@ impl Default for ServerConfig {
             message_rate_limit_per_minute: 1_200,
             rate_limit_exempt_loopback: false,
             trusted_proxies: Vec::new(),
+            client_ip_header: ClientIpHeader::default(),
             sweep_interval: Duration::from_secs(60),
             header_timeout: Duration::from_secs(30),
             write_timeout: Duration::from_secs(10),
@@ -315,7 +319,7 @@ fn shared_state_seeded(
     let core = Rendezvous::restore(config.rendezvous.clone(), saved)
         .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidData, e))?
         .with_seed(seed);
-    let proxies = client_address::ClientAddresses::new(config.trusted_proxies.clone());
+    let proxies = client_address::ClientAddresses::new(config.trusted_proxies.clone(), config.client_ip_header);
     Ok(Arc::new(http::App {
         core: Mutex::new(core),
         storage,

@@ -25,6 +25,7 @@ use wormhole_sync_core::rendezvous::Rendezvous;
 use wormhole_sync_core::wire::{ErrorCode, MailboxId, Message, Mood, WireError};
 use wormhole_sync_core::{ChannelId, Timestamp};
 
+use crate::client_address::Client;
 use crate::connections::Admitted;
 use crate::http::{now, App};
 use crate::postgres::Scope;
@@ -82,7 +83,7 @@ impl Drop for Open {
 
 /// Runs one connection until the client leaves, falls silent past the idle
 /// timeout, or the server stops.
-async fn serve(app: Arc<App>, mut socket: WebSocket, client: IpAddr) {
+async fn serve(app: Arc<App>, mut socket: WebSocket, client: Client) {
     app.websockets.fetch_add(1, Ordering::Relaxed);
     let _open = Open(app.clone());
     let stop = app.shutdown.notified();
@@ -206,7 +207,7 @@ impl<'a> Subscription<'a> {
 /// One connection's place in the protocol.
 pub(crate) struct Session {
     app: Arc<App>,
-    client: IpAddr,
+    client: Client,
     bound: Option<(String, String)>,
     allocated: bool,
     did_claim: bool,
@@ -270,7 +271,7 @@ fn message_frame(message: &Message) -> ServerMessage {
 }
 
 impl Session {
-    pub(crate) fn new(app: Arc<App>, client: IpAddr) -> Session {
+    pub(crate) fn new(app: Arc<App>, client: Client) -> Session {
         Session {
             app,
             client,
@@ -405,7 +406,7 @@ impl Session {
                 let mailbox = self.opened.clone().filter(|_| !self.closed).ok_or("must open mailbox before adding")?;
                 let client_id = frame.id.as_ref().map(|id| id.as_str().map_or_else(|| id.to_string(), str::to_string));
                 let budgets = &self.app.budgets;
-                let client = self.client;
+                let client = self.client.address;
                 self.run(Scope::mailbox(&appid, &mailbox), Some(client), |core, at| {
                     if !core.has_posted(&appid, &mailbox, &side, phase) {
                         budgets.check(&appid, client, body.len() as u64)?;
@@ -539,7 +540,7 @@ mod tests {
     async fn a_session_gets_nothing_from_a_mailbox_made_again_under_its_id() {
         let state = RendezvousSnapshot::new(Vec::new());
         let app = crate::shared_state_seeded(ServerConfig::default(), Storage::memory(), state, [1; 32]).unwrap();
-        let client: IpAddr = "192.0.2.1".parse().unwrap();
+        let client = Client { address: "192.0.2.1".parse().unwrap(), local: false };
         let mut sessions: Vec<Session> = (0..3).map(|_| Session::new(app.clone(), client)).collect();
         for session in &mut sessions {
             send(session, serde_json::json!({"type": "bind", "appid": "app", "side": "aaaa"})).await;

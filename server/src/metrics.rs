@@ -41,7 +41,7 @@ pub(crate) struct Metrics {
     registry: Registry,
     requests: Family<RequestLabels, Counter>,
     durations: Family<RouteLabels, Histogram>,
-    gauges: [Gauge; 10],
+    gauges: [Gauge; 11],
 }
 
 impl Default for Metrics {
@@ -55,9 +55,10 @@ impl Default for Metrics {
             "Time to answer, by route (long-polls included)",
             durations.clone(),
         );
-        let gauges: [Gauge; 10] = Default::default();
+        let gauges: [Gauge; 11] = Default::default();
         let described = [
             ("wormhole_channels_open", "Open channels (mailboxes)"),
+            ("wormhole_channels_retained", "Channels kept, emptied, for the retention (a spent or burned code)"),
             ("wormhole_nameplates_claimed", "Short channel ids (nameplates) in use"),
             ("wormhole_messages_stored", "Messages stored in open channels"),
             ("wormhole_apps_active", "Application ids with open channels"),
@@ -85,6 +86,7 @@ impl Metrics {
     pub(crate) fn render(&self, now: Snapshot) -> String {
         let values = [
             now.stats.channels as i64,
+            now.stats.tombstones as i64,
             now.stats.nameplates as i64,
             now.stats.messages as i64,
             now.stats.apps as i64,

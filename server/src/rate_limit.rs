@@ -11,7 +11,7 @@ use governor::middleware::NoOpMiddleware;
 use governor::state::keyed::DashMapStateStore;
 use governor::Quota;
 
-use crate::client_address::subscriber;
+use crate::client_address::{subscriber, Client};
 
 type Buckets<C> = governor::RateLimiter<IpAddr, DashMapStateStore<IpAddr>, C, NoOpMiddleware<<C as Clock>::Instant>>;
 
@@ -22,8 +22,9 @@ pub(crate) struct RateLimiter<C: Clock = DefaultClock> {
 }
 
 impl RateLimiter {
-    /// `per_minute` = 0 turns limiting off; `exempt_loopback` lets
-    /// loopback clients through.
+    /// `per_minute` = 0 turns limiting off; `exempt_loopback` lets local
+    /// clients through (a loopback connection that is not a trusted proxy;
+    /// never an address a proxy reported).
     pub(crate) fn new(per_minute: u32, exempt_loopback: bool) -> RateLimiter {
         RateLimiter::with_clock(per_minute, exempt_loopback, DefaultClock::default())
     }
@@ -36,12 +37,12 @@ impl<C: Clock> RateLimiter<C> {
         RateLimiter { buckets, exempt_loopback }
     }
 
-    /// Takes one token for `addr`; false when it has none left.
-    pub(crate) fn allow(&self, addr: IpAddr) -> bool {
+    /// Takes one token for `client`; false when it has none left.
+    pub(crate) fn allow(&self, client: Client) -> bool {
         match &self.buckets {
             None => true,
-            Some(_) if addr.is_loopback() && self.exempt_loopback => true,
-            Some(buckets) => buckets.check_key(&subscriber(addr)).is_ok(),
+            Some(_) if client.local && self.exempt_loopback => true,
+            Some(buckets) => buckets.check_key(&subscriber(client.address)).is_ok(),
         }
     }
 
@@ -67,21 +68,25 @@ mod tests {
     fn buckets_refill_over_time_and_loopback_is_exempt_only_when_asked() {
         let clock = FakeRelativeClock::default();
         let limiter = RateLimiter::with_clock(60, true, clock.clone());
-        let client: IpAddr = "192.0.2.7".parse().unwrap();
+        let remote = |text: &str| Client { address: text.parse().unwrap(), local: false };
+        let client = remote("192.0.2.7");
         assert_eq!((0..100).filter(|_| limiter.allow(client)).count(), 60);
         assert!(!limiter.allow(client));
         clock.advance(Duration::from_secs(1));
         assert!(limiter.allow(client), "one token per second at 60/min");
         assert!(!limiter.allow(client));
-        let loopback: IpAddr = "127.0.0.1".parse().unwrap();
+        let loopback = Client { address: "127.0.0.1".parse().unwrap(), local: true };
         assert!((0..1000).all(|_| limiter.allow(loopback)));
+        // A proxy's report of a loopback address is charged like any other.
+        let forwarded_loopback = remote("127.0.0.1");
+        assert_eq!((0..100).filter(|_| limiter.allow(forwarded_loopback)).count(), 60);
         let strict = RateLimiter::with_clock(2, false, clock.clone());
         assert!(strict.allow(loopback) && strict.allow(loopback) && !strict.allow(loopback));
         let off = RateLimiter::with_clock(0, false, clock.clone());
         assert!((0..1000).all(|_| off.allow(client)));
         // One IPv6 subscriber, many addresses: one bucket.
         let v6 = RateLimiter::with_clock(2, false, clock.clone());
-        let (a, b) = ("2001:db8::1".parse().unwrap(), "2001:db8::2".parse().unwrap());
+        let (a, b) = (remote("2001:db8::1"), remote("2001:db8::2"));
         assert!(v6.allow(a) && v6.allow(b) && !v6.allow(a));
         // Full buckets are forgotten.
         clock.advance(Duration::from_secs(120));

@@ -285,10 +285,10 @@ fn apply_in_transaction<'a>(
                     for message in m.messages.iter().filter(|message| Some(message.seq) > stored) {
                         store(appid, &m.mailbox, message)?;
                     }
-                    // The snapshot holds the whole log. Only a burned mailbox ever drops
-                    // messages (when it is kept, emptied, for its retention), so only then
-                    // can the stored log be longer than the snapshot's.
-                    if m.burned {
+                    // The snapshot holds the whole log. Only a mailbox kept, emptied, for
+                    // its retention ever drops messages, so only then can the stored log
+                    // be longer than the snapshot's.
+                    if m.is_tombstone() {
                         let last = m.messages.last().map_or(0, |message| message.seq);
                         drop_messages_after.execute(params![appid, id, last]).map_err(fail("cannot delete"))?;
                     }

@@ -234,7 +234,7 @@ fn a_cut_or_damaged_database_is_refused_not_emptied() {
 }
 
 #[test]
-fn a_released_channel_id_stays_released_and_its_mailbox_stays_across_a_restart() {
+fn a_spent_channel_id_stays_with_its_mailbox_across_a_restart() {
     let dir = tempfile::tempdir().unwrap();
     let db = dir.path().join("rendezvous.sqlite3");
     let server = TestServer::sqlite(quiet_config(), &db, "127.0.0.1:0");
@@ -247,13 +247,24 @@ fn a_released_channel_id_stays_released_and_its_mailbox_stays_across_a_restart()
             json!({"appid": "app", "side": side, "channel": ch, "mailbox": mailbox, "phase": "pake", "body": side});
         assert_eq!(post(a, "/v1/post", &body).status, 200);
     }
-    assert_eq!(support::metric(a, "wormhole_nameplates_claimed"), 0.0);
     server.stop();
     let restarted = TestServer::sqlite(quiet_config(), &db, "127.0.0.1:0");
     let a = restarted.addr;
-    assert_eq!(support::metric(a, "wormhole_nameplates_claimed"), 0.0, "the release was kept");
-    let by_number = post(a, "/v1/fetch", &json!({"appid": "app", "side": "s1", "channel": ch}));
-    assert_eq!(by_number.error_code(), "unknown-channel");
+    assert_eq!(support::metric(a, "wormhole_nameplates_claimed"), 1.0, "the code stays spent");
+    let stranger = post(a, "/v1/join", &json!({"appid": "app", "side": "s3", "channel": ch, "create": true}));
+    assert_eq!(stranger.error_code(), "crowded");
     let by_mailbox = post(a, "/v1/fetch", &json!({"appid": "app", "side": "s1", "channel": ch, "mailbox": mailbox}));
     assert_eq!(by_mailbox.json()["messages"].as_array().map(Vec::len), Some(2));
+    // Both close: kept, emptied, for the retention, across another restart.
+    for side in ["s1", "s2"] {
+        let close = json!({"appid": "app", "side": side, "channel": ch, "mailbox": mailbox, "mood": "happy"});
+        assert_eq!(post(a, "/v1/close", &close).status, 200);
+    }
+    restarted.stop();
+    let again = TestServer::sqlite(quiet_config(), &db, "127.0.0.1:0");
+    let a = again.addr;
+    assert_eq!(support::metric(a, "wormhole_channels_retained"), 1.0);
+    assert_eq!(support::metric(a, "wormhole_messages_stored"), 0.0, "its log was dropped");
+    let stranger = post(a, "/v1/join", &json!({"appid": "app", "side": "s3", "channel": ch, "create": true}));
+    assert_eq!(stranger.error_code(), "crowded");
 }

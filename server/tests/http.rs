@@ -53,13 +53,15 @@ fn every_route_works() {
     let closed = post(a, "/v1/close", &json!({"appid": "app", "side": "s1", "channel": ch, "mood": "happy"}));
     assert_eq!((closed.status, closed.json()), (200, json!({"deleted": false})));
     let closed = post(a, "/v1/close", &json!({"appid": "app", "side": "s2", "channel": ch, "mood": "happy"}));
-    assert_eq!((closed.status, closed.json()), (200, json!({"deleted": true})));
+    // Two sides used the code: the channel is emptied and kept for the retention.
+    assert_eq!((closed.status, closed.json()), (200, json!({"deleted": false})));
 
     let health = get(a, "/health");
     assert_eq!((health.status, health.json()), (200, json!({"status": "ok"})));
     let metrics = String::from_utf8(get(a, "/metrics").body).unwrap();
     for line in [
         "wormhole_channels_open 0",
+        "wormhole_channels_retained 1",
         "wormhole_longpolls_waiting 0",
         r#"wormhole_requests_total{route="allocate",code="ok"} 1"#,
         r#"wormhole_requests_total{route="close",code="ok"} 2"#,
@@ -68,28 +70,34 @@ fn every_route_works() {
     }
 }
 
+/// Once two sides used a code, its number stays with their channel, and
+/// for the retention after they close: a third side is told `crowded`,
+/// even with `create`, and allocate never hands it out.
 #[test]
-fn the_short_id_is_free_once_both_sides_name_the_mailbox() {
+fn a_code_two_sides_used_is_spent() {
     let server = TestServer::memory(quiet_config());
     let a = server.addr;
     let allocated = post(a, "/v1/allocate", &json!({"appid": "app", "side": "s1"})).json();
     let (ch, mailbox) = (allocated["channel"].clone(), allocated["mailbox"].clone());
     post(a, "/v1/join", &json!({"appid": "app", "side": "s2", "channel": ch}));
-    assert_eq!(metric(a, "wormhole_nameplates_claimed"), 1.0);
     for side in ["s1", "s2"] {
         let body =
             json!({"appid": "app", "side": side, "channel": ch, "mailbox": mailbox, "phase": "pake", "body": side});
         assert_eq!(post(a, "/v1/post", &body).status, 200);
     }
-    assert_eq!(metric(a, "wormhole_nameplates_claimed"), 0.0);
-    assert_eq!(metric(a, "wormhole_channels_open"), 1.0);
-    // The number leads nowhere now (and may go to the next code); the mailbox still answers.
+    assert_eq!(metric(a, "wormhole_nameplates_claimed"), 1.0);
     let by_number = post(a, "/v1/fetch", &json!({"appid": "app", "side": "s1", "channel": ch}));
-    assert_eq!((by_number.status, by_number.error_code().as_str()), (404, "unknown-channel"));
-    let stranger = post(a, "/v1/join", &json!({"appid": "app", "side": "s3", "channel": ch}));
-    assert_eq!(stranger.error_code(), "unknown-channel");
-    let by_mailbox = post(a, "/v1/fetch", &json!({"appid": "app", "side": "s1", "channel": ch, "mailbox": mailbox}));
-    assert_eq!(by_mailbox.json()["messages"].as_array().map(Vec::len), Some(2));
+    assert_eq!(by_number.json()["messages"].as_array().map(Vec::len), Some(2));
+    for create in [false, true] {
+        let stranger = post(a, "/v1/join", &json!({"appid": "app", "side": "s3", "channel": ch, "create": create}));
+        assert_eq!((stranger.status, stranger.error_code().as_str()), (409, "crowded"));
+    }
+    for side in ["s1", "s2"] {
+        let close = json!({"appid": "app", "side": side, "channel": ch, "mailbox": mailbox, "mood": "happy"});
+        assert_eq!(post(a, "/v1/close", &close).json()["deleted"], false, "kept, emptied, for the retention");
+    }
+    let late = post(a, "/v1/join", &json!({"appid": "app", "side": "s3", "channel": ch, "create": true}));
+    assert_eq!(late.error_code(), "crowded");
     let bad = post(a, "/v1/fetch", &json!({"appid": "app", "side": "s1", "channel": ch, "mailbox": "no/such"}));
     assert_eq!(bad.error_code(), "bad-request");
 }

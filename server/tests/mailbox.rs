@@ -206,7 +206,7 @@ fn messages_are_pushed_to_every_listener_and_replayed_on_reopen() {
     for side in [&mut sender, &mut receiver] {
         assert_eq!(side.ask(json!({"type": "release", "nameplate": nameplate}))["type"], "released");
     }
-    assert_eq!(metric(server.addr, "wormhole_nameplates_claimed"), 0.0, "both released: the number is free");
+    assert_eq!(metric(server.addr, "wormhole_nameplates_claimed"), 1.0, "two sides used it: the number stays");
 
     // A reconnecting side reopens and gets everything again, in order.
     drop(receiver);
@@ -234,6 +234,13 @@ fn a_third_side_is_crowded_out_and_a_released_claim_cannot_come_back() {
     assert_eq!(second.ask(json!({"type": "release"}))["type"], "released");
     let mut second_again = Client::bound(&server, "bbbb");
     assert_eq!(second_again.refused(json!({"type": "claim", "nameplate": nameplate})), "reclaimed");
+    // Both released: the nameplate two sides used is spent, not free for a new claim
+    // (whoever took the second seat could otherwise wait there for the real receiver).
+    assert_eq!(first.ask(json!({"type": "release"}))["type"], "released");
+    let mut fifth = Client::bound(&server, "eeee");
+    assert_eq!(fifth.refused(json!({"type": "claim", "nameplate": nameplate})), "crowded");
+    let allocated = fifth.ask(json!({"type": "allocate"}));
+    assert_ne!(allocated["nameplate"], json!(nameplate), "a spent nameplate was allocated again");
 }
 
 #[test]

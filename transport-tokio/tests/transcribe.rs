@@ -122,9 +122,9 @@ async fn a_third_party_finds_the_code_used() {
     let code = i.when_code().await.unwrap().to_string();
     let r = receiver(&server, &code, b"r").build().unwrap().start();
     i.when_verifier().await.unwrap();
-    // Both sides know the mailbox: the short id is released, the code leads nowhere.
+    // Two sides used the code: a third is told someone else may have used it.
     let third = receiver(&server, &code, b"t").build().unwrap().start().when_data().await;
-    assert_eq!(third, Err(Error::UnknownChannel));
+    assert_eq!(third, Err(Error::Crowded));
     i.accept_verifier().unwrap();
     assert_eq!(i.when_data().await.unwrap(), b"r");
     assert_eq!(r.when_data().await.unwrap(), b"i");

@@ -111,8 +111,8 @@ fn a_third_party_finds_the_code_used() {
     let receiving = thread::spawn(move || r.get_data());
     i.get_verifier().unwrap(); // the receiver has joined
     let mut third = receiver(&server, &code, b"t").build().unwrap();
-    // Both sides know the mailbox: the short id is released, the code leads nowhere.
-    assert_eq!(third.get_data(), Err(Error::UnknownChannel));
+    // Two sides used the code: a third is told someone else may have used it.
+    assert_eq!(third.get_data(), Err(Error::Crowded));
     i.accept_verifier().unwrap();
     assert_eq!(i.get_data().unwrap(), b"r");
     assert_eq!(receiving.join().unwrap().unwrap(), b"i");

@@ -167,6 +167,7 @@ mod tests {
             Error::ServerUnreachable { cause: TransportError::from_message("connection refused") },
             Error::ServerBusy { code: ServerErrorCode::Known(ErrorCode::ServerFull), message: "full".into() },
             Error::Crowded,
+            Error::PeerVanished,
             Error::UnknownChannel,
             Error::ChannelExpired,
             Error::ChannelBurned,

@@ -186,7 +186,9 @@ impl Exchange {
             // Scary burns the channel: for evidence of a wrong code or an attack. A peer
             // that merely breaks the protocol is told `errory`, so it does not report a
             // wrong code to its person.
-            Some(Error::WrongCode | Error::Reflection) => Mood::Scary,
+            // So is a peer that agreed keys and then went silent: it may have been an
+            // interceptor testing a guess offline, so the code must not be tried again.
+            Some(Error::WrongCode | Error::Reflection | Error::PeerVanished) => Mood::Scary,
             Some(Error::Declined | Error::PeerDeclined) => Mood::Declined,
             Some(_) => Mood::Errory,
         }
@@ -304,6 +306,10 @@ impl Exchange {
     pub(super) fn timeout_error(&self) -> Error {
         let refusal = self.refusals.control.clone().or_else(|| self.refusals.fetch.clone());
         match refusal {
+            // Someone used the code and never sent valid data: our data may
+            // have gone to an interceptor, sealed under a key it can test a
+            // guess against.
+            _ if self.facts.peer_pake.is_some() && self.facts.peer_data.is_none() => Error::PeerVanished,
             Some((code, message)) => Error::ServerBusy { code, message },
             None if self.facts.reached_server => Error::Timeout,
             None => Error::ServerUnreachable { cause: self.last_problem.clone() },

@@ -322,7 +322,12 @@ pub fn check_state(rendezvous: &Rendezvous) {
         }
     }
     let stats = rendezvous.stats();
-    assert_eq!(stats.channels, snapshot.mailboxes.len(), "the mailbox count drifted");
+    let tombstones = snapshot.mailboxes.iter().filter(|m| m.is_tombstone()).count();
+    assert_eq!(stats.tombstones, tombstones, "the tombstone count drifted");
+    assert_eq!(stats.channels, snapshot.mailboxes.len() - tombstones, "the mailbox count drifted");
+    for mailbox in snapshot.mailboxes.iter().filter(|m| m.is_tombstone()) {
+        assert!(mailbox.messages.is_empty(), "tombstone {} keeps a log", mailbox.mailbox);
+    }
     assert_eq!(stats.nameplates, nameplates.len(), "the nameplate count drifted");
     assert_eq!(stats.messages, messages, "the message count drifted");
     let apps = snapshot.mailboxes.iter().map(|c| c.appid.as_str()).collect::<std::collections::BTreeSet<_>>();
@@ -344,8 +349,12 @@ fn check_answer(before: &RendezvousSnapshot, request: &Request, answer: &Result<
             }
     });
     match (request, answer) {
-        (Request::Join(_), Ok(Response::Joined(joined))) => {
+        (Request::Join(join), Ok(Response::Joined(joined))) => {
             assert!((1..=2).contains(&joined.sides), "a join reported {} sides", joined.sides);
+            if let Some(channel) = channel {
+                let stranger = channel.members.iter().all(|m| m.side != join.side);
+                assert!(!(stranger && channel.members.len() == 2), "a third side entered a spent channel");
+            }
             if let Some(log) = &joined.log {
                 check_log(log, 0);
             }

@@ -147,6 +147,9 @@ impl Pake {
         let parsed: serde_json::Value = serde_json::from_slice(peer_body).map_err(|_| CryptoError::MalformedPake)?;
         let message = parsed.get("pake_v1").and_then(serde_json::Value::as_str).ok_or(CryptoError::MalformedPake)?;
         let message = unhex(message).ok_or(CryptoError::MalformedPake)?;
+        if message.len() == 33 && !crate::crypto::is_valid_pake_element(&message) {
+            return Err(CryptoError::InvalidPake);
+        }
         let mut key = self.state.finish(&message).map_err(|_| CryptoError::InvalidPake)?;
         let bytes: [u8; KEY_LEN] = key.as_slice().try_into().map_err(|_| CryptoError::InvalidPake)?;
         key.zeroize();

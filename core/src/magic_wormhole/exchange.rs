@@ -478,6 +478,9 @@ impl MailboxExchange {
         }
         if !self.is_terminal() && now >= started + self.facts.config.timeout() {
             let error = match (&self.busy, self.facts.reached_server) {
+                // Someone used the code, and we sealed our version message under
+                // a key it can test a guess against, but it never confirmed the key.
+                _ if self.facts.peer_pake.is_some() && !self.confirmed => Error::PeerVanished,
                 (Some((code, message)), _) => Error::ServerBusy { code: code.clone(), message: message.clone() },
                 (None, true) => Error::Timeout,
                 (None, false) => Error::ServerUnreachable { cause: self.last_problem.clone() },
@@ -589,7 +592,7 @@ impl MailboxExchange {
     fn mood(&self) -> Mood {
         match &self.facts.failure {
             None => Mood::Happy,
-            Some(Error::WrongCode) => Mood::Scary,
+            Some(Error::WrongCode | Error::PeerVanished) => Mood::Scary,
             Some(Error::Timeout | Error::Cancelled) if self.facts.peer_side.is_none() => Mood::Lonely,
             Some(_) => Mood::Errory,
         }

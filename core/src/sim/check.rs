@@ -42,7 +42,7 @@ pub struct Report {
     pub clock_forward_ms: [u64; PARTIES],
     /// Server crashes.
     pub server_crashes: u32,
-    /// Channels left open at the end.
+    /// Channels left at the end (those kept, emptied, for the retention included).
     pub channels_left: usize,
     /// When a close from each party was first committed by the server, after
     /// the initiator's start (all of a party's attempts can be lost).
@@ -64,6 +64,23 @@ pub struct Told {
     pub refusal: Option<(String, bool)>,
     /// The first close of another side that a log showed.
     pub peer_close: Option<Mood>,
+    /// A log showed another side's PAKE message.
+    pub peer_pake: bool,
+    /// A log showed another side's data.
+    pub peer_data: bool,
+}
+
+impl Told {
+    /// How a party that saw no refusal and no close ends at its timeout:
+    /// a peer that sent its PAKE message but never its data may have been
+    /// an interceptor (`PeerVanished`); otherwise nobody came (`Timeout`).
+    fn timeout(&self) -> Error {
+        if self.peer_pake && !self.peer_data {
+            Error::PeerVanished
+        } else {
+            Error::Timeout
+        }
+    }
 }
 
 impl Report {
@@ -83,6 +100,15 @@ impl Report {
             told.joined = true;
         }
         let log = json.get("log").unwrap_or(&json);
+        let messages = log.get("messages").and_then(|m| m.as_array()).into_iter().flatten();
+        for message in messages {
+            let other = message.get("side").and_then(|s| s.as_str()).is_some_and(|s| Some(s) != side);
+            match message.get("phase").and_then(|p| p.as_str()) {
+                Some("pake") if other => told.peer_pake = true,
+                Some("data") if other => told.peer_data = true,
+                _ => {}
+            }
+        }
         let closed = log.get("closed").and_then(|c| c.as_array()).into_iter().flatten();
         for close in closed {
             let other = close.get("side").and_then(|s| s.as_str()).is_some_and(|s| Some(s) != side);
@@ -112,7 +138,7 @@ fn error_from(told: &Told) -> Option<Error> {
         Some(Mood::Scary) => Error::WrongCode,
         Some(Mood::Declined) => Error::PeerDeclined,
         Some(mood @ (Mood::Lonely | Mood::Errory)) => Error::PeerClosed { mood },
-        Some(Mood::Happy) | None if told.answered => Error::Timeout,
+        Some(Mood::Happy) | None if told.answered => told.timeout(),
         Some(Mood::Happy) | None => return None, // ServerUnreachable, compared by kind below.
     })
 }
@@ -162,7 +188,8 @@ pub fn check(scenario: &Scenario, report: &Report) -> Result<(), String> {
                 Plot::GuesserFirst if who == INITIATOR => Err(Error::WrongCode),
                 // The guesser holds the channel: refused, as burned or full.
                 Plot::GuesserFirst => Err(observed.clone()),
-                Plot::InitiatorVanishes | Plot::ReceiverVanishes => Err(Error::Timeout),
+                // Nobody came, or the peer vanished after its PAKE message.
+                Plot::InitiatorVanishes | Plot::ReceiverVanishes => Err(told.timeout()),
             }),
         };
         let actual = outcomes[who];

@@ -176,7 +176,8 @@ pub fn run(scenario: &Scenario) -> Report {
     sim.report.initiator = sim.nodes[INITIATOR].outcome.clone();
     sim.report.receiver = sim.nodes[RECEIVER].outcome.clone();
     sim.report.guesser = sim.nodes[GUESSER].outcome.clone();
-    sim.report.channels_left = sim.server.live.stats().channels;
+    let stats = sim.server.live.stats();
+    sim.report.channels_left = stats.channels + stats.tombstones;
     sim.report
 }
 

@@ -11,7 +11,6 @@
 //! - the server's counters match its state, and no nameplate leads to two
 //!   mailboxes.
 
-use std::net::IpAddr;
 use std::sync::Arc;
 
 use arbitrary::{Arbitrary, Unstructured};
@@ -152,7 +151,7 @@ pub fn run(data: &[u8]) {
     let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("a runtime");
     let app = crate::shared_state_seeded(config, Storage::memory(), RendezvousSnapshot::new(Vec::new()), [3; 32])
         .expect("an empty state loads");
-    let client: IpAddr = "192.0.2.7".parse().expect("an address");
+    let client = crate::client_address::Client { address: "192.0.2.7".parse().expect("an address"), local: false };
     let connect = || Connection { session: Session::new(Arc::clone(&app), client), seen: Vec::new() };
     let mut connections: Vec<Connection> = (0..4).map(|_| connect()).collect();
     let mut mailboxes: Vec<String> = Vec::new();

@@ -238,13 +238,19 @@ impl Postgres {
                             (SELECT count(*) FROM mailboxes WHERE holds_nameplate),
                             (SELECT count(*) FROM mailbox_messages),
                             (SELECT coalesce(sum(octet_length(body)), 0) FROM mailbox_messages),
-                            (SELECT count(DISTINCT poster) FROM mailbox_messages)",
+                            (SELECT count(DISTINCT poster) FROM mailbox_messages),
+                            (SELECT count(*) FROM mailboxes WHERE tombstone)",
                     &[],
                 )
                 .await?;
             let count = |i: usize| usize::try_from(row.get::<_, i64>(i)).unwrap_or(0);
-            let stats =
-                RendezvousStats { apps: count(0), channels: count(1), nameplates: count(2), messages: count(3) };
+            let stats = RendezvousStats {
+                apps: count(0),
+                channels: count(1).saturating_sub(count(6)),
+                tombstones: count(6),
+                nameplates: count(2),
+                messages: count(3),
+            };
             Ok((stats, count(4) as u64, count(5)))
         })
         .await

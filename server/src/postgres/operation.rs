@@ -412,7 +412,7 @@ async fn write_effects(
             written.stored.push((appid.to_string(), poster.clone()));
         }
         if snapshot.messages.len() < stored_before {
-            // A burned mailbox all sides left keeps no log.
+            // A mailbox kept for its retention (a tombstone) keeps no log.
             let last = i64::try_from(snapshot.messages.len()).unwrap_or(i64::MAX);
             execute(
                 tx,
@@ -433,7 +433,7 @@ async fn write_effects(
 async fn put_mailbox(tx: &impl GenericClient, snapshot: &MailboxSnapshot, new: bool) -> Result<Option<u64>, Box<Fail>> {
     let members = serde_json::to_string(&snapshot.members).expect("members serialize");
     let (nameplate, allocator) = (snapshot.nameplate.map(rows::nameplate_column), rows::allocator(snapshot));
-    let (tombstone, last_activity) = (rows::is_tombstone(snapshot), rows::millis(snapshot.last_activity));
+    let (tombstone, last_activity) = (snapshot.is_tombstone(), rows::millis(snapshot.last_activity));
     let row: [&(dyn ToSql + Sync); 9] = [
         &snapshot.appid,
         &snapshot.mailbox.as_str(),

@@ -60,8 +60,3 @@ pub(super) fn allocator(snapshot: &MailboxSnapshot) -> Option<&str> {
     let holds = snapshot.holds_nameplate;
     snapshot.members.iter().find(|m| holds && m.allocated && m.closed.is_none()).map(|m| m.side.as_str())
 }
-
-/// Burned, and every side closed: kept only for the burned retention.
-pub(super) fn is_tombstone(snapshot: &MailboxSnapshot) -> bool {
-    snapshot.burned && snapshot.members.iter().all(|m| m.closed.is_some())
-}
