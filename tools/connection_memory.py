@@ -21,7 +21,8 @@ def main():
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    server = subprocess.Popen([SERVER, "--memory", "--listen", f"127.0.0.1:{port}", "--rate-limit", "0", "--rate-limit-messages", "0"],
+    server = subprocess.Popen([SERVER, "--memory", "--listen", f"127.0.0.1:{port}", "--rate-limit", "0", "--rate-limit-messages", "0",
+                               "--max-channels-per-address", "0"],
                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         time.sleep(1)

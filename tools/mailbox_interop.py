@@ -103,7 +103,7 @@ class OurServer(ReferenceServer):
         self.process = subprocess.Popen(
             [self.binary, "--listen", f"127.0.0.1:{self.port}",
              "--db", os.path.join(self.state_dir, "ours.sqlite3"),
-             "--rate-limit", "0", "--rate-limit-messages", "0", "--motd", "interop test server"],
+             "--rate-limit", "0", "--rate-limit-messages", "0", "--max-channels-per-address", "0", "--motd", "interop test server"],
             cwd=self.state_dir, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         wait_for_port(self.port)
 

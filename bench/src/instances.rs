@@ -121,6 +121,7 @@ fn spawn(
 ) -> Result<(Child, SocketAddr, tempfile::TempDir), String> {
     let mut child = Command::new(server)
         .args(["--listen", "127.0.0.1:0", "--rate-limit", "0", "--rate-limit-messages", "0"])
+        .args(["--max-channels-per-address", "0"])
         .args(["--max-connections-per-address", "0", "--max-bytes-per-address", "0"])
         .args(storage)
         .env("RUST_LOG", "warn,wormhole_sync_server::cli=info")

@@ -183,6 +183,7 @@ impl Started {
                 .args(["--listen", &format!("127.0.0.1:{port}"), "--db"])
                 .arg(dir.join("rendezvous.sqlite3"))
                 .args(["--rate-limit", "0", "--rate-limit-messages", "0", "--max-connections-per-address", "0"])
+                .args(["--max-channels-per-address", "0"])
                 .args(["--max-bytes-per-address", "0"]);
             command
         })

@@ -24,7 +24,8 @@ fn honest_exchanges_complete_beside_every_kind_of_attacker() {
         .expect("counts");
     assert_eq!(done, of, "{untouched}");
     assert!(done.parse::<u32>().expect("a count") >= 3, "too few honest exchanges to tell: {untouched}");
-    // The attackers met the server's limits, not an open door.
-    assert!(text.contains("429 rate-limited"), "{text}");
+    // The attackers met the server's limits, not an open door: the flood its
+    // rate limit or, sooner on a slow machine, its cap on one client's channels.
+    assert!(text.contains("429 rate-limited") || text.contains("allocate 429 too-many-client-channels"), "{text}");
     assert!(text.contains("post 429 over-budget") || text.contains("post ok"), "{text}");
 }

@@ -3,6 +3,7 @@
 //! server.
 
 mod exit;
+mod output;
 mod state;
 mod terminal;
 mod transfer;
@@ -64,7 +65,8 @@ enum Command {
         #[arg(long, value_name = "PATH")]
         file: Option<PathBuf>,
         /// Use this code instead of allocating one; the other side types it with
-        /// `receive --code`.
+        /// `receive --code`. `-` reads it from the first line of standard input
+        /// (a code on the command line is visible to other users in `ps`).
         #[arg(long, value_name = "CODE")]
         code: Option<String>,
         /// How many secret words the code has (1 to 16; each adds 8 bits).
@@ -76,7 +78,11 @@ enum Command {
     /// Join an exchange with the code the other side shows; print its data.
     #[command(after_help = format!("Examples:\n  wormhole-sync receive 7-guitarist-revenge\n  wormhole-sync receive 7-guitarist-revenge 'my reply' --output theirs.txt\n  wormhole-sync receive   (asks for the code; Tab completes words)\n\n{}", exit::HELP))]
     Receive {
-        /// The invitation code (asked for on the terminal if left out).
+        /// The invitation code: asked for on the terminal if left out; `-` reads
+        /// it from the first line of standard input. A code on the command line
+        /// is visible to other users in `ps`: prefer the prompt, `-` or
+        /// WORMHOLE_SYNC_CODE.
+        #[arg(env = "WORMHOLE_SYNC_CODE", hide_env_values = true)]
         code: Option<String>,
         /// The data to send back (else --file, else standard input, else nothing).
         text: Option<String>,
@@ -84,7 +90,8 @@ enum Command {
         #[arg(long, value_name = "PATH")]
         file: Option<PathBuf>,
         /// A code both sides chose and typed (`send --code`), instead of CODE:
-        /// its channel is created if this side comes first.
+        /// its channel is created if this side comes first. `-` reads it from
+        /// standard input.
         #[arg(long = "code", value_name = "CODE", conflicts_with = "code")]
         chosen: Option<String>,
         #[command(flatten)]
@@ -96,9 +103,13 @@ enum Command {
     Resume {
         /// The state file.
         file: PathBuf,
-        /// Write the received data here instead of standard output.
+        /// Write the received data to this new file (mode 0600; never through
+        /// a symbolic link) instead of standard output.
         #[arg(long, value_name = "PATH")]
         output: Option<PathBuf>,
+        /// Replace the --output file if it exists.
+        #[arg(long, requires = "output")]
+        force: bool,
         /// No spinner.
         #[arg(long, short)]
         quiet: bool,
@@ -147,9 +158,13 @@ struct Common {
     /// the code and the data: keep it private.
     #[arg(long, value_name = "FILE")]
     state: Option<PathBuf>,
-    /// Write the received data here instead of standard output.
+    /// Write the received data to this new file (mode 0600; never through a
+    /// symbolic link) instead of standard output.
     #[arg(long, value_name = "PATH")]
     output: Option<PathBuf>,
+    /// Replace the --output file if it exists.
+    #[arg(long, requires = "output")]
+    force: bool,
     /// No spinner.
     #[arg(long, short)]
     quiet: bool,
@@ -180,6 +195,9 @@ impl Common {
         if self.magic_wormhole && self.verify {
             return Err(Failure::usage("--verify is not available with --magic-wormhole"));
         }
+        if let Some(path) = &self.output {
+            output::check_target(path, self.force)?;
+        }
         Ok(Options {
             flavour,
             rendezvous,
@@ -191,6 +209,7 @@ impl Common {
             quiet: self.quiet,
             state: StateFile::new(self.state.clone()),
             output: self.output.clone(),
+            force: self.force,
             ca_cert: self.ca_cert.clone(),
         })
     }
@@ -208,26 +227,33 @@ fn run(command: Command) -> Result<(), Failure> {
     let (options, data) = match command {
         Command::Send { text, file, code, code_words, common } => {
             let options = common.options(code_words)?;
-            let data = transfer::read_data(text, file)?
+            let code_from_stdin = code.as_deref() == Some("-");
+            let code = if code_from_stdin { Some(terminal::code_from_stdin()?) } else { code };
+            let data = transfer::read_data(text, file, code_from_stdin)?
                 .ok_or_else(|| Failure::usage("nothing to send: give TEXT, --file PATH, or pipe the data in"))?;
             transfer::handle_ctrl_c(&options.state);
             (options.clone(), transfer::send(&options, data, code)?)
         }
         Command::Receive { code, text, file, chosen, common } => {
             let options = common.options(None)?;
+            let code_from_stdin = chosen.as_deref().or(code.as_deref()) == Some("-");
+            let from_stdin = |code: String| if code == "-" { terminal::code_from_stdin() } else { Ok(code) };
             let (code, chosen) = match (code, chosen) {
-                (_, Some(chosen)) => (chosen.parse().map_err(|e| Failure::usage(format!("invalid code: {e}")))?, true),
-                (Some(code), None) => (terminal::typed_code(&code)?, false),
+                (_, Some(chosen)) => {
+                    let chosen = from_stdin(chosen)?;
+                    (chosen.parse().map_err(|e| Failure::usage(format!("invalid code: {e}")))?, true)
+                }
+                (Some(code), None) => (terminal::typed_code(&from_stdin(code)?)?, false),
                 (None, None) if std::io::stdin().is_terminal() => (terminal::ask_code()?, false),
                 (None, None) => {
                     return Err(Failure::usage("give the invitation code (standard input is not a terminal)"))
                 }
             };
-            let data = transfer::read_data(text, file)?.unwrap_or_default();
+            let data = transfer::read_data(text, file, code_from_stdin)?.unwrap_or_default();
             transfer::handle_ctrl_c(&options.state);
             (options.clone(), transfer::receive(&options, &code, data, chosen)?)
         }
-        Command::Resume { file, output, quiet, ca_cert } => {
+        Command::Resume { file, output, force, quiet, ca_cert } => {
             let saved = StateFile::read(&file)?;
             let state = StateFile::new(Some(file));
             let options = Options {
@@ -241,8 +267,12 @@ fn run(command: Command) -> Result<(), Failure> {
                 quiet,
                 state,
                 output,
+                force,
                 ca_cert,
             };
+            if let Some(path) = &options.output {
+                output::check_target(path, options.force)?;
+            }
             transfer::handle_ctrl_c(&options.state);
             (options.clone(), transfer::resume(options, &saved)?)
         }
@@ -256,7 +286,7 @@ fn run(command: Command) -> Result<(), Failure> {
             return page.render(&mut std::io::stdout()).map_err(|e| Failure::new(exit::code::OTHER, e.to_string()));
         }
     };
-    transfer::write_data(&data, options.output.as_ref())
+    output::write_data(&data, options.output.as_deref(), options.force)
 }
 
 fn serve(args: ServeArgs) -> Result<(), Failure> {

@@ -4,7 +4,7 @@
 //! standard output carries only the received data.
 
 use std::borrow::Cow;
-use std::io::{BufRead, IsTerminal, Write};
+use std::io::{BufRead, IsTerminal, Read, Write};
 use std::time::Duration;
 
 use indicatif::{ProgressBar, ProgressStyle};
@@ -93,6 +93,25 @@ pub fn ask_code() -> Result<Code, Failure> {
         other => Failure::usage(format!("cannot read the code from the terminal: {other}")),
     })?;
     typed_code(&line)
+}
+
+/// The code on the first line of standard input (`receive -`, `--code -`),
+/// so it need not be on the command line, where `ps` shows it to every
+/// user of the machine. At most a code's length is read.
+pub fn code_from_stdin() -> Result<String, Failure> {
+    let mut line = Vec::new();
+    let limit = wormhole_sync_core::MAX_CODE_LEN as u64 + 2;
+    std::io::stdin()
+        .lock()
+        .take(limit)
+        .read_until(b'\n', &mut line)
+        .map_err(|e| Failure::usage(format!("cannot read the code from standard input: {e}")))?;
+    let text = String::from_utf8(line).map_err(|_| Failure::usage("the code on standard input is not text"))?;
+    let code = text.trim();
+    if code.is_empty() {
+        return Err(Failure::usage("no code on standard input"));
+    }
+    Ok(code.to_string())
 }
 
 /// A code a person typed (on the command line or at the prompt): well

@@ -1,7 +1,7 @@
 //! `send`, `receive` and `resume`: one exchange through the blocking
 //! client, with its state saved at every step when asked.
 
-use std::io::{IsTerminal, Read, Write};
+use std::io::{IsTerminal, Read};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Mutex, OnceLock};
@@ -39,6 +39,8 @@ pub struct Options {
     pub quiet: bool,
     pub state: StateFile,
     pub output: Option<PathBuf>,
+    /// Replace an existing `--output` file.
+    pub force: bool,
     /// Trust only this CA (PEM) for an HTTPS rendezvous server.
     pub ca_cert: Option<PathBuf>,
 }
@@ -105,7 +107,7 @@ impl Options {
 
 /// Where our data comes from: the argument, a file, or standard input when
 /// it is not a terminal. `None`: nothing given.
-pub fn read_data(text: Option<String>, file: Option<PathBuf>) -> Result<Option<Vec<u8>>, Failure> {
+pub fn read_data(text: Option<String>, file: Option<PathBuf>, stdin_taken: bool) -> Result<Option<Vec<u8>>, Failure> {
     let too_large =
         || Failure::usage(format!("the data is larger than {MAX_DATA_LEN} bytes, the most one exchange carries"));
     let bounded = |reader: &mut dyn Read, what: &str| {
@@ -128,7 +130,8 @@ pub fn read_data(text: Option<String>, file: Option<PathBuf>) -> Result<Option<V
                 .map_err(|e| Failure::usage(format!("cannot open {}: {e}", path.display())))?;
             bounded(&mut file, &path.display().to_string())
         }
-        (None, None) if std::io::stdin().is_terminal() => Ok(None),
+        // Standard input gave the code: the data is TEXT or --file, if any.
+        (None, None) if stdin_taken || std::io::stdin().is_terminal() => Ok(None),
         (None, None) => bounded(&mut std::io::stdin().lock(), "standard input"),
     }
 }
@@ -177,10 +180,14 @@ pub fn handle_ctrl_c(state: &StateFile) {
         match (&keeps_state, canceller) {
             (None, Some(canceller)) if !again => canceller.cancel(),
             (Some(path), _) => {
+                crate::state::remove_partial();
                 terminal::say(&format!("\nwormhole-sync: interrupted; continue with: wormhole-sync resume {path}"));
                 std::process::exit(code::INTERRUPTED.into());
             }
-            _ => std::process::exit(code::INTERRUPTED.into()),
+            _ => {
+                crate::state::remove_partial();
+                std::process::exit(code::INTERRUPTED.into())
+            }
         }
     });
 }
@@ -376,18 +383,4 @@ fn receive_command(code: &Code, options: &Options) -> String {
         command += " --verify";
     }
     command
-}
-
-/// Writes the received data, raw, to `--output` or standard output.
-pub fn write_data(data: &[u8], output: Option<&PathBuf>) -> Result<(), Failure> {
-    match output {
-        Some(path) => std::fs::write(path, data)
-            .map_err(|e| Failure::new(code::OTHER, format!("cannot write {}: {e}", path.display()))),
-        None => {
-            let mut out = std::io::stdout().lock();
-            out.write_all(data).and_then(|()| out.flush()).map_err(|e| {
-                Failure::new(code::OTHER, format!("cannot write the received data to standard output: {e}"))
-            })
-        }
-    }
 }

@@ -568,3 +568,102 @@ fn magic_wormhole_refuses_what_it_cannot_do_with_usage_errors() {
         assert!(stderr(&refused).contains(said), "{args:?}: {}", stderr(&refused));
     }
 }
+
+/// `--output` writes a new private file, never through a symbolic link,
+/// and replaces an existing file only with `--force` (refused before any
+/// exchange starts, so no code is spent).
+#[test]
+fn the_output_file_is_private_and_never_overwritten_by_surprise() {
+    use std::os::unix::fs::PermissionsExt;
+    let server = Server::start();
+    let dir = tempfile::tempdir().unwrap();
+    let existing = dir.path().join("existing");
+    std::fs::write(&existing, b"keep me").unwrap();
+    let existing = existing.display().to_string();
+    let refused = run(server.command(&["receive", "5-guitarist-revenge", "--output", &existing]), b"");
+    assert_eq!(refused.status.code(), Some(2), "{}", stderr(&refused));
+    assert!(stderr(&refused).contains("--force"), "{}", stderr(&refused));
+    let link = dir.path().join("link");
+    std::os::unix::fs::symlink(dir.path().join("elsewhere"), &link).unwrap();
+    let link = link.display().to_string();
+    let refused = run(server.command(&["send", "x", "--output", &link, "--force"]), b"");
+    assert_eq!(refused.status.code(), Some(2), "{}", stderr(&refused));
+    assert!(stderr(&refused).contains("symbolic link"), "{}", stderr(&refused));
+    assert!(!dir.path().join("elsewhere").exists());
+    assert_eq!(server.open_channels(), 0.0, "refused before any channel was made");
+
+    let (sender, code, _) = start_send(&server, &["--output", &existing, "--force"], b"secret");
+    let received = dir.path().join("received");
+    let received_path = received.display().to_string();
+    let output = run(server.command(&["receive", &code, "reply", "--output", &received_path]), b"");
+    assert!(output.status.success(), "{}", stderr(&output));
+    assert!(finish(sender).status.success());
+    assert_eq!(std::fs::read(&received).unwrap(), b"secret");
+    assert_eq!(std::fs::metadata(&received).unwrap().permissions().mode() & 0o777, 0o600);
+    assert_eq!(std::fs::read(&existing).unwrap(), b"reply", "replaced with --force");
+}
+
+/// The code need not be on the command line (where `ps` shows it): from
+/// standard input with `-`, or from WORMHOLE_SYNC_CODE.
+#[test]
+fn the_code_comes_from_standard_input_or_the_environment() {
+    let server = Server::start();
+    let (sender, code, _) = start_send(&server, &[], b"first");
+    let received = run(server.command(&["receive", "-", "reply"]), format!("{code}\n").as_bytes());
+    assert!(received.status.success(), "{}", stderr(&received));
+    assert_eq!(received.stdout, b"first");
+    assert_eq!(finish(sender).stdout, b"reply");
+
+    let (sender, code, _) = start_send(&server, &[], b"second");
+    let mut receiving = server.command(&["receive"]);
+    receiving.env("WORMHOLE_SYNC_CODE", &code);
+    let received = run(receiving, b"");
+    assert!(received.status.success(), "{}", stderr(&received));
+    assert_eq!(received.stdout, b"second");
+    assert!(finish(sender).status.success());
+
+    // A chosen code from standard input on both sides.
+    let chosen = format!("{}-{}-{}", 77, word_list(0)[3], word_list(1)[5]);
+    let mut sending = server.command(&["send", "--code", "-", "chosen data"]);
+    sending.stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::piped());
+    let mut sending = sending.spawn().unwrap();
+    sending.stdin.take().unwrap().write_all(format!("{chosen}\n").as_bytes()).unwrap();
+    let received = run(server.command(&["receive", "--code", "-"]), format!("{chosen}\n").as_bytes());
+    assert!(received.status.success(), "{}", stderr(&received));
+    assert_eq!(received.stdout, b"chosen data");
+    assert!(sending.wait_with_output().unwrap().status.success());
+}
+
+/// `resume` reads a regular file of at most a saved exchange's size: a FIFO
+/// or a huge file is refused at once instead of hanging or filling memory.
+#[test]
+fn resume_refuses_what_is_not_a_saved_state_at_once() {
+    let server = Server::start();
+    let dir = tempfile::tempdir().unwrap();
+    let fifo = dir.path().join("fifo");
+    assert!(Command::new("mkfifo").arg(&fifo).status().unwrap().success());
+    let huge = dir.path().join("huge");
+    std::fs::File::create(&huge).unwrap().set_len(1 << 30).unwrap(); // sparse: 1 GiB
+    for (path, why) in [(&fifo, "not a regular file"), (&huge, "larger than any saved exchange")] {
+        let started = Instant::now();
+        let refused = run(server.command(&["resume", &path.display().to_string()]), b"");
+        assert_eq!(refused.status.code(), Some(2), "{}", stderr(&refused));
+        assert!(stderr(&refused).contains(why), "{}", stderr(&refused));
+        assert!(started.elapsed() < Duration::from_secs(5));
+    }
+    let dev = run(server.command(&["resume", "/dev/zero"]), b"");
+    assert!(stderr(&dev).contains("not a regular file"), "{}", stderr(&dev));
+}
+
+/// Data shown on a terminal cannot drive it: control characters are shown
+/// escaped, with a note on how to get the exact bytes.
+#[test]
+fn escape_sequences_in_received_data_are_shown_escaped_on_a_terminal() {
+    let server = Server::start();
+    let (sender, code, _) = start_send(&server, &[], b"\x1b]0;pwned\x07 hello\n");
+    let mut session = pty(&server, &["receive", &code, "--quiet"]);
+    expect(&mut session, r"\\u\{1b\}\]0;pwned\\u\{7\} hello");
+    expect(&mut session, "use --output FILE");
+    assert_eq!(exit_code(&mut session), Some(0));
+    assert!(finish(sender).status.success());
+}

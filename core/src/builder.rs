@@ -252,6 +252,7 @@ impl<C: Client> Builder<C> {
         if let Some(words) = self.code_words {
             config = config.with_code_words(words)?;
         }
+        config.validate()?;
         let code = self.code.as_deref().map(str::parse::<Code>).transpose()?;
         let seed = match self.seed {
             Some(seed) => seed,

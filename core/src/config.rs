@@ -228,7 +228,7 @@ pub const DEFAULT_REQUEST_TIMEOUT: Duration = Duration::from_secs(15);
 /// assert_eq!(config.appid(), "example.com/app1");
 /// # Ok::<(), wormhole_sync_core::Error>(())
 /// ```
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Config {
     appid: String,
@@ -243,6 +243,38 @@ pub struct Config {
     #[serde(default)]
     rendezvous: Option<String>,
 }
+
+/// Shows every option, the rendezvous URL without credentials a user may
+/// have written into it (`https://user:secret@host` shows as
+/// `https://<credentials>@host`).
+impl std::fmt::Debug for Config {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Config")
+            .field("appid", &self.appid)
+            .field("schedule", &self.schedule)
+            .field("timeout_ms", &self.timeout_ms)
+            .field("long_poll_ms", &self.long_poll_ms)
+            .field("request_timeout_ms", &self.request_timeout_ms)
+            .field("code_words", &self.code_words)
+            .field("confirm_verifier", &self.confirm_verifier)
+            .field("rendezvous", &self.rendezvous.as_deref().map(without_credentials))
+            .finish()
+    }
+}
+
+/// A URL with any `user:password@` before its host replaced.
+fn without_credentials(url: &str) -> String {
+    let start = url.find("://").map_or(0, |i| i + 3);
+    let authority_end = url[start..].find(['/', '?', '#']).map_or(url.len(), |i| start + i);
+    match url[start..authority_end].rfind('@') {
+        Some(at) => format!("{}<credentials>{}", &url[..start], &url[start + at..]),
+        None => url.to_string(),
+    }
+}
+
+/// Longest timeout accepted: a year. Longer waits are better served by a
+/// new code, and a saved state with more is refused as no exchange makes it.
+pub const MAX_TIMEOUT: Duration = Duration::from_secs(366 * 24 * 3600);
 
 /// The rendezvous server transports use unless told otherwise: a server
 /// started on this machine with `wormhole-sync-server` defaults. Both sides
@@ -370,6 +402,9 @@ impl Config {
         if !(1..=MAX_CODE_WORDS).contains(&self.code_words) || self.request_timeout_ms < 100 {
             return Err(Error::InvalidConfig("code words or request timeout out of range".into()));
         }
+        if self.timeout_ms > millis(MAX_TIMEOUT) {
+            return Err(Error::InvalidConfig("the timeout must be at most 366 days".into()));
+        }
         if let Some(url) = &self.rendezvous {
             validate_url(url)?;
         }
@@ -386,6 +421,15 @@ fn validate_url(url: &str) -> Result<(), Error> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn debug_hides_credentials_in_the_rendezvous_url() {
+        let config = Config::new("app").unwrap().with_rendezvous("https://user:s3cret@example.com:8443/x@y").unwrap();
+        let shown = format!("{config:?}");
+        assert!(!shown.contains("s3cret") && !shown.contains("user"), "{shown}");
+        assert!(shown.contains("https://<credentials>@example.com:8443/x@y"), "{shown}");
+        assert_eq!(without_credentials("http://127.0.0.1:4000/v1"), "http://127.0.0.1:4000/v1");
+    }
 
     #[test]
     fn durations_parse() {

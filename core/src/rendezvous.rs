@@ -259,6 +259,9 @@ impl App {
 /// wake whoever waits on it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum EffectKind {
+    /// It was made by this operation (a `Changed` follows): a server
+    /// charges it to the client that made it.
+    Created,
     /// Its members, nameplate, burning or closes changed (or it is new):
     /// persist the whole mailbox.
     Changed,
@@ -271,7 +274,8 @@ pub enum EffectKind {
     Appended(u64),
     /// Only its activity time moved (a read).
     Touched,
-    /// Its log was dropped (burned and all closed): the bytes are free.
+    /// Its log was dropped: every side closed, and it is kept, emptied, only
+    /// for the retention (burned, or two sides used its code).
     LogDropped,
     /// It is gone, with its nameplate.
     Deleted,
@@ -508,8 +512,10 @@ impl Rendezvous {
             Request::Close(r) => {
                 let mailbox = match self.resolve(appid, target.expect("closes name a channel"), side) {
                     Ok(mailbox) => mailbox,
-                    // Already gone: closing again is a no-op, so retries succeed.
-                    Err(e) if e.code == ErrorCode::UnknownChannel => {
+                    // Already gone: closing again is a no-op, so retries succeed. A
+                    // stranger gets the same answer, so a close cannot tell which
+                    // channel ids are in use.
+                    Err(e) if matches!(e.code, ErrorCode::UnknownChannel | ErrorCode::NotJoined) => {
                         return Ok(Response::Closed(CloseResponse { deleted: true }))
                     }
                     Err(e) => return Err(e),
@@ -594,6 +600,7 @@ impl Rendezvous {
         };
         app.mailboxes.insert(id.clone(), mailbox);
         self.mailboxes += 1;
+        self.effect(appid, &id, EffectKind::Created);
         self.effect(appid, &id, EffectKind::Changed);
         id
     }
@@ -913,6 +920,37 @@ impl Rendezvous {
         self.apps.get(appid)?.by_nameplate(channel.get())
     }
 
+    /// Whether this HTTP request would make a new channel: an allocate
+    /// (unless it repeats one whose channel still holds its id), or a join
+    /// with `create` of an id not in use. For caps on channels, checked
+    /// before the request runs.
+    ///
+    /// ```
+    /// use wormhole_sync_core::rendezvous::Rendezvous;
+    /// use wormhole_sync_core::wire::{AllocateRequest, Request};
+    /// use wormhole_sync_core::Timestamp;
+    ///
+    /// let mut server = Rendezvous::default();
+    /// let allocate = Request::Allocate(AllocateRequest::new("app", "s1"));
+    /// assert!(server.creates_channel(&allocate));
+    /// server.handle(Timestamp::EPOCH, &allocate)?;
+    /// assert!(!server.creates_channel(&allocate), "a repeat answers the same channel");
+    /// # Ok::<(), wormhole_sync_core::wire::WireError>(())
+    /// ```
+    pub fn creates_channel(&self, request: &Request) -> bool {
+        let app = self.apps.get(request.appid());
+        match request {
+            Request::Allocate(r) => !app.is_some_and(|app| {
+                app.allocated_by.get(&r.side).is_some_and(|id| {
+                    let number = app.mailboxes.get(id).and_then(|m| m.nameplate);
+                    number.is_some_and(|n| app.nameplates.get(&n) == Some(id))
+                })
+            }),
+            Request::Join(r) => r.create && !self.contains(request.appid(), r.channel),
+            _ => false,
+        }
+    }
+
     /// Whether a mailbox exists.
     pub fn contains_mailbox(&self, appid: &str, mailbox: &MailboxId) -> bool {
         self.apps.get(appid).is_some_and(|a| a.mailboxes.contains_key(mailbox))
@@ -1099,6 +1137,7 @@ impl Rendezvous {
             };
             app.mailboxes.insert(id.clone(), mailbox);
             self.mailboxes += 1;
+            self.effect(appid, id, EffectKind::Created);
             self.effect(appid, id, EffectKind::Changed);
             return Ok(Vec::new());
         };

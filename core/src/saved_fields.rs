@@ -51,14 +51,84 @@ pub(crate) fn read_state(
     if bytes.len() > max_len {
         return Err(bad(&format!("larger than any serialized {what}")));
     }
-    let mut fields: serde_json::Map<String, Value> =
-        serde_json::from_slice(bytes).map_err(|_| bad(&format!("not a serialized {what}")))?;
+    let parsed: Unique = serde_json::from_slice(bytes).map_err(|e| match e.to_string().strip_prefix(RULE) {
+        Some(rule) => bad(rule.split(" at line").next().unwrap_or(rule)),
+        None => bad(&format!("not a serialized {what}")),
+    })?;
+    let Value::Object(mut fields) = parsed.0 else { return Err(bad(&format!("not a serialized {what}"))) };
     if fields.remove("format").as_ref().and_then(Value::as_str) != Some(format) {
         return Err(bad(&format!("not a serialized wormhole-sync {what}")));
     }
     match fields.remove("version").as_ref().and_then(Value::as_u64) {
         Some(version) if versions.contains(&version) => Ok((version, fields)),
         _ => Err(bad("unsupported format version")),
+    }
+}
+
+/// A JSON value that refuses an object naming a key twice, at any depth
+/// (serde_json alone keeps the last, so two readers of one state could
+/// disagree on what it says).
+struct Unique(serde_json::Value);
+
+impl<'de> Deserialize<'de> for Unique {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Unique, D::Error> {
+        d.deserialize_any(UniqueVisitor)
+    }
+}
+
+struct UniqueVisitor;
+
+impl<'de> serde::de::Visitor<'de> for UniqueVisitor {
+    type Value = Unique;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("a JSON value")
+    }
+
+    fn visit_bool<E>(self, v: bool) -> Result<Unique, E> {
+        Ok(Unique(v.into()))
+    }
+
+    fn visit_i64<E>(self, v: i64) -> Result<Unique, E> {
+        Ok(Unique(v.into()))
+    }
+
+    fn visit_u64<E>(self, v: u64) -> Result<Unique, E> {
+        Ok(Unique(v.into()))
+    }
+
+    fn visit_f64<E>(self, v: f64) -> Result<Unique, E> {
+        Ok(Unique(serde_json::Number::from_f64(v).map_or(serde_json::Value::Null, serde_json::Value::Number)))
+    }
+
+    fn visit_str<E>(self, v: &str) -> Result<Unique, E> {
+        Ok(Unique(v.into()))
+    }
+
+    fn visit_string<E>(self, v: String) -> Result<Unique, E> {
+        Ok(Unique(v.into()))
+    }
+
+    fn visit_unit<E>(self) -> Result<Unique, E> {
+        Ok(Unique(serde_json::Value::Null))
+    }
+
+    fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<Unique, A::Error> {
+        let mut items = Vec::new();
+        while let Some(Unique(item)) = seq.next_element()? {
+            items.push(item);
+        }
+        Ok(Unique(serde_json::Value::Array(items)))
+    }
+
+    fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<Unique, A::Error> {
+        let mut object = serde_json::Map::new();
+        while let Some((key, Unique(value))) = map.next_entry::<String, Unique>()? {
+            if object.insert(key, value).is_some() {
+                return Err(broken("an object names a key twice"));
+            }
+        }
+        Ok(Unique(serde_json::Value::Object(object)))
     }
 }
 
@@ -157,29 +227,31 @@ pub(crate) mod failure {
 /// renaming an [`Error`] variant cannot break old saved states.
 #[derive(Serialize, Deserialize)]
 #[serde(tag = "kind", deny_unknown_fields)]
+// Kinds without fields are empty structs, not unit variants: serde lets
+// unit variants of an internally tagged enum carry any unknown field.
 pub(crate) enum SavedFailure {
     #[serde(rename = "wrong-code")]
-    WrongCode,
+    WrongCode {},
     #[serde(rename = "timeout")]
-    Timeout,
+    Timeout {},
     #[serde(rename = "crowded")]
-    Crowded,
+    Crowded {},
     #[serde(rename = "peer-vanished")]
-    PeerVanished,
+    PeerVanished {},
     #[serde(rename = "unknown-channel")]
-    UnknownChannel,
+    UnknownChannel {},
     #[serde(rename = "channel-expired")]
-    ChannelExpired,
+    ChannelExpired {},
     #[serde(rename = "channel-burned")]
-    ChannelBurned,
+    ChannelBurned {},
     #[serde(rename = "cancelled")]
-    Cancelled,
+    Cancelled {},
     #[serde(rename = "declined")]
-    Declined,
+    Declined {},
     #[serde(rename = "peer-declined")]
-    PeerDeclined,
+    PeerDeclined {},
     #[serde(rename = "reflection")]
-    Reflection,
+    Reflection {},
     #[serde(rename = "peer-closed")]
     PeerClosed { mood: Mood },
     #[serde(rename = "server-unreachable")]
@@ -222,17 +294,17 @@ impl SavedFailure {
 impl From<&Error> for SavedFailure {
     fn from(error: &Error) -> SavedFailure {
         match error {
-            Error::WrongCode => SavedFailure::WrongCode,
-            Error::Timeout => SavedFailure::Timeout,
-            Error::Crowded => SavedFailure::Crowded,
-            Error::PeerVanished => SavedFailure::PeerVanished,
-            Error::UnknownChannel => SavedFailure::UnknownChannel,
-            Error::ChannelExpired => SavedFailure::ChannelExpired,
-            Error::ChannelBurned => SavedFailure::ChannelBurned,
-            Error::Cancelled => SavedFailure::Cancelled,
-            Error::Declined => SavedFailure::Declined,
-            Error::PeerDeclined => SavedFailure::PeerDeclined,
-            Error::Reflection => SavedFailure::Reflection,
+            Error::WrongCode => SavedFailure::WrongCode {},
+            Error::Timeout => SavedFailure::Timeout {},
+            Error::Crowded => SavedFailure::Crowded {},
+            Error::PeerVanished => SavedFailure::PeerVanished {},
+            Error::UnknownChannel => SavedFailure::UnknownChannel {},
+            Error::ChannelExpired => SavedFailure::ChannelExpired {},
+            Error::ChannelBurned => SavedFailure::ChannelBurned {},
+            Error::Cancelled => SavedFailure::Cancelled {},
+            Error::Declined => SavedFailure::Declined {},
+            Error::PeerDeclined => SavedFailure::PeerDeclined {},
+            Error::Reflection => SavedFailure::Reflection {},
             Error::PeerClosed { mood } => SavedFailure::PeerClosed { mood: *mood },
             Error::ServerUnreachable { cause } => {
                 SavedFailure::ServerUnreachable { detail: within(cause.chain(), MAX_FAILURE_TEXT) }
@@ -255,17 +327,17 @@ impl From<&Error> for SavedFailure {
 impl From<SavedFailure> for Error {
     fn from(saved: SavedFailure) -> Error {
         match saved {
-            SavedFailure::WrongCode => Error::WrongCode,
-            SavedFailure::Timeout => Error::Timeout,
-            SavedFailure::Crowded => Error::Crowded,
-            SavedFailure::PeerVanished => Error::PeerVanished,
-            SavedFailure::UnknownChannel => Error::UnknownChannel,
-            SavedFailure::ChannelExpired => Error::ChannelExpired,
-            SavedFailure::ChannelBurned => Error::ChannelBurned,
-            SavedFailure::Cancelled => Error::Cancelled,
-            SavedFailure::Declined => Error::Declined,
-            SavedFailure::PeerDeclined => Error::PeerDeclined,
-            SavedFailure::Reflection => Error::Reflection,
+            SavedFailure::WrongCode {} => Error::WrongCode,
+            SavedFailure::Timeout {} => Error::Timeout,
+            SavedFailure::Crowded {} => Error::Crowded,
+            SavedFailure::PeerVanished {} => Error::PeerVanished,
+            SavedFailure::UnknownChannel {} => Error::UnknownChannel,
+            SavedFailure::ChannelExpired {} => Error::ChannelExpired,
+            SavedFailure::ChannelBurned {} => Error::ChannelBurned,
+            SavedFailure::Cancelled {} => Error::Cancelled,
+            SavedFailure::Declined {} => Error::Declined,
+            SavedFailure::PeerDeclined {} => Error::PeerDeclined,
+            SavedFailure::Reflection {} => Error::Reflection,
             SavedFailure::PeerClosed { mood } => Error::PeerClosed { mood },
             SavedFailure::ServerUnreachable { detail } => {
                 Error::ServerUnreachable { cause: TransportError::from_message(&detail) }

@@ -463,9 +463,14 @@ impl Request {
 
 /// Application ids: 1 to 256 bytes of UTF-8 without control characters.
 pub fn validate_appid(appid: &str) -> Result<(), WireError> {
-    let ok = !appid.is_empty() && appid.len() <= MAX_APPID_LEN && !appid.chars().any(char::is_control);
+    // Format characters too (bidirectional overrides, zero-width ones): an
+    // app id is shown to people and must read as it compares.
+    let ok = !appid.is_empty() && appid.len() <= MAX_APPID_LEN && is_printable_text(appid);
     ok.then_some(()).ok_or_else(|| {
-        WireError::new(ErrorCode::InvalidAppid, "appid must be 1 to 256 bytes without control characters")
+        WireError::new(
+            ErrorCode::InvalidAppid,
+            "appid must be 1 to 256 bytes without control, format (bidirectional, zero-width) or separator characters",
+        )
     })
 }
 
@@ -720,6 +725,9 @@ pub enum ErrorCode {
     TooManyMessages,
     /// The application holds as many channels as the server allows (retry later).
     TooManyChannels,
+    /// The client's address (IPv6: its /64) holds as many channels as the
+    /// server allows one client (retry later, or finish some).
+    TooManyClientChannels,
     /// The server holds as many channels as it allows (retry later).
     ServerFull,
     /// The server cannot store anything right now (retry later).
@@ -745,7 +753,7 @@ pub enum ErrorCode {
 
 impl ErrorCode {
     /// Every code, for tables and tests.
-    pub const ALL: [ErrorCode; 24] = [
+    pub const ALL: [ErrorCode; 25] = [
         ErrorCode::BadRequest,
         ErrorCode::InvalidAppid,
         ErrorCode::InvalidSide,
@@ -760,6 +768,7 @@ impl ErrorCode {
         ErrorCode::MessageTooLarge,
         ErrorCode::TooManyMessages,
         ErrorCode::TooManyChannels,
+        ErrorCode::TooManyClientChannels,
         ErrorCode::ServerFull,
         ErrorCode::StorageUnavailable,
         ErrorCode::NotFound,
@@ -789,6 +798,7 @@ impl ErrorCode {
             ErrorCode::MessageTooLarge => "message-too-large",
             ErrorCode::TooManyMessages => "too-many-messages",
             ErrorCode::TooManyChannels => "too-many-channels",
+            ErrorCode::TooManyClientChannels => "too-many-client-channels",
             ErrorCode::ServerFull => "server-full",
             ErrorCode::StorageUnavailable => "storage-unavailable",
             ErrorCode::NotFound => "not-found",
@@ -823,7 +833,10 @@ impl ErrorCode {
             ErrorCode::MessageTooLarge | ErrorCode::BodyTooLarge => 413,
             ErrorCode::UnsupportedMediaType => 415,
             ErrorCode::HeadersTooLarge => 431,
-            ErrorCode::TooManyChannels | ErrorCode::RateLimited | ErrorCode::OverBudget => 429,
+            ErrorCode::TooManyChannels
+            | ErrorCode::TooManyClientChannels
+            | ErrorCode::RateLimited
+            | ErrorCode::OverBudget => 429,
             ErrorCode::Internal => 500,
             ErrorCode::ServerFull | ErrorCode::StorageUnavailable => 503,
         }
@@ -895,8 +908,16 @@ pub fn printable(text: &str, max_chars: usize) -> String {
     text.chars().take(max_chars).map(|c| if is_printable(c) { c } else { '\u{fffd}' }).collect()
 }
 
-/// Whether `text` is unchanged by [`printable`] (ignoring its length).
-pub(crate) fn is_printable_text(text: &str) -> bool {
+/// Whether `text` is unchanged by [`printable`] (ignoring its length): it
+/// has no control, format (bidirectional, zero-width) or separator character.
+///
+/// ```
+/// use wormhole_sync_core::wire::is_printable_text;
+///
+/// assert!(is_printable_text("café ☕"));
+/// assert!(!is_printable_text("\x1b[2J") && !is_printable_text("left\u{202e}right"));
+/// ```
+pub fn is_printable_text(text: &str) -> bool {
     text.chars().all(is_printable)
 }
 

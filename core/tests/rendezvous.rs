@@ -249,7 +249,11 @@ fn membership_rules() {
     assert_eq!(code_of(server.handle(T0, &fetch("app", id, "b", 0))), ErrorCode::NotJoined);
     server.handle(T0, &join("app", id, "b", false)).unwrap();
     assert_eq!(code_of(server.handle(T0, &join("app", id, "c", false))), ErrorCode::Crowded);
-    assert_eq!(code_of(server.handle(T0, &close("app", id, "c", Mood::Happy))), ErrorCode::NotJoined);
+    // A stranger's close changes nothing and reads as a close of a free id.
+    let stranger = server.handle(T0, &close("app", id, "c", Mood::Scary));
+    assert_eq!(stranger, server.handle(T0, &close("app", 98, "c", Mood::Happy)));
+    assert!(matches!(stranger, Ok(Response::Closed(c)) if c.deleted));
+    assert_eq!(code_of(server.handle(T0, &join("app", id, "c", false))), ErrorCode::Crowded, "not burned");
     server.handle(T0, &close("app", id, "a", Mood::Lonely)).unwrap();
     assert_eq!(code_of(server.handle(T0, &post("app", id, "a", "pake", "x"))), ErrorCode::SideClosed);
     assert_eq!(code_of(server.handle(T0, &join("app", id, "a", false))), ErrorCode::SideClosed);

@@ -152,6 +152,11 @@ fn impossible_states_are_refused_without_echoing_values() {
         ("a failure with a terminal escape", json!({"failure": {"kind": "peer-protocol", "detail": "\u{1b}[2J"}})),
         ("a code of the wrong type", json!({"code": 12345})),
         ("an unknown field in the config", json!({"config": {"surprise": code.to_string()}})),
+        // Found by an outside client's fault campaign.
+        ("an unknown field in a failure without fields", json!({"failure": {"kind": "timeout", "extra": 1}})),
+        ("a timeout no exchange can have", json!({"config": {"timeout_ms": u64::MAX}})),
+        ("an app id with a bidirectional override", json!({"config": {"appid": "app\u{202e}"}})),
+        ("an app id with a zero-width space", json!({"config": {"appid": "a\u{200b}pp"}})),
     ];
     for (what, change) in cases {
         let mut value = good.clone();
@@ -293,4 +298,25 @@ fn the_format_version_says_whether_the_state_holds_a_mailbox() {
     assert_eq!(refused, Error::BadSerializedState("a version 1 state has no mailbox".into()));
     let future = blob.replace(r#""version":2,"#, r#""version":3,"#);
     assert!(Exchange::from_serialized(future.as_bytes()).is_err());
+    // Version 2 without its mailbox (found by an outside client).
+    let mut value: Value = serde_json::from_str(&blob).unwrap();
+    value.as_object_mut().unwrap().remove("mailbox");
+    let refused = Exchange::from_serialized(&serde_json::to_vec(&value).unwrap()).unwrap_err();
+    assert_eq!(refused, Error::BadSerializedState("a version 2 state has a mailbox".into()));
+}
+
+/// Two readers of a state with a key twice could disagree on what it says
+/// (serde_json keeps the last): refused, at any depth.
+#[test]
+fn a_state_naming_a_key_twice_is_refused() {
+    let (good, _, _) = mid_exchange();
+    let blob = String::from_utf8(serde_json::to_vec(&good).unwrap()).unwrap();
+    assert!(Exchange::from_serialized(blob.as_bytes()).is_ok());
+    let top = blob.replacen(r#""joined":true"#, r#""joined":false,"joined":true"#, 1);
+    let nested = blob.replacen(r#""code_words":2"#, r#""code_words":2,"code_words":3"#, 1);
+    for twice in [top, nested] {
+        assert_ne!(twice, blob);
+        let refused = Exchange::from_serialized(twice.as_bytes()).unwrap_err();
+        assert_eq!(refused, Error::BadSerializedState("an object names a key twice".into()), "{twice}");
+    }
 }

@@ -3,6 +3,15 @@
 //! (IPv6 by /64) and in total, plus a cap on application ids. Each stored
 //! message is charged to its app and to the client that posted it, and
 //! given back when its channel's log is dropped (closed, burned, expired).
+//!
+//! And a cap on the channels one client address holds: each channel is
+//! charged to the client that made it, whatever it holds, until it is
+//! deleted or finished (every side closed: kept, emptied, only for the
+//! retention), so one host cannot fill an application id (or hold the
+//! one-digit ids, and so choose which id the next code gets). Finished
+//! channels are not counted, so a host that runs many exchanges one after
+//! the other is not refused; their few minutes are bounded by the rate
+//! limit instead.
 
 use std::collections::HashMap;
 use std::net::IpAddr;
@@ -20,6 +29,8 @@ pub(crate) struct Limits {
     pub(crate) per_app: u64,
     pub(crate) per_client: u64,
     pub(crate) total: u64,
+    /// Channels one client address may have made and not yet seen deleted.
+    pub(crate) channels_per_client: usize,
 }
 
 /// What one channel's log holds, by whom (`None`: restored from disk,
@@ -32,11 +43,23 @@ struct Usage {
     apps: HashMap<String, u64>,
     clients: HashMap<IpAddr, u64>,
     mailboxes: HashMap<(String, MailboxId), Charges>,
+    /// Live channels per client that made them, and who made each (channels
+    /// restored from disk are charged to nobody: their makers are not kept).
+    channels: HashMap<IpAddr, usize>,
+    makers: HashMap<(String, MailboxId), IpAddr>,
 }
 
 pub(crate) struct Budgets {
     limits: Limits,
     usage: Mutex<Usage>,
+}
+
+/// The refusal of a channel past its maker's cap.
+pub(crate) fn too_many_client_channels() -> WireError {
+    WireError::new(
+        ErrorCode::TooManyClientChannels,
+        "this address holds as many channels as the server allows one client; finish or close some, or retry later",
+    )
 }
 
 pub(crate) fn over(what: &str) -> WireError {
@@ -108,6 +131,37 @@ impl Budgets {
         }
     }
 
+    /// Refuses a new channel for a client that holds as many as it may.
+    pub(crate) fn check_channels(&self, client: IpAddr) -> Result<(), WireError> {
+        let limit = self.limits.channels_per_client;
+        let held = self.usage.lock().channels.get(&subscriber(client)).copied().unwrap_or(0);
+        if limit > 0 && held >= limit {
+            return Err(too_many_client_channels());
+        }
+        Ok(())
+    }
+
+    /// Charges a channel made by `client`.
+    pub(crate) fn channel_made(&self, appid: &str, mailbox: &MailboxId, client: IpAddr) {
+        let client = subscriber(client);
+        let mut usage = self.usage.lock();
+        if usage.makers.insert((appid.to_string(), mailbox.clone()), client).is_none() {
+            *usage.channels.entry(client).or_default() += 1;
+        }
+    }
+
+    /// Gives back a deleted or finished channel.
+    pub(crate) fn channel_gone(&self, appid: &str, mailbox: &MailboxId) {
+        let mut usage = self.usage.lock();
+        let Some(client) = usage.makers.remove(&(appid.to_string(), mailbox.clone())) else { return };
+        if let Some(held) = usage.channels.get_mut(&client) {
+            *held -= 1;
+            if *held == 0 {
+                usage.channels.remove(&client);
+            }
+        }
+    }
+
     /// Bytes stored in all, and how many client addresses hold some.
     pub(crate) fn usage(&self) -> (u64, usize) {
         let usage = self.usage.lock();
@@ -121,7 +175,7 @@ mod tests {
 
     #[test]
     fn charges_are_bounded_and_given_back() {
-        let limits = Limits { per_app: 1_000, per_client: 300, total: 1_500 };
+        let limits = Limits { per_app: 1_000, per_client: 300, total: 1_500, channels_per_client: 0 };
         let budgets = Budgets::new(limits, &RendezvousSnapshot::new(Vec::new()));
         let (a, b): (IpAddr, IpAddr) = ("192.0.2.1".parse().unwrap(), "192.0.2.2".parse().unwrap());
         let ch = |n: u32| MailboxId::new(format!("m{n}")).unwrap();
@@ -138,5 +192,25 @@ mod tests {
         budgets.release("app", &ch(2));
         budgets.release("other", &ch(1));
         assert_eq!(budgets.usage(), (0, 0));
+    }
+
+    #[test]
+    fn channels_are_capped_per_client_until_deleted() {
+        let limits = Limits { per_app: 0, per_client: 0, total: 0, channels_per_client: 2 };
+        let budgets = Budgets::new(limits, &RendezvousSnapshot::new(Vec::new()));
+        let (a, b): (IpAddr, IpAddr) = ("2001:db8:1:2::1".parse().unwrap(), "192.0.2.2".parse().unwrap());
+        let ch = |n: u32| MailboxId::new(format!("m{n}")).unwrap();
+        budgets.channel_made("app", &ch(1), a);
+        budgets.channel_made("app", &ch(1), a); // The same channel again: charged once.
+        budgets.check_channels(a).unwrap();
+        budgets.channel_made("other", &ch(2), "2001:db8:1:2::9".parse().unwrap());
+        let refused = budgets.check_channels(a).unwrap_err();
+        assert_eq!(refused.code, ErrorCode::TooManyClientChannels, "a /64 is one client");
+        budgets.check_channels(b).unwrap();
+        budgets.channel_gone("app", &ch(1));
+        budgets.check_channels(a).unwrap();
+        budgets.channel_gone("app", &ch(1)); // Gone twice: given back once.
+        budgets.channel_gone("other", &ch(2));
+        assert!(budgets.usage.lock().channels.is_empty());
     }
 }

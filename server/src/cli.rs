@@ -64,6 +64,10 @@ pub struct ServeArgs {
     /// Close connections that send no request headers for this long (idle keep-alive included).
     #[arg(long, default_value = "30s", value_parser = parse_duration)]
     pub header_timeout: Duration,
+    /// Most bytes of a request's line and headers read (at least 8192); more
+    /// is answered headers-too-large (431).
+    #[arg(long, default_value_t = 16 * 1024)]
+    pub max_header_bytes: usize,
     /// Largest request body read, in bytes.
     #[arg(long, default_value_t = 128 * 1024)]
     pub max_body_bytes: usize,
@@ -98,6 +102,10 @@ pub struct ServeArgs {
     /// Most open connections per client address (0: no cap; trusted proxies exempt).
     #[arg(long, default_value_t = 500)]
     pub max_connections_per_address: usize,
+    /// Most channels one client address (IPv6: per /64) may hold, whatever
+    /// they hold, until they are deleted or every side closed them (0: no cap).
+    #[arg(long, default_value_t = 20)]
+    pub max_channels_per_address: usize,
     /// Most bytes of messages one client address (IPv6: per /64) may have stored
     /// at once (0: no budget).
     #[arg(long, default_value_t = 16 * 1024 * 1024)]
@@ -183,6 +191,7 @@ pub async fn serve(args: ServeArgs, name: &str) -> ExitCode {
     config.rendezvous.max_wait = args.max_wait;
     config.rendezvous.burned_retention = args.burned_retention;
     config.max_body_bytes = args.max_body_bytes;
+    config.max_header_bytes = args.max_header_bytes;
     config.rate_limit_per_minute = args.rate_limit;
     config.message_rate_limit_per_minute = args.rate_limit_messages;
     config.rate_limit_exempt_loopback = args.rate_limit_exempt_loopback;
@@ -194,6 +203,7 @@ pub async fn serve(args: ServeArgs, name: &str) -> ExitCode {
     config.shutdown_grace = args.shutdown_grace;
     config.max_connections = args.max_connections;
     config.max_connections_per_address = args.max_connections_per_address;
+    config.max_channels_per_address = args.max_channels_per_address;
     config.max_bytes_per_address = args.max_bytes_per_address;
     config.max_bytes_per_app = args.max_bytes_per_app;
     config.max_bytes = args.max_bytes;

@@ -168,8 +168,8 @@ impl App {
         let client = self.clients.of(peer.ip(), request.headers());
         let limited = match route {
             Route::Allocate | Route::Join => !self.limiter.allow(client),
-            Route::Post | Route::Fetch => !self.message_limiter.allow(client),
-            Route::Close => false,
+            // Closes too: they were once an unlimited probe of which ids are in use.
+            Route::Post | Route::Fetch | Route::Close => !self.message_limiter.allow(client),
         };
         if limited {
             return Err(error(ErrorCode::RateLimited, "too many requests of this kind from this address"));
@@ -195,9 +195,8 @@ impl App {
 
     /// Applies a request to the state and answers once its change is durable.
     async fn apply(&self, request: &Request, client: IpAddr) -> Result<Response, WireError> {
-        let poster = matches!(request, Request::Post(_)).then_some(client);
         let (response, _) = self
-            .run(Scope::of(request), poster, |core, at| {
+            .run(Scope::of(request), Some(client), |core, at| {
                 self.within_budgets(core, request, client)?;
                 core.handle(at, request)
             })
@@ -219,8 +218,9 @@ impl App {
         }
     }
 
-    /// Runs an operation on the state (for a post, charged to `poster`),
-    /// makes what it changed durable, then wakes the mailboxes' waiters.
+    /// Runs an operation on the state for `client` (charged with the
+    /// messages it stores and the channels it makes), makes what it changed
+    /// durable, then wakes the mailboxes' waiters.
     /// Returns its answer and the instance of the mailbox `scope` names,
     /// if that exists afterwards. On a shared database (PostgreSQL) the
     /// operation runs on the rows `scope` names, in a transaction;
@@ -228,11 +228,11 @@ impl App {
     pub(crate) async fn run<T>(
         &self,
         scope: Scope<'_>,
-        poster: Option<IpAddr>,
+        client: Option<IpAddr>,
         operation: impl Fn(&mut Rendezvous, Timestamp) -> Result<T, WireError>,
     ) -> Result<(T, Option<u64>), WireError> {
         if let Some(postgres) = self.storage.shared() {
-            let outcome = postgres.run(&self.config, scope, poster, operation).await?;
+            let outcome = postgres.run(&self.config, scope, client, operation).await?;
             self.wake(&outcome.news);
             return outcome.result.map(|answer| (answer, outcome.instance));
         }
@@ -245,7 +245,7 @@ impl App {
                 Target::Mailbox(mailbox) => core.mailbox_instance(scope.appid, mailbox),
                 _ => None,
             };
-            let (barrier, touched) = self.record_effects(&core, at, poster);
+            let (barrier, touched) = self.record_effects(&core, at, client);
             (result, instance, barrier, touched)
         };
         self.durable(barrier).await?;
@@ -272,12 +272,13 @@ impl App {
     }
 
     /// Journals what the state machine's last operation changed, mailbox by
-    /// mailbox, and charges or frees their bytes: a new message is charged
-    /// to `poster`, a dropped log is given back. Returns the journal
+    /// mailbox, and charges or frees their bytes and channels: a new message
+    /// or channel is charged to `client`, a dropped log or a deleted channel
+    /// is given back. Returns the journal
     /// position an answer must wait for (reads wait only for what they
     /// saw, not for their own activity stamp) and the mailboxes whose
     /// waiters have news.
-    pub(crate) fn record_effects(&self, core: &Rendezvous, at: Timestamp, poster: Option<IpAddr>) -> (u64, Touched) {
+    pub(crate) fn record_effects(&self, core: &Rendezvous, at: Timestamp, client: Option<IpAddr>) -> (u64, Touched) {
         let mut barrier = self.storage.last_recorded();
         let mut touched = Touched::new();
         let effects = core.effects();
@@ -295,6 +296,12 @@ impl App {
             if has(EffectKind::Deleted) || has(EffectKind::LogDropped) {
                 self.budgets.release(appid, mailbox);
             }
+            if has(EffectKind::Deleted) || has(EffectKind::LogDropped) {
+                // Deleted, or finished and kept only for the retention.
+                self.budgets.channel_gone(appid, mailbox);
+            } else if let (true, Some(client)) = (has(EffectKind::Created), client) {
+                self.budgets.channel_made(appid, mailbox, client);
+            }
             if has(EffectKind::Deleted) {
                 barrier = self.storage.record(Change::Delete { appid: appid.into(), mailbox: mailbox.clone() });
             }
@@ -303,8 +310,8 @@ impl App {
             let mut news = has(EffectKind::Deleted) || has(EffectKind::Changed);
             for seq in appended {
                 let Some(message) = core.message(appid, mailbox, seq) else { continue };
-                if let Some(poster) = poster {
-                    self.budgets.charge(appid, mailbox, poster, message.body.len() as u64);
+                if let Some(client) = client {
+                    self.budgets.charge(appid, mailbox, client, message.body.len() as u64);
                 }
                 if exists && !has(EffectKind::Changed) {
                     let (appid, mailbox, message) = (appid.into(), mailbox.clone(), message.clone());
@@ -332,16 +339,27 @@ impl App {
         (barrier, touched)
     }
 
-    /// Refuses a new application id past the cap on them (both front ends).
-    /// On a shared database the cap is checked in the operation's
-    /// transaction instead, over every instance's app ids.
-    pub(crate) fn within_app_cap(&self, core: &Rendezvous, appid: &str) -> Result<(), WireError> {
+    /// Refuses, before an operation that may make a channel runs (both
+    /// front ends, under the state's lock), a new application id past the
+    /// cap on them, and a new channel (`creates`) past its client's cap.
+    /// On a shared database the caps are checked in the operation's
+    /// transaction instead, over every instance.
+    pub(crate) fn may_make_channel(
+        &self,
+        core: &Rendezvous,
+        appid: &str,
+        client: IpAddr,
+        creates: bool,
+    ) -> Result<(), WireError> {
         if self.storage.shared().is_some() {
             return Ok(());
         }
         let max = self.config.max_apps;
         if max > 0 && !core.has_app(appid) && core.stats().apps >= max {
             return Err(error(ErrorCode::ServerFull, "the server holds as many application ids as it allows"));
+        }
+        if creates {
+            self.budgets.check_channels(client)?;
         }
         Ok(())
     }
@@ -361,7 +379,9 @@ impl App {
             Request::Post(post) if !posted_before(post) => {
                 self.budgets.check(&post.appid, client, post.body.len() as u64)
             }
-            Request::Allocate(_) | Request::Join(_) => self.within_app_cap(core, request.appid()),
+            Request::Allocate(_) | Request::Join(_) => {
+                self.may_make_channel(core, request.appid(), client, core.creates_channel(request))
+            }
             _ => Ok(()),
         }
     }

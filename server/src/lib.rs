@@ -117,6 +117,9 @@ pub struct ServerConfig {
     /// How long a write may wait for the client to read before the
     /// connection is closed (a client that stops reading).
     pub write_timeout: Duration,
+    /// Most bytes of a request's line and headers read; more is answered
+    /// `headers-too-large` (431). At least 8 KiB (hyper's floor).
+    pub max_header_bytes: usize,
     /// How long a shutdown waits for in-flight requests.
     pub shutdown_grace: Duration,
     /// Most open connections in all (0: no cap).
@@ -124,6 +127,10 @@ pub struct ServerConfig {
     /// Most open connections per client address (IPv6: per /64; trusted
     /// proxies exempt; 0: no cap).
     pub max_connections_per_address: usize,
+    /// Most channels one client address (IPv6: per /64) may have made that
+    /// are neither deleted nor finished (every side closed), whatever they
+    /// hold (0: no cap). Bounds how few hosts can fill an application id.
+    pub max_channels_per_address: usize,
     /// Most bytes of messages one client address (IPv6: per /64) may have
     /// stored at once (0: no budget).
     pub max_bytes_per_address: u64,
@@ -159,9 +166,11 @@ impl Default for ServerConfig {
             sweep_interval: Duration::from_secs(60),
             header_timeout: Duration::from_secs(30),
             write_timeout: Duration::from_secs(10),
+            max_header_bytes: 16 * 1024,
             shutdown_grace: Duration::from_secs(10),
             max_connections: 50_000,
             max_connections_per_address: 500,
+            max_channels_per_address: 20,
             max_bytes_per_address: 16 * 1024 * 1024,
             max_bytes_per_app: 256 * 1024 * 1024,
             max_bytes: 2 * 1024 * 1024 * 1024,
@@ -190,6 +199,7 @@ impl ServerConfig {
         self.rate_limit_per_minute = 0;
         self.message_rate_limit_per_minute = 0;
         self.max_connections_per_address = 0;
+        self.max_channels_per_address = 0;
         self.max_bytes_per_address = 0;
         self
     }
@@ -252,10 +262,11 @@ impl Server {
         let listener =
             app.storage.shared().map(|postgres| tokio::spawn(postgres::listen(app.clone(), postgres.connect_config())));
         let router = http::router(app.clone());
-        let timeouts = Timeouts {
+        let timeouts = ConnectionLimits {
             header: app.config.header_timeout,
             write: app.config.write_timeout,
             shutdown_grace: app.config.shutdown_grace,
+            max_header_bytes: app.config.max_header_bytes,
         };
         let connections = app.connections.clone();
         let served = serve_connections(self.listener, router, timeouts, connections, self.tls, async move {
@@ -307,12 +318,13 @@ fn shared_state_seeded(
 ) -> std::io::Result<Arc<http::App>> {
     let limits = if storage.shared().is_some() {
         // Kept in the database, over every instance: see `postgres::operation`.
-        budgets::Limits { per_app: 0, per_client: 0, total: 0 }
+        budgets::Limits { per_app: 0, per_client: 0, total: 0, channels_per_client: 0 }
     } else {
         budgets::Limits {
             per_app: config.max_bytes_per_app,
             per_client: config.max_bytes_per_address,
             total: config.max_bytes,
+            channels_per_client: config.max_channels_per_address,
         }
     };
     let budgets = budgets::Budgets::new(limits, &saved);
@@ -340,9 +352,16 @@ fn shared_state_seeded(
     }))
 }
 
-/// How long a connection may keep the server waiting.
+/// The smallest header buffer hyper accepts.
+const MIN_HEADER_BUFFER: usize = 8 * 1024;
+
+/// How long a connection may keep the server waiting, and how much it may
+/// make it read before a request.
 #[derive(Clone, Copy, Debug)]
-struct Timeouts {
+struct ConnectionLimits {
+    /// Most bytes of request line and headers buffered (hyper answers 431,
+    /// which becomes `headers-too-large`).
+    max_header_bytes: usize,
     /// For a request's headers, also while idle between requests.
     header: Duration,
     /// For any write to make progress: a client that stops reading is closed.
@@ -360,7 +379,7 @@ struct Timeouts {
 async fn serve_connections(
     listener: TcpListener,
     router: axum::Router,
-    timeouts: Timeouts,
+    timeouts: ConnectionLimits,
     connections: Arc<connections::Connections>,
     tls: Option<TlsReloader>,
     shutdown: impl Future<Output = ()> + Send + 'static,
@@ -371,6 +390,9 @@ async fn serve_connections(
     // state for HTTP/2 in every connection, which waiting clients pay for.
     let mut builder = hyper::server::conn::http1::Builder::new();
     builder.timer(TokioTimer::new()).header_read_timeout(timeouts.header);
+    // hyper reads headers into one buffer and answers 431 once it is full
+    // without a whole head (its default would read about 400 KB first).
+    builder.max_buf_size(timeouts.max_header_bytes.max(MIN_HEADER_BUFFER));
     let builder = Arc::new(builder);
     // Shutdown is signalled to every connection; each holds a sender of
     // `finished`, so the channel closes once the last one has ended.
@@ -705,10 +727,11 @@ mod tests {
         let listener = runtime.block_on(TcpListener::bind("127.0.0.1:0")).unwrap();
         let addr = listener.local_addr().unwrap();
         let (stop, stopped) = oneshot::channel::<()>();
-        let timeouts = Timeouts {
+        let timeouts = ConnectionLimits {
             header: Duration::from_secs(5),
             write: Duration::from_secs(5),
             shutdown_grace: Duration::from_secs(5),
+            max_header_bytes: 16 * 1024,
         };
         let connections = connections::Connections::new(0, 0, client_address::ClientAddresses::default());
         let served = runtime.spawn(serve_connections(listener, router, timeouts, connections, None, async move {

@@ -9,7 +9,7 @@
 //! both. Messages are pushed: a session that opened a mailbox waits on the
 //! mailbox's notifier and sends what was added as soon as it is durable.
 
-use std::net::{IpAddr, SocketAddr};
+use std::net::SocketAddr;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -356,8 +356,13 @@ impl Session {
                 }
                 self.limit_channels()?;
                 let scope = Scope::allocate(&appid, &side);
-                let (nameplate, _) =
-                    self.run(scope, None, |core, at| core.allocate_nameplate(at, &appid, &side)).await?;
+                let (nameplate, _) = self
+                    .run(scope, |core, at| {
+                        // A connection allocates once, so this always makes a channel.
+                        self.app.may_make_channel(core, &appid, self.client.address, true)?;
+                        core.allocate_nameplate(at, &appid, &side)
+                    })
+                    .await?;
                 self.allocated = true;
                 Ok(Some(ServerMessage::Allocated { nameplate: nameplate.to_string() }))
             }
@@ -370,7 +375,13 @@ impl Session {
                 self.claimed = Some(number);
                 self.limit_channels()?;
                 let scope = Scope::nameplate(&appid, number);
-                let (mailbox, _) = self.run(scope, None, |core, at| core.claim(at, &appid, number, &side)).await?;
+                let (mailbox, _) = self
+                    .run(scope, |core, at| {
+                        let creates = !core.contains(&appid, number);
+                        self.app.may_make_channel(core, &appid, self.client.address, creates)?;
+                        core.claim(at, &appid, number, &side)
+                    })
+                    .await?;
                 Ok(Some(ServerMessage::Claimed { mailbox }))
             }
             ClientMessage::Release { nameplate: named } => {
@@ -387,7 +398,7 @@ impl Session {
                 };
                 self.released = true;
                 let scope = Scope::nameplate(&appid, number);
-                self.run(scope, None, |core, at| core.release(at, &appid, number, &side)).await?;
+                self.run(scope, |core, at| core.release(at, &appid, number, &side)).await?;
                 Ok(Some(ServerMessage::Released))
             }
             ClientMessage::Open { mailbox } => {
@@ -396,7 +407,13 @@ impl Session {
                 }
                 self.limit_channels()?;
                 let scope = Scope::mailbox(&appid, mailbox);
-                let (_, instance) = self.run(scope, None, |core, at| core.open(at, &appid, mailbox, &side)).await?;
+                let (_, instance) = self
+                    .run(scope, |core, at| {
+                        let creates = !core.contains_mailbox(&appid, mailbox);
+                        self.app.may_make_channel(core, &appid, self.client.address, creates)?;
+                        core.open(at, &appid, mailbox, &side)
+                    })
+                    .await?;
                 self.opened = Some(mailbox.clone());
                 self.instance = instance;
                 self.pushed = 0;
@@ -407,7 +424,7 @@ impl Session {
                 let client_id = frame.id.as_ref().map(|id| id.as_str().map_or_else(|| id.to_string(), str::to_string));
                 let budgets = &self.app.budgets;
                 let client = self.client.address;
-                self.run(Scope::mailbox(&appid, &mailbox), Some(client), |core, at| {
+                self.run(Scope::mailbox(&appid, &mailbox), |core, at| {
                     if !core.has_posted(&appid, &mailbox, &side, phase) {
                         budgets.check(&appid, client, body.len() as u64)?;
                     }
@@ -430,7 +447,7 @@ impl Session {
                 };
                 let mood = mood(word.as_deref());
                 let reopen = self.opened.is_none();
-                self.run(Scope::close(&appid, &mailbox, mood), None, |core, at| {
+                self.run(Scope::close(&appid, &mailbox, mood), |core, at| {
                     // As the reference server: a close on a connection that did not
                     // open the mailbox opens it first (a client that reconnected to
                     // repeat its close).
@@ -448,34 +465,31 @@ impl Session {
         }
     }
 
-    /// Refuses a new application id past the server's cap, and allocations,
-    /// claims and opens past the client's rate limit.
+    /// Refuses allocations, claims and opens past the client's rate limit.
+    /// (The caps on app ids and on a client's channels are checked in the
+    /// operation itself, under the state's lock, so concurrent claims cannot
+    /// pass them together.)
     fn limit_channels(&self) -> Result<(), Refusal> {
         if !self.app.limiter.allow(self.client) {
             return Err(refusal(WireError::new(ErrorCode::RateLimited, "too many claims from this address")));
         }
-        let (appid, _) = self.bound.as_ref().expect("bound before any claim");
-        if self.app.storage.shared().is_some() {
-            return Ok(()); // Checked in the operation's transaction.
-        }
-        self.app.within_app_cap(&self.app.core.lock(), appid).map_err(refusal)
+        Ok(())
     }
 
-    /// Runs an operation on the shared state (see [`App::run`]), with the
-    /// refusal in the words the client shows.
+    /// Runs an operation for this connection's client on the shared state
+    /// (see [`App::run`]), with the refusal in the words the client shows.
     async fn run<T>(
         &self,
         scope: Scope<'_>,
-        poster: Option<IpAddr>,
         operation: impl Fn(&mut Rendezvous, Timestamp) -> Result<T, WireError>,
     ) -> Result<(T, Option<u64>), Refusal> {
-        self.app.run(scope, poster, operation).await.map_err(refusal)
+        self.app.run(scope, Some(self.client.address), operation).await.map_err(refusal)
     }
 
     /// Marks the open mailbox as active (see [`Rendezvous::touch`]).
     async fn keep_open(&self) {
         let Some((appid, mailbox)) = self.opened() else { return };
-        let touched = self.run(Scope::mailbox(appid, mailbox), None, |core, at| {
+        let touched = self.run(Scope::mailbox(appid, mailbox), |core, at| {
             core.touch(at, appid, mailbox);
             Ok(())
         });

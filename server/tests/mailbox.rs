@@ -400,3 +400,51 @@ fn a_mailbox_does_not_expire_while_a_client_listens_to_it() {
         std::thread::sleep(Duration::from_millis(50));
     }
 }
+
+/// The cap on one client's channels holds for claims and opens that make
+/// channels, and not for entering channels others made.
+#[test]
+fn claims_that_make_channels_count_against_the_clients_cap() {
+    let server = TestServer::memory(ServerConfig { max_channels_per_address: 2, ..quiet_config() });
+    let mut first = Client::bound(&server, "aaaa");
+    let (nameplate, _) = first.allocate_and_claim();
+    let mut second = Client::bound(&server, "bbbb");
+    second.claim_and_open("42");
+    let mut third = Client::bound(&server, "cccc");
+    assert!(third.refused(json!({"type": "claim", "nameplate": "43"})).starts_with("too-many-client-channels"));
+    let mut fourth = Client::bound(&server, "dddd");
+    assert!(fourth.refused(json!({"type": "open", "mailbox": "newmailbox"})).starts_with("too-many-client-channels"));
+    let mut fifth = Client::bound(&server, "eeee");
+    fifth.claim_and_open(&nameplate); // Another's channel: nothing new is made.
+}
+
+/// The cap on application ids is checked with the operation it guards, so
+/// claims racing on many connections cannot pass it together.
+#[test]
+fn concurrent_claims_cannot_pass_the_application_id_cap_together() {
+    let server = TestServer::memory(ServerConfig { max_apps: 1, ..quiet_config() });
+    let addr = server.addr;
+    let claims: Vec<_> = (0..8)
+        .map(|i| {
+            std::thread::spawn(move || {
+                let url = format!("ws://{addr}/v1");
+                let (mut ws, _) = tungstenite::connect(url).unwrap();
+                let recv = |ws: &mut WebSocket<MaybeTlsStream<TcpStream>>| loop {
+                    if let Message::Text(text) = ws.read().unwrap() {
+                        let frame: Value = serde_json::from_str(&text).unwrap();
+                        if frame["type"] != "ack" {
+                            return frame;
+                        }
+                    }
+                };
+                recv(&mut ws); // welcome
+                let bind = json!({"type": "bind", "appid": format!("app{i}"), "side": format!("s{i}")});
+                ws.send(Message::text(bind.to_string())).unwrap();
+                ws.send(Message::text(json!({"type": "claim", "nameplate": "1"}).to_string())).unwrap();
+                recv(&mut ws)["type"] == "claimed"
+            })
+        })
+        .collect();
+    let claimed = claims.into_iter().filter_map(|c| c.join().ok()).filter(|claimed| *claimed).count();
+    assert_eq!(claimed, 1, "{claimed} application ids were made, past a cap of 1");
+}

@@ -117,6 +117,7 @@ impl Exchange {
         if data.len() > MAX_DATA_LEN {
             return Err(Error::DataTooLarge { len: data.len(), max: MAX_DATA_LEN });
         }
+        config.validate()?;
         Ok(Exchange::from_facts(Facts::new(role, config, data, Seed::new(seed), code)))
     }
 

@@ -49,8 +49,12 @@ impl Exchange {
     pub fn from_serialized(bytes: &[u8]) -> Result<Exchange, Error> {
         let versions = 1..=FORMAT_VERSION;
         let (version, fields) = saved_fields::read_state(bytes, MAX_SERIALIZED_LEN, FORMAT, versions, "exchange")?;
+        let has_mailbox = fields.get("mailbox").is_some_and(|m| !m.is_null());
         if version == 1 && fields.contains_key("mailbox") {
             return Err(bad("a version 1 state has no mailbox"));
+        }
+        if version == 2 && !has_mailbox {
+            return Err(bad("a version 2 state has a mailbox"));
         }
         let facts: Facts = saved_fields::read_facts(fields)?;
         facts.validate()?;

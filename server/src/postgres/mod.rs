@@ -41,12 +41,18 @@ pub(crate) use listen::listen;
 pub(crate) use operation::{Scope, Target};
 
 /// The versioned migrations, in order; each runs once, in a transaction.
-const MIGRATIONS: &[(i32, &str)] = &[(1, include_str!("../../migrations/postgres/0001_mailboxes.sql"))];
+const MIGRATIONS: &[(i32, &str)] = &[
+    (1, include_str!("../../migrations/postgres/0001_mailboxes.sql")),
+    (2, include_str!("../../migrations/postgres/0002_mailbox_makers.sql")),
+];
 
 /// Advisory lock keys (the two-integer form).
-const LOCK_CLASS: i32 = 0x5753_594e; // "WSYN"
+pub(super) const LOCK_CLASS: i32 = 0x5753_594e; // "WSYN"
 const MIGRATION_LOCK: i32 = 1;
 const SWEEP_LOCK: i32 = 2;
+/// Held while a transaction that made a new application id counts them, so
+/// two such transactions cannot pass the cap together.
+pub(super) const NEW_APP_LOCK: i32 = 3;
 
 /// The channel commits notify on: the payload is `[appid, mailbox]`.
 const CHANNEL: &str = "wormhole_sync";

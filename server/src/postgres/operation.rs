@@ -131,23 +131,23 @@ enum Fail {
 
 impl Postgres {
     /// Runs `operation` in a transaction over the rows `scope` names, for
-    /// a post charged to `poster`. Answers `storage-unavailable` if the
+    /// its messages and channels charged to `client`. Answers `storage-unavailable` if the
     /// database cannot be reached or fails.
     pub(crate) async fn run<T>(
         &self,
         config: &ServerConfig,
         scope: Scope<'_>,
-        poster: Option<IpAddr>,
+        client: Option<IpAddr>,
         operation: impl Fn(&mut Rendezvous, Timestamp) -> Result<T, WireError>,
     ) -> Result<Outcome<T>, WireError> {
         let run = async {
-            let mut client = self.client().await?;
+            let mut connection = self.client().await?;
             let mut attempt = 1;
             let mut lock = !scope.reads;
             loop {
                 if !lock {
                     // A read runs its statements on their own, without a transaction.
-                    match self.transaction(&client, config, scope, poster, &operation, false).await {
+                    match self.transaction(&connection, config, scope, client, &operation, false).await {
                         Ok((outcome, _)) => return Ok(outcome),
                         Err(fail) => match *fail {
                             Fail::NeedsLock => {
@@ -159,8 +159,8 @@ impl Postgres {
                         },
                     }
                 }
-                let tx = client.transaction().await.map_err(|e| unavailable("cannot begin", describe(&e)))?;
-                let fail = match self.transaction(&tx, config, scope, poster, &operation, lock).await {
+                let tx = connection.transaction().await.map_err(|e| unavailable("cannot begin", describe(&e)))?;
+                let fail = match self.transaction(&tx, config, scope, client, &operation, lock).await {
                     Ok((outcome, commit)) => {
                         let ended = if commit { tx.commit().await } else { tx.rollback().await };
                         match ended {
@@ -195,7 +195,7 @@ impl Postgres {
         tx: &impl GenericClient,
         config: &ServerConfig,
         scope: Scope<'_>,
-        poster: Option<IpAddr>,
+        client: Option<IpAddr>,
         operation: &impl Fn(&mut Rendezvous, Timestamp) -> Result<T, WireError>,
         lock: bool,
     ) -> Result<(Outcome<T>, bool), Box<Fail>> {
@@ -267,7 +267,7 @@ impl Postgres {
             };
             return Ok((Outcome { result, instance, news: Vec::new() }, false));
         }
-        let written = write_effects(tx, &core, &loaded, poster, stamp_step).await?;
+        let written = write_effects(tx, &core, &loaded, client, stamp_step).await?;
         let mut instance = match scope.target {
             Target::Mailbox(id) => written.instances.get(id).copied().or_else(|| loaded.get(id).map(|l| l.instance)),
             _ => None,
@@ -310,6 +310,8 @@ struct Written {
     made: Vec<String>,
     /// Messages stored: their app ids and posters (whose budgets to check).
     stored: Vec<(String, Option<String>)>,
+    /// The client that made a channel, if one was made (whose cap to check).
+    maker: Option<String>,
     /// Instance numbers of mailboxes inserted.
     instances: HashMap<MailboxId, u64>,
     news: Vec<(String, MailboxId)>,
@@ -320,7 +322,7 @@ async fn write_effects(
     tx: &impl GenericClient,
     core: &Rendezvous,
     loaded: &HashMap<MailboxId, Loaded>,
-    poster: Option<IpAddr>,
+    client: Option<IpAddr>,
     stamp_step: Duration,
 ) -> Result<Written, Box<Fail>> {
     let effects = core.effects();
@@ -331,7 +333,9 @@ async fn write_effects(
         // early, so the commit does not wait for the log to reach the disk.
         execute(tx, "SET LOCAL synchronous_commit TO OFF", &[]).await?;
     }
-    let poster = poster.map(|ip| crate::client_address::subscriber(ip).to_string());
+    // Whoever runs the operation: the poster of the messages it stores, the
+    // maker of the channel it makes.
+    let poster = client.map(|ip| crate::client_address::subscriber(ip).to_string());
     let mut order: Vec<(&str, &MailboxId)> = Vec::new();
     for effect in effects {
         if !order.iter().any(|(a, m)| *a == effect.appid && **m == effect.mailbox) {
@@ -372,7 +376,7 @@ async fn write_effects(
                         .await?;
                     }
                 } else {
-                    put_mailbox(tx, &snapshot, false).await?;
+                    put_mailbox(tx, &snapshot, None).await?;
                 }
                 if !appended && snapshot.messages.len() >= was.messages {
                     if news {
@@ -383,10 +387,14 @@ async fn write_effects(
                 was.messages
             }
             _ => {
-                if let Some(instance) = put_mailbox(tx, &snapshot, true).await? {
+                let maker = kinds.contains(&EffectKind::Created).then_some(poster.as_deref()).flatten();
+                if let Some(instance) = put_mailbox(tx, &snapshot, Some(maker)).await? {
                     written.instances.insert(id.clone(), instance);
                 }
                 written.made.push(appid.to_string());
+                if maker.is_some() {
+                    written.maker = maker.map(str::to_string);
+                }
                 0
             }
         };
@@ -430,7 +438,13 @@ async fn write_effects(
 
 /// Writes a mailbox's row: a new one (returning its instance number), or
 /// over the one loaded.
-async fn put_mailbox(tx: &impl GenericClient, snapshot: &MailboxSnapshot, new: bool) -> Result<Option<u64>, Box<Fail>> {
+/// Inserts (`new`: with the client that made it, if known) or updates a
+/// mailbox's row.
+async fn put_mailbox(
+    tx: &impl GenericClient,
+    snapshot: &MailboxSnapshot,
+    new: Option<Option<&str>>,
+) -> Result<Option<u64>, Box<Fail>> {
     let members = serde_json::to_string(&snapshot.members).expect("members serialize");
     let (nameplate, allocator) = (snapshot.nameplate.map(rows::nameplate_column), rows::allocator(snapshot));
     let (tombstone, last_activity) = (snapshot.is_tombstone(), rows::millis(snapshot.last_activity));
@@ -445,12 +459,15 @@ async fn put_mailbox(tx: &impl GenericClient, snapshot: &MailboxSnapshot, new: b
         &tombstone,
         &last_activity,
     ];
-    if new {
+    if let Some(maker) = new {
+        let mut row = row.to_vec();
+        row.push(&maker);
         let inserted = query_one(
             tx,
             "INSERT INTO mailboxes
-                 (appid, mailbox, nameplate, holds_nameplate, allocator, members, burned, tombstone, last_activity)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) RETURNING instance",
+                 (appid, mailbox, nameplate, holds_nameplate, allocator, members, burned, tombstone, last_activity,
+                  maker)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) RETURNING instance",
             &row,
         )
         .await?;
@@ -476,6 +493,19 @@ async fn over_caps(
     written: &Written,
 ) -> Result<Option<WireError>, Box<Fail>> {
     let limits = &config.rendezvous;
+    // The maker's cap first, as a single server checks it before the others.
+    if let (Some(maker), true) = (&written.maker, config.max_channels_per_address > 0) {
+        // One maker's channels are counted one transaction at a time (the lock
+        // is per maker, held to the commit), so racing requests cannot pass the
+        // cap together.
+        execute(tx, "SELECT pg_advisory_xact_lock(hashtextextended($1, 0))", &[maker]).await?;
+        let made = count(
+            query_one(tx, "SELECT count(*) FROM mailboxes WHERE maker = $1 AND NOT tombstone", &[maker]).await?.get(0),
+        );
+        if made > config.max_channels_per_address {
+            return Ok(Some(crate::budgets::too_many_client_channels()));
+        }
+    }
     for appid in &written.made {
         let row = tx
             .query_one(
@@ -494,6 +524,10 @@ async fn over_caps(
             )));
         }
         if in_app == 1 && config.max_apps > 0 {
+            // A new app id: counted one such transaction at a time (held to the
+            // commit), so racing ones cannot pass the cap together.
+            let lock = [&super::LOCK_CLASS as &(dyn ToSql + Sync), &super::NEW_APP_LOCK];
+            execute(tx, "SELECT pg_advisory_xact_lock($1, $2)", &lock).await?;
             let apps = count(query_one(tx, "SELECT count(DISTINCT appid) FROM mailboxes", &[]).await?.get(0));
             if apps > config.max_apps {
                 return Ok(Some(WireError::new(
@@ -503,8 +537,12 @@ async fn over_caps(
             }
         }
     }
-    let budgets =
-        Limits { per_app: config.max_bytes_per_app, per_client: config.max_bytes_per_address, total: config.max_bytes };
+    let budgets = Limits {
+        per_app: config.max_bytes_per_app,
+        per_client: config.max_bytes_per_address,
+        total: config.max_bytes,
+        channels_per_client: config.max_channels_per_address,
+    };
     for (appid, poster) in &written.stored {
         let row = tx
             .query_one(

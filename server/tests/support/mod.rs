@@ -222,6 +222,7 @@ pub fn spawn_server(
     use std::io::BufRead as _;
     let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_wormhole-sync-server"))
         .args(["--listen", "127.0.0.1:0", "--rate-limit", "0", "--rate-limit-messages", "0"])
+        .args(["--max-channels-per-address", "0"])
         .args(args)
         .env("RUST_LOG", log_level)
         .stdout(std::process::Stdio::piped())
