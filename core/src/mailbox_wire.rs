@@ -233,7 +233,8 @@ pub enum ServerMessage {
         /// The ping's number.
         pong: u64,
     },
-    /// The nameplates in use (an empty list where listing is off).
+    /// The nameplates in use (or, where listing is off, every number of the
+    /// lengths in use).
     Nameplates {
         /// Their ids.
         nameplates: Vec<String>,

@@ -32,6 +32,7 @@ fn run_seeds(first: u64, seeds: u64) -> (Vec<String>, std::collections::BTreeMap
                 Plot::GuesserLate => "guesser late",
                 Plot::InitiatorVanishes => "initiator vanishes",
                 Plot::ReceiverVanishes => "receiver vanishes",
+                Plot::RacingGuesser => "racing guesser",
             },
             1,
         );
@@ -132,6 +133,20 @@ fn wrong_code_fails_on_both_sides_and_burns_the_channel() {
     assert_eq!(report.initiator, Some(Err(Error::WrongCode)));
     assert_eq!(report.receiver, Some(Err(Error::WrongCode)));
     assert_eq!(report.channels_left, 1, "the burned channel is kept for its retention");
+}
+
+/// The security review's attack on a perfect network: a guesser races the
+/// receiver to the second seat, posts its PAKE message and goes silent. One
+/// guess, and both people learn of it.
+#[test]
+fn a_racing_guesser_gets_one_guess_and_both_sides_learn_of_it() {
+    let mut scenario = Scenario::simple(9);
+    scenario.plot = Plot::RacingGuesser;
+    let report = run(&scenario);
+    check(&scenario, &report).unwrap();
+    assert_eq!(report.initiator, Some(Err(Error::PeerVanished)));
+    assert_eq!(report.receiver, Some(Err(Error::Crowded)));
+    assert!(!matches!(report.guesser, Some(Ok(_))));
 }
 
 /// Both sides present: everything after the receiver's start is round trips,

@@ -131,7 +131,9 @@ pub struct ServeArgs {
     #[arg(long, env = "WORMHOLE_SYNC_MOTD")]
     pub motd: Option<String>,
     /// Answer the mailbox protocol's `list` with the nameplates in use (off:
-    /// an empty list, since listing helps people guess codes).
+    /// every number of each length in use, up to three digits, so clients
+    /// that check their nameplate is listed find it, and nobody learns which
+    /// are in use).
     #[arg(long)]
     pub allow_list: bool,
     /// Close a mailbox protocol connection that sends nothing (not even a

@@ -144,8 +144,9 @@ pub struct ServerConfig {
     pub tls: Option<TlsFiles>,
     /// Message of the day for mailbox protocol clients (sent in `welcome`).
     pub motd: Option<String>,
-    /// Whether the mailbox protocol's `list` names the nameplates in use
-    /// (off: listing helps guessers).
+    /// Whether the mailbox protocol's `list` names the nameplates in use (off:
+    /// it names every number of each length in use, up to three digits, so
+    /// it tells guessers nothing and clients that check the list still work).
     pub allow_list: bool,
     /// How long a mailbox protocol connection may stay silent (the server
     /// pings every minute; a live client's pong counts) before it is closed.

@@ -72,6 +72,28 @@ pub(crate) async fn upgrade(
         .into_response()
 }
 
+/// Longest nameplates `list` names every number of (9, 90 and 900 of them).
+const LISTED_DIGITS: usize = 3;
+
+/// What `list` answers. With `--allow-list`, the nameplates in use. Without,
+/// every number of each length in use, up to three digits: a client that
+/// asks whether its nameplate exists before claiming it (magic-wormhole.rs
+/// does) finds it, and nobody learns which of them are in use, only how
+/// long they are (which every code shows anyway). A claim of a listed
+/// number nobody uses creates it, as a claim does.
+fn listed_nameplates(in_use: &[ChannelId], allow_list: bool) -> Vec<String> {
+    if allow_list {
+        return in_use.iter().map(ToString::to_string).collect();
+    }
+    let mut lengths: Vec<usize> = in_use.iter().map(|n| n.to_string().len()).filter(|&d| d <= LISTED_DIGITS).collect();
+    lengths.sort_unstable();
+    lengths.dedup();
+    lengths
+        .into_iter()
+        .flat_map(|digits| (10u32.pow(digits as u32 - 1).max(1)..10u32.pow(digits as u32)).map(|n| n.to_string()))
+        .collect()
+}
+
 /// Counts an open connection for metrics while it lives.
 struct Open(Arc<App>);
 
@@ -343,11 +365,8 @@ impl Session {
         }
         match &frame.message {
             ClientMessage::List => {
-                let nameplates = if self.app.config.allow_list {
-                    self.app.nameplates(&appid).await.map_err(refusal)?.iter().map(ToString::to_string).collect()
-                } else {
-                    Vec::new()
-                };
+                let in_use = self.app.nameplates(&appid).await.map_err(refusal)?;
+                let nameplates = listed_nameplates(&in_use, self.app.config.allow_list);
                 Ok(Some(ServerMessage::Nameplates { nameplates }))
             }
             ClientMessage::Allocate => {

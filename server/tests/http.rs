@@ -8,7 +8,7 @@ use std::net::{SocketAddr, TcpStream};
 use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
-use support::{get, metric, post, raw, read_reply, request, Reply, TestServer};
+use support::{get, metric, post, raw, raw_cut_short, read_reply, request, Reply, TestServer};
 use wormhole_sync_server::ServerConfig;
 
 fn quiet_config() -> ServerConfig {
@@ -470,11 +470,11 @@ fn requests_hyper_cannot_parse_get_json_errors_too() {
     let malformed = raw(server.addr, b"GARBAGE / HTTP/9.9\r\n\r\n").unwrap();
     assert_eq!((malformed.status, malformed.error_code().as_str()), (400, "bad-request"));
     let huge = format!("GET /health HTTP/1.1\r\nHost: x\r\nX-Big: {}\r\n\r\n", "a".repeat(600 * 1024));
-    let too_large = raw(server.addr, huge.as_bytes()).unwrap();
+    let too_large = raw_cut_short(server.addr, huge.into_bytes()).unwrap();
     assert_eq!((too_large.status, too_large.error_code().as_str()), (431, "headers-too-large"));
     // Headers are read up to 16 KiB by default, not hyper's 400 KB.
     let over = format!("GET /health HTTP/1.1\r\nHost: x\r\nX-Big: {}\r\n\r\n", "a".repeat(200 * 1024));
-    let too_large = raw(server.addr, over.as_bytes()).unwrap();
+    let too_large = raw_cut_short(server.addr, over.into_bytes()).unwrap();
     assert_eq!((too_large.status, too_large.error_code().as_str()), (431, "headers-too-large"));
     let within = format!("GET /health HTTP/1.1\r\nHost: x\r\nX-Big: {}\r\n\r\n", "a".repeat(15 * 1024));
     assert_eq!(raw(server.addr, within.as_bytes()).unwrap().status, 200);
@@ -483,7 +483,7 @@ fn requests_hyper_cannot_parse_get_json_errors_too() {
     let strict = TestServer::memory(small);
     // hyper checks its buffer between reads, so the bound is the limit plus at most one read.
     let refused = format!("GET /health HTTP/1.1\r\nHost: x\r\nX-Big: {}\r\n\r\n", "a".repeat(40 * 1024));
-    let reply = raw(strict.addr, refused.as_bytes()).unwrap();
+    let reply = raw_cut_short(strict.addr, refused.into_bytes()).unwrap();
     assert_eq!(reply.error_code(), "headers-too-large", "{reply:?}");
     // Ordinary answers are untouched.
     assert_eq!(get(server.addr, "/health").status, 200);

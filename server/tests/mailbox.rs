@@ -244,11 +244,23 @@ fn a_third_side_is_crowded_out_and_a_released_claim_cannot_come_back() {
 }
 
 #[test]
-fn listing_names_nothing_unless_allowed() {
+fn listing_tells_nothing_of_which_nameplates_are_used_unless_allowed() {
     let server = TestServer::memory(quiet_config());
     let mut client = Client::bound(&server, "aaaa");
-    client.allocate_and_claim();
-    assert_eq!(client.ask(json!({"type": "list"}))["nameplates"], json!([]));
+    assert_eq!(client.ask(json!({"type": "list"}))["nameplates"], json!([]), "nothing in use");
+    let (nameplate, _) = client.allocate_and_claim();
+    // Every one-digit number: a client that checks its nameplate is listed finds it,
+    // and nobody learns which one is in use.
+    let ids = |answer: Value| -> Vec<String> {
+        answer["nameplates"].as_array().unwrap().iter().map(|n| n["id"].as_str().unwrap().to_string()).collect()
+    };
+    let listed = ids(client.ask(json!({"type": "list"})));
+    assert_eq!(listed, (1..=9).map(|n| n.to_string()).collect::<Vec<_>>());
+    assert!(listed.contains(&nameplate));
+    let mut other = Client::bound(&server, "bbbb");
+    assert_eq!(other.ask(json!({"type": "claim", "nameplate": "77"}))["type"], "claimed");
+    let listed = ids(client.ask(json!({"type": "list"})));
+    assert_eq!(listed.len(), 9 + 90, "every one- and two-digit number");
     let open = TestServer::memory(ServerConfig { allow_list: true, ..quiet_config() });
     let mut client = Client::bound(&open, "aaaa");
     let (nameplate_here, _) = client.allocate_and_claim();

@@ -178,6 +178,9 @@ pub fn check(scenario: &Scenario, report: &Report) -> Result<(), String> {
             GUESSER => match scenario.plot {
                 _ if report.started[GUESSER].is_none() => None,
                 Plot::GuesserFirst => Some(Err(Error::WrongCode)),
+                // It wakes long after: whatever it then learns, it never gets the data
+                // (checked below).
+                Plot::RacingGuesser => report.guesser.clone().filter(Result::is_err),
                 // In after the receiver: refused, as full or already gone.
                 Plot::GuesserLate => Some(Err(observed.clone())),
                 _ => None,
@@ -186,6 +189,10 @@ pub fn check(scenario: &Scenario, report: &Report) -> Result<(), String> {
                 Plot::Honest | Plot::GuesserLate => Ok(data[who].clone()),
                 Plot::WrongCode => Err(Error::WrongCode),
                 Plot::GuesserFirst if who == INITIATOR => Err(Error::WrongCode),
+                // Someone used the code and went silent: the initiator says so and burns it.
+                Plot::RacingGuesser if who == INITIATOR => Err(Error::PeerVanished),
+                // The code was used: the receiver is told someone else may have used it.
+                Plot::RacingGuesser => Err(Error::Crowded),
                 // The guesser holds the channel: refused, as burned or full.
                 Plot::GuesserFirst => Err(observed.clone()),
                 // Nobody came, or the peer vanished after its PAKE message.
@@ -227,8 +234,11 @@ pub fn check(scenario: &Scenario, report: &Report) -> Result<(), String> {
             return Err(format!("{name} ended with {} instead of {}, {why}", show(actual), show(&plot)));
         }
     }
-    if scenario.plot == Plot::GuesserFirst && matches!(report.receiver, Some(Ok(_))) {
+    if matches!(scenario.plot, Plot::GuesserFirst | Plot::RacingGuesser) && matches!(report.receiver, Some(Ok(_))) {
         return Err("the receiver got into a channel a guesser held".into());
+    }
+    if scenario.plot == Plot::RacingGuesser && matches!(report.guesser, Some(Ok(_))) {
+        return Err("a racing guesser completed an exchange".into());
     }
     Ok(())
 }

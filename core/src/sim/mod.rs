@@ -104,6 +104,9 @@ struct Node {
     asleep_until: Option<Timestamp>,
     /// Fall asleep once the server first answers.
     sleep_when_answered: bool,
+    /// Fall asleep once the server acknowledges a post (a racing guesser's
+    /// PAKE message).
+    sleep_when_posted: bool,
     /// This side's id, as its requests name it.
     side: Option<String>,
 }
@@ -328,7 +331,7 @@ impl Sim<'_> {
                 self.starts[RECEIVER] = Some((self.now + typing, code));
                 self.nodes[INITIATOR].asleep_until = Some(self.now + self.scenario.vanish_for());
             }
-            Plot::GuesserFirst => {
+            Plot::GuesserFirst | Plot::RacingGuesser => {
                 if self.nodes[GUESSER].exchange.is_none() {
                     let at = self.now + Duration::from_millis(self.rng.range(0, 1_000));
                     self.starts[GUESSER].get_or_insert((at, mistype(&code)));
@@ -337,14 +340,15 @@ impl Sim<'_> {
         }
     }
 
-    /// Starts the receiver once a first guesser has given up.
+    /// Starts the receiver once a first guesser has given up, or once a
+    /// racing guesser has gone silent.
     fn follow_plot(&mut self) {
-        let guesser_done = self.nodes[GUESSER].exchange.as_ref().is_some_and(Exchange::is_finished);
-        if self.scenario.plot == Plot::GuesserFirst
-            && guesser_done
-            && self.nodes[RECEIVER].exchange.is_none()
-            && self.starts[RECEIVER].is_none()
-        {
+        let guesser_done = match self.scenario.plot {
+            Plot::GuesserFirst => self.nodes[GUESSER].exchange.as_ref().is_some_and(Exchange::is_finished),
+            Plot::RacingGuesser => self.nodes[GUESSER].asleep_until.is_some() || self.nodes[GUESSER].outcome.is_some(),
+            _ => false,
+        };
+        if guesser_done && self.nodes[RECEIVER].exchange.is_none() && self.starts[RECEIVER].is_none() {
             let code = self.nodes[INITIATOR].code.clone().expect("the guesser started from the shown code");
             let typing = Duration::from_millis(self.rng.range(0, self.scenario.typing_delay_ms));
             self.starts[RECEIVER] = Some((self.now + typing, code));
@@ -466,6 +470,15 @@ impl Sim<'_> {
             node.sleep_when_answered = false;
             node.asleep_until = Some(self.now + self.scenario.vanish_for());
         }
+        let posted = || {
+            let Ok((200, body)) = answer else { return false };
+            serde_json::from_slice::<serde_json::Value>(body).is_ok_and(|json| json.get("seq").is_some())
+        };
+        if node.sleep_when_posted && read && posted() {
+            // Its PAKE message is in: it goes silent, past both timeouts.
+            node.sleep_when_posted = false;
+            node.asleep_until = Some(self.now + self.scenario.vanish_for());
+        }
     }
 
     fn start(&mut self, who: usize, code: Code) {
@@ -477,6 +490,7 @@ impl Sim<'_> {
         node.exchange = Some(exchange);
         node.dirty = true;
         node.sleep_when_answered = who == RECEIVER && self.scenario.plot == Plot::ReceiverVanishes;
+        node.sleep_when_posted = who == GUESSER && self.scenario.plot == Plot::RacingGuesser;
         self.report.started[who] = Some(self.now.saturating_since(START));
     }
 

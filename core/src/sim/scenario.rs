@@ -133,6 +133,13 @@ pub enum Plot {
     /// The receiver's machine sleeps as soon as the server first answers
     /// it, likewise.
     ReceiverVanishes,
+    /// A third party, who saw only the channel number, races the receiver
+    /// to the second seat, posts its PAKE message for a guess and then goes
+    /// silent (an attacker testing its guess offline against the data the
+    /// initiator seals for it); the receiver types the code after that. It
+    /// gets one guess: the receiver is told `Crowded`, the initiator ends
+    /// with `PeerVanished` and burns the channel.
+    RacingGuesser,
 }
 
 /// One simulated run, fully determined by its fields.
@@ -218,6 +225,7 @@ impl Scenario {
             20..=24 if !severe => Plot::GuesserLate,
             25..=27 if !severe => Plot::InitiatorVanishes,
             28..=30 if !severe => Plot::ReceiverVanishes,
+            31..=33 if !severe => Plot::RacingGuesser,
             _ => Plot::Honest,
         };
         let long_intervals = rng.chance(10);

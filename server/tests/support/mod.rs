@@ -115,6 +115,21 @@ pub fn raw(addr: SocketAddr, request: &[u8]) -> std::io::Result<Reply> {
     read_reply(&mut stream)
 }
 
+/// Sends a request the server may answer before reading all of it (headers
+/// over its limit): written from another thread, where a write the server's
+/// close cuts short is no failure, while the reply is read here.
+pub fn raw_cut_short(addr: SocketAddr, request: Vec<u8>) -> std::io::Result<Reply> {
+    let mut stream = TcpStream::connect(addr)?;
+    stream.set_read_timeout(Some(Duration::from_secs(90)))?;
+    let mut writer = stream.try_clone()?;
+    let writing = std::thread::spawn(move || {
+        let _ = writer.write_all(&request);
+    });
+    let reply = read_reply(&mut stream);
+    let _ = writing.join();
+    reply
+}
+
 /// A well-formed request.
 pub fn request(method: &str, path: &str, content_type: Option<&str>, body: &[u8]) -> Vec<u8> {
     let mut head = format!("{method} {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n");
