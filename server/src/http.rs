@@ -294,10 +294,9 @@ impl App {
             let has = |kind: EffectKind| kinds.contains(&kind);
             let exists = core.contains_mailbox(appid, mailbox);
             if has(EffectKind::Deleted) || has(EffectKind::LogDropped) {
+                // Deleted, or finished and kept only for the retention: its bytes
+                // and its place under its maker's cap are free.
                 self.budgets.release(appid, mailbox);
-            }
-            if has(EffectKind::Deleted) || has(EffectKind::LogDropped) {
-                // Deleted, or finished and kept only for the retention.
                 self.budgets.channel_gone(appid, mailbox);
             } else if let (true, Some(client)) = (has(EffectKind::Created), client) {
                 self.budgets.channel_made(appid, mailbox, client);
