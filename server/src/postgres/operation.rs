@@ -130,9 +130,9 @@ enum Fail {
 }
 
 impl Postgres {
-    /// Runs `operation` in a transaction over the rows `scope` names, for
-    /// its messages and channels charged to `client`. Answers `storage-unavailable` if the
-    /// database cannot be reached or fails.
+    /// Runs `operation` in a transaction over the rows `scope` names, its
+    /// messages and channels charged to `client`. Answers
+    /// `storage-unavailable` if the database cannot be reached or fails.
     pub(crate) async fn run<T>(
         &self,
         config: &ServerConfig,
@@ -387,7 +387,7 @@ async fn write_effects(
                 was.messages
             }
             _ => {
-                let maker = kinds.contains(&EffectKind::Created).then_some(poster.as_deref()).flatten();
+                let maker = poster.as_deref().filter(|_| kinds.contains(&EffectKind::Created));
                 if let Some(instance) = put_mailbox(tx, &snapshot, Some(maker)).await? {
                     written.instances.insert(id.clone(), instance);
                 }
@@ -436,10 +436,8 @@ async fn write_effects(
     Ok(written)
 }
 
-/// Writes a mailbox's row: a new one (returning its instance number), or
-/// over the one loaded.
-/// Inserts (`new`: with the client that made it, if known) or updates a
-/// mailbox's row.
+/// Writes a mailbox's row: a new one (`new`: with the client that made it,
+/// if known; returning its instance number), or over the one loaded.
 async fn put_mailbox(
     tx: &impl GenericClient,
     snapshot: &MailboxSnapshot,
