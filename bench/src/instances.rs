@@ -61,16 +61,26 @@ struct Args {
     /// Wake-ups measured, one after the other.
     #[arg(long, default_value_t = 200)]
     wakeups: usize,
+    /// Messages stored in the PostgreSQL database before the run (two per
+    /// channel of another app id, 80 bytes each, charged to 62,500 client
+    /// addresses), to show what the cost of an operation owes to what is
+    /// stored.
+    #[arg(long, default_value_t = 0)]
+    stored: u64,
+    /// Posts and `/metrics` requests timed one by one, after the wake-ups.
+    #[arg(long, default_value_t = 200)]
+    timed: usize,
 }
 
 fn main() -> std::process::ExitCode {
     let args = Args::parse();
     println!(
-        "wormhole-sync-instances-load on {} cores; {} in flight for {} s; {} wake-ups",
+        "wormhole-sync-instances-load on {} cores; {} in flight for {} s; {} wake-ups; {} messages stored beforehand",
         std::thread::available_parallelism().map_or(1, |n| n.get()),
         args.in_flight,
         args.seconds,
-        args.wakeups
+        args.wakeups,
+        args.stored
     );
     let mut runs: Vec<Storage> = Vec::new();
     if args.sqlite {
@@ -82,8 +92,11 @@ fn main() -> std::process::ExitCode {
         eprintln!("wormhole-sync-instances-load: --postgres URL is needed (or --sqlite alone)");
         return std::process::ExitCode::FAILURE;
     }
-    println!("\n| storage | instances | exchanges/s | failed | instances' CPU per exchange | database CPU per exchange | wake-up p50 / p99 / max |");
-    println!("| --- | --- | --- | --- | --- | --- | --- |");
+    println!(
+        "\n| storage | instances | exchanges/s | failed | instances' CPU per exchange | database CPU per exchange \
+         | wake-up p50 / p99 / max | post p50 / p99 | `/metrics` p50 / p99 |"
+    );
+    println!("| --- | --- | --- | --- | --- | --- | --- | --- | --- |");
     for storage in runs {
         if let Err(e) = measure(&args, &storage) {
             eprintln!("wormhole-sync-instances-load: {e}");
@@ -182,9 +195,44 @@ fn start(args: &Args, storage: &Storage) -> Result<Instances, String> {
                 children.push(child);
                 addrs.push(addr);
             }
+            // The first instance made the tables.
+            store(&url, args.stored)?;
         }
     }
     Ok(Instances { children, addrs, _dir: dir })
+}
+
+/// Stores `messages` messages straight into the database, in statements
+/// of 10,000 (each its own transaction), as clients would have left them:
+/// two per channel of another app id, recently active (so not expired).
+fn store(url: &str, messages: u64) -> Result<(), String> {
+    if messages == 0 {
+        return Ok(());
+    }
+    let started = Instant::now();
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_err(|e| e.to_string())?;
+    let now = now.as_millis();
+    let channels = messages.div_ceil(2);
+    for first in (0..channels).step_by(5_000) {
+        let last = (first + 5_000).min(channels) - 1;
+        admin(
+            url,
+            &format!(
+                "INSERT INTO mailboxes (appid, mailbox, nameplate, holds_nameplate, allocator, members, burned,
+                                        tombstone, last_activity, maker)
+                 SELECT 'bench.example/stored', 'stored' || i, NULL, false, NULL, '[]', false, false, {now},
+                        '10.0.' || (i % 250) || '.' || (i / 250 % 250)
+                 FROM generate_series({first}, {last}) i;
+                 INSERT INTO mailbox_messages (appid, mailbox, seq, side, phase, body, server_rx, client_id, poster)
+                 SELECT 'bench.example/stored', 'stored' || i, s, 'side' || s, 'pake', repeat('ab', 40), {now}, NULL,
+                        '10.' || (1 + s) || '.' || (i % 250) || '.' || (i / 250 % 250)
+                 FROM generate_series({first}, {last}) i, generate_series(0, 1) s"
+            ),
+        )?;
+    }
+    admin(url, "VACUUM ANALYZE")?;
+    eprintln!("stored {messages} messages in {:.0} s", started.elapsed().as_secs_f64());
+    Ok(())
 }
 
 /// CPU time of every process of the `postgres` user (the cluster).
@@ -227,17 +275,23 @@ fn measure(args: &Args, storage: &Storage) -> Result<(), String> {
     std::thread::sleep(Duration::from_millis(500));
     let mut wakeups = wake_ups(&instances.addrs, args.wakeups)?;
     wakeups.sort_unstable();
+    let posts = timed_posts(instances.addrs[0], args.timed)?;
+    let metrics = timed_metrics(instances.addrs[0], args.timed)?;
     let at = |p: f64| wakeups[((wakeups.len() - 1) as f64 * p).round() as usize];
     let (name, n) = match storage {
         Storage::Sqlite => ("SQLite", 1),
         Storage::Postgres { instances, .. } => ("PostgreSQL", *instances),
     };
     println!(
-        "| {name} | {n} | {:.0} | {failed} | {servers_cpu} | {database} | {} / {} / {} |",
+        "| {name} | {n} | {:.0} | {failed} | {servers_cpu} | {database} | {} / {} / {} | {} / {} | {} / {} |",
         completed as f64 / elapsed,
         ms(at(0.5)),
         ms(at(0.99)),
         ms(at(1.0)),
+        ms(percentile(&posts, 0.5)),
+        ms(percentile(&posts, 0.99)),
+        ms(percentile(&metrics, 0.5)),
+        ms(percentile(&metrics, 0.99)),
     );
     if let Storage::Postgres { cluster, .. } = storage {
         drop(instances);
@@ -245,6 +299,50 @@ fn measure(args: &Args, storage: &Storage) -> Result<(), String> {
         admin(cluster, &format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))?;
     }
     Ok(())
+}
+
+/// The `p` quantile of sorted durations.
+fn percentile(sorted: &[Duration], p: f64) -> Duration {
+    sorted.get(((sorted.len().max(1) - 1) as f64 * p).round() as usize).copied().unwrap_or_default()
+}
+
+/// `count` posts, each on a channel of its own, timed from the request's
+/// first byte to the answer's last; sorted.
+fn timed_posts(addr: SocketAddr, count: usize) -> Result<Vec<Duration>, String> {
+    let mut latencies = Vec::with_capacity(count);
+    for i in 0..count {
+        let side = format!("timed{i}");
+        let allocated = post(addr, "/v1/allocate", &json!({"appid": APPID, "side": side}))?;
+        let channel = allocated["channel"].clone();
+        let message = json!({"appid": APPID, "side": side, "channel": channel, "phase": "p", "body": "ab".repeat(40)});
+        let sent = Instant::now();
+        post(addr, "/v1/post", &message)?;
+        latencies.push(sent.elapsed());
+        post(addr, "/v1/close", &json!({"appid": APPID, "side": side, "channel": channel, "mood": "lonely"}))?;
+    }
+    latencies.sort_unstable();
+    Ok(latencies)
+}
+
+/// `count` requests for `/metrics`, one after the other, timed; sorted.
+fn timed_metrics(addr: SocketAddr, count: usize) -> Result<Vec<Duration>, String> {
+    let mut latencies = Vec::with_capacity(count);
+    for _ in 0..count {
+        let sent = Instant::now();
+        let mut stream = TcpStream::connect(addr).map_err(|e| e.to_string())?;
+        stream.set_nodelay(true).map_err(|e| e.to_string())?;
+        stream
+            .write_all(b"GET /metrics HTTP/1.1\r\nHost: bench\r\nConnection: close\r\n\r\n")
+            .map_err(|e| e.to_string())?;
+        let mut answer = String::new();
+        stream.read_to_string(&mut answer).map_err(|e| e.to_string())?;
+        if !answer.starts_with("HTTP/1.1 200") {
+            return Err(format!("/metrics: {}", answer.lines().next().unwrap_or("")));
+        }
+        latencies.push(sent.elapsed());
+    }
+    latencies.sort_unstable();
+    Ok(latencies)
 }
 
 fn ms(d: Duration) -> String {

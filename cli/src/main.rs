@@ -229,8 +229,14 @@ fn run(command: Command) -> Result<(), Failure> {
             let options = common.options(code_words)?;
             let code_from_stdin = code.as_deref() == Some("-");
             let code = if code_from_stdin { Some(terminal::code_from_stdin()?) } else { code };
+            let piped = text.is_none() && file.is_none();
             let data = transfer::read_data(text, file, code_from_stdin)?
                 .ok_or_else(|| Failure::usage("nothing to send: give TEXT, --file PATH, or pipe the data in"))?;
+            if piped && data.is_empty() {
+                return Err(Failure::usage(
+                    "standard input was empty: nothing to send (to send empty data on purpose, give '' as TEXT)",
+                ));
+            }
             transfer::handle_ctrl_c(&options.state);
             (options.clone(), transfer::send(&options, data, code)?)
         }

@@ -18,11 +18,16 @@ pub fn write_data(data: &[u8], output: Option<&Path>, force: bool) -> Result<(),
         None => {
             let mut out = std::io::stdout().lock();
             let terminal = out.is_terminal();
-            let shown = if terminal { escaped(data) } else { data.to_vec() };
+            let mut shown = if terminal { escaped(data) } else { data.to_vec() };
+            let changed = shown != data;
+            if terminal && !shown.is_empty() && !shown.ends_with(b"\n") {
+                // So the shell's prompt starts a line of its own.
+                shown.push(b'\n');
+            }
             let written = out.write_all(&shown).and_then(|()| out.flush()).map_err(|e| {
                 Failure::new(code::OTHER, format!("cannot write the received data to standard output: {e}"))
             });
-            if terminal && shown != data {
+            if changed {
                 crate::terminal::say(
                     "wormhole-sync: the data holds control characters, shown escaped above; \
                      use --output FILE (or a pipe) for the exact bytes",

@@ -83,7 +83,16 @@ impl Completer for CodeCompleter {
 /// Asks for the code on the terminal, completing words with Tab, and
 /// checks every word against its list before anything is sent.
 pub fn ask_code() -> Result<Code, Failure> {
-    let mut editor = rustyline::Editor::<CodeCompleter, rustyline::history::DefaultHistory>::new()
+    // On the terminal itself, not standard output: with `receive > FILE` the
+    // prompt and the typed code would otherwise land in the data.
+    if let Err(e) = std::fs::OpenOptions::new().read(true).write(true).open("/dev/tty") {
+        return Err(Failure::usage(format!(
+            "no code given, and no terminal to ask for one on ({e}): give the code as an argument, \
+             `-` to read it from standard input, or WORMHOLE_SYNC_CODE"
+        )));
+    }
+    let config = rustyline::Config::builder().behavior(rustyline::config::Behavior::PreferTerm).build();
+    let mut editor = rustyline::Editor::<CodeCompleter, rustyline::history::DefaultHistory>::with_config(config)
         .map_err(|e| Failure::usage(format!("cannot read the code from the terminal: {e}")))?;
     editor.set_helper(Some(CodeCompleter));
     let line = editor.readline("Enter the invitation code (Tab completes words): ").map_err(|e| match e {

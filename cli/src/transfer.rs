@@ -233,6 +233,7 @@ pub fn resume(mut options: Options, saved: &[u8]) -> Result<Vec<u8>, Failure> {
     if let Some(party) = resume_magic(&options, saved)? {
         options.flavour = Flavour::MagicWormhole;
         options.rendezvous = either!(&party, side => side.rendezvous()).to_string();
+        options.appid = either!(&party, side => side.appid()).to_string();
         return run(party, &options);
     }
     let agent = options.agent()?;
@@ -251,6 +252,7 @@ pub fn resume(mut options: Options, saved: &[u8]) -> Result<Vec<u8>, Failure> {
         Err(e) => return Err(Failure::usage(format!("cannot resume: {e}"))),
     };
     options.rendezvous = either!(&party, side => side.rendezvous()).to_string();
+    options.appid = either!(&party, side => side.appid()).to_string();
     run(party, &options)
 }
 
@@ -284,7 +286,15 @@ fn run(mut party: Party, options: &Options) -> Result<Vec<u8>, Failure> {
     let status = Status::new(options.quiet);
     *CANCEL.get_or_init(|| Mutex::new(None)).lock().unwrap_or_else(|e| e.into_inner()) = Some(party.canceller());
     state.save(|| party.serialize())?;
-    let outcome = exchange(&mut party, options, &status);
+    let outcome = exchange(&mut party, options, &status).map_err(|failure| match &party {
+        // The sender typed no code: what went wrong is the other side's.
+        Party::Initiator(_) | Party::MagicInitiator(_) if failure.code == code::WRONG_CODE => Failure::new(
+            code::WRONG_CODE,
+            "the other side typed a different code (a typo, or someone guessing it); the code is used up: \
+             start again with a new code",
+        ),
+        _ => failure,
+    });
     match &outcome {
         // Interrupted with a state file: it stays, to resume.
         Err(failure) if failure.code == code::INTERRUPTED && state.path().is_some() => {}
@@ -332,7 +342,19 @@ fn exchange(party: &mut Party, options: &Options, status: &Status) -> Result<Vec
                 decided.map_err(|e| fail(&e, options))?;
                 state.save(|| party.serialize())?;
             }
-            Ok(data) => return text_outcome(party, data, status),
+            Ok(data) => {
+                let data = text_outcome(party, data, status)?;
+                if data.is_empty() && !options.quiet {
+                    status.say(match party {
+                        Party::Initiator(_) => {
+                            "wormhole-sync: your data was delivered; the other side sent nothing back"
+                        }
+                        Party::Receiver(_) => "wormhole-sync: the other side sent empty data (0 bytes)",
+                        _ => return Ok(data),
+                    });
+                }
+                return Ok(data);
+            }
             Err(error) => return Err(fail(&error, options)),
         }
     }
@@ -372,7 +394,10 @@ fn receive_command(code: &Code, options: &Options) -> String {
         }
         return format!("{command} receive {code}");
     }
-    let mut command = format!("wormhole-sync receive {code}");
+    // A code of words not from the lists (one the two people chose) is typed
+    // after --code; as an argument it is checked against the lists.
+    let code_flag = if code.unlisted_word().is_some() { "--code " } else { "" };
+    let mut command = format!("wormhole-sync receive {code_flag}{code}");
     if options.rendezvous != wormhole_sync_ureq::DEFAULT_RENDEZVOUS_URL {
         command += &format!(" --rendezvous {}", terminal::shown(&options.rendezvous));
     }

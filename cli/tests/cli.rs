@@ -178,8 +178,40 @@ fn a_wrong_code_fails_both_sides_with_its_exit_code() {
     assert_eq!(received.status.code(), Some(3), "{}", stderr(&received));
     let sent = finish(sender);
     assert_eq!(sent.status.code(), Some(3), "{}", stderr(&sent));
-    assert!(stderr(&sent).contains("codes did not match"), "{}", stderr(&sent));
+    // The sender typed no code: it is told the other side typed another one.
+    assert!(stderr(&sent).contains("the other side typed a different code"), "{}", stderr(&sent));
+    assert!(stderr(&received).contains("codes did not match"), "{}", stderr(&received));
     assert!(sent.stdout.is_empty());
+}
+
+/// Each run ends with a word on what happened, even when nothing came back;
+/// an empty pipe is not sent as if it were data.
+#[test]
+fn runs_say_what_was_delivered_and_refuse_an_empty_pipe() {
+    let server = Server::start();
+    let (sender, code, _) = start_send(&server, &[], b"for you");
+    let received = run(server.command(&["receive", &code]), b"");
+    assert!(received.status.success(), "{}", stderr(&received));
+    let sent = finish(sender);
+    assert!(sent.status.success(), "{}", stderr(&sent));
+    assert!(stderr(&sent).contains("your data was delivered; the other side sent nothing back"), "{}", stderr(&sent));
+
+    let empty = run(server.command(&["send"]), b"");
+    assert_eq!(empty.status.code(), Some(2), "{}", stderr(&empty));
+    assert!(stderr(&empty).contains("standard input was empty"), "{}", stderr(&empty));
+    assert_eq!(server.open_channels(), 0.0, "nothing was allocated");
+}
+
+/// Data shown on a terminal ends its line, so the shell's prompt does not
+/// follow it on the same line.
+#[test]
+fn data_on_a_terminal_ends_with_a_newline() {
+    let server = Server::start();
+    let (sender, code, _) = start_send(&server, &[], b"no newline at the end");
+    let mut session = pty(&server, &["receive", &code, "--quiet"]);
+    expect(&mut session, "no newline at the end\r\n");
+    assert_eq!(exit_code(&mut session), Some(0));
+    assert!(finish(sender).status.success());
 }
 
 #[test]
@@ -393,6 +425,79 @@ fn receive_asks_for_the_code_and_completes_words_with_tab() {
     receiver.send(format!("{channel}-{}-{}\r", words[1], words[0])).unwrap();
     expect(&mut receiver, "not a word codes use at that position");
     assert_eq!(exit_code(&mut receiver), Some(2));
+}
+
+/// Runs a command line the tool printed, through the shell, with this
+/// build first on the PATH and this server's URL in the environment.
+fn run_printed(server: &Server, line: &str, stdin: &[u8]) -> Output {
+    let dir = std::path::Path::new(BIN).parent().unwrap();
+    let path = format!("{}:{}", dir.display(), std::env::var("PATH").unwrap_or_default());
+    let mut command = Command::new("sh");
+    command.args(["-c", line.trim()]).env("PATH", path);
+    command.env("WORMHOLE_SYNC_RENDEZVOUS", &server.url).env_remove("WORMHOLE_SYNC_APPID");
+    run(command, stdin)
+}
+
+/// The command `send` (or `resume`) printed for the other computer.
+fn printed_command(said: &[String]) -> &str {
+    let at = said.iter().position(|l| l.starts_with("On the other computer, run:")).expect("a command is printed");
+    said[at + 1].trim()
+}
+
+#[test]
+fn every_printed_receive_command_works_as_printed() {
+    let server = Server::start();
+    // A chosen code: its words are not from the lists, so it goes after --code.
+    let chosen = "42-zzbanana-zzsplit";
+    let (sender, _, said) = start_send(&server, &["--code", chosen, "--appid", "it's mine"], b"chosen");
+    let command = printed_command(&said);
+    assert!(command.contains(&format!("--code {chosen}")), "{command}");
+    let received = run_printed(&server, command, b"");
+    assert!(received.status.success(), "{command}: {}", stderr(&received));
+    assert_eq!(received.stdout, b"chosen");
+    assert!(finish(sender).status.success());
+
+    // A resumed send prints the command with its own app id, not an empty one.
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path().join("invitation.json").display().to_string();
+    let (mut sender, _, _) = start_send(&server, &["--state", &state, "--appid", "example.com/resumed"], b"again");
+    sender.kill();
+    let mut resumed = server.command(&["resume", &state]);
+    let mut resumed = resumed.stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
+    let mut reader = BufReader::new(resumed.stderr.take().unwrap());
+    let mut said: Vec<String> = Vec::new();
+    while said.len() < 2 || !said[said.len() - 2].starts_with("On the other computer") {
+        let mut line = String::new();
+        assert!(reader.read_line(&mut line).unwrap() > 0, "resume ended before printing a command: {said:?}");
+        said.push(line.trim_end().to_string());
+    }
+    let command = printed_command(&said);
+    assert!(command.contains("--appid 'example.com/resumed'"), "{command}");
+    let received = run_printed(&server, command, b"");
+    assert!(received.status.success(), "{command}: {}", stderr(&received));
+    assert_eq!(received.stdout, b"again");
+    assert!(resumed.wait().unwrap().success());
+}
+
+/// With standard output redirected, the code prompt and what is typed go to
+/// the terminal, never into the received data.
+#[cfg(unix)]
+#[test]
+fn the_code_prompt_stays_on_the_terminal_when_standard_output_is_a_file() {
+    let server = Server::start();
+    let (sender, code, _) = start_send(&server, &[], b"only the data");
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("out.txt");
+    let mut shell = Command::new("sh");
+    shell.args(["-c", "exec \"$0\" receive > \"$1\"", BIN, &out.display().to_string()]);
+    shell.env("WORMHOLE_SYNC_RENDEZVOUS", &server.url).env_remove("WORMHOLE_SYNC_APPID");
+    let mut session = Session::spawn(shell).unwrap();
+    session.set_expect_timeout(Some(Duration::from_secs(20)));
+    expect(&mut session, "Enter the invitation code");
+    session.send(format!("{code}\r")).unwrap();
+    assert_eq!(exit_code(&mut session), Some(0));
+    assert_eq!(std::fs::read(&out).unwrap(), b"only the data");
+    assert!(finish(sender).status.success());
 }
 
 #[test]

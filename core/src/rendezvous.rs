@@ -48,9 +48,12 @@ pub struct RendezvousConfig {
     pub max_message_bytes: usize,
     /// Most messages one mailbox holds.
     pub max_messages_per_channel: usize,
-    /// Most mailboxes one application id holds at once.
+    /// Most mailboxes one application id holds at once, not counting the
+    /// emptied ones kept for the retention (spent and burned codes): an app
+    /// id may finish any number of exchanges within a retention.
     pub max_channels_per_app: usize,
-    /// Most mailboxes the server holds at once.
+    /// Most mailboxes the server holds at once, the emptied ones kept for the
+    /// retention included (they hold memory too).
     pub max_channels: usize,
     /// Longest long-poll wait the server grants.
     pub max_wait: Duration,
@@ -180,6 +183,8 @@ struct App {
     /// Nameplates held by mailboxes this rendezvous does not hold (a
     /// partial view: see [`Rendezvous::reserve_nameplates`]).
     reserved: BTreeSet<u32>,
+    /// How many of `mailboxes` are tombstones (not counted by the app's cap).
+    tombstones: usize,
 }
 
 impl App {
@@ -559,8 +564,7 @@ impl Rendezvous {
         if self.mailboxes >= self.config.max_channels {
             return Err(err(ErrorCode::ServerFull, "the server holds as many channels as it allows"));
         }
-        let in_app = self.apps.get(appid).map_or(0, |a| a.mailboxes.len());
-        if in_app >= self.config.max_channels_per_app {
+        if self.channels_in(appid) >= self.config.max_channels_per_app {
             return Err(err(ErrorCode::TooManyChannels, "this application holds as many channels as allowed"));
         }
         Ok(())
@@ -753,14 +757,14 @@ impl Rendezvous {
         let tombstone = mailbox.is_tombstone();
         let deleted = mailbox.all_closed() && !tombstone;
         let dropped = if tombstone { std::mem::take(&mut mailbox.messages).len() } else { 0 };
+        let made_tombstone = tombstone && !was_tombstone;
+        app.tombstones += usize::from(made_tombstone);
         if allocated && app.allocated_by.get(side) == Some(id) {
             // A later allocate by this side gets a fresh nameplate.
             app.allocated_by.remove(side);
         }
         self.messages -= dropped;
-        if tombstone && !was_tombstone {
-            self.tombstones += 1;
-        }
+        self.tombstones += usize::from(made_tombstone);
         if nameplate_back {
             self.nameplates += 1;
         }
@@ -781,6 +785,7 @@ impl Rendezvous {
             self.mailboxes -= 1;
             if mailbox.is_tombstone() {
                 self.tombstones -= 1;
+                app.tombstones -= 1;
             }
             self.messages -= mailbox.messages.len();
             if let Some(number) = mailbox.nameplate {
@@ -985,6 +990,22 @@ impl Rendezvous {
     /// Whether any mailbox of `appid` exists.
     pub fn has_app(&self, appid: &str) -> bool {
         self.apps.get(appid).is_some_and(|app| !app.mailboxes.is_empty())
+    }
+
+    /// The channels of `appid` its cap counts: its mailboxes but the
+    /// tombstones (see [`RendezvousConfig::max_channels_per_app`]).
+    ///
+    /// ```
+    /// use wormhole_sync_core::rendezvous::Rendezvous;
+    /// use wormhole_sync_core::wire::{AllocateRequest, Request};
+    /// use wormhole_sync_core::Timestamp;
+    ///
+    /// let mut server = Rendezvous::default();
+    /// server.handle(Timestamp::from_millis(0), &Request::Allocate(AllocateRequest::new("app", "side"))).unwrap();
+    /// assert_eq!(server.channels_in("app"), 1);
+    /// ```
+    pub fn channels_in(&self, appid: &str) -> usize {
+        self.apps.get(appid).map_or(0, |app| app.mailboxes.len() - app.tombstones)
     }
 
     /// The mailbox a request reaches (by the mailbox it names, else by its
@@ -1287,6 +1308,7 @@ impl Rendezvous {
             }
             rendezvous.mailboxes += 1;
             rendezvous.tombstones += usize::from(m.is_tombstone());
+            app.tombstones += usize::from(m.is_tombstone());
             rendezvous.instances += 1;
             rendezvous.messages += m.messages.len();
             let members = m
@@ -1541,6 +1563,45 @@ mod tests {
         assert_eq!(server.expire(at(5 + retention - 1)), Vec::new());
         assert_eq!(server.expire(at(5 + retention)), vec![(APP.to_string(), mailbox)]);
         assert!(!server.contains(APP, channel), "after the retention the number is free");
+    }
+
+    #[test]
+    fn finished_exchanges_kept_for_the_retention_leave_the_apps_cap_free() {
+        let config = RendezvousConfig { max_channels_per_app: 2, ..RendezvousConfig::default() };
+        let mut server = Rendezvous::new(config).with_seed([7; 32]);
+        // Three whole exchanges, one after the other: each leaves a spent
+        // channel behind, and the next still gets a channel.
+        for round in 0..3u64 {
+            let (a, b) = (format!("a{round}"), format!("b{round}"));
+            let allocate = Request::Allocate(AllocateRequest::new(APP, &a));
+            let Ok(Response::Allocated(allocated)) = server.handle(at(round), &allocate) else {
+                panic!("round {round}: no channel")
+            };
+            let channel = allocated.channel;
+            server.handle(at(round), &Request::Join(JoinRequest::new(APP, &b, channel, false))).unwrap();
+            for side in [&a, &b] {
+                let close =
+                    CloseRequest { appid: APP.into(), side: side.clone(), channel, mailbox: None, mood: Mood::Happy };
+                server.handle(at(round), &Request::Close(close)).unwrap();
+            }
+        }
+        assert_eq!(server.stats().tombstones, 3);
+        // Two open channels fill the cap, tombstones or not.
+        let Ok(Response::Allocated(c)) = server.handle(at(9), &Request::Allocate(AllocateRequest::new(APP, "c")))
+        else {
+            panic!("no channel for c")
+        };
+        server.handle(at(9), &Request::Allocate(AllocateRequest::new(APP, "d"))).unwrap();
+        let refused = server.handle(at(9), &Request::Allocate(AllocateRequest::new(APP, "e"))).unwrap_err();
+        assert_eq!(refused.code, ErrorCode::TooManyChannels);
+        // Restored from a snapshot, the tombstones are told apart again.
+        let mut restored = Rendezvous::restore(server.config().clone(), server.snapshot()).unwrap();
+        let refused = restored.handle(at(9), &Request::Allocate(AllocateRequest::new(APP, "e"))).unwrap_err();
+        assert_eq!(refused.code, ErrorCode::TooManyChannels);
+        let close =
+            CloseRequest { appid: APP.into(), side: "c".into(), channel: c.channel, mailbox: None, mood: Mood::Lonely };
+        restored.handle(at(9), &Request::Close(close)).unwrap();
+        restored.handle(at(9), &Request::Allocate(AllocateRequest::new(APP, "e"))).unwrap();
     }
 
     #[test]

@@ -38,23 +38,7 @@ fn instances(count: usize, config: ServerConfig) -> Option<(Database, Vec<TestSe
 fn an_exchange_started_on_one_instance_finishes_on_another() {
     let Some((_database, servers)) = instances(2, quiet_config()) else { return };
     let (a, b) = (servers[0].addr, servers[1].addr);
-    let config = Config::new("example.com/two-instances").unwrap();
-    let mut initiator = Exchange::initiator(config.clone(), b"from the initiator".to_vec(), seed()).unwrap();
-    initiator.start(support::now());
-    let mut news = Progress::default();
-    drive(&mut initiator, &mut news, a, |n| n.code().is_some());
-    let code = news.code().unwrap().clone();
-    let mut receiver = Exchange::receiver(config, code, b"from the receiver".to_vec(), seed()).unwrap();
-    receiver.start(support::now());
-    let receiver = std::thread::spawn(move || {
-        let mut news = Progress::default();
-        drive(&mut receiver, &mut news, b, |_| false);
-        news
-    });
-    drive(&mut initiator, &mut news, a, |_| false);
-    let receiver_news = receiver.join().unwrap();
-    assert_eq!(news.outcome(), Some(Ok(&b"from the receiver"[..])));
-    assert_eq!(receiver_news.outcome(), Some(Ok(&b"from the initiator"[..])));
+    an_exchange(a, b);
     assert_eq!(support::metric(b, "wormhole_channels_open"), 0.0, "both closed: the channel is gone");
 }
 
@@ -233,6 +217,15 @@ fn caps_and_budgets_hold_over_the_deployment() {
     // Refused means not stored: the other side of that channel sees nothing.
     let fetched = post(a, "/v1/fetch", &json!({"appid": "app", "side": "s2", "channel": second}));
     assert_eq!(fetched.json()["messages"], json!([]));
+    // A finished exchange's channel, kept emptied for the retention (its code
+    // is spent), no longer counts against the app's cap.
+    assert_eq!(post(b, "/v1/join", &json!({"appid": "app", "side": "r1", "channel": first})).status, 200);
+    for side in ["s1", "r1"] {
+        let close = json!({"appid": "app", "side": side, "channel": first, "mood": "happy"});
+        assert_eq!(post(a, "/v1/close", &close).json(), json!({"deleted": false}));
+    }
+    assert_eq!(allocate(b, "s4").status, 200);
+    assert_eq!(allocate(a, "s5").error_code(), "too-many-channels");
 }
 
 /// The server binary on a database, on an OS-chosen port.
@@ -362,4 +355,176 @@ fn kill_9_of_an_instance_under_load_loses_nothing_it_acknowledged() {
     }
     b.kill().unwrap();
     b.wait().unwrap();
+}
+
+/// Where the usage counters (what caps, budgets and metrics read) differ
+/// from what the tables hold, one line each: empty when they agree.
+const USAGE_MISMATCHES: &str = "
+    WITH usage AS (SELECT scope, key, sum(mailboxes)::BIGINT AS mailboxes, sum(tombstones)::BIGINT AS tombstones,
+                          sum(nameplates)::BIGINT AS nameplates, sum(messages)::BIGINT AS messages,
+                          sum(bytes)::BIGINT AS bytes, sum(apps)::BIGINT AS apps, sum(posters)::BIGINT AS posters
+                   FROM wormhole_sync_usage GROUP BY scope, key),
+         server AS (SELECT sum(mailboxes) AS mailboxes, sum(tombstones) AS tombstones, sum(nameplates) AS nameplates,
+                           sum(messages) AS messages, sum(bytes) AS bytes, sum(apps) AS apps, sum(posters) AS posters
+                    FROM usage WHERE scope IN ('server', 'gone')),
+         compared(what, counted, stored) AS (
+             SELECT 'mailboxes', (SELECT mailboxes FROM server), (SELECT count(*) FROM mailboxes)
+             UNION ALL SELECT 'tombstones', (SELECT tombstones FROM server),
+                              (SELECT count(*) FROM mailboxes WHERE tombstone)
+             UNION ALL SELECT 'nameplates', (SELECT nameplates FROM server),
+                              (SELECT count(*) FROM mailboxes WHERE holds_nameplate)
+             UNION ALL SELECT 'apps', (SELECT apps FROM server), (SELECT count(*) FROM wormhole_sync_apps)
+             UNION ALL SELECT 'messages', (SELECT messages FROM server), (SELECT count(*) FROM mailbox_messages)
+             UNION ALL SELECT 'bytes', (SELECT bytes FROM server),
+                              (SELECT coalesce(sum(octet_length(body)), 0) FROM mailbox_messages)
+             UNION ALL SELECT 'posters', (SELECT posters FROM server), (SELECT count(*) FROM wormhole_sync_posters)
+             UNION ALL SELECT 'app ids without a row', 0,
+                              (SELECT count(DISTINCT appid) FROM mailboxes
+                               WHERE appid NOT IN (SELECT appid FROM wormhole_sync_apps))
+             UNION ALL SELECT 'addresses without a row', 0,
+                              (SELECT count(DISTINCT poster) FROM mailbox_messages
+                               WHERE poster NOT IN (SELECT poster FROM wormhole_sync_posters))
+             UNION ALL SELECT 'app ' || coalesce(u.key, s.appid), coalesce(u.mailboxes, 0), coalesce(s.n, 0)
+                 FROM (SELECT * FROM usage WHERE scope = 'app') u
+                 FULL JOIN (SELECT appid, count(*) AS n FROM mailboxes GROUP BY appid) s ON s.appid = u.key
+             UNION ALL SELECT 'app tombstones ' || coalesce(u.key, s.appid), coalesce(u.tombstones, 0), coalesce(s.n, 0)
+                 FROM (SELECT * FROM usage WHERE scope = 'app') u
+                 FULL JOIN (SELECT appid, count(*) FILTER (WHERE tombstone) AS n FROM mailboxes GROUP BY appid) s
+                 ON s.appid = u.key
+             UNION ALL SELECT 'app bytes ' || coalesce(u.key, s.appid), coalesce(u.bytes, 0), coalesce(s.n, 0)
+                 FROM (SELECT * FROM usage WHERE scope = 'app') u
+                 FULL JOIN (SELECT appid, sum(octet_length(body)) AS n FROM mailbox_messages GROUP BY appid) s
+                 ON s.appid = u.key
+             UNION ALL SELECT 'poster ' || coalesce(u.key, s.poster), coalesce(u.bytes, 0), coalesce(s.n, 0)
+                 FROM (SELECT * FROM usage WHERE scope = 'poster') u
+                 FULL JOIN (SELECT poster, sum(octet_length(body)) AS n FROM mailbox_messages
+                            WHERE poster IS NOT NULL GROUP BY poster) s ON s.poster = u.key
+             UNION ALL SELECT 'maker ' || coalesce(u.key, s.maker), coalesce(u.mailboxes - u.tombstones, 0),
+                              coalesce(s.n, 0)
+                 FROM (SELECT * FROM usage WHERE scope = 'maker') u
+                 FULL JOIN (SELECT maker, count(*) FILTER (WHERE NOT tombstone) AS n FROM mailboxes
+                            WHERE maker IS NOT NULL GROUP BY maker) s ON s.maker = u.key)
+    SELECT coalesce(string_agg(what || ': counted ' || coalesce(counted::TEXT, 'nothing') || ', stored ' || stored,
+                               '; ' ORDER BY what), '')
+    FROM compared WHERE coalesce(counted, 0) <> stored";
+
+/// A request from `client`, as a trusted proxy on loopback forwards it.
+fn post_from(addr: SocketAddr, client: &str, path: &str, body: &Value) -> support::Reply {
+    let body = serde_json::to_vec(body).unwrap();
+    let mut bytes = request("POST", path, Some("application/json"), &body);
+    let head_end = bytes.windows(2).position(|w| w == b"\r\n").unwrap() + 2;
+    bytes.splice(head_end..head_end, format!("X-Forwarded-For: {client}\r\n").into_bytes());
+    support::raw(addr, &bytes).unwrap()
+}
+
+#[test]
+fn usage_counters_follow_every_change_and_the_sweep_clears_them() {
+    let mut config = quiet_config();
+    config.trusted_proxies = vec!["127.0.0.1/32".parse().unwrap()];
+    config.rendezvous.channel_expiry = Duration::from_secs(3);
+    config.rendezvous.burned_retention = Duration::from_secs(3);
+    config.sweep_interval = Duration::from_millis(200);
+    let Some((database, servers)) = instances(2, config) else { return };
+    let at = |i: usize| servers[i % 2].addr;
+    let client = |i: usize| format!("203.0.113.{}", i % 3);
+    let mut channels = Vec::new();
+    for i in 0..9 {
+        let appid = ["app-a", "app-b", "app-c"][i % 3];
+        let side = format!("i{i}");
+        let allocated = post_from(at(i), &client(i), "/v1/allocate", &json!({"appid": appid, "side": side}));
+        let channel = allocated.json()["channel"].clone();
+        let message =
+            json!({"appid": appid, "side": side, "channel": channel, "phase": "pake", "body": "ab".repeat(i + 1)});
+        assert_eq!(post_from(at(i + 1), &client(i), "/v1/post", &message).status, 200);
+        channels.push((appid, side, channel));
+    }
+    // Second sides in six channels; three of them end (both close), burn
+    // (a scary close), or are left open.
+    for (i, (appid, side, channel)) in channels.iter().enumerate().take(6) {
+        let peer = format!("r{i}");
+        let joined =
+            post_from(at(i), &client(i + 1), "/v1/join", &json!({"appid": appid, "side": peer, "channel": channel}));
+        assert_eq!(joined.status, 200, "{:?}", joined.json());
+        let message =
+            json!({"appid": appid, "side": peer, "channel": channel, "phase": "pake", "body": "cd".repeat(i + 2)});
+        assert_eq!(post_from(at(i + 1), &client(i + 1), "/v1/post", &message).status, 200);
+        let close = |side: &str, mood: &str| json!({"appid": appid, "side": side, "channel": channel, "mood": mood});
+        match i % 3 {
+            0 => {
+                assert_eq!(post_from(at(i), &client(i), "/v1/close", &close(side, "happy")).status, 200);
+                assert_eq!(post_from(at(i + 1), &client(i + 1), "/v1/close", &close(&peer, "happy")).status, 200);
+            }
+            1 => {
+                assert_eq!(post_from(at(i), &client(i), "/v1/close", &close(side, "scary")).status, 200);
+                assert_eq!(post_from(at(i), &client(i + 1), "/v1/close", &close(&peer, "lonely")).status, 200);
+            }
+            _ => {}
+        }
+    }
+    // A whole exchange from loopback (charged to nobody) beside them.
+    an_exchange(servers[0].addr, servers[1].addr);
+    assert_eq!(database.query_text(USAGE_MISMATCHES), "");
+    assert!(database.query_text("SELECT count(*) FROM mailboxes WHERE tombstone") != "0", "no tombstone was counted");
+    assert!(support::metric(servers[0].addr, "wormhole_storing_clients") >= 1.0);
+    let stored: f64 = database.query_text("SELECT sum(octet_length(body)) FROM mailbox_messages").parse().unwrap();
+    assert_eq!(support::metric(servers[1].addr, "wormhole_stored_bytes"), stored, "metrics read the counters");
+
+    // Everything expires: the counters return to zero, and the rows of app
+    // ids and addresses that hold nothing are gone.
+    let started = Instant::now();
+    while database.query_text("SELECT count(*) FROM mailboxes") != "0" {
+        assert!(started.elapsed() < Duration::from_secs(20), "idle mailboxes were never swept");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert_eq!(database.query_text(USAGE_MISMATCHES), "");
+    let unused = "SELECT (SELECT count(*) FROM wormhole_sync_usage WHERE scope NOT IN ('server', 'gone'))
+                        + (SELECT count(*) FROM wormhole_sync_apps) + (SELECT count(*) FROM wormhole_sync_posters)";
+    while database.query_text(unused) != "0" {
+        assert!(started.elapsed() < Duration::from_secs(20), "counters of nothing were never deleted");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// A whole exchange, its initiator on `a` and its receiver on `b`.
+fn an_exchange(a: SocketAddr, b: SocketAddr) {
+    let config = Config::new("example.com/counted").unwrap();
+    let mut initiator = Exchange::initiator(config.clone(), b"one".to_vec(), seed()).unwrap();
+    initiator.start(support::now());
+    let mut news = Progress::default();
+    drive(&mut initiator, &mut news, a, |n| n.code().is_some());
+    let mut receiver = Exchange::receiver(config, news.code().unwrap().clone(), b"two".to_vec(), seed()).unwrap();
+    receiver.start(support::now());
+    let receiver = std::thread::spawn(move || {
+        let mut news = Progress::default();
+        drive(&mut receiver, &mut news, b, |_| false);
+        news
+    });
+    drive(&mut initiator, &mut news, a, |_| false);
+    assert_eq!(news.outcome(), Some(Ok(&b"two"[..])));
+    assert_eq!(receiver.join().unwrap().outcome(), Some(Ok(&b"one"[..])));
+}
+
+#[test]
+fn the_counters_migration_counts_what_an_older_version_stored() {
+    let Some(database) = Database::create() else { return };
+    database.execute(include_str!("../migrations/postgres/0001_mailboxes.sql"));
+    database.execute(include_str!("../migrations/postgres/0002_mailbox_makers.sql"));
+    database.execute(
+        "CREATE TABLE wormhole_sync_migrations (version INTEGER PRIMARY KEY, applied_at TIMESTAMPTZ NOT NULL DEFAULT now());
+         INSERT INTO wormhole_sync_migrations (version) VALUES (1), (2);
+         INSERT INTO mailboxes (appid, mailbox, nameplate, holds_nameplate, allocator, members, burned, tombstone,
+                                last_activity, maker)
+         SELECT 'app' || (i % 4), 'm' || i, i, i % 3 <> 0, NULL, '[]', i % 5 = 0, i % 5 = 0,
+                (extract(epoch FROM now()) * 1000)::BIGINT, CASE WHEN i % 2 = 0 THEN '198.51.100.' || (i % 7) END
+         FROM generate_series(1, 60) i;
+         INSERT INTO mailbox_messages (appid, mailbox, seq, side, phase, body, poster)
+         SELECT 'app' || (i % 4), 'm' || i, s, 'side' || s, 'p' || s, repeat('ab', i + s),
+                CASE WHEN s = 0 THEN '192.0.2.' || (i % 9) END
+         FROM generate_series(1, 60) i, generate_series(0, 2) s WHERE i % 5 <> 0;",
+    );
+    let server = TestServer::postgres(quiet_config(), &database.url);
+    assert_eq!(database.query_text("SELECT max(version) FROM wormhole_sync_migrations"), "3");
+    assert_eq!(database.query_text("SELECT count(DISTINCT key) FROM wormhole_sync_usage WHERE scope = 'maker'"), "7");
+    assert_eq!(database.query_text(USAGE_MISMATCHES), "");
+    assert_eq!(support::metric(server.addr, "wormhole_channels_retained"), 12.0);
 }

@@ -66,6 +66,11 @@ macro_rules! shared_methods {
                 self.driver.exchange.config().rendezvous().unwrap_or(PUBLIC_MAILBOX_URL)
             }
 
+            /// The application id this exchange runs under.
+            pub fn appid(&self) -> &str {
+                self.driver.exchange.config().appid()
+            }
+
             /// A handle that cancels this exchange from another thread.
             pub fn canceller(&self) -> Canceller {
                 self.driver.canceller()

@@ -299,7 +299,8 @@ pub fn run(data: &[u8]) {
 
 /// Panics unless the rendezvous's state holds its invariants: one or two
 /// members per mailbox, logs numbered 1, 2, 3, ..., no nameplate leading to
-/// two mailboxes, and counters (mailboxes, nameplates, messages, apps) that
+/// two mailboxes, and counters (mailboxes, nameplates, messages, apps, each
+/// app's channels) that
 /// match the state. Other fuzz drivers over the same state use it too.
 pub fn check_state(rendezvous: &Rendezvous) {
     let snapshot = rendezvous.snapshot();
@@ -332,6 +333,10 @@ pub fn check_state(rendezvous: &Rendezvous) {
     assert_eq!(stats.messages, messages, "the message count drifted");
     let apps = snapshot.mailboxes.iter().map(|c| c.appid.as_str()).collect::<std::collections::BTreeSet<_>>();
     assert_eq!(stats.apps, apps.len(), "the app count drifted");
+    for app in apps {
+        let open = snapshot.mailboxes.iter().filter(|m| m.appid == app && !m.is_tombstone()).count();
+        assert_eq!(rendezvous.channels_in(app), open, "the channels {app}'s cap counts drifted");
+    }
 }
 
 fn check_log(log: &Log, after: u64) {

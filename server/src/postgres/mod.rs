@@ -20,12 +20,15 @@
 //! apart the same way (the primary key, the same index). **Reads** (fetches)
 //! run without locks, and again with them only if they change more than an
 //! activity stamp. **Expiry** runs under a try-lock, so one instance sweeps
-//! at a time, and its `DELETE` is idempotent anyway.
+//! at a time, and its `DELETE` is idempotent anyway. **Usage** (what caps,
+//! budgets and metrics read) is kept in counters that the migration's
+//! triggers update in the same transaction as the rows they count.
 
 mod listen;
 mod operation;
 mod rows;
 
+use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
@@ -44,6 +47,7 @@ pub(crate) use operation::{Scope, Target};
 const MIGRATIONS: &[(i32, &str)] = &[
     (1, include_str!("../../migrations/postgres/0001_mailboxes.sql")),
     (2, include_str!("../../migrations/postgres/0002_mailbox_makers.sql")),
+    (3, include_str!("../../migrations/postgres/0003_usage_counters.sql")),
 ];
 
 /// Advisory lock keys (the two-integer form).
@@ -235,17 +239,17 @@ impl Postgres {
     }
 
     /// Counts for metrics, and the bytes stored and how many client
-    /// addresses they are charged to.
+    /// addresses they are charged to: a read of the counters the database
+    /// keeps (the migration's triggers), whatever it stores.
     pub(crate) async fn stats(&self) -> Result<(RendezvousStats, u64, usize), WireError> {
         self.read("cannot count", async |client| {
             let row = client
                 .query_one(
-                    "SELECT (SELECT count(DISTINCT appid) FROM mailboxes), (SELECT count(*) FROM mailboxes),
-                            (SELECT count(*) FROM mailboxes WHERE holds_nameplate),
-                            (SELECT count(*) FROM mailbox_messages),
-                            (SELECT coalesce(sum(octet_length(body)), 0) FROM mailbox_messages),
-                            (SELECT count(DISTINCT poster) FROM mailbox_messages),
-                            (SELECT count(*) FROM mailboxes WHERE tombstone)",
+                    "SELECT coalesce(sum(apps), 0)::BIGINT, coalesce(sum(mailboxes), 0)::BIGINT,
+                            coalesce(sum(nameplates), 0)::BIGINT, coalesce(sum(messages), 0)::BIGINT,
+                            coalesce(sum(bytes), 0)::BIGINT, coalesce(sum(posters), 0)::BIGINT,
+                            coalesce(sum(tombstones), 0)::BIGINT
+                     FROM wormhole_sync_usage WHERE scope IN ('server', 'gone') AND key = ''",
                     &[],
                 )
                 .await?;
@@ -346,37 +350,112 @@ impl Postgres {
         let now = rows::millis(now);
         let run = async {
             let mut client = self.client().await?;
-            let swept = async {
-                let tx = client.transaction().await?;
-                let locked: bool =
-                    tx.query_one("SELECT pg_try_advisory_xact_lock($1, $2)", &[&LOCK_CLASS, &SWEEP_LOCK]).await?.get(0);
-                if !locked {
-                    return Ok(0);
-                }
-                let deleted = tx
-                    .query(
-                        "DELETE FROM mailboxes
-                         WHERE last_activity <= $1::BIGINT - LEAST($2::BIGINT, $3::BIGINT)
-                           AND last_activity <= $1::BIGINT - CASE WHEN tombstone THEN $3::BIGINT ELSE $2::BIGINT END
-                         RETURNING appid, mailbox",
-                        &[&now, &expiry, &retention],
-                    )
-                    .await?;
-                for row in &deleted {
-                    let payload = listen::payload(row.get(0), row.get(1));
-                    tx.execute("SELECT pg_notify($1, $2)", &[&CHANNEL, &payload]).await?;
-                }
-                tx.commit().await?;
-                Ok(deleted.len())
-            }
-            .await;
-            swept.map_err(|e: tokio_postgres::Error| {
+            let failed = |e: tokio_postgres::Error| {
                 self.mark(false);
                 unavailable("cannot sweep", describe(&e))
-            })
+            };
+            let mut swept = 0;
+            loop {
+                // One scan finds a batch without locks; each shard's part is
+                // then deleted in a transaction of its own: one that held the
+                // counters of several shards could deadlock with operations
+                // (which take one shard's).
+                let found = client
+                    .query(
+                        "SELECT appid, mailbox, wormhole_sync_shard(mailbox) FROM mailboxes
+                         WHERE last_activity <= $1::BIGINT - LEAST($2::BIGINT, $3::BIGINT)
+                           AND last_activity <= $1::BIGINT - CASE WHEN tombstone THEN $3::BIGINT ELSE $2::BIGINT END
+                         LIMIT $4",
+                        &[&now, &expiry, &retention, &SWEEP_BATCH],
+                    )
+                    .await
+                    .map_err(failed)?;
+                let mut shards: BTreeMap<i16, (Vec<&str>, Vec<&str>)> = BTreeMap::new();
+                for row in &found {
+                    let (appids, mailboxes) = shards.entry(row.get(2)).or_default();
+                    appids.push(row.get(0));
+                    mailboxes.push(row.get(1));
+                }
+                for (appids, mailboxes) in shards.values() {
+                    let deleted = sweep_some(&mut client, appids, mailboxes, [now, expiry, retention]);
+                    match deleted.await.map_err(failed)? {
+                        Some(deleted) => swept += deleted,
+                        None => return Ok(swept),
+                    }
+                }
+                if found.len() < SWEEP_BATCH as usize {
+                    break;
+                }
+            }
+            // App ids and addresses holding nothing any more, and their
+            // counters. Counter rows in use are skipped, not waited for.
+            // Neither is needed to go on.
+            for sql in [
+                "WITH gone AS (
+                     DELETE FROM wormhole_sync_apps a
+                     WHERE NOT EXISTS (SELECT 1 FROM mailboxes b WHERE b.appid = a.appid) RETURNING 1)
+                 UPDATE wormhole_sync_usage SET apps = apps - (SELECT count(*) FROM gone)
+                 WHERE scope = 'gone' AND key = '' AND shard = 0",
+                "WITH gone AS (
+                     DELETE FROM wormhole_sync_posters p
+                     WHERE NOT EXISTS (SELECT 1 FROM wormhole_sync_usage u
+                                       WHERE u.scope = 'poster' AND u.key = p.poster AND u.messages <> 0)
+                     RETURNING 1)
+                 UPDATE wormhole_sync_usage SET posters = posters - (SELECT count(*) FROM gone)
+                 WHERE scope = 'gone' AND key = '' AND shard = 0",
+                "DELETE FROM wormhole_sync_usage WHERE ctid IN (
+                     SELECT ctid FROM wormhole_sync_usage
+                     WHERE scope IN ('app', 'poster', 'maker') AND mailboxes = 0 AND tombstones = 0
+                       AND nameplates = 0 AND messages = 0 AND bytes = 0
+                     FOR UPDATE SKIP LOCKED)",
+            ] {
+                if let Err(e) = client.execute(sql, &[]).await {
+                    tracing::debug!("clearing unused counters: {}", describe(&e));
+                }
+            }
+            Ok(swept)
         };
         tokio::time::timeout(OPERATION_TIMEOUT, run).await.unwrap_or_else(|_| Err(unavailable("sweep", "timed out")))
     }
+}
+
+/// How many expired mailboxes the sweep reads at a time.
+const SWEEP_BATCH: i64 = 5_000;
+
+/// Deletes those of the named mailboxes that are still expired, unless
+/// another instance is sweeping (then `None`); notifies their waiters.
+async fn sweep_some(
+    client: &mut deadpool_postgres::Object,
+    appids: &[&str],
+    mailboxes: &[&str],
+    [now, expiry, retention]: [i64; 3],
+) -> Result<Option<usize>, tokio_postgres::Error> {
+    let tx = client.transaction().await?;
+    let locked: bool =
+        tx.query_one("SELECT pg_try_advisory_xact_lock($1, $2)", &[&LOCK_CLASS, &SWEEP_LOCK]).await?.get(0);
+    if !locked {
+        return Ok(None);
+    }
+    // Mailboxes are locked before the counters, as operations lock them; one
+    // an operation holds is left for the next sweep.
+    let deleted = tx
+        .query(
+            "WITH expired AS (
+                 SELECT appid, mailbox FROM mailboxes
+                 WHERE (appid, mailbox) IN (SELECT * FROM unnest($4::TEXT[], $5::TEXT[]))
+                   AND last_activity <= $1::BIGINT - LEAST($2::BIGINT, $3::BIGINT)
+                   AND last_activity <= $1::BIGINT - CASE WHEN tombstone THEN $3::BIGINT ELSE $2::BIGINT END
+                 FOR UPDATE SKIP LOCKED)
+             DELETE FROM mailboxes b USING expired e WHERE b.appid = e.appid AND b.mailbox = e.mailbox
+             RETURNING b.appid, b.mailbox",
+            &[&now, &expiry, &retention, &appids, &mailboxes],
+        )
+        .await?;
+    for row in &deleted {
+        tx.execute("SELECT pg_notify($1, $2)", &[&CHANNEL, &listen::payload(row.get(0), row.get(1))]).await?;
+    }
+    tx.commit().await?;
+    Ok(Some(deleted.len()))
 }
 
 fn millis_of(duration: Duration) -> i64 {

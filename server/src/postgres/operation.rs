@@ -16,7 +16,6 @@ use wormhole_sync_core::{ChannelId, Timestamp};
 
 use super::rows::{self, MAILBOX_COLUMNS, MESSAGE_COLUMNS};
 use super::{describe, listen, unavailable, Postgres, CHANNEL, OPERATION_TIMEOUT};
-use crate::budgets::Limits;
 use crate::ServerConfig;
 
 /// What an operation reads: the rows it locks and loads.
@@ -485,88 +484,126 @@ async fn put_mailbox(
 /// The cap or budget an operation's writes went past, counted over the
 /// whole database (so over every instance), if any: the operation is then
 /// rolled back and refused, as a single server refuses it beforehand.
+///
+/// One statement reads the counters every check needs (kept by the
+/// migration's triggers, already updated by this transaction's writes); a
+/// limit of 0 reads nothing. A client's channels, and the app ids when this
+/// one is new, are counted one such transaction at a time (a lock held to
+/// the commit), so racing requests cannot pass those caps together.
 async fn over_caps(
     tx: &impl GenericClient,
     config: &ServerConfig,
     written: &Written,
 ) -> Result<Option<WireError>, Box<Fail>> {
     let limits = &config.rendezvous;
-    // The maker's cap first, as a single server checks it before the others.
+    let mut checks = Checks::default();
+    // In the order a single server checks them.
     if let (Some(maker), true) = (&written.maker, config.max_channels_per_address > 0) {
-        // One maker's channels are counted one transaction at a time (the lock
-        // is per maker, held to the commit), so racing requests cannot pass the
-        // cap together.
         execute(tx, "SELECT pg_advisory_xact_lock(hashtextextended($1, 0))", &[maker]).await?;
-        let made = count(
-            query_one(tx, "SELECT count(*) FROM mailboxes WHERE maker = $1 AND NOT tombstone", &[maker]).await?.get(0),
-        );
-        if made > config.max_channels_per_address {
-            return Ok(Some(crate::budgets::too_many_client_channels()));
-        }
+        let sql = "SELECT sum(mailboxes - tombstones) FROM wormhole_sync_usage WHERE scope = 'maker' AND key = $";
+        checks.add(sql, Some(maker), config.max_channels_per_address as u64, crate::budgets::too_many_client_channels);
     }
+    let mut new_app = None;
     for appid in &written.made {
-        let row = tx
-            .query_one(
-                "SELECT (SELECT count(*) FROM mailboxes WHERE appid = $1), (SELECT count(*) FROM mailboxes)",
-                &[appid],
-            )
-            .await?;
-        let (in_app, total) = (count(row.get(0)), count(row.get(1)));
-        if total > limits.max_channels {
-            return Ok(Some(WireError::new(ErrorCode::ServerFull, "the server holds as many channels as it allows")));
-        }
-        if in_app > limits.max_channels_per_app {
-            return Ok(Some(WireError::new(
-                ErrorCode::TooManyChannels,
-                "this application holds as many channels as allowed",
-            )));
-        }
-        if in_app == 1 && config.max_apps > 0 {
-            // A new app id: counted one such transaction at a time (held to the
-            // commit), so racing ones cannot pass the cap together.
-            let lock = [&super::LOCK_CLASS as &(dyn ToSql + Sync), &super::NEW_APP_LOCK];
-            execute(tx, "SELECT pg_advisory_xact_lock($1, $2)", &lock).await?;
-            let apps = count(query_one(tx, "SELECT count(DISTINCT appid) FROM mailboxes", &[]).await?.get(0));
-            if apps > config.max_apps {
-                return Ok(Some(WireError::new(
-                    ErrorCode::ServerFull,
-                    "the server holds as many application ids as it allows",
-                )));
-            }
+        checks.add(&server_sum("mailboxes"), None, limits.max_channels as u64, || {
+            WireError::new(ErrorCode::ServerFull, "the server holds as many channels as it allows")
+        });
+        let sql = "SELECT sum(mailboxes - tombstones) FROM wormhole_sync_usage WHERE scope = 'app' AND key = $";
+        checks.add(sql, Some(appid), limits.max_channels_per_app as u64, || {
+            WireError::new(ErrorCode::TooManyChannels, "this application holds as many channels as allowed")
+        });
+        if config.max_apps > 0 {
+            // Its first mailbox: the app id is new.
+            let sql = "SELECT (sum(mailboxes) = 1)::INT FROM wormhole_sync_usage WHERE scope = 'app' AND key = $";
+            new_app = Some(checks.read(sql, Some(appid)));
         }
     }
-    let budgets = Limits {
-        per_app: config.max_bytes_per_app,
-        per_client: config.max_bytes_per_address,
-        total: config.max_bytes,
-        channels_per_client: config.max_channels_per_address,
-    };
     for (appid, poster) in &written.stored {
-        let row = tx
-            .query_one(
-                "SELECT (SELECT coalesce(sum(octet_length(body)), 0) FROM mailbox_messages),
-                        (SELECT coalesce(sum(octet_length(body)), 0) FROM mailbox_messages WHERE appid = $1),
-                        (SELECT coalesce(sum(octet_length(body)), 0) FROM mailbox_messages WHERE poster = $2)",
-                &[appid, poster],
-            )
-            .await?;
-        let over = |used: i64, limit: u64| limit > 0 && u64::try_from(used).unwrap_or(0) > limit;
-        if let Some(what) = [
-            (over(row.get(0), budgets.total), "the server"),
-            (over(row.get(1), budgets.per_app), "this application id"),
-            (poster.is_some() && over(row.get(2), budgets.per_client), "this address"),
-        ]
-        .into_iter()
-        .find_map(|(over, what)| over.then_some(what))
-        {
-            return Ok(Some(crate::budgets::over(what)));
+        if config.max_bytes > 0 {
+            checks.add(&server_sum("bytes"), None, config.max_bytes, || crate::budgets::over("the server"));
+        }
+        if config.max_bytes_per_app > 0 {
+            let sql = "SELECT sum(bytes) FROM wormhole_sync_usage WHERE scope = 'app' AND key = $";
+            checks.add(sql, Some(appid), config.max_bytes_per_app, || crate::budgets::over("this application id"));
+        }
+        if let (Some(poster), true) = (poster, config.max_bytes_per_address > 0) {
+            let sql = "SELECT sum(bytes) FROM wormhole_sync_usage WHERE scope = 'poster' AND key = $";
+            checks.add(sql, Some(poster), config.max_bytes_per_address, || crate::budgets::over("this address"));
+        }
+    }
+    let values = checks.values(tx).await?;
+    if let Some(refusal) = checks.first_over(&values) {
+        return Ok(Some(refusal));
+    }
+    if new_app.is_some_and(|column| values[column] == 1) {
+        let lock = [&super::LOCK_CLASS as &(dyn ToSql + Sync), &super::NEW_APP_LOCK];
+        execute(tx, "SELECT pg_advisory_xact_lock($1, $2)", &lock).await?;
+        let apps = "SELECT coalesce(sum(apps), 0)::BIGINT FROM wormhole_sync_usage
+                    WHERE scope IN ('server', 'gone') AND key = ''";
+        if u64::try_from(query_one(tx, apps, &[]).await?.get::<_, i64>(0)).unwrap_or(0) > config.max_apps as u64 {
+            return Ok(Some(WireError::new(
+                ErrorCode::ServerFull,
+                "the server holds as many application ids as it allows",
+            )));
         }
     }
     Ok(None)
 }
 
-fn count(n: i64) -> usize {
-    usize::try_from(n).unwrap_or(usize::MAX)
+/// Counter checks read together: each a scalar query (its key parameter
+/// written `$`) and, for a check, the limit its value may not pass.
+#[derive(Default)]
+struct Checks<'a> {
+    columns: Vec<String>,
+    keys: Vec<&'a String>,
+    limits: Vec<Option<Limit>>,
+}
+
+/// The most a checked value may be, and the refusal past it.
+type Limit = (u64, fn() -> WireError);
+
+impl<'a> Checks<'a> {
+    /// A value to read; returns its column.
+    fn read(&mut self, sql: &str, key: Option<&'a String>) -> usize {
+        let sql = match key {
+            Some(key) => {
+                self.keys.push(key);
+                sql.replace('$', &format!("${}", self.keys.len()))
+            }
+            None => sql.to_string(),
+        };
+        self.columns.push(format!("coalesce(({sql}), 0)::BIGINT"));
+        self.limits.push(None);
+        self.columns.len() - 1
+    }
+
+    /// A value that may not pass `limit`, else `refusal`.
+    fn add(&mut self, sql: &str, key: Option<&'a String>, limit: u64, refusal: fn() -> WireError) {
+        let column = self.read(sql, key);
+        self.limits[column] = Some((limit, refusal));
+    }
+
+    /// Every value, in one statement.
+    async fn values(&self, tx: &impl GenericClient) -> Result<Vec<i64>, Box<Fail>> {
+        if self.columns.is_empty() {
+            return Ok(Vec::new());
+        }
+        let sql = format!("SELECT {}", self.columns.join(", "));
+        let params: Vec<&(dyn ToSql + Sync)> = self.keys.iter().map(|key| *key as &(dyn ToSql + Sync)).collect();
+        let row = query_one(tx, &sql, &params).await?;
+        Ok((0..self.columns.len()).map(|i| row.get(i)).collect())
+    }
+
+    /// The refusal of the first check whose value passed its limit.
+    fn first_over(&self, values: &[i64]) -> Option<WireError> {
+        let over = |(limit, refusal): &Limit, value: i64| (u64::try_from(value).unwrap_or(0) > *limit).then(refusal);
+        self.limits.iter().zip(values).find_map(|(check, value)| check.as_ref().and_then(|c| over(c, *value)))
+    }
+}
+
+/// The statement summing a column of the server-wide counter rows.
+fn server_sum(column: &str) -> String {
+    format!("SELECT sum({column}) FROM wormhole_sync_usage WHERE scope = 'server' AND key = ''")
 }
 
 // Statements are prepared once per connection and cached: parsing and
