@@ -269,7 +269,7 @@ def scenario_ours_wrong_send(wormhole, server, ours):
     check("Key confirmation failed" in err or "WrongPassword" in err, f"wormhole receive said: {err[-500:]}")
     status, _, err = finish(sender)
     check(status == WRONG_CODE_EXIT, f"our send exited {status}: {err[-500:]}")
-    check("codes did not match" in err, f"our sender said: {err[-500:]}")
+    check("the other side typed a different code" in err, f"our sender said: {err[-500:]}")
 
 
 def scenario_ours_wrong_receive(wormhole, server, ours):

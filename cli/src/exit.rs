@@ -84,10 +84,19 @@ impl Failure {
             Error::UnknownChannel | Error::ChannelExpired | Error::ChannelBurned => {
                 Failure::new(code::NO_CHANNEL, error.to_string())
             }
-            Error::ServerUnreachable { cause } => Failure::new(
-                code::UNREACHABLE,
-                format!("could not reach the rendezvous server at {server}: {}", cause.chain()),
-            ),
+            Error::ServerUnreachable { cause } => {
+                let chain = cause.chain();
+                // rustls reading a plain-HTTP answer as a TLS record.
+                let hint = if rendezvous.starts_with("https://") && chain.contains("InvalidContentType") {
+                    " (the server answers in plain HTTP: use http:// instead of https://)"
+                } else {
+                    ""
+                };
+                Failure::new(
+                    code::UNREACHABLE,
+                    format!("could not reach the rendezvous server at {server}: {chain}{hint}"),
+                )
+            }
             Error::ServerBusy { .. } | Error::ServerRejected { .. } | Error::ServerProtocol { .. } => {
                 Failure::new(code::REFUSED, format!("{error} (server: {server})"))
             }

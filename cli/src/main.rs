@@ -2,6 +2,7 @@
 //! invitation code, resume an exchange after a restart, run the rendezvous
 //! server.
 
+mod docs;
 mod exit;
 mod output;
 mod state;
@@ -13,7 +14,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
-use clap::{Args, CommandFactory, Parser, Subcommand};
+use clap::{Args, Parser, Subcommand};
 use wormhole_sync_core::parse_duration;
 use wormhole_sync_server::cli::ServeArgs;
 use wormhole_sync_ureq::magic_wormhole::{PUBLIC_MAILBOX_URL, TEXT_APPID};
@@ -103,6 +104,10 @@ enum Command {
     Resume {
         /// The state file.
         file: PathBuf,
+        /// Give up this long after the exchange first started (e.g. 3d)
+        /// instead of the timeout it was saved with.
+        #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
+        timeout: Option<Duration>,
         /// Write the received data to this new file (mode 0600; never through
         /// a symbolic link) instead of standard output.
         #[arg(long, value_name = "PATH")]
@@ -124,8 +129,15 @@ enum Command {
         /// The shell.
         shell: clap_complete::Shell,
     },
-    /// Print the manual page (roff): `wormhole-sync man > wormhole-sync.1`.
-    Man,
+    /// Print a manual page (roff): `wormhole-sync man > wormhole-sync.1`,
+    /// `wormhole-sync man send`, or all of them: `wormhole-sync man --dir DIR`.
+    Man {
+        /// The command whose page to print [default: the top page].
+        command: Option<String>,
+        /// Write every page (wormhole-sync.1, wormhole-sync-send.1, ...) into this folder.
+        #[arg(long, value_name = "DIR", conflicts_with = "command")]
+        dir: Option<PathBuf>,
+    },
 }
 
 /// Options of `send` and `receive`.
@@ -186,12 +198,7 @@ impl Common {
             Flavour::MagicWormhole => (PUBLIC_MAILBOX_URL, TEXT_APPID),
         };
         let rendezvous = self.rendezvous.clone().unwrap_or_else(|| default_rendezvous.to_string());
-        let websocket = rendezvous.starts_with("ws://") || rendezvous.starts_with("wss://");
-        if self.magic_wormhole && !websocket {
-            return Err(Failure::usage(
-                "with --magic-wormhole, --rendezvous (or WORMHOLE_SYNC_RENDEZVOUS) is a mailbox server's ws:// or wss:// URL",
-            ));
-        }
+        transfer::check_rendezvous(&rendezvous, flavour)?;
         if self.magic_wormhole && self.verify {
             return Err(Failure::usage("--verify is not available with --magic-wormhole"));
         }
@@ -259,14 +266,14 @@ fn run(command: Command) -> Result<(), Failure> {
             transfer::handle_ctrl_c(&options.state);
             (options.clone(), transfer::receive(&options, &code, data, chosen)?)
         }
-        Command::Resume { file, output, force, quiet, ca_cert } => {
+        Command::Resume { file, timeout, output, force, quiet, ca_cert } => {
             let saved = StateFile::read(&file)?;
             let state = StateFile::new(Some(file));
             let options = Options {
                 flavour: Flavour::Transcribe,                   // Replaced by the saved one.
                 rendezvous: DEFAULT_RENDEZVOUS_URL.to_string(), // Likewise.
                 appid: String::new(),
-                timeout: Duration::ZERO,
+                timeout: Duration::ZERO, // The saved one, or --timeout.
                 schedule: None,
                 code_words: None,
                 verify: false,
@@ -280,17 +287,11 @@ fn run(command: Command) -> Result<(), Failure> {
                 output::check_target(path, options.force)?;
             }
             transfer::handle_ctrl_c(&options.state);
-            (options.clone(), transfer::resume(options, &saved)?)
+            (options.clone(), transfer::resume(options, &saved, timeout)?)
         }
         Command::Serve(args) => return serve(args),
-        Command::Completions { shell } => {
-            clap_complete::generate(shell, &mut Cli::command(), "wormhole-sync", &mut std::io::stdout());
-            return Ok(());
-        }
-        Command::Man => {
-            let page = clap_mangen::Man::new(Cli::command());
-            return page.render(&mut std::io::stdout()).map_err(|e| Failure::new(exit::code::OTHER, e.to_string()));
-        }
+        Command::Completions { shell } => return docs::completions(shell),
+        Command::Man { command, dir } => return docs::man(command.as_deref(), dir.as_deref()),
     };
     output::write_data(&data, options.output.as_deref(), options.force)
 }
@@ -313,6 +314,8 @@ fn serve(args: ServeArgs) -> Result<(), Failure> {
 
 #[cfg(test)]
 mod tests {
+    use clap::CommandFactory;
+
     use super::*;
 
     #[test]

@@ -75,13 +75,20 @@ impl Completer for CodeCompleter {
             return Ok((start, if done { vec![pair(format!("{current}-"))] } else { Vec::new() }));
         }
         let current = current.to_ascii_lowercase();
-        let words = word_list(parts - 1).iter().filter(|w| w.starts_with(&current));
-        Ok((start, words.map(|w| pair((*w).to_string())).collect()))
+        let words: Vec<&str> = word_list(parts - 1).iter().copied().filter(|w| w.starts_with(&current)).collect();
+        // One candidate for the first word: the dash follows (codes have two
+        // words unless their sender chose otherwise).
+        if let ([only], 1) = (words.as_slice(), parts) {
+            return Ok((start, vec![pair(format!("{only}-"))]));
+        }
+        Ok((start, words.into_iter().map(|w| pair(w.to_string())).collect()))
     }
 }
 
-/// Asks for the code on the terminal, completing words with Tab, and
-/// checks every word against its list before anything is sent.
+/// Asks for the code on the terminal, completing words with Tab (a second
+/// Tab lists the candidates), and checks every word against its list before
+/// anything is sent: a mistyped code is shown again to correct, with the
+/// closest words.
 pub fn ask_code() -> Result<Code, Failure> {
     // On the terminal itself, not standard output: with `receive > FILE` the
     // prompt and the typed code would otherwise land in the data.
@@ -91,17 +98,28 @@ pub fn ask_code() -> Result<Code, Failure> {
              `-` to read it from standard input, or WORMHOLE_SYNC_CODE"
         )));
     }
-    let config = rustyline::Config::builder().behavior(rustyline::config::Behavior::PreferTerm).build();
+    let config = rustyline::Config::builder()
+        .behavior(rustyline::config::Behavior::PreferTerm)
+        .completion_type(rustyline::CompletionType::List)
+        .build();
     let mut editor = rustyline::Editor::<CodeCompleter, rustyline::history::DefaultHistory>::with_config(config)
         .map_err(|e| Failure::usage(format!("cannot read the code from the terminal: {e}")))?;
     editor.set_helper(Some(CodeCompleter));
-    let line = editor.readline("Enter the invitation code (Tab completes words): ").map_err(|e| match e {
-        rustyline::error::ReadlineError::Interrupted | rustyline::error::ReadlineError::Eof => {
-            Failure::new(crate::exit::code::INTERRUPTED, "no code entered")
+    let mut typed = String::new();
+    loop {
+        let prompt = "Enter the invitation code (Tab completes words): ";
+        typed = editor.readline_with_initial(prompt, (&typed, "")).map_err(|e| match e {
+            rustyline::error::ReadlineError::Interrupted | rustyline::error::ReadlineError::Eof => {
+                Failure::new(crate::exit::code::INTERRUPTED, "no code entered")
+            }
+            other => Failure::usage(format!("cannot read the code from the terminal: {other}")),
+        })?;
+        match typed_code(&typed) {
+            Ok(code) => return Ok(code),
+            // The person's own typing, shown back on their terminal to correct.
+            Err(failure) => say(&format!("{}; correct it and press Enter (Ctrl-C to stop)", failure.message)),
         }
-        other => Failure::usage(format!("cannot read the code from the terminal: {other}")),
-    })?;
-    typed_code(&line)
+    }
 }
 
 /// The code on the first line of standard input (`receive -`, `--code -`),
@@ -124,17 +142,39 @@ pub fn code_from_stdin() -> Result<String, Failure> {
 }
 
 /// A code a person typed (on the command line or at the prompt): well
-/// formed, and every word from the list of its position.
+/// formed, and every word from the list of its position; a word that is not
+/// is named (it is the person's own typing, on their own terminal), with
+/// the closest words of its list.
 pub fn typed_code(text: &str) -> Result<Code, Failure> {
     let code: Code = text.parse().map_err(|e| Failure::usage(format!("invalid code: {e}")))?;
     if let Some(position) = code.unlisted_word() {
+        let word = &code.words()[position];
+        let suggestions = closest_words(word, position);
+        let suggestion = match suggestions.as_slice() {
+            [] => String::new(),
+            [one] => format!(" (did you mean {one}?)"),
+            [rest @ .., last] => format!(" (did you mean {} or {last}?)", rest.join(", ")),
+        };
         return Err(Failure::usage(format!(
-            "invalid code: word {} is not a word codes use at that position; check the code (a code you chose \
-             together goes with --code)",
-            position + 1
+            "invalid code: word {} \"{}\" is not a word codes use there{suggestion}; check the code (a code you \
+             chose together goes with --code)",
+            position + 1,
+            shown(word),
         )));
     }
     Ok(code)
+}
+
+/// Up to three words of the list for `position` closest to `typed`
+/// (within two edits, closest first).
+fn closest_words(typed: &str, position: usize) -> Vec<&'static str> {
+    let mut near: Vec<(usize, &'static str)> = word_list(position)
+        .iter()
+        .map(|w| (strsim::damerau_levenshtein(typed, w), *w))
+        .filter(|(distance, _)| *distance <= 2)
+        .collect();
+    near.sort();
+    near.into_iter().take(3).map(|(_, w)| w).collect()
 }
 
 /// Shows the verifier and asks the person, on the terminal itself (standard

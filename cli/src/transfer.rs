@@ -213,6 +213,40 @@ pub fn send(options: &Options, data: Vec<u8>, chosen: Option<String>) -> Result<
     run(Party::Initiator(initiator), options)
 }
 
+/// Refuses at once a server URL that cannot work for `flavour`, saying what
+/// to type instead (rather than retrying it until the timeout).
+pub fn check_rendezvous(url: &str, flavour: Flavour) -> Result<(), Failure> {
+    let shown = terminal::shown(url);
+    let (scheme, rest) = url.split_once("://").unwrap_or(("", url));
+    let path = rest.find('/').map_or("", |slash| &rest[slash..]);
+    let host = &rest[..rest.len() - path.len()];
+    let refused = |why: String| Err(Failure::usage(format!("--rendezvous {shown}: {why}")));
+    match (flavour, scheme.to_ascii_lowercase().as_str()) {
+        (Flavour::Transcribe, "http" | "https") if matches!(path.trim_end_matches('/'), "/v1") => refused(format!(
+            "give the server's address without /v1 (--rendezvous {scheme}://{})",
+            terminal::shown(host)
+        )),
+        (Flavour::Transcribe, "http" | "https") => Ok(()),
+        (Flavour::Transcribe, "ws" | "wss") => refused(
+            "this is a magic-wormhole mailbox server's address: add --magic-wormhole, or give a wormhole-sync \
+             server's http:// or https:// address"
+                .into(),
+        ),
+        (Flavour::MagicWormhole, "ws" | "wss") if path.trim_end_matches('/').is_empty() => refused(format!(
+            "a mailbox server's address ends in its path, usually /v1 (--rendezvous {scheme}://{}/v1)",
+            terminal::shown(host)
+        )),
+        (Flavour::MagicWormhole, "ws" | "wss") => Ok(()),
+        (Flavour::MagicWormhole, _) => {
+            refused("with --magic-wormhole, the server is a mailbox server's ws:// or wss:// address".into())
+        }
+        (Flavour::Transcribe, _) => refused(format!(
+            "the address starts with http:// or https:// (--rendezvous http://{})",
+            terminal::shown(rest)
+        )),
+    }
+}
+
 /// `receive`: join the channel a typed code names, exchange.
 pub fn receive(options: &Options, code: &Code, data: Vec<u8>, chosen: bool) -> Result<Vec<u8>, Failure> {
     if options.flavour == Flavour::MagicWormhole {
@@ -228,32 +262,42 @@ pub fn receive(options: &Options, code: &Code, data: Vec<u8>, chosen: bool) -> R
     run(Party::Receiver(receiver), options)
 }
 
-/// `resume`: continue the exchange saved in the state file.
-pub fn resume(mut options: Options, saved: &[u8]) -> Result<Vec<u8>, Failure> {
-    if let Some(party) = resume_magic(&options, saved)? {
-        options.flavour = Flavour::MagicWormhole;
-        options.rendezvous = either!(&party, side => side.rendezvous()).to_string();
-        options.appid = either!(&party, side => side.appid()).to_string();
-        return run(party, &options);
-    }
-    let agent = options.agent()?;
-    let party = match Initiator::from_serialized(saved) {
-        Ok(initiator) => Party::Initiator(match agent {
-            Some(agent) => initiator.with_http_client(agent),
-            None => initiator,
-        }),
-        Err(Error::BadSerializedState(_)) => match Receiver::from_serialized(saved) {
-            Ok(receiver) => Party::Receiver(match agent {
-                Some(agent) => receiver.with_http_client(agent),
-                None => receiver,
-            }),
-            Err(e) => return Err(Failure::usage(format!("cannot resume: {e}"))),
-        },
-        Err(e) => return Err(Failure::usage(format!("cannot resume: {e}"))),
+/// `resume`: continue the exchange saved in the state file, with another
+/// timeout (from its first start) if given.
+pub fn resume(mut options: Options, saved: &[u8], timeout: Option<Duration>) -> Result<Vec<u8>, Failure> {
+    let mut party = match resume_magic(&options, saved)? {
+        Some(party) => {
+            options.flavour = Flavour::MagicWormhole;
+            party
+        }
+        None => resume_transcribe(&options, saved)?,
     };
+    if let Some(timeout) = timeout {
+        either!(&mut party, side => side.set_timeout(timeout))
+            .map_err(|e| Failure::usage(format!("--timeout: {e}")))?;
+    }
     options.rendezvous = either!(&party, side => side.rendezvous()).to_string();
     options.appid = either!(&party, side => side.appid()).to_string();
     run(party, &options)
+}
+
+/// A saved exchange of this tool's own protocol.
+fn resume_transcribe(options: &Options, saved: &[u8]) -> Result<Party, Failure> {
+    let agent = options.agent()?;
+    match Initiator::from_serialized(saved) {
+        Ok(initiator) => Ok(Party::Initiator(match agent {
+            Some(agent) => initiator.with_http_client(agent),
+            None => initiator,
+        })),
+        Err(Error::BadSerializedState(_)) => match Receiver::from_serialized(saved) {
+            Ok(receiver) => Ok(Party::Receiver(match agent {
+                Some(agent) => receiver.with_http_client(agent),
+                None => receiver,
+            })),
+            Err(e) => Err(Failure::usage(format!("cannot resume: {e}"))),
+        },
+        Err(e) => Err(Failure::usage(format!("cannot resume: {e}"))),
+    }
 }
 
 /// A saved magic-wormhole exchange, if that is what `saved` holds.
@@ -327,7 +371,7 @@ fn exchange(party: &mut Party, options: &Options, status: &Status) -> Result<Vec
     }
     let verifier = either!(party, side => side.get_verifier()).map_err(|e| fail(&e, options))?;
     state.save(|| party.serialize())?;
-    status.waiting_for("exchanging data");
+    status.waiting_for("waiting for the other side's data (it may be away: this waits until the timeout)");
     loop {
         match either!(party, side => side.get_data()) {
             Err(Error::ApiMisuse(ApiMisuse::VerifierUnconfirmed)) => {

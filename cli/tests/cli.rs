@@ -359,6 +359,38 @@ fn a_send_killed_mid_wait_resumes_with_the_same_code() {
     assert!(!state.exists(), "the state file is removed when the exchange ends");
 }
 
+/// A saved invitation can be given longer when it is resumed, counted from
+/// its first start; without that, one past its timeout ends at once.
+#[test]
+fn resume_can_extend_the_timeout() {
+    let server = Server::start();
+    let dir = tempfile::tempdir().unwrap();
+    let [extended, expired] = ["extended.json", "expired.json"].map(|n| dir.path().join(n).display().to_string());
+    let (mut sender, code, _) = start_send(&server, &["--state", &extended, "--timeout", "2s"], b"still here");
+    sender.kill();
+    let (mut other, _, _) = start_send(&server, &["--state", &expired, "--timeout", "2s"], b"gone");
+    other.kill();
+    std::thread::sleep(Duration::from_millis(2500));
+
+    let late = run(server.command(&["resume", &expired]), b"");
+    assert_eq!(late.status.code(), Some(4), "{}", stderr(&late));
+
+    let mut resumed = server.command(&["resume", &extended, "--timeout", "1h"]);
+    let resumed = resumed.stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
+    let received = run(server.command(&["receive", &code]), b"reply");
+    assert!(received.status.success(), "{}", stderr(&received));
+    assert_eq!(received.stdout, b"still here");
+    let resumed = resumed.wait_with_output().unwrap();
+    assert!(resumed.status.success(), "{}", stderr(&resumed));
+    assert_eq!(resumed.stdout, b"reply");
+
+    let (mut third, _, _) = start_send(&server, &["--state", &expired], b"third");
+    third.kill();
+    let too_long = run(server.command(&["resume", &expired, "--timeout", "400d"]), b"");
+    assert_eq!(too_long.status.code(), Some(2), "{}", stderr(&too_long));
+    assert!(stderr(&too_long).contains("at most 366 days"), "{}", stderr(&too_long));
+}
+
 #[cfg(unix)]
 fn interrupt(running: &Running) {
     let status = Command::new("kill").args(["-INT", &running.child.id().to_string()]).status().unwrap();
@@ -410,7 +442,8 @@ fn receive_asks_for_the_code_and_completes_words_with_tab() {
     receiver.send(format!("{channel}\t")).unwrap(); // Tab after the number adds the dash.
     for (position, word) in words.iter().enumerate() {
         receiver.send(format!("{}\t", unique_prefix(word, position))).unwrap();
-        if position + 1 < words.len() {
+        // Tab after the first word adds the dash too; later ones are typed.
+        if position >= 1 && position + 1 < words.len() {
             receiver.send("-").unwrap();
         }
     }
@@ -419,12 +452,30 @@ fn receive_asks_for_the_code_and_completes_words_with_tab() {
     assert_eq!(exit_code(&mut receiver), Some(0));
     assert!(finish(sender).status.success());
 
-    // A word that is not in its list is caught before anything is sent.
+    // A second Tab lists the candidates; a mistyped word is named, with the
+    // closest words, before anything is sent, and the code is asked again.
+    let (sender, code, _) = start_send(&server, &[], b"after a typo");
+    let (channel, words) = code.split_once('-').unwrap();
+    let first = words.split('-').next().unwrap();
+    let initial = &first[..1];
+    let candidates: Vec<&str> = word_list(0).iter().copied().filter(|w| w.starts_with(initial)).collect();
     let mut receiver = pty(&server, &["receive"]);
     expect(&mut receiver, "Enter the invitation code");
-    receiver.send(format!("{channel}-{}-{}\r", words[1], words[0])).unwrap();
-    expect(&mut receiver, "not a word codes use at that position");
-    assert_eq!(exit_code(&mut receiver), Some(2));
+    receiver.send(format!("{channel}-{initial}\t\t")).unwrap();
+    if candidates.len() > 1 {
+        expect(&mut receiver, candidates[0]);
+        expect(&mut receiver, candidates[candidates.len() - 1]);
+    }
+    receiver.send("\x15").unwrap(); // Ctrl-U: the line is empty again.
+    let typo = [&first[..first.len() - 1], &first[1..]].into_iter().find(|t| !word_list(0).contains(t)).unwrap();
+    receiver.send(format!("{channel}-{typo}-{}\r", &words[first.len() + 1..])).unwrap();
+    expect(&mut receiver, &format!(r#"word 1 "{typo}" is not a word codes use there \(did you mean [^)]*{first}"#));
+    expect(&mut receiver, "correct it and press Enter");
+    receiver.send("\x15").unwrap();
+    receiver.send(format!("{code}\r")).unwrap();
+    expect(&mut receiver, "after a typo");
+    assert_eq!(exit_code(&mut receiver), Some(0));
+    assert!(finish(sender).status.success());
 }
 
 /// Runs a command line the tool printed, through the shell, with this
@@ -509,10 +560,35 @@ fn help_completions_and_man_page_are_generated() {
         let script = Command::new(BIN).args(["completions", shell]).output().unwrap();
         assert!(script.status.success() && String::from_utf8_lossy(&script.stdout).contains("resume"), "{shell}");
     }
+    // A reader that stops at once (`| head -1`) is no failure, and no panic.
+    let mut early = Command::new(BIN);
+    let mut early = early.args(["completions", "bash"]).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
+    drop(early.stdout.take());
+    let early = early.wait_with_output().unwrap();
+    assert!(early.status.success() && !stderr(&early).contains("panicked"), "{}", stderr(&early));
+
     let man = Command::new(BIN).arg("man").output().unwrap();
-    assert!(
-        String::from_utf8_lossy(&man.stdout).starts_with(".ie") || String::from_utf8_lossy(&man.stdout).contains(".TH")
-    );
+    let top = String::from_utf8_lossy(&man.stdout).into_owned();
+    assert!(top.contains(".TH") && top.contains("EXIT STATUS") && top.contains("wrong code"), "{top}");
+    let send = Command::new(BIN).args(["man", "send"]).output().unwrap();
+    let send = String::from_utf8_lossy(&send.stdout).into_owned();
+    assert!(send.contains("rendezvous") && send.contains("timeout") && send.contains("Exit codes"), "{send}");
+    // Every page the top page names is generated.
+    let dir = tempfile::tempdir().unwrap();
+    let written = Command::new(BIN).args(["man", "--dir"]).arg(dir.path()).output().unwrap();
+    assert!(written.status.success(), "{}", stderr(&written));
+    let named: Vec<&str> = top
+        .split("wormhole\\-sync\\-")
+        .skip(1)
+        .filter_map(|rest| rest.split_once("(1)").map(|(name, _)| name))
+        .filter(|name| name.bytes().all(|b| b.is_ascii_lowercase()))
+        .collect();
+    assert!(named.len() >= 5, "{top}");
+    for name in named {
+        let page = dir.path().join(format!("wormhole-sync-{name}.1"));
+        assert!(page.exists(), "the top page names {} but it was not generated", page.display());
+    }
+    assert!(dir.path().join("wormhole-sync.1").exists());
     let serve = Command::new(BIN).args(["serve", "--help"]).output().unwrap();
     let serve = String::from_utf8(serve.stdout).unwrap();
     for flag in ["--listen", "--db", "--memory", "--channel-expiry", "--rate-limit", "WORMHOLE_SYNC_DB"] {
@@ -672,6 +748,30 @@ fn magic_wormhole_refuses_what_it_cannot_do_with_usage_errors() {
         assert_eq!(refused.status.code(), Some(2), "{args:?}: {}", stderr(&refused));
         assert!(stderr(&refused).contains(said), "{args:?}: {}", stderr(&refused));
     }
+}
+
+/// A server address that cannot work is refused at once, saying what to
+/// type instead; https:// against a plain-HTTP server says so.
+#[test]
+fn server_address_mistakes_are_caught_at_once_with_the_fix() {
+    let server = Server::start();
+    let host = server.url.trim_start_matches("http://").to_string();
+    let (ws_v1, http_v1, ws_bare) = (format!("ws://{host}/v1"), format!("{}/v1", server.url), format!("ws://{host}"));
+    let cases = [
+        (vec!["send", "--rendezvous", &ws_v1, "x"], "add --magic-wormhole".to_string()),
+        (vec!["send", "--rendezvous", &http_v1, "x"], format!("--rendezvous {}", server.url)),
+        (vec!["send", "--rendezvous", &host, "x"], format!("--rendezvous http://{host}")),
+        (vec!["send", "--magic-wormhole", "--rendezvous", &ws_bare, "x"], format!("--rendezvous ws://{host}/v1")),
+    ];
+    for (args, fix) in cases {
+        let started = Instant::now();
+        let refused = run(server.command(&args), b"");
+        assert_eq!(refused.status.code(), Some(2), "{args:?}: {}", stderr(&refused));
+        assert!(stderr(&refused).contains(&fix), "{args:?}: {}", stderr(&refused));
+        assert!(started.elapsed() < Duration::from_secs(5));
+    }
+    let tls = run(server.command(&["send", "--timeout", "3s", "--rendezvous", &format!("https://{host}"), "x"]), b"");
+    assert!(stderr(&tls).contains("use http:// instead of https://"), "{}", stderr(&tls));
 }
 
 /// `--output` writes a new private file, never through a symbolic link,

@@ -276,6 +276,14 @@ fn without_credentials(url: &str) -> String {
 /// new code, and a saved state with more is refused as no exchange makes it.
 pub const MAX_TIMEOUT: Duration = Duration::from_secs(366 * 24 * 3600);
 
+/// `config` with another timeout, refused over [`MAX_TIMEOUT`].
+pub(crate) fn with_valid_timeout(config: &Config, timeout: Duration) -> Result<Config, Error> {
+    if timeout > MAX_TIMEOUT {
+        return Err(Error::InvalidConfig("the timeout must be at most 366 days".into()));
+    }
+    Ok(config.clone().with_timeout(timeout))
+}
+
 /// The rendezvous server transports use unless told otherwise: a server
 /// started on this machine with `wormhole-sync-server` defaults. Both sides
 /// must use the same server.

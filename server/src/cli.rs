@@ -248,7 +248,15 @@ pub async fn serve(args: ServeArgs, name: &str) -> ExitCode {
     let scheme = if server.tls_reloader().is_some() { "https" } else { "http" };
     tracing::info!(%addr, storage = %server.storage_description(), channels, "listening on {scheme}://{addr}");
     let ws = if scheme == "https" { "wss" } else { "ws" };
-    tracing::info!("wormhole clients: wormhole --relay-url {ws}://{addr}/v1 send");
+    // The address to give clients: this one, unless it is every interface's.
+    let reach = match server.local_addr() {
+        Ok(a) if a.ip().is_unspecified() => format!("THIS-MACHINE:{}", a.port()),
+        _ => addr.clone(),
+    };
+    tracing::info!(
+        "wormhole-sync clients: wormhole-sync send --rendezvous {scheme}://{reach} (or WORMHOLE_SYNC_RENDEZVOUS)"
+    );
+    tracing::info!("wormhole clients: wormhole --relay-url {ws}://{reach}/v1 send");
     #[cfg(unix)]
     if let Some(tls) = server.tls_reloader() {
         tokio::spawn(reload_on_sighup(tls));

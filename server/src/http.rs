@@ -65,6 +65,7 @@ fn error(code: ErrorCode, message: &str) -> WireError {
 
 pub(crate) fn router(app: Arc<App>) -> Router {
     Router::new()
+        .route("/", get(front_page).fallback(method_not_allowed))
         .route("/health", get(health).fallback(method_not_allowed))
         .route("/metrics", get(metrics).fallback(method_not_allowed))
         .route("/v1", any(crate::mailbox::upgrade))
@@ -120,6 +121,31 @@ async fn metrics(State(app): State<Arc<App>>) -> HttpResponse {
 async fn method_not_allowed() -> HttpResponse {
     let e = error(ErrorCode::MethodNotAllowed, "this path does not take this method");
     json(e.http_status(), e.to_json())
+}
+
+/// What a person who opens the server's address in a browser reads: what
+/// this is and how to point the clients at it.
+async fn front_page() -> HttpResponse {
+    const PAGE: &str = "\
+This is a wormhole-sync rendezvous server: it relays the encrypted messages
+of two computers exchanging a small piece of data (a key, an address, an
+invitation) with a short invitation code. It never sees the code or the data.
+
+Use it with the wormhole-sync command, giving the address you opened this
+page with (http://HOST:PORT, or https://... behind TLS):
+
+    wormhole-sync send --rendezvous http://HOST:PORT 'the data'
+    wormhole-sync receive --rendezvous http://HOST:PORT 7-guitarist-revenge
+
+or set WORMHOLE_SYNC_RENDEZVOUS=http://HOST:PORT once. magic-wormhole's
+`wormhole` command talks to it too:
+
+    wormhole --relay-url ws://HOST:PORT/v1 send --text 'the data'
+
+The HTTP API is under /v1/ (see PROTOCOL.md); /health answers whether the
+server can serve, /metrics its counters.
+";
+    (StatusCode::OK, [(header::CONTENT_TYPE, "text/plain; charset=utf-8")], PAGE).into_response()
 }
 
 async fn not_found() -> HttpResponse {

@@ -30,6 +30,20 @@ fn timed_post(a: SocketAddr, path: &'static str, body: Value) -> std::thread::Jo
     })
 }
 
+/// A person who opens the server's address in a browser learns what it is
+/// and how to point the clients at it.
+#[test]
+fn the_front_page_says_how_to_use_the_server() {
+    let server = TestServer::memory(ServerConfig::default());
+    let reply = raw(server.addr, &request("GET", "/", None, b"")).unwrap();
+    assert_eq!(reply.status, 200);
+    assert!(reply.headers.to_ascii_lowercase().contains("content-type: text/plain"), "{}", reply.headers);
+    let page = String::from_utf8(reply.body).unwrap();
+    for line in ["wormhole-sync send --rendezvous", "wormhole --relay-url", "/health"] {
+        assert!(page.contains(line), "{page}");
+    }
+}
+
 #[test]
 fn every_route_works() {
     let server = TestServer::memory(quiet_config());
@@ -397,9 +411,9 @@ fn bad_requests() -> Vec<(&'static str, Vec<u8>, u16, &'static str)> {
         ("POST health", request("POST", "/health", j, b"{}"), 405, "method-not-allowed"),
         ("unknown operation", p("/v1/destroy", "{}"), 404, "not-found"),
         ("old version", p("/v0/allocate", "{}"), 404, "not-found"),
-        ("root", request("GET", "/", None, b""), 404, "not-found"),
+        ("post to the front page", request("POST", "/", j, b"{}"), 405, "method-not-allowed"),
         ("nested path", p("/v1/allocate/extra", "{}"), 404, "not-found"),
-        ("query string only", request("GET", "/?x=1", None, b""), 404, "not-found"),
+        ("query string on an unknown path", request("GET", "/nothing?x=1", None, b""), 404, "not-found"),
         ("wrong code conflict", p("/v1/post", r#"{"appid":"app","side":"s1","channel":1,"phase":"pake","body":"different"}"#), 409, "conflict"),
     ]
 }

@@ -67,6 +67,18 @@ macro_rules! shared_methods {
                 self.exchange.serialize()
             }
 
+            /// Gives the exchange another hard timeout, still counted from
+            /// the first start: a restored invitation saved with a short
+            /// one can be given days. Once there is an outcome it changes
+            /// nothing.
+            ///
+            /// # Errors
+            /// [`Error::InvalidConfig`] over
+            /// [`MAX_TIMEOUT`](wormhole_sync_core::MAX_TIMEOUT).
+            pub fn set_timeout(&mut self, timeout: std::time::Duration) -> Result<(), Error> {
+                self.exchange.set_timeout(timeout)
+            }
+
             /// Restores from `serialize` output (of this crate or the
             /// blocking one); call `start()` to resume.
             pub fn from_serialized(bytes: &[u8]) -> Result<Self, Error> {

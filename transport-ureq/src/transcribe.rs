@@ -73,6 +73,18 @@ macro_rules! shared_methods {
                 self.driver.exchange.config().appid()
             }
 
+            /// Gives the exchange another hard timeout, still counted from
+            /// the first start: a restored invitation saved with a short
+            /// one can be given days. Once there is an outcome it changes
+            /// nothing.
+            ///
+            /// # Errors
+            /// [`Error::InvalidConfig`] over
+            /// [`MAX_TIMEOUT`](wormhole_sync_core::MAX_TIMEOUT).
+            pub fn set_timeout(&mut self, timeout: std::time::Duration) -> Result<(), Error> {
+                self.driver.exchange.set_timeout(timeout)
+            }
+
             /// A handle that cancels this exchange from another thread.
             pub fn canceller(&self) -> Canceller {
                 self.driver.canceller()

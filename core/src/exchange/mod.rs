@@ -293,6 +293,30 @@ impl Exchange {
         &self.facts.config
     }
 
+    /// Gives the exchange another hard timeout, still counted from the first
+    /// start: a restored invitation saved with a short one can be given
+    /// days. Once there is an outcome it changes nothing. A timeout already
+    /// past ends the exchange at the next [`handle_timeout`](Self::handle_timeout).
+    ///
+    /// # Errors
+    /// [`Error::InvalidConfig`] over [`MAX_TIMEOUT`](crate::MAX_TIMEOUT).
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use wormhole_sync_core::{Config, Exchange, Timestamp};
+    ///
+    /// let config = Config::new("example.com/app")?.with_timeout(Duration::from_secs(60));
+    /// let mut initiator = Exchange::initiator(config, b"data".to_vec(), [7; 32])?;
+    /// initiator.start(Timestamp::from_millis(0));
+    /// initiator.set_timeout(Duration::from_secs(3 * 24 * 3600))?;
+    /// assert_eq!(initiator.deadline(), Some(Timestamp::from_millis(3 * 24 * 3600 * 1000)));
+    /// # Ok::<(), wormhole_sync_core::Error>(())
+    /// ```
+    pub fn set_timeout(&mut self, timeout: Duration) -> Result<(), Error> {
+        self.facts.config = crate::config::with_valid_timeout(&self.facts.config, timeout)?;
+        Ok(())
+    }
+
     /// When the hard timeout fires (the first start plus the timeout), once started.
     pub fn deadline(&self) -> Option<Timestamp> {
         self.facts.started_at.map(|s| s + self.facts.config.timeout())

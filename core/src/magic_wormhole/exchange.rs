@@ -387,6 +387,16 @@ impl MailboxExchange {
         &self.facts.config
     }
 
+    /// Gives the exchange another hard timeout, still counted from the first
+    /// start (see [`Exchange::set_timeout`](crate::Exchange::set_timeout)).
+    ///
+    /// # Errors
+    /// [`Error::InvalidConfig`] over [`MAX_TIMEOUT`](crate::MAX_TIMEOUT).
+    pub fn set_timeout(&mut self, timeout: std::time::Duration) -> Result<(), Error> {
+        self.facts.config = crate::config::with_valid_timeout(&self.facts.config, timeout)?;
+        Ok(())
+    }
+
     /// Whether the outcome is known (the mailbox may still be closing).
     pub fn has_outcome(&self) -> bool {
         self.is_terminal()
