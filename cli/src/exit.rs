@@ -29,6 +29,8 @@ pub mod code {
     /// Someone used the code but never completed the exchange: the code may
     /// have been intercepted (the channel is burned).
     pub const VANISHED: u8 = 10;
+    /// The person said the verifiers differ: nothing was released.
+    pub const DECLINED: u8 = 11;
     /// Interrupted with Ctrl-C.
     pub const INTERRUPTED: u8 = 130;
 }
@@ -46,6 +48,7 @@ Exit codes:
   8  the rendezvous server refused
   9  the other side stopped, declined, or broke the protocol
   10  someone used the code but never completed: it may have been intercepted
+  11  you said the verifiers differ: nothing was sent (someone may be in between)
   130  interrupted (Ctrl-C)
   1  anything else";
 
@@ -100,7 +103,12 @@ impl Failure {
             Error::ServerBusy { .. } | Error::ServerRejected { .. } | Error::ServerProtocol { .. } => {
                 Failure::new(code::REFUSED, format!("{error} (server: {server})"))
             }
-            Error::PeerClosed { .. } | Error::PeerDeclined | Error::Declined | Error::PeerProtocol { .. } => {
+            Error::Declined => Failure::new(
+                code::DECLINED,
+                "you said the verifiers differ, so nothing was sent: someone may be between you and the other \
+                 side; start again with a new code",
+            ),
+            Error::PeerClosed { .. } | Error::PeerDeclined | Error::PeerProtocol { .. } => {
                 Failure::new(code::PEER, error.to_string())
             }
             Error::Cancelled => Failure::new(code::INTERRUPTED, "interrupted: the channel was closed"),

@@ -326,7 +326,8 @@ fn verify_shows_the_verifier_on_both_sides_and_asks() {
     let receiver = Running { child: receiver, stderr: std::thread::spawn(Vec::new) };
     expect(&mut sender, r"same verifier\? \[y/N\]");
     sender.send_line("n").unwrap();
-    assert_eq!(exit_code(&mut sender), Some(9));
+    expect(&mut sender, "you said the verifiers differ");
+    assert_eq!(exit_code(&mut sender), Some(11), "a local no has its own exit code");
     let received = receiver.child.wait_with_output().unwrap();
     assert_eq!(received.status.code(), Some(9), "{}", stderr(&received));
     assert!(stderr(&received).contains("declined"), "{}", stderr(&received));
