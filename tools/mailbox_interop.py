@@ -21,6 +21,7 @@ Scenarios:
 With --client (our command-line tool; --peer, our example peer, next to it):
   ours-send           `wormhole-sync send --magic-wormhole` to `wormhole receive`
   ours-receive        `wormhole send --text` to `wormhole-sync receive --magic-wormhole`
+  ours-receive-file   `wormhole send FILE` to `wormhole-sync receive --magic-wormhole`: both say only text goes
   ours-wrong-send     our sender, `wormhole receive` with a wrong word: both report it
   ours-wrong-receive  `wormhole send`, our receiver with a wrong word: both report it
   library             our library (the example peer) and magic-wormhole's library
@@ -122,7 +123,11 @@ class Wormhole:
 
     def send_text(self, text):
         """Starts a sender; returns the process and the code it shows."""
-        sender = self.start("send", "--text", text)
+        return self.send("--text", text)
+
+    def send(self, *args):
+        """Starts `wormhole send ARGS`; returns the process and the code it shows."""
+        sender = self.start("send", *args)
         for line in sender.stderr:
             match = CODE.search(line)
             if match:
@@ -260,6 +265,26 @@ def scenario_ours_receive(wormhole, server, ours):
 
 
 WRONG_CODE_EXIT = 3  # the command-line tool's exit status for a wrong code
+PEER_EXIT = 9  # ... for the other side stopping, declining or sending what it cannot take
+
+
+def scenario_ours_receive_file(wormhole, server, ours):
+    """`wormhole send FILE` to our receiver: both sides say plainly that only text goes."""
+    with tempfile.TemporaryDirectory() as folder:
+        path = os.path.join(folder, "notes.txt")
+        with open(path, "w") as file:
+            file.write("a file, not a text message")
+        sender, code = wormhole.send(path)
+        status, out, err = finish(ours.start("receive", code))
+        check(status == PEER_EXIT and out == "", f"our receive exited {status}: {err[-500:]}")
+        check("the other side offered a file or directory" in err and "wormhole send --text" in err,
+              f"our receiver said: {err[-500:]}")
+        status, _, err = finish(sender)
+        check(status != 0, "wormhole send reported success")
+        check("remote error, transfer abandoned: wormhole-sync receives text messages only" in err,
+              f"wormhole send said: {err[-500:]}")
+        check("ambiguous" not in err, f"wormhole send said: {err[-500:]}")
+
 
 
 def scenario_ours_wrong_send(wormhole, server, ours):
@@ -314,6 +339,7 @@ def scenario_ours_restart(wormhole, server, ours):
 CLIENT_SCENARIOS = {
     "ours-send": scenario_ours_send,
     "ours-receive": scenario_ours_receive,
+    "ours-receive-file": scenario_ours_receive_file,
     "ours-wrong-send": scenario_ours_wrong_send,
     "ours-wrong-receive": scenario_ours_wrong_receive,
     "library": scenario_library,

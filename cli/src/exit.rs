@@ -95,9 +95,16 @@ impl Failure {
                 } else {
                     ""
                 };
+                let what_to_do = if rendezvous.starts_with("http") {
+                    "; is a wormhole-sync server running there? Start one with `wormhole-sync serve` (on a computer \
+                     both sides reach: `wormhole-sync serve --listen 0.0.0.0:4000`), or give its address with \
+                     --rendezvous"
+                } else {
+                    "; check the address (--rendezvous) and the network connection"
+                };
                 Failure::new(
                     code::UNREACHABLE,
-                    format!("could not reach the rendezvous server at {server}: {chain}{hint}"),
+                    format!("could not reach the rendezvous server at {server}: {chain}{hint}{what_to_do}"),
                 )
             }
             Error::ServerBusy { .. } | Error::ServerRejected { .. } | Error::ServerProtocol { .. } => {

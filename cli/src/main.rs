@@ -29,6 +29,9 @@ use crate::transfer::{Flavour, Options};
 #[global_allocator]
 static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 
+/// How long a run without `--state` waits for a server that never answered.
+const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(60);
+
 /// The application id both sides use unless told otherwise.
 pub const DEFAULT_APPID: &str = "wormhole-sync/cli";
 
@@ -158,6 +161,11 @@ struct Common {
     /// Give up after this long (e.g. 90s, 30m, 3d).
     #[arg(long, value_name = "DURATION", default_value = "1h", value_parser = parse_duration)]
     timeout: Duration,
+    /// While the server has never answered, give up after this long (a wrong
+    /// address, or no server running) [default: 1m; with --state: the whole
+    /// --timeout, so a saved invitation outlasts a server that is down].
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
+    connect_timeout: Option<Duration>,
     /// When to poll, as `when:interval` steps from the start (e.g. 0:500ms,5m:60s);
     /// it matters only where the server does not hold requests.
     #[arg(long, value_name = "STEPS", value_parser = parse_schedule)]
@@ -210,6 +218,11 @@ impl Common {
             rendezvous,
             appid: self.appid.clone().unwrap_or_else(|| default_appid.to_string()),
             timeout: self.timeout,
+            connect_timeout: match (self.connect_timeout, &self.state) {
+                (Some(timeout), _) => Some(timeout),
+                (None, None) => Some(DEFAULT_CONNECT_TIMEOUT),
+                (None, Some(_)) => None,
+            },
             schedule: self.schedule.clone(),
             code_words,
             verify: self.verify,
@@ -274,6 +287,7 @@ fn run(command: Command) -> Result<(), Failure> {
                 rendezvous: DEFAULT_RENDEZVOUS_URL.to_string(), // Likewise.
                 appid: String::new(),
                 timeout: Duration::ZERO, // The saved one, or --timeout.
+                connect_timeout: None,   // The saved state waits for its server.
                 schedule: None,
                 code_words: None,
                 verify: false,
@@ -321,5 +335,22 @@ mod tests {
     #[test]
     fn the_cli_is_well_formed() {
         Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn a_run_gives_up_on_a_server_never_reached_after_a_minute_unless_it_keeps_state() {
+        let connect_timeout = |args: &[&str]| {
+            let Command::Send { common, .. } = Cli::parse_from([&["wormhole-sync", "send"], args].concat()).command
+            else {
+                panic!("a send")
+            };
+            common.options(None).unwrap().connect_timeout
+        };
+        assert_eq!(connect_timeout(&["x"]), Some(Duration::from_secs(60)));
+        assert_eq!(connect_timeout(&["--state", "s.json", "x"]), None);
+        assert_eq!(
+            connect_timeout(&["--state", "s.json", "--connect-timeout", "5m", "x"]),
+            Some(Duration::from_secs(300))
+        );
     }
 }

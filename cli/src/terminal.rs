@@ -5,12 +5,15 @@
 
 use std::borrow::Cow;
 use std::io::{BufRead, IsTerminal, Read, Write};
-use std::time::Duration;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{Duration, SystemTime};
 
 use indicatif::{ProgressBar, ProgressStyle};
 use rustyline::completion::{Completer, Pair};
 use rustyline::{Context, Helper, Highlighter, Hinter, Validator};
-use wormhole_sync_core::{word_list, Code, Verifier};
+use wormhole_sync_core::{word_list, Code, ServerTrouble, Timestamp, Verifier};
+use wormhole_sync_ureq::Observer;
 
 use crate::exit::Failure;
 
@@ -18,6 +21,8 @@ use crate::exit::Failure;
 /// `--quiet`; otherwise every call does nothing.
 pub struct Status {
     bar: ProgressBar,
+    /// What it waits for, and the server trouble to add to it, if any.
+    message: Arc<Mutex<(&'static str, Option<String>)>>,
 }
 
 impl Status {
@@ -31,12 +36,56 @@ impl Status {
         } else {
             ProgressBar::hidden()
         };
-        Status { bar }
+        Status { bar, message: Arc::default() }
     }
 
     /// What it waits for now.
     pub fn waiting_for(&self, what: &'static str) {
-        self.bar.set_message(what);
+        let mut message = self.message.lock().unwrap_or_else(PoisonError::into_inner);
+        message.0 = what;
+        self.bar.set_message(spinner_text(&message));
+    }
+
+    /// Until the returned watch is dropped, shows why the server does not
+    /// answer while the exchange retries: the line `notice` makes when
+    /// trouble begins (`None`: no line), a line when the server answers
+    /// again, and how long it has not answered on the spinner.
+    pub fn watch_server(
+        &self,
+        observer: Observer,
+        notice: impl Fn(&ServerTrouble) -> Option<String> + Send + 'static,
+    ) -> ServerWatch {
+        let (bar, message) = (self.bar.clone(), self.message.clone());
+        let stop = Arc::new(AtomicBool::new(false));
+        let stopped = stop.clone();
+        let thread = std::thread::spawn(move || {
+            let mut noticed = false;
+            while !stopped.load(Ordering::Relaxed) {
+                let trouble = observer.server_trouble();
+                match &trouble {
+                    Some(trouble) if !noticed => {
+                        noticed = true;
+                        if let Some(line) = notice(trouble) {
+                            bar.suspend(|| say(&line));
+                        }
+                    }
+                    None if noticed => {
+                        noticed = false;
+                        bar.suspend(|| say("wormhole-sync: the server answers again"));
+                    }
+                    _ => {}
+                }
+                let mut message = message.lock().unwrap_or_else(PoisonError::into_inner);
+                message.1 = trouble.map(|t| {
+                    let silent = Timestamp::from_system_time(SystemTime::now()).saturating_since(t.since).as_secs();
+                    format!("no answer from the server for {silent}s: {}", t.cause)
+                });
+                bar.set_message(spinner_text(&message));
+                drop(message);
+                std::thread::park_timeout(Duration::from_millis(250));
+            }
+        });
+        ServerWatch { stop, thread: Some(thread) }
     }
 
     /// Prints a line to standard error without tearing the spinner.
@@ -47,6 +96,29 @@ impl Status {
     /// Runs `f` (a question to the person) with the spinner out of the way.
     pub fn pause<T>(&self, f: impl FnOnce() -> T) -> T {
         self.bar.suspend(f)
+    }
+}
+
+fn spinner_text((what, trouble): &(&'static str, Option<String>)) -> String {
+    match trouble {
+        Some(trouble) => format!("{what} ({trouble}; retrying)"),
+        None => what.to_string(),
+    }
+}
+
+/// Stops showing server trouble when dropped.
+pub struct ServerWatch {
+    stop: Arc<AtomicBool>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Drop for ServerWatch {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(thread) = self.thread.take() {
+            thread.thread().unpark();
+            let _ = thread.join();
+        }
     }
 }
 

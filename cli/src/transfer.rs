@@ -10,7 +10,7 @@ use std::time::Duration;
 use wormhole_sync_core::MAX_DATA_LEN;
 use wormhole_sync_ureq::magic_wormhole::{self, text};
 use wormhole_sync_ureq::transcribe::{Initiator, Receiver};
-use wormhole_sync_ureq::{ureq, ApiMisuse, Builder, Canceller, Client, Code, Error, Schedule};
+use wormhole_sync_ureq::{ureq, ApiMisuse, Builder, Canceller, Client, Code, Error, Observer, Schedule};
 
 use crate::exit::{code, Failure};
 use crate::state::StateFile;
@@ -33,6 +33,8 @@ pub struct Options {
     pub rendezvous: String,
     pub appid: String,
     pub timeout: Duration,
+    /// Give up this soon if the server never answered.
+    pub connect_timeout: Option<Duration>,
     pub schedule: Option<Schedule>,
     pub code_words: Option<usize>,
     pub verify: bool,
@@ -101,6 +103,9 @@ impl Options {
         if let Some(words) = self.code_words {
             builder = builder.code_words(words);
         }
+        if let Some(timeout) = self.connect_timeout {
+            builder = builder.connect_timeout(timeout);
+        }
         Ok(builder)
     }
 }
@@ -162,6 +167,10 @@ impl Party {
 
     fn canceller(&self) -> Canceller {
         either!(self, side => side.canceller())
+    }
+
+    fn observer(&self) -> Observer {
+        either!(self, side => side.observer())
     }
 }
 
@@ -253,11 +262,14 @@ pub fn receive(options: &Options, code: &Code, data: Vec<u8>, chosen: bool) -> R
         if !data.is_empty() {
             return Err(Failure::usage("with --magic-wormhole, the receiver sends nothing back"));
         }
-        let builder = magic_wormhole::Receiver::builder(&options.appid, &code.to_string(), text::ack());
+        // A chosen code's words need not come from the lists.
+        let builder = magic_wormhole::Receiver::builder(&options.appid, code, Vec::new())
+            .check_words(!chosen)
+            .answer_text_offers(true);
         let receiver = options.magic_builder(builder)?.build().map_err(|e| fail(&e, options))?;
         return run(Party::MagicReceiver(receiver), options);
     }
-    let builder = options.builder(Receiver::builder(&options.appid, &code.to_string(), data))?;
+    let builder = options.builder(Receiver::builder(&options.appid, code, data))?;
     let receiver = builder.create_channel_if_missing(chosen).build().map_err(|e| fail(&e, options))?;
     run(Party::Receiver(receiver), options)
 }
@@ -330,7 +342,11 @@ fn run(mut party: Party, options: &Options) -> Result<Vec<u8>, Failure> {
     let status = Status::new(options.quiet);
     *CANCEL.get_or_init(|| Mutex::new(None)).lock().unwrap_or_else(|e| e.into_inner()) = Some(party.canceller());
     state.save(|| party.serialize())?;
-    let outcome = exchange(&mut party, options, &status).map_err(|failure| match &party {
+    let notice = trouble_notice(options);
+    let watch = status.watch_server(party.observer(), move |trouble| Some(notice(trouble)));
+    let outcome = exchange(&mut party, options, &status);
+    drop(watch);
+    let outcome = outcome.map_err(|failure| match &party {
         // The sender typed no code: what went wrong is the other side's.
         Party::Initiator(_) | Party::MagicInitiator(_) if failure.code == code::WRONG_CODE => Failure::new(
             code::WRONG_CODE,
@@ -404,6 +420,45 @@ fn exchange(party: &mut Party, options: &Options, status: &Status) -> Result<Vec
     }
 }
 
+/// The line said when the server stops answering (or never did): which
+/// server, why, how long this run keeps trying, and what to do.
+fn trouble_notice(options: &Options) -> impl Fn(&wormhole_sync_ureq::ServerTrouble) -> String + Send + 'static {
+    let server = terminal::shown(&options.rendezvous).into_owned();
+    let flavour = options.flavour;
+    let until = match (options.connect_timeout, options.state.path()) {
+        (Some(connect), _) => format!("for up to {} from the start (--connect-timeout)", humantime(connect)),
+        (None, Some(_)) => "until the timeout (the state file keeps the exchange: Ctrl-C, and resume it later)".into(),
+        (None, None) => "until the timeout".into(),
+    };
+    move |trouble| {
+        if trouble.server_reached {
+            return format!(
+                "wormhole-sync: the server {server} stopped answering ({}); retrying until the timeout: the \
+                 exchange goes on when it is back",
+                trouble.cause
+            );
+        }
+        let what_to_do = match flavour {
+            Flavour::Transcribe => {
+                "Is a wormhole-sync server running there? Start one with `wormhole-sync serve`, or give another \
+                 with --rendezvous URL (or WORMHOLE_SYNC_RENDEZVOUS)"
+            }
+            Flavour::MagicWormhole => "Check the address (--rendezvous) and the network connection",
+        };
+        format!("wormhole-sync: cannot reach the server {server} ({}). Retrying {until}. {what_to_do}.", trouble.cause)
+    }
+}
+
+/// A duration as the options take it: `90s`, `1m`, `2h`.
+fn humantime(duration: Duration) -> String {
+    let secs = duration.as_secs();
+    match secs {
+        _ if secs % 3600 == 0 && secs > 0 => format!("{}h", secs / 3600),
+        _ if secs % 60 == 0 && secs > 0 => format!("{}m", secs / 60),
+        _ => format!("{secs}s"),
+    }
+}
+
 /// With magic-wormhole, what the `wormhole` command's text convention
 /// makes of the peer's message: the text offered, or nothing once the
 /// receiver acknowledged ours.
@@ -417,9 +472,10 @@ fn text_outcome(party: &Party, data: Vec<u8>, status: &Status) -> Result<Vec<u8>
         Party::MagicInitiator(_) => Err(refused("the other side did not acknowledge the text message".into())),
         Party::MagicReceiver(_) => match text::read_offer(&data).map_err(|e| refused(e.to_string()))? {
             text::Offer::Text(message) => Ok(message.into_bytes()),
-            text::Offer::Unsupported(kind) => {
-                Err(refused(format!("the other side offered a {kind}; wormhole-sync receives text messages only")))
-            }
+            text::Offer::Unsupported(kind) => Err(refused(format!(
+                "the other side offered a {kind} (`wormhole send FILE`); wormhole-sync receives text messages \
+                 only, and told it so: ask for `wormhole send --text TEXT`"
+            ))),
             _ => Err(refused("the other side offered something this version does not know".into())),
         },
         _ => Ok(data),

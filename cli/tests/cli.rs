@@ -276,6 +276,58 @@ fn an_unknown_channel_unreachable_server_refusal_and_bad_usage_have_their_codes(
     assert_eq!(server.open_channels(), 0.0, "mistyped codes sent nothing");
 }
 
+/// With no server at the address, the reason is said at the first failure
+/// (which server, why, what to do), the spinner counts the silence, and the
+/// run gives up at the connect timeout instead of retrying for an hour.
+#[test]
+fn no_server_is_said_at_once_and_given_up_at_the_connect_timeout() {
+    let server = Server::start();
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap();
+    let nobody = format!("http://{closed}");
+    let started = Instant::now();
+    let mut send = server.command(&["send", "--timeout", "1h", "--connect-timeout", "2s", "x"]);
+    send.env("WORMHOLE_SYNC_RENDEZVOUS", &nobody);
+    let sent = run(send, b"");
+    assert_eq!(sent.status.code(), Some(7), "{}", stderr(&sent));
+    assert!(started.elapsed() < Duration::from_secs(30), "gave up at the connect timeout, not the hour");
+    let said = stderr(&sent);
+    let notice = said.lines().next().unwrap();
+    assert!(notice.starts_with(&format!("wormhole-sync: cannot reach the server {nobody} (")), "{said}");
+    assert!(notice.contains("Retrying for up to 2s") && notice.contains("`wormhole-sync serve`"), "{said}");
+    assert!(notice.contains("--rendezvous URL (or WORMHOLE_SYNC_RENDEZVOUS)"), "{said}");
+    let last = said.lines().last().unwrap();
+    assert!(last.starts_with(&format!("wormhole-sync: could not reach the rendezvous server at {nobody}")), "{said}");
+    assert!(last.contains("--listen 0.0.0.0:4000"), "{said}");
+
+    // With a state file, the exchange waits for its server until the timeout.
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path().join("invitation.json");
+    let mut send = server.command(&["send", "--timeout", "2s", "--state", state.to_str().unwrap(), "x"]);
+    send.env("WORMHOLE_SYNC_RENDEZVOUS", &nobody);
+    let sent = run(send, b"");
+    assert_eq!(sent.status.code(), Some(7), "{}", stderr(&sent));
+    assert!(
+        stderr(&sent).contains("Retrying until the timeout (the state file keeps the exchange"),
+        "{}",
+        stderr(&sent)
+    );
+
+    // magic-wormhole's mailbox servers are named alike.
+    let mut send = server.command(&["send", "--magic-wormhole", "--connect-timeout", "1s", "x"]);
+    send.env("WORMHOLE_SYNC_RENDEZVOUS", format!("ws://{closed}/v1"));
+    let sent = run(send, b"");
+    assert_eq!(sent.status.code(), Some(7), "{}", stderr(&sent));
+    assert!(stderr(&sent).contains("Check the address (--rendezvous) and the network connection"), "{}", stderr(&sent));
+
+    // On a terminal, the spinner counts the silence.
+    let mut command = server.command(&["send", "--connect-timeout", "4s", "x"]);
+    command.env("WORMHOLE_SYNC_RENDEZVOUS", &nobody);
+    let mut session = Session::spawn(command).unwrap();
+    session.set_expect_timeout(Some(Duration::from_secs(20)));
+    expect(&mut session, r"allocating a channel on the rendezvous server \(no answer from the server for \d+s: ");
+    assert_eq!(exit_code(&mut session), Some(7));
+}
+
 /// Reads what a pseudo-terminal session printed up to `pattern`; returns
 /// the first capture group.
 fn expect(session: &mut Session, pattern: &str) -> String {

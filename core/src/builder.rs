@@ -7,7 +7,7 @@ use std::fmt;
 use std::marker::PhantomData;
 use std::time::Duration;
 
-use crate::code::Code;
+use crate::code::{Code, CodeError, CodeInput};
 use crate::config::{Config, Schedule, DEFAULT_RENDEZVOUS_URL};
 use crate::magic_wormhole::MailboxExchange;
 use crate::{Error, Exchange, Role};
@@ -38,6 +38,11 @@ pub trait Machine: Sized {
     /// the channel its code names (a mailbox server's claim always does).
     fn create_channel_if_missing(self) -> Self {
         self
+    }
+    /// For [`Builder::answer_text_offers`]: a magic-wormhole receiver
+    /// answers as `wormhole receive` does; other machines refuse.
+    fn answering_text_offers(self) -> Result<Self, Error> {
+        Err(Error::InvalidConfig("only the magic-wormhole flavour's receiver answers text offers".into()))
     }
 }
 
@@ -77,6 +82,10 @@ impl Machine for MailboxExchange {
             (Role::Receiver, None) => Err(Error::InvalidConfig("a receiver needs the code".into())),
         }
     }
+
+    fn answering_text_offers(self) -> Result<Self, Error> {
+        MailboxExchange::answering_text_offers(self)
+    }
 }
 
 /// Options of one exchange, for a client crate's `Initiator` or `Receiver`.
@@ -114,7 +123,9 @@ impl Machine for MailboxExchange {
 pub struct Builder<C: Client> {
     appid: String,
     data: Vec<u8>,
-    code: Option<String>,
+    code: Option<CodeInput>,
+    check_words: Option<bool>,
+    connect_timeout: Option<Duration>,
     rendezvous: Option<String>,
     schedule: Option<Schedule>,
     timeout: Option<Duration>,
@@ -123,6 +134,7 @@ pub struct Builder<C: Client> {
     code_words: Option<usize>,
     confirm_verifier: bool,
     create_channel: bool,
+    answer_text_offers: bool,
     seed: Option<[u8; 32]>,
     http: Option<C::Http>,
     client: PhantomData<fn() -> C>,
@@ -137,6 +149,8 @@ impl<C: Client> Builder<C> {
             appid: appid.to_string(),
             data,
             code: None,
+            check_words: None,
+            connect_timeout: None,
             rendezvous: None,
             schedule: None,
             timeout: None,
@@ -145,6 +159,7 @@ impl<C: Client> Builder<C> {
             code_words: None,
             confirm_verifier: false,
             create_channel: false,
+            answer_text_offers: false,
             seed: None,
             http: None,
             client: PhantomData,
@@ -154,8 +169,45 @@ impl<C: Client> Builder<C> {
     /// The invitation code: for a receiver, the one a person typed; for an
     /// initiator, one the application chose instead of allocating one (both
     /// people then type it).
-    pub fn code(mut self, code: &str) -> Self {
-        self.code = Some(code.to_string());
+    /// Text or a parsed [`Code`] both do.
+    pub fn code(mut self, code: impl Into<CodeInput>) -> Self {
+        self.code = Some(code.into());
+        self
+    }
+
+    /// Refuses, before anything is sent, a code with a word that is not
+    /// from the word list allocated codes take it from
+    /// ([`CodeError::UnlistedWord`]): a typo would otherwise spend the
+    /// invitation's one guess and fail both sides with a wrong code. On by
+    /// default for a receiver's code (an initiator allocates codes from the
+    /// lists); off by default for codes the two people chose (an
+    /// initiator's [`code`](Self::code), or a receiver that may
+    /// [create the channel](Self::create_channel_if_missing)).
+    ///
+    /// ```
+    /// use wormhole_sync_core::builder::{Builder, Client};
+    /// use wormhole_sync_core::{CodeError, Error, Exchange, Role};
+    ///
+    /// struct Receiver(Exchange);
+    /// impl Client for Receiver {
+    ///     type Http = ();
+    ///     type Machine = Exchange;
+    ///     const ROLE: Role = Role::Receiver;
+    ///     fn from_machine(exchange: Exchange, _: Option<()>) -> Self { Receiver(exchange) }
+    /// }
+    ///
+    /// let typo = Builder::<Receiver>::new("example.com/app1", vec![]).code("7-guitarst-revenge").seed([1; 32]).build();
+    /// assert!(matches!(typo, Err(Error::BadCode(CodeError::UnlistedWord { position: 1 }))));
+    /// let chosen = Builder::<Receiver>::new("example.com/app1", vec![])
+    ///     .code("7-our-secret")
+    ///     .check_words(false)
+    ///     .seed([1; 32])
+    ///     .build();
+    /// assert!(chosen.is_ok());
+    /// # Ok::<(), wormhole_sync_core::Error>(())
+    /// ```
+    pub fn check_words(mut self, check: bool) -> Self {
+        self.check_words = Some(check);
         self
     }
 
@@ -176,6 +228,16 @@ impl<C: Client> Builder<C> {
     /// every waiter gets [`Error::Timeout`].
     pub fn timeout(mut self, timeout: Duration) -> Self {
         self.timeout = Some(timeout);
+        self
+    }
+
+    /// Gives up after `timeout` if the server has not answered once by
+    /// then (a wrong address, no server running), instead of retrying until
+    /// the hard timeout: see
+    /// [`Config::with_connect_timeout`](crate::Config::with_connect_timeout).
+    /// Off by default.
+    pub fn connect_timeout(mut self, timeout: Duration) -> Self {
+        self.connect_timeout = Some(timeout);
         self
     }
 
@@ -218,6 +280,16 @@ impl<C: Client> Builder<C> {
         self
     }
 
+    /// A magic-wormhole receiver answers as `wormhole receive` does instead
+    /// of sending its data: an ack to a text offer, a refusal the `wormhole`
+    /// command shows to a file or directory offer. See
+    /// [`MailboxExchange::answering_text_offers`]; other clients refuse it
+    /// at [`build`](Self::build).
+    pub fn answer_text_offers(mut self, answer: bool) -> Self {
+        self.answer_text_offers = answer;
+        self
+    }
+
     /// Sends requests with this HTTP client instead of the one every
     /// exchange of the process shares (a proxy, a private CA, your own
     /// connection pool).
@@ -252,8 +324,15 @@ impl<C: Client> Builder<C> {
         if let Some(words) = self.code_words {
             config = config.with_code_words(words)?;
         }
+        if let Some(timeout) = self.connect_timeout {
+            config = config.with_connect_timeout(timeout)?;
+        }
         config.validate()?;
-        let code = self.code.as_deref().map(str::parse::<Code>).transpose()?;
+        let code = self.code.map(CodeInput::parse).transpose()?;
+        let check_words = self.check_words.unwrap_or(C::ROLE == Role::Receiver && !self.create_channel);
+        if let Some(position) = code.as_ref().and_then(Code::unlisted_word).filter(|_| check_words) {
+            return Err(CodeError::UnlistedWord { position: position + 1 }.into());
+        }
         let seed = match self.seed {
             Some(seed) => seed,
             None => os_seed()?,
@@ -261,6 +340,9 @@ impl<C: Client> Builder<C> {
         let mut machine = C::Machine::build(C::ROLE, config, code, self.data, seed)?;
         if self.create_channel {
             machine = machine.create_channel_if_missing();
+        }
+        if self.answer_text_offers {
+            machine = machine.answering_text_offers()?;
         }
         Ok(C::from_machine(machine, self.http))
     }
@@ -290,6 +372,7 @@ impl<C: Client> fmt::Debug for Builder<C> {
             .field("rendezvous", &self.rendezvous)
             .field("schedule", &self.schedule)
             .field("timeout", &self.timeout)
+            .field("connect_timeout", &self.connect_timeout)
             .field("code_words", &self.code_words)
             .field("confirm_verifier", &self.confirm_verifier)
             .finish_non_exhaustive()

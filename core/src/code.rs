@@ -98,6 +98,14 @@ pub enum CodeError {
         /// 1-based position of the word.
         position: usize,
     },
+    /// A word is not from the list allocated codes take that word from: a
+    /// typo, most likely, which would spend the code's one guess (see
+    /// [`Builder::check_words`](crate::builder::Builder::check_words)).
+    #[error("word {position} of the code is not one of the words codes are made of: check it for a typo")]
+    UnlistedWord {
+        /// 1-based position of the word.
+        position: usize,
+    },
 }
 
 /// An invitation code: a channel id plus secret words.
@@ -172,6 +180,73 @@ impl Code {
     /// ```
     pub fn unlisted_word(&self) -> Option<usize> {
         self.words.iter().enumerate().position(|(i, w)| !word_list(i).contains(&w.as_str()))
+    }
+}
+
+/// A code as the builders take it: text a person typed (`&str`,
+/// `String`), or a [`Code`] already parsed (an initiator's `get_code()`,
+/// say). `Debug` never shows it.
+///
+/// ```
+/// use wormhole_sync_core::{Code, CodeInput};
+///
+/// let typed: CodeInput = "7-guitarist-revenge".into();
+/// let parsed: Code = "7-guitarist-revenge".parse()?;
+/// assert_eq!(typed.parse()?, CodeInput::from(&parsed).parse()?);
+/// # Ok::<(), wormhole_sync_core::CodeError>(())
+/// ```
+#[derive(Clone)]
+pub struct CodeInput(CodeInputRepr);
+
+#[derive(Clone)]
+enum CodeInputRepr {
+    Typed(String),
+    Parsed(Code),
+}
+
+impl CodeInput {
+    /// The code, parsed if it was typed.
+    pub fn parse(self) -> Result<Code, CodeError> {
+        match self.0 {
+            CodeInputRepr::Typed(text) => text.parse(),
+            CodeInputRepr::Parsed(code) => Ok(code),
+        }
+    }
+}
+
+impl From<&str> for CodeInput {
+    fn from(text: &str) -> CodeInput {
+        CodeInput(CodeInputRepr::Typed(text.to_string()))
+    }
+}
+
+impl From<String> for CodeInput {
+    fn from(text: String) -> CodeInput {
+        CodeInput(CodeInputRepr::Typed(text))
+    }
+}
+
+impl From<&String> for CodeInput {
+    fn from(text: &String) -> CodeInput {
+        CodeInput::from(text.as_str())
+    }
+}
+
+impl From<Code> for CodeInput {
+    fn from(code: Code) -> CodeInput {
+        CodeInput(CodeInputRepr::Parsed(code))
+    }
+}
+
+impl From<&Code> for CodeInput {
+    fn from(code: &Code) -> CodeInput {
+        CodeInput::from(code.clone())
+    }
+}
+
+impl fmt::Debug for CodeInput {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("CodeInput(<secret>)")
     }
 }
 

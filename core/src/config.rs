@@ -6,7 +6,7 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 
 use crate::code::MAX_CODE_WORDS;
-use crate::time::millis;
+use crate::time::{millis, Timestamp};
 use crate::wire::validate_appid;
 use crate::Error;
 
@@ -238,6 +238,9 @@ pub struct Config {
     request_timeout_ms: u64,
     code_words: usize,
     confirm_verifier: bool,
+    /// Give up this long after the first start if the server never answered.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    connect_timeout_ms: Option<u64>,
     /// The transport's server URL, kept here so a restored exchange knows
     /// where to continue. The core itself never uses it.
     #[serde(default)]
@@ -257,6 +260,7 @@ impl std::fmt::Debug for Config {
             .field("request_timeout_ms", &self.request_timeout_ms)
             .field("code_words", &self.code_words)
             .field("confirm_verifier", &self.confirm_verifier)
+            .field("connect_timeout_ms", &self.connect_timeout_ms)
             .field("rendezvous", &self.rendezvous.as_deref().map(without_credentials))
             .finish()
     }
@@ -305,6 +309,7 @@ impl Config {
             request_timeout_ms: millis(DEFAULT_REQUEST_TIMEOUT),
             code_words: 2,
             confirm_verifier: false,
+            connect_timeout_ms: None,
             rendezvous: None,
         })
     }
@@ -319,6 +324,55 @@ impl Config {
     pub fn with_timeout(mut self, timeout: Duration) -> Config {
         self.timeout_ms = millis(timeout);
         self
+    }
+
+    /// Gives up sooner while the server has never answered: if no answer
+    /// came within `timeout` of the first start, the exchange fails with
+    /// [`Error::ServerUnreachable`] instead of retrying until the hard
+    /// timeout. For a person waiting at a screen, where a wrong address or a
+    /// server that is not running should be said within a minute, not an
+    /// hour. Once the server answered, only the hard timeout counts. Off by
+    /// default: an exchange meant to wait for days also waits out a server
+    /// that is down when it starts.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use wormhole_sync_core::{Config, Error, Exchange, Timestamp};
+    ///
+    /// let config = Config::new("example.com/app")?
+    ///     .with_timeout(Duration::from_secs(3600))
+    ///     .with_connect_timeout(Duration::from_secs(60))?;
+    /// let mut initiator = Exchange::initiator(config, b"data".to_vec(), [7; 32])?;
+    /// initiator.start(Timestamp::from_millis(0));
+    /// initiator.handle_timeout(Timestamp::from_millis(60_000));
+    /// assert!(matches!(initiator.poll_event(), Some(wormhole_sync_core::Event::Outcome(Err(Error::ServerUnreachable { .. })))));
+    /// # Ok::<(), wormhole_sync_core::Error>(())
+    /// ```
+    ///
+    /// # Errors
+    /// [`Error::InvalidConfig`] over [`MAX_TIMEOUT`].
+    pub fn with_connect_timeout(mut self, timeout: Duration) -> Result<Config, Error> {
+        if timeout > MAX_TIMEOUT {
+            return Err(Error::InvalidConfig("the connect timeout must be at most 366 days".into()));
+        }
+        self.connect_timeout_ms = Some(millis(timeout));
+        Ok(self)
+    }
+
+    /// How long an exchange waits for the server's first answer, if set
+    /// with [`with_connect_timeout`](Self::with_connect_timeout).
+    pub fn connect_timeout(&self) -> Option<Duration> {
+        self.connect_timeout_ms.map(Duration::from_millis)
+    }
+
+    /// When an exchange started at `started` gives up: the hard timeout, or
+    /// sooner while the server has not answered once.
+    pub(crate) fn give_up_at(&self, started: Timestamp, server_reached: bool) -> Timestamp {
+        let hard = started + self.timeout();
+        match self.connect_timeout() {
+            Some(connect) if !server_reached => hard.min(started + connect),
+            _ => hard,
+        }
     }
 
     /// Sets the longest wait of one long-poll (default 30 s; zero: plain
@@ -410,7 +464,7 @@ impl Config {
         if !(1..=MAX_CODE_WORDS).contains(&self.code_words) || self.request_timeout_ms < 100 {
             return Err(Error::InvalidConfig("code words or request timeout out of range".into()));
         }
-        if self.timeout_ms > millis(MAX_TIMEOUT) {
+        if self.timeout_ms > millis(MAX_TIMEOUT) || self.connect_timeout_ms.is_some_and(|t| t > millis(MAX_TIMEOUT)) {
             return Err(Error::InvalidConfig("the timeout must be at most 366 days".into()));
         }
         if let Some(url) = &self.rendezvous {

@@ -11,6 +11,7 @@ use std::fmt;
 use std::sync::Arc;
 
 use crate::code::CodeError;
+use crate::time::Timestamp;
 use crate::wire::{printable, ErrorCode, Mood};
 
 /// Why an exchange failed, or why an input was refused.
@@ -219,6 +220,23 @@ impl fmt::Display for ServerErrorCode {
             ServerErrorCode::HttpStatus(status) => write!(f, "http-{status}"),
         }
     }
+}
+
+/// Why the server has not answered lately, from
+/// [`Exchange::server_trouble`](crate::Exchange::server_trouble): for an
+/// application to show while the exchange retries ("cannot reach the server
+/// for 40 s: connection refused") instead of waiting in silence.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct ServerTrouble {
+    /// The last failure: the transport's error, "no answer in time", or the
+    /// server's refusal (`HTTP 503`, say).
+    pub cause: TransportError,
+    /// When the failures began: the first since the server last answered.
+    pub since: Timestamp,
+    /// Whether the server ever answered this exchange (before a restore
+    /// too): if not, the address may be wrong or no server is running there.
+    pub server_reached: bool,
 }
 
 /// Why a request got no answer (connection refused, DNS failure, no answer

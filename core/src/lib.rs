@@ -131,13 +131,15 @@ mod words;
 
 use serde::{Deserialize, Serialize};
 
-pub use code::{word_list, ChannelId, Code, CodeError, MAX_CHANNEL_ID, MAX_CODE_LEN, MAX_CODE_WORDS, MAX_WORD_LEN};
+pub use code::{
+    word_list, ChannelId, Code, CodeError, CodeInput, MAX_CHANNEL_ID, MAX_CODE_LEN, MAX_CODE_WORDS, MAX_WORD_LEN,
+};
 pub use config::{
     parse_duration, Config, Schedule, DEFAULT_LONG_POLL, DEFAULT_RENDEZVOUS_URL, DEFAULT_REQUEST_TIMEOUT,
     DEFAULT_TIMEOUT, MAX_SCHEDULE_STEPS, MAX_TIMEOUT, MAX_URL_LEN, MIN_INTERVAL,
 };
 pub use crypto::Verifier;
-pub use error::{ApiMisuse, Error, ServerErrorCode, TransportError};
+pub use error::{ApiMisuse, Error, ServerErrorCode, ServerTrouble, TransportError};
 pub use exchange::{Event, Exchange, Progress, RequestId, Transmit, CLOSE_GRACE, MAX_DATA_LEN, MAX_SERIALIZED_LEN};
 pub use time::Timestamp;
 pub use wire::{ErrorCode, Mood};

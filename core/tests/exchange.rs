@@ -257,6 +257,63 @@ fn an_unreachable_server_is_reported_as_such() {
 }
 
 #[test]
+fn a_connect_timeout_gives_up_early_on_a_server_never_reached_and_says_why_meanwhile() {
+    let config = config().with_timeout(60 * MINUTE).with_connect_timeout(MINUTE).unwrap();
+    let mut initiator = Side::from(Exchange::initiator(config, b"i".to_vec(), [1; 32]).unwrap());
+    initiator.start(START);
+    assert_eq!(initiator.server_trouble(), None, "nothing failed yet");
+    let mut now = START;
+    while initiator.outcome().is_none() {
+        while let Some(t) = initiator.poll_transmit(now) {
+            initiator.handle_transport_error(now, t.id(), TransportError::from_message("connection refused"));
+            let trouble = initiator.server_trouble().expect("trouble while retrying");
+            assert_eq!((trouble.since, trouble.server_reached), (START, false));
+            assert_eq!(trouble.cause.to_string(), "connection refused");
+        }
+        now = initiator.poll_timeout().unwrap();
+        initiator.handle_timeout(now);
+    }
+    assert!(matches!(initiator.outcome(), Some(Err(Error::ServerUnreachable { .. }))), "{initiator:?}");
+    assert_eq!(now, START + MINUTE, "the connect timeout, not the hour");
+    assert_eq!(initiator.server_trouble(), None, "no trouble to report once there is an outcome");
+}
+
+#[test]
+fn a_connect_timeout_no_longer_counts_once_the_server_answered() {
+    let mut net = Net::new();
+    let config = config().with_timeout(10 * MINUTE).with_connect_timeout(MINUTE).unwrap();
+    let mut initiator = Side::from(Exchange::initiator(config, b"i".to_vec(), [1; 32]).unwrap());
+    initiator.start(net.now);
+    net.run(&mut [&mut initiator], 5 * MINUTE);
+    assert_eq!(initiator.outcome(), None, "waits for the other side past the connect timeout");
+    assert_eq!(initiator.server_trouble(), None, "every request was answered");
+    // The server goes away: trouble is reported from the first failure, and
+    // the hard timeout still ends it.
+    let mut now = net.now;
+    let went_away = now;
+    while initiator.outcome().is_none() {
+        while let Some(t) = initiator.poll_transmit(now) {
+            initiator.handle_transport_error(now, t.id(), TransportError::from_message("connection reset"));
+        }
+        if let Some(trouble) = initiator.server_trouble() {
+            assert!(trouble.server_reached && trouble.since >= went_away, "{trouble:?}");
+        }
+        now = initiator.poll_timeout().unwrap();
+        initiator.handle_timeout(now);
+    }
+    assert_eq!(initiator.outcome(), Some(Err(&Error::Timeout)));
+    assert!(now >= START + 10 * MINUTE);
+}
+
+#[test]
+fn a_connect_timeout_over_a_year_is_refused() {
+    assert!(matches!(
+        config().with_connect_timeout(Duration::from_secs(367 * 24 * 3600)),
+        Err(Error::InvalidConfig(_))
+    ));
+}
+
+#[test]
 fn idle_polling_follows_the_schedule() {
     let schedule = Schedule::from_secs(&[(0.0, 1.0), (10.0, 5.0)]).unwrap();
     let mut net = Net::new();

@@ -166,3 +166,36 @@ fn a_server_that_says_retry_later_is_reconnected_to_and_named_at_the_timeout() {
         other => panic!("{other:?}"),
     }
 }
+
+#[test]
+fn a_mailbox_server_never_reached_is_named_while_retrying_and_given_up_at_the_connect_timeout() {
+    let minute = std::time::Duration::from_secs(60);
+    let config = Config::new(APPID).unwrap().with_timeout(60 * minute).with_connect_timeout(minute).unwrap();
+    let start = Timestamp::from_millis(1_000_000);
+    let mut exchange = MailboxExchange::initiator(config, b"x".to_vec(), [9; 32]).unwrap();
+    exchange.start(start);
+    let mut now = start;
+    while !exchange.has_outcome() {
+        if exchange.poll_transmit(now) == Some(Transmit::Connect) {
+            exchange.handle_disconnected(now, wormhole_sync_core::TransportError::from_message("connection refused"));
+            let trouble = exchange.server_trouble().expect("trouble while retrying");
+            assert_eq!((trouble.since, trouble.server_reached), (start, false));
+            assert_eq!(trouble.cause.to_string(), "connection refused");
+        }
+        now = exchange.poll_timeout().expect("a wake-up");
+        exchange.handle_timeout(now);
+    }
+    assert!(matches!(outcome(&mut exchange), Some(Err(Error::ServerUnreachable { .. }))));
+    assert_eq!(now, start + minute);
+
+    // Reached once, the connect timeout no longer counts, and a connection
+    // clears the trouble.
+    let (mut exchange, now) = connected_initiator(b"x");
+    assert_eq!(exchange.server_trouble(), None);
+    exchange.handle_disconnected(now, wormhole_sync_core::TransportError::from_message("reset"));
+    assert!(exchange.server_trouble().is_some_and(|t| t.server_reached && t.since == now));
+    let retry = exchange.poll_timeout().unwrap();
+    assert_eq!(exchange.poll_transmit(retry), Some(Transmit::Connect));
+    exchange.handle_connected(retry);
+    assert_eq!(exchange.server_trouble(), None);
+}

@@ -13,7 +13,7 @@ use tokio::task::JoinSet;
 use wormhole_sync_core::magic_wormhole::MailboxExchange;
 use wormhole_sync_core::wire::MAX_RESPONSE_BYTES;
 use wormhole_sync_core::{
-    ApiMisuse, Code, Error, Exchange, Progress, RequestId, Timestamp, Transmit, TransportError, Verifier,
+    ApiMisuse, Code, Error, Exchange, Progress, RequestId, ServerTrouble, Timestamp, Transmit, TransportError, Verifier,
 };
 
 use crate::mailbox::TlsConfig;
@@ -89,6 +89,10 @@ impl Machine {
 
     fn serialize(&self) -> Vec<u8> {
         either!(self, m => m.serialize())
+    }
+
+    fn server_trouble(&self) -> Option<ServerTrouble> {
+        either!(self, m => m.server_trouble())
     }
 
     /// Takes in every pending event; true if there was one.
@@ -241,6 +245,35 @@ impl Handle {
         }
         self.shared.wake.notify_one();
         Ok(())
+    }
+
+    /// Why the server has not answered lately, while the exchange retries
+    /// (to show a person "cannot reach the server for 40 s: connection
+    /// refused" rather than nothing): `None` while requests are answered,
+    /// and once there is an outcome.
+    ///
+    /// ```no_run
+    /// # async fn example() -> Result<(), wormhole_sync_tokio::Error> {
+    /// use wormhole_sync_tokio::transcribe::Initiator;
+    ///
+    /// let initiator = Initiator::new("example.com/app1", b"data".to_vec())?.start();
+    /// let code = initiator.when_code();
+    /// tokio::pin!(code);
+    /// loop {
+    ///     tokio::select! {
+    ///         code = &mut code => { println!("{}", code?); break; }
+    ///         _ = tokio::time::sleep(std::time::Duration::from_secs(5)) => {
+    ///             if let Some(trouble) = initiator.server_trouble() {
+    ///                 eprintln!("retrying: {}", trouble.cause);
+    ///             }
+    ///         }
+    ///     }
+    /// }
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub fn server_trouble(&self) -> Option<ServerTrouble> {
+        self.shared.exchange().server_trouble()
     }
 
     /// The whole state as printable JSON, also while running; restore it

@@ -88,8 +88,8 @@ pub use rustls;
 pub use transcribe::{Initiator, Receiver};
 pub use wormhole_sync_core::builder::{Builder, Client};
 pub use wormhole_sync_core::{
-    ApiMisuse, ChannelId, Code, CodeError, Error, ErrorCode, Mood, Role, Schedule, ServerErrorCode, TransportError,
-    Verifier, CLOSE_GRACE, DEFAULT_RENDEZVOUS_URL, MAX_DATA_LEN,
+    ApiMisuse, ChannelId, Code, CodeError, CodeInput, Error, ErrorCode, Mood, Role, Schedule, ServerErrorCode,
+    ServerTrouble, TransportError, Verifier, CLOSE_GRACE, DEFAULT_RENDEZVOUS_URL, MAX_DATA_LEN,
 };
 
 /// The README's examples, compiled as doc tests.

@@ -24,7 +24,7 @@
 use wormhole_sync_core::builder::{Builder, Client};
 use wormhole_sync_core::magic_wormhole::MailboxExchange;
 pub use wormhole_sync_core::magic_wormhole::{text, PUBLIC_MAILBOX_URL, TEXT_APPID};
-use wormhole_sync_core::{Error, Role};
+use wormhole_sync_core::{CodeInput, Error, Role};
 
 use crate::driver::{self, Handle, Machine, Transport};
 pub use crate::mailbox::TlsConfig;
@@ -126,15 +126,16 @@ pub struct Receiver {
 impl Receiver {
     /// Options for a receiver with the `code` a person typed, sending
     /// `data` (at most 32 KiB) back.
-    pub fn builder(appid: &str, code: &str, data: Vec<u8>) -> Builder<Receiver> {
+    pub fn builder(appid: &str, code: impl Into<CodeInput>, data: Vec<u8>) -> Builder<Receiver> {
         Builder::new(appid, data).code(code)
     }
 
     /// Options for receiving what `wormhole send --text` sends: read the
     /// data with [`text::read_offer`]; the answer `wormhole` waits for is
-    /// sent back.
-    pub fn text_builder(code: &str) -> Builder<Receiver> {
-        Builder::new(TEXT_APPID, text::ack()).code(code)
+    /// sent back (a refusal it shows cleanly, if it offered a file or a
+    /// directory: see [`Builder::answer_text_offers`]).
+    pub fn text_builder(code: impl Into<CodeInput>) -> Builder<Receiver> {
+        Builder::new(TEXT_APPID, Vec::new()).code(code).answer_text_offers(true)
     }
 }
 

@@ -2,7 +2,7 @@
 //! [`start`](Initiator::start) it, then await the [`Handle`].
 
 use wormhole_sync_core::builder::{Builder, Client};
-use wormhole_sync_core::{Error, Exchange, Role};
+use wormhole_sync_core::{CodeInput, Error, Exchange, Role};
 
 use crate::driver::{self, Handle, Machine, Transport};
 
@@ -91,13 +91,13 @@ pub struct Receiver {
 impl Receiver {
     /// A receiver for `appid` with the `code` a person typed, that will send
     /// `data` (at most 32 KiB). A malformed code is [`Error::BadCode`].
-    pub fn new(appid: &str, code: &str, data: Vec<u8>) -> Result<Receiver, Error> {
+    pub fn new(appid: &str, code: impl Into<CodeInput>, data: Vec<u8>) -> Result<Receiver, Error> {
         Receiver::builder(appid, code, data).build()
     }
 
     /// Options for a receiver: `Receiver::builder(appid, code, data)
     /// .rendezvous(url).build()?`.
-    pub fn builder(appid: &str, code: &str, data: Vec<u8>) -> Builder<Receiver> {
+    pub fn builder(appid: &str, code: impl Into<CodeInput>, data: Vec<u8>) -> Builder<Receiver> {
         Builder::new(appid, data).code(code)
     }
 }

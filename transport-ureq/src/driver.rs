@@ -6,11 +6,11 @@
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc;
-use std::sync::{Arc, OnceLock};
+use std::sync::{Arc, Mutex, OnceLock, PoisonError};
 use std::time::SystemTime;
 
 use wormhole_sync_core::wire::MAX_RESPONSE_BYTES;
-use wormhole_sync_core::{Exchange, Progress, RequestId, Timestamp, Transmit, TransportError};
+use wormhole_sync_core::{Exchange, Progress, RequestId, ServerTrouble, Timestamp, Transmit, TransportError};
 
 use crate::pool;
 
@@ -82,6 +82,43 @@ impl std::fmt::Debug for Canceller {
     }
 }
 
+/// Reads, from another thread, how an exchange that a blocking call is
+/// running fares: whether its server has stopped answering, since when and
+/// why, to show a person while the call retries. `Clone + Send + Sync`.
+///
+/// ```no_run
+/// use std::time::Duration;
+/// use wormhole_sync_ureq::transcribe::Initiator;
+///
+/// let mut initiator = Initiator::new("example.com/app1", b"data".to_vec())?;
+/// let observer = initiator.observer();
+/// std::thread::spawn(move || loop {
+///     std::thread::sleep(Duration::from_secs(5));
+///     if let Some(trouble) = observer.server_trouble() {
+///         eprintln!("retrying: {}", trouble.cause);
+///     }
+/// });
+/// let code = initiator.get_code()?;
+/// # Ok::<(), wormhole_sync_ureq::Error>(())
+/// ```
+#[derive(Clone, Debug, Default)]
+pub struct Observer {
+    trouble: Arc<Mutex<Option<ServerTrouble>>>,
+}
+
+impl Observer {
+    /// Why the server has not answered lately, as of the exchange's last
+    /// step: `None` while requests are answered, and once there is an
+    /// outcome (see [`Exchange::server_trouble`]).
+    pub fn server_trouble(&self) -> Option<ServerTrouble> {
+        self.trouble.lock().unwrap_or_else(PoisonError::into_inner).clone()
+    }
+
+    pub(crate) fn publish(&self, trouble: Option<ServerTrouble>) {
+        *self.trouble.lock().unwrap_or_else(PoisonError::into_inner) = trouble;
+    }
+}
+
 impl std::fmt::Debug for Signal {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(match self {
@@ -98,6 +135,7 @@ pub(crate) struct Driver {
     agent: ureq::Agent,
     signals: mpsc::Sender<Signal>,
     inbox: mpsc::Receiver<Signal>,
+    pub(crate) observer: Observer,
     /// The state was handed out: the application may resume it elsewhere,
     /// so dropping this one must not close the channel.
     saved: AtomicBool,
@@ -106,7 +144,15 @@ pub(crate) struct Driver {
 impl Driver {
     pub(crate) fn new(exchange: Exchange, agent: ureq::Agent) -> Driver {
         let (signals, inbox) = mpsc::channel();
-        Driver { exchange, news: Progress::default(), agent, signals, inbox, saved: AtomicBool::new(false) }
+        Driver {
+            exchange,
+            news: Progress::default(),
+            agent,
+            signals,
+            inbox,
+            observer: Observer::default(),
+            saved: AtomicBool::new(false),
+        }
     }
 
     /// The same exchange, its requests sent through `agent` from now on.
@@ -139,6 +185,7 @@ impl Driver {
                 self.send(transmit);
             }
             self.news.drain(&mut self.exchange);
+            self.observer.publish(self.exchange.server_trouble());
             if done(&self.news, &self.exchange) && !self.exchange.has_outcome() {
                 return;
             }

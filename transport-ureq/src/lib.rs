@@ -76,7 +76,7 @@ mod mailbox;
 mod pool;
 pub mod transcribe;
 
-pub use driver::Canceller;
+pub use driver::{Canceller, Observer};
 /// The TLS library of `wss://` connections, for a [`magic_wormhole::TlsConfig`].
 pub use rustls;
 pub use transcribe::{Initiator, Receiver};
@@ -84,6 +84,6 @@ pub use transcribe::{Initiator, Receiver};
 pub use ureq;
 pub use wormhole_sync_core::builder::{Builder, Client};
 pub use wormhole_sync_core::{
-    ApiMisuse, ChannelId, Code, CodeError, Error, ErrorCode, Mood, Role, Schedule, ServerErrorCode, TransportError,
-    Verifier, CLOSE_GRACE, DEFAULT_RENDEZVOUS_URL, MAX_DATA_LEN,
+    ApiMisuse, ChannelId, Code, CodeError, CodeInput, Error, ErrorCode, Mood, Role, Schedule, ServerErrorCode,
+    ServerTrouble, TransportError, Verifier, CLOSE_GRACE, DEFAULT_RENDEZVOUS_URL, MAX_DATA_LEN,
 };

@@ -25,9 +25,9 @@ use std::fmt;
 use wormhole_sync_core::builder::{Builder, Client};
 use wormhole_sync_core::magic_wormhole::MailboxExchange;
 pub use wormhole_sync_core::magic_wormhole::{text, PUBLIC_MAILBOX_URL, TEXT_APPID};
-use wormhole_sync_core::{Code, Error, Role, Verifier};
+use wormhole_sync_core::{Code, CodeInput, Error, Role, Verifier};
 
-use crate::driver::Canceller;
+use crate::driver::{Canceller, Observer};
 use crate::mailbox::MailboxDriver;
 pub use crate::mailbox::TlsConfig;
 
@@ -86,6 +86,12 @@ macro_rules! shared_methods {
             /// A handle that cancels this exchange from another thread.
             pub fn canceller(&self) -> Canceller {
                 self.driver.canceller()
+            }
+
+            /// A handle that tells another thread, while a blocking call
+            /// runs this exchange, whether its server has stopped answering.
+            pub fn observer(&self) -> Observer {
+                self.driver.observer.clone()
             }
 
             /// Stops the exchange and closes its mailbox, waiting at most
@@ -170,15 +176,16 @@ pub struct Receiver {
 impl Receiver {
     /// Options for a receiver with the `code` a person typed, sending
     /// `data` (at most 32 KiB) back.
-    pub fn builder(appid: &str, code: &str, data: Vec<u8>) -> Builder<Receiver> {
+    pub fn builder(appid: &str, code: impl Into<CodeInput>, data: Vec<u8>) -> Builder<Receiver> {
         Builder::new(appid, data).code(code)
     }
 
     /// Options for receiving what `wormhole send --text` sends: read the
     /// data with [`text::read_offer`]; the answer `wormhole` waits for is
-    /// sent back.
-    pub fn text_builder(code: &str) -> Builder<Receiver> {
-        Builder::new(TEXT_APPID, text::ack()).code(code)
+    /// sent back (a refusal it shows cleanly, if it offered a file or a
+    /// directory: see [`Builder::answer_text_offers`]).
+    pub fn text_builder(code: impl Into<CodeInput>) -> Builder<Receiver> {
+        Builder::new(TEXT_APPID, Vec::new()).code(code).answer_text_offers(true)
     }
 }
 

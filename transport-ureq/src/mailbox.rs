@@ -21,7 +21,7 @@ use wormhole_sync_core::magic_wormhole::{MailboxExchange, Transmit};
 use wormhole_sync_core::mailbox_wire::MAX_FRAME_BYTES;
 use wormhole_sync_core::{Progress, Timestamp, TransportError};
 
-use crate::driver::Canceller;
+use crate::driver::{Canceller, Observer};
 
 /// How `wss://` connections are made: a `rustls` client configuration
 /// (your own roots, say). Without one, the roots of `webpki-roots`
@@ -68,6 +68,7 @@ pub(crate) struct MailboxDriver {
     inbox: mpsc::Receiver<Signal>,
     connection: Option<Connection>,
     connections: u64,
+    pub(crate) observer: Observer,
     /// The state was handed out: dropping this one must not close the mailbox.
     saved: AtomicBool,
 }
@@ -83,6 +84,7 @@ impl MailboxDriver {
             inbox,
             connection: None,
             connections: 0,
+            observer: Observer::default(),
             saved: AtomicBool::new(false),
         }
     }
@@ -116,6 +118,7 @@ impl MailboxDriver {
             while let Some(event) = self.exchange.poll_event() {
                 self.news.record(event);
             }
+            self.observer.publish(self.exchange.server_trouble());
             if done(&self.news) && !self.exchange.has_outcome() {
                 return;
             }

@@ -4,9 +4,9 @@
 use std::fmt;
 
 use wormhole_sync_core::builder::{Builder, Client};
-use wormhole_sync_core::{ApiMisuse, Code, Error, Exchange, Role, Timestamp, Verifier};
+use wormhole_sync_core::{ApiMisuse, Code, CodeInput, Error, Exchange, Role, Timestamp, Verifier};
 
-use crate::driver::{shared_agent, Canceller, Driver};
+use crate::driver::{shared_agent, Canceller, Driver, Observer};
 
 /// The methods both sides share, written once.
 macro_rules! shared_methods {
@@ -88,6 +88,12 @@ macro_rules! shared_methods {
             /// A handle that cancels this exchange from another thread.
             pub fn canceller(&self) -> Canceller {
                 self.driver.canceller()
+            }
+
+            /// A handle that tells another thread, while a blocking call
+            /// runs this exchange, whether its server has stopped answering.
+            pub fn observer(&self) -> Observer {
+                self.driver.observer.clone()
             }
 
             /// Stops the exchange and closes its channel (the peer fails at
@@ -177,13 +183,13 @@ pub struct Receiver {
 impl Receiver {
     /// A receiver for `appid` with the `code` a person typed, that will send
     /// `data` (at most 32 KiB). A malformed code is [`Error::BadCode`].
-    pub fn new(appid: &str, code: &str, data: Vec<u8>) -> Result<Receiver, Error> {
+    pub fn new(appid: &str, code: impl Into<CodeInput>, data: Vec<u8>) -> Result<Receiver, Error> {
         Receiver::builder(appid, code, data).build()
     }
 
     /// Options for a receiver: `Receiver::builder(appid, code, data)
     /// .rendezvous(url).build()?`.
-    pub fn builder(appid: &str, code: &str, data: Vec<u8>) -> Builder<Receiver> {
+    pub fn builder(appid: &str, code: impl Into<CodeInput>, data: Vec<u8>) -> Builder<Receiver> {
         Builder::new(appid, data).code(code)
     }
 }

@@ -79,6 +79,8 @@ pub struct Exchange {
     ended_at: Option<Timestamp>,
     close_attempts: u32,
     last_problem: TransportError,
+    /// When requests began failing, if the server has not answered since.
+    trouble_since: Option<Timestamp>,
     refusals: Refusals,
     events: VecDeque<Event>,
     announced: Announced,
@@ -141,6 +143,7 @@ impl Exchange {
             ended_at: None,
             close_attempts: 0,
             last_problem: TransportError::from_message("no request was answered"),
+            trouble_since: None,
             refusals: Refusals::default(),
             events: VecDeque::new(),
             announced: Announced::default(),
@@ -265,7 +268,7 @@ impl Exchange {
         if self.is_terminal() {
             consider(self.ended_at.unwrap_or(self.now) + CLOSE_GRACE);
         } else {
-            consider(started + self.facts.config.timeout());
+            consider(self.facts.config.give_up_at(started, self.facts.reached_server));
         }
         if !self.control_busy() && self.next_control().is_some() {
             consider(self.control_at.max(self.now));
@@ -315,6 +318,34 @@ impl Exchange {
     pub fn set_timeout(&mut self, timeout: Duration) -> Result<(), Error> {
         self.facts.config = crate::config::with_valid_timeout(&self.facts.config, timeout)?;
         Ok(())
+    }
+
+    /// Why the server has not answered lately: `Some` from the first failed
+    /// request (refused connection, no answer in time, the server's
+    /// `429`/`5xx`) until the server answers again; `None` once there is an
+    /// outcome. The exchange keeps retrying meanwhile, until its timeout (or
+    /// [connect timeout](crate::Config::with_connect_timeout)).
+    ///
+    /// ```
+    /// use wormhole_sync_core::{Config, Exchange, Timestamp, TransportError};
+    ///
+    /// let mut initiator = Exchange::initiator(Config::new("example.com/app")?, b"data".to_vec(), [7; 32])?;
+    /// let start = Timestamp::from_millis(0);
+    /// initiator.start(start);
+    /// let allocate = initiator.poll_transmit(start).expect("an allocate");
+    /// let refused = std::io::Error::from(std::io::ErrorKind::ConnectionRefused);
+    /// initiator.handle_transport_error(Timestamp::from_millis(5), allocate.id(), TransportError::new(refused));
+    /// let trouble = initiator.server_trouble().expect("a failure");
+    /// assert_eq!((trouble.since, trouble.server_reached), (Timestamp::from_millis(5), false));
+    /// # Ok::<(), wormhole_sync_core::Error>(())
+    /// ```
+    pub fn server_trouble(&self) -> Option<crate::ServerTrouble> {
+        let since = self.trouble_since.filter(|_| !self.is_terminal())?;
+        Some(crate::ServerTrouble {
+            cause: self.last_problem.clone(),
+            since,
+            server_reached: self.facts.reached_server,
+        })
     }
 
     /// When the hard timeout fires (the first start plus the timeout), once started.
@@ -390,6 +421,7 @@ impl Exchange {
             self.control_at = self.control_at.saturating_sub(back);
             self.fetch_at = self.fetch_at.saturating_sub(back);
             self.peer_heard_at = self.peer_heard_at.map(|t| t.saturating_sub(back));
+            self.trouble_since = self.trouble_since.map(|t| t.saturating_sub(back));
             self.ended_at = self.ended_at.map(|t| t.saturating_sub(back));
             for request in &mut self.in_flight {
                 request.sent_at = request.sent_at.saturating_sub(back);
@@ -406,7 +438,7 @@ impl Exchange {
         self.set_clock(now);
         let Some(started) = self.facts.started_at else { return };
         self.forget_lost_requests();
-        if !self.is_terminal() && self.now >= started + self.facts.config.timeout() {
+        if !self.is_terminal() && self.now >= self.facts.config.give_up_at(started, self.facts.reached_server) {
             let error = self.timeout_error();
             self.fail(error);
         }

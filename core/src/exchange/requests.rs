@@ -318,6 +318,7 @@ impl Exchange {
 
     pub(super) fn retry_later(&mut self, kind: Kind, cause: TransportError) {
         self.last_problem = cause;
+        self.trouble_since.get_or_insert(self.now);
         let at = self.now + self.interval();
         if kind == Kind::Fetch {
             self.fetch_at = at;
@@ -331,6 +332,9 @@ impl Exchange {
             self.facts.reached_server = true;
         }
         let refused = matches!(status, 429 | 500..=599);
+        if !refused {
+            self.trouble_since = None;
+        }
         *self.refusals.slot(request.kind) = None;
         match status {
             200..=299 => match Response::parse(request.kind.route(), body) {

@@ -169,6 +169,8 @@ pub struct MailboxExchange {
     peer_plain: Option<Vec<u8>>,
     ended_at: Option<Timestamp>,
     last_problem: TransportError,
+    /// When connecting began failing, if no connection opened since.
+    trouble_since: Option<Timestamp>,
     /// The server's last "retry later" refusal, for the timeout's error.
     busy: Option<(ServerErrorCode, String)>,
     events: VecDeque<Event>,
@@ -203,6 +205,30 @@ impl MailboxExchange {
         MailboxExchange::new(Role::Receiver, config, data, seed, Some(code))
     }
 
+    /// Makes a receiver answer as `wormhole receive` does, instead of
+    /// sending its `data`: an ack ([`text::ack`](super::text::ack)) to a
+    /// text offer, and to anything else (a file or directory offer, which
+    /// `wormhole send FILE` announces with its transit hints) a refusal the
+    /// `wormhole` command shows ("remote error, transfer abandoned:
+    /// wormhole-sync receives text messages only..."). The answer goes
+    /// once the sender's message opened. Initiators are refused.
+    ///
+    /// ```
+    /// use wormhole_sync_core::magic_wormhole::{MailboxExchange, TEXT_APPID};
+    /// use wormhole_sync_core::Config;
+    ///
+    /// let receiver = MailboxExchange::receiver(Config::new(TEXT_APPID)?, "4-purple-sausages".parse()?, vec![], [3; 32])?
+    ///     .answering_text_offers()?;
+    /// # Ok::<(), wormhole_sync_core::Error>(())
+    /// ```
+    pub fn answering_text_offers(mut self) -> Result<MailboxExchange, Error> {
+        if self.facts.role != Role::Receiver || self.facts.started_at.is_some() {
+            return Err(Error::InvalidConfig("only a receiver not started yet answers text offers".into()));
+        }
+        self.facts.answers_offer = true;
+        Ok(self)
+    }
+
     fn new(
         role: Role,
         config: Config,
@@ -229,6 +255,7 @@ impl MailboxExchange {
             peer_plain: None,
             ended_at: None,
             last_problem: TransportError::from_message("the mailbox server was never reached"),
+            trouble_since: None,
             busy: None,
             events: VecDeque::new(),
             announced: [false; 3],
@@ -259,6 +286,7 @@ impl MailboxExchange {
         if matches!(self.link, Link::Connecting) {
             self.link = Link::Up(Connection::new(now));
             self.facts.reached_server = true;
+            self.trouble_since = None;
         }
     }
 
@@ -278,6 +306,7 @@ impl MailboxExchange {
             self.fail(Error::ServerUnreachable { cause: cause.clone() });
         }
         self.last_problem = cause;
+        self.trouble_since.get_or_insert(now);
         self.progress();
     }
 
@@ -354,7 +383,7 @@ impl MailboxExchange {
         let mut wake = if self.is_terminal() {
             self.ended_at.unwrap_or(self.now) + CLOSE_GRACE
         } else {
-            started + self.facts.config.timeout()
+            self.facts.config.give_up_at(started, self.facts.reached_server)
         };
         match &self.link {
             Link::Down { retry_at } => wake = wake.min(*retry_at),
@@ -395,6 +424,19 @@ impl MailboxExchange {
     pub fn set_timeout(&mut self, timeout: std::time::Duration) -> Result<(), Error> {
         self.facts.config = crate::config::with_valid_timeout(&self.facts.config, timeout)?;
         Ok(())
+    }
+
+    /// Why the mailbox server has not been reachable lately: `Some` from
+    /// the first failed connection (or one that dropped) until a connection
+    /// opens again; `None` once there is an outcome (see
+    /// [`Exchange::server_trouble`](crate::Exchange::server_trouble)).
+    pub fn server_trouble(&self) -> Option<crate::ServerTrouble> {
+        let since = self.trouble_since.filter(|_| !self.is_terminal())?;
+        Some(crate::ServerTrouble {
+            cause: self.last_problem.clone(),
+            since,
+            server_reached: self.facts.reached_server,
+        })
     }
 
     /// Whether the outcome is known (the mailbox may still be closing).
@@ -472,6 +514,7 @@ impl MailboxExchange {
         if now < self.now {
             let back = self.now.saturating_since(now);
             self.ended_at = self.ended_at.map(|t| t.saturating_sub(back));
+            self.trouble_since = self.trouble_since.map(|t| t.saturating_sub(back));
             match &mut self.link {
                 Link::Down { retry_at } => *retry_at = retry_at.saturating_sub(back),
                 Link::Up(connection) => {
@@ -486,7 +529,7 @@ impl MailboxExchange {
         if started > now {
             self.facts.started_at = Some(now);
         }
-        if !self.is_terminal() && now >= started + self.facts.config.timeout() {
+        if !self.is_terminal() && now >= self.facts.config.give_up_at(started, self.facts.reached_server) {
             let error = match (&self.busy, self.facts.reached_server) {
                 // Someone used the code, and we sealed our version message under
                 // a key it can test a guess against, but it never confirmed the key.
@@ -593,7 +636,14 @@ impl MailboxExchange {
                     return None;
                 }
                 let key = phase_key(self.key.as_ref()?, &self.side, PHASES[DATA]);
-                Some(crypto::hex(&crypto::seal(&key, self.facts.seed.nonce(PHASES[DATA]), &self.facts.data)))
+                let answer;
+                let data = if self.facts.answers_offer {
+                    answer = super::text::answer(self.peer_plain.as_ref()?);
+                    &answer
+                } else {
+                    &self.facts.data
+                };
+                Some(crypto::hex(&crypto::seal(&key, self.facts.seed.nonce(PHASES[DATA]), data)))
             }
         }
     }

@@ -35,6 +35,11 @@ pub(super) struct Facts {
     pub(super) seed: Seed,
     #[serde(with = "saved_fields::bytes")]
     pub(super) data: Vec<u8>,
+    /// A receiver of the `wormhole` command's text convention: its message
+    /// answers the sender's (an ack to a text offer, a refusal to anything
+    /// else) instead of being `data`. Absent from saved states when false.
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub(super) answers_offer: bool,
     #[serde(with = "saved_fields::code")]
     pub(super) code: Option<Code>,
     pub(super) started_at: Option<Timestamp>,
@@ -58,6 +63,10 @@ pub(super) struct Facts {
     pub(super) failure: Option<Error>,
 }
 
+fn is_false(value: &bool) -> bool {
+    !*value
+}
+
 /// Fails with `why` unless `rule` holds.
 fn require(rule: bool, why: &str) -> Result<(), Error> {
     rule.then_some(()).ok_or_else(|| Error::BadSerializedState(why.to_string()))
@@ -70,6 +79,7 @@ impl Facts {
             config,
             seed,
             data,
+            answers_offer: false,
             code,
             started_at: None,
             reached_server: false,
@@ -101,6 +111,7 @@ impl Facts {
         )?;
         require(self.started_at.is_none_or(|t| t <= MAX_TIMESTAMP), "started_at lies beyond the year 9999")?;
         require(self.role == Role::Initiator || self.code.is_some(), "a receiver must have a code")?;
+        require(self.role == Role::Receiver || !self.answers_offer, "only a receiver answers an offer")?;
         let started = self.started_at.is_some();
         require(started || !self.reached_server, "the server was reached before the start")?;
         require(self.reached_server || self.mailbox.is_none(), "a mailbox needs the server")?;

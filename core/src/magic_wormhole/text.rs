@@ -45,10 +45,29 @@ pub fn ack() -> Vec<u8> {
     json!({"answer": {"message_ack": "ok"}}).to_string().into_bytes()
 }
 
-/// Reads a sender's offer; anything but an offer is a protocol error.
+/// What `wormhole receive` answers to an offer this crate cannot take; the
+/// `wormhole` command shows it after "remote error, transfer abandoned: ".
+pub const REFUSAL: &str = "wormhole-sync receives text messages only, not files or directories: send text with \
+                           `wormhole send --text TEXT`";
+
+/// The answer to a sender's first message: an ack to a text offer, a
+/// refusal (`{"error": REFUSAL}`) to anything else.
+pub fn answer(message: &[u8]) -> Vec<u8> {
+    match read_offer(message) {
+        Ok(Offer::Text(_)) => ack(),
+        _ => json!({ "error": REFUSAL }).to_string().into_bytes(),
+    }
+}
+
+/// Reads a sender's offer; anything but an offer is a protocol error. A
+/// `transit` message (which `wormhole send FILE` sends before its file or
+/// directory offer) reads as [`Offer::Unsupported`]`("file or directory")`.
 pub fn read_offer(message: &[u8]) -> Result<Offer, Error> {
     let refused = |detail: &str| Error::PeerProtocol { detail: detail.to_string() };
     let value: Value = serde_json::from_slice(message).map_err(|_| refused("its message is not JSON"))?;
+    if value.get("transit").is_some() {
+        return Ok(Offer::Unsupported("file or directory".into()));
+    }
     let offer = value.get("offer").and_then(Value::as_object).ok_or_else(|| refused("its message is not an offer"))?;
     if let Some(text) = offer.get("message") {
         let text = text.as_str().ok_or_else(|| refused("its text offer is not a string"))?;
@@ -77,5 +96,16 @@ mod tests {
         }
         assert!(!is_ack(br#"{"answer": {"message_ack": "no"}}"#));
         assert!(!is_ack(b"\xff"));
+    }
+
+    #[test]
+    fn a_text_offer_is_acked_and_anything_else_refused_as_wormhole_shows_it() {
+        assert!(is_ack(&answer(&offer("hi"))));
+        let transit = br#"{"transit": {"abilities-v1": [], "hints-v1": []}}"#;
+        assert_eq!(read_offer(transit).unwrap(), Offer::Unsupported("file or directory".into()));
+        for other in [&transit[..], br#"{"offer": {"directory": {}}}"#, b"nope"] {
+            let refusal: Value = serde_json::from_slice(&answer(other)).unwrap();
+            assert_eq!(refusal, json!({ "error": REFUSAL }), "{other:?}");
+        }
     }
 }
