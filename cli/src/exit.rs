@@ -70,11 +70,14 @@ impl Failure {
 
     /// An exchange's error, with what to do about it; `rendezvous` names
     /// the server in messages about it.
-    pub fn from_error(error: &Error, rendezvous: &str) -> Failure {
-        let server = if rendezvous == DEFAULT_RENDEZVOUS_URL {
-            format!("{rendezvous} (the default; choose another with --rendezvous)")
-        } else {
-            rendezvous.to_string()
+    /// `settings` is the settings file that named the server, if one did.
+    pub fn from_error(error: &Error, rendezvous: &str, settings: Option<&std::path::Path>) -> Failure {
+        let server = match settings {
+            Some(file) => format!("{rendezvous} (set in {})", file.display()),
+            None if rendezvous == DEFAULT_RENDEZVOUS_URL => {
+                format!("{rendezvous} (the default; choose another with --rendezvous)")
+            }
+            None => rendezvous.to_string(),
         };
         match error {
             Error::WrongCode | Error::Reflection => Failure::new(code::WRONG_CODE, error.to_string()),

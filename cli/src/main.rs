@@ -5,6 +5,7 @@
 mod docs;
 mod exit;
 mod output;
+mod settings;
 mod state;
 mod terminal;
 mod transfer;
@@ -21,6 +22,7 @@ use wormhole_sync_ureq::magic_wormhole::{PUBLIC_MAILBOX_URL, TEXT_APPID};
 use wormhole_sync_ureq::{Schedule, DEFAULT_RENDEZVOUS_URL};
 
 use crate::exit::Failure;
+use crate::settings::Settings;
 use crate::state::StateFile;
 use crate::transfer::{Flavour, Options};
 
@@ -46,7 +48,15 @@ Examples:
   wormhole-sync serve                             run a rendezvous server
   wormhole-sync send --magic-wormhole 'hi'        to someone running `wormhole receive`
   wormhole-sync receive --magic-wormhole 4-purple-sausages
-                                                  from someone running `wormhole send --text`";
+                                                  from someone running `wormhole send --text`
+
+Settings file (to set your server once): config.toml in wormhole-sync's folder of the
+platform's configuration folder (~/.config/wormhole-sync/config.toml on Linux), or the
+file WORMHOLE_SYNC_CONFIG names. Below the options and environment variables:
+  rendezvous = \"http://rendezvous.example:4000\"
+  magic-wormhole-rendezvous = \"ws://relay.example:4000/v1\"
+  appid = \"example.com/family\"
+  ca-cert = \"/etc/ssl/private-ca.pem\"";
 
 /// Securely exchange a small piece of data between two computers with a
 /// short invitation code, through a rendezvous server that relays encrypted
@@ -76,6 +86,11 @@ enum Command {
         /// How many secret words the code has (1 to 16; each adds 8 bits).
         #[arg(long, value_name = "N")]
         code_words: Option<usize>,
+        /// Also show the command for the other side as a QR code (with
+        /// --magic-wormhole, a wormhole-transfer: URI), for a phone's camera;
+        /// shown only on a terminal.
+        #[arg(long)]
+        qr: bool,
         #[command(flatten)]
         common: Common,
     },
@@ -151,11 +166,14 @@ struct Common {
     #[arg(long)]
     magic_wormhole: bool,
     /// The rendezvous server; both sides must use the same one [default:
-    /// http://127.0.0.1:4000; with --magic-wormhole: ws://relay.magic-wormhole.io:4000/v1].
+    /// `rendezvous` in the settings file, else http://127.0.0.1:4000; with
+    /// --magic-wormhole: `magic-wormhole-rendezvous` there, else
+    /// ws://relay.magic-wormhole.io:4000/v1].
     #[arg(long, value_name = "URL", env = "WORMHOLE_SYNC_RENDEZVOUS")]
     rendezvous: Option<String>,
     /// The application id; both sides must use the same one [default:
-    /// wormhole-sync/cli; with --magic-wormhole: the `wormhole` command's].
+    /// `appid` in the settings file, else wormhole-sync/cli; with
+    /// --magic-wormhole: the `wormhole` command's].
     #[arg(long, value_name = "ID", env = "WORMHOLE_SYNC_APPID")]
     appid: Option<String>,
     /// Give up after this long (e.g. 90s, 30m, 3d).
@@ -199,14 +217,25 @@ fn parse_schedule(text: &str) -> Result<Schedule, String> {
 }
 
 impl Common {
-    fn options(&self, code_words: Option<usize>) -> Result<Options, Failure> {
+    /// The options, from the command line and the environment, then the
+    /// settings file, then the defaults.
+    fn options(&self, code_words: Option<usize>, settings: &Settings) -> Result<Options, Failure> {
         let flavour = if self.magic_wormhole { Flavour::MagicWormhole } else { Flavour::Transcribe };
-        let (default_rendezvous, default_appid) = match flavour {
-            Flavour::Transcribe => (DEFAULT_RENDEZVOUS_URL, DEFAULT_APPID),
-            Flavour::MagicWormhole => (PUBLIC_MAILBOX_URL, TEXT_APPID),
+        let (default_rendezvous, default_appid, set_rendezvous, set_appid) = match flavour {
+            Flavour::Transcribe => {
+                (DEFAULT_RENDEZVOUS_URL, DEFAULT_APPID, &settings.rendezvous, settings.appid.as_deref())
+            }
+            Flavour::MagicWormhole => (PUBLIC_MAILBOX_URL, TEXT_APPID, &settings.magic_wormhole_rendezvous, None),
         };
-        let rendezvous = self.rendezvous.clone().unwrap_or_else(|| default_rendezvous.to_string());
-        transfer::check_rendezvous(&rendezvous, flavour)?;
+        let (rendezvous, rendezvous_from) = match (&self.rendezvous, set_rendezvous) {
+            (Some(given), _) => (given.clone(), None),
+            (None, Some(set)) => (set.clone(), settings.source.clone()),
+            (None, None) => (default_rendezvous.to_string(), None),
+        };
+        transfer::check_rendezvous(&rendezvous, flavour).map_err(|failure| match &rendezvous_from {
+            Some(file) => Failure::usage(format!("{} (set in {})", failure.message, file.display())),
+            None => failure,
+        })?;
         if self.magic_wormhole && self.verify {
             return Err(Failure::usage("--verify is not available with --magic-wormhole"));
         }
@@ -216,7 +245,12 @@ impl Common {
         Ok(Options {
             flavour,
             rendezvous,
-            appid: self.appid.clone().unwrap_or_else(|| default_appid.to_string()),
+            rendezvous_from,
+            appid: self
+                .appid
+                .clone()
+                .or_else(|| set_appid.map(str::to_string))
+                .unwrap_or_else(|| default_appid.to_string()),
             timeout: self.timeout,
             connect_timeout: match (self.connect_timeout, &self.state) {
                 (Some(timeout), _) => Some(timeout),
@@ -227,10 +261,11 @@ impl Common {
             code_words,
             verify: self.verify,
             quiet: self.quiet,
+            qr: false,
             state: StateFile::new(self.state.clone()),
             output: self.output.clone(),
             force: self.force,
-            ca_cert: self.ca_cert.clone(),
+            ca_cert: self.ca_cert.clone().or_else(|| settings.ca_cert.clone()),
         })
     }
 }
@@ -244,9 +279,13 @@ fn main() -> ExitCode {
 }
 
 fn run(command: Command) -> Result<(), Failure> {
+    let settings = match &command {
+        Command::Send { .. } | Command::Receive { .. } | Command::Resume { .. } => Settings::load()?,
+        _ => Settings::default(),
+    };
     let (options, data) = match command {
-        Command::Send { text, file, code, code_words, common } => {
-            let options = common.options(code_words)?;
+        Command::Send { text, file, code, code_words, qr, common } => {
+            let options = Options { qr, ..common.options(code_words, &settings)? };
             let code_from_stdin = code.as_deref() == Some("-");
             let code = if code_from_stdin { Some(terminal::code_from_stdin()?) } else { code };
             let piped = text.is_none() && file.is_none();
@@ -261,7 +300,7 @@ fn run(command: Command) -> Result<(), Failure> {
             (options.clone(), transfer::send(&options, data, code)?)
         }
         Command::Receive { code, text, file, chosen, common } => {
-            let options = common.options(None)?;
+            let options = common.options(None, &settings)?;
             let code_from_stdin = chosen.as_deref().or(code.as_deref()) == Some("-");
             let from_stdin = |code: String| if code == "-" { terminal::code_from_stdin() } else { Ok(code) };
             let (code, chosen) = match (code, chosen) {
@@ -285,6 +324,7 @@ fn run(command: Command) -> Result<(), Failure> {
             let options = Options {
                 flavour: Flavour::Transcribe,                   // Replaced by the saved one.
                 rendezvous: DEFAULT_RENDEZVOUS_URL.to_string(), // Likewise.
+                rendezvous_from: None,
                 appid: String::new(),
                 timeout: Duration::ZERO, // The saved one, or --timeout.
                 connect_timeout: None,   // The saved state waits for its server.
@@ -292,10 +332,11 @@ fn run(command: Command) -> Result<(), Failure> {
                 code_words: None,
                 verify: false,
                 quiet,
+                qr: false,
                 state,
                 output,
                 force,
-                ca_cert,
+                ca_cert: ca_cert.or(settings.ca_cert),
             };
             if let Some(path) = &options.output {
                 output::check_target(path, options.force)?;
@@ -344,7 +385,7 @@ mod tests {
             else {
                 panic!("a send")
             };
-            common.options(None).unwrap().connect_timeout
+            common.options(None, &Settings::default()).unwrap().connect_timeout
         };
         assert_eq!(connect_timeout(&["x"]), Some(Duration::from_secs(60)));
         assert_eq!(connect_timeout(&["--state", "s.json", "x"]), None);

@@ -128,6 +128,18 @@ impl Drop for Status {
     }
 }
 
+/// `text` as a QR code drawn with half blocks (two rows per line), light
+/// on dark as terminals show it, with its quiet zone; `None` when standard
+/// error is not a terminal, or the text does not fit a QR code.
+pub fn qr_code(text: &str) -> Option<String> {
+    use qrcode::render::unicode::Dense1x2;
+    if !std::io::stderr().is_terminal() {
+        return None;
+    }
+    let code = qrcode::QrCode::new(text.as_bytes()).ok()?;
+    Some(code.render::<Dense1x2>().dark_color(Dense1x2::Light).light_color(Dense1x2::Dark).build())
+}
+
 /// Completes a code as it is typed: after the number, each word from the
 /// list its position takes words from.
 #[derive(Helper, Hinter, Highlighter, Validator)]
@@ -266,6 +278,14 @@ pub fn confirm_verifier(verifier: &Verifier) -> Result<bool, Failure> {
         .read_line(&mut answer)
         .map_err(|e| Failure::usage(format!("cannot read the answer: {e}")))?;
     Ok(matches!(answer.trim().to_ascii_lowercase().as_str(), "y" | "yes"))
+}
+
+/// Erases the spinner's line (and the `^C` the terminal echoed) when the
+/// process exits at once, without the spinner's own clean-up.
+pub fn clear_line() {
+    if std::io::stderr().is_terminal() {
+        let _ = write!(std::io::stderr(), "\r\x1b[2K");
+    }
 }
 
 /// Writes a line to standard error; a closed standard error is no reason

@@ -31,6 +31,8 @@ pub enum Flavour {
 pub struct Options {
     pub flavour: Flavour,
     pub rendezvous: String,
+    /// The settings file that named the server, if one did.
+    pub rendezvous_from: Option<PathBuf>,
     pub appid: String,
     pub timeout: Duration,
     /// Give up this soon if the server never answered.
@@ -39,6 +41,8 @@ pub struct Options {
     pub code_words: Option<usize>,
     pub verify: bool,
     pub quiet: bool,
+    /// Show the other side's command as a QR code too (on a terminal).
+    pub qr: bool,
     pub state: StateFile,
     pub output: Option<PathBuf>,
     /// Replace an existing `--output` file.
@@ -190,11 +194,13 @@ pub fn handle_ctrl_c(state: &StateFile) {
             (None, Some(canceller)) if !again => canceller.cancel(),
             (Some(path), _) => {
                 crate::state::remove_partial();
-                terminal::say(&format!("\nwormhole-sync: interrupted; continue with: wormhole-sync resume {path}"));
+                terminal::clear_line();
+                terminal::say(&format!("wormhole-sync: interrupted; continue with: wormhole-sync resume {path}"));
                 std::process::exit(code::INTERRUPTED.into());
             }
             _ => {
                 crate::state::remove_partial();
+                terminal::clear_line();
                 std::process::exit(code::INTERRUPTED.into())
             }
         }
@@ -331,9 +337,22 @@ fn resume_magic(options: &Options, saved: &[u8]) -> Result<Option<Party>, Failur
 
 fn fail(error: &Error, options: &Options) -> Failure {
     if INTERRUPTED.load(Ordering::SeqCst) && *error == Error::Cancelled {
-        return Failure::new(code::INTERRUPTED, "interrupted: the channel was closed, so the other side knows");
+        // Said truly by `run`, which knows what was made by then.
+        return Failure::new(code::INTERRUPTED, "interrupted");
     }
-    Failure::from_error(error, &options.rendezvous)
+    Failure::from_error(error, &options.rendezvous, options.rendezvous_from.as_deref())
+}
+
+/// What an interrupted run tells its person: what Ctrl-C undid, if anything.
+fn interrupted(party: &Party, code_shown: bool) -> &'static str {
+    let server_reached = either!(party, side => side.server_reached());
+    match party {
+        _ if !server_reached => "interrupted: the server was never reached, so nothing was made or sent",
+        Party::Initiator(_) | Party::MagicInitiator(_) if !code_shown => {
+            "interrupted before a channel was made: nothing was sent"
+        }
+        _ => "interrupted: the channel was closed, so the other side knows",
+    }
 }
 
 /// Drives one side to its end, saving its state after each step.
@@ -344,9 +363,13 @@ fn run(mut party: Party, options: &Options) -> Result<Vec<u8>, Failure> {
     state.save(|| party.serialize())?;
     let notice = trouble_notice(options);
     let watch = status.watch_server(party.observer(), move |trouble| Some(notice(trouble)));
-    let outcome = exchange(&mut party, options, &status);
+    let mut code_shown = false;
+    let outcome = exchange(&mut party, options, &status, &mut code_shown);
     drop(watch);
     let outcome = outcome.map_err(|failure| match &party {
+        _ if failure.code == code::INTERRUPTED && failure.message == "interrupted" => {
+            Failure::new(code::INTERRUPTED, interrupted(&party, code_shown))
+        }
         // The sender typed no code: what went wrong is the other side's.
         Party::Initiator(_) | Party::MagicInitiator(_) if failure.code == code::WRONG_CODE => Failure::new(
             code::WRONG_CODE,
@@ -363,7 +386,9 @@ fn run(mut party: Party, options: &Options) -> Result<Vec<u8>, Failure> {
     outcome
 }
 
-fn exchange(party: &mut Party, options: &Options, status: &Status) -> Result<Vec<u8>, Failure> {
+/// Runs the exchange; `code_shown` tells, if it fails, whether the code was
+/// shown (so a channel was made).
+fn exchange(party: &mut Party, options: &Options, status: &Status, code_shown: &mut bool) -> Result<Vec<u8>, Failure> {
     let state = &options.state;
     let code = match party {
         Party::Initiator(initiator) => {
@@ -378,15 +403,27 @@ fn exchange(party: &mut Party, options: &Options, status: &Status) -> Result<Vec
     };
     if let Some(code) = code {
         let code = code.map_err(|e| fail(&e, options))?;
+        *code_shown = true;
         state.save(|| party.serialize())?;
         status.say(&format!("Invitation code: {code}"));
         status.say(&format!("On the other computer, run:\n    {}", receive_command(&code, options)));
+        if let Some(picture) = terminal::qr_code(&qr_text(&code, options)).filter(|_| options.qr) {
+            status.say(&picture);
+        }
         status.waiting_for("waiting for the other side to type the code");
     } else {
         status.waiting_for("joining the channel and agreeing keys with the other side");
     }
     let verifier = either!(party, side => side.get_verifier()).map_err(|e| fail(&e, options))?;
     state.save(|| party.serialize())?;
+    if matches!(party, Party::Initiator(_) | Party::MagicInitiator(_)) && !options.quiet {
+        status.say("wormhole-sync: the other side typed the code");
+    }
+    if !options.verify && !options.quiet {
+        // If the other side asks its person to compare verifiers (--verify
+        // there only), this is what they compare with.
+        status.say(&format!("Verifier: {verifier} (the other side may ask you to compare it)"));
+    }
     status.waiting_for("waiting for the other side's data (it may be away: this waits until the timeout)");
     loop {
         match either!(party, side => side.get_data()) {
@@ -423,7 +460,10 @@ fn exchange(party: &mut Party, options: &Options, status: &Status) -> Result<Vec
 /// The line said when the server stops answering (or never did): which
 /// server, why, how long this run keeps trying, and what to do.
 fn trouble_notice(options: &Options) -> impl Fn(&wormhole_sync_ureq::ServerTrouble) -> String + Send + 'static {
-    let server = terminal::shown(&options.rendezvous).into_owned();
+    let mut server = terminal::shown(&options.rendezvous).into_owned();
+    if let Some(file) = &options.rendezvous_from {
+        server += &format!(" (set in {})", file.display());
+    }
     let flavour = options.flavour;
     let until = match (options.connect_timeout, options.state.path()) {
         (Some(connect), _) => format!("for up to {} from the start (--connect-timeout)", humantime(connect)),
@@ -482,6 +522,33 @@ fn text_outcome(party: &Party, data: Vec<u8>, status: &Status) -> Result<Vec<u8>
     }
 }
 
+/// What the QR code holds: the command for the other side, or for a
+/// `wormhole` peer of the default app id, the `wormhole-transfer:` URI that
+/// magic-wormhole's apps (Warp, wormhole-rs) open.
+fn qr_text(code: &Code, options: &Options) -> String {
+    if options.flavour == Flavour::MagicWormhole && options.appid == magic_wormhole::TEXT_APPID {
+        return magic_wormhole_uri(code, &options.rendezvous);
+    }
+    receive_command(code, options)
+}
+
+/// `wormhole-transfer:CODE`, with the mailbox server (without its `/v1`,
+/// which the client adds) unless it is the public one.
+fn magic_wormhole_uri(code: &Code, rendezvous: &str) -> String {
+    let mut uri = format!("wormhole-transfer:{code}");
+    if rendezvous != magic_wormhole::PUBLIC_MAILBOX_URL {
+        let server = rendezvous.trim_end_matches('/').trim_end_matches("/v1");
+        uri += "?rendezvous=";
+        for byte in server.bytes() {
+            match byte {
+                b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' => uri.push(byte.into()),
+                _ => uri += &format!("%{byte:02X}"),
+            }
+        }
+    }
+    uri
+}
+
 /// The command the other person types.
 fn receive_command(code: &Code, options: &Options) -> String {
     if options.flavour == Flavour::MagicWormhole {
@@ -508,4 +575,22 @@ fn receive_command(code: &Code, options: &Options) -> String {
         command += " --verify";
     }
     command
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_wormhole_transfer_uri_names_a_mailbox_server_other_than_the_public_one() {
+        let code: Code = "4-hurricane-equipment".parse().unwrap();
+        assert_eq!(
+            magic_wormhole_uri(&code, magic_wormhole::PUBLIC_MAILBOX_URL),
+            "wormhole-transfer:4-hurricane-equipment"
+        );
+        assert_eq!(
+            magic_wormhole_uri(&code, "ws://127.0.0.1:4000/v1"),
+            "wormhole-transfer:4-hurricane-equipment?rendezvous=ws%3A%2F%2F127.0.0.1%3A4000"
+        );
+    }
 }

@@ -35,6 +35,8 @@ impl Server {
     fn command(&self, args: &[&str]) -> Command {
         let mut command = Command::new(BIN);
         command.args(args).env("WORMHOLE_SYNC_RENDEZVOUS", &self.url).env_remove("WORMHOLE_SYNC_APPID");
+        // No settings file of the person running the tests.
+        command.env("XDG_CONFIG_HOME", "/nonexistent/wormhole-sync-tests").env_remove("WORMHOLE_SYNC_CONFIG");
         command
     }
 
@@ -328,6 +330,86 @@ fn no_server_is_said_at_once_and_given_up_at_the_connect_timeout() {
     assert_eq!(exit_code(&mut session), Some(7));
 }
 
+/// `send --qr` draws the printed command as a QR code on the terminal (and
+/// never into a pipe), and the sender hears when the other side typed the code.
+#[test]
+fn the_command_shows_as_a_qr_code_and_the_sender_hears_when_the_code_is_typed() {
+    let server = Server::start();
+    let mut sender = pty(&server, &["send", "--qr", "scan me"]);
+    let command = expect(&mut sender, r"On the other computer, run:\s+(wormhole-sync receive [^\r\n]+)");
+    let picture = qrcode::QrCode::new(command.as_bytes()).unwrap();
+    use qrcode::render::unicode::Dense1x2;
+    let expected = picture.render::<Dense1x2>().dark_color(Dense1x2::Light).light_color(Dense1x2::Dark).build();
+    // The terminal shows it line by line; a middle line is as unique as the picture.
+    let rows: Vec<&str> = expected.lines().collect();
+    let middle = rows[rows.len() / 2];
+    sender.expect(middle).unwrap_or_else(|e| panic!("the QR code's middle row: {e}"));
+    let code = command.split_whitespace().nth(2).unwrap().to_string();
+    let received = run(server.command(&["receive", &code]), b"");
+    assert_eq!(received.stdout, b"scan me", "{}", stderr(&received));
+    expect(&mut sender, "the other side typed the code");
+    assert_eq!(exit_code(&mut sender), Some(0));
+
+    // Into a pipe, no picture.
+    let piped = run(server.command(&["send", "--qr", "--timeout", "1s", "piped"]), b"");
+    assert_eq!(piped.status.code(), Some(4), "{}", stderr(&piped));
+    assert!(stderr(&piped).contains("On the other computer, run:"));
+    assert!(!stderr(&piped).contains(['\u{2588}', '\u{2580}', '\u{2584}']), "{}", stderr(&piped));
+}
+
+/// The settings file in the platform's folder sets the server once; the
+/// environment and options win over it; a bad file is refused, named.
+#[test]
+fn the_settings_file_sets_the_server_below_the_environment_and_options() {
+    let server = Server::start();
+    let home = tempfile::tempdir().unwrap();
+    let folder = home.path().join("wormhole-sync");
+    std::fs::create_dir(&folder).unwrap();
+    let file = folder.join("config.toml");
+    let settings_only = |args: &[&str]| {
+        let mut command = server.command(args);
+        command.env_remove("WORMHOLE_SYNC_RENDEZVOUS").env("XDG_CONFIG_HOME", home.path());
+        command
+    };
+    std::fs::write(&file, format!("rendezvous = \"{}\"\n", server.url)).unwrap();
+    let (sender, code, _) = start_send(&server, &[], b"via the settings");
+    let received = run(settings_only(&["receive", &code]), b"");
+    assert_eq!(received.status.code(), Some(0), "{}", stderr(&received));
+    assert_eq!(received.stdout, b"via the settings");
+    assert_eq!(finish(sender).status.code(), Some(0));
+
+    // The environment wins over a settings file naming a server that is not there.
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap();
+    std::fs::write(&file, format!("rendezvous = \"http://{closed}\"\n")).unwrap();
+    let (sender, code, _) = start_send(&server, &[], b"via the environment");
+    let mut receive = settings_only(&["receive", &code]);
+    receive.env("WORMHOLE_SYNC_RENDEZVOUS", &server.url);
+    let received = run(receive, b"");
+    assert_eq!(received.stdout, b"via the environment", "{}", stderr(&received));
+    assert_eq!(finish(sender).status.code(), Some(0));
+    // Alone, it is used, and messages say where the server came from.
+    let sent = run(settings_only(&["send", "--connect-timeout", "1s", "x"]), b"");
+    assert_eq!(sent.status.code(), Some(7), "{}", stderr(&sent));
+    assert!(stderr(&sent).contains(&format!("http://{closed} (set in {})", file.display())), "{}", stderr(&sent));
+
+    // A typo, a malformed file and a named file that is missing are usage errors naming the file.
+    for (text, said) in [("rendevous = \"http://a:4000\"", "unknown field"), ("rendezvous = 4000", "string")] {
+        std::fs::write(&file, text).unwrap();
+        let refused = run(settings_only(&["send", "x"]), b"");
+        assert_eq!(refused.status.code(), Some(2), "{}", stderr(&refused));
+        let message = stderr(&refused);
+        assert!(
+            message.contains(&format!("the settings file {}", file.display())) && message.contains(said),
+            "{message}"
+        );
+    }
+    let mut named = settings_only(&["send", "x"]);
+    named.env("WORMHOLE_SYNC_CONFIG", home.path().join("missing.toml"));
+    let refused = run(named, b"");
+    assert_eq!(refused.status.code(), Some(2), "{}", stderr(&refused));
+    assert!(stderr(&refused).contains("missing.toml"), "{}", stderr(&refused));
+}
+
 /// Reads what a pseudo-terminal session printed up to `pattern`; returns
 /// the first capture group.
 fn expect(session: &mut Session, pattern: &str) -> String {
@@ -459,6 +541,11 @@ fn ctrl_c_closes_the_channel_so_the_code_is_dead_at_once() {
     interrupt(&sender);
     let sent = finish(sender);
     assert_eq!(sent.status.code(), Some(130), "{}", stderr(&sent));
+    assert!(
+        stderr(&sent).contains("interrupted: the channel was closed, so the other side knows"),
+        "{}",
+        stderr(&sent)
+    );
     assert_eq!(server.open_channels(), 0.0, "closed on the way out");
     let late = run(server.command(&["receive", &code]), b"");
     assert_eq!(late.status.code(), Some(6), "{}", stderr(&late));
@@ -473,6 +560,38 @@ fn ctrl_c_closes_the_channel_so_the_code_is_dead_at_once() {
     assert!(stderr(&sent).contains(&format!("wormhole-sync resume {state}")), "{}", stderr(&sent));
     assert!(std::path::Path::new(&state).exists());
     assert_eq!(server.open_channels(), 1.0);
+
+    // With no server, Ctrl-C says nothing was made, rather than that a channel was closed.
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap();
+    let mut send = server.command(&["send", "x"]);
+    send.env("WORMHOLE_SYNC_RENDEZVOUS", format!("http://{closed}"));
+    let mut child = send.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
+    let mut stderr_lines = BufReader::new(child.stderr.take().unwrap()).lines();
+    // The first failure is said at once; then the run is interrupted while it retries.
+    let first = stderr_lines.next().unwrap().unwrap();
+    assert!(first.contains("cannot reach the server"), "{first}");
+    let running = Running {
+        child,
+        stderr: std::thread::spawn(move || stderr_lines.map(|l| l.unwrap() + "\n").collect::<String>().into_bytes()),
+    };
+    interrupt(&running);
+    let sent = finish(running);
+    assert_eq!(sent.status.code(), Some(130), "{}", stderr(&sent));
+    assert!(stderr(&sent).contains("the server was never reached, so nothing was made or sent"), "{}", stderr(&sent));
+}
+
+/// Ctrl-C on a terminal with a state file exits at once: the spinner's
+/// line is erased first, so only the way to resume stays on screen.
+#[test]
+fn ctrl_c_on_a_terminal_leaves_no_spinner_behind() {
+    let server = Server::start();
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path().join("state.json").display().to_string();
+    let mut sender = pty(&server, &["send", "--state", &state, "x"]);
+    expect(&mut sender, "waiting for the other side to type the code");
+    sender.send("\x03").unwrap(); // Ctrl-C, as the terminal delivers it.
+    expect(&mut sender, r"\r\x1b\[2Kwormhole-sync: interrupted; continue with: wormhole-sync resume");
+    assert_eq!(exit_code(&mut sender), Some(130));
 }
 
 /// The shortest prefix of `word` no other word of its list starts with.
@@ -664,6 +783,13 @@ fn serve_runs_the_server() {
         }
     };
     assert_eq!(health, 200);
+    // `systemctl reload` (SIGHUP) on a server without TLS leaves it serving.
+    let hangup = Command::new("kill").args(["-HUP", &serve.id().to_string()]).status().unwrap();
+    assert!(hangup.success());
+    std::thread::sleep(Duration::from_millis(300));
+    assert_eq!(serve.try_wait().unwrap(), None, "SIGHUP stopped the server");
+    let health = wormhole_sync_ureq::ureq::get(format!("http://{listen}/health")).call().unwrap();
+    assert_eq!(health.status().as_u16(), 200);
     serve.kill().unwrap();
     serve.wait().unwrap();
 }

@@ -161,15 +161,16 @@ async fn shutdown_signal() {
     tracing::info!("shutting down: answering long-polls and flushing storage");
 }
 
-/// Reads the certificate and key again on every SIGHUP.
+/// Reads the certificate and key again on every SIGHUP. Without TLS there
+/// is nothing to read again, but SIGHUP (`systemctl reload`) must not stop
+/// the server, as its default action would.
 #[cfg(unix)]
-async fn reload_on_sighup(tls: TlsReloader) {
-    use tokio::signal::unix::{signal, SignalKind};
-    let Ok(mut hangups) = signal(SignalKind::hangup()) else { return };
+async fn reload_on_sighup(mut hangups: tokio::signal::unix::Signal, tls: Option<TlsReloader>) {
     while hangups.recv().await.is_some() {
-        match tls.reload() {
-            Ok(()) => tracing::info!("reloaded the TLS certificate and key"),
-            Err(e) => tracing::error!(error = %e, "kept the TLS certificate in use: the new one cannot be read"),
+        match tls.as_ref().map(TlsReloader::reload) {
+            Some(Ok(())) => tracing::info!("reloaded the TLS certificate and key"),
+            Some(Err(e)) => tracing::error!(error = %e, "kept the TLS certificate in use: the new one cannot be read"),
+            None => tracing::info!("SIGHUP: nothing to reload (no --tls-cert)"),
         }
     }
 }
@@ -257,9 +258,11 @@ pub async fn serve(args: ServeArgs, name: &str) -> ExitCode {
         "wormhole-sync clients: wormhole-sync send --rendezvous {scheme}://{reach} (or WORMHOLE_SYNC_RENDEZVOUS)"
     );
     tracing::info!("wormhole clients: wormhole --relay-url {ws}://{reach}/v1 send");
+    // Listening before the server answers anything, so no SIGHUP finds the default action.
     #[cfg(unix)]
-    if let Some(tls) = server.tls_reloader() {
-        tokio::spawn(reload_on_sighup(tls));
+    match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()) {
+        Ok(hangups) => drop(tokio::spawn(reload_on_sighup(hangups, server.tls_reloader()))),
+        Err(e) => tracing::warn!(error = %e, "cannot listen for SIGHUP: it would stop the server"),
     }
     match server.run(shutdown_signal()).await {
         Ok(()) => ExitCode::SUCCESS,

@@ -277,11 +277,7 @@ fn serialize_and_resume_at_every_stage() {
     });
     // The receiver runs (and is itself restored once) meanwhile.
     let receiver_saved = in_a_process(async {
-        let r = Receiver::builder(APP, &code, b"receiver's data".to_vec())
-            .rendezvous(&url)
-            .build()
-            .unwrap()
-            .start();
+        let r = Receiver::builder(APP, &code, b"receiver's data".to_vec()).rendezvous(&url).build().unwrap().start();
         r.when_code().await.unwrap();
         let saved = r.serialize();
         std::mem::forget(r);

@@ -71,6 +71,12 @@ macro_rules! shared_methods {
                 self.driver.exchange.config().appid()
             }
 
+            /// Whether the server ever answered this exchange (before a
+            /// restore too): if not, nothing was made or stored there.
+            pub fn server_reached(&self) -> bool {
+                self.driver.exchange.server_reached()
+            }
+
             /// Gives the exchange another hard timeout, still counted from
             /// the first start: a restored invitation saved with a short
             /// one can be given days. Once there is an outcome it changes

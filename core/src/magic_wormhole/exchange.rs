@@ -406,6 +406,12 @@ impl MailboxExchange {
         self.facts.started_at.is_some()
     }
 
+    /// Whether the server ever answered this exchange (before a restore
+    /// too): if not, nothing was made or stored there.
+    pub fn server_reached(&self) -> bool {
+        self.facts.reached_server
+    }
+
     /// This side's role.
     pub fn role(&self) -> Role {
         self.facts.role
