@@ -3,21 +3,10 @@
 
 mod support;
 
-use std::net::SocketAddr;
-
 use serde_json::{json, Value};
-use support::{drive, metric, raw, request, seed, Reply, TestServer};
+use support::{drive, metric, post_as, seed, TestServer};
 use wormhole_sync_core::{Config, Exchange, Progress};
 use wormhole_sync_server::ServerConfig;
-
-/// POSTs JSON as a reverse proxy forwards it for `client`.
-fn post_as(addr: SocketAddr, client: &str, path: &str, body: &Value) -> Reply {
-    let body = serde_json::to_vec(body).unwrap();
-    let mut bytes = request("POST", path, Some("application/json"), &body);
-    let head_end = bytes.windows(2).position(|w| w == b"\r\n").unwrap() + 2;
-    bytes.splice(head_end..head_end, format!("X-Forwarded-For: {client}\r\n").into_bytes());
-    raw(addr, &bytes).unwrap()
-}
 
 #[test]
 fn one_address_cannot_pin_more_than_its_budget_while_an_honest_exchange_completes() {

@@ -228,6 +228,28 @@ fn caps_and_budgets_hold_over_the_deployment() {
     assert_eq!(allocate(a, "s5").error_code(), "too-many-channels");
 }
 
+/// When several caps refuse at once, the refusal is the one a single
+/// server gives: a new app id past the cap on them comes first.
+#[test]
+fn a_new_app_id_past_its_cap_is_refused_before_the_other_caps() {
+    let mut config = quiet_config();
+    config.max_apps = 1;
+    config.max_channels_per_address = 1;
+    // The test's requests come through a "proxy" naming one client address.
+    config.trusted_proxies = vec!["127.0.0.1/32".parse().unwrap()];
+    let Some((_database, servers)) = instances(2, config) else { return };
+    let allocate = |addr, appid: &str, side: &str| {
+        support::post_as(addr, "198.51.100.7", "/v1/allocate", &json!({"appid": appid, "side": side}))
+    };
+    assert_eq!(allocate(servers[0].addr, "first", "s1").status, 200);
+    // This address holds its one channel too; the app id cap is named.
+    let refused = allocate(servers[1].addr, "second", "s2");
+    assert_eq!(refused.error_code(), "server-full", "{:?}", refused.json());
+    assert!(refused.json()["message"].as_str().unwrap().contains("application ids"), "{:?}", refused.json());
+    let refused = allocate(servers[1].addr, "first", "s3");
+    assert_eq!(refused.error_code(), "too-many-client-channels", "{:?}", refused.json());
+}
+
 /// The server binary on a database, on an OS-chosen port.
 fn spawn_instance(url: &str) -> (Child, SocketAddr) {
     let (child, addr, _) = support::spawn_server(&["--postgres".as_ref(), url.as_ref()], "info");

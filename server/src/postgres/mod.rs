@@ -40,6 +40,22 @@ use wormhole_sync_core::{ChannelId, Timestamp};
 
 use crate::storage::StorageError;
 
+/// The rows whose sums are the server's totals: the server-wide counters,
+/// and the sweep's removals of app ids and addresses (`gone`), which the
+/// triggers cannot count.
+const TOTALS: &str = "FROM wormhole_sync_usage WHERE scope IN ('server', 'gone') AND key = ''";
+
+/// The SQL condition of an expired mailbox, with `$1` now, `$2` the
+/// channel expiry and `$3` the burned retention (milliseconds): idle past
+/// its expiry, or a tombstone past the retention. The first line lets an
+/// index on `last_activity` find the candidates.
+macro_rules! expired {
+    () => {
+        "last_activity <= $1::BIGINT - LEAST($2::BIGINT, $3::BIGINT)
+         AND last_activity <= $1::BIGINT - CASE WHEN tombstone THEN $3::BIGINT ELSE $2::BIGINT END"
+    };
+}
+
 pub(crate) use listen::listen;
 pub(crate) use operation::{Scope, Target};
 
@@ -245,11 +261,12 @@ impl Postgres {
         self.read("cannot count", async |client| {
             let row = client
                 .query_one(
-                    "SELECT coalesce(sum(apps), 0)::BIGINT, coalesce(sum(mailboxes), 0)::BIGINT,
-                            coalesce(sum(nameplates), 0)::BIGINT, coalesce(sum(messages), 0)::BIGINT,
-                            coalesce(sum(bytes), 0)::BIGINT, coalesce(sum(posters), 0)::BIGINT,
-                            coalesce(sum(tombstones), 0)::BIGINT
-                     FROM wormhole_sync_usage WHERE scope IN ('server', 'gone') AND key = ''",
+                    &format!(
+                        "SELECT coalesce(sum(apps), 0)::BIGINT, coalesce(sum(mailboxes), 0)::BIGINT,
+                                coalesce(sum(nameplates), 0)::BIGINT, coalesce(sum(messages), 0)::BIGINT,
+                                coalesce(sum(bytes), 0)::BIGINT, coalesce(sum(posters), 0)::BIGINT,
+                                coalesce(sum(tombstones), 0)::BIGINT {TOTALS}"
+                    ),
                     &[],
                 )
                 .await?;
@@ -362,10 +379,11 @@ impl Postgres {
                 // (which take one shard's).
                 let found = client
                     .query(
-                        "SELECT appid, mailbox, wormhole_sync_shard(mailbox) FROM mailboxes
-                         WHERE last_activity <= $1::BIGINT - LEAST($2::BIGINT, $3::BIGINT)
-                           AND last_activity <= $1::BIGINT - CASE WHEN tombstone THEN $3::BIGINT ELSE $2::BIGINT END
-                         LIMIT $4",
+                        concat!(
+                            "SELECT appid, mailbox, wormhole_sync_shard(mailbox) FROM mailboxes WHERE ",
+                            expired!(),
+                            " LIMIT $4"
+                        ),
                         &[&now, &expiry, &retention, &SWEEP_BATCH],
                     )
                     .await
@@ -376,14 +394,19 @@ impl Postgres {
                     appids.push(row.get(0));
                     mailboxes.push(row.get(1));
                 }
+                let mut deleted_now = 0;
                 for (appids, mailboxes) in shards.values() {
                     let deleted = sweep_some(&mut client, appids, mailboxes, [now, expiry, retention]);
                     match deleted.await.map_err(failed)? {
-                        Some(deleted) => swept += deleted,
+                        Some(deleted) => deleted_now += deleted,
                         None => return Ok(swept),
                     }
                 }
-                if found.len() < SWEEP_BATCH as usize {
+                swept += deleted_now;
+                // A short batch was the last; a full one whose mailboxes were
+                // all held by operations would be read again unchanged, so
+                // they are left for the next sweep.
+                if found.len() < SWEEP_BATCH as usize || deleted_now == 0 {
                     break;
                 }
             }
@@ -440,14 +463,15 @@ async fn sweep_some(
     // an operation holds is left for the next sweep.
     let deleted = tx
         .query(
-            "WITH expired AS (
-                 SELECT appid, mailbox FROM mailboxes
-                 WHERE (appid, mailbox) IN (SELECT * FROM unnest($4::TEXT[], $5::TEXT[]))
-                   AND last_activity <= $1::BIGINT - LEAST($2::BIGINT, $3::BIGINT)
-                   AND last_activity <= $1::BIGINT - CASE WHEN tombstone THEN $3::BIGINT ELSE $2::BIGINT END
-                 FOR UPDATE SKIP LOCKED)
-             DELETE FROM mailboxes b USING expired e WHERE b.appid = e.appid AND b.mailbox = e.mailbox
-             RETURNING b.appid, b.mailbox",
+            concat!(
+                "WITH expired AS (
+                     SELECT appid, mailbox FROM mailboxes
+                     WHERE (appid, mailbox) IN (SELECT * FROM unnest($4::TEXT[], $5::TEXT[])) AND ",
+                expired!(),
+                " FOR UPDATE SKIP LOCKED)
+                 DELETE FROM mailboxes b USING expired e WHERE b.appid = e.appid AND b.mailbox = e.mailbox
+                 RETURNING b.appid, b.mailbox"
+            ),
             &[&now, &expiry, &retention, &appids, &mailboxes],
         )
         .await?;

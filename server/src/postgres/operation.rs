@@ -497,7 +497,7 @@ async fn over_caps(
 ) -> Result<Option<WireError>, Box<Fail>> {
     let limits = &config.rendezvous;
     let mut checks = Checks::default();
-    // In the order a single server checks them.
+    // In the order a single server checks them (after the app ids, below).
     if let (Some(maker), true) = (&written.maker, config.max_channels_per_address > 0) {
         execute(tx, "SELECT pg_advisory_xact_lock(hashtextextended($1, 0))", &[maker]).await?;
         let sql = "SELECT sum(mailboxes - tombstones) FROM wormhole_sync_usage WHERE scope = 'maker' AND key = $";
@@ -532,22 +532,19 @@ async fn over_caps(
         }
     }
     let values = checks.values(tx).await?;
-    if let Some(refusal) = checks.first_over(&values) {
-        return Ok(Some(refusal));
-    }
+    // A new app id past the cap is refused first, as a single server does.
     if new_app.is_some_and(|column| values[column] == 1) {
         let lock = [&super::LOCK_CLASS as &(dyn ToSql + Sync), &super::NEW_APP_LOCK];
         execute(tx, "SELECT pg_advisory_xact_lock($1, $2)", &lock).await?;
-        let apps = "SELECT coalesce(sum(apps), 0)::BIGINT FROM wormhole_sync_usage
-                    WHERE scope IN ('server', 'gone') AND key = ''";
-        if u64::try_from(query_one(tx, apps, &[]).await?.get::<_, i64>(0)).unwrap_or(0) > config.max_apps as u64 {
+        let apps = format!("SELECT coalesce(sum(apps), 0)::BIGINT {}", super::TOTALS);
+        if u64::try_from(query_one(tx, &apps, &[]).await?.get::<_, i64>(0)).unwrap_or(0) > config.max_apps as u64 {
             return Ok(Some(WireError::new(
                 ErrorCode::ServerFull,
                 "the server holds as many application ids as it allows",
             )));
         }
     }
-    Ok(None)
+    Ok(checks.first_over(&values))
 }
 
 /// Counter checks read together: each a scalar query (its key parameter

@@ -254,3 +254,12 @@ pub fn spawn_server(
     std::thread::spawn(move || lines.map_while(Result::ok).for_each(|l| sink.lock().unwrap().push(l)));
     (child, addr.parse().unwrap(), log)
 }
+
+/// POSTs JSON as a reverse proxy forwards it for `client`.
+pub fn post_as(addr: SocketAddr, client: &str, path: &str, body: &Value) -> Reply {
+    let body = serde_json::to_vec(body).unwrap();
+    let mut bytes = request("POST", path, Some("application/json"), &body);
+    let head_end = bytes.windows(2).position(|w| w == b"\r\n").unwrap() + 2;
+    bytes.splice(head_end..head_end, format!("X-Forwarded-For: {client}\r\n").into_bytes());
+    raw(addr, &bytes).unwrap()
+}
