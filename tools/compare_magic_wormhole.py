@@ -26,6 +26,8 @@ import sys
 import tempfile
 import time
 
+from checklib import free_port
+
 APPID = "bench.example/compare"
 TICKS = os.sysconf("SC_CLK_TCK")
 
@@ -42,12 +44,6 @@ def rss_bytes(pid):
             if line.startswith("VmRSS:"):
                 return int(line.split()[1]) * 1024
     return 0
-
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def percentile(sorted_values, p):

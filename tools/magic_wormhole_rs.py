@@ -22,13 +22,9 @@ import sys
 import tempfile
 import time
 
+from checklib import free_port
+
 APPID = "example.com/magic-wormhole-rs-interop"
-
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def wait_for_port(port, seconds=20):

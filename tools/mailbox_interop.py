@@ -47,13 +47,9 @@ import sys
 import tempfile
 import time
 
+from checklib import free_port
+
 CODE = re.compile(r"Wormhole code is: (\S+)")
-
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def wait_for_port(port, seconds=20):

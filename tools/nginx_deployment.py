@@ -24,7 +24,6 @@ import os
 import re
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -32,26 +31,12 @@ import time
 import urllib.error
 import urllib.request
 
+from checklib import free_port, wait_for
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 CONFIG = os.path.join(ROOT, "deploy", "nginx-two-instances.conf")
 
 
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def wait_for(url, seconds=20):
-    deadline = time.time() + seconds
-    while True:
-        try:
-            with urllib.request.urlopen(url, timeout=2) as answer:
-                return answer.read().decode()
-        except Exception:
-            if time.time() > deadline:
-                raise SystemExit(f"FAILED: {url} never answered")
-            time.sleep(0.1)
 
 
 def requests_served(port):

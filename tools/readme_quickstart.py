@@ -26,12 +26,11 @@ import os
 import re
 import shlex
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
-import time
-import urllib.request
+
+from checklib import free_port, wait_for
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 README = os.path.join(ROOT, "README.md")
@@ -67,23 +66,6 @@ def command_starting(blocks, prefix):
         fail(f"the quick start has {len(found)} commands starting with {prefix!r}: {found}")
     return found[0]
 
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def wait_for(url, seconds=30):
-    deadline = time.time() + seconds
-    while True:
-        try:
-            with urllib.request.urlopen(url, timeout=2) as answer:
-                return answer.read()
-        except Exception:
-            if time.time() > deadline:
-                fail(f"{url} never answered")
-            time.sleep(0.1)
 
 
 class Tool:

@@ -18,12 +18,12 @@ import os
 import re
 import shlex
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
 import time
-import urllib.request
+
+from checklib import free_port, wait_for
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 UNIT = os.path.join(ROOT, "deploy", "wormhole-sync.service")
@@ -53,22 +53,6 @@ def verify(text, folder, name):
     print(f"{name}: systemd-analyze verify says nothing: ok")
 
 
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def wait_for(url, seconds=30):
-    deadline = time.time() + seconds
-    while True:
-        try:
-            with urllib.request.urlopen(url, timeout=2) as answer:
-                return answer.read().decode()
-        except Exception:
-            if time.time() > deadline:
-                fail(f"{url} never answered")
-            time.sleep(0.1)
 
 
 def exchange(binary, url):

@@ -239,6 +239,20 @@ pub struct ServerTrouble {
     pub server_reached: bool,
 }
 
+impl ServerTrouble {
+    /// What a machine reports: nothing while no request failed since the
+    /// server last answered, nor once there is an outcome.
+    pub(crate) fn report(
+        since: Option<Timestamp>,
+        has_outcome: bool,
+        cause: &TransportError,
+        server_reached: bool,
+    ) -> Option<ServerTrouble> {
+        let since = since.filter(|_| !has_outcome)?;
+        Some(ServerTrouble { cause: cause.clone(), since, server_reached })
+    }
+}
+
 /// Why a request got no answer (connection refused, DNS failure, no answer
 /// in time, ...): the transport's own error, kept whole so
 /// [`source()`](std::error::Error::source) walks its causes.

@@ -127,10 +127,23 @@ fn optional_text<'a>(object: &'a Map<String, Value>, field: &'static str) -> Res
 }
 
 fn printable(value: &str, max: usize, field: &'static str) -> Result<String, FrameError> {
-    if value.is_empty() || value.len() > max || !value.chars().all(|c| c.is_ascii_graphic()) {
+    if !is_printable_token(value, max) {
         return Err(FrameError::Invalid(field));
     }
     Ok(value.to_string())
+}
+
+/// 1 to `max` printable ASCII characters, no space: what a frame's side,
+/// phase and similar fields may hold.
+fn is_printable_token(value: &str, max: usize) -> bool {
+    !value.is_empty() && value.len() <= max && value.chars().all(|c| c.is_ascii_graphic())
+}
+
+/// Whether `side` is one a `message` frame may carry, and so a side a
+/// magic-wormhole peer may have: the reference server takes any printable
+/// side, not only this crate's `a-z 0-9 - _`.
+pub(crate) fn is_peer_side(side: &str) -> bool {
+    is_printable_token(side, MAX_SIDE_LEN)
 }
 
 fn nameplate(value: &str) -> Result<String, FrameError> {

@@ -297,6 +297,19 @@ pub struct Effect {
     pub kind: EffectKind,
 }
 
+/// An exchange whose last side just closed its mailbox, for the server's
+/// log (one line per finished exchange): nothing secret, no side ids.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Finished {
+    /// The mailbox's application id.
+    pub appid: String,
+    /// Each side's mood, in the order the sides came.
+    pub moods: Vec<Mood>,
+    /// Messages the mailbox held when its last side closed.
+    pub messages: usize,
+}
+
 /// Counts for metrics.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct RendezvousStats {
@@ -356,6 +369,8 @@ pub struct Rendezvous {
     rng: ChaCha20Rng,
     /// What the last operation changed.
     effects: Vec<Effect>,
+    /// Exchanges the last operation finished (cleared with the effects).
+    finished: Vec<Finished>,
     /// Mailboxes made or restored so far: the next one's instance number.
     instances: u64,
 }
@@ -399,6 +414,7 @@ impl Rendezvous {
             messages: 0,
             rng: ChaCha20Rng::from_seed([0; 32]),
             effects: Vec::new(),
+            finished: Vec::new(),
             instances: 0,
         }
     }
@@ -467,6 +483,13 @@ impl Rendezvous {
     /// ```
     pub fn clear_effects(&mut self) {
         self.effects.clear();
+        self.finished.clear();
+    }
+
+    /// The exchanges the last operation finished: its last side closed the
+    /// mailbox (a `close`, or a mailbox-protocol `close`).
+    pub fn finished(&self) -> &[Finished] {
+        &self.finished
     }
 
     fn effect(&mut self, appid: &str, mailbox: &MailboxId, kind: EffectKind) {
@@ -477,7 +500,7 @@ impl Rendezvous {
     /// retry after a lost answer gets the same answer and changes nothing
     /// more.
     pub fn handle(&mut self, now: Timestamp, request: &Request) -> Result<Response, WireError> {
-        self.effects.clear();
+        self.clear_effects();
         request.validate()?;
         let (appid, side) = (request.appid(), request.side());
         let target = match (request.mailbox(), request.channel()) {
@@ -734,6 +757,7 @@ impl Rendezvous {
         let app = self.apps.get_mut(appid).ok_or_else(unknown)?;
         let mailbox = app.mailboxes.get_mut(id).ok_or_else(unknown)?;
         let was_tombstone = mailbox.is_tombstone();
+        let was_finished = mailbox.all_closed();
         let member = mailbox
             .member_mut(side)
             .ok_or_else(|| err(ErrorCode::NotJoined, "this side has not joined the channel"))?;
@@ -753,6 +777,10 @@ impl Rendezvous {
                     }
                 }
             }
+        }
+        if !was_finished && mailbox.all_closed() {
+            let moods = mailbox.members.iter().filter_map(|m| m.closed).collect();
+            self.finished.push(Finished { appid: appid.to_string(), moods, messages: mailbox.messages.len() });
         }
         let tombstone = mailbox.is_tombstone();
         let deleted = mailbox.all_closed() && !tombstone;
@@ -830,7 +858,7 @@ impl Rendezvous {
 
     /// Deletes every mailbox idle for the expiry time; returns which.
     pub fn expire(&mut self, now: Timestamp) -> Vec<(String, MailboxId)> {
-        self.effects.clear();
+        self.clear_effects();
         let idle: Vec<(String, MailboxId)> = self
             .apps
             .iter()
@@ -880,7 +908,7 @@ impl Rendezvous {
         cursor: &mut SweepCursor,
         limit: usize,
     ) -> (Vec<(String, MailboxId)>, bool) {
-        self.effects.clear();
+        self.clear_effects();
         let start = cursor.0.take();
         let mut seen = 0;
         let mut idle = Vec::new();
@@ -1094,7 +1122,7 @@ impl Rendezvous {
     /// # Ok::<(), wormhole_sync_core::wire::WireError>(())
     /// ```
     pub fn allocate_nameplate(&mut self, now: Timestamp, appid: &str, side: &str) -> Result<ChannelId, WireError> {
-        self.effects.clear();
+        self.clear_effects();
         validate_appid(appid)?;
         validate_side(side)?;
         Ok(self.allocate(now, appid, side)?.0)
@@ -1111,7 +1139,7 @@ impl Rendezvous {
         nameplate: ChannelId,
         side: &str,
     ) -> Result<MailboxId, WireError> {
-        self.effects.clear();
+        self.clear_effects();
         validate_appid(appid)?;
         validate_side(side)?;
         self.expire_if_idle(appid, Target::Nameplate(nameplate), now);
@@ -1121,7 +1149,7 @@ impl Rendezvous {
     /// `release`: `side` gives the nameplate up; once no side holds it, its
     /// number is free. Releasing what is not held changes nothing.
     pub fn release(&mut self, now: Timestamp, appid: &str, nameplate: ChannelId, side: &str) -> Result<(), WireError> {
-        self.effects.clear();
+        self.clear_effects();
         let Some(app) = self.apps.get_mut(appid) else { return Ok(()) };
         let Some(id) = app.by_nameplate(nameplate.get()).cloned() else { return Ok(()) };
         let mailbox = app.mailboxes.get_mut(&id).expect("nameplates lead to mailboxes");
@@ -1140,7 +1168,7 @@ impl Rendezvous {
     /// message in it. Refused with `crowded` for a third side and `burned`
     /// for a stranger after a wrong code.
     pub fn open(&mut self, now: Timestamp, appid: &str, id: &MailboxId, side: &str) -> Result<Vec<Message>, WireError> {
-        self.effects.clear();
+        self.clear_effects();
         validate_appid(appid)?;
         validate_side(side)?;
         self.expire_if_idle(appid, Target::Mailbox(id), now);
@@ -1187,7 +1215,7 @@ impl Rendezvous {
         body: &str,
         client_id: Option<String>,
     ) -> Result<u64, WireError> {
-        self.effects.clear();
+        self.clear_effects();
         validate_phase(phase)?;
         self.expire_if_idle(appid, Target::Mailbox(id), now);
         let message = Message::new(0, side, phase, body).received(Some(now), client_id);
@@ -1211,7 +1239,7 @@ impl Rendezvous {
     /// # Ok::<(), wormhole_sync_core::wire::WireError>(())
     /// ```
     pub fn touch(&mut self, now: Timestamp, appid: &str, id: &MailboxId) {
-        self.effects.clear();
+        self.clear_effects();
         if let Some(mailbox) = self.mailbox_mut(appid, id) {
             mailbox.last_activity = mailbox.last_activity.max(now);
             self.effect(appid, id, EffectKind::Touched);
@@ -1228,7 +1256,7 @@ impl Rendezvous {
         side: &str,
         mood: Mood,
     ) -> Result<(), WireError> {
-        self.effects.clear();
+        self.clear_effects();
         if !self.contains_mailbox(appid, id) {
             return Ok(());
         }
@@ -1495,6 +1523,24 @@ pub struct SnapshotError(pub String);
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_last_close_finishes_the_exchange_once() {
+        let mut server = Rendezvous::default();
+        let at = Timestamp::EPOCH;
+        let channel = server.allocate_nameplate(at, "app", "s1").unwrap();
+        let mailbox = server.claim(at, "app", channel, "s1").unwrap();
+        server.claim(at, "app", channel, "s2").unwrap();
+        server.close(at, "app", &mailbox, "s1", Mood::Happy).unwrap();
+        assert!(server.finished().is_empty(), "one side is still there");
+        server.close(at, "app", &mailbox, "s2", Mood::Scary).unwrap();
+        let finished = server.finished().to_vec();
+        assert_eq!(finished.len(), 1);
+        assert_eq!((finished[0].appid.as_str(), &finished[0].moods[..]), ("app", &[Mood::Happy, Mood::Scary][..]));
+        // Told once: the next operation starts afresh.
+        server.close(at, "app", &mailbox, "s2", Mood::Scary).unwrap();
+        assert!(server.finished().is_empty());
+    }
     use crate::wire::{AllocateRequest, CloseRequest, FetchRequest, JoinRequest, PostRequest};
 
     const APP: &str = "app";

@@ -199,3 +199,24 @@ fn a_mailbox_server_never_reached_is_named_while_retrying_and_given_up_at_the_co
     exchange.handle_connected(retry);
     assert_eq!(exchange.server_trouble(), None);
 }
+
+/// A peer's side is whatever printable text its `message` frames carry (the
+/// reference server takes any): the saved state keeps it and restores.
+/// (Found by the `mailbox_exchange_ops` fuzz target: a side with a capital
+/// letter made the exchange's own state unrestorable.)
+#[test]
+fn a_peer_side_of_any_printable_text_survives_a_restore() {
+    let (mut exchange, now) = connected_initiator(b"x");
+    for frame in [
+        r#"{"type": "allocated", "nameplate": "4"}"#,
+        r#"{"type": "claimed", "mailbox": "mb1"}"#,
+        r#"{"type": "message", "side": "Peer.Side!", "phase": "pake", "body": "00ff", "id": "i1", "server_rx": 0}"#,
+    ] {
+        exchange.handle_frame(now, frame.as_bytes());
+        while exchange.poll_transmit(now).is_some() {}
+    }
+    let saved = exchange.serialize();
+    assert!(String::from_utf8_lossy(&saved).contains("Peer.Side!"), "the peer was heard");
+    let restored = MailboxExchange::from_serialized(&saved).expect("its own state restores");
+    assert_eq!(restored.serialize(), saved);
+}

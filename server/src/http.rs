@@ -260,9 +260,10 @@ impl App {
         if let Some(postgres) = self.storage.shared() {
             let outcome = postgres.run(&self.config, scope, client, operation).await?;
             self.wake(&outcome.news);
+            log_finished(&outcome.finished);
             return outcome.result.map(|answer| (answer, outcome.instance));
         }
-        let (result, instance, barrier, touched) = {
+        let (result, instance, barrier, touched, finished) = {
             let mut core = self.core.lock();
             core.clear_effects();
             let at = now();
@@ -272,10 +273,11 @@ impl App {
                 _ => None,
             };
             let (barrier, touched) = self.record_effects(&core, at, client);
-            (result, instance, barrier, touched)
+            (result, instance, barrier, touched, core.finished().to_vec())
         };
         self.durable(barrier).await?;
         self.wake(&touched);
+        log_finished(&finished);
         result.map(|answer| (answer, instance))
     }
 
@@ -500,5 +502,20 @@ impl App {
         self.stopping.store(true, Ordering::Relaxed);
         self.waiters.wake_all();
         self.shutdown.notify_waiters();
+    }
+}
+
+/// One line per finished exchange (its last side closed), at the default
+/// level: the app id, each side's mood and how many messages it held;
+/// never codes, sides or bodies. Once durable, so a line means it happened.
+fn log_finished(finished: &[wormhole_sync_core::rendezvous::Finished]) {
+    for exchange in finished {
+        let moods: Vec<String> = exchange.moods.iter().map(ToString::to_string).collect();
+        tracing::info!(
+            appid = %exchange.appid,
+            moods = %moods.join(","),
+            messages = exchange.messages,
+            "exchange finished"
+        );
     }
 }

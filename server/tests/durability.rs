@@ -111,6 +111,45 @@ fn logs_never_contain_message_bodies() {
     assert!(!log.iter().any(|l| l.contains(secret)), "a message body reached the log");
 }
 
+/// At the default level, one line per finished exchange (its last side
+/// closed): the app id, the moods and the messages it held, never the sides
+/// or a body; nothing while a side is still there.
+#[test]
+fn each_finished_exchange_logs_one_line_at_the_default_level() {
+    let dir = tempfile::tempdir().unwrap();
+    let (mut child, addr, log) = spawn_logged(&dir.path().join("rendezvous.sqlite3"), "info");
+    let secret = "c2VjcmV0LWJvZHktNDIx";
+    let channel = post(addr, "/v1/allocate", &json!({"appid": "example.com/log", "side": "sender-side"})).json()
+        ["channel"]
+        .clone();
+    post(addr, "/v1/join", &json!({"appid": "example.com/log", "side": "receiver-side", "channel": channel}));
+    let message =
+        json!({"appid": "example.com/log", "side": "sender-side", "channel": channel, "phase": "0", "body": secret});
+    assert_eq!(post(addr, "/v1/post", &message).status, 200);
+    let close = |side: &str, mood: &str| {
+        let body = json!({"appid": "example.com/log", "side": side, "channel": channel, "mood": mood});
+        assert_eq!(post(addr, "/v1/close", &body).status, 200);
+    };
+    close("sender-side", "happy");
+    let finished = |log: &Arc<Mutex<Vec<String>>>| {
+        log.lock().unwrap().iter().filter(|l| l.contains("exchange finished")).cloned().collect::<Vec<_>>()
+    };
+    std::thread::sleep(Duration::from_millis(200));
+    assert!(finished(&log).is_empty(), "one side is still there");
+    close("receiver-side", "lonely");
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    while finished(&log).is_empty() && std::time::Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let lines = finished(&log);
+    assert_eq!(lines.len(), 1, "{lines:?}");
+    let line = &lines[0];
+    assert!(line.contains("example.com/log") && line.contains("happy,lonely") && line.contains("messages=1"), "{line}");
+    assert!(!line.contains(secret) && !line.contains("sender-side") && !line.contains("receiver-side"), "{line}");
+}
+
 #[test]
 fn kill_9_under_load_loses_nothing_acknowledged() {
     let dir = tempfile::tempdir().unwrap();

@@ -250,6 +250,36 @@ fn a_new_app_id_past_its_cap_is_refused_before_the_other_caps() {
     assert_eq!(refused.error_code(), "too-many-client-channels", "{:?}", refused.json());
 }
 
+/// On PostgreSQL too, a finished exchange is one line of the instance that
+/// ran its last close, once committed.
+#[test]
+fn a_finished_exchange_is_logged_once_by_the_instance_that_finished_it() {
+    let Some(database) = Database::create() else { return };
+    let (mut a, a_addr, a_log) = support::spawn_server(&["--postgres".as_ref(), database.url.as_ref()], "info");
+    let (mut b, b_addr, b_log) = support::spawn_server(&["--postgres".as_ref(), database.url.as_ref()], "info");
+    let channel = post(a_addr, "/v1/allocate", &json!({"appid": "app", "side": "s1"})).json()["channel"].clone();
+    post(b_addr, "/v1/join", &json!({"appid": "app", "side": "s2", "channel": channel}));
+    for (addr, side) in [(a_addr, "s1"), (b_addr, "s2")] {
+        let close = json!({"appid": "app", "side": side, "channel": channel, "mood": "happy"});
+        assert_eq!(post(addr, "/v1/close", &close).status, 200);
+    }
+    let finished = |log: &std::sync::Arc<std::sync::Mutex<Vec<String>>>| {
+        log.lock().unwrap().iter().filter(|l| l.contains("exchange finished")).cloned().collect::<Vec<_>>()
+    };
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while finished(&b_log).is_empty() && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    for child in [&mut a, &mut b] {
+        child.kill().unwrap();
+        child.wait().unwrap();
+    }
+    assert!(finished(&a_log).is_empty(), "{:?}", finished(&a_log));
+    let lines = finished(&b_log);
+    assert_eq!(lines.len(), 1, "{lines:?}");
+    assert!(lines[0].contains("happy,happy") && lines[0].contains("messages=0"), "{}", lines[0]);
+}
+
 /// The server binary on a database, on an OS-chosen port.
 fn spawn_instance(url: &str) -> (Child, SocketAddr) {
     let (child, addr, _) = support::spawn_server(&["--postgres".as_ref(), url.as_ref()], "info");

@@ -367,3 +367,31 @@ fn a_thousand_concurrent_exchanges_complete_with_every_byte_correct() {
         server.stop().await;
     });
 }
+
+/// While the exchange retries, any task reads why from its handle; the
+/// connect timeout ends a run that never reached the server.
+#[tokio::test]
+async fn a_handle_says_why_while_the_exchange_retries_and_the_connect_timeout_ends_it() {
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap(); // freed at once
+    let i = Initiator::builder(APP, b"i".to_vec())
+        .rendezvous(&format!("http://{closed}"))
+        .timeout(Duration::from_secs(3600))
+        .connect_timeout(Duration::from_secs(2))
+        .build()
+        .unwrap()
+        .start();
+    let code = i.when_code();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let trouble = loop {
+        if let Some(trouble) = i.server_trouble() {
+            break trouble;
+        }
+        assert!(Instant::now() < deadline, "no trouble reported");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    assert!(!trouble.server_reached);
+    let started = Instant::now();
+    assert!(matches!(code.await, Err(Error::ServerUnreachable { .. })));
+    assert!(started.elapsed() < Duration::from_secs(30), "the connect timeout, not the hour");
+    assert_eq!(i.server_trouble(), None, "none once there is an outcome");
+}

@@ -146,6 +146,38 @@ fn an_unreachable_server_is_reported() {
     assert!(cause.to_string().to_lowercase().contains("connect"), "{cause}");
 }
 
+/// While a blocking call retries, another thread reads why through the
+/// observer; the connect timeout ends a run that never reached the server.
+#[test]
+fn an_observer_says_why_while_a_call_retries_and_the_connect_timeout_ends_it() {
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap(); // freed at once
+    let mut i = Initiator::builder(APP, b"i".to_vec())
+        .rendezvous(&format!("http://{closed}"))
+        .timeout(Duration::from_secs(3600))
+        .connect_timeout(Duration::from_secs(2))
+        .build()
+        .unwrap();
+    let observer = i.observer();
+    assert_eq!(observer.server_trouble(), None, "nothing failed yet");
+    let watching = thread::spawn(move || {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while Instant::now() < deadline {
+            if let Some(trouble) = observer.server_trouble() {
+                return Some(trouble);
+            }
+            thread::sleep(Duration::from_millis(20));
+        }
+        None
+    });
+    let started = Instant::now();
+    assert!(matches!(i.get_code(), Err(Error::ServerUnreachable { .. })));
+    assert!(started.elapsed() < Duration::from_secs(30), "the connect timeout, not the hour");
+    let trouble = watching.join().unwrap().expect("trouble seen while retrying");
+    assert!(!trouble.server_reached);
+    assert!(trouble.cause.to_string().to_lowercase().contains("connect"), "{}", trouble.cause);
+    assert!(!i.server_reached());
+}
+
 #[test]
 fn bad_codes_and_oversized_data_are_refused_at_once() {
     assert!(matches!(Receiver::new(APP, "guitarist-revenge", vec![]), Err(Error::BadCode(_))));

@@ -346,12 +346,12 @@ impl Exchange {
     /// # Ok::<(), wormhole_sync_core::Error>(())
     /// ```
     pub fn server_trouble(&self) -> Option<crate::ServerTrouble> {
-        let since = self.trouble_since.filter(|_| !self.is_terminal())?;
-        Some(crate::ServerTrouble {
-            cause: self.last_problem.clone(),
-            since,
-            server_reached: self.facts.reached_server,
-        })
+        crate::ServerTrouble::report(
+            self.trouble_since,
+            self.is_terminal(),
+            &self.last_problem,
+            self.facts.reached_server,
+        )
     }
 
     /// When the hard timeout fires (the first start plus the timeout), once started.

@@ -437,12 +437,12 @@ impl MailboxExchange {
     /// opens again; `None` once there is an outcome (see
     /// [`Exchange::server_trouble`](crate::Exchange::server_trouble)).
     pub fn server_trouble(&self) -> Option<crate::ServerTrouble> {
-        let since = self.trouble_since.filter(|_| !self.is_terminal())?;
-        Some(crate::ServerTrouble {
-            cause: self.last_problem.clone(),
-            since,
-            server_reached: self.facts.reached_server,
-        })
+        crate::ServerTrouble::report(
+            self.trouble_since,
+            self.is_terminal(),
+            &self.last_problem,
+            self.facts.reached_server,
+        )
     }
 
     /// Whether the outcome is known (the mailbox may still be closing).

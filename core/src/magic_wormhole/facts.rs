@@ -10,7 +10,7 @@ use crate::config::Config;
 use crate::crypto::Seed;
 use crate::saved_fields;
 use crate::time::{Timestamp, MAX_TIMESTAMP};
-use crate::wire::{validate_side, MailboxId};
+use crate::wire::MailboxId;
 use crate::{Error, Role, MAX_DATA_LEN};
 
 use super::crypto::{NONCE_LEN, TAG_LEN};
@@ -104,7 +104,11 @@ impl Facts {
         require(within(&self.peer_pake, MAX_PEER_PAKE), "the peer's PAKE message is too long")?;
         require(within(&self.peer_version, MAX_PEER_VERSION), "the peer's version message is too long")?;
         require(within(&self.peer_data, MAX_PEER_DATA), "the peer's message is too long")?;
-        require(self.peer_side.as_deref().is_none_or(|s| validate_side(s).is_ok()), "peer side is not a valid side")?;
+        // As a `message` frame may carry it (the reference server takes any printable side).
+        require(
+            self.peer_side.as_deref().is_none_or(crate::mailbox_wire::is_peer_side),
+            "peer side is not a valid side",
+        )?;
         require(
             self.failure.as_ref().is_none_or(saved_fields::failure_texts_fit),
             "a failure's text is too long or not printable",

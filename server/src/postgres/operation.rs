@@ -10,7 +10,7 @@ use deadpool_postgres::GenericClient;
 use rand_core::RngCore as _;
 use tokio_postgres::types::ToSql;
 use tokio_postgres::Row;
-use wormhole_sync_core::rendezvous::{EffectKind, MailboxSnapshot, Rendezvous, RendezvousSnapshot};
+use wormhole_sync_core::rendezvous::{EffectKind, Finished, MailboxSnapshot, Rendezvous, RendezvousSnapshot};
 use wormhole_sync_core::wire::{ErrorCode, MailboxId, Mood, Request, WireError};
 use wormhole_sync_core::{ChannelId, Timestamp};
 
@@ -103,6 +103,8 @@ pub(crate) struct Outcome<T> {
     /// Mailboxes with news, for this instance's waiters (the others learn
     /// it from the notification).
     pub(crate) news: Vec<(String, MailboxId)>,
+    /// Exchanges it finished (committed), for the log.
+    pub(crate) finished: Vec<Finished>,
 }
 
 /// A mailbox as loaded: its instance and how many messages it had.
@@ -264,7 +266,7 @@ impl Postgres {
                 Target::Mailbox(id) => loaded.get(id).map(|l| l.instance),
                 _ => None,
             };
-            return Ok((Outcome { result, instance, news: Vec::new() }, false));
+            return Ok((Outcome { result, instance, news: Vec::new(), finished: Vec::new() }, false));
         }
         let written = write_effects(tx, &core, &loaded, client, stamp_step).await?;
         let mut instance = match scope.target {
@@ -277,12 +279,14 @@ impl Postgres {
             }
         }
         if let Some(refusal) = over_caps(tx, config, &written).await? {
-            return Ok((Outcome { result: Err(refusal), instance: None, news: Vec::new() }, false));
+            let refused = Outcome { result: Err(refusal), instance: None, news: Vec::new(), finished: Vec::new() };
+            return Ok((refused, false));
         }
         for (appid, mailbox) in &written.news {
             execute(tx, "SELECT pg_notify($1, $2)", &[&CHANNEL, &listen::payload(appid, mailbox.as_str())]).await?;
         }
-        Ok((Outcome { result, instance, news: written.news }, true))
+        let finished = core.finished().to_vec();
+        Ok((Outcome { result, instance, news: written.news, finished }, true))
     }
 }
 
