@@ -1,6 +1,8 @@
 """What the deployment and interop checks in tools/ share: loopback ports the
-kernel chooses, and waiting for a server to answer."""
+kernel chooses, waiting for a server to answer, and reading the code a
+`wormhole-sync send` shows."""
 
+import re
 import socket
 import time
 import urllib.request
@@ -24,3 +26,13 @@ def wait_for(url, seconds=30):
             if time.time() > deadline:
                 raise SystemExit(f"FAILED: {url} never answered")
             time.sleep(0.1)
+
+
+def shown_code(sender, what):
+    """The invitation code a running `wormhole-sync send` (`sender`, its standard
+    error a text pipe) shows; exits with FAILED, naming `what`, if it shows none."""
+    for line in sender.stderr:
+        match = re.match(r"Invitation code: (\S+)", line)
+        if match:
+            return match.group(1)
+    raise SystemExit(f"FAILED: {what}: showed no code (exit {sender.wait()})")

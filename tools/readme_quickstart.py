@@ -30,7 +30,7 @@ import subprocess
 import sys
 import tempfile
 
-from checklib import free_port, wait_for
+from checklib import free_port, shown_code, wait_for
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 README = os.path.join(ROOT, "README.md")
@@ -155,14 +155,7 @@ def main():
                 key.write(b"-----BEGIN KEY-----\nnot really a key\n")
             stateful = command_starting(blocks, "wormhole-sync send --state")
             sender = tool.start(stateful, local)
-            code = None
-            for line in sender.stderr:
-                match = re.match(r"Invitation code: (\S+)", line)
-                if match:
-                    code = match.group(1)
-                    break
-            if code is None:
-                fail(f"{stateful}: showed no code (exit {sender.wait()})")
+            code = shown_code(sender, stateful)
             sender.send_signal(signal.SIGINT)
             if sender.wait(timeout=30) != 130 or not os.path.exists(os.path.join(folder, "invitation.json")):
                 fail(f"{stateful}: Ctrl-C did not leave invitation.json (exit {sender.returncode})")

@@ -23,7 +23,7 @@ import sys
 import tempfile
 import time
 
-from checklib import free_port, wait_for
+from checklib import free_port, shown_code, wait_for
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 UNIT = os.path.join(ROOT, "deploy", "wormhole-sync.service")
@@ -60,14 +60,7 @@ def exchange(binary, url):
     env = {**os.environ, "WORMHOLE_SYNC_RENDEZVOUS": url}
     sender = subprocess.Popen([binary, "send", "--quiet", "from the service"], env=env, stdin=subprocess.DEVNULL,
                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    code = None
-    for line in sender.stderr:
-        match = re.match(r"Invitation code: (\S+)", line)
-        if match:
-            code = match.group(1)
-            break
-    if code is None:
-        fail(f"the sender showed no code (exit {sender.wait()})")
+    code = shown_code(sender, "the sender")
     received = subprocess.run([binary, "receive", "--quiet", code, "reply"], env=env, capture_output=True, text=True,
                               timeout=60)
     out, _ = sender.communicate(timeout=60)

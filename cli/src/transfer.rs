@@ -336,10 +336,6 @@ fn resume_magic(options: &Options, saved: &[u8]) -> Result<Option<Party>, Failur
 }
 
 fn fail(error: &Error, options: &Options) -> Failure {
-    if INTERRUPTED.load(Ordering::SeqCst) && *error == Error::Cancelled {
-        // Said truly by `run`, which knows what was made by then.
-        return Failure::new(code::INTERRUPTED, "interrupted");
-    }
     Failure::from_error(error, &options.rendezvous, options.rendezvous_from.as_deref())
 }
 
@@ -367,9 +363,8 @@ fn run(mut party: Party, options: &Options) -> Result<Vec<u8>, Failure> {
     let outcome = exchange(&mut party, options, &status, &mut code_shown);
     drop(watch);
     let outcome = outcome.map_err(|failure| match &party {
-        _ if failure.code == code::INTERRUPTED && failure.message == "interrupted" => {
-            Failure::new(code::INTERRUPTED, interrupted(&party, code_shown))
-        }
+        // Only Ctrl-C cancels: say what it undid, which is known here.
+        _ if failure.code == code::INTERRUPTED => Failure::new(code::INTERRUPTED, interrupted(&party, code_shown)),
         // The sender typed no code: what went wrong is the other side's.
         Party::Initiator(_) | Party::MagicInitiator(_) if failure.code == code::WRONG_CODE => Failure::new(
             code::WRONG_CODE,
