@@ -41,6 +41,7 @@ import argparse
 import json
 import os
 import re
+import signal
 import socket
 import subprocess
 import sys
@@ -332,6 +333,35 @@ def scenario_ours_restart(wormhole, server, ours):
     check(status == 0, f"our send exited {status}: {err[-500:]}")
 
 
+def receiver_after_a_cancelled_sender(wormhole, sender, code):
+    """Interrupts `sender` before anyone used `code`; a `wormhole receive` of
+    it then waits for a new sender (the nameplate was freed), as on the
+    reference server, rather than being refused."""
+    time.sleep(1)  # its claim and PAKE message are stored
+    sender.send_signal(signal.SIGINT)
+    try:
+        sender.wait(timeout=30)
+    except subprocess.TimeoutExpired:
+        sender.kill()
+        raise AssertionError("the sender did not stop on SIGINT")
+    receiver = wormhole.start("receive", code)
+    try:
+        time.sleep(3)
+        ended = receiver.poll() is not None
+    finally:
+        receiver.kill()
+        _, err = receiver.communicate()
+    check(not ended, f"the receiver ended ({receiver.returncode}): {err[-500:]}")
+
+
+def scenario_cancelled(wormhole, server):
+    receiver_after_a_cancelled_sender(wormhole, *wormhole.send_text("never sent"))
+
+
+def scenario_ours_cancelled(wormhole, server, ours):
+    receiver_after_a_cancelled_sender(wormhole, *ours.send_text("never sent"))
+
+
 CLIENT_SCENARIOS = {
     "ours-send": scenario_ours_send,
     "ours-receive": scenario_ours_receive,
@@ -340,6 +370,7 @@ CLIENT_SCENARIOS = {
     "ours-wrong-receive": scenario_ours_wrong_receive,
     "library": scenario_library,
     "ours-restart": scenario_ours_restart,
+    "ours-cancelled": scenario_ours_cancelled,
 }
 
 SCENARIOS = {
@@ -348,6 +379,7 @@ SCENARIOS = {
     "crowded": scenario_crowded,
     "restart": scenario_restart,
     "crash": lambda wormhole, server: scenario_restart(wormhole, server, kill=True),
+    "cancelled": scenario_cancelled,
 }
 
 

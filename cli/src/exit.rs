@@ -3,7 +3,7 @@
 
 use std::process::ExitCode;
 
-use wormhole_sync_ureq::{Error, DEFAULT_RENDEZVOUS_URL};
+use wormhole_sync_ureq::{Error, Mood, DEFAULT_RENDEZVOUS_URL};
 
 /// The exit codes, documented in `--help`.
 pub mod code {
@@ -118,6 +118,10 @@ impl Failure {
                 "you said the verifiers differ, so nothing was sent: someone may be between you and the other \
                  side; start again with a new code",
             ),
+            // The code is spent either way: say what to do next.
+            Error::PeerClosed { mood: Mood::Lonely | Mood::Errory } => {
+                Failure::new(code::PEER, format!("{error}; start again with a new code"))
+            }
             Error::PeerClosed { .. } | Error::PeerDeclined | Error::PeerProtocol { .. } => {
                 Failure::new(code::PEER, error.to_string())
             }

@@ -547,8 +547,15 @@ fn ctrl_c_closes_the_channel_so_the_code_is_dead_at_once() {
         stderr(&sent)
     );
     assert_eq!(server.open_channels(), 0.0, "closed on the way out");
+    // A receiver who types the code afterwards learns that the sender left,
+    // rather than that the code expired or was mistyped.
     let late = run(server.command(&["receive", &code]), b"");
-    assert_eq!(late.status.code(), Some(6), "{}", stderr(&late));
+    assert_eq!(late.status.code(), Some(9), "{}", stderr(&late));
+    assert!(
+        stderr(&late).contains("the other side gave up waiting (lonely) or was stopped; start again with a new code"),
+        "{}",
+        stderr(&late)
+    );
 
     // With a state file, Ctrl-C leaves the channel and the file for `resume`.
     let dir = tempfile::tempdir().unwrap();

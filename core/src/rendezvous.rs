@@ -57,10 +57,11 @@ pub struct RendezvousConfig {
     pub max_channels: usize,
     /// Longest long-poll wait the server grants.
     pub max_wait: Duration,
-    /// How long a burned mailbox, or one two sides entered, stays after its
-    /// members have all closed (emptied of its messages): its nameplate is
-    /// not allocated again meanwhile, and a late join with the old code
-    /// learns `burned` or `crowded` instead of `unknown-channel`.
+    /// How long a burned mailbox, one two sides entered, or one its only
+    /// side left holding the nameplate, stays after its members have all
+    /// closed (emptied of its messages): its nameplate is not allocated
+    /// again meanwhile, and a late join with the old code learns `burned`,
+    /// `crowded` or `abandoned` instead of `unknown-channel`.
     pub burned_retention: Duration,
 }
 
@@ -145,12 +146,23 @@ impl Mailbox {
     /// A mailbox whose members all left, kept (emptied) for the retention
     /// only so its nameplate stays out of allocation and a late join learns
     /// what happened: `burned` after a wrong code, `crowded` after two sides
-    /// used the code (see [`is_spent`]).
+    /// used the code (see [`is_spent`]), `abandoned` after its only side
+    /// stopped waiting (see [`is_abandoned`]).
     fn is_tombstone(&self) -> bool {
-        self.all_closed() && (self.burned || is_spent(self.nameplate.is_some(), self.members.len()))
+        is_tombstone(self.all_closed(), self.burned, self.nameplate.is_some(), self.lone_holder())
     }
 
-    /// Whether a side may enter: refusals for strangers to a full or burned mailbox.
+    /// How many members it has, and whether its only one still holds the nameplate.
+    fn lone_holder(&self) -> (usize, bool) {
+        (self.members.len(), self.members.first().is_some_and(Member::holds_nameplate))
+    }
+
+    fn is_abandoned(&self) -> bool {
+        self.all_closed() && is_abandoned(self.nameplate.is_some(), self.lone_holder())
+    }
+
+    /// Whether a side may enter: refusals for strangers to a full, burned
+    /// or abandoned mailbox.
     fn admits(&self, side: &str) -> Result<(), WireError> {
         if self.member(side).is_some() {
             Ok(())
@@ -158,10 +170,29 @@ impl Mailbox {
             Err(err(ErrorCode::Burned, "the channel was closed after a wrong code"))
         } else if self.members.len() >= 2 {
             Err(err(ErrorCode::Crowded, "two other sides already used this channel's code"))
+        } else if self.is_abandoned() {
+            Err(err(ErrorCode::Abandoned, "the other side stopped waiting before anyone joined"))
         } else {
             Ok(())
         }
     }
+}
+
+/// The one tombstone rule, for the mailboxes held and their snapshots
+/// (`lone_holder`: see [`Mailbox::lone_holder`]).
+fn is_tombstone(all_closed: bool, burned: bool, has_nameplate: bool, lone_holder: (usize, bool)) -> bool {
+    all_closed && (burned || is_spent(has_nameplate, lone_holder.0) || is_abandoned(has_nameplate, lone_holder))
+}
+
+/// Whether a closed mailbox made for a nameplate had one member, which
+/// closed it still holding the nameplate: nobody used the code, and its
+/// person stopped waiting (cancelled, or timed out). It is kept for the
+/// retention so the person who types the code late learns `abandoned`, not
+/// `unknown-channel`. A side that released the nameplate first (the
+/// mailbox protocol's clients do) frees it as before, and a join that may
+/// create the channel (a code both people chose, tried again) replaces it.
+fn is_abandoned(has_nameplate: bool, (members, holds_nameplate): (usize, bool)) -> bool {
+    has_nameplate && members == 1 && holds_nameplate
 }
 
 /// Whether a mailbox made for a nameplate has had two members: its code was
@@ -280,7 +311,8 @@ pub enum EffectKind {
     /// Only its activity time moved (a read).
     Touched,
     /// Its log was dropped: every side closed, and it is kept, emptied, only
-    /// for the retention (burned, or two sides used its code).
+    /// for the retention (burned, two sides used its code, or its only side
+    /// left it).
     LogDropped,
     /// It is gone, with its nameplate.
     Deleted,
@@ -318,7 +350,7 @@ pub struct RendezvousStats {
     /// Open mailboxes (channels): not counting those kept, emptied, for
     /// the retention after their members all closed.
     pub channels: usize,
-    /// Mailboxes kept, emptied, for the retention (spent or burned codes).
+    /// Mailboxes kept, emptied, for the retention (spent, burned or abandoned codes).
     pub tombstones: usize,
     /// Nameplates in use (short ids not yet released).
     pub nameplates: usize,
@@ -684,6 +716,13 @@ impl Rendezvous {
             return Ok(self.create(now, appid, Some(channel.get()), Member::new(side, false, true)));
         };
         let mailbox = self.mailbox_mut(appid, &id).expect("nameplates lead to mailboxes");
+        if create && mailbox.is_abandoned() && mailbox.member(side).is_none() {
+            // Nobody used the code and its side left: one that may create the
+            // channel (a chosen code tried again) starts it afresh.
+            self.delete(appid, &id);
+            self.check_capacity(appid)?;
+            return Ok(self.create(now, appid, Some(channel.get()), Member::new(side, false, true)));
+        }
         mailbox.admits(side)?;
         match mailbox.member_mut(side) {
             Some(member) if member.closed.is_some() => {
@@ -1153,6 +1192,12 @@ impl Rendezvous {
         let Some(app) = self.apps.get_mut(appid) else { return Ok(()) };
         let Some(id) = app.by_nameplate(nameplate.get()).cloned() else { return Ok(()) };
         let mailbox = app.mailboxes.get_mut(&id).expect("nameplates lead to mailboxes");
+        if mailbox.member(side).is_some_and(Member::holds_nameplate) && mailbox.is_abandoned() {
+            // Its only side closed before letting go of the nameplate (the
+            // mailbox protocol sends both at once): nothing is left to keep.
+            self.delete(appid, &id);
+            return Ok(());
+        }
         let Some(member) = mailbox.member_mut(side).filter(|m| m.holds_nameplate()) else { return Ok(()) };
         member.released = true;
         mailbox.last_activity = now;
@@ -1446,11 +1491,13 @@ pub struct MailboxSnapshot {
 
 impl MailboxSnapshot {
     /// Whether this mailbox is only kept for the retention: every member
-    /// closed, and it burned or two sides entered it. Its log is empty, and
+    /// closed, and it burned, two sides entered it, or its only side left
+    /// it holding the nameplate. Its log is empty, and
     /// it expires `burned_retention` after its last activity.
     pub fn is_tombstone(&self) -> bool {
-        self.members.iter().all(|m| m.closed.is_some())
-            && (self.burned || is_spent(self.nameplate.is_some(), self.members.len()))
+        let lone_holds = self.members.first().is_some_and(|m| m.claimed && !m.released);
+        let all_closed = self.members.iter().all(|m| m.closed.is_some());
+        is_tombstone(all_closed, self.burned, self.nameplate.is_some(), (self.members.len(), lone_holds))
     }
 
     /// A version 1 channel as a mailbox that holds the channel's id as its

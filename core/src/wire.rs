@@ -715,6 +715,9 @@ pub enum ErrorCode {
     Reclaimed,
     /// The channel was closed after a wrong code; it takes no more joins or posts.
     Burned,
+    /// The channel's only side closed it before anyone else joined (it was
+    /// stopped, or gave up waiting): its code is no longer in use.
+    Abandoned,
     /// This side already closed the channel.
     SideClosed,
     /// This side already posted a different body in this phase.
@@ -753,7 +756,7 @@ pub enum ErrorCode {
 
 impl ErrorCode {
     /// Every code, for tables and tests.
-    pub const ALL: [ErrorCode; 25] = [
+    pub const ALL: [ErrorCode; 26] = [
         ErrorCode::BadRequest,
         ErrorCode::InvalidAppid,
         ErrorCode::InvalidSide,
@@ -763,6 +766,7 @@ impl ErrorCode {
         ErrorCode::Crowded,
         ErrorCode::Reclaimed,
         ErrorCode::Burned,
+        ErrorCode::Abandoned,
         ErrorCode::SideClosed,
         ErrorCode::Conflict,
         ErrorCode::MessageTooLarge,
@@ -793,6 +797,7 @@ impl ErrorCode {
             ErrorCode::Crowded => "crowded",
             ErrorCode::Reclaimed => "reclaimed",
             ErrorCode::Burned => "burned",
+            ErrorCode::Abandoned => "abandoned",
             ErrorCode::SideClosed => "side-closed",
             ErrorCode::Conflict => "conflict",
             ErrorCode::MessageTooLarge => "message-too-large",
@@ -829,7 +834,7 @@ impl ErrorCode {
             | ErrorCode::SideClosed
             | ErrorCode::Conflict
             | ErrorCode::TooManyMessages => 409,
-            ErrorCode::Burned => 410,
+            ErrorCode::Burned | ErrorCode::Abandoned => 410,
             ErrorCode::MessageTooLarge | ErrorCode::BodyTooLarge => 413,
             ErrorCode::UnsupportedMediaType => 415,
             ErrorCode::HeadersTooLarge => 431,

@@ -35,6 +35,19 @@ fn close(appid: &str, id: u32, side: &str, mood: Mood) -> Request {
     Request::Close(CloseRequest::new(appid, side, ch(id), mood))
 }
 
+/// A rendezvous that forgets a closed channel's id as soon as it expires it
+/// (no retention), for tests of how ids are drawn.
+fn without_retention(seed: u8) -> Rendezvous {
+    Rendezvous::new(RendezvousConfig { burned_retention: Duration::ZERO, ..Default::default() }).with_seed([seed; 32])
+}
+
+/// Its only side closes the channel, and its id is freed.
+fn end_alone(server: &mut Rendezvous, appid: &str, id: u32, side: &str) {
+    server.handle(T0, &close(appid, id, side, Mood::Lonely)).unwrap();
+    server.expire(T0);
+    assert!(!server.contains(appid, ch(id)));
+}
+
 fn allocated(server: &mut Rendezvous, appid: &str, side: &str) -> u32 {
     match server.handle(T0, &allocate(appid, side)) {
         Ok(Response::Allocated(a)) => a.channel.get(),
@@ -48,7 +61,7 @@ fn code_of(result: Result<Response, wormhole_sync_core::wire::WireError>) -> Err
 
 #[test]
 fn ids_are_drawn_from_the_shortest_free_length_per_app() {
-    let mut server = Rendezvous::default().with_seed([5; 32]);
+    let mut server = without_retention(5);
     let ids: Vec<u32> = (1..=1_000).map(|i| allocated(&mut server, "busy.example", &format!("s{i}"))).collect();
     let sorted = |range: &[u32]| {
         let mut v = range.to_vec();
@@ -65,19 +78,19 @@ fn ids_are_drawn_from_the_shortest_free_length_per_app() {
     assert!((1..=9).contains(&allocated(&mut server, "quiet.example", "q1")));
     // Freeing a one-digit id in the busy app makes it the only short id to give.
     let freed = ids[4];
-    server.handle(T0, &close("busy.example", freed, &format!("s{}", 5), Mood::Happy)).unwrap();
+    end_alone(&mut server, "busy.example", freed, "s5");
     assert_eq!(allocated(&mut server, "busy.example", "new"), freed);
 }
 
 #[test]
 fn free_ids_are_drawn_uniformly() {
-    let mut server = Rendezvous::default().with_seed([6; 32]);
+    let mut server = without_retention(6);
     let mut counts = [0u32; 10];
     for i in 0..9_000 {
         let side = format!("s{i}");
         let id = allocated(&mut server, "app", &side);
         counts[id as usize] += 1;
-        server.handle(T0, &close("app", id, &side, Mood::Happy)).unwrap();
+        end_alone(&mut server, "app", id, &side);
     }
     assert_eq!(counts[0], 0);
     // 1,000 expected per id; a fair draw stays well within ±15 %.
@@ -110,13 +123,13 @@ fn a_stale_code_rarely_reaches_a_new_exchange() {
     let smallest_first = |in_use: &[u32]| (1..).find(|id| !in_use.contains(id)).unwrap();
     for active in [1, 3, 5] {
         let before = stale_code_hit_rate(active, 2_000, smallest_first);
-        let mut server = Rendezvous::default().with_seed([active as u8; 32]);
+        let mut server = without_retention(active as u8);
         let mut sides: Vec<(String, u32)> = Vec::new();
         let after = stale_code_hit_rate(active, 2_000, |in_use| {
             // Mirror the harness's ids on the real state machine: close what it ended.
             for (side, id) in std::mem::take(&mut sides) {
                 if !in_use.contains(&id) {
-                    server.handle(T0, &close("app", id, &side, Mood::Happy)).unwrap();
+                    end_alone(&mut server, "app", id, &side);
                 } else {
                     sides.push((side, id));
                 }
@@ -185,11 +198,12 @@ fn every_operation_is_idempotent() {
     server.handle(T0, &close("app", other, "closer", Mood::Happy)).unwrap();
     let again = allocated(&mut server, "app", "closer");
     assert_ne!(again, other, "after closing, allocate gives a new channel");
-    server.handle(T0, &close("app", again, "closer", Mood::Happy)).unwrap();
+    server.handle(T0, &close("app", again, "closer", Mood::Lonely)).unwrap();
     server.handle(T0, &close("app", other, "peer", Mood::Happy)).unwrap();
-    // `other` had two sides: kept, emptied, for the retention.
-    assert_eq!((server.stats().channels, server.stats().tombstones), (1, 1));
+    // `other` had two sides, `again` one that left: both kept, emptied, for the retention.
+    assert_eq!((server.stats().channels, server.stats().tombstones), (1, 2));
     assert_eq!(code_of(server.handle(T0, &join("app", other, "late", false))), ErrorCode::Crowded);
+    assert_eq!(code_of(server.handle(T0, &join("app", again, "late", false))), ErrorCode::Abandoned);
     for _ in 0..2 {
         assert!(matches!(server.handle(T0, &join("app", id, "b", false)), Ok(Response::Joined(j)) if j.sides == 2));
     }
@@ -436,4 +450,87 @@ fn a_sweep_in_small_steps_expires_what_one_sweep_does() {
     assert_eq!(got.len(), 21);
     assert!(steps >= 5, "{steps} steps of at most 4 channels");
     assert_eq!(stepped.stats().channels, 0);
+}
+
+#[test]
+fn a_code_whose_only_side_left_tells_a_late_receiver_so_for_the_retention() {
+    let retention = Duration::from_secs(300);
+    let config = RendezvousConfig { burned_retention: retention, ..Default::default() };
+    let mut server = Rendezvous::new(config).with_seed([3; 32]);
+    let id = allocated(&mut server, "app", "initiator");
+    server.handle(T0, &post("app", id, "initiator", "pake", "P")).unwrap();
+    // Its person pressed Ctrl-C (or it gave up) before anyone typed the code.
+    let Ok(Response::Closed(closed)) = server.handle(T0, &close("app", id, "initiator", Mood::Lonely)) else {
+        panic!()
+    };
+    assert!(!closed.deleted, "kept, emptied, for the retention");
+    assert_eq!((server.stats().channels, server.stats().tombstones, server.stats().messages), (0, 1, 0));
+    // The receiver who types the code learns that the other side left.
+    assert_eq!(code_of(server.handle(T0, &join("app", id, "receiver", false))), ErrorCode::Abandoned);
+    // The side that left cannot come back, and its id is not handed out meanwhile.
+    assert_eq!(code_of(server.handle(T0, &join("app", id, "initiator", false))), ErrorCode::SideClosed);
+    let others: Vec<u32> = (0..8).map(|i| allocated(&mut server, "app", &format!("o{i}"))).collect();
+    assert!(!others.contains(&id));
+    // After the retention the code names nothing, like any expired code.
+    assert_eq!(server.expire(T0 + retention).len(), 1);
+    assert_eq!(code_of(server.handle(T0 + retention, &join("app", id, "receiver", false))), ErrorCode::UnknownChannel);
+}
+
+#[test]
+fn a_chosen_code_tried_again_replaces_the_channel_its_only_side_left() {
+    let mut server = Rendezvous::default();
+    // `send --code 42-our-secret`, stopped before the receiver came, then run again.
+    server.handle(T0, &join("app", 42, "first-try", true)).unwrap();
+    server.handle(T0, &close("app", 42, "first-try", Mood::Lonely)).unwrap();
+    let Ok(Response::Joined(joined)) = server.handle(T0, &join("app", 42, "second-try", true)) else { panic!() };
+    assert_eq!(joined.sides, 1, "a fresh channel: the side that left is not in it");
+    assert!(joined.log.is_some_and(|log| log.closed.is_empty()));
+    assert_eq!((server.stats().channels, server.stats().tombstones), (1, 0));
+    // The receiver who types the code now meets the second try.
+    let Ok(Response::Joined(joined)) = server.handle(T0, &join("app", 42, "receiver", false)) else { panic!() };
+    assert_eq!(joined.sides, 2);
+}
+
+#[test]
+fn a_lone_channel_that_released_its_id_is_still_deleted_at_once() {
+    // The mailbox protocol: a lone side lets go of the nameplate and closes
+    // (in either order), and the number is free at once, as on the
+    // reference server; so a magic-wormhole receiver that claims it later
+    // waits for a new sender rather than being refused.
+    for release_first in [true, false] {
+        let mut server = Rendezvous::default();
+        let nameplate = server.allocate_nameplate(T0, "app", "a").unwrap();
+        let mailbox = server.claim(T0, "app", nameplate, "a").unwrap();
+        server.open(T0, "app", &mailbox, "a").unwrap();
+        if release_first {
+            server.release(T0, "app", nameplate, "a").unwrap();
+        }
+        server.close(T0, "app", &mailbox, "a", Mood::Lonely).unwrap();
+        if !release_first {
+            assert_eq!(server.stats().tombstones, 1, "closed while holding the nameplate");
+            server.release(T0, "app", nameplate, "a").unwrap();
+        }
+        assert_eq!(server.stats(), Default::default(), "release first: {release_first}");
+    }
+    // A claim (which may always create) replaces a channel whose lone side
+    // closed without releasing.
+    let mut server = Rendezvous::default();
+    let nameplate = server.allocate_nameplate(T0, "app", "a").unwrap();
+    let mailbox = server.claim(T0, "app", nameplate, "a").unwrap();
+    server.close(T0, "app", &mailbox, "a", Mood::Lonely).unwrap();
+    let fresh = server.claim(T0, "app", nameplate, "b").unwrap();
+    assert_ne!(fresh, mailbox);
+    assert_eq!((server.stats().channels, server.stats().tombstones), (1, 0));
+}
+
+#[test]
+fn a_restored_rendezvous_keeps_a_left_channel_for_its_retention() {
+    let mut server = Rendezvous::default().with_seed([4; 32]);
+    let id = allocated(&mut server, "app", "initiator");
+    server.handle(T0, &close("app", id, "initiator", Mood::Lonely)).unwrap();
+    let snapshot = server.snapshot();
+    assert!(snapshot.mailboxes.iter().all(|m| m.is_tombstone()));
+    let mut restored = Rendezvous::restore(server.config().clone(), snapshot).unwrap();
+    assert_eq!(restored.stats(), server.stats());
+    assert_eq!(code_of(restored.handle(T0, &join("app", id, "receiver", false))), ErrorCode::Abandoned);
 }

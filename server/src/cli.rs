@@ -42,8 +42,10 @@ pub struct ServeArgs {
     /// How often to look for idle channels.
     #[arg(long, default_value = "60s", value_parser = parse_duration)]
     pub sweep_interval: Duration,
-    /// Keep a channel burned by a wrong code this long after its sides left,
-    /// so its id is not handed out again and a late join learns "burned".
+    /// Keep a channel burned by a wrong code, used by two sides, or left by
+    /// its only side this long after its sides left, so its id is not
+    /// handed out again and a late join learns "burned", "crowded" or
+    /// "abandoned".
     #[arg(long, default_value = "5m", value_parser = parse_duration, env = "WORMHOLE_SYNC_BURNED_RETENTION")]
     pub burned_retention: Duration,
     /// Largest message body, in bytes.

@@ -58,7 +58,10 @@ impl Default for Metrics {
         let gauges: [Gauge; 11] = Default::default();
         let described = [
             ("wormhole_channels_open", "Open channels (mailboxes)"),
-            ("wormhole_channels_retained", "Channels kept, emptied, for the retention (a spent or burned code)"),
+            (
+                "wormhole_channels_retained",
+                "Channels kept, emptied, for the retention (a spent, burned or abandoned code)",
+            ),
             ("wormhole_nameplates_claimed", "Short channel ids (nameplates) in use"),
             ("wormhole_messages_stored", "Messages stored in open channels"),
             ("wormhole_apps_active", "Application ids with open channels"),

@@ -111,9 +111,9 @@ fn a_client_address_holds_at_most_its_share_of_channels() {
         post_as(server.addr, client, "/v1/join", &body)
     };
     assert_eq!(join("198.51.100.2", &first[0], false).status, 200);
-    // A deleted channel is given back to its maker.
+    // A channel its only side left (kept, emptied, for the retention) is given back to its maker.
     let close = json!({"appid": "app", "side": "a1n1", "channel": first[1], "mood": "lonely"});
-    assert_eq!(post_as(server.addr, "198.51.100.1", "/v1/close", &close).json()["deleted"], true);
+    assert_eq!(post_as(server.addr, "198.51.100.1", "/v1/close", &close).json()["deleted"], false);
     let (status, code, _) = allocate("198.51.100.1", "a1again".into());
     assert_eq!(status, 200, "{code}");
     let body = json!({"appid": "app", "side": "a1b", "channel": 99_999, "create": true});

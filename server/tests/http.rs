@@ -116,6 +116,35 @@ fn a_code_two_sides_used_is_spent() {
     assert_eq!(bad.error_code(), "bad-request");
 }
 
+/// A code whose only side left (Ctrl-C, or it gave up) tells whoever
+/// types it later that the other side stopped waiting, for the retention;
+/// a join that may create the channel (a chosen code tried again) starts
+/// it afresh.
+#[test]
+fn a_code_whose_only_side_left_says_so_and_a_chosen_one_starts_again() {
+    let server = TestServer::memory(quiet_config());
+    let a = server.addr;
+    let allocated = post(a, "/v1/allocate", &json!({"appid": "app", "side": "s1"})).json();
+    let ch = allocated["channel"].clone();
+    let pake = json!({"appid": "app", "side": "s1", "channel": ch, "phase": "pake", "body": "s1"});
+    assert_eq!(post(a, "/v1/post", &pake).status, 200);
+    let close = json!({"appid": "app", "side": "s1", "channel": ch, "mood": "lonely"});
+    assert_eq!(post(a, "/v1/close", &close).json()["deleted"], false, "kept, emptied, for the retention");
+    assert_eq!(metric(a, "wormhole_channels_retained"), 1.0);
+    let late = post(a, "/v1/join", &json!({"appid": "app", "side": "s2", "channel": ch}));
+    assert_eq!((late.status, late.error_code().as_str()), (410, "abandoned"));
+
+    // `send --code 42-...`, stopped, then run again: the second run gets a fresh channel.
+    let first = json!({"appid": "app", "side": "c1", "channel": 42, "create": true});
+    assert_eq!(post(a, "/v1/join", &first).status, 200);
+    post(a, "/v1/close", &json!({"appid": "app", "side": "c1", "channel": 42, "mood": "lonely"}));
+    let again = post(a, "/v1/join", &json!({"appid": "app", "side": "c2", "channel": 42, "create": true}));
+    assert_eq!((again.status, again.json()["sides"].clone()), (200, json!(1)), "{:?}", again.json());
+    let receiver = post(a, "/v1/join", &json!({"appid": "app", "side": "r", "channel": 42}));
+    assert_eq!((receiver.status, receiver.json()["sides"].clone()), (200, json!(2)));
+    assert_eq!(metric(a, "wormhole_channels_retained"), 1.0, "the first try's channel was replaced");
+}
+
 #[test]
 fn a_long_poll_wakes_when_a_message_is_stored() {
     let server = TestServer::memory(quiet_config());

@@ -410,6 +410,8 @@ impl Exchange {
             (Kind::Join, Some(ErrorCode::Burned)) if !joined => Error::ChannelBurned,
             // The peer found a wrong code and closed the channel for good.
             (_, Some(ErrorCode::Burned)) => Error::WrongCode,
+            // Its only side closed before we joined: the person who showed the code stopped waiting.
+            (_, Some(ErrorCode::Abandoned)) => Error::PeerClosed { mood: Mood::Lonely },
             _ => Error::ServerRejected { code, message },
         };
         self.fail(error);

@@ -131,6 +131,7 @@ fn error_from(told: &Told) -> Option<Error> {
             ("unknown-channel", true) => Error::ChannelExpired,
             ("burned", false) => Error::ChannelBurned,
             ("burned", true) => Error::WrongCode,
+            ("abandoned", _) => Error::PeerClosed { mood: Mood::Lonely },
             _ => return None, // Anything else is a refusal no plot provokes.
         });
     }
