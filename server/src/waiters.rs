@@ -25,7 +25,8 @@ pub(crate) struct Waiters {
 pub(crate) struct Waiter<'a> {
     waiters: &'a Waiters,
     key: Key,
-    notify: Arc<Notify>,
+    /// Taken only by `drop`, under the map's lock.
+    notify: Option<Arc<Notify>>,
     /// A long-poll, counted for metrics (a WebSocket's subscription is not).
     counted: bool,
 }
@@ -46,7 +47,7 @@ impl Waiters {
     pub(crate) fn subscribe(&self, appid: &str, mailbox: &MailboxId) -> Waiter<'_> {
         let key = (appid.to_string(), mailbox.clone());
         let notify = self.mailboxes.lock().entry(key.clone()).or_default().clone();
-        Waiter { waiters: self, key, notify, counted: false }
+        Waiter { waiters: self, key, notify: Some(notify), counted: false }
     }
 
     /// Wakes every waiter of a mailbox.
@@ -80,10 +81,14 @@ impl Waiters {
 }
 
 impl Waiter<'_> {
+    fn notify(&self) -> &Arc<Notify> {
+        self.notify.as_ref().expect("taken only when dropped")
+    }
+
     /// A future that completes at the mailbox's next wake-up. Created (and
     /// enabled) at once so no wake-up after this call is missed.
     pub(crate) fn notified(&self) -> std::pin::Pin<Box<tokio::sync::futures::Notified<'_>>> {
-        let mut notified = Box::pin(self.notify.notified());
+        let mut notified = Box::pin(self.notify().notified());
         notified.as_mut().enable();
         notified
     }
@@ -94,7 +99,7 @@ impl Waiter<'_> {
     /// that waits again and again (a WebSocket's subscription).
     /// Drop the future before the waiter: it holds the notifier too.
     pub(crate) fn owned_notified(&self) -> std::pin::Pin<Box<tokio::sync::futures::OwnedNotified>> {
-        let mut notified = Box::pin(self.notify.clone().notified_owned());
+        let mut notified = Box::pin(self.notify().clone().notified_owned());
         notified.as_mut().enable();
         notified
     }
@@ -106,8 +111,10 @@ impl Drop for Waiter<'_> {
             self.waiters.waiting.fetch_sub(1, Ordering::Relaxed);
         }
         let mut mailboxes = self.waiters.mailboxes.lock();
-        // The map holds one reference and this waiter another: nobody else waits.
-        if Arc::strong_count(&self.notify) == 2 {
+        // This waiter's reference goes under the lock, so of two waiters
+        // dropped at once on two threads the second sees only the map's.
+        drop(self.notify.take());
+        if mailboxes.get(&self.key).is_some_and(|notify| Arc::strong_count(notify) == 1) {
             mailboxes.remove(&self.key);
         }
     }
@@ -130,5 +137,28 @@ mod tests {
         drop(subscription);
         assert_eq!(waiters.waiting(), 0);
         assert!(waiters.mailboxes.lock().is_empty(), "the mailbox's notifier was forgotten");
+    }
+
+    /// Waiters of one mailbox dropped at the same moment on several threads:
+    /// the last one out forgets the notifier, whichever it is.
+    #[test]
+    fn waiters_dropped_at_once_on_several_threads_leave_nothing_behind() {
+        let waiters = Waiters::default();
+        let mailbox = MailboxId::new("abc").unwrap();
+        for round in 0..5_000 {
+            let all: Vec<_> = (0..8).map(|_| waiters.register("app", &mailbox)).collect();
+            let start = std::sync::Barrier::new(all.len());
+            std::thread::scope(|scope| {
+                for waiter in all {
+                    let start = &start;
+                    scope.spawn(move || {
+                        start.wait();
+                        drop(waiter);
+                    });
+                }
+            });
+            assert!(waiters.mailboxes.lock().is_empty(), "round {round}: a notifier was left in the map");
+        }
+        assert_eq!(waiters.waiting(), 0);
     }
 }
