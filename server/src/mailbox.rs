@@ -32,6 +32,12 @@ use crate::postgres::Scope;
 
 /// How often the server pings an open connection (as the reference does).
 const PING_INTERVAL: Duration = Duration::from_secs(60);
+/// After news could not be read (the database or the journal failing),
+/// the first wait before reading again; it doubles up to [`NEWS_RETRY_MAX`]
+/// while the reads keep failing. A wake-up is not sent again, so without
+/// this a waiting peer would learn of the message only at its next frame.
+const NEWS_RETRY: Duration = Duration::from_millis(250);
+const NEWS_RETRY_MAX: Duration = Duration::from_secs(8);
 /// Bytes each connection's reader buffers: frames are small, and an idle
 /// client should cost little (the default, 128 KiB, would cost 1.3 GB for
 /// 10,000 waiting clients).
@@ -125,10 +131,12 @@ async fn serve(app: Arc<App>, mut socket: WebSocket, client: Client) {
     let every = PING_INTERVAL.min(idle_timeout / 2).max(Duration::from_millis(10));
     let mut pings = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
     let mut subscription: Option<Subscription<'_>> = None;
+    let mut unread = Unread::default();
     loop {
         let event = tokio::select! {
             frame = socket.recv() => Event::Frame(frame),
             () = woken(&mut subscription) => Event::Woken,
+            () = unread.retry() => Event::Woken,
             _ = pings.tick() => Event::Ping,
             () = &mut stop => break,
         };
@@ -149,9 +157,10 @@ async fn serve(app: Arc<App>, mut socket: WebSocket, client: Client) {
                 }
                 if session.closed {
                     subscription = None;
+                    unread = Unread::default();
                 }
                 if subscription.is_some() {
-                    replies.extend(session.news().await);
+                    replies.extend(unread.note(session.news().await));
                 }
                 replies
             }
@@ -159,7 +168,7 @@ async fn serve(app: Arc<App>, mut socket: WebSocket, client: Client) {
                 if let Some(subscription) = subscription.as_mut() {
                     subscription.renew();
                 }
-                session.news().await
+                unread.note(session.news().await)
             }
             Event::Ping => {
                 if last_heard.elapsed() >= idle_timeout {
@@ -179,6 +188,39 @@ async fn serve(app: Arc<App>, mut socket: WebSocket, client: Client) {
         }
     }
     let _ = socket.send(Frame::Close(None)).await;
+}
+
+/// News that could not be read, and when to read it again.
+#[derive(Default)]
+struct Unread {
+    retry_at: Option<tokio::time::Instant>,
+    wait: Duration,
+}
+
+impl Unread {
+    /// Takes a read's outcome: its news, or nothing and a retry.
+    fn note(&mut self, news: Result<Vec<ServerMessage>, WireError>) -> Vec<ServerMessage> {
+        match news {
+            Ok(news) => {
+                *self = Unread::default();
+                news
+            }
+            Err(e) => {
+                self.wait = (self.wait * 2).clamp(NEWS_RETRY, NEWS_RETRY_MAX);
+                tracing::debug!(error = %e, retry_in = ?self.wait, "cannot read a mailbox's news");
+                self.retry_at = Some(tokio::time::Instant::now() + self.wait);
+                Vec::new()
+            }
+        }
+    }
+
+    /// Completes when news that could not be read should be read again.
+    async fn retry(&self) {
+        match self.retry_at {
+            Some(at) => tokio::time::sleep_until(at).await,
+            None => std::future::pending().await,
+        }
+    }
 }
 
 /// What woke a connection.
@@ -515,30 +557,30 @@ impl Session {
         let _ = touched.await;
     }
 
-    /// The open mailbox's messages not yet sent, once they are durable.
-    pub(crate) async fn news(&mut self) -> Vec<ServerMessage> {
-        let Some((appid, mailbox)) = self.opened() else { return Vec::new() };
-        let Some(instance) = self.instance else { return Vec::new() };
+    /// The open mailbox's messages not yet sent, once they are durable;
+    /// an error if they could not be read (read again later: nothing is
+    /// marked sent).
+    pub(crate) async fn news(&mut self) -> Result<Vec<ServerMessage>, WireError> {
+        let Some((appid, mailbox)) = self.opened() else { return Ok(Vec::new()) };
+        let Some(instance) = self.instance else { return Ok(Vec::new()) };
         let messages = if let Some(postgres) = self.app.storage.shared() {
-            match postgres.messages_after(appid, mailbox, instance, self.pushed).await {
-                Ok(messages) => messages,
-                Err(_) => return Vec::new(),
-            }
+            postgres.messages_after(appid, mailbox, instance, self.pushed).await?
         } else {
             let (messages, seen) = {
                 let core = self.app.core.lock();
                 if core.mailbox_instance(appid, mailbox) != Some(instance) {
-                    return Vec::new();
+                    return Ok(Vec::new());
                 }
                 (core.messages_after(appid, mailbox, self.pushed).to_vec(), self.app.storage.last_recorded())
             };
-            if messages.is_empty() || self.app.durable(seen).await.is_err() {
-                return Vec::new();
+            if messages.is_empty() {
+                return Ok(Vec::new());
             }
+            self.app.durable(seen).await?;
             messages
         };
         self.pushed = messages.last().map_or(self.pushed, |m| m.seq);
-        messages.iter().map(message_frame).collect()
+        Ok(messages.iter().map(message_frame).collect())
     }
 }
 
@@ -581,7 +623,7 @@ mod tests {
         let [first, second, third] = &mut sessions[..] else { unreachable!() };
         send(first, serde_json::json!({"type": "open", "mailbox": "box"})).await;
         send(first, serde_json::json!({"type": "add", "phase": "version", "body": "aa"})).await;
-        assert_eq!(first.news().await.len(), 1);
+        assert_eq!(first.news().await.unwrap().len(), 1);
         // The same side, reconnected, closes: the mailbox is deleted.
         let closed = send(second, serde_json::json!({"type": "close", "mailbox": "box", "mood": "happy"})).await;
         assert_eq!(closed[1]["type"], "closed");
@@ -590,7 +632,7 @@ mod tests {
         send(third, serde_json::json!({"type": "open", "mailbox": "box"})).await;
         send(third, serde_json::json!({"type": "add", "phase": "pake", "body": "aa"})).await;
         send(third, serde_json::json!({"type": "add", "phase": "version", "body": "aa"})).await;
-        assert_eq!(third.news().await.len(), 2);
-        assert!(first.news().await.is_empty(), "the first session was sent the new mailbox's messages");
+        assert_eq!(third.news().await.unwrap().len(), 2);
+        assert!(first.news().await.unwrap().is_empty(), "the first session was sent the new mailbox's messages");
     }
 }

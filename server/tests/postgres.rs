@@ -121,6 +121,32 @@ fn mailbox_protocol_sides_on_two_instances_hear_each_other() {
     assert_eq!(support::metric(servers[0].addr, "wormhole_channels_open"), 0.0);
 }
 
+/// A wake-up whose news cannot be read at once (the database busy past the
+/// operation timeout) is not lost: the connection reads again, and the
+/// message reaches the waiting client without any frame from it.
+#[test]
+fn news_that_cannot_be_read_after_a_wake_up_is_read_again() {
+    let Some((database, servers)) = instances(1, quiet_config()) else { return };
+    let mut a = Ws::bound(servers[0].addr, "aaaa");
+    let nameplate = a.ask(json!({"type": "allocate"}))["nameplate"].as_str().unwrap().to_string();
+    let mailbox = a.ask(json!({"type": "claim", "nameplate": nameplate}))["mailbox"].as_str().unwrap().to_string();
+    a.ask(json!({"type": "open", "mailbox": mailbox}));
+    a.ask(json!({"type": "add", "phase": "pake", "body": "aa01"}));
+    assert_eq!(a.message(), ("aaaa".into(), "pake".into(), "aa01".into()));
+
+    // Another instance's message, stored; then its notification arrives
+    // while nothing can read the mailboxes for longer than a read may take.
+    database.execute(&format!(
+        "INSERT INTO mailbox_messages (appid, mailbox, seq, side, phase, body) VALUES ('app', '{mailbox}', 2, 'bbbb', \
+         'pake', 'bb02')"
+    ));
+    let held = Database::hold_lock(&database.url, "BEGIN; LOCK TABLE mailboxes IN ACCESS EXCLUSIVE MODE");
+    database.execute(&format!("SELECT pg_notify('wormhole_sync', '[\"app\", \"{mailbox}\"]')"));
+    std::thread::sleep(Duration::from_secs(11)); // the server's read times out after 10 s
+    drop(held);
+    assert_eq!(a.message(), ("bbbb".into(), "pake".into(), "bb02".into()));
+}
+
 #[test]
 fn concurrent_allocations_on_three_instances_take_the_shortest_free_numbers_once_each() {
     let Some((_database, servers)) = instances(3, quiet_config()) else { return };
