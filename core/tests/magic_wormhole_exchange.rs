@@ -40,7 +40,7 @@ fn connected_initiator(data: &[u8]) -> (MailboxExchange, Timestamp) {
     let now = Timestamp::from_millis(1_000_000);
     let mut exchange = MailboxExchange::initiator(Config::new(APPID).unwrap(), data.to_vec(), [9; 32]).unwrap();
     exchange.start(now);
-    assert_eq!(exchange.poll_transmit(now), Some(Transmit::Connect));
+    assert!(matches!(exchange.poll_transmit(now), Some(Transmit::Connect { .. })));
     exchange.handle_connected(now);
     let frames: Vec<Transmit> = std::iter::from_fn(|| exchange.poll_transmit(now)).collect();
     let texts: Vec<String> = frames
@@ -88,7 +88,7 @@ fn a_server_that_refuses_the_nameplate_or_the_welcome_fails_the_exchange_with_it
     let code = "4-guitarist-revenge".parse().unwrap();
     let mut receiver = MailboxExchange::receiver(Config::new(APPID).unwrap(), code, b"x".to_vec(), [3; 32]).unwrap();
     receiver.start(now);
-    assert_eq!(receiver.poll_transmit(now), Some(Transmit::Connect));
+    assert!(matches!(receiver.poll_transmit(now), Some(Transmit::Connect { .. })));
     receiver.handle_connected(now);
     let frames: Vec<Transmit> = std::iter::from_fn(|| receiver.poll_transmit(now)).collect();
     assert!(matches!(&frames[1], Transmit::Frame(f) if f.contains(r#""nameplate":"4""#)), "{frames:?}");
@@ -111,7 +111,7 @@ fn a_silent_server_is_pinged_then_left_and_reached_again() {
     exchange.handle_disconnected(given_up, wormhole_sync_core::TransportError::from_message("closed"));
     let retry = exchange.poll_timeout().expect("a reconnect");
     assert!(retry > given_up);
-    assert_eq!(exchange.poll_transmit(retry), Some(Transmit::Connect));
+    assert!(matches!(exchange.poll_transmit(retry), Some(Transmit::Connect { .. })));
 }
 
 #[test]
@@ -155,7 +155,7 @@ fn a_server_that_says_retry_later_is_reconnected_to_and_named_at_the_timeout() {
     assert_eq!(exchange.poll_transmit(now), Some(Transmit::Disconnect));
     exchange.handle_disconnected(now, wormhole_sync_core::TransportError::from_message("closed"));
     let retry = exchange.poll_timeout().unwrap();
-    assert_eq!(exchange.poll_transmit(retry), Some(Transmit::Connect));
+    assert!(matches!(exchange.poll_transmit(retry), Some(Transmit::Connect { .. })));
     let deadline = now + Config::new(APPID).unwrap().timeout();
     exchange.handle_timeout(deadline);
     match outcome(&mut exchange) {
@@ -176,7 +176,7 @@ fn a_mailbox_server_never_reached_is_named_while_retrying_and_given_up_at_the_co
     exchange.start(start);
     let mut now = start;
     while !exchange.has_outcome() {
-        if exchange.poll_transmit(now) == Some(Transmit::Connect) {
+        if matches!(exchange.poll_transmit(now), Some(Transmit::Connect { .. })) {
             exchange.handle_disconnected(now, wormhole_sync_core::TransportError::from_message("connection refused"));
             let trouble = exchange.server_trouble().expect("trouble while retrying");
             assert_eq!((trouble.since, trouble.server_reached), (start, false));
@@ -195,7 +195,7 @@ fn a_mailbox_server_never_reached_is_named_while_retrying_and_given_up_at_the_co
     exchange.handle_disconnected(now, wormhole_sync_core::TransportError::from_message("reset"));
     assert!(exchange.server_trouble().is_some_and(|t| t.server_reached && t.since == now));
     let retry = exchange.poll_timeout().unwrap();
-    assert_eq!(exchange.poll_transmit(retry), Some(Transmit::Connect));
+    assert!(matches!(exchange.poll_transmit(retry), Some(Transmit::Connect { .. })));
     exchange.handle_connected(retry);
     assert_eq!(exchange.server_trouble(), None);
 }
@@ -219,4 +219,22 @@ fn a_peer_side_of_any_printable_text_survives_a_restore() {
     assert!(String::from_utf8_lossy(&saved).contains("Peer.Side!"), "the peer was heard");
     let restored = MailboxExchange::from_serialized(&saved).expect("its own state restores");
     assert_eq!(restored.serialize(), saved);
+}
+
+/// The machine says where to connect and for how long: the configured
+/// server, else magic-wormhole's public one.
+#[test]
+fn a_connect_names_the_server_and_the_time_it_may_take() {
+    let now = Timestamp::from_millis(1_000_000);
+    let config = Config::new(APPID).unwrap().with_rendezvous("ws://127.0.0.1:4000/v1").unwrap();
+    let config = config.with_request_timeout(std::time::Duration::from_secs(7)).unwrap();
+    let mut exchange = MailboxExchange::initiator(config, b"x".to_vec(), [9; 32]).unwrap();
+    exchange.start(now);
+    let Some(Transmit::Connect { url, timeout }) = exchange.poll_transmit(now) else { panic!("a connect") };
+    assert_eq!((url.as_str(), timeout), ("ws://127.0.0.1:4000/v1", std::time::Duration::from_secs(7)));
+
+    let mut public = MailboxExchange::initiator(Config::new(APPID).unwrap(), b"x".to_vec(), [9; 32]).unwrap();
+    public.start(now);
+    let Some(Transmit::Connect { url, .. }) = public.poll_transmit(now) else { panic!("a connect") };
+    assert_eq!(url, wormhole_sync_core::magic_wormhole::PUBLIC_MAILBOX_URL);
 }

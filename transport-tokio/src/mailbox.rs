@@ -91,18 +91,14 @@ pub(crate) async fn drive(guard: DriverGuard, connector: Option<TlsConfig>) {
     let mut connecting = None;
     loop {
         let polled = turn(shared, &mut news, &mut stopping, |machine, at| match machine {
-            Machine::MagicWormhole(m) => {
-                let url = m.config().rendezvous().unwrap_or_default().to_string();
-                let within = m.config().request_timeout();
-                (std::iter::from_fn(|| m.poll_transmit(at)).collect::<Vec<_>>(), url, within)
-            }
-            Machine::Transcribe(_) => (Vec::new(), String::new(), Duration::ZERO),
+            Machine::MagicWormhole(m) => std::iter::from_fn(|| m.poll_transmit(at)).collect::<Vec<_>>(),
+            Machine::Transcribe(_) => Vec::new(),
         });
-        let Some(((due, url, within), wake)) = polled else { break };
+        let Some((due, wake)) = polled else { break };
         for transmit in due {
             match transmit {
-                Transmit::Connect => {
-                    connecting = Some(tokio::spawn(connect(url.clone(), connector.clone(), within)));
+                Transmit::Connect { url, timeout } => {
+                    connecting = Some(tokio::spawn(connect(url, connector.clone(), timeout)));
                 }
                 Transmit::Frame(frame) => {
                     let sent = match socket.as_mut() {

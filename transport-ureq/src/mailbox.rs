@@ -158,7 +158,7 @@ impl MailboxDriver {
 
     fn transmit(&mut self, transmit: Transmit) {
         match transmit {
-            Transmit::Connect => {
+            Transmit::Connect { url, timeout: within } => {
                 self.hang_up();
                 self.connections += 1;
                 let number = self.connections;
@@ -172,8 +172,6 @@ impl MailboxDriver {
                 };
                 let (outbound, frames) = mpsc::channel();
                 self.connection = Some(Connection { number, outbound, waker });
-                let url = self.exchange.config().rendezvous().unwrap_or_default().to_string();
-                let within = self.exchange.config().request_timeout();
                 let (signals, connector) = (self.signals.clone(), self.connector.clone());
                 let thread = Thread { number, poll, frames, signals };
                 let spawned = std::thread::Builder::new()

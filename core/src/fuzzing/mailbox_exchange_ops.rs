@@ -178,7 +178,7 @@ impl World {
             let finished = side.exchange.is_finished();
             while let Some(transmit) = side.exchange.poll_transmit(now) {
                 match transmit {
-                    Transmit::Connect => {
+                    Transmit::Connect { .. } => {
                         assert!(!finished, "side {who} connects after finishing");
                         side.wire = Some(Wire {
                             server: ServerConnection::default(),

@@ -44,10 +44,19 @@ pub const MAX_SERIALIZED_LEN: usize = 4 * MAX_DATA_LEN + MAX_PEER_VERSION;
 #[derive(Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum Transmit {
-    /// Open a WebSocket to the mailbox server; then report
+    /// Open a WebSocket to the mailbox server at `url` (the configured
+    /// [`rendezvous`](Config::rendezvous), else
+    /// [`PUBLIC_MAILBOX_URL`](super::PUBLIC_MAILBOX_URL)), giving up after
+    /// `timeout`; then report
     /// [`handle_connected`](MailboxExchange::handle_connected) or
     /// [`handle_disconnected`](MailboxExchange::handle_disconnected).
-    Connect,
+    Connect {
+        /// The server's WebSocket URL.
+        url: String,
+        /// How long the connection (TCP, TLS and the WebSocket handshake)
+        /// may take: the configured request timeout.
+        timeout: std::time::Duration,
+    },
     /// Send this text frame on the open WebSocket.
     Frame(String),
     /// Close the WebSocket (nothing more to say, or the server stopped
@@ -59,7 +68,7 @@ impl fmt::Debug for Transmit {
     // Frames carry ciphertext and the nameplate only, but stay out of logs.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            Transmit::Connect => f.write_str("Connect"),
+            Transmit::Connect { url, timeout } => write!(f, "Connect({url}, {timeout:?})"),
             Transmit::Frame(frame) => write!(f, "Frame(<{} bytes>)", frame.len()),
             Transmit::Disconnect => f.write_str("Disconnect"),
         }
@@ -150,7 +159,8 @@ impl Connection {
 /// let mut sender = MailboxExchange::initiator(config, b"hello".to_vec(), [1; 32])?;
 /// let now = Timestamp::from_millis(1_000);
 /// sender.start(now);
-/// assert_eq!(sender.poll_transmit(now), Some(Transmit::Connect));
+/// let Some(Transmit::Connect { url, .. }) = sender.poll_transmit(now) else { panic!("a connect") };
+/// assert_eq!(url, wormhole_sync_core::magic_wormhole::PUBLIC_MAILBOX_URL);
 /// sender.handle_connected(now);
 /// let Some(Transmit::Frame(bind)) = sender.poll_transmit(now) else { panic!("a bind") };
 /// assert!(bind.contains(r#""type":"bind""#));
@@ -344,7 +354,9 @@ impl MailboxExchange {
         match &mut self.link {
             Link::Down { retry_at } if !finished && *retry_at <= self.now => {
                 self.link = Link::Connecting;
-                Some(Transmit::Connect)
+                let config = &self.facts.config;
+                let url = config.rendezvous().unwrap_or(super::PUBLIC_MAILBOX_URL).to_string();
+                Some(Transmit::Connect { url, timeout: config.request_timeout() })
             }
             Link::Up(_) if finished => {
                 self.link = Link::Closing;

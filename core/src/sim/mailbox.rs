@@ -260,7 +260,7 @@ pub fn run(scenario: &MailboxScenario) -> MailboxReport {
             let Some(exchange) = side.exchange.as_mut() else { continue };
             while let Some(transmit) = exchange.poll_transmit(now) {
                 match transmit {
-                    Transmit::Connect => {
+                    Transmit::Connect { .. } => {
                         let delay = Duration::from_millis(rng.range(1, 50));
                         side.connection = Some(Link {
                             server: ServerConnection::default(),
