@@ -13,10 +13,9 @@ use tokio::task::JoinSet;
 use wormhole_sync_core::magic_wormhole::MailboxExchange;
 use wormhole_sync_core::wire::MAX_RESPONSE_BYTES;
 use wormhole_sync_core::{
-    ApiMisuse, Code, Error, Exchange, Progress, RequestId, ServerTrouble, Timestamp, Transmit, TransportError, Verifier,
+    ApiMisuse, Code, Error, Event, Exchange, Progress, RequestId, ServerTrouble, Timestamp, Transmit, TransportError,
+    Verifier,
 };
-
-use crate::mailbox::TlsConfig;
 
 pub(crate) fn now() -> Timestamp {
     Timestamp::from_system_time(SystemTime::now())
@@ -44,76 +43,80 @@ struct Status {
     finished: bool,
 }
 
-/// The state machine a handle drives: a transcribe-mode exchange over
-/// HTTP, or a magic-wormhole exchange over a WebSocket.
-#[derive(Debug)]
-pub(crate) enum Machine {
-    Transcribe(Exchange),
-    MagicWormhole(MailboxExchange),
+/// What a driver and its handles need of the state machine they drive: a
+/// transcribe-mode exchange (over HTTP, [`drive`]) or a magic-wormhole one
+/// (over a WebSocket, [`crate::mailbox::drive`]). Each driver loop knows
+/// its machine's type; handles see this common face.
+pub(crate) trait Machine: std::fmt::Debug + Send + 'static {
+    fn start(&mut self, at: Timestamp);
+    fn cancel(&mut self, at: Timestamp);
+    fn handle_timeout(&mut self, at: Timestamp);
+    fn has_outcome(&self) -> bool;
+    fn is_finished(&self) -> bool;
+    fn poll_timeout(&self) -> Option<Timestamp>;
+    fn poll_event(&mut self) -> Option<Event>;
+    fn serialize(&self) -> Vec<u8>;
+    fn server_trouble(&self) -> Option<ServerTrouble>;
+    /// A person's answer to the verifier; false when none is pending.
+    fn confirm_verifier(&mut self, at: Timestamp, accept: bool) -> bool;
 }
 
-/// Forwards a call both machines answer alike.
-macro_rules! either {
-    ($machine:expr, $m:ident => $call:expr) => {
-        match $machine {
-            Machine::Transcribe($m) => $call,
-            Machine::MagicWormhole($m) => $call,
+/// Implements [`Machine`] by calling the machine's own methods of the same names.
+macro_rules! machine {
+    ($machine:ty, |$m:ident, $at:ident, $accept:ident| $confirm:expr) => {
+        impl Machine for $machine {
+            fn start(&mut self, at: Timestamp) {
+                <$machine>::start(self, at)
+            }
+            fn cancel(&mut self, at: Timestamp) {
+                <$machine>::cancel(self, at)
+            }
+            fn handle_timeout(&mut self, at: Timestamp) {
+                <$machine>::handle_timeout(self, at)
+            }
+            fn has_outcome(&self) -> bool {
+                <$machine>::has_outcome(self)
+            }
+            fn is_finished(&self) -> bool {
+                <$machine>::is_finished(self)
+            }
+            fn poll_timeout(&self) -> Option<Timestamp> {
+                <$machine>::poll_timeout(self)
+            }
+            fn poll_event(&mut self) -> Option<Event> {
+                <$machine>::poll_event(self)
+            }
+            fn serialize(&self) -> Vec<u8> {
+                <$machine>::serialize(self)
+            }
+            fn server_trouble(&self) -> Option<ServerTrouble> {
+                <$machine>::server_trouble(self)
+            }
+            fn confirm_verifier(&mut self, $at: Timestamp, $accept: bool) -> bool {
+                let $m = self;
+                $confirm
+            }
         }
     };
 }
 
-impl Machine {
-    fn start(&mut self, at: Timestamp) {
-        either!(self, m => m.start(at))
-    }
+machine!(Exchange, |exchange, at, accept| exchange.confirm_verifier(at, accept));
+// The magic-wormhole flavour shows the verifier but has no confirmation step.
+machine!(MailboxExchange, |_exchange, _at, _accept| false);
 
-    fn cancel(&mut self, at: Timestamp) {
-        either!(self, m => m.cancel(at))
+/// Takes in every pending event of `machine`; true if there was one.
+fn drain(machine: &mut impl Machine, news: &mut Progress) -> bool {
+    let mut any = false;
+    while let Some(event) = machine.poll_event() {
+        news.record(event);
+        any = true;
     }
-
-    fn handle_timeout(&mut self, at: Timestamp) {
-        either!(self, m => m.handle_timeout(at))
-    }
-
-    fn has_outcome(&self) -> bool {
-        either!(self, m => m.has_outcome())
-    }
-
-    fn is_finished(&self) -> bool {
-        either!(self, m => m.is_finished())
-    }
-
-    pub(crate) fn poll_timeout(&self) -> Option<Timestamp> {
-        either!(self, m => m.poll_timeout())
-    }
-
-    fn serialize(&self) -> Vec<u8> {
-        either!(self, m => m.serialize())
-    }
-
-    fn server_trouble(&self) -> Option<ServerTrouble> {
-        either!(self, m => m.server_trouble())
-    }
-
-    /// Takes in every pending event; true if there was one.
-    fn drain(&mut self, news: &mut Progress) -> bool {
-        let mut any = false;
-        while let Some(event) = either!(self, m => m.poll_event()) {
-            news.record(event);
-            any = true;
-        }
-        any
-    }
+    any
 }
 
-/// How a machine reaches its server.
-pub(crate) enum Transport {
-    Http(reqwest::Client),
-    WebSocket(Option<TlsConfig>),
-}
-
-pub(crate) struct Shared {
-    exchange: Mutex<Machine>,
+/// What a handle and its driver task share; `M` is the machine (a
+/// concrete type for the driver, `dyn Machine` for handles).
+pub(crate) struct Shared<M: ?Sized> {
     status: watch::Sender<Status>,
     pub(crate) wake: Notify,
     stop: AtomicBool,
@@ -124,12 +127,13 @@ pub(crate) struct Shared {
     /// Makes the driver task panic, to test what waiters then see.
     #[cfg(test)]
     panic: AtomicBool,
+    exchange: Mutex<M>,
 }
 
-impl Shared {
+impl<M: ?Sized> Shared<M> {
     /// The exchange; a panic elsewhere while it was locked does not make it
     /// unusable (the exchange is only changed through its own methods).
-    pub(crate) fn exchange(&self) -> MutexGuard<'_, Machine> {
+    pub(crate) fn exchange(&self) -> MutexGuard<'_, M> {
         self.exchange.lock().unwrap_or_else(PoisonError::into_inner)
     }
 }
@@ -139,11 +143,14 @@ impl Shared {
 /// them stops it like [`stop`](Handle::stop), closing the channel, unless the
 /// state was serialized (the saved copy may continue it).
 pub struct Handle {
-    shared: Arc<Shared>,
+    shared: Arc<Shared<dyn Machine>>,
 }
 
-/// Starts the driver task for `exchange` on the current tokio runtime.
-pub(crate) fn start(exchange: Machine, transport: Transport) -> Handle {
+/// Starts `drive`, the driver task for `exchange`, on the current tokio runtime.
+pub(crate) fn start<M: Machine, F>(exchange: M, drive: impl FnOnce(DriverGuard<M>) -> F) -> Handle
+where
+    F: Future<Output = ()> + Send + 'static,
+{
     let (status, _) = watch::channel(Status::default());
     let shared = Arc::new(Shared {
         exchange: Mutex::new(exchange),
@@ -155,11 +162,7 @@ pub(crate) fn start(exchange: Machine, transport: Transport) -> Handle {
         #[cfg(test)]
         panic: AtomicBool::new(false),
     });
-    let guard = DriverGuard(shared.clone());
-    match transport {
-        Transport::Http(client) => tokio::spawn(drive(guard, client)),
-        Transport::WebSocket(connector) => tokio::spawn(crate::mailbox::drive(guard, connector)),
-    };
+    tokio::spawn(drive(DriverGuard(shared.clone())));
     Handle { shared }
 }
 
@@ -236,11 +239,7 @@ impl Handle {
     }
 
     fn decide(&self, accept: bool) -> Result<(), Error> {
-        let decided = match &mut *self.shared.exchange() {
-            Machine::Transcribe(exchange) => exchange.confirm_verifier(now(), accept),
-            Machine::MagicWormhole(_) => false,
-        };
-        if !decided {
+        if !self.shared.exchange().confirm_verifier(now(), accept) {
             return Err(ApiMisuse::NoVerifierPending.into());
         }
         self.shared.wake.notify_one();
@@ -301,9 +300,9 @@ impl Handle {
 
 /// Owned by the driver task: however the task ends (returning, panicking,
 /// or dropped with its runtime), waiters are told, never left hanging.
-pub(crate) struct DriverGuard(pub(crate) Arc<Shared>);
+pub(crate) struct DriverGuard<M>(pub(crate) Arc<Shared<M>>);
 
-impl Drop for DriverGuard {
+impl<M> Drop for DriverGuard<M> {
     fn drop(&mut self) {
         let why = if std::thread::panicking() {
             "the driver task panicked (a bug: please report it)"
@@ -325,7 +324,7 @@ impl Drop for DriverGuard {
     }
 }
 
-pub(crate) fn publish(shared: &Shared, news: &Progress, finished: bool) {
+pub(crate) fn publish<M>(shared: &Shared<M>, news: &Progress, finished: bool) {
     let current = Status { news: news.clone(), finished };
     shared.status.send_if_modified(|status| {
         let changed = *status != current;
@@ -340,11 +339,11 @@ type Answer = (RequestId, Result<(u16, Vec<u8>), TransportError>);
 /// machine, turns a stop into a cancel (or leaves a saved machine as it
 /// is), fires timers, and publishes news. Returns `None` when the loop
 /// should end.
-pub(crate) fn turn<T>(
-    shared: &Shared,
+pub(crate) fn turn<M: Machine, T>(
+    shared: &Shared<M>,
     news: &mut Progress,
     stopping: &mut bool,
-    poll: impl FnOnce(&mut Machine, Timestamp) -> T,
+    poll: impl FnOnce(&mut M, Timestamp) -> T,
 ) -> Option<(T, Option<tokio::time::Instant>)> {
     #[cfg(test)]
     if shared.panic.load(Ordering::Relaxed) {
@@ -362,7 +361,7 @@ pub(crate) fn turn<T>(
     }
     machine.handle_timeout(at);
     let due = poll(&mut machine, at);
-    let news_changed = machine.drain(news);
+    let news_changed = drain(&mut *machine, news);
     let finished = machine.is_finished();
     if news_changed || finished {
         publish(shared, news, finished);
@@ -379,15 +378,15 @@ pub(crate) fn far_future() -> tokio::time::Instant {
     tokio::time::Instant::now() + Duration::from_secs(3600)
 }
 
-async fn drive(guard: DriverGuard, client: reqwest::Client) {
+/// The driver task of a transcribe-mode exchange: its requests over HTTP.
+pub(crate) async fn drive(guard: DriverGuard<Exchange>, client: reqwest::Client) {
     let shared = &guard.0;
     let mut requests: JoinSet<Answer> = JoinSet::new();
     let mut news = Progress::default();
     let mut stopping = false;
     loop {
-        let polled = turn(shared, &mut news, &mut stopping, |machine, at| match machine {
-            Machine::Transcribe(exchange) => std::iter::from_fn(|| exchange.poll_transmit(at)).collect(),
-            Machine::MagicWormhole(_) => Vec::new(),
+        let polled = turn(shared, &mut news, &mut stopping, |exchange, at| {
+            std::iter::from_fn(|| exchange.poll_transmit(at)).collect::<Vec<_>>()
         });
         let Some((due, wake)) = polled else { break };
         for transmit in due {
@@ -396,7 +395,8 @@ async fn drive(guard: DriverGuard, client: reqwest::Client) {
         }
         tokio::select! {
             Some(joined) = requests.join_next(), if !requests.is_empty() => {
-                if let (Ok((id, answer)), Machine::Transcribe(exchange)) = (joined, &mut *shared.exchange()) {
+                if let Ok((id, answer)) = joined {
+                    let mut exchange = shared.exchange();
                     match answer {
                         Ok((status, body)) => exchange.handle_response(now(), id, status, &body),
                         Err(cause) => exchange.handle_transport_error(now(), id, cause),
@@ -455,7 +455,7 @@ mod tests {
             // A closed port: nothing will answer, so only the panic can end it.
             let config = Config::new("app").unwrap().with_rendezvous("http://127.0.0.1:9").unwrap();
             let exchange = Exchange::initiator(config, b"data".to_vec(), [1; 32]).unwrap();
-            let handle = start(Machine::Transcribe(exchange), Transport::Http(shared_client()));
+            let handle = start(exchange, |guard| drive(guard, shared_client()));
             let (code, data) = (handle.when_code(), handle.when_data());
             handle.shared.panic.store(true, Ordering::Relaxed);
             handle.shared.wake.notify_one();

@@ -26,7 +26,7 @@ use wormhole_sync_core::magic_wormhole::MailboxExchange;
 pub use wormhole_sync_core::magic_wormhole::{text, PUBLIC_MAILBOX_URL, TEXT_APPID};
 use wormhole_sync_core::{CodeInput, Error, Role};
 
-use crate::driver::{self, Handle, Machine, Transport};
+use crate::driver::{self, Handle};
 pub use crate::mailbox::TlsConfig;
 
 /// The methods both sides share, written once.
@@ -58,7 +58,7 @@ macro_rules! shared_methods {
             /// again) and the timeout count from the first start, also
             /// across a restore.
             pub fn start(self) -> Handle {
-                driver::start(Machine::MagicWormhole(self.exchange), Transport::WebSocket(self.connector))
+                driver::start(self.exchange, |guard| crate::mailbox::drive(guard, self.connector))
             }
 
             /// The state as printable JSON (see [`Handle::serialize`] for a

@@ -9,11 +9,11 @@ use tokio::net::TcpStream;
 use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 use tokio_tungstenite::tungstenite::{Error as WsError, Message};
 use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
-use wormhole_sync_core::magic_wormhole::Transmit;
+use wormhole_sync_core::magic_wormhole::{MailboxExchange, Transmit};
 use wormhole_sync_core::mailbox_wire::MAX_FRAME_BYTES;
 use wormhole_sync_core::{Progress, TransportError};
 
-use crate::driver::{far_future, now, publish, turn, DriverGuard, Machine};
+use crate::driver::{far_future, now, publish, turn, DriverGuard};
 
 /// How `wss://` connections are made: a `rustls` client configuration
 /// (your own roots, a client certificate, ...). Without one, the roots of
@@ -77,22 +77,16 @@ async fn opened(
     }
 }
 
-fn with_machine(guard: &DriverGuard, act: impl FnOnce(&mut wormhole_sync_core::magic_wormhole::MailboxExchange)) {
-    if let Machine::MagicWormhole(machine) = &mut *guard.0.exchange() {
-        act(machine);
-    }
-}
-
-pub(crate) async fn drive(guard: DriverGuard, connector: Option<TlsConfig>) {
+/// The driver task of a magic-wormhole exchange.
+pub(crate) async fn drive(guard: DriverGuard<MailboxExchange>, connector: Option<TlsConfig>) {
     let shared = &guard.0;
     let mut news = Progress::default();
     let mut stopping = false;
     let mut socket: Option<Socket> = None;
     let mut connecting = None;
     loop {
-        let polled = turn(shared, &mut news, &mut stopping, |machine, at| match machine {
-            Machine::MagicWormhole(m) => std::iter::from_fn(|| m.poll_transmit(at)).collect::<Vec<_>>(),
-            Machine::Transcribe(_) => Vec::new(),
+        let polled = turn(shared, &mut news, &mut stopping, |exchange, at| {
+            std::iter::from_fn(|| exchange.poll_transmit(at)).collect::<Vec<_>>()
         });
         let Some((due, wake)) = polled else { break };
         for transmit in due {
@@ -107,7 +101,7 @@ pub(crate) async fn drive(guard: DriverGuard, connector: Option<TlsConfig>) {
                     };
                     if let Err(cause) = sent {
                         socket = None;
-                        with_machine(&guard, |m| m.handle_disconnected(now(), cause));
+                        shared.exchange().handle_disconnected(now(), cause);
                     }
                 }
                 Transmit::Disconnect => {
@@ -115,7 +109,7 @@ pub(crate) async fn drive(guard: DriverGuard, connector: Option<TlsConfig>) {
                         let _ = tokio::time::timeout(Duration::from_secs(1), open.close(None)).await;
                     }
                     let closed = TransportError::from_message("closed by this client");
-                    with_machine(&guard, |m| m.handle_disconnected(now(), closed));
+                    shared.exchange().handle_disconnected(now(), closed);
                 }
                 _ => {}
             }
@@ -126,24 +120,24 @@ pub(crate) async fn drive(guard: DriverGuard, connector: Option<TlsConfig>) {
                 match result {
                     Ok(open) => {
                         socket = Some(open);
-                        with_machine(&guard, |m| m.handle_connected(now()));
+                        shared.exchange().handle_connected(now());
                     }
-                    Err(cause) => with_machine(&guard, |m| m.handle_disconnected(now(), cause)),
+                    Err(cause) => shared.exchange().handle_disconnected(now(), cause),
                 }
             }
             frame = next_frame(&mut socket) => match frame {
-                Some(Ok(Message::Text(text))) => with_machine(&guard, |m| m.handle_frame(now(), text.as_bytes())),
-                Some(Ok(Message::Binary(bytes))) => with_machine(&guard, |m| m.handle_frame(now(), &bytes)),
+                Some(Ok(Message::Text(text))) => shared.exchange().handle_frame(now(), text.as_bytes()),
+                Some(Ok(Message::Binary(bytes))) => shared.exchange().handle_frame(now(), &bytes),
                 // tungstenite answers pings itself.
                 Some(Ok(Message::Ping(_) | Message::Pong(_) | Message::Frame(_))) => {}
                 Some(Ok(Message::Close(_))) | None => {
                     socket = None;
                     let closed = TransportError::from_message("the mailbox server closed the connection");
-                    with_machine(&guard, |m| m.handle_disconnected(now(), closed));
+                    shared.exchange().handle_disconnected(now(), closed);
                 }
                 Some(Err(error)) => {
                     socket = None;
-                    with_machine(&guard, |m| m.handle_disconnected(now(), classify(error)));
+                    shared.exchange().handle_disconnected(now(), classify(error));
                 }
             },
             _ = tokio::time::sleep_until(wake.unwrap_or_else(far_future)) => {}

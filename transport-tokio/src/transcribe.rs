@@ -4,7 +4,7 @@
 use wormhole_sync_core::builder::{Builder, Client};
 use wormhole_sync_core::{CodeInput, Error, Exchange, Role};
 
-use crate::driver::{self, Handle, Machine, Transport};
+use crate::driver::{self, Handle};
 
 /// The methods both sides share, written once.
 macro_rules! shared_methods {
@@ -26,7 +26,7 @@ macro_rules! shared_methods {
             /// a restore.
             pub fn start(self) -> Handle {
                 let client = self.client.unwrap_or_else(driver::shared_client);
-                driver::start(Machine::Transcribe(self.exchange), Transport::Http(client))
+                driver::start(self.exchange, |guard| driver::drive(guard, client))
             }
 
             /// The state as printable JSON (see [`Handle::serialize`] for a
