@@ -9,6 +9,7 @@ use clap::Args;
 use wormhole_sync_core::parse_duration;
 use wormhole_sync_core::rendezvous::RendezvousSnapshot;
 
+use crate::storage::Chain;
 use crate::{ClientIpHeader, IpNet, Server, ServerConfig, Storage, TlsFiles, TlsReloader};
 
 /// An address or a CIDR block: `127.0.0.1`, `10.0.0.0/8`, `2001:db8::/32`.
@@ -224,7 +225,7 @@ pub async fn serve(args: ServeArgs, name: &str) -> ExitCode {
         match Storage::postgres(url).await {
             Ok(opened) => opened,
             Err(e) => {
-                eprintln!("{name}: {e}");
+                eprintln!("{name}: {}", Chain(&e));
                 return ExitCode::FAILURE;
             }
         }
@@ -234,7 +235,7 @@ pub async fn serve(args: ServeArgs, name: &str) -> ExitCode {
         match Storage::sqlite(&args.db) {
             Ok(opened) => opened,
             Err(e) => {
-                eprintln!("{name}: {e}");
+                eprintln!("{name}: {}", Chain(&e));
                 return ExitCode::FAILURE;
             }
         }

@@ -232,7 +232,7 @@ impl App {
 
     pub(crate) async fn durable(&self, barrier: u64) -> Result<(), WireError> {
         self.storage.committed(barrier).await.map_err(|e| {
-            tracing::error!(error = %e, "answering storage-unavailable");
+            tracing::error!(error = %crate::Chain(&e), "answering storage-unavailable");
             error(ErrorCode::StorageUnavailable, "the server cannot store anything right now")
         })
     }

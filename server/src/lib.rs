@@ -74,7 +74,7 @@ use wormhole_sync_core::wire::ErrorCode;
 
 pub use client_address::ClientIpHeader;
 pub use ipnet::IpNet;
-pub use storage::{Storage, StorageError};
+pub use storage::{Chain, Storage, StorageError};
 pub use tls::{TlsFiles, TlsReloader};
 
 /// Limits and timings of the server.

@@ -12,7 +12,7 @@ use crate::storage::{Change, StorageError};
 const SCHEMA_VERSION: i64 = 2;
 
 fn fail(context: &str) -> impl Fn(rusqlite::Error) -> StorageError + '_ {
-    move |e| StorageError(format!("{context}: {e}"))
+    move |e| StorageError::caused(context, e)
 }
 
 /// Version 2: mailboxes, each holding the nameplate (short id) it was made
@@ -66,7 +66,7 @@ pub(crate) fn open(path: &Path) -> Result<Connection, StorageError> {
     let version: i64 =
         connection.query_row("PRAGMA user_version", [], |row| row.get(0)).map_err(fail("cannot read the schema"))?;
     if version > SCHEMA_VERSION {
-        return Err(StorageError(format!("the database has schema {version}, newer than this server's")));
+        return Err(StorageError::new(format!("the database has schema {version}, newer than this server's")));
     }
     let migrate = if version == 1 { MIGRATE_V1 } else { "" };
     connection
@@ -82,15 +82,12 @@ fn refuse_non_database(path: &Path) -> Result<(), StorageError> {
     use std::io::Read as _;
     let Ok(mut file) = std::fs::File::open(path) else { return Ok(()) }; // Missing: created.
     let mut header = Vec::with_capacity(16);
-    file.by_ref()
-        .take(16)
-        .read_to_end(&mut header)
-        .map_err(|e| StorageError(format!("cannot read the database: {e}")))?;
-    let len = file.metadata().map_err(|e| StorageError(format!("cannot read the database: {e}")))?.len();
+    file.by_ref().take(16).read_to_end(&mut header).map_err(|e| StorageError::caused("cannot read the database", e))?;
+    let len = file.metadata().map_err(|e| StorageError::caused("cannot read the database", e))?.len();
     if header.is_empty() || (len >= 100 && header == b"SQLite format 3\0") {
         return Ok(());
     }
-    Err(StorageError(format!(
+    Err(StorageError::new(format!(
         "{} is not an SQLite database ({len} bytes): restore a backup or move it away",
         path.display()
     )))
@@ -103,7 +100,9 @@ pub(crate) fn load(connection: &Connection) -> Result<RendezvousSnapshot, Storag
     let verdict: String =
         connection.query_row("PRAGMA quick_check", [], |row| row.get(0)).map_err(fail("cannot check the database"))?;
     if verdict != "ok" {
-        return Err(StorageError(format!("the database is damaged ({verdict}); restore a backup or move it away")));
+        return Err(StorageError::new(format!(
+            "the database is damaged ({verdict}); restore a backup or move it away"
+        )));
     }
     let orphans: i64 = connection
         .query_row(
@@ -114,7 +113,7 @@ pub(crate) fn load(connection: &Connection) -> Result<RendezvousSnapshot, Storag
         )
         .map_err(fail("cannot check the database"))?;
     if orphans > 0 {
-        return Err(StorageError(format!("the database is damaged: {orphans} messages belong to no mailbox")));
+        return Err(StorageError::new(format!("the database is damaged: {orphans} messages belong to no mailbox")));
     }
     let mut mailboxes = Vec::new();
     let mut select = connection
@@ -145,13 +144,13 @@ pub(crate) fn load(connection: &Connection) -> Result<RendezvousSnapshot, Storag
     for row in rows {
         let (appid, mailbox, nameplate, holds_nameplate, members, burned, last_activity) =
             row.map_err(fail("cannot read a mailbox"))?;
-        let id = MailboxId::new(mailbox.as_str()).ok_or_else(|| StorageError("invalid mailbox id".into()))?;
+        let id = MailboxId::new(mailbox.as_str()).ok_or_else(|| StorageError::new("invalid mailbox id"))?;
         let nameplate = match nameplate {
             None => None,
-            Some(n) => Some(ChannelId::new(n).ok_or_else(|| StorageError(format!("invalid nameplate {n}")))?),
+            Some(n) => Some(ChannelId::new(n).ok_or_else(|| StorageError::new(format!("invalid nameplate {n}")))?),
         };
         let members: Vec<MemberSnapshot> = serde_json::from_str(&members)
-            .map_err(|e| StorageError(format!("mailbox {id} of {appid:?} has invalid members: {e}")))?;
+            .map_err(|e| StorageError::caused(format!("mailbox {id} of {appid:?} has invalid members"), e))?;
         let log = messages
             .query_map(params![appid, id.as_str()], |row| {
                 let server_rx = row.get::<_, Option<i64>>(4)?.map(|ms| Timestamp::from_millis(ms.max(0) as u64));

@@ -48,10 +48,55 @@ struct Progress {
     failure: Option<String>,
 }
 
-/// Storage failed; nothing more can be acknowledged.
+/// Storage failed, or holds what this server cannot read: nothing more
+/// can be acknowledged. Its [`source`](std::error::Error::source) is the
+/// database's own error, when there is one; [`Chain`] shows them all.
 #[derive(Debug, thiserror::Error)]
-#[error("storage failed: {0}")]
-pub struct StorageError(pub String);
+#[error("storage failed: {what}")]
+pub struct StorageError {
+    what: String,
+    #[source]
+    cause: Option<Box<dyn std::error::Error + Send + Sync>>,
+}
+
+impl StorageError {
+    /// A failure with no underlying error (stored data that is invalid, say).
+    pub(crate) fn new(what: impl Into<String>) -> StorageError {
+        StorageError { what: what.into(), cause: None }
+    }
+
+    /// A failure in `what`, caused by `cause`.
+    pub(crate) fn caused(
+        what: impl Into<String>,
+        cause: impl std::error::Error + Send + Sync + 'static,
+    ) -> StorageError {
+        StorageError { what: what.into(), cause: Some(Box::new(cause)) }
+    }
+}
+
+/// An error and every cause under it, `outer: inner: innermost`, for logs
+/// and messages, so the cause at the bottom (a refused connection under a
+/// database client's "error connecting to server") is never dropped. A
+/// cause its outer error already ends with (many errors print their
+/// cause and also return it as the source) is not repeated.
+pub struct Chain<'a>(pub &'a (dyn std::error::Error + 'static));
+
+impl std::fmt::Display for Chain<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let mut outer = self.0.to_string();
+        f.write_str(&outer)?;
+        let mut cause = self.0.source();
+        while let Some(error) = cause {
+            let text = error.to_string();
+            if !outer.ends_with(&text) {
+                write!(f, ": {text}")?;
+            }
+            outer = text;
+            cause = error.source();
+        }
+        Ok(())
+    }
+}
 
 /// Where the rendezvous state is kept.
 pub struct Storage {
@@ -90,7 +135,7 @@ impl Storage {
         let writer = std::thread::Builder::new()
             .name("sqlite-writer".into())
             .spawn(move || write_batches(&mut connection, &incoming, &report))
-            .map_err(|e| StorageError(format!("cannot start the writer thread: {e}")))?;
+            .map_err(|e| StorageError::caused("cannot start the writer thread", e))?;
         let journal = Journal {
             path: path.to_path_buf(),
             queue: Mutex::new(Some(queue)),
@@ -167,8 +212,8 @@ impl Storage {
         let reached = progress.wait_for(|p| p.committed >= seq || p.failure.is_some()).await;
         match reached {
             Ok(p) if p.committed >= seq => Ok(()),
-            Ok(p) => Err(StorageError(p.failure.clone().unwrap_or_default())),
-            Err(_) => Err(StorageError("the writer stopped".into())),
+            Ok(p) => Err(StorageError::new(p.failure.clone().unwrap_or_default())),
+            Err(_) => Err(StorageError::new("the writer stopped")),
         }
     }
 
@@ -225,8 +270,9 @@ fn write_batches(
         match sqlite::apply(connection, durability, batch.iter().map(|(_, change)| change)) {
             Ok(()) => report.send_modify(|p| p.committed = last),
             Err(e) => {
-                tracing::error!(error = %e.0, "storage write failed; refusing further writes");
-                report.send_modify(|p| p.failure = Some(e.0.clone()));
+                let failure = Chain(&e).to_string();
+                tracing::error!(error = %failure, "storage write failed; refusing further writes");
+                report.send_modify(|p| p.failure = Some(failure));
                 return;
             }
         }

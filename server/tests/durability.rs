@@ -264,12 +264,30 @@ fn a_cut_or_damaged_database_is_refused_not_emptied() {
 
     // The last page cut off: SQLite finds it (opening it, or checking it).
     std::fs::write(&db, &whole[..whole.len() - 4096]).unwrap();
-    let refused = Storage::sqlite(&db).err().expect("a database missing a page is refused").to_string();
+    let refused = Storage::sqlite(&db).err().expect("a database missing a page is refused");
+    let refused = wormhole_sync_server::Chain(&refused).to_string();
     assert!(refused.contains("damaged") || refused.contains("malformed"), "{refused}");
 
     std::fs::write(&db, &whole).unwrap();
     let (_storage, saved) = Storage::sqlite(&db).expect("the whole database loads");
     assert_eq!(saved.mailboxes.len(), 1);
+}
+
+/// A database that cannot be reached is named with the reason at the
+/// bottom of the chain (the refused connection), not only the client
+/// library's "error connecting to server".
+#[test]
+fn an_unreachable_database_is_refused_with_the_cause_at_the_bottom() {
+    use wormhole_sync_server::{Chain, Storage};
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap();
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    let url = format!("postgres://nobody@{closed}/nothing");
+    let refused = runtime.block_on(Storage::postgres(&url)).err().expect("no database there");
+    let message = Chain(&refused).to_string();
+    assert!(message.starts_with("storage failed: cannot connect: "), "{message}");
+    assert!(message.to_lowercase().contains("refused"), "{message}");
+    assert_eq!(message.matches("refused").count(), 1, "each cause once: {message}");
+    assert!(std::error::Error::source(&refused).is_some(), "the database client's error is kept as the source");
 }
 
 #[test]

@@ -38,7 +38,7 @@ use wormhole_sync_core::rendezvous::{RendezvousConfig, RendezvousStats};
 use wormhole_sync_core::wire::{ErrorCode, MailboxId, Message, WireError};
 use wormhole_sync_core::{ChannelId, Timestamp};
 
-use crate::storage::StorageError;
+use crate::storage::{Chain, StorageError};
 
 /// The rows whose sums are the server's totals: the server-wide counters,
 /// and the sweep's removals of app ids and addresses (`gone`), which the
@@ -97,23 +97,25 @@ pub(crate) fn unavailable(context: &str, e: impl std::fmt::Display) -> WireError
     WireError::new(ErrorCode::StorageUnavailable, "the server cannot store anything right now")
 }
 
-/// A database error in words: the server's message, not just "db error".
+/// A database error in words: the server's message, not just "db error";
+/// a client-side one with its causes ("error connecting to server:
+/// Connection refused").
 pub(crate) fn describe(e: &tokio_postgres::Error) -> String {
     match e.as_db_error() {
         Some(db) => format!("{}: {}", db.code().code(), db.message()),
-        None => e.to_string(),
+        None => Chain(e).to_string(),
     }
 }
 
 fn failed(context: &str) -> impl Fn(tokio_postgres::Error) -> StorageError + '_ {
-    move |e| StorageError(format!("{context}: {}", describe(&e)))
+    move |e| StorageError::caused(context, e)
 }
 
 impl Postgres {
     /// Connects to `url` and creates or migrates the schema.
     pub(crate) async fn connect(url: &str) -> Result<Postgres, StorageError> {
         let config: tokio_postgres::Config =
-            url.parse().map_err(|e| StorageError(format!("invalid PostgreSQL URL: {e}")))?;
+            url.parse().map_err(|e| StorageError::caused("invalid PostgreSQL URL", e))?;
         let manager =
             Manager::from_config(config.clone(), NoTls, ManagerConfig { recycling_method: RecyclingMethod::Fast });
         let timeouts = deadpool_postgres::Timeouts {
@@ -126,7 +128,7 @@ impl Postgres {
             .timeouts(timeouts)
             .runtime(Runtime::Tokio1)
             .build()
-            .map_err(|e| StorageError(format!("cannot make the connection pool: {e}")))?;
+            .map_err(|e| StorageError::caused("cannot make the connection pool", e))?;
         let postgres = Postgres { pool, config, reachable: AtomicBool::new(true) };
         postgres.migrate().await?;
         Ok(postgres)
@@ -134,7 +136,7 @@ impl Postgres {
 
     /// Applies the migrations this database lacks, one instance at a time.
     async fn migrate(&self) -> Result<(), StorageError> {
-        let mut client = self.pool.get().await.map_err(|e| StorageError(format!("cannot connect: {e}")))?;
+        let mut client = self.pool.get().await.map_err(|e| StorageError::caused("cannot connect", e))?;
         client
             .execute("SELECT pg_advisory_lock($1, $2)", &[&LOCK_CLASS, &MIGRATION_LOCK])
             .await
@@ -162,13 +164,13 @@ impl Postgres {
             let current: i32 = row.get(0);
             let latest = MIGRATIONS.last().map_or(0, |(version, _)| *version);
             if current > latest {
-                return Err(StorageError(format!("the database has schema {current}, newer than this server's")));
+                return Err(StorageError::new(format!("the database has schema {current}, newer than this server's")));
             }
             for (version, sql) in MIGRATIONS.iter().filter(|(version, _)| *version > current) {
                 let tx = client.transaction().await.map_err(failed("cannot begin"))?;
                 tx.batch_execute(sql)
                     .await
-                    .map_err(|e| StorageError(format!("migration {version} failed: {}", describe(&e))))?;
+                    .map_err(|e| StorageError::caused(format!("migration {version} failed"), e))?;
                 tx.execute("INSERT INTO wormhole_sync_migrations (version) VALUES ($1)", &[version])
                     .await
                     .map_err(failed("cannot record a migration"))?;
