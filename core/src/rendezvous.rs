@@ -1093,12 +1093,6 @@ impl Rendezvous {
         found.is_some_and(|m| m.messages.iter().any(|m| m.side == side && m.phase == phase))
     }
 
-    /// The bytes of message bodies a mailbox stores (0 if it does not exist).
-    pub fn stored_bytes(&self, appid: &str, mailbox: &MailboxId) -> u64 {
-        let found = self.apps.get(appid).and_then(|a| a.mailboxes.get(mailbox));
-        found.map_or(0, |m| m.messages.iter().map(|m| m.body.len() as u64).sum())
-    }
-
     /// A mailbox's messages after `after` (empty if it does not exist).
     pub fn messages_after(&self, appid: &str, mailbox: &MailboxId, after: u64) -> &[Message] {
         let found = self.apps.get(appid).and_then(|a| a.mailboxes.get(mailbox));

@@ -294,7 +294,10 @@ impl App {
         match (self.storage.shared(), request.mailbox()) {
             // Named: waiting on it costs no query (if it is gone, the fetch says so).
             (Some(_), Some(mailbox)) => Ok(Some(mailbox.clone())),
-            (Some(postgres), None) => postgres.mailbox_for(request.appid(), None, request.channel()).await,
+            (Some(postgres), None) => match request.channel() {
+                Some(nameplate) => postgres.mailbox_of(request.appid(), nameplate).await,
+                None => Ok(None),
+            },
             (None, _) => Ok(self.core.lock().mailbox_for(request)),
         }
     }

@@ -302,34 +302,15 @@ impl Postgres {
         .await
     }
 
-    /// The mailbox a nameplate leads to, or whether a named one exists.
-    pub(crate) async fn mailbox_for(
-        &self,
-        appid: &str,
-        mailbox: Option<&MailboxId>,
-        nameplate: Option<ChannelId>,
-    ) -> Result<Option<MailboxId>, WireError> {
+    /// The mailbox a nameplate leads to, if any.
+    pub(crate) async fn mailbox_of(&self, appid: &str, nameplate: ChannelId) -> Result<Option<MailboxId>, WireError> {
         self.read("cannot find a mailbox", async |client| {
-            let row = match (mailbox, nameplate) {
-                (Some(mailbox), _) => {
-                    client
-                        .query_opt(
-                            "SELECT mailbox FROM mailboxes WHERE appid = $1 AND mailbox = $2",
-                            &[&appid, &mailbox.as_str()],
-                        )
-                        .await?
-                }
-                (None, Some(nameplate)) => {
-                    let number = rows::nameplate_column(nameplate);
-                    client
-                        .query_opt(
-                            "SELECT mailbox FROM mailboxes WHERE appid = $1 AND nameplate = $2 AND holds_nameplate",
-                            &[&appid, &number],
-                        )
-                        .await?
-                }
-                (None, None) => None,
-            };
+            let row = client
+                .query_opt(
+                    "SELECT mailbox FROM mailboxes WHERE appid = $1 AND nameplate = $2 AND holds_nameplate",
+                    &[&appid, &rows::nameplate_column(nameplate)],
+                )
+                .await?;
             Ok(row.and_then(|row| MailboxId::new(row.get::<_, String>(0))))
         })
         .await
