@@ -1,0 +1,188 @@
+//! The rendezvous server's logic as a pure state machine, in magic-wormhole's
+//! mailbox model: per application id, short **nameplates** (the channel ids
+//! in codes) lead to **mailboxes** (long random ids), each with at most two
+//! sides, an ordered message log, closing, burning, expiry and limits.
+//!
+//! A nameplate is only the way in: it is released (its number free for the
+//! next code) as soon as both sides know the mailbox, while the mailbox
+//! lives until both sides close or it expires. Both front ends of the server
+//! run on this one machine: the HTTP API through [`Rendezvous::handle`], and
+//! magic-wormhole's WebSocket protocol through [`Rendezvous::claim`],
+//! [`open`](Rendezvous::open), [`add`](Rendezvous::add),
+//! [`release`](Rendezvous::release) and [`close`](Rendezvous::close), so
+//! nameplates handed out by either never collide.
+//!
+//! After each operation, [`Rendezvous::effects`] says which mailboxes it
+//! changed and how, for the caller to persist them and wake whoever waits.
+//! Long-polling is the caller's job: a fetch answers at once, and the caller
+//! re-runs it when an effect touches the mailbox or the wait ends.
+//!
+//! Where things are: `config` (limits and timings), `state` (apps,
+//! nameplates, mailboxes and their members; who may enter, which closed
+//! mailbox is kept), `operations` (the HTTP API's requests and the steps
+//! both front ends share), `mailbox_protocol` (the WebSocket front end's
+//! operations), `changes` (what an operation changed), `expiry`, `queries`
+//! (reads that change nothing) and `snapshot` (the whole state as a value).
+
+mod changes;
+mod config;
+mod expiry;
+mod mailbox_protocol;
+mod operations;
+mod queries;
+mod snapshot;
+mod state;
+#[cfg(test)]
+mod tests;
+
+use std::collections::BTreeMap;
+
+use rand_chacha::ChaCha20Rng;
+use rand_core::SeedableRng;
+
+use crate::wire::{ErrorCode, WireError};
+
+pub use changes::{Effect, EffectKind, Finished};
+pub use config::RendezvousConfig;
+pub use expiry::SweepCursor;
+pub use snapshot::{ChannelSnapshot, MailboxSnapshot, MemberSnapshot, RendezvousSnapshot, SnapshotError};
+use state::App;
+
+/// Counts for metrics.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct RendezvousStats {
+    /// Application ids with at least one mailbox.
+    pub apps: usize,
+    /// Open mailboxes (channels): not counting those kept, emptied, for
+    /// the retention after their members all closed.
+    pub channels: usize,
+    /// Mailboxes kept, emptied, for the retention (spent, burned or abandoned codes).
+    pub tombstones: usize,
+    /// Nameplates in use (short ids not yet released).
+    pub nameplates: usize,
+    /// Stored messages.
+    pub messages: usize,
+}
+
+/// The rendezvous state machine.
+///
+/// ```
+/// use wormhole_sync_core::rendezvous::Rendezvous;
+/// use wormhole_sync_core::wire::{AllocateRequest, Request, Response};
+/// use wormhole_sync_core::Timestamp;
+///
+/// let mut server = Rendezvous::default();
+/// let now = Timestamp::from_millis(0);
+/// let alloc = |side: &str| Request::Allocate(AllocateRequest::new("app", side));
+/// let Ok(Response::Allocated(a)) = server.handle(now, &alloc("s1")) else { panic!() };
+/// let Ok(Response::Allocated(b)) = server.handle(now, &alloc("s2")) else { panic!() };
+/// // Two different one-digit ids, drawn at random, each leading to its own mailbox.
+/// assert_ne!(a.channel, b.channel);
+/// assert!(a.channel.get() <= 9 && b.channel.get() <= 9);
+/// assert_ne!(a.mailbox, b.mailbox);
+/// ```
+#[derive(Clone, Debug)]
+pub struct Rendezvous {
+    config: RendezvousConfig,
+    apps: BTreeMap<String, App>,
+    /// Mailboxes held, tombstones included (the caps count them).
+    mailboxes: usize,
+    tombstones: usize,
+    nameplates: usize,
+    messages: usize,
+    /// Draws nameplates and mailbox ids; seeded by the caller (the core has
+    /// no randomness of its own).
+    rng: ChaCha20Rng,
+    /// What the last operation changed.
+    effects: Vec<Effect>,
+    /// Exchanges the last operation finished (cleared with the effects).
+    finished: Vec<Finished>,
+    /// Mailboxes made or restored so far: the next one's instance number.
+    instances: u64,
+}
+
+impl Default for Rendezvous {
+    fn default() -> Self {
+        Rendezvous::new(RendezvousConfig::default())
+    }
+}
+
+fn err(code: ErrorCode, message: &str) -> WireError {
+    WireError::new(code, message)
+}
+
+fn unknown() -> WireError {
+    err(ErrorCode::UnknownChannel, "no such channel for this application")
+}
+
+/// Lowercase RFC 4648 base32 of 8 bytes, unpadded: 13 characters, as
+/// magic-wormhole's mailbox ids.
+fn base32(bytes: [u8; 8]) -> String {
+    const ALPHABET: &[u8; 32] = b"abcdefghijklmnopqrstuvwxyz234567";
+    let bits = u64::from_be_bytes(bytes);
+    // 64 bits in 13 groups of 5: the last group is padded with a zero bit.
+    let padded = u128::from(bits) << 1;
+    (0..13).rev().map(|i| char::from(ALPHABET[((padded >> (i * 5)) & 31) as usize])).collect()
+}
+
+impl Rendezvous {
+    /// An empty rendezvous with these limits. Nameplates and mailbox ids are
+    /// drawn from a fixed seed until [`with_seed`](Self::with_seed) gives
+    /// another: a server must seed it from the operating system, so the ids
+    /// it hands out cannot be predicted.
+    pub fn new(config: RendezvousConfig) -> Rendezvous {
+        Rendezvous {
+            config,
+            apps: BTreeMap::new(),
+            mailboxes: 0,
+            tombstones: 0,
+            nameplates: 0,
+            messages: 0,
+            rng: ChaCha20Rng::from_seed([0; 32]),
+            effects: Vec::new(),
+            finished: Vec::new(),
+            instances: 0,
+        }
+    }
+
+    fn next_instance(&mut self) -> u64 {
+        self.instances += 1;
+        self.instances
+    }
+
+    /// Seeds the generator that draws nameplates and mailbox ids.
+    ///
+    /// ```
+    /// use wormhole_sync_core::rendezvous::Rendezvous;
+    /// use wormhole_sync_core::wire::{AllocateRequest, Request, Response};
+    /// use wormhole_sync_core::Timestamp;
+    ///
+    /// let allocate = Request::Allocate(AllocateRequest::new("app", "s1"));
+    /// let first_id = |seed| match Rendezvous::default().with_seed(seed).handle(Timestamp::EPOCH, &allocate) {
+    ///     Ok(Response::Allocated(a)) => a.channel.get(),
+    ///     other => panic!("{other:?}"),
+    /// };
+    /// assert_eq!(first_id([1; 32]), first_id([1; 32])); // the same seed, the same ids
+    /// assert!((1..=9).contains(&first_id([2; 32]))); // one digit while one-digit ids are free
+    /// ```
+    pub fn with_seed(mut self, seed: [u8; 32]) -> Rendezvous {
+        self.rng = ChaCha20Rng::from_seed(seed);
+        self
+    }
+
+    /// The limits in force.
+    pub fn config(&self) -> &RendezvousConfig {
+        &self.config
+    }
+
+    /// Counts of apps, mailboxes, nameplates and messages.
+    pub fn stats(&self) -> RendezvousStats {
+        RendezvousStats {
+            apps: self.apps.len(),
+            channels: self.mailboxes - self.tombstones,
+            tombstones: self.tombstones,
+            nameplates: self.nameplates,
+            messages: self.messages,
+        }
+    }
+}
