@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
 use wormhole_sync_core::bench_internals::{code_for, pake_start};
-use wormhole_sync_core::rendezvous::Rendezvous;
+use wormhole_sync_core::rendezvous::{Rendezvous, RendezvousConfig};
 use wormhole_sync_core::wire::{Request, Route};
 use wormhole_sync_core::{ChannelId, Code, Config, Exchange, Progress, Role, Timestamp};
 
@@ -88,7 +88,7 @@ fn pump(server: &mut Rendezvous, side: &mut Exchange, now: Timestamp) {
 }
 
 fn exchange(c: &mut Criterion) {
-    let mut server = Rendezvous::default();
+    let mut server = Rendezvous::new(RendezvousConfig::default(), [0; 32]);
     let now = Timestamp::from_millis(1_700_000_000_000);
     let mut seed = 0u8;
     let mut group = c.benchmark_group("exchange");

@@ -7,7 +7,7 @@
 use std::time::SystemTime;
 
 use rand_core::{OsRng, RngCore};
-use wormhole_sync_core::rendezvous::Rendezvous;
+use wormhole_sync_core::rendezvous::{Rendezvous, RendezvousConfig};
 use wormhole_sync_core::wire::{Request, Route};
 use wormhole_sync_core::{Code, Config, Error, Event, Exchange, Progress, Timestamp};
 
@@ -45,7 +45,7 @@ fn os_seed() -> [u8; 32] {
 
 fn main() -> Result<(), Error> {
     let wrong_code = std::env::args().any(|a| a == "--wrong-code");
-    let mut server = Rendezvous::default();
+    let mut server = Rendezvous::new(RendezvousConfig::default(), [0; 32]);
     let config = Config::new("example.com/app1")?;
     let mut now = Timestamp::from_system_time(SystemTime::now());
 

@@ -54,7 +54,7 @@
 //! Here both sides and the rendezvous run in memory, in virtual time:
 //!
 //! ```
-//! use wormhole_sync_core::rendezvous::Rendezvous;
+//! use wormhole_sync_core::rendezvous::{Rendezvous, RendezvousConfig};
 //! use wormhole_sync_core::wire::{Request, Route};
 //! use wormhole_sync_core::{Config, Event, Exchange, Progress, Timestamp};
 //!
@@ -69,7 +69,7 @@
 //!     }
 //! }
 //!
-//! let mut server = Rendezvous::default();
+//! let mut server = Rendezvous::new(RendezvousConfig::default(), [0; 32]);
 //! let config = Config::new("example.com/app1")?;
 //! let mut now = Timestamp::from_millis(1_700_000_000_000);
 //!

@@ -38,7 +38,7 @@ fn close(appid: &str, id: u32, side: &str, mood: Mood) -> Request {
 /// A rendezvous that forgets a closed channel's id as soon as it expires it
 /// (no retention), for tests of how ids are drawn.
 fn without_retention(seed: u8) -> Rendezvous {
-    Rendezvous::new(RendezvousConfig { burned_retention: Duration::ZERO, ..Default::default() }).with_seed([seed; 32])
+    Rendezvous::new(RendezvousConfig { burned_retention: Duration::ZERO, ..Default::default() }, [seed; 32])
 }
 
 /// Its only side closes the channel, and its id is freed.
@@ -162,7 +162,7 @@ fn rand_side() -> usize {
 fn a_burned_id_stays_out_of_allocation_for_its_retention() {
     let retention = Duration::from_secs(300);
     let config = RendezvousConfig { burned_retention: retention, ..Default::default() };
-    let mut server = Rendezvous::new(config).with_seed([9; 32]);
+    let mut server = Rendezvous::new(config, [9; 32]);
     let burned = allocated(&mut server, "app", "a");
     server.handle(T0, &join("app", burned, "guesser", false)).unwrap();
     server.handle(T0, &post("app", burned, "a", "pake", "x")).unwrap();
@@ -190,7 +190,7 @@ fn a_burned_id_stays_out_of_allocation_for_its_retention() {
 
 #[test]
 fn every_operation_is_idempotent() {
-    let mut server = Rendezvous::default();
+    let mut server = Rendezvous::new(RendezvousConfig::default(), [0; 32]);
     let id = allocated(&mut server, "app", "a");
     assert_eq!(allocated(&mut server, "app", "a"), id, "a retried allocate returns the same channel");
     let other = allocated(&mut server, "app", "closer");
@@ -234,7 +234,7 @@ fn every_operation_is_idempotent() {
 
 #[test]
 fn fetch_returns_messages_after_the_cursor_in_order_with_closes() {
-    let mut server = Rendezvous::default();
+    let mut server = Rendezvous::new(RendezvousConfig::default(), [0; 32]);
     let id = allocated(&mut server, "app", "a");
     server.handle(T0, &join("app", id, "b", false)).unwrap();
     server.handle(T0, &post("app", id, "a", "pake", "1")).unwrap();
@@ -255,7 +255,7 @@ fn fetch_returns_messages_after_the_cursor_in_order_with_closes() {
 
 #[test]
 fn membership_rules() {
-    let mut server = Rendezvous::default();
+    let mut server = Rendezvous::new(RendezvousConfig::default(), [0; 32]);
     let id = allocated(&mut server, "app", "a");
     assert_eq!(code_of(server.handle(T0, &join("app", 99, "b", false))), ErrorCode::UnknownChannel);
     assert_eq!(code_of(server.handle(T0, &join("other-app", id, "b", false))), ErrorCode::UnknownChannel);
@@ -279,7 +279,7 @@ fn membership_rules() {
 
 #[test]
 fn a_scary_close_burns_the_channel() {
-    let mut server = Rendezvous::default();
+    let mut server = Rendezvous::new(RendezvousConfig::default(), [0; 32]);
     let id = allocated(&mut server, "app", "a");
     server.handle(T0, &join("app", id, "b", false)).unwrap();
     server.handle(T0, &close("app", id, "a", Mood::Scary)).unwrap();
@@ -288,7 +288,7 @@ fn a_scary_close_burns_the_channel() {
     let Ok(Response::Fetched(f)) = server.handle(T0, &fetch("app", id, "b", 0)) else { panic!() };
     assert_eq!(f.closed[0].mood, Mood::Scary);
 
-    let mut server = Rendezvous::default();
+    let mut server = Rendezvous::new(RendezvousConfig::default(), [0; 32]);
     let id = allocated(&mut server, "app", "a");
     server.handle(T0, &close("app", id, "a", Mood::Scary)).unwrap();
     assert_eq!(server.stats().tombstones, 1, "a burned channel is kept for its retention");
@@ -302,7 +302,7 @@ fn a_scary_close_burns_the_channel() {
 #[test]
 fn idle_channels_expire_and_free_their_ids() {
     let config = RendezvousConfig { channel_expiry: Duration::from_secs(60), ..Default::default() };
-    let mut server = Rendezvous::new(config);
+    let mut server = Rendezvous::new(config, [0; 32]);
     let first = allocated(&mut server, "app", "a");
     let later = T0 + Duration::from_secs(30);
     let Ok(Response::Allocated(second)) = server.handle(later, &allocate("app", "b")) else { panic!() };
@@ -328,7 +328,7 @@ fn limits_are_enforced() {
         max_channels: 3,
         ..Default::default()
     };
-    let mut server = Rendezvous::new(config);
+    let mut server = Rendezvous::new(config, [0; 32]);
     let id = allocated(&mut server, "app", "a");
     assert_eq!(code_of(server.handle(T0, &post("app", id, "a", "p1", &"x".repeat(11)))), ErrorCode::MessageTooLarge);
     server.handle(T0, &post("app", id, "a", "p1", &"x".repeat(10))).unwrap();
@@ -344,7 +344,7 @@ fn limits_are_enforced() {
 
 #[test]
 fn invalid_fields_are_refused_even_without_parsing() {
-    let mut server = Rendezvous::default();
+    let mut server = Rendezvous::new(RendezvousConfig::default(), [0; 32]);
     assert_eq!(code_of(server.handle(T0, &allocate("", "a"))), ErrorCode::InvalidAppid);
     assert_eq!(code_of(server.handle(T0, &allocate("app", "UPPER"))), ErrorCode::InvalidSide);
     let id = allocated(&mut server, "app", "a");
@@ -353,7 +353,7 @@ fn invalid_fields_are_refused_even_without_parsing() {
 
 #[test]
 fn snapshots_restore_the_same_state() {
-    let mut server = Rendezvous::default();
+    let mut server = Rendezvous::new(RendezvousConfig::default(), [0; 32]);
     let id = allocated(&mut server, "app", "a");
     server.handle(T0, &join("app", id, "b", false)).unwrap();
     server.handle(T0, &post("app", id, "a", "pake", "one")).unwrap();
@@ -362,7 +362,8 @@ fn snapshots_restore_the_same_state() {
     allocated(&mut server, "other", "d");
     let snapshot = server.snapshot();
     let bytes = snapshot.to_json();
-    let mut restored = Rendezvous::restore(Default::default(), RendezvousSnapshot::from_json(&bytes).unwrap()).unwrap();
+    let mut restored =
+        Rendezvous::restore(Default::default(), RendezvousSnapshot::from_json(&bytes).unwrap(), [0; 32]).unwrap();
     assert_eq!(restored.snapshot(), snapshot);
     let mailbox = restored.mailbox_of("app", ch(id)).cloned().unwrap();
     let one = restored.mailbox_snapshot("app", &mailbox).unwrap();
@@ -378,7 +379,7 @@ fn snapshots_restore_the_same_state() {
 
 #[test]
 fn invalid_snapshots_are_refused() {
-    let mut server = Rendezvous::default();
+    let mut server = Rendezvous::new(RendezvousConfig::default(), [0; 32]);
     let id = allocated(&mut server, "app", "a");
     server.handle(T0, &post("app", id, "a", "pake", "one")).unwrap();
     let good = server.snapshot();
@@ -409,19 +410,19 @@ fn invalid_snapshots_are_refused() {
         ("stranger", stranger),
         ("empty", empty),
     ] {
-        assert!(Rendezvous::restore(Default::default(), bad).is_err(), "{name}");
+        assert!(Rendezvous::restore(Default::default(), bad, [0; 32]).is_err(), "{name}");
     }
     assert!(RendezvousSnapshot::from_json(b"{\"format\":1}").is_err());
     let foreign = String::from_utf8(good.to_json()).unwrap().replace("wormhole-sync/rendezvous", "other");
     let foreign = RendezvousSnapshot::from_json(foreign.as_bytes()).unwrap();
-    assert!(Rendezvous::restore(Default::default(), foreign).is_err());
+    assert!(Rendezvous::restore(Default::default(), foreign, [0; 32]).is_err());
 }
 
 #[test]
 fn a_sweep_in_small_steps_expires_what_one_sweep_does() {
     use wormhole_sync_core::rendezvous::SweepCursor;
     let build = || {
-        let mut server = Rendezvous::default();
+        let mut server = Rendezvous::new(RendezvousConfig::default(), [0; 32]);
         for app in ["a", "b", "c"] {
             for n in 0..7 {
                 allocated(&mut server, app, &format!("side{n}"));
@@ -456,7 +457,7 @@ fn a_sweep_in_small_steps_expires_what_one_sweep_does() {
 fn a_code_whose_only_side_left_tells_a_late_receiver_so_for_the_retention() {
     let retention = Duration::from_secs(300);
     let config = RendezvousConfig { burned_retention: retention, ..Default::default() };
-    let mut server = Rendezvous::new(config).with_seed([3; 32]);
+    let mut server = Rendezvous::new(config, [3; 32]);
     let id = allocated(&mut server, "app", "initiator");
     server.handle(T0, &post("app", id, "initiator", "pake", "P")).unwrap();
     // Its person pressed Ctrl-C (or it gave up) before anyone typed the code.
@@ -478,7 +479,7 @@ fn a_code_whose_only_side_left_tells_a_late_receiver_so_for_the_retention() {
 
 #[test]
 fn a_chosen_code_tried_again_replaces_the_channel_its_only_side_left() {
-    let mut server = Rendezvous::default();
+    let mut server = Rendezvous::new(RendezvousConfig::default(), [0; 32]);
     // `send --code 42-our-secret`, stopped before the receiver came, then run again.
     server.handle(T0, &join("app", 42, "first-try", true)).unwrap();
     server.handle(T0, &close("app", 42, "first-try", Mood::Lonely)).unwrap();
@@ -498,7 +499,7 @@ fn a_lone_channel_that_released_its_id_is_still_deleted_at_once() {
     // reference server; so a magic-wormhole receiver that claims it later
     // waits for a new sender rather than being refused.
     for release_first in [true, false] {
-        let mut server = Rendezvous::default();
+        let mut server = Rendezvous::new(RendezvousConfig::default(), [0; 32]);
         let nameplate = server.allocate_nameplate(T0, "app", "a").unwrap();
         let mailbox = server.claim(T0, "app", nameplate, "a").unwrap();
         server.open(T0, "app", &mailbox, "a").unwrap();
@@ -514,7 +515,7 @@ fn a_lone_channel_that_released_its_id_is_still_deleted_at_once() {
     }
     // A claim (which may always create) replaces a channel whose lone side
     // closed without releasing.
-    let mut server = Rendezvous::default();
+    let mut server = Rendezvous::new(RendezvousConfig::default(), [0; 32]);
     let nameplate = server.allocate_nameplate(T0, "app", "a").unwrap();
     let mailbox = server.claim(T0, "app", nameplate, "a").unwrap();
     server.close(T0, "app", &mailbox, "a", Mood::Lonely).unwrap();
@@ -525,12 +526,12 @@ fn a_lone_channel_that_released_its_id_is_still_deleted_at_once() {
 
 #[test]
 fn a_restored_rendezvous_keeps_a_left_channel_for_its_retention() {
-    let mut server = Rendezvous::default().with_seed([4; 32]);
+    let mut server = Rendezvous::new(RendezvousConfig::default(), [4; 32]);
     let id = allocated(&mut server, "app", "initiator");
     server.handle(T0, &close("app", id, "initiator", Mood::Lonely)).unwrap();
     let snapshot = server.snapshot();
     assert!(snapshot.mailboxes.iter().all(|m| m.is_tombstone()));
-    let mut restored = Rendezvous::restore(server.config().clone(), snapshot).unwrap();
+    let mut restored = Rendezvous::restore(server.config().clone(), snapshot, [0; 32]).unwrap();
     assert_eq!(restored.stats(), server.stats());
     assert_eq!(code_of(restored.handle(T0, &join("app", id, "receiver", false))), ErrorCode::Abandoned);
 }

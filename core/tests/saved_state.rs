@@ -268,7 +268,7 @@ fn a_state_saved_by_0_1_0_completes_by_its_channel_id_alone() {
         START.as_millis()
     );
     let snapshot = RendezvousSnapshot::from_json(v1.as_bytes()).unwrap();
-    net.server = Rendezvous::restore(Default::default(), snapshot).unwrap();
+    net.server = Rendezvous::restore(Default::default(), snapshot, [0; 32]).unwrap();
     net.answer(&mut initiator, &first);
     let code: Code = "7-alkali-atlas".parse().unwrap();
     let mut receiver = Side::from(Exchange::receiver(config(), code, b"r".to_vec(), [9; 32]).unwrap());

@@ -3,7 +3,7 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use wormhole_sync_core::rendezvous::Rendezvous;
+use wormhole_sync_core::rendezvous::{Rendezvous, RendezvousConfig};
 use wormhole_sync_core::wire::{Request, Route};
 use wormhole_sync_core::Timestamp;
 
@@ -13,7 +13,7 @@ fuzz_target!(|input: &[u8]| {
     match Request::parse(route, body) {
         Ok(request) => {
             assert_eq!(Request::parse(route, &request.to_json()).as_ref(), Ok(&request));
-            let mut server = Rendezvous::default();
+            let mut server = Rendezvous::new(RendezvousConfig::default(), [0; 32]);
             let now = Timestamp::from_millis(1);
             let _ = server.handle(now, &request);
             let _ = server.handle(now, &request);

@@ -329,9 +329,8 @@ fn shared_state_seeded(
         }
     };
     let budgets = budgets::Budgets::new(limits, &saved);
-    let core = Rendezvous::restore(config.rendezvous.clone(), saved)
-        .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidData, e))?
-        .with_seed(seed);
+    let core = Rendezvous::restore(config.rendezvous.clone(), saved, seed)
+        .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidData, e))?;
     let proxies = client_address::ClientAddresses::new(config.trusted_proxies.clone(), config.client_ip_header);
     Ok(Arc::new(http::App {
         core: Mutex::new(core),

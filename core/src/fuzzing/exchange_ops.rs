@@ -23,6 +23,7 @@ use crate::config::Config;
 use crate::error::TransportError;
 use crate::exchange::{Event, Exchange, Transmit};
 use crate::rendezvous::Rendezvous;
+use crate::rendezvous::RendezvousConfig;
 use crate::time::Timestamp;
 use crate::wire::{Log, Message, Request, Response};
 use crate::Error;
@@ -118,7 +119,7 @@ pub fn run(data: &[u8]) {
         .with_timeout(Duration::from_secs(600));
     let initiator = Exchange::initiator(config, DATA[0].to_vec(), [1; 32]).expect("small data");
     let mut world = World {
-        server: Rendezvous::default().with_seed([7; 32]),
+        server: Rendezvous::new(RendezvousConfig::default(), [7; 32]),
         now: Timestamp::from_millis(1_700_000_000_000),
         sides: vec![Side::new(initiator)],
         wrong_code,

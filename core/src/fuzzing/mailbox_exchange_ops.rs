@@ -152,7 +152,7 @@ pub fn run(data: &[u8]) {
         .with_timeout(Duration::from_secs(600));
     let initiator = MailboxExchange::initiator(config, DATA[0].to_vec(), [1; 32]).expect("small data");
     let mut world = World {
-        server: MailboxServer { rendezvous: Rendezvous::default().with_seed([7; 32]) },
+        server: MailboxServer { rendezvous: Rendezvous::new(RendezvousConfig::default(), [7; 32]) },
         now: Timestamp::from_millis(1_700_000_000_000),
         sides: vec![Side { exchange: initiator, wire: None, outcome: None, added: BTreeMap::new(), side_id: None }],
         wrong_code,
@@ -309,8 +309,8 @@ impl World {
             }
             Op::ServerRestart => {
                 let snapshot = self.server.rendezvous.snapshot();
-                let restored = Rendezvous::restore(RendezvousConfig::default(), snapshot).expect("a snapshot restores");
-                self.server.rendezvous = restored.with_seed([8; 32]);
+                let restored = Rendezvous::restore(RendezvousConfig::default(), snapshot, [8; 32]);
+                self.server.rendezvous = restored.expect("a snapshot restores");
                 for s in &mut self.sides {
                     if s.wire.take().is_some() {
                         s.exchange.handle_disconnected(now, TransportError::from_message("server restarted"));

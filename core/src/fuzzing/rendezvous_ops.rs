@@ -211,7 +211,7 @@ fn request(op: &Op, known: &Known) -> Option<Request> {
 /// broken invariant if any.
 pub fn run(data: &[u8]) {
     let Ok(ops) = Vec::<Op>::arbitrary_take_rest(Unstructured::new(data)) else { return };
-    let mut original = Rendezvous::new(config());
+    let mut original = Rendezvous::new(config(), [0; 32]);
     let mut twin: Option<Rendezvous> = None;
     let mut now = Timestamp::from_millis(1_700_000_000_000);
     let mut last: Option<Request> = None;
@@ -245,9 +245,8 @@ pub fn run(data: &[u8]) {
                 // draws ids from a fresh seed, so both get the same one here.
                 let json = original.snapshot().to_json();
                 let snapshot = RendezvousSnapshot::from_json(&json).expect("own snapshot parses");
-                let restored = Rendezvous::restore(config(), snapshot).expect("own snapshot restores");
-                original = std::mem::take(&mut original).with_seed([seed; 32]);
-                twin = Some(restored.with_seed([seed; 32]));
+                twin = Some(Rendezvous::restore(config(), snapshot, [seed; 32]).expect("own snapshot restores"));
+                original.reseed([seed; 32]);
                 cursors.1 = cursors.0.clone();
             }
             Op::Retry => {

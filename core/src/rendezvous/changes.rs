@@ -68,10 +68,10 @@ impl Rendezvous {
     /// [`effects`](Self::effects) tells only what happened since.
     ///
     /// ```
-    /// use wormhole_sync_core::rendezvous::Rendezvous;
+    /// use wormhole_sync_core::rendezvous::{Rendezvous, RendezvousConfig};
     /// use wormhole_sync_core::Timestamp;
     ///
-    /// let mut server = Rendezvous::default();
+    /// let mut server = Rendezvous::new(RendezvousConfig::default(), [0; 32]);
     /// server.allocate_nameplate(Timestamp::EPOCH, "app", "s1")?;
     /// assert!(!server.effects().is_empty());
     /// server.clear_effects();

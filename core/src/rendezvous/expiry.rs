@@ -72,10 +72,10 @@ impl Rendezvous {
     /// the end (the cursor then starts over).
     ///
     /// ```
-    /// use wormhole_sync_core::rendezvous::{Rendezvous, SweepCursor};
+    /// use wormhole_sync_core::rendezvous::{Rendezvous, RendezvousConfig, SweepCursor};
     /// use wormhole_sync_core::Timestamp;
     ///
-    /// let mut server = Rendezvous::default();
+    /// let mut server = Rendezvous::new(RendezvousConfig::default(), [0; 32]);
     /// let mut cursor = SweepCursor::default();
     /// let (expired, done) = server.expire_step(Timestamp::EPOCH, &mut cursor, 1_000);
     /// assert!(expired.is_empty() && done);

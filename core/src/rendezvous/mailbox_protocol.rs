@@ -13,10 +13,10 @@ impl Rendezvous {
     /// `allocate`: a free nameplate, claimed by `side` (with a new mailbox).
     ///
     /// ```
-    /// use wormhole_sync_core::rendezvous::Rendezvous;
+    /// use wormhole_sync_core::rendezvous::{Rendezvous, RendezvousConfig};
     /// use wormhole_sync_core::Timestamp;
     ///
-    /// let mut server = Rendezvous::default();
+    /// let mut server = Rendezvous::new(RendezvousConfig::default(), [0; 32]);
     /// let now = Timestamp::EPOCH;
     /// let nameplate = server.allocate_nameplate(now, "app", "s1")?;
     /// let mailbox = server.claim(now, "app", nameplate, "s1")?; // the allocator claims it too
@@ -140,11 +140,11 @@ impl Rendezvous {
     /// client that is still there. Nothing happens to a mailbox that is gone.
     ///
     /// ```
-    /// use wormhole_sync_core::rendezvous::{EffectKind, Rendezvous};
+    /// use wormhole_sync_core::rendezvous::{EffectKind, Rendezvous, RendezvousConfig};
     /// use wormhole_sync_core::wire::MailboxId;
     /// use wormhole_sync_core::Timestamp;
     ///
-    /// let mut server = Rendezvous::default();
+    /// let mut server = Rendezvous::new(RendezvousConfig::default(), [0; 32]);
     /// let mailbox = MailboxId::new("abc").unwrap();
     /// server.open(Timestamp::EPOCH, "app", &mailbox, "s1")?;
     /// server.touch(Timestamp::from_millis(5), "app", &mailbox);

@@ -67,11 +67,11 @@ pub struct RendezvousStats {
 /// The rendezvous state machine.
 ///
 /// ```
-/// use wormhole_sync_core::rendezvous::Rendezvous;
+/// use wormhole_sync_core::rendezvous::{Rendezvous, RendezvousConfig};
 /// use wormhole_sync_core::wire::{AllocateRequest, Request, Response};
 /// use wormhole_sync_core::Timestamp;
 ///
-/// let mut server = Rendezvous::default();
+/// let mut server = Rendezvous::new(RendezvousConfig::default(), [0; 32]);
 /// let now = Timestamp::from_millis(0);
 /// let alloc = |side: &str| Request::Allocate(AllocateRequest::new("app", side));
 /// let Ok(Response::Allocated(a)) = server.handle(now, &alloc("s1")) else { panic!() };
@@ -101,12 +101,6 @@ pub struct Rendezvous {
     instances: u64,
 }
 
-impl Default for Rendezvous {
-    fn default() -> Self {
-        Rendezvous::new(RendezvousConfig::default())
-    }
-}
-
 fn err(code: ErrorCode, message: &str) -> WireError {
     WireError::new(code, message)
 }
@@ -126,11 +120,25 @@ fn base32(bytes: [u8; 8]) -> String {
 }
 
 impl Rendezvous {
-    /// An empty rendezvous with these limits. Nameplates and mailbox ids are
-    /// drawn from a fixed seed until [`with_seed`](Self::with_seed) gives
-    /// another: a server must seed it from the operating system, so the ids
-    /// it hands out cannot be predicted.
-    pub fn new(config: RendezvousConfig) -> Rendezvous {
+    /// An empty rendezvous with these limits, drawing nameplates and mailbox
+    /// ids from `seed` (the core has no randomness of its own). A server
+    /// must seed it from the operating system, so the ids it hands out
+    /// cannot be predicted; a simulation or a test passes a fixed one.
+    ///
+    /// ```
+    /// use wormhole_sync_core::rendezvous::{Rendezvous, RendezvousConfig};
+    /// use wormhole_sync_core::wire::{AllocateRequest, Request, Response};
+    /// use wormhole_sync_core::Timestamp;
+    ///
+    /// let allocate = Request::Allocate(AllocateRequest::new("app", "s1"));
+    /// let first_id = |seed| match Rendezvous::new(RendezvousConfig::default(), seed).handle(Timestamp::EPOCH, &allocate) {
+    ///     Ok(Response::Allocated(a)) => a.channel.get(),
+    ///     other => panic!("{other:?}"),
+    /// };
+    /// assert_eq!(first_id([1; 32]), first_id([1; 32])); // the same seed, the same ids
+    /// assert!((1..=9).contains(&first_id([2; 32]))); // one digit while one-digit ids are free
+    /// ```
+    pub fn new(config: RendezvousConfig, seed: [u8; 32]) -> Rendezvous {
         Rendezvous {
             config,
             apps: BTreeMap::new(),
@@ -138,7 +146,7 @@ impl Rendezvous {
             tombstones: 0,
             nameplates: 0,
             messages: 0,
-            rng: ChaCha20Rng::from_seed([0; 32]),
+            rng: ChaCha20Rng::from_seed(seed),
             effects: Vec::new(),
             finished: Vec::new(),
             instances: 0,
@@ -150,24 +158,12 @@ impl Rendezvous {
         self.instances
     }
 
-    /// Seeds the generator that draws nameplates and mailbox ids.
-    ///
-    /// ```
-    /// use wormhole_sync_core::rendezvous::Rendezvous;
-    /// use wormhole_sync_core::wire::{AllocateRequest, Request, Response};
-    /// use wormhole_sync_core::Timestamp;
-    ///
-    /// let allocate = Request::Allocate(AllocateRequest::new("app", "s1"));
-    /// let first_id = |seed| match Rendezvous::default().with_seed(seed).handle(Timestamp::EPOCH, &allocate) {
-    ///     Ok(Response::Allocated(a)) => a.channel.get(),
-    ///     other => panic!("{other:?}"),
-    /// };
-    /// assert_eq!(first_id([1; 32]), first_id([1; 32])); // the same seed, the same ids
-    /// assert!((1..=9).contains(&first_id([2; 32]))); // one digit while one-digit ids are free
-    /// ```
-    pub fn with_seed(mut self, seed: [u8; 32]) -> Rendezvous {
+    /// Draws ids from `seed` from now on, as a restarted server would: for
+    /// a fuzz target that compares a rendezvous kept in memory with one
+    /// restored from its snapshot.
+    #[cfg(feature = "fuzzing")]
+    pub fn reseed(&mut self, seed: [u8; 32]) {
         self.rng = ChaCha20Rng::from_seed(seed);
-        self
     }
 
     /// The limits in force.

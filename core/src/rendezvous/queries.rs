@@ -22,11 +22,11 @@ impl Rendezvous {
     /// before the request runs.
     ///
     /// ```
-    /// use wormhole_sync_core::rendezvous::Rendezvous;
+    /// use wormhole_sync_core::rendezvous::{Rendezvous, RendezvousConfig};
     /// use wormhole_sync_core::wire::{AllocateRequest, Request};
     /// use wormhole_sync_core::Timestamp;
     ///
-    /// let mut server = Rendezvous::default();
+    /// let mut server = Rendezvous::new(RendezvousConfig::default(), [0; 32]);
     /// let allocate = Request::Allocate(AllocateRequest::new("app", "s1"));
     /// assert!(server.creates_channel(&allocate));
     /// server.handle(Timestamp::EPOCH, &allocate)?;
@@ -59,11 +59,11 @@ impl Rendezvous {
     /// snapshots; they stay distinct within one process.
     ///
     /// ```
-    /// use wormhole_sync_core::rendezvous::Rendezvous;
+    /// use wormhole_sync_core::rendezvous::{Rendezvous, RendezvousConfig};
     /// use wormhole_sync_core::wire::{MailboxId, Mood};
     /// use wormhole_sync_core::Timestamp;
     ///
-    /// let mut server = Rendezvous::default();
+    /// let mut server = Rendezvous::new(RendezvousConfig::default(), [0; 32]);
     /// let mailbox = MailboxId::new("abc").unwrap();
     /// server.open(Timestamp::EPOCH, "app", &mailbox, "s1")?;
     /// let first = server.mailbox_instance("app", &mailbox);
@@ -87,11 +87,11 @@ impl Rendezvous {
     /// tombstones (see [`RendezvousConfig::max_channels_per_app`](super::RendezvousConfig::max_channels_per_app)).
     ///
     /// ```
-    /// use wormhole_sync_core::rendezvous::Rendezvous;
+    /// use wormhole_sync_core::rendezvous::{Rendezvous, RendezvousConfig};
     /// use wormhole_sync_core::wire::{AllocateRequest, Request};
     /// use wormhole_sync_core::Timestamp;
     ///
-    /// let mut server = Rendezvous::default();
+    /// let mut server = Rendezvous::new(RendezvousConfig::default(), [0; 32]);
     /// server.handle(Timestamp::from_millis(0), &Request::Allocate(AllocateRequest::new("app", "side"))).unwrap();
     /// assert_eq!(server.channels_in("app"), 1);
     /// ```
@@ -144,10 +144,10 @@ impl Rendezvous {
     /// number back while it is reserved.
     ///
     /// ```
-    /// use wormhole_sync_core::rendezvous::Rendezvous;
+    /// use wormhole_sync_core::rendezvous::{Rendezvous, RendezvousConfig};
     /// use wormhole_sync_core::{ChannelId, Timestamp};
     ///
-    /// let mut partial = Rendezvous::default();
+    /// let mut partial = Rendezvous::new(RendezvousConfig::default(), [0; 32]);
     /// partial.reserve_nameplates("app", (1..=9).filter(|n| *n != 4).filter_map(ChannelId::new));
     /// let nameplate = partial.allocate_nameplate(Timestamp::EPOCH, "app", "s1")?;
     /// assert_eq!(nameplate.get(), 4, "the only free one-digit number");

@@ -38,15 +38,20 @@ impl Rendezvous {
     }
 
     /// Rebuilds a rendezvous from a snapshot (this version's, or a channel
-    /// list from version 1), checking its invariants.
-    pub fn restore(config: RendezvousConfig, snapshot: RendezvousSnapshot) -> Result<Rendezvous, SnapshotError> {
+    /// list from version 1), checking its invariants; it draws ids from
+    /// `seed` (see [`new`](Rendezvous::new)).
+    pub fn restore(
+        config: RendezvousConfig,
+        snapshot: RendezvousSnapshot,
+        seed: [u8; 32],
+    ) -> Result<Rendezvous, SnapshotError> {
         let bad = |why: String| SnapshotError(why);
         let mailboxes = match (snapshot.format.as_str(), snapshot.version, snapshot.channels) {
             (SNAPSHOT_FORMAT, SNAPSHOT_VERSION, None) => snapshot.mailboxes,
             (SNAPSHOT_FORMAT, 1, Some(channels)) => channels.into_iter().map(MailboxSnapshot::from_channel).collect(),
             _ => return Err(bad("not a version 1 or 2 rendezvous snapshot".into())),
         };
-        let mut rendezvous = Rendezvous::new(config);
+        let mut rendezvous = Rendezvous::new(config, seed);
         for m in mailboxes {
             let at = format!("mailbox {} of {:?}", m.mailbox, m.appid);
             validate_appid(&m.appid).map_err(|e| bad(format!("{at}: {e}")))?;

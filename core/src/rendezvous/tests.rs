@@ -8,7 +8,7 @@ use crate::wire::{
 
 #[test]
 fn the_last_close_finishes_the_exchange_once() {
-    let mut server = Rendezvous::default();
+    let mut server = Rendezvous::new(RendezvousConfig::default(), [0; 32]);
     let at = Timestamp::EPOCH;
     let channel = server.allocate_nameplate(at, "app", "s1").unwrap();
     let mailbox = server.claim(at, "app", channel, "s1").unwrap();
@@ -55,7 +55,7 @@ fn paired(server: &mut Rendezvous) -> (ChannelId, MailboxId) {
 /// receiver (a second guess at the same code).
 #[test]
 fn a_nameplate_two_sides_used_stays_with_its_mailbox() {
-    let mut server = Rendezvous::default();
+    let mut server = Rendezvous::new(RendezvousConfig::default(), [0; 32]);
     let (channel, mailbox) = paired(&mut server);
     let post = |side: &str| {
         let mut post = PostRequest::new(APP, side, channel, "pake", "x");
@@ -93,7 +93,7 @@ fn a_nameplate_two_sides_used_stays_with_its_mailbox() {
 #[test]
 fn finished_exchanges_kept_for_the_retention_leave_the_apps_cap_free() {
     let config = RendezvousConfig { max_channels_per_app: 2, ..RendezvousConfig::default() };
-    let mut server = Rendezvous::new(config).with_seed([7; 32]);
+    let mut server = Rendezvous::new(config, [7; 32]);
     // Three whole exchanges, one after the other: each leaves a spent
     // channel behind, and the next still gets a channel.
     for round in 0..3u64 {
@@ -119,7 +119,7 @@ fn finished_exchanges_kept_for_the_retention_leave_the_apps_cap_free() {
     let refused = server.handle(at(9), &Request::Allocate(AllocateRequest::new(APP, "e"))).unwrap_err();
     assert_eq!(refused.code, ErrorCode::TooManyChannels);
     // Restored from a snapshot, the tombstones are told apart again.
-    let mut restored = Rendezvous::restore(server.config().clone(), server.snapshot()).unwrap();
+    let mut restored = Rendezvous::restore(server.config().clone(), server.snapshot(), [0; 32]).unwrap();
     let refused = restored.handle(at(9), &Request::Allocate(AllocateRequest::new(APP, "e"))).unwrap_err();
     assert_eq!(refused.code, ErrorCode::TooManyChannels);
     let close =
@@ -130,7 +130,7 @@ fn finished_exchanges_kept_for_the_retention_leave_the_apps_cap_free() {
 
 #[test]
 fn a_lone_initiator_naming_its_mailbox_keeps_the_nameplate() {
-    let mut server = Rendezvous::default();
+    let mut server = Rendezvous::new(RendezvousConfig::default(), [0; 32]);
     let Ok(Response::Allocated(a)) = server.handle(at(0), &Request::Allocate(AllocateRequest::new(APP, "a"))) else {
         panic!()
     };
@@ -152,7 +152,7 @@ fn released_alone_then_opened(server: &mut Rendezvous) -> (ChannelId, MailboxId)
 
 #[test]
 fn a_burn_after_release_puts_the_nameplate_back_if_free() {
-    let mut server = Rendezvous::default();
+    let mut server = Rendezvous::new(RendezvousConfig::default(), [0; 32]);
     let (channel, mailbox) = released_alone_then_opened(&mut server);
     server.close(at(3), APP, &mailbox, "a", Mood::Scary).unwrap();
     assert!(server.contains(APP, channel));
@@ -162,7 +162,7 @@ fn a_burn_after_release_puts_the_nameplate_back_if_free() {
 
 #[test]
 fn reserved_nameplates_are_never_allocated_nor_taken_back_by_a_burn() {
-    let mut server = Rendezvous::default();
+    let mut server = Rendezvous::new(RendezvousConfig::default(), [0; 32]);
     let (channel, mailbox) = released_alone_then_opened(&mut server);
     // Another mailbox, not held by this partial view, took the number since.
     server.reserve_nameplates(APP, [channel]);
@@ -180,7 +180,7 @@ fn reserved_nameplates_are_never_allocated_nor_taken_back_by_a_burn() {
 
 #[test]
 fn mailbox_protocol_refusals() {
-    let mut server = Rendezvous::default();
+    let mut server = Rendezvous::new(RendezvousConfig::default(), [0; 32]);
     let nameplate = server.allocate_nameplate(at(0), APP, "a").unwrap();
     let mailbox = server.claim(at(0), APP, nameplate, "a").unwrap();
     server.claim(at(1), APP, nameplate, "b").unwrap();
@@ -207,7 +207,7 @@ fn mailbox_protocol_refusals() {
 
 #[test]
 fn both_front_ends_share_nameplates() {
-    let mut server = Rendezvous::default();
+    let mut server = Rendezvous::new(RendezvousConfig::default(), [0; 32]);
     let mut taken = std::collections::BTreeSet::new();
     for i in 0..9 {
         let number = if i % 2 == 0 {
@@ -231,12 +231,12 @@ fn version_one_snapshots_restore_as_mailboxes_holding_their_nameplates() {
         "members":[{"side":"a","allocated":true,"closed":null}],
         "messages":[{"seq":1,"side":"a","phase":"pake","body":"x"}],"burned":false,"last_activity":5}]}"#;
     let snapshot = RendezvousSnapshot::from_json(v1.as_bytes()).unwrap();
-    let mut server = Rendezvous::restore(RendezvousConfig::default(), snapshot).unwrap();
+    let mut server = Rendezvous::restore(RendezvousConfig::default(), snapshot, [0; 32]).unwrap();
     assert!(server.contains(APP, channel));
     let join = Request::Join(JoinRequest::new(APP, "b", channel, false));
     let Ok(Response::Joined(joined)) = server.handle(at(6), &join) else { panic!() };
     assert_eq!(joined.mailbox.as_ref().map(MailboxId::as_str), Some("c7"));
     assert_eq!(joined.log.unwrap().messages.len(), 1);
-    let again = Rendezvous::restore(RendezvousConfig::default(), server.snapshot()).unwrap();
+    let again = Rendezvous::restore(RendezvousConfig::default(), server.snapshot(), [0; 32]).unwrap();
     assert_eq!(again.snapshot(), server.snapshot());
 }

@@ -216,7 +216,7 @@ struct Link {
 pub fn run(scenario: &MailboxScenario) -> MailboxReport {
     let mut rng = SimRng::new(scenario.seed);
     let rendezvous_config = RendezvousConfig::default();
-    let mut server = MailboxServer { rendezvous: Rendezvous::new(rendezvous_config.clone()).with_seed(rng.bytes32()) };
+    let mut server = MailboxServer { rendezvous: Rendezvous::new(rendezvous_config.clone(), rng.bytes32()) };
     let config = Config::new(APPID)
         .expect("a valid app id")
         .with_schedule(Schedule::every(Duration::from_millis(500)).expect("a valid schedule"))
@@ -297,9 +297,8 @@ pub fn run(scenario: &MailboxScenario) -> MailboxReport {
         if rng.chance(scenario.restart_percent) {
             faults[1] += 1;
             let snapshot = server.rendezvous.snapshot();
-            server.rendezvous = Rendezvous::restore(rendezvous_config.clone(), snapshot)
-                .expect("a snapshot restores")
-                .with_seed(rng.bytes32());
+            server.rendezvous =
+                Rendezvous::restore(rendezvous_config.clone(), snapshot, rng.bytes32()).expect("a snapshot restores");
             for side in &mut sides {
                 if let (Some(exchange), Some(_)) = (side.exchange.as_mut(), side.connection.take()) {
                     exchange.handle_disconnected(now, TransportError::from_message("server restarted"));

@@ -144,7 +144,7 @@ pub fn run(scenario: &Scenario) -> Report {
     let mut rng = SimRng::new(scenario.seed);
     let initiator = Exchange::initiator(scenario.config.clone(), scenario.initiator_data.clone(), rng.bytes32())
         .expect("valid data");
-    let live = Rendezvous::new(scenario.server.clone());
+    let live = Rendezvous::new(scenario.server.clone(), [0; 32]);
     let committed = live.snapshot();
     let mut sim = Sim {
         scenario,
@@ -598,9 +598,10 @@ impl Sim<'_> {
             return;
         }
         self.report.server_crashes += 1;
-        let restored = Rendezvous::restore(self.scenario.server.clone(), self.server.committed.clone());
+        let restored =
+            Rendezvous::restore(self.scenario.server.clone(), self.server.committed.clone(), self.rng.bytes32());
         match restored {
-            Ok(restored) => self.server.live = restored.with_seed(self.rng.bytes32()),
+            Ok(restored) => self.server.live = restored,
             Err(e) => self.report.violations.push(format!("the server could not restore its committed state: {e}")),
         }
         self.server.commit_at = None;

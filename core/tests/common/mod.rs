@@ -6,7 +6,7 @@
 use std::ops::{Deref, DerefMut};
 use std::time::Duration;
 
-use wormhole_sync_core::rendezvous::Rendezvous;
+use wormhole_sync_core::rendezvous::{Rendezvous, RendezvousConfig};
 use wormhole_sync_core::wire::{Request, Response, Route};
 use wormhole_sync_core::{Code, Config, Error, Event, Exchange, Progress, Timestamp, Transmit, Verifier};
 
@@ -27,7 +27,12 @@ pub struct Net {
 
 impl Net {
     pub fn new() -> Net {
-        Net { server: Rendezvous::default(), now: START, requests: Vec::new(), without_logs: false }
+        Net {
+            server: Rendezvous::new(RendezvousConfig::default(), [0; 32]),
+            now: START,
+            requests: Vec::new(),
+            without_logs: false,
+        }
     }
 
     /// Answers one transmitted request from the in-memory server.

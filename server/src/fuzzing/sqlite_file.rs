@@ -51,7 +51,7 @@ fn remove(path: &std::path::Path) {
 fn template() -> &'static Template {
     static TEMPLATE: OnceLock<Template> = OnceLock::new();
     TEMPLATE.get_or_init(|| {
-        let mut state = Rendezvous::default().with_seed([5; 32]);
+        let mut state = Rendezvous::new(RendezvousConfig::default(), [5; 32]);
         let now = Timestamp::from_millis(1_700_000_000_000);
         for (appid, sides) in [("app-one", 4), ("example.com/app-two", 3)] {
             for n in 0..sides {
@@ -105,7 +105,7 @@ pub fn run(data: &[u8]) {
     remove(&path);
     // Start-up goes on to restore what loaded, which checks it again.
     let Ok(snapshot) = loaded else { return };
-    if Rendezvous::restore(RendezvousConfig::default(), snapshot.clone()).is_err() {
+    if Rendezvous::restore(RendezvousConfig::default(), snapshot.clone(), [0; 32]).is_err() {
         return;
     }
     if !bytes.is_empty() {

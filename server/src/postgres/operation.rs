@@ -237,9 +237,8 @@ impl Postgres {
         }
         let mut seed = [0u8; 32];
         rand_core::OsRng.fill_bytes(&mut seed);
-        let mut core = Rendezvous::restore(config.rendezvous.clone(), RendezvousSnapshot::new(snapshots))
-            .map_err(|e| Box::new(Fail::Unreadable(Box::new(e.0))))?
-            .with_seed(seed);
+        let mut core = Rendezvous::restore(config.rendezvous.clone(), RendezvousSnapshot::new(snapshots), seed)
+            .map_err(|e| Box::new(Fail::Unreadable(Box::new(e.0))))?;
         if scope.nameplates {
             let held =
                 query(tx, "SELECT nameplate FROM mailboxes WHERE appid = $1 AND holds_nameplate", &[&appid]).await?;
