@@ -444,12 +444,6 @@ impl Request {
         }
     }
 
-    /// Whether a successful answer to this request can change what a
-    /// long-polling fetch of the same channel returns (posts and closes).
-    pub fn wakes_waiters(&self) -> bool {
-        matches!(self, Request::Post(_) | Request::Close(_))
-    }
-
     /// Checks the fields every request shares.
     pub fn validate(&self) -> Result<(), WireError> {
         validate_appid(self.appid())?;

@@ -337,7 +337,7 @@ impl App {
             }
             let appended =
                 kinds.iter().filter_map(|k| if let EffectKind::Appended(seq) = k { Some(*seq) } else { None });
-            let mut news = has(EffectKind::Deleted) || has(EffectKind::Changed);
+            let news = kinds.iter().any(|kind| kind.is_news());
             for seq in appended {
                 let Some(message) = core.message(appid, mailbox, seq) else { continue };
                 if let Some(client) = client {
@@ -347,7 +347,6 @@ impl App {
                     let (appid, mailbox, message) = (appid.into(), mailbox.clone(), message.clone());
                     barrier = self.storage.record(Change::Message { appid, mailbox, message, at });
                 }
-                news = true;
             }
             if exists && (has(EffectKind::Changed) || has(EffectKind::Deleted)) {
                 if let Some(snapshot) = core.mailbox_snapshot(appid, mailbox) {

@@ -32,6 +32,31 @@ pub enum EffectKind {
     Deleted,
 }
 
+impl EffectKind {
+    /// Whether this is **news** for whoever waits on the mailbox (a
+    /// long-poll, a WebSocket that opened it): it can change what a read of
+    /// the mailbox returns (a message, a member or a close, its log
+    /// dropped) or whether it exists. The one rule every server and the
+    /// simulation wake waiters by.
+    ///
+    /// ```
+    /// use wormhole_sync_core::rendezvous::EffectKind;
+    ///
+    /// assert!(EffectKind::Appended(1).is_news());
+    /// assert!(!EffectKind::Touched.is_news(), "a read moves only the activity time");
+    /// ```
+    pub fn is_news(self) -> bool {
+        match self {
+            EffectKind::Created
+            | EffectKind::Changed
+            | EffectKind::Appended(_)
+            | EffectKind::LogDropped
+            | EffectKind::Deleted => true,
+            EffectKind::Released | EffectKind::Touched => false,
+        }
+    }
+}
+
 /// One effect of the last operation on one mailbox.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Effect {

@@ -515,7 +515,7 @@ impl Sim<'_> {
                 self.report.close_delivered[from].get_or_insert(at);
             }
         }
-        if result.is_ok() && request.wakes_waiters() {
+        if self.server.live.effects().iter().any(|effect| effect.kind.is_news()) {
             self.wake(&request);
         }
         let wait = Duration::from_millis(request.wait_ms()).min(self.server.live.config().max_wait);

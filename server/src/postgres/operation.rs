@@ -353,10 +353,7 @@ async fn write_effects(
         if deleted && was.is_some() {
             execute(tx, "DELETE FROM mailboxes WHERE appid = $1 AND mailbox = $2", &[&appid, &id.as_str()]).await?;
         }
-        let news = deleted
-            || kinds
-                .iter()
-                .any(|k| matches!(k, EffectKind::Changed | EffectKind::Appended(_) | EffectKind::LogDropped));
+        let news = kinds.iter().any(|kind| kind.is_news());
         let Some(snapshot) = now else {
             if news {
                 written.news.push((appid.to_string(), id.clone()));
