@@ -90,13 +90,6 @@ async fn health(State(app): State<Arc<App>>) -> HttpResponse {
     }
 }
 
-/// The answer to a request whose handler panicked: that request fails,
-/// nothing else does (no lock is poisoned).
-pub(crate) fn internal_error() -> HttpResponse {
-    let e = error(ErrorCode::Internal, "the server failed on this request");
-    json(e.http_status(), e.to_json())
-}
-
 async fn metrics(State(app): State<Arc<App>>) -> HttpResponse {
     let (stats, stored_bytes, storing_clients) = match app.storage.shared() {
         Some(postgres) => postgres.stats().await.unwrap_or_default(),

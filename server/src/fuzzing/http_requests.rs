@@ -177,7 +177,7 @@ async fn exchange(router: axum::Router, wire: Vec<u8>) -> Vec<u8> {
     let mut builder = hyper::server::conn::http1::Builder::new();
     builder.timer(TokioTimer::new()).header_read_timeout(Duration::from_secs(1));
     let stream = crate::write_timeout::WriteTimeout::new(server, Duration::from_secs(1));
-    let service = crate::connection_service(router, peer, None);
+    let service = crate::net::connection_service(router, peer, None);
     let served = tokio::spawn(async move {
         let _ = builder.serve_connection(TokioIo::new(stream), service).await;
     });
