@@ -5,7 +5,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 use parking_lot::Mutex;
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Duration, Instant};
 
 use axum::body::{to_bytes, Body};
 use axum::extract::{ConnectInfo, Request as HttpRequest, State};
@@ -47,12 +47,8 @@ pub(crate) struct App {
 /// Mailboxes a sweep looks at while holding the state.
 const SWEEP_STEP: usize = 1_000;
 
-/// Mailboxes with news for their waiters.
-pub(crate) type Touched = Vec<(String, MailboxId)>;
-
-pub(crate) fn now() -> Timestamp {
-    Timestamp::from_system_time(SystemTime::now())
-}
+/// Mailboxes with news for their waiters (see `EffectKind::is_news`).
+pub(crate) type News = Vec<(String, MailboxId)>;
 
 pub(crate) fn json(status: u16, body: Vec<u8>) -> HttpResponse {
     let status = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
@@ -256,20 +252,20 @@ impl App {
             log_finished(&outcome.finished);
             return outcome.result.map(|answer| (answer, outcome.instance));
         }
-        let (result, instance, barrier, touched, finished) = {
+        let (result, instance, barrier, news, finished) = {
             let mut core = self.core.lock();
             core.clear_effects();
-            let at = now();
+            let at = self.config.clock.now();
             let result = operation(&mut core, at);
             let instance = match scope.target {
                 Target::Mailbox(mailbox) => core.mailbox_instance(scope.appid, mailbox),
                 _ => None,
             };
-            let (barrier, touched) = self.record_effects(&core, at, client);
-            (result, instance, barrier, touched, core.finished().to_vec())
+            let (barrier, news) = self.record_effects(&core, at, client);
+            (result, instance, barrier, news, core.finished().to_vec())
         };
         self.durable(barrier).await?;
-        self.wake(&touched);
+        self.wake(&news);
         log_finished(&finished);
         result.map(|answer| (answer, instance))
     }
@@ -302,9 +298,9 @@ impl App {
     /// position an answer must wait for (reads wait only for what they
     /// saw, not for their own activity stamp) and the mailboxes whose
     /// waiters have news.
-    pub(crate) fn record_effects(&self, core: &Rendezvous, at: Timestamp, client: Option<IpAddr>) -> (u64, Touched) {
+    pub(crate) fn record_effects(&self, core: &Rendezvous, at: Timestamp, client: Option<IpAddr>) -> (u64, News) {
         let mut barrier = self.storage.last_recorded();
-        let mut touched = Touched::new();
+        let mut with_news = News::new();
         let effects = core.effects();
         let mut order: Vec<(&str, &MailboxId)> = Vec::new();
         for effect in effects {
@@ -355,10 +351,10 @@ impl App {
                 self.storage.record(Change::Touch { appid: appid.into(), mailbox: mailbox.clone(), at });
             }
             if news {
-                touched.push((appid.to_string(), mailbox.clone()));
+                with_news.push((appid.to_string(), mailbox.clone()));
             }
         }
-        (barrier, touched)
+        (barrier, with_news)
     }
 
     /// Refuses, before an operation that may make a channel runs (both
@@ -466,19 +462,19 @@ impl App {
             self.message_limiter.forget_idle();
             self.waiters.shrink();
             // Its notifications wake the waiters, here as on the other instances.
-            return postgres.sweep(now(), &self.config.rendezvous).await.unwrap_or(0);
+            return postgres.sweep(self.config.clock.now(), &self.config.rendezvous).await.unwrap_or(0);
         }
         let mut cursor = SweepCursor::default();
         let mut total = 0;
         loop {
-            let (expired, touched, done) = {
+            let (expired, news, done) = {
                 let mut core = self.core.lock();
-                let at = now();
+                let at = self.config.clock.now();
                 let (expired, done) = core.expire_step(at, &mut cursor, SWEEP_STEP);
-                let (_, touched) = self.record_effects(&core, at, None);
-                (expired.len(), touched, done)
+                let (_, news) = self.record_effects(&core, at, None);
+                (expired.len(), news, done)
             };
-            self.wake(&touched);
+            self.wake(&news);
             total += expired;
             if done {
                 break;

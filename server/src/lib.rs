@@ -59,6 +59,7 @@
 mod budgets;
 pub mod cli;
 mod client_address;
+mod clock;
 mod config;
 mod connections;
 #[cfg(feature = "fuzzing")]
@@ -88,6 +89,7 @@ use tokio::net::TcpListener;
 use wormhole_sync_core::rendezvous::{Rendezvous, RendezvousSnapshot};
 
 pub use client_address::ClientIpHeader;
+pub use clock::Clock;
 pub use config::ServerConfig;
 pub use ipnet::IpNet;
 pub use storage::{Chain, Storage, StorageError};

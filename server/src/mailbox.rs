@@ -27,8 +27,9 @@ use wormhole_sync_core::{ChannelId, Timestamp};
 
 use crate::client_address::Client;
 use crate::connections::Admitted;
-use crate::http::{now, App};
+use crate::http::App;
 use crate::postgres::Scope;
+use crate::Clock;
 
 /// How often the server pings an open connection (as the reference does).
 const PING_INTERVAL: Duration = Duration::from_secs(60);
@@ -122,7 +123,7 @@ async fn serve(app: Arc<App>, mut socket: WebSocket, client: Client) {
     }
     let mut session = Session::new(app.clone(), client);
     let welcome = ServerMessage::Welcome { motd: app.config.motd.clone(), error: None };
-    if send(&mut socket, &[welcome]).await.is_err() {
+    if send(&mut socket, &app.config.clock, &[welcome]).await.is_err() {
         return;
     }
     let idle_timeout = app.config.websocket_idle_timeout;
@@ -183,7 +184,7 @@ async fn serve(app: Arc<App>, mut socket: WebSocket, client: Client) {
                 continue;
             }
         };
-        if send(&mut socket, &replies).await.is_err() {
+        if send(&mut socket, &app.config.clock, &replies).await.is_err() {
             break;
         }
     }
@@ -238,9 +239,10 @@ async fn woken(subscription: &mut Option<Subscription<'_>>) {
     }
 }
 
-async fn send(socket: &mut WebSocket, frames: &[ServerMessage]) -> Result<(), axum::Error> {
+/// Sends `frames`, stamped with the server's time as the reference server does.
+async fn send(socket: &mut WebSocket, clock: &Clock, frames: &[ServerMessage]) -> Result<(), axum::Error> {
     for frame in frames {
-        let text = frame.to_json(seconds(now()));
+        let text = frame.to_json(seconds(clock.now()));
         socket.send(Frame::Text(text.into())).await?;
     }
     Ok(())

@@ -9,7 +9,8 @@ use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
 use support::{get, metric, post, raw, raw_cut_short, read_reply, request, Reply, TestServer};
-use wormhole_sync_server::ServerConfig;
+use wormhole_sync_core::Timestamp;
+use wormhole_sync_server::{Clock, ServerConfig};
 
 fn quiet_config() -> ServerConfig {
     ServerConfig::default().without_rate_limits()
@@ -308,6 +309,38 @@ fn idle_channels_expire_and_their_ids_are_reused() {
     assert_eq!(gone.error_code(), "unknown-channel");
     let reused = post(a, "/v1/allocate", &json!({"appid": "app", "side": "s4"})).json()["channel"].as_u64().unwrap();
     assert!((1..=9).contains(&reused), "freed ids are given again: {reused}");
+}
+
+/// The server reads its time from the configured clock: a test moves it
+/// past the three days' expiry and the retention instead of waiting.
+#[test]
+fn expiry_and_retention_follow_the_servers_clock() {
+    let clock = Clock::manual(Timestamp::from_millis(1_000_000));
+    let mut config = quiet_config();
+    config.sweep_interval = Duration::from_millis(50);
+    config.clock = clock.clone();
+    let server = TestServer::memory(config);
+    let a = server.addr;
+    let idle = post(a, "/v1/allocate", &json!({"appid": "app", "side": "s1"})).json()["channel"].clone();
+    let left = post(a, "/v1/allocate", &json!({"appid": "app", "side": "s2"})).json()["channel"].clone();
+    post(a, "/v1/close", &json!({"appid": "app", "side": "s2", "channel": left, "mood": "lonely"}));
+    let wait_for = |what: &str, done: &dyn Fn() -> bool| {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while !done() {
+            assert!(Instant::now() < deadline, "{what}");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    };
+    // Nothing expires while the clock stands still, however long the test waits.
+    std::thread::sleep(Duration::from_millis(300));
+    assert_eq!((metric(a, "wormhole_channels_open"), metric(a, "wormhole_channels_retained")), (1.0, 1.0));
+    clock.advance(Duration::from_secs(5 * 60));
+    wait_for("the retention never ended", &|| metric(a, "wormhole_channels_retained") == 0.0);
+    assert_eq!(metric(a, "wormhole_channels_open"), 1.0, "three days have not passed");
+    clock.advance(Duration::from_secs(3 * 24 * 3600));
+    wait_for("the idle channel never expired", &|| metric(a, "wormhole_channels_open") == 0.0);
+    let gone = post(a, "/v1/join", &json!({"appid": "app", "side": "s3", "channel": idle}));
+    assert_eq!(gone.error_code(), "unknown-channel");
 }
 
 #[test]

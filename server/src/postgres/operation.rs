@@ -250,7 +250,7 @@ impl Postgres {
             core.reserve_nameplates(appid, others);
         }
 
-        let at = crate::http::now();
+        let at = config.clock.now();
         let result = operation(&mut core, at);
 
         // Activity stamps are soft state: one that moved less than this is not
