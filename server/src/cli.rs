@@ -9,7 +9,7 @@ use clap::Args;
 use wormhole_sync_core::parse_duration;
 use wormhole_sync_core::rendezvous::RendezvousSnapshot;
 
-use crate::storage::Chain;
+use crate::error::Chain;
 use crate::{ClientIpHeader, IpNet, Server, ServerConfig, Storage, TlsFiles, TlsReloader};
 
 /// An address or a CIDR block: `127.0.0.1`, `10.0.0.0/8`, `2001:db8::/32`.

@@ -39,29 +39,38 @@
 
 //!
 //! # Modules
-//! - `config`: [`ServerConfig`]. `cli`: the binaries' flags onto it.
+//! - `config`: [`ServerConfig`], with its `clock`. `cli`: the binaries'
+//!   flags onto it.
 //! - `net`: the listening socket, the accept loop and its connection caps
 //!   (`connections`, `client_address`), TLS (`tls`), header and write
-//!   deadlines (`write_timeout`), graceful shutdown. It serves an
-//!   `axum::Router` and imports no front end and no storage engine.
-//! - Front ends: `http` (the HTTP API of PROTOCOL.md, and for now the
-//!   state every handler shares) and `mailbox` (magic-wormhole's WebSocket
-//!   protocol); `rate_limit`, `waiters` (long-polls and subscriptions),
-//!   `metrics`.
-//! - Storage: `storage` (in memory, or journaled to `sqlite`), `postgres`
-//!   (a database several instances share), `budgets` (stored bytes and
-//!   channels per client, for a single instance).
+//!   deadlines (`write_timeout`), graceful shutdown, JSON answers. It
+//!   serves an `axum::Router` and imports no front end and no engine.
+//! - `app`: the state the front ends share, and running one operation on
+//!   the storage model in use (charging budgets, making it durable, waking
+//!   `waiters`, logging finished exchanges), and the sweep.
+//! - Front ends: `http` (the HTTP API of PROTOCOL.md) and `mailbox`
+//!   (magic-wormhole's WebSocket protocol), with `rate_limit` and `metrics`.
+//! - Storage: `storage` (in memory, or journaled as `change`s to
+//!   `sqlite`), `postgres` (a database several instances share), `budgets`
+//!   (stored bytes and channels per client, for a single instance),
+//!   `error` ([`StorageError`], [`Chain`]).
 //! - `testing`: [`RunningServer`] and [`BackgroundServer`].
+//!
+//! No module imports one that imports it back, and `net` names no front
+//! end and no engine (`tests/structure.rs` checks both).
 
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+mod app;
 mod budgets;
+mod change;
 pub mod cli;
 mod client_address;
 mod clock;
 mod config;
 mod connections;
+mod error;
 #[cfg(feature = "fuzzing")]
 pub mod fuzzing;
 mod http;
@@ -91,8 +100,9 @@ use wormhole_sync_core::rendezvous::{Rendezvous, RendezvousSnapshot};
 pub use client_address::ClientIpHeader;
 pub use clock::Clock;
 pub use config::ServerConfig;
+pub use error::{Chain, StorageError};
 pub use ipnet::IpNet;
-pub use storage::{Chain, Storage, StorageError};
+pub use storage::Storage;
 pub use testing::{BackgroundServer, RunningServer};
 pub use tls::{TlsFiles, TlsReloader};
 
@@ -101,7 +111,7 @@ use net::{listen, serve_connections, ConnectionLimits};
 /// A bound server, ready to run.
 pub struct Server {
     listener: TcpListener,
-    app: Arc<http::App>,
+    app: Arc<app::App>,
     tls: Option<TlsReloader>,
 }
 
@@ -152,8 +162,10 @@ impl Server {
                 }
             }
         });
-        let listener =
-            app.storage.shared().map(|postgres| tokio::spawn(postgres::listen(app.clone(), postgres.connect_config())));
+        let listener = app
+            .storage
+            .shared()
+            .map(|postgres| tokio::spawn(postgres::listen(app.waiters.clone(), postgres.connect_config())));
         let router = http::router(app.clone());
         let timeouts = ConnectionLimits {
             header: app.config.header_timeout,
@@ -180,7 +192,7 @@ impl Server {
 
 /// What every connection's handlers share, with `saved` loaded and a
 /// fresh seed for channel ids.
-fn shared_state(config: ServerConfig, storage: Storage, saved: RendezvousSnapshot) -> std::io::Result<Arc<http::App>> {
+fn shared_state(config: ServerConfig, storage: Storage, saved: RendezvousSnapshot) -> std::io::Result<Arc<app::App>> {
     let mut seed = [0u8; 32];
     // Channel ids are drawn at random: seeded from the OS so nobody can predict them.
     rand_core::OsRng.try_fill_bytes(&mut seed).map_err(|e| std::io::Error::other(e.to_string()))?;
@@ -194,7 +206,7 @@ fn shared_state_seeded(
     storage: Storage,
     saved: RendezvousSnapshot,
     seed: [u8; 32],
-) -> std::io::Result<Arc<http::App>> {
+) -> std::io::Result<Arc<app::App>> {
     let limits = if storage.shared().is_some() {
         // Kept in the database, over every instance: see `postgres::operation`.
         budgets::Limits { per_app: 0, per_client: 0, total: 0, channels_per_client: 0 }
@@ -210,7 +222,7 @@ fn shared_state_seeded(
     let core = Rendezvous::restore(config.rendezvous.clone(), saved, seed)
         .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidData, e))?;
     let proxies = client_address::ClientAddresses::new(config.trusted_proxies.clone(), config.client_ip_header);
-    Ok(Arc::new(http::App {
+    Ok(Arc::new(app::App {
         core: Mutex::new(core),
         storage,
         waiters: Default::default(),

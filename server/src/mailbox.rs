@@ -25,9 +25,9 @@ use wormhole_sync_core::rendezvous::Rendezvous;
 use wormhole_sync_core::wire::{ErrorCode, MailboxId, Message, Mood, WireError};
 use wormhole_sync_core::{ChannelId, Timestamp};
 
+use crate::app::App;
 use crate::client_address::Client;
 use crate::connections::Admitted;
-use crate::http::App;
 use crate::postgres::Scope;
 use crate::Clock;
 
@@ -63,7 +63,7 @@ pub(crate) async fn upgrade(
                 ErrorCode::BadRequest,
                 format!("/v1 speaks the mailbox protocol over WebSocket: {rejection}"),
             );
-            return crate::http::json(e.http_status(), e.to_json());
+            return crate::net::json(e.http_status(), e.to_json());
         }
     };
     let client = app.clients.of(peer.ip(), &headers);

@@ -7,7 +7,8 @@ use wormhole_sync_core::rendezvous::{MailboxSnapshot, MemberSnapshot, Rendezvous
 use wormhole_sync_core::wire::{MailboxId, Message};
 use wormhole_sync_core::{ChannelId, Timestamp};
 
-use crate::storage::{Change, StorageError};
+use crate::change::Change;
+use crate::error::StorageError;
 
 const SCHEMA_VERSION: i64 = 2;
 

@@ -16,86 +16,18 @@ use std::sync::Arc;
 use std::thread::JoinHandle;
 
 use tokio::sync::watch;
-use wormhole_sync_core::rendezvous::{MailboxSnapshot, MemberSnapshot, RendezvousSnapshot};
-use wormhole_sync_core::wire::{MailboxId, Message};
-use wormhole_sync_core::Timestamp;
+use wormhole_sync_core::rendezvous::RendezvousSnapshot;
 
+use crate::change::Change;
+use crate::error::{Chain, StorageError};
 use crate::postgres::Postgres;
 use crate::sqlite;
-
-/// One change to persist.
-#[derive(Debug)]
-pub(crate) enum Change {
-    /// A mailbox's row (nameplate, members, burned flag, activity) and any
-    /// messages not stored yet.
-    Mailbox(MailboxSnapshot),
-    /// A side let go of the nameplate by naming the mailbox: its sides and
-    /// whether it still holds the nameplate. A crash may lose it (the
-    /// side's next request does it again), so nobody waits for it.
-    Released { appid: String, mailbox: MailboxId, holds_nameplate: bool, members: Vec<MemberSnapshot>, at: Timestamp },
-    /// One new message, and the mailbox's activity time.
-    Message { appid: String, mailbox: MailboxId, message: Message, at: Timestamp },
-    /// Activity without other change (fetches); not waited for.
-    Touch { appid: String, mailbox: MailboxId, at: Timestamp },
-    /// The mailbox is gone (with its nameplate).
-    Delete { appid: String, mailbox: MailboxId },
-}
 
 /// How far the writer got.
 #[derive(Clone, Debug, Default)]
 struct Progress {
     committed: u64,
     failure: Option<String>,
-}
-
-/// Storage failed, or holds what this server cannot read: nothing more
-/// can be acknowledged. Its [`source`](std::error::Error::source) is the
-/// database's own error, when there is one; [`Chain`] shows them all.
-#[derive(Debug, thiserror::Error)]
-#[error("storage failed: {what}")]
-pub struct StorageError {
-    what: String,
-    #[source]
-    cause: Option<Box<dyn std::error::Error + Send + Sync>>,
-}
-
-impl StorageError {
-    /// A failure with no underlying error (stored data that is invalid, say).
-    pub(crate) fn new(what: impl Into<String>) -> StorageError {
-        StorageError { what: what.into(), cause: None }
-    }
-
-    /// A failure in `what`, caused by `cause`.
-    pub(crate) fn caused(
-        what: impl Into<String>,
-        cause: impl std::error::Error + Send + Sync + 'static,
-    ) -> StorageError {
-        StorageError { what: what.into(), cause: Some(Box::new(cause)) }
-    }
-}
-
-/// An error and every cause under it, `outer: inner: innermost`, for logs
-/// and messages, so the cause at the bottom (a refused connection under a
-/// database client's "error connecting to server") is never dropped. A
-/// cause its outer error already ends with (many errors print their
-/// cause and also return it as the source) is not repeated.
-pub struct Chain<'a>(pub &'a (dyn std::error::Error + 'static));
-
-impl std::fmt::Display for Chain<'_> {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let mut outer = self.0.to_string();
-        f.write_str(&outer)?;
-        let mut cause = self.0.source();
-        while let Some(error) = cause {
-            let text = error.to_string();
-            if !outer.ends_with(&text) {
-                write!(f, ": {text}")?;
-            }
-            outer = text;
-            cause = error.source();
-        }
-        Ok(())
-    }
 }
 
 /// Where the rendezvous state is kept.

@@ -16,8 +16,8 @@ use wormhole_sync_core::rendezvous::{Rendezvous, RendezvousConfig, RendezvousSna
 use wormhole_sync_core::wire::{AllocateRequest, CloseRequest, JoinRequest, Mood, PostRequest, Request};
 use wormhole_sync_core::{ChannelId, Timestamp};
 
+use crate::change::Change;
 use crate::sqlite;
-use crate::storage::Change;
 
 #[derive(Arbitrary, Debug)]
 struct Damage {

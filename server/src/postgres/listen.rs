@@ -10,7 +10,7 @@ use tokio_postgres::{AsyncMessage, NoTls};
 use wormhole_sync_core::wire::MailboxId;
 
 use super::CHANNEL;
-use crate::http::App;
+use crate::waiters::Waiters;
 
 /// A notification's payload.
 pub(super) fn payload(appid: &str, mailbox: &str) -> String {
@@ -25,7 +25,7 @@ fn parse(payload: &str) -> Option<(String, MailboxId)> {
 /// Listens for as long as the server runs, connecting again (and waking
 /// every waiter, who may have missed news meanwhile) whenever the
 /// connection is lost.
-pub(crate) async fn listen(app: Arc<App>, config: tokio_postgres::Config) {
+pub(crate) async fn listen(waiters: Arc<Waiters>, config: tokio_postgres::Config) {
     let mut first = true;
     loop {
         match config.connect(NoTls).await {
@@ -50,12 +50,12 @@ pub(crate) async fn listen(app: Arc<App>, config: tokio_postgres::Config) {
                         tracing::info!("listening for other instances' news again");
                     }
                     first = false;
-                    app.waiters.wake_all();
+                    waiters.wake_all();
                     while let Some(message) = messages.next().await {
                         match message {
                             Ok(AsyncMessage::Notification(note)) => {
                                 if let Some((appid, mailbox)) = parse(note.payload()) {
-                                    app.waiters.wake(&appid, &mailbox);
+                                    waiters.wake(&appid, &mailbox);
                                 }
                             }
                             Ok(_) => {}

@@ -38,7 +38,7 @@ use wormhole_sync_core::rendezvous::{RendezvousConfig, RendezvousStats};
 use wormhole_sync_core::wire::{ErrorCode, MailboxId, Message, WireError};
 use wormhole_sync_core::{ChannelId, Timestamp};
 
-use crate::storage::{Chain, StorageError};
+use crate::error::{Chain, StorageError};
 
 /// The rows whose sums are the server's totals: the server-wide counters,
 /// and the sweep's removals of app ids and addresses (`gone`), which the
