@@ -6,7 +6,7 @@ use crate::wire::{validate_appid, validate_phase, validate_side, MailboxId, Mess
 
 use super::changes::EffectKind;
 use super::operations::Target;
-use super::state::{Mailbox, Member};
+use super::state::Member;
 use super::Rendezvous;
 
 impl Rendezvous {
@@ -87,20 +87,7 @@ impl Rendezvous {
         self.expire_if_idle(appid, Target::Mailbox(id), now);
         let Some(mailbox) = self.mailbox_mut(appid, id) else {
             self.check_capacity(appid)?;
-            let instance = self.next_instance();
-            let app = self.apps.entry(appid.to_string()).or_default();
-            let mailbox = Mailbox {
-                nameplate: None,
-                members: vec![Member::new(side, false, false)],
-                messages: Vec::new(),
-                burned: false,
-                last_activity: now,
-                instance,
-            };
-            app.mailboxes.insert(id.clone(), mailbox);
-            self.mailboxes += 1;
-            self.effect(appid, id, EffectKind::Created);
-            self.effect(appid, id, EffectKind::Changed);
+            self.create_as(now, appid, id.clone(), None, Member::new(side, false, false));
             return Ok(Vec::new());
         };
         mailbox.admits(side)?;

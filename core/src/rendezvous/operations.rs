@@ -135,6 +135,20 @@ impl Rendezvous {
     /// Creates a mailbox with one member, led to by `nameplate` if given.
     pub(super) fn create(&mut self, now: Timestamp, appid: &str, nameplate: Option<u32>, member: Member) -> MailboxId {
         let id = self.fresh_mailbox_id(appid);
+        self.create_as(now, appid, id.clone(), nameplate, member);
+        id
+    }
+
+    /// Creates mailbox `id` (free in `appid`) with one member, led to by
+    /// `nameplate` if given.
+    pub(super) fn create_as(
+        &mut self,
+        now: Timestamp,
+        appid: &str,
+        id: MailboxId,
+        nameplate: Option<u32>,
+        member: Member,
+    ) {
         let instance = self.next_instance();
         let app = self.apps.entry(appid.to_string()).or_default();
         if member.allocated {
@@ -156,7 +170,6 @@ impl Rendezvous {
         self.mailboxes += 1;
         self.effect(appid, &id, EffectKind::Created);
         self.effect(appid, &id, EffectKind::Changed);
-        id
     }
 
     pub(super) fn allocate(
