@@ -296,7 +296,8 @@ impl Rendezvous {
     }
 
     /// A member leaves with `mood`. `scary` burns the mailbox; the last
-    /// close deletes it (a burned one stays, emptied, for its retention).
+    /// close deletes it, unless it is kept, emptied, for the retention as a
+    /// tombstone (burned, spent or abandoned: see `Mailbox::is_tombstone`).
     /// Returns whether it was deleted.
     pub(super) fn close_member(
         &mut self,
