@@ -4,7 +4,7 @@
 //! passing without a fuzzer.
 
 use wormhole_sync_core::fuzzing::replay_committed;
-use wormhole_sync_core::fuzzing::{exchange_ops, mailbox_exchange_ops, rendezvous_ops};
+use wormhole_sync_core::fuzzing::{exchange_ops, mailbox_exchange_ops, mailbox_sessions, rendezvous_ops};
 
 fn replay(target: &str, run: fn(&[u8])) {
     replay_committed(&std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../fuzz"), target, run);
@@ -23,4 +23,9 @@ fn exchange_ops_inputs_hold() {
 #[test]
 fn mailbox_exchange_ops_inputs_hold() {
     replay("mailbox_exchange_ops", mailbox_exchange_ops::run);
+}
+
+#[test]
+fn mailbox_sessions_inputs_hold() {
+    replay("mailbox_sessions", mailbox_sessions::run);
 }

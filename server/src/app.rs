@@ -8,22 +8,19 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 use parking_lot::Mutex;
-use wormhole_sync_core::rendezvous::{EffectKind, Rendezvous, SweepCursor};
-use wormhole_sync_core::wire::{ErrorCode, MailboxId, Request, WireError};
+use wormhole_sync_core::rendezvous::{
+    Answer, EffectKind, Limit, Listening, Op, Outcome, Rendezvous, Scope, SweepCursor, Target,
+};
+use wormhole_sync_core::wire::{ErrorCode, MailboxId, Message, Request, WireError};
 use wormhole_sync_core::Timestamp;
 
 use crate::change::Change;
 use crate::client_address::ClientAddresses;
 use crate::metrics::Metrics;
-use crate::postgres::{Scope, Target};
 use crate::rate_limit::RateLimiter;
 use crate::storage::Storage;
 use crate::waiters::Waiters;
 use crate::ServerConfig;
-
-fn error(code: ErrorCode, message: &str) -> WireError {
-    WireError::new(code, message)
-}
 
 /// Everything the handlers share.
 pub(crate) struct App {
@@ -54,7 +51,7 @@ impl App {
     pub(crate) async fn durable(&self, barrier: u64) -> Result<(), WireError> {
         self.storage.committed(barrier).await.map_err(|e| {
             tracing::error!(error = %crate::Chain(&e), "answering storage-unavailable");
-            error(ErrorCode::StorageUnavailable, "the server cannot store anything right now")
+            WireError::new(ErrorCode::StorageUnavailable, "the server cannot store anything right now")
         })
     }
 
@@ -63,6 +60,52 @@ impl App {
         for (appid, mailbox) in mailboxes {
             self.waiters.wake(appid, mailbox);
         }
+    }
+
+    /// Runs `op` for `client` on the storage model in use (see
+    /// [`run`](Self::run)), refused first past the caps and budgets that
+    /// apply to it.
+    pub(crate) async fn execute(&self, op: &Op, client: Option<IpAddr>) -> Result<Outcome, WireError> {
+        if let (Op::List { appid }, Some(postgres)) = (op, self.storage.shared()) {
+            let answer = Answer::Nameplates(postgres.nameplates(appid).await?);
+            return Ok(Outcome { answer, instance: None });
+        }
+        let (mut outcome, instance) = self
+            .run(op.scope(), client, |core, at| {
+                self.within_caps(core, op, client)?;
+                core.apply(at, op)
+            })
+            .await?;
+        outcome.instance = instance;
+        Ok(outcome)
+    }
+
+    /// The rate limiter of `limit`.
+    pub(crate) fn limiter(&self, limit: Limit) -> &RateLimiter {
+        match limit {
+            Limit::Channels => &self.limiter,
+            Limit::Messages => &self.message_limiter,
+        }
+    }
+
+    /// The messages a session listens to (see [`Listening`]), once they are
+    /// durable; none if the mailbox under its id is not the one it opened.
+    pub(crate) async fn messages_after(&self, listening: Listening<'_>) -> Result<Vec<Message>, WireError> {
+        let Listening { appid, mailbox, instance, after } = listening;
+        if let Some(postgres) = self.storage.shared() {
+            return postgres.messages_after(appid, mailbox, instance, after).await;
+        }
+        let (messages, seen) = {
+            let core = self.core.lock();
+            if core.mailbox_instance(appid, mailbox) != Some(instance) {
+                return Ok(Vec::new());
+            }
+            (core.messages_after(appid, mailbox, after).to_vec(), self.storage.last_recorded())
+        };
+        if !messages.is_empty() {
+            self.durable(seen).await?;
+        }
+        Ok(messages)
     }
 
     /// Runs an operation on the state for `client` (charged with the
@@ -100,14 +143,6 @@ impl App {
         self.wake(&news);
         log_finished(&finished);
         result.map(|answer| (answer, instance))
-    }
-
-    /// The nameplates of `appid` in use, in order.
-    pub(crate) async fn nameplates(&self, appid: &str) -> Result<Vec<wormhole_sync_core::ChannelId>, WireError> {
-        match self.storage.shared() {
-            Some(postgres) => postgres.nameplates(appid).await,
-            None => Ok(self.core.lock().nameplates(appid)),
-        }
     }
 
     /// The mailbox a request reaches now, if any.
@@ -189,27 +224,25 @@ impl App {
         (barrier, with_news)
     }
 
-    /// Refuses, before an operation that may make a channel runs (both
-    /// front ends, under the state's lock), a new application id past the
-    /// cap on them, and a new channel (`creates`) past its client's cap.
-    /// On a shared database the caps are checked in the operation's
-    /// transaction instead, over every instance.
-    pub(crate) fn may_make_channel(
-        &self,
-        core: &Rendezvous,
-        appid: &str,
-        client: IpAddr,
-        creates: bool,
-    ) -> Result<(), WireError> {
-        if self.storage.shared().is_some() {
-            return Ok(());
+    /// Refuses `op` before it runs (under the state's lock, so concurrent
+    /// operations cannot pass a cap together) if what it would add is past
+    /// a cap or budget of `client`'s: a new application id past the cap on
+    /// them, a new channel past the client's, a new message past the
+    /// client's, the app's or the server's bytes. On a shared database the
+    /// operation's transaction checks them instead, over every instance.
+    fn within_caps(&self, core: &Rendezvous, op: &Op, client: Option<IpAddr>) -> Result<(), WireError> {
+        let (None, Some(client)) = (self.storage.shared(), client) else { return Ok(()) };
+        let demands = core.demands(op);
+        let max_apps = self.config.max_apps;
+        if demands.new_app && max_apps > 0 && core.stats().apps >= max_apps {
+            let message = "the server holds as many application ids as it allows";
+            return Err(WireError::new(ErrorCode::ServerFull, message));
         }
-        let max = self.config.max_apps;
-        if max > 0 && !core.has_app(appid) && core.stats().apps >= max {
-            return Err(error(ErrorCode::ServerFull, "the server holds as many application ids as it allows"));
-        }
-        if creates {
+        if demands.new_channel {
             self.budgets.check_channels(client)?;
+        }
+        if demands.stored_bytes > 0 {
+            self.budgets.check(op.appid(), client, demands.stored_bytes)?;
         }
         Ok(())
     }

@@ -3,7 +3,7 @@
 use std::net::{IpAddr, SocketAddr};
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use axum::body::{to_bytes, Body};
 use axum::extract::{ConnectInfo, Request as HttpRequest, State};
@@ -11,17 +11,12 @@ use axum::http::{header, HeaderMap, Method, StatusCode};
 use axum::response::{IntoResponse, Response as HttpResponse};
 use axum::routing::{any, get};
 use axum::Router;
-use wormhole_sync_core::rendezvous::Rendezvous;
-use wormhole_sync_core::wire::{ErrorCode, FetchRequest, PostRequest, Request, Response, Route, WireError};
+use wormhole_sync_core::rendezvous::{Answer, Held, Limit, LongPoll, Op, Outcome};
+use wormhole_sync_core::wire::{ErrorCode, Request, Response, Route, WireError};
 
 use crate::app::App;
 use crate::metrics::Snapshot;
 use crate::net::json;
-use crate::postgres::Scope;
-
-fn error(code: ErrorCode, message: &str) -> WireError {
-    WireError::new(code, message)
-}
 
 pub(crate) fn router(app: Arc<App>) -> Router {
     Router::new()
@@ -72,7 +67,7 @@ async fn metrics(State(app): State<Arc<App>>) -> HttpResponse {
 }
 
 async fn method_not_allowed() -> HttpResponse {
-    let e = error(ErrorCode::MethodNotAllowed, "this path does not take this method");
+    let e = WireError::new(ErrorCode::MethodNotAllowed, "this path does not take this method");
     json(e.http_status(), e.to_json())
 }
 
@@ -102,7 +97,7 @@ server can serve, /metrics its counters.
 }
 
 async fn not_found() -> HttpResponse {
-    let e = error(ErrorCode::NotFound, "no such path; the API is under /v1/");
+    let e = WireError::new(ErrorCode::NotFound, "no such path; the API is under /v1/");
     json(e.http_status(), e.to_json())
 }
 
@@ -116,7 +111,7 @@ async fn operation(
     let label = route.map_or("unknown", Route::name);
     let result = match route {
         Some(route) => app.operation(route, peer, request).await,
-        None => Err(error(ErrorCode::NotFound, "no such operation")),
+        None => Err(WireError::new(ErrorCode::NotFound, "no such operation")),
     };
     let (status, body, code) = match result {
         Ok(response) => (200, response.to_json(), "ok"),
@@ -139,117 +134,73 @@ fn is_json(headers: &HeaderMap) -> bool {
 impl App {
     async fn operation(&self, route: Route, peer: SocketAddr, request: HttpRequest) -> Result<Response, WireError> {
         if request.method() != Method::POST {
-            return Err(error(ErrorCode::MethodNotAllowed, "operations take POST"));
+            return Err(WireError::new(ErrorCode::MethodNotAllowed, "operations take POST"));
         }
         if !is_json(request.headers()) {
-            return Err(error(ErrorCode::UnsupportedMediaType, "the body must be application/json"));
+            return Err(WireError::new(ErrorCode::UnsupportedMediaType, "the body must be application/json"));
         }
         let client = self.clients.of(peer.ip(), request.headers());
-        let limited = match route {
-            Route::Allocate | Route::Join => !self.limiter.allow(client),
-            // Closes too: they were once an unlimited probe of which ids are in use.
-            Route::Post | Route::Fetch | Route::Close => !self.message_limiter.allow(client),
-        };
-        if limited {
-            return Err(error(ErrorCode::RateLimited, "too many requests of this kind from this address"));
+        if !self.limiter(Limit::of_route(route)).allow(client) {
+            return Err(WireError::new(ErrorCode::RateLimited, "too many requests of this kind from this address"));
         }
         let limit = self.config.max_body_bytes;
         let declared = request.headers().get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()?.parse::<u64>().ok());
         if declared.is_some_and(|n| n > limit as u64) {
-            return Err(error(ErrorCode::BodyTooLarge, "the request body is larger than this server reads"));
+            return Err(WireError::new(ErrorCode::BodyTooLarge, "the request body is larger than this server reads"));
         }
         let body: Body = request.into_body();
         let bytes = match tokio::time::timeout(self.config.body_timeout, to_bytes(body, limit)).await {
             Ok(Ok(bytes)) => bytes,
             Ok(Err(_)) => {
-                return Err(error(ErrorCode::BodyTooLarge, "the request body is larger than this server reads"))
+                return Err(WireError::new(
+                    ErrorCode::BodyTooLarge,
+                    "the request body is larger than this server reads",
+                ))
             }
-            Err(_) => return Err(error(ErrorCode::BadRequest, "the request body did not arrive in time")),
+            Err(_) => return Err(WireError::new(ErrorCode::BadRequest, "the request body did not arrive in time")),
         };
-        match Request::parse(route, &bytes)? {
-            request if request.wait_ms() > 0 => self.long_poll(request, client.address).await,
-            request => self.apply(&request, client.address).await,
+        let request = Request::parse(route, &bytes)?;
+        match LongPoll::new(request, self.config.clock.now(), self.config.rendezvous.max_wait) {
+            Ok(poll) => self.long_poll(poll, client.address).await,
+            Err(request) => self.apply(request, client.address).await,
         }
     }
 
     /// Applies a request to the state and answers once its change is durable.
-    async fn apply(&self, request: &Request, client: IpAddr) -> Result<Response, WireError> {
-        let (response, _) = self
-            .run(Scope::of(request), Some(client), |core, at| {
-                self.within_budgets(core, request, client)?;
-                core.handle(at, request)
-            })
-            .await?;
-        Ok(response)
-    }
-
-    /// Refuses what would store more than a budget allows: a new message
-    /// past the client's, the app's or the server's byte budget, or a
-    /// channel for an application id past the cap on them. (On a shared
-    /// database, the operation's transaction checks them instead.)
-    fn within_budgets(&self, core: &Rendezvous, request: &Request, client: IpAddr) -> Result<(), WireError> {
-        if self.storage.shared().is_some() {
-            return Ok(());
-        }
-        let posted_before = |post: &PostRequest| {
-            core.mailbox_for(request).is_some_and(|m| core.has_posted(&post.appid, &m, &post.side, &post.phase))
-        };
-        match request {
-            Request::Post(post) if !posted_before(post) => {
-                self.budgets.check(&post.appid, client, post.body.len() as u64)
-            }
-            Request::Allocate(_) | Request::Join(_) => {
-                self.may_make_channel(core, request.appid(), client, core.creates_channel(request))
-            }
-            _ => Ok(()),
+    async fn apply(&self, request: Request, client: IpAddr) -> Result<Response, WireError> {
+        match self.execute(&Op::Request(request), Some(client)).await? {
+            Outcome { answer: Answer::Response(response), .. } => Ok(response),
+            Outcome { answer, .. } => unreachable!("a request answered {answer:?}"),
         }
     }
 
-    /// A request that asked to be held (a fetch with a wait, or a post with
-    /// a cursor and a wait): applied at once, then, while its log has no
-    /// news for its side, held until a post or close touches the channel,
-    /// its wait ends, or the server stops.
-    async fn long_poll(&self, request: Request, client: IpAddr) -> Result<Response, WireError> {
-        let wait = Duration::from_millis(request.wait_ms()).min(self.config.rendezvous.max_wait);
-        let deadline = tokio::time::Instant::now() + wait;
-        let (appid, side) = (request.appid(), request.side());
-        let channel = request.channel().expect("long-polls name a channel");
-        let (first, after) = match &request {
-            // A post is stored (and wakes the others) before it waits.
-            Request::Post(post) => (Some(self.apply(&request, client).await?), post.after.unwrap_or(0)),
-            Request::Fetch(fetch) => (None, fetch.after),
-            _ => unreachable!("only fetches and posts wait"),
-        };
-        if first.as_ref().is_some_and(|answer| !answer.waits_for_news(side)) {
-            return Ok(first.expect("checked above"));
-        }
-        let read =
-            Request::Fetch(FetchRequest::new(appid, side, channel, after, 0)).with_mailbox(request.mailbox().cloned());
+    /// A request held for news by the core's rules ([`LongPoll`]): the post
+    /// first, then reads, each registered for wake-ups before it looks, so
+    /// news landing in between still wakes it, until its log has news for
+    /// its side, its wait ends, or the server stops.
+    async fn long_poll(&self, mut poll: LongPoll, client: IpAddr) -> Result<Response, WireError> {
+        // Its own clock runs from the server's at the start, monotonic from there,
+        // so a step of the system clock neither ends the wait early nor stretches it.
+        let (started_at, started) = (self.config.clock.now(), tokio::time::Instant::now());
+        let now = || started_at + started.elapsed();
         loop {
-            // Register before looking, so a post landing in between still wakes us.
-            let mailbox = self.mailbox_for(&read).await?;
-            let waiter = mailbox.as_ref().map(|mailbox| self.waiters.register(appid, mailbox));
-            let woken = waiter.as_ref().map(|waiter| waiter.notified());
-            let log = match self.apply(&read, client).await? {
-                Response::Fetched(log) => log,
-                _ => unreachable!("a fetch answers with a log"),
+            let waiter = match poll.reads() {
+                true => self.mailbox_for(poll.next()).await?.map(|m| self.waiters.register(poll.next().appid(), &m)),
+                false => None,
             };
-            let done = log.has_news_for(side)
-                || woken.is_none()
-                || tokio::time::Instant::now() >= deadline
-                || self.stopping.load(Ordering::Relaxed);
-            if done {
-                return Ok(match first {
-                    Some(Response::Posted(mut posted)) => {
-                        posted.log = Some(log);
-                        Response::Posted(posted)
+            let woken = waiter.as_ref().map(|waiter| waiter.notified());
+            let answer = self.apply(poll.next().clone(), client).await;
+            let can_wait = woken.is_some() && !self.stopping.load(Ordering::Relaxed);
+            match poll.on_answer(now(), answer, can_wait) {
+                Held::Answer(answer) => return answer,
+                Held::Run => continue,
+                Held::Wait { until } => {
+                    let wait = until.saturating_since(now());
+                    tokio::select! {
+                        _ = woken.expect("it can wait") => {}
+                        _ = tokio::time::sleep(wait) => {}
                     }
-                    _ => Response::Fetched(log),
-                });
-            }
-            tokio::select! {
-                _ = woken.expect("checked above") => {}
-                _ = tokio::time::sleep_until(deadline) => {}
+                }
             }
         }
     }

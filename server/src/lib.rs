@@ -45,11 +45,15 @@
 //!   (`connections`, `client_address`), TLS (`tls`), header and write
 //!   deadlines (`write_timeout`), graceful shutdown, JSON answers. It
 //!   serves an `axum::Router` and imports no front end and no engine.
-//! - `app`: the state the front ends share, and running one operation on
-//!   the storage model in use (charging budgets, making it durable, waking
-//!   `waiters`, logging finished exchanges), and the sweep.
-//! - Front ends: `http` (the HTTP API of PROTOCOL.md) and `mailbox`
-//!   (magic-wormhole's WebSocket protocol), with `rate_limit` and `metrics`.
+//! - `app`: the state the front ends share, and running one operation (a
+//!   core `Op`, past its caps and budgets) on the storage model in use
+//!   (charging budgets, making it durable, waking `waiters`, logging
+//!   finished exchanges), and the sweep.
+//! - Front ends, as adapters: `http` (the HTTP API of PROTOCOL.md) and
+//!   `mailbox` (magic-wormhole's WebSocket protocol) parse, rate-limit (by
+//!   the `Op`'s limits), hand an `Op` to `app` and answer. Their rules are
+//!   the core's: `MailboxSession` (one connection) and `LongPoll` (a held
+//!   request), which the simulation runs too. With `rate_limit` and `metrics`.
 //! - Storage: `storage` (in memory, or journaled as `change`s to
 //!   `sqlite`), `postgres` (a database several instances share), `budgets`
 //!   (stored bytes and channels per client, for a single instance),

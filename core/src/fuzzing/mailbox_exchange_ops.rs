@@ -23,8 +23,9 @@ use crate::error::TransportError;
 use crate::exchange::Event;
 use crate::magic_wormhole::{MailboxExchange, Transmit};
 use crate::mailbox_wire::{ClientMessage, ServerMessage};
+use crate::rendezvous::MailboxSession;
 use crate::rendezvous::{Rendezvous, RendezvousConfig};
-use crate::sim::mailbox::{MailboxServer, ServerConnection};
+use crate::sim::mailbox::MailboxServer;
 use crate::time::Timestamp;
 use crate::wire::MailboxId;
 use crate::Error;
@@ -121,7 +122,7 @@ fn forged_json(frame: &Forged, peer: &str) -> Vec<u8> {
 
 /// A connection as the fuzzer holds it.
 struct Wire {
-    server: ServerConnection,
+    server: MailboxSession,
     to_server: VecDeque<String>,
     to_client: VecDeque<Vec<u8>>,
 }
@@ -181,7 +182,7 @@ impl World {
                     Transmit::Connect { .. } => {
                         assert!(!finished, "side {who} connects after finishing");
                         side.wire = Some(Wire {
-                            server: ServerConnection::default(),
+                            server: MailboxSession::new(false),
                             to_server: VecDeque::new(),
                             to_client: VecDeque::new(),
                         });

@@ -8,12 +8,14 @@
 //! // Any bytes are a valid input; these make a few random operations.
 //! wormhole_sync_core::fuzzing::rendezvous_ops::run(b"\x00\x01\x02\x03\x04\x05\x06\x07");
 //! wormhole_sync_core::fuzzing::exchange_ops::run(b"\x01\x00\x00\x07\x03\x00");
+//! wormhole_sync_core::fuzzing::mailbox_sessions::run(b"\x00\x01\x03\x05");
 //! ```
 //!
 //! `WORMHOLE_FUZZ_TRACE=1` prints each operation as it runs.
 
 pub mod exchange_ops;
 pub mod mailbox_exchange_ops;
+pub mod mailbox_sessions;
 pub mod rendezvous_ops;
 
 /// Whether to print each operation as it runs (`WORMHOLE_FUZZ_TRACE=1`), to

@@ -3,7 +3,7 @@
 use crate::time::Timestamp;
 use crate::wire::MailboxId;
 
-use super::operations::Target;
+use super::operations::Named;
 use super::state::Mailbox;
 use super::Rendezvous;
 
@@ -22,11 +22,11 @@ impl Rendezvous {
         self.expires_at(mailbox) <= now
     }
 
-    pub(super) fn expire_if_idle(&mut self, appid: &str, target: Target<'_>, now: Timestamp) {
+    pub(super) fn expire_if_idle(&mut self, appid: &str, target: Named<'_>, now: Timestamp) {
         let Some(app) = self.apps.get(appid) else { return };
         let id = match target {
-            Target::Nameplate(channel) => app.by_nameplate(channel.get()),
-            Target::Mailbox(id) => Some(id),
+            Named::Nameplate(channel) => app.by_nameplate(channel.get()),
+            Named::Mailbox(id) => Some(id),
         };
         let Some(id) = id.cloned() else { return };
         if app.mailboxes.get(&id).is_some_and(|m| self.is_idle(m, now)) {

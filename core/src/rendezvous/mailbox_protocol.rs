@@ -5,7 +5,7 @@ use crate::time::Timestamp;
 use crate::wire::{validate_appid, validate_phase, validate_side, MailboxId, Message, Mood, WireError};
 
 use super::changes::EffectKind;
-use super::operations::Target;
+use super::operations::Named;
 use super::state::Member;
 use super::Rendezvous;
 
@@ -49,7 +49,7 @@ impl Rendezvous {
         self.clear_effects();
         validate_appid(appid)?;
         validate_side(side)?;
-        self.expire_if_idle(appid, Target::Nameplate(nameplate), now);
+        self.expire_if_idle(appid, Named::Nameplate(nameplate), now);
         self.claim_nameplate(now, appid, nameplate, side, true, true)
     }
 
@@ -84,7 +84,7 @@ impl Rendezvous {
         self.clear_effects();
         validate_appid(appid)?;
         validate_side(side)?;
-        self.expire_if_idle(appid, Target::Mailbox(id), now);
+        self.expire_if_idle(appid, Named::Mailbox(id), now);
         let Some(mailbox) = self.mailbox_mut(appid, id) else {
             self.check_capacity(appid)?;
             self.create_as(now, appid, id.clone(), None, Member::new(side, false, false));
@@ -117,7 +117,7 @@ impl Rendezvous {
     ) -> Result<u64, WireError> {
         self.clear_effects();
         validate_phase(phase)?;
-        self.expire_if_idle(appid, Target::Mailbox(id), now);
+        self.expire_if_idle(appid, Named::Mailbox(id), now);
         let message = Message::new(0, side, phase, body).received(Some(now), client_id);
         self.append(now, appid, id, side, message)
     }

@@ -12,24 +12,36 @@
 //! [`release`](Rendezvous::release) and [`close`](Rendezvous::close), so
 //! nameplates handed out by either never collide.
 //!
-//! After each operation, [`Rendezvous::effects`] says which mailboxes it
-//! changed and how, for the caller to persist them and wake whoever waits.
-//! Long-polling is the caller's job: a fetch answers at once, and the caller
-//! re-runs it when an effect touches the mailbox or the wait ends.
+//! An operation is also a value, [`Op`] (an HTTP request or a mailbox
+//! protocol operation), with what a server needs to know before running it
+//! (its [`Scope`], the rate [`Limit`]s and the [`Demands`] on caps), run by
+//! [`Rendezvous::apply`]. After each operation, [`Rendezvous::effects`]
+//! says which mailboxes it changed and how, for the caller to persist them
+//! and wake whoever waits. The rules of a server's front ends are here too,
+//! sans-IO, so the server and the simulation run the same code: a mailbox
+//! protocol connection ([`MailboxSession`]: frames in, operations and
+//! frames out) and a request held for news ([`LongPoll`]).
 //!
 //! Where things are: `config` (limits and timings), `state` (apps,
 //! nameplates, mailboxes and their members; who may enter, which closed
 //! mailbox is kept), `operations` (the HTTP API's requests and the steps
 //! both front ends share), `mailbox_protocol` (the WebSocket front end's
-//! operations), `changes` (what an operation changed), `expiry`, `queries`
-//! (reads that change nothing) and `snapshot` (the whole state as a value).
+//! operations), `op` (operations as values), `session` and `long_poll`
+//! (the front ends' rules), `changes` (what an operation changed),
+//! `expiry`, `queries` (reads that change nothing) and `snapshot` (the
+//! whole state as a value).
 
 mod changes;
 mod config;
 mod expiry;
+#[cfg(test)]
+mod host_tests;
+mod long_poll;
 mod mailbox_protocol;
+mod op;
 mod operations;
 mod queries;
+mod session;
 mod snapshot;
 mod state;
 #[cfg(test)]
@@ -45,6 +57,9 @@ use crate::wire::{ErrorCode, WireError};
 pub use changes::{Effect, EffectKind, Finished};
 pub use config::RendezvousConfig;
 pub use expiry::SweepCursor;
+pub use long_poll::{Held, LongPoll};
+pub use op::{Answer, Demands, Limit, Op, Outcome, Scope, Target};
+pub use session::{refusal, seconds, Listening, MailboxSession, Step};
 pub use snapshot::{ChannelSnapshot, MailboxSnapshot, MemberSnapshot, RendezvousSnapshot, SnapshotError};
 use state::App;
 

@@ -17,7 +17,7 @@ use super::{base32, err, unknown, Rendezvous};
 /// Which channel a request names: by its short nameplate (old clients,
 /// and joins), or by its mailbox.
 #[derive(Clone, Copy, Debug)]
-pub(super) enum Target<'a> {
+pub(super) enum Named<'a> {
     Nameplate(ChannelId),
     Mailbox(&'a MailboxId),
 }
@@ -31,8 +31,8 @@ impl Rendezvous {
         request.validate()?;
         let (appid, side) = (request.appid(), request.side());
         let target = match (request.mailbox(), request.channel()) {
-            (Some(mailbox), _) => Some(Target::Mailbox(mailbox)),
-            (None, Some(channel)) => Some(Target::Nameplate(channel)),
+            (Some(mailbox), _) => Some(Named::Mailbox(mailbox)),
+            (None, Some(channel)) => Some(Named::Nameplate(channel)),
             (None, None) => None,
         };
         if let Some(target) = target {
@@ -88,19 +88,19 @@ impl Rendezvous {
     /// The mailbox a member's request names. Naming the mailbox itself
     /// shows the side knows it: once both members have shown it, the
     /// nameplate is released for the next code.
-    pub(super) fn resolve(&mut self, appid: &str, target: Target<'_>, side: &str) -> Result<MailboxId, WireError> {
+    pub(super) fn resolve(&mut self, appid: &str, target: Named<'_>, side: &str) -> Result<MailboxId, WireError> {
         let app = self.apps.get_mut(appid).ok_or_else(unknown)?;
         let id = match target {
-            Target::Nameplate(channel) => app.by_nameplate(channel.get()).cloned().ok_or_else(unknown)?,
-            Target::Mailbox(id) if app.mailboxes.contains_key(id) => id.clone(),
-            Target::Mailbox(_) => return Err(unknown()),
+            Named::Nameplate(channel) => app.by_nameplate(channel.get()).cloned().ok_or_else(unknown)?,
+            Named::Mailbox(id) if app.mailboxes.contains_key(id) => id.clone(),
+            Named::Mailbox(_) => return Err(unknown()),
         };
         let mailbox = app.mailboxes.get_mut(&id).expect("nameplates lead to mailboxes");
         let both_present = mailbox.members.len() == 2;
         let member = mailbox
             .member_mut(side)
             .ok_or_else(|| err(ErrorCode::NotJoined, "this side has not joined the channel"))?;
-        if matches!(target, Target::Mailbox(_)) && both_present && member.holds_nameplate() {
+        if matches!(target, Named::Mailbox(_)) && both_present && member.holds_nameplate() {
             member.released = true;
             if app.release_if_unheld(&id) {
                 self.nameplates -= 1;

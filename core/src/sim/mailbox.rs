@@ -16,137 +16,51 @@ use std::collections::VecDeque;
 use std::time::Duration;
 
 use super::scenario::SimRng;
-use crate::code::ChannelId;
 use crate::exchange::Event;
 use crate::magic_wormhole::{MailboxExchange, Transmit};
-use crate::mailbox_wire::{ClientMessage, ServerMessage};
-use crate::rendezvous::{Rendezvous, RendezvousConfig};
+use crate::mailbox_wire::ServerMessage;
+use crate::rendezvous::{seconds, MailboxSession, Rendezvous, RendezvousConfig, Step};
 use crate::time::Timestamp;
-use crate::wire::{ErrorCode, MailboxId, Mood, WireError};
 use crate::{Config, Error, Schedule, TransportError};
 
 const START: Timestamp = Timestamp::from_millis(1_700_000_000_000);
 const MAX_STEPS: usize = 200_000;
 const APPID: &str = "lothar.com/wormhole/text-or-file-xfer";
 
-/// One connection's place in the mailbox protocol, on the server.
-#[derive(Default)]
-pub(crate) struct ServerConnection {
-    bound: Option<(String, String)>,
-    opened: Option<(MailboxId, Option<u64>)>,
-    pushed: u64,
-}
-
-/// A mailbox server's frame handling over [`Rendezvous`]: what the real
-/// server's WebSocket front end does, without limits or storage.
+/// A mailbox server over [`Rendezvous`]: the real server's connection
+/// rules ([`MailboxSession`]) and operations ([`Rendezvous::apply`]),
+/// without limits or storage.
 pub struct MailboxServer {
     /// The state behind it.
     pub rendezvous: Rendezvous,
 }
 
 impl MailboxServer {
-    fn refusal(e: WireError) -> String {
-        match e.code {
-            ErrorCode::Crowded => "crowded".into(),
-            ErrorCode::Reclaimed => "reclaimed".into(),
-            _ => format!("{}: {}", e.code, e.message),
-        }
-    }
-
-    pub(crate) fn on_frame(&mut self, connection: &mut ServerConnection, now: Timestamp, frame: &str) -> Vec<String> {
-        let stamp = |m: ServerMessage| m.to_json(now.as_millis() as f64 / 1000.0);
-        let Ok(parsed) = ClientMessage::parse(frame.as_bytes()) else {
-            return vec![stamp(ServerMessage::Error { error: "bad frame".into(), orig: serde_json::Value::Null })];
-        };
-        let mut out = vec![stamp(ServerMessage::Ack { id: None })];
-        let answer = self.answer(connection, now, &parsed.message);
-        match answer {
-            Ok(Some(message)) => out.push(stamp(message)),
-            Ok(None) => {}
-            Err(error) => {
-                let orig = serde_json::from_str(frame).unwrap_or(serde_json::Value::Null);
-                out.push(stamp(ServerMessage::Error { error, orig }));
+    /// Answers one frame of a connection, then pushes what its open
+    /// mailbox has new, as the server does once a frame is answered.
+    pub(crate) fn on_frame(&mut self, session: &mut MailboxSession, now: Timestamp, frame: &str) -> Vec<String> {
+        let replies = match session.on_frame(frame.as_bytes()) {
+            Step::Reply(replies) => replies,
+            Step::Run(op) => {
+                let outcome = self.rendezvous.apply(now, &op);
+                session.on_outcome(outcome)
             }
-        }
-        out.extend(self.news(connection, now));
+        };
+        let stamp = |m: &ServerMessage| m.to_json(seconds(now));
+        let mut out: Vec<String> = replies.iter().map(stamp).collect();
+        out.extend(self.news(session, now));
         out
     }
 
-    fn answer(
-        &mut self,
-        connection: &mut ServerConnection,
-        now: Timestamp,
-        message: &ClientMessage,
-    ) -> Result<Option<ServerMessage>, String> {
-        if let ClientMessage::Bind { appid, side } = message {
-            connection.bound = Some((appid.clone(), side.clone()));
-            return Ok(None);
-        }
-        let (appid, side) = connection.bound.clone().ok_or("must bind first")?;
-        let number = |text: &str| text.parse().ok().and_then(ChannelId::new).ok_or("bad nameplate".to_string());
-        let core = &mut self.rendezvous;
-        Ok(match message {
-            ClientMessage::Allocate => {
-                let nameplate = core.allocate_nameplate(now, &appid, &side).map_err(Self::refusal)?;
-                Some(ServerMessage::Allocated { nameplate: nameplate.to_string() })
-            }
-            ClientMessage::Claim { nameplate } => {
-                let mailbox = core.claim(now, &appid, number(nameplate)?, &side).map_err(Self::refusal)?;
-                Some(ServerMessage::Claimed { mailbox })
-            }
-            ClientMessage::Release { nameplate } => {
-                let nameplate = nameplate.as_deref().ok_or("release needs a nameplate here")?;
-                core.release(now, &appid, number(nameplate)?, &side).map_err(Self::refusal)?;
-                Some(ServerMessage::Released)
-            }
-            ClientMessage::Open { mailbox } => {
-                core.open(now, &appid, mailbox, &side).map_err(Self::refusal)?;
-                connection.opened = Some((mailbox.clone(), core.mailbox_instance(&appid, mailbox)));
-                None
-            }
-            ClientMessage::Add { phase, body } => {
-                let (mailbox, _) = connection.opened.clone().ok_or("must open mailbox before adding")?;
-                core.add(now, &appid, &mailbox, &side, phase, body, None).map_err(Self::refusal)?;
-                None
-            }
-            ClientMessage::Close { mailbox, mood } => {
-                let mailbox = mailbox.clone().ok_or("close needs a mailbox here")?;
-                let mood = match mood.as_deref() {
-                    Some("happy") => Mood::Happy,
-                    Some("lonely") => Mood::Lonely,
-                    Some("scary") => Mood::Scary,
-                    _ => Mood::Errory,
-                };
-                if connection.opened.is_none() && core.contains_mailbox(&appid, &mailbox) {
-                    core.open(now, &appid, &mailbox, &side).map_err(Self::refusal)?;
-                }
-                core.close(now, &appid, &mailbox, &side, mood).map_err(Self::refusal)?;
-                connection.opened = None;
-                Some(ServerMessage::Closed)
-            }
-            ClientMessage::Ping { ping } => Some(ServerMessage::Pong { pong: *ping }),
-            _ => None,
-        })
-    }
-
     /// Messages of the connection's open mailbox it was not sent yet.
-    pub(crate) fn news(&self, connection: &mut ServerConnection, now: Timestamp) -> Vec<String> {
-        let (Some((appid, _)), Some((mailbox, instance))) = (&connection.bound, &connection.opened) else {
-            return Vec::new();
-        };
-        if self.rendezvous.mailbox_instance(appid, mailbox) != *instance {
+    pub(crate) fn news(&self, session: &mut MailboxSession, now: Timestamp) -> Vec<String> {
+        let Some(listening) = session.listening() else { return Vec::new() };
+        let (appid, mailbox) = (listening.appid, listening.mailbox);
+        if self.rendezvous.mailbox_instance(appid, mailbox) != Some(listening.instance) {
             return Vec::new();
         }
-        let messages = self.rendezvous.messages_after(appid, mailbox, connection.pushed).to_vec();
-        connection.pushed = messages.last().map_or(connection.pushed, |m| m.seq);
-        messages
-            .into_iter()
-            .map(|m| {
-                let message =
-                    ServerMessage::Message { side: m.side, phase: m.phase, body: m.body, server_rx: 0.0, id: None };
-                message.to_json(now.as_millis() as f64 / 1000.0)
-            })
-            .collect()
+        let messages = self.rendezvous.messages_after(appid, mailbox, listening.after).to_vec();
+        session.on_news(&messages).iter().map(|m| m.to_json(seconds(now))).collect()
     }
 }
 
@@ -205,7 +119,7 @@ struct Side {
 
 /// A simulated WebSocket: frames each way, in order, each with the time it arrives.
 struct Link {
-    server: ServerConnection,
+    server: MailboxSession,
     to_server: VecDeque<(Timestamp, String)>,
     to_client: VecDeque<(Timestamp, String)>,
     /// The connection is being opened; it is up at this time.
@@ -263,7 +177,7 @@ pub fn run(scenario: &MailboxScenario) -> MailboxReport {
                     Transmit::Connect { .. } => {
                         let delay = Duration::from_millis(rng.range(1, 50));
                         side.connection = Some(Link {
-                            server: ServerConnection::default(),
+                            server: MailboxSession::new(false),
                             to_server: VecDeque::new(),
                             to_client: VecDeque::new(),
                             opens_at: Some(now + delay),

@@ -18,9 +18,10 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
+use crate::code::ChannelId;
 use crate::code::Code;
 use crate::exchange::{Event, Exchange, RequestId};
-use crate::rendezvous::{Rendezvous, RendezvousSnapshot};
+use crate::rendezvous::{Held as Hold, LongPoll, Rendezvous, RendezvousSnapshot};
 use crate::time::Timestamp;
 use crate::wire::{Request, Response, Route, WireError};
 use crate::{Error, Mood, TransportError};
@@ -65,13 +66,14 @@ enum Packet {
     },
 }
 
+/// A held request (a long-poll), run by the server's own rules
+/// ([`LongPoll`]).
 #[derive(Debug)]
 struct Waiter {
     from: usize,
     incarnation: u32,
     id: RequestId,
-    request: Request,
-    deadline: Timestamp,
+    poll: LongPoll,
 }
 
 /// An answer the server holds until the change it reports is committed.
@@ -132,6 +134,8 @@ struct Sim<'a> {
     packets: BTreeMap<(Timestamp, u64), Packet>,
     packet_seq: u64,
     waiters: Vec<Waiter>,
+    /// Channels whose held requests have news.
+    news: Vec<(String, Option<ChannelId>)>,
     /// Parties about to start, with the code they type.
     starts: [Option<(Timestamp, Code)>; PARTIES],
     report: Report,
@@ -162,6 +166,7 @@ pub fn run(scenario: &Scenario) -> Report {
         packets: BTreeMap::new(),
         packet_seq: 0,
         waiters: Vec::new(),
+        news: Vec::new(),
         starts: Default::default(),
         report: Report::default(),
         trace: std::env::var_os("WORMHOLE_SIM_TRACE").is_some(),
@@ -232,7 +237,7 @@ impl Sim<'_> {
         let wakes = awake.clone().filter(|n| n.exchange.is_some()).filter_map(|n| n.wake_at);
         let confirms = awake.filter_map(|n| n.confirm_at);
         let sleepers = self.nodes.iter().filter_map(|n| n.asleep_until);
-        let waiters = self.waiters.iter().map(|w| w.deadline);
+        let waiters = self.waiters.iter().map(|w| w.poll.deadline());
         let starts = self.starts.iter().flatten().map(|s| s.0);
         let server = self.server.commit_at.into_iter().chain(self.server.down_until);
         packet.into_iter().chain(wakes).chain(confirms).chain(sleepers).chain(waiters).chain(starts).chain(server).min()
@@ -391,11 +396,12 @@ impl Sim<'_> {
             }
         }
         let (due, waiting): (Vec<Waiter>, Vec<Waiter>) =
-            std::mem::take(&mut self.waiters).into_iter().partition(|w| w.deadline <= self.now);
+            std::mem::take(&mut self.waiters).into_iter().partition(|w| w.poll.deadline() <= self.now);
         self.waiters = waiting;
         for waiter in due {
-            self.answer(waiter.from, waiter.incarnation, waiter.id, &waiter.request);
+            self.advance(waiter);
         }
+        self.wake_news();
         if self.server.commit_at.is_some_and(|t| t <= self.now) {
             self.commit();
         }
@@ -504,9 +510,17 @@ impl Sim<'_> {
                 return self.reply(from, incarnation, id, e.http_status(), e.to_json());
             }
         };
-        // As the real server does: apply the request, wake the channel's other
-        // long-polls, then hold this one while its log has no news for its side.
-        let result = self.server.live.handle(self.now, &request);
+        // As the real server does: a request that asks to wait is held by the
+        // long-poll rules; any other is applied and answered. Either way, news
+        // wakes the channel's held requests.
+        let request = match LongPoll::new(request, self.now, self.server.live.config().max_wait) {
+            Ok(poll) => {
+                self.advance(Waiter { from, incarnation, id, poll });
+                return self.wake_news();
+            }
+            Err(request) => request,
+        };
+        let result = self.handle(&request);
         if matches!(request, Request::Close(_)) && result.is_ok() {
             if self.crashes_enabled() {
                 self.server.closes_pending[from] = true;
@@ -515,39 +529,45 @@ impl Sim<'_> {
                 self.report.close_delivered[from].get_or_insert(at);
             }
         }
-        if self.server.live.effects().iter().any(|effect| effect.kind.is_news()) {
-            self.wake(&request);
-        }
-        let wait = Duration::from_millis(request.wait_ms()).min(self.server.live.config().max_wait);
-        if !wait.is_zero() && result.as_ref().is_ok_and(|r| r.waits_for_news(request.side())) {
-            let deadline = self.now + wait;
-            self.waiters.push(Waiter { from, incarnation, id, request, deadline });
-            return;
-        }
         self.answer_with(from, incarnation, id, result);
+        self.wake_news();
     }
 
-    /// Re-runs the long-polls of the channel that `request` just changed and
-    /// answers those that now have news.
-    fn wake(&mut self, request: &Request) {
-        let (appid, channel) = (request.appid().to_string(), request.channel());
-        let (woken, mut waiting): (Vec<Waiter>, Vec<Waiter>) = std::mem::take(&mut self.waiters)
-            .into_iter()
-            .partition(|w| w.request.appid() == appid && w.request.channel() == channel);
-        for waiter in woken {
-            let result = self.server.live.handle(self.now, &waiter.request);
-            if result.as_ref().is_ok_and(|r| r.waits_for_news(waiter.request.side())) {
-                waiting.push(waiter);
-            } else {
-                self.answer_with(waiter.from, waiter.incarnation, waiter.id, result);
+    /// Applies a request, noting its channel if that has news.
+    fn handle(&mut self, request: &Request) -> Result<Response, WireError> {
+        let result = self.server.live.handle(self.now, request);
+        if self.server.live.effects().iter().any(|effect| effect.kind.is_news()) {
+            self.news.push((request.appid().to_string(), request.channel()));
+        }
+        result
+    }
+
+    /// Runs a held request's next step: answers it, or holds it again.
+    fn advance(&mut self, mut waiter: Waiter) {
+        loop {
+            // As the server: a request can wait only on a mailbox that exists.
+            let can_wait = self.server.live.mailbox_for(waiter.poll.next()).is_some();
+            let request = waiter.poll.next().clone();
+            let answer = self.handle(&request);
+            match waiter.poll.on_answer(self.now, answer, can_wait) {
+                Hold::Answer(result) => return self.answer_with(waiter.from, waiter.incarnation, waiter.id, result),
+                Hold::Run => continue,
+                Hold::Wait { .. } => return self.waiters.push(waiter),
             }
         }
-        self.waiters = waiting;
     }
 
-    fn answer(&mut self, from: usize, incarnation: u32, id: RequestId, request: &Request) {
-        let result = self.server.live.handle(self.now, request);
-        self.answer_with(from, incarnation, id, result);
+    /// Runs again the held requests of the channels with news.
+    fn wake_news(&mut self) {
+        while let Some((appid, channel)) = self.news.pop() {
+            let (woken, waiting): (Vec<Waiter>, Vec<Waiter>) = std::mem::take(&mut self.waiters)
+                .into_iter()
+                .partition(|w| w.poll.next().appid() == appid && w.poll.next().channel() == channel);
+            self.waiters = waiting;
+            for waiter in woken {
+                self.advance(waiter);
+            }
+        }
     }
 
     fn answer_with(&mut self, from: usize, incarnation: u32, id: RequestId, result: Result<Response, WireError>) {

@@ -8,9 +8,7 @@
 //! // Any bytes are a valid input.
 //! wormhole_sync_server::fuzzing::http_requests::run(b"\x01\x00\x02POST");
 //! wormhole_sync_server::fuzzing::sqlite_file::run(b"\x01\x10\x00\x07");
-//! wormhole_sync_server::fuzzing::mailbox_sessions::run(b"\x00\x01\x03\x05");
 //! ```
 
 pub mod http_requests;
-pub mod mailbox_sessions;
 pub mod sqlite_file;

@@ -57,7 +57,6 @@ macro_rules! expired {
 }
 
 pub(crate) use listen::listen;
-pub(crate) use operation::{Scope, Target};
 
 /// The versioned migrations, in order; each runs once, in a transaction.
 const MIGRATIONS: &[(i32, &str)] = &[

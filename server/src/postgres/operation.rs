@@ -10,72 +10,15 @@ use deadpool_postgres::GenericClient;
 use rand_core::RngCore as _;
 use tokio_postgres::types::ToSql;
 use tokio_postgres::Row;
-use wormhole_sync_core::rendezvous::{EffectKind, Finished, MailboxSnapshot, Rendezvous, RendezvousSnapshot};
-use wormhole_sync_core::wire::{ErrorCode, MailboxId, Mood, Request, WireError};
+use wormhole_sync_core::rendezvous::{
+    EffectKind, Finished, MailboxSnapshot, Rendezvous, RendezvousSnapshot, Scope, Target,
+};
+use wormhole_sync_core::wire::{ErrorCode, MailboxId, WireError};
 use wormhole_sync_core::{ChannelId, Timestamp};
 
 use super::rows::{self, MAILBOX_COLUMNS, MESSAGE_COLUMNS};
 use super::{describe, listen, unavailable, Postgres, CHANNEL, OPERATION_TIMEOUT};
 use crate::ServerConfig;
-
-/// What an operation reads: the rows it locks and loads.
-#[derive(Clone, Copy, Debug)]
-pub(crate) enum Target<'a> {
-    /// The mailbox of this id.
-    Mailbox(&'a MailboxId),
-    /// The mailbox this nameplate leads to.
-    Nameplate(ChannelId),
-    /// The mailbox whose nameplate this side allocated (a retried
-    /// allocation gets it again).
-    Allocator(&'a str),
-}
-
-/// An operation's reach, so a store that loads state per operation knows
-/// what to load and lock.
-#[derive(Clone, Copy, Debug)]
-pub(crate) struct Scope<'a> {
-    pub(crate) appid: &'a str,
-    pub(crate) target: Target<'a>,
-    /// It needs every number its app id has in use (allocation, a burn
-    /// that may take its number back).
-    pub(crate) nameplates: bool,
-    /// It usually changes nothing but an activity stamp (a fetch): it runs
-    /// first without locking, and again with locks only if it does change
-    /// something, so waiting readers do not queue behind each other.
-    pub(crate) reads: bool,
-}
-
-impl<'a> Scope<'a> {
-    pub(crate) fn allocate(appid: &'a str, side: &'a str) -> Scope<'a> {
-        Scope { appid, target: Target::Allocator(side), nameplates: true, reads: false }
-    }
-
-    /// A claim or release of a nameplate.
-    pub(crate) fn nameplate(appid: &'a str, nameplate: ChannelId) -> Scope<'a> {
-        Scope { appid, target: Target::Nameplate(nameplate), nameplates: false, reads: false }
-    }
-
-    pub(crate) fn mailbox(appid: &'a str, mailbox: &'a MailboxId) -> Scope<'a> {
-        Scope { appid, target: Target::Mailbox(mailbox), nameplates: false, reads: false }
-    }
-
-    /// A close: with `scary`, the burn may take the nameplate back.
-    pub(crate) fn close(appid: &'a str, mailbox: &'a MailboxId, mood: Mood) -> Scope<'a> {
-        Scope { appid, target: Target::Mailbox(mailbox), nameplates: mood == Mood::Scary, reads: false }
-    }
-
-    /// What an HTTP API request reaches.
-    pub(crate) fn of(request: &'a Request) -> Scope<'a> {
-        let appid = request.appid();
-        let target = match (request.mailbox(), request.channel()) {
-            (Some(mailbox), _) => Target::Mailbox(mailbox),
-            (None, Some(channel)) => Target::Nameplate(channel),
-            (None, None) => return Scope::allocate(appid, request.side()),
-        };
-        let burns = matches!(request, Request::Close(close) if close.mood == Mood::Scary);
-        Scope { appid, target, nameplates: burns, reads: matches!(request, Request::Fetch(_)) }
-    }
-}
 
 /// The most an activity stamp may lag behind (see `stamp_step`).
 const MAX_STAMP_STEP: Duration = Duration::from_secs(10);
@@ -221,6 +164,8 @@ impl Postgres {
                 );
                 query(tx, &sql, &[&appid, &side]).await?
             }
+            // No mailbox (the engine answers `list` with a query of its own).
+            Target::App => Vec::new(),
         };
         let mut snapshots = Vec::with_capacity(found.len());
         let mut loaded: HashMap<MailboxId, Loaded> = HashMap::new();

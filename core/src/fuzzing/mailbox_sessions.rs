@@ -1,7 +1,9 @@
-//! The mailbox protocol's sessions in process: fuzzer-built frames (well
-//! formed ones from a small vocabulary, and raw bytes) from four
-//! connections sharing one server state, with reconnects, reads of news
-//! and expiry sweeps. Checked after every step:
+//! The mailbox protocol's sessions: fuzzer-built frames (well formed ones
+//! from a small vocabulary, and raw bytes) from four connections
+//! ([`MailboxSession`], the server's own rules) sharing one rendezvous
+//! state, with reconnects, reads of news, the passing of time and expiry
+//! sweeps. No I/O and no runtime: the host is this loop. Checked after
+//! every step:
 //!
 //! - every frame is answered, first with an `ack` (unless it is not a typed
 //!   JSON object), and every answer is a JSON object with a `type`;
@@ -11,18 +13,17 @@
 //! - the server's counters match its state, and no nameplate leads to two
 //!   mailboxes.
 
-use std::sync::Arc;
+use std::time::Duration;
 
 use arbitrary::{Arbitrary, Unstructured};
 use serde_json::{json, Value};
-use wormhole_sync_core::mailbox_wire::ServerMessage;
-use wormhole_sync_core::rendezvous::RendezvousSnapshot;
 
-use crate::mailbox::Session;
-use crate::{ServerConfig, Storage};
+use crate::mailbox_wire::ServerMessage;
+use crate::rendezvous::{MailboxSession, Rendezvous, RendezvousConfig, Step};
+use crate::Timestamp;
 
 #[derive(Arbitrary, Debug)]
-enum Op {
+enum Action {
     Frame {
         connection: u8,
         frame: Frame,
@@ -39,7 +40,10 @@ enum Op {
     Reconnect {
         connection: u8,
     },
-    Sweep,
+    /// Time passes (minutes), then expired mailboxes are swept.
+    Sweep {
+        minutes: u8,
+    },
 }
 
 #[derive(Arbitrary, Debug)]
@@ -97,7 +101,7 @@ fn frame_json(frame: &Frame, id: Option<u8>, mailboxes: &[String]) -> Value {
 
 /// One connection as its client sees it.
 struct Connection {
-    session: Session,
+    session: MailboxSession,
     /// The (side, phase) pairs of the messages it was sent.
     seen: Vec<(String, String)>,
 }
@@ -140,50 +144,74 @@ fn check_pushed(connection: &mut Connection, replies: &[ServerMessage]) {
     }
 }
 
-/// Runs one sequence of operations; panics with the broken rule.
+/// Answers one frame as the server does: runs the operation it asks for.
+fn on_frame(state: &mut Rendezvous, session: &mut MailboxSession, now: Timestamp, frame: &[u8]) -> Vec<ServerMessage> {
+    match session.on_frame(frame) {
+        Step::Reply(replies) => replies,
+        Step::Run(op) => {
+            let outcome = state.apply(now, &op);
+            session.on_outcome(outcome)
+        }
+    }
+}
+
+/// The frames of the news a connection listens to, read as the server does.
+fn news(state: &Rendezvous, session: &mut MailboxSession) -> Vec<ServerMessage> {
+    let Some(listening) = session.listening() else { return Vec::new() };
+    if state.mailbox_instance(listening.appid, listening.mailbox) != Some(listening.instance) {
+        return Vec::new();
+    }
+    let messages = state.messages_after(listening.appid, listening.mailbox, listening.after).to_vec();
+    session.on_news(&messages)
+}
+
+/// Runs one sequence of actions; panics with the broken rule.
 pub fn run(data: &[u8]) {
-    let Ok(ops) = Vec::<Op>::arbitrary_take_rest(Unstructured::new(data)) else { return };
-    let mut config = ServerConfig::default().without_rate_limits();
-    config.rendezvous.max_message_bytes = 16;
-    config.rendezvous.max_messages_per_channel = 4;
-    config.rendezvous.max_channels_per_app = 6;
-    config.max_bytes_per_app = 40;
-    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("a runtime");
-    let app = crate::shared_state_seeded(config, Storage::memory(), RendezvousSnapshot::new(Vec::new()), [3; 32])
-        .expect("an empty state loads");
-    let client = crate::client_address::Client { address: "192.0.2.7".parse().expect("an address"), local: false };
-    let connect = || Connection { session: Session::new(Arc::clone(&app), client), seen: Vec::new() };
+    let Ok(actions) = Vec::<Action>::arbitrary_take_rest(Unstructured::new(data)) else { return };
+    let config = RendezvousConfig {
+        max_message_bytes: 16,
+        max_messages_per_channel: 4,
+        max_channels_per_app: 6,
+        ..RendezvousConfig::default()
+    };
+    let mut state = Rendezvous::new(config, [3; 32]);
+    let mut now = Timestamp::from_millis(1_700_000_000_000);
+    let connect = || Connection { session: MailboxSession::new(false), seen: Vec::new() };
     let mut connections: Vec<Connection> = (0..4).map(|_| connect()).collect();
     let mut mailboxes: Vec<String> = Vec::new();
-    runtime.block_on(async {
-        for op in ops.iter().take(200) {
-            match op {
-                Op::Frame { connection, frame, id } => {
-                    let connection = &mut connections[usize::from(*connection) % 4];
-                    let bytes = frame_json(frame, *id, &mailboxes).to_string().into_bytes();
-                    let replies = connection.session.on_frame(&bytes).await;
-                    check_replies(&bytes, &replies, true, &mut mailboxes);
-                    check_pushed(connection, &replies);
-                }
-                Op::Raw { connection, bytes } => {
-                    let connection = &mut connections[usize::from(*connection) % 4];
-                    let replies = connection.session.on_frame(bytes).await;
-                    check_replies(bytes, &replies, false, &mut mailboxes);
-                    check_pushed(connection, &replies);
-                }
-                Op::News { connection } => {
-                    let connection = &mut connections[usize::from(*connection) % 4];
-                    let replies = connection.session.news().await.expect("news in memory is always readable");
-                    check_pushed(connection, &replies);
-                }
-                Op::Reconnect { connection } => connections[usize::from(*connection) % 4] = connect(),
-                Op::Sweep => {
-                    app.sweep().await;
-                }
-            }
-            wormhole_sync_core::fuzzing::rendezvous_ops::check_state(&app.core.lock());
+    for action in actions.iter().take(200) {
+        now = now + Duration::from_millis(100);
+        if super::tracing() {
+            eprintln!("{action:?}");
         }
-    });
+        match action {
+            Action::Frame { connection, frame, id } => {
+                let connection = &mut connections[usize::from(*connection) % 4];
+                let bytes = frame_json(frame, *id, &mailboxes).to_string().into_bytes();
+                let replies = on_frame(&mut state, &mut connection.session, now, &bytes);
+                check_replies(&bytes, &replies, true, &mut mailboxes);
+                check_pushed(connection, &replies);
+            }
+            Action::Raw { connection, bytes } => {
+                let connection = &mut connections[usize::from(*connection) % 4];
+                let replies = on_frame(&mut state, &mut connection.session, now, bytes);
+                check_replies(bytes, &replies, false, &mut mailboxes);
+                check_pushed(connection, &replies);
+            }
+            Action::News { connection } => {
+                let connection = &mut connections[usize::from(*connection) % 4];
+                let replies = news(&state, &mut connection.session);
+                check_pushed(connection, &replies);
+            }
+            Action::Reconnect { connection } => connections[usize::from(*connection) % 4] = connect(),
+            Action::Sweep { minutes } => {
+                now = now + Duration::from_secs(60 * u64::from(*minutes));
+                state.expire(now);
+            }
+        }
+        assert!(connections.iter().all(|c| !c.session.is_running()), "a session waits for an outcome it was given");
+        super::rendezvous_ops::check_state(&state);
+    }
 }
 
 #[cfg(test)]
