@@ -1,8 +1,30 @@
-//! One change to persist: what the journal records and SQLite applies.
+//! What an operation changed: its outcome with the mailboxes whose waiters
+//! have news and the exchanges it finished ([`Ran`]), and one change to
+//! persist ([`Change`]: what the journal records and SQLite applies).
 
-use wormhole_sync_core::rendezvous::{MailboxSnapshot, MemberSnapshot};
-use wormhole_sync_core::wire::{MailboxId, Message};
+use wormhole_sync_core::rendezvous::{Finished, MailboxSnapshot, MemberSnapshot, Outcome};
+use wormhole_sync_core::wire::{MailboxId, Message, WireError};
 use wormhole_sync_core::Timestamp;
+
+/// Mailboxes with news for their waiters (see `EffectKind::is_news`).
+pub(crate) type News = Vec<(String, MailboxId)>;
+
+/// What an operation did, once durable.
+pub(crate) struct Ran {
+    /// Its outcome, or its refusal (a refused operation changed nothing).
+    pub(crate) result: Result<Outcome, WireError>,
+    /// Mailboxes with news, for this instance's waiters.
+    pub(crate) news: News,
+    /// Exchanges it finished, for the log.
+    pub(crate) finished: Vec<Finished>,
+}
+
+impl Ran {
+    /// An operation that changed nothing.
+    pub(crate) fn answered(outcome: Outcome) -> Ran {
+        Ran { result: Ok(outcome), news: News::new(), finished: Vec::new() }
+    }
+}
 
 /// One change to persist.
 #[derive(Debug)]

@@ -32,11 +32,7 @@ pub(crate) fn router(app: Arc<App>) -> Router {
 /// 200 while the server can serve; 503 with the reason when it cannot
 /// (storage failed, or shutting down), so a load balancer stops sending.
 async fn health(State(app): State<Arc<App>>) -> HttpResponse {
-    let storage_healthy = match app.storage.shared() {
-        Some(postgres) => postgres.check().await,
-        None => app.storage.healthy(),
-    };
-    if !storage_healthy {
+    if !app.engine.healthy().await {
         json(503, br#"{"status":"storage-failed"}"#.to_vec())
     } else if app.stopping.load(Ordering::Relaxed) {
         json(503, br#"{"status":"stopping"}"#.to_vec())
@@ -46,13 +42,7 @@ async fn health(State(app): State<Arc<App>>) -> HttpResponse {
 }
 
 async fn metrics(State(app): State<Arc<App>>) -> HttpResponse {
-    let (stats, stored_bytes, storing_clients) = match app.storage.shared() {
-        Some(postgres) => postgres.stats().await.unwrap_or_default(),
-        None => {
-            let (stored_bytes, storing_clients) = app.budgets.usage();
-            (app.core.lock().stats(), stored_bytes, storing_clients)
-        }
-    };
+    let (stats, stored_bytes, storing_clients) = app.engine.usage().await;
     let text = app.metrics.render(Snapshot {
         stats,
         waiting: app.waiters.waiting(),
@@ -60,7 +50,7 @@ async fn metrics(State(app): State<Arc<App>>) -> HttpResponse {
         connections: app.connections.open(),
         stored_bytes,
         storing_clients,
-        storage_healthy: app.storage.healthy(),
+        storage_healthy: app.engine.storage_healthy(),
     });
     let content_type = "application/openmetrics-text; version=1.0.0; charset=utf-8";
     ([(header::CONTENT_TYPE, content_type)], text).into_response()

@@ -42,26 +42,32 @@
 //! - `config`: [`ServerConfig`], with its `clock`. `cli`: the binaries'
 //!   flags onto it.
 //! - `net`: the listening socket, the accept loop and its connection caps
-//!   (`connections`, `client_address`), TLS (`tls`), header and write
-//!   deadlines (`write_timeout`), graceful shutdown, JSON answers. It
-//!   serves an `axum::Router` and imports no front end and no engine.
-//! - `app`: the state the front ends share, and running one operation (a
-//!   core `Op`, past its caps and budgets) on the storage model in use
-//!   (charging budgets, making it durable, waking `waiters`, logging
-//!   finished exchanges), and the sweep.
+//!   (`connections`, `client_address`), TLS (`tls`), the header deadline
+//!   and the write deadline (`write_deadline`, below TLS), hyper's own
+//!   error answers made JSON (`error_answers`, above TLS), graceful
+//!   shutdown, JSON answers. It serves an `axum::Router` and imports no
+//!   front end and no engine.
+//! - `app`: the state the front ends share: the engine, the waiters, rate
+//!   limiters and metrics; running one operation (a core `Op`) and then
+//!   waking the `waiters` of the mailboxes with news and logging finished
+//!   exchanges; the sweep.
 //! - Front ends, as adapters: `http` (the HTTP API of PROTOCOL.md) and
 //!   `mailbox` (magic-wormhole's WebSocket protocol) parse, rate-limit (by
 //!   the `Op`'s limits), hand an `Op` to `app` and answer. Their rules are
 //!   the core's: `MailboxSession` (one connection) and `LongPoll` (a held
 //!   request), which the simulation runs too. With `rate_limit` and `metrics`.
-//! - Storage: `storage` (in memory, or journaled as `change`s to
-//!   `sqlite`), `postgres` (a database several instances share), `budgets`
-//!   (stored bytes and channels per client, for a single instance),
-//!   `error` ([`StorageError`], [`Chain`]).
+//! - `engine`: one engine per storage model behind one type, and the only
+//!   module that asks which model is in use. Local: the state in memory
+//!   (the truth), caps and `budgets` in memory, its changes journaled
+//!   (`storage`: to nothing, or as `change`s to `sqlite`) and durable
+//!   before an answer. Shared: `postgres`, a database several instances
+//!   share, one transaction per operation, caps counted there
+//!   (`postgres::caps`). `error`: [`StorageError`], [`Chain`].
 //! - `testing`: [`RunningServer`] and [`BackgroundServer`].
 //!
-//! No module imports one that imports it back, and `net` names no front
-//! end and no engine (`tests/structure.rs` checks both).
+//! Dependency rules (`tests/structure.rs` checks them): no module imports
+//! one that imports it back; `net` imports neither a front end nor an
+//! engine; an engine never imports a front end.
 
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
@@ -74,7 +80,9 @@ mod client_address;
 mod clock;
 mod config;
 mod connections;
+mod engine;
 mod error;
+mod error_answers;
 #[cfg(feature = "fuzzing")]
 pub mod fuzzing;
 mod http;
@@ -88,18 +96,16 @@ mod storage;
 mod testing;
 mod tls;
 mod waiters;
-mod write_timeout;
+mod write_deadline;
 
 use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 
-use parking_lot::Mutex;
-
 use rand_core::RngCore as _;
 use tokio::net::TcpListener;
-use wormhole_sync_core::rendezvous::{Rendezvous, RendezvousSnapshot};
+use wormhole_sync_core::rendezvous::RendezvousSnapshot;
 
 pub use client_address::ClientIpHeader;
 pub use clock::Clock;
@@ -146,7 +152,7 @@ impl Server {
 
     /// A description of the storage, for the start-up log line.
     pub fn storage_description(&self) -> String {
-        self.app.storage.describe()
+        self.app.engine.describe()
     }
 
     /// Serves until `shutdown` completes, then answers waiting long-polls,
@@ -166,10 +172,7 @@ impl Server {
                 }
             }
         });
-        let listener = app
-            .storage
-            .shared()
-            .map(|postgres| tokio::spawn(postgres::listen(app.waiters.clone(), postgres.connect_config())));
+        let listener = app.engine.listen(app.waiters.clone());
         let router = http::router(app.clone());
         let timeouts = ConnectionLimits {
             header: app.config.header_timeout,
@@ -189,7 +192,7 @@ impl Server {
             listener.abort();
         }
         // Waits for the writer thread's last commit: off the async threads.
-        let _ = tokio::task::spawn_blocking(move || app.storage.close()).await;
+        let _ = tokio::task::spawn_blocking(move || app.engine.close()).await;
         served
     }
 }
@@ -211,24 +214,10 @@ fn shared_state_seeded(
     saved: RendezvousSnapshot,
     seed: [u8; 32],
 ) -> std::io::Result<Arc<app::App>> {
-    let limits = if storage.shared().is_some() {
-        // Kept in the database, over every instance: see `postgres::operation`.
-        budgets::Limits { per_app: 0, per_client: 0, total: 0, channels_per_client: 0 }
-    } else {
-        budgets::Limits {
-            per_app: config.max_bytes_per_app,
-            per_client: config.max_bytes_per_address,
-            total: config.max_bytes,
-            channels_per_client: config.max_channels_per_address,
-        }
-    };
-    let budgets = budgets::Budgets::new(limits, &saved);
-    let core = Rendezvous::restore(config.rendezvous.clone(), saved, seed)
-        .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidData, e))?;
+    let engine = engine::Engine::new(&config, storage, saved, seed)?;
     let proxies = client_address::ClientAddresses::new(config.trusted_proxies.clone(), config.client_ip_header);
     Ok(Arc::new(app::App {
-        core: Mutex::new(core),
-        storage,
+        engine,
         waiters: Default::default(),
         metrics: Default::default(),
         limiter: rate_limit::RateLimiter::new(config.rate_limit_per_minute, config.rate_limit_exempt_loopback),
@@ -237,7 +226,6 @@ fn shared_state_seeded(
             config.rate_limit_exempt_loopback,
         ),
         clients: proxies.clone(),
-        budgets,
         connections: connections::Connections::new(config.max_connections, config.max_connections_per_address, proxies),
         config,
         stopping: AtomicBool::new(false),

@@ -324,7 +324,7 @@ mod tests {
         // The same side, reconnected, closes: the mailbox is deleted.
         let closed = send(&app, second, serde_json::json!({"type": "close", "mailbox": "box", "mood": "happy"})).await;
         assert_eq!(closed[1]["type"], "closed");
-        assert!(!app.core.lock().contains_mailbox("app", &MailboxId::new("box").unwrap()));
+        assert!(!app.engine.core().lock().contains_mailbox("app", &MailboxId::new("box").unwrap()));
         // Another connection makes a mailbox under the same id.
         send(&app, third, serde_json::json!({"type": "open", "mailbox": "box"})).await;
         send(&app, third, serde_json::json!({"type": "add", "phase": "pake", "body": "aa"})).await;

@@ -11,7 +11,9 @@ use std::time::Duration;
 use tokio::net::TcpListener;
 use wormhole_sync_core::wire::{ErrorCode, WireError};
 
-use crate::{connections, write_timeout, TlsReloader};
+use crate::error_answers::JsonErrorAnswers;
+use crate::write_deadline::WriteDeadline;
+use crate::{connections, TlsReloader};
 
 /// Connections the kernel queues before the server accepts them. Tokio's
 /// default (1,024) overflowed when thousands of clients connected at once,
@@ -95,7 +97,9 @@ pub(crate) async fn serve_connections(
             }
         };
         let _ = stream.set_nodelay(true);
-        let stream = write_timeout::WriteTimeout::new(stream, timeouts.write);
+        // The deadline below TLS (every byte on the wire counts), hyper's own
+        // answers made JSON above it (where they are still plain HTTP).
+        let stream = WriteDeadline::new(stream, timeouts.write);
         // A WebSocket keeps the admission (and so its place under the caps)
         // after the upgrade, for as long as it lives.
         let service = connection_service(router.clone(), peer, Some(admitted.clone()));
@@ -103,11 +107,17 @@ pub(crate) async fn serve_connections(
         let acceptor = tls.as_ref().map(TlsReloader::acceptor);
         tokio::spawn(async move {
             let ended = match acceptor {
-                None => serve_until_stopped(&builder, TokioIo::new(stream), service, stopped).await,
+                None => {
+                    let stream = TokioIo::new(JsonErrorAnswers::new(stream));
+                    serve_until_stopped(&builder, stream, service, stopped).await
+                }
                 Some(acceptor) => {
                     // The handshake gets the time a request's headers get.
                     match tokio::time::timeout(timeouts.header, acceptor.accept(stream)).await {
-                        Ok(Ok(stream)) => serve_until_stopped(&builder, TokioIo::new(stream), service, stopped).await,
+                        Ok(Ok(stream)) => {
+                            let stream = TokioIo::new(JsonErrorAnswers::new(stream));
+                            serve_until_stopped(&builder, stream, service, stopped).await
+                        }
                         Ok(Err(e)) => return tracing::debug!(error = %e, "TLS handshake failed"),
                         Err(_) => return tracing::debug!("TLS handshake timed out"),
                     }

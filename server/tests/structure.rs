@@ -1,6 +1,7 @@
 //! The server's module structure, as its front page states it: no import
-//! circle between its modules, and the network layer imports no front end
-//! and no storage engine.
+//! circle between its modules, the network layer imports no front end and
+//! no storage engine, engines import no front end, and only the engine
+//! module asks which storage model is in use.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
@@ -93,7 +94,7 @@ fn circle(from: &str, graph: &BTreeMap<String, BTreeSet<String>>) -> Option<Vec<
 fn no_module_imports_one_that_imports_it_back() {
     let graph = imports();
     assert!(graph.len() > 10, "the modules were found: {graph:?}");
-    assert!(graph["app"].contains("storage"), "imports are read: {:?}", graph["app"]);
+    assert!(graph["app"].contains("engine"), "imports are read: {:?}", graph["app"]);
     for module in graph.keys() {
         if let Some(path) = circle(module, &graph) {
             panic!("an import circle: {}", path.join(" -> "));
@@ -104,9 +105,37 @@ fn no_module_imports_one_that_imports_it_back() {
 #[test]
 fn the_network_layer_names_no_front_end_and_no_engine() {
     let graph = imports();
-    for other in ["app", "http", "mailbox", "postgres", "storage", "sqlite"] {
+    for other in ["app", "http", "mailbox", "engine", "postgres", "storage", "sqlite"] {
         assert!(!graph["net"].contains(other), "net imports {other}: {:?}", graph["net"]);
     }
+}
+
+#[test]
+fn engines_name_no_front_end() {
+    let graph = imports();
+    for engine in ["engine", "storage", "sqlite", "postgres"] {
+        for front in ["app", "http", "mailbox", "net"] {
+            assert!(!graph[engine].contains(front), "{engine} imports {front}: {:?}", graph[engine]);
+        }
+    }
+}
+
+#[test]
+fn only_the_engine_module_asks_which_storage_model_is_in_use() {
+    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
+    let mut askers = Vec::new();
+    let mut pending = vec![src.clone()];
+    while let Some(dir) = pending.pop() {
+        for entry in std::fs::read_dir(&dir).expect("server/src is readable") {
+            let path = entry.expect("a directory entry").path();
+            if path.is_dir() {
+                pending.push(path);
+            } else if std::fs::read_to_string(&path).is_ok_and(|text| text.contains(".shared()")) {
+                askers.push(path.strip_prefix(&src).expect("under src").display().to_string());
+            }
+        }
+    }
+    assert_eq!(askers, ["engine.rs"], "files that match on the storage model");
 }
 
 #[test]

@@ -126,3 +126,21 @@ fn a_magic_wormhole_exchange_over_wss_with_a_trusted_test_ca_and_a_refusal_witho
     assert!(matches!(code, Err(Error::ServerUnreachable { .. })), "{code:?}");
     assert!(started.elapsed() < Duration::from_secs(10));
 }
+
+#[test]
+fn an_answer_hyper_writes_by_itself_is_json_over_tls_too() {
+    let dir = tempfile::tempdir().unwrap();
+    let (ca, files) = certificates(dir.path());
+    let config = ServerConfig { tls: Some(files), max_header_bytes: 8 * 1024, ..ServerConfig::default() };
+    let saved = RendezvousSnapshot::new(Vec::new());
+    let server = BackgroundServer::start("127.0.0.1:0".parse().unwrap(), config, Storage::memory(), saved).unwrap();
+    // Headers past the server's limit: hyper refuses them before any handler
+    // runs. They fit one TLS record, so the server has read all of them when it
+    // answers and closes, and the client is not reset while still writing.
+    let big = "a".repeat(12 * 1024);
+    let answer = trusting(&ca).get(&format!("{}/health", server.url())).header("x-big", &big).call();
+    let mut answer = answer.expect("an answer");
+    assert_eq!(answer.status(), 431);
+    let body = answer.body_mut().read_to_string().unwrap();
+    assert!(body.contains(r#""error":"headers-too-large""#), "{body:?}");
+}

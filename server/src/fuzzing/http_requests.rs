@@ -176,7 +176,8 @@ async fn exchange(router: axum::Router, wire: Vec<u8>) -> Vec<u8> {
     let peer: SocketAddr = "192.0.2.1:4000".parse().expect("an address");
     let mut builder = hyper::server::conn::http1::Builder::new();
     builder.timer(TokioTimer::new()).header_read_timeout(Duration::from_secs(1));
-    let stream = crate::write_timeout::WriteTimeout::new(server, Duration::from_secs(1));
+    let stream = crate::write_deadline::WriteDeadline::new(server, Duration::from_secs(1));
+    let stream = crate::error_answers::JsonErrorAnswers::new(stream);
     let service = crate::net::connection_service(router, peer, None);
     let served = tokio::spawn(async move {
         let _ = builder.serve_connection(TokioIo::new(stream), service).await;

@@ -24,6 +24,7 @@
 //! budgets and metrics read) is kept in counters that the migration's
 //! triggers update in the same transaction as the rows they count.
 
+mod caps;
 mod listen;
 mod operation;
 mod rows;

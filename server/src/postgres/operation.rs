@@ -11,13 +11,14 @@ use rand_core::RngCore as _;
 use tokio_postgres::types::ToSql;
 use tokio_postgres::Row;
 use wormhole_sync_core::rendezvous::{
-    EffectKind, Finished, MailboxSnapshot, Rendezvous, RendezvousSnapshot, Scope, Target,
+    EffectKind, MailboxSnapshot, Op, Outcome, Rendezvous, RendezvousSnapshot, Target,
 };
 use wormhole_sync_core::wire::{ErrorCode, MailboxId, WireError};
 use wormhole_sync_core::{ChannelId, Timestamp};
 
 use super::rows::{self, MAILBOX_COLUMNS, MESSAGE_COLUMNS};
 use super::{describe, listen, unavailable, Postgres, CHANNEL, OPERATION_TIMEOUT};
+use crate::change::Ran;
 use crate::ServerConfig;
 
 /// The most an activity stamp may lag behind (see `stamp_step`).
@@ -36,20 +37,6 @@ fn is_conflict(e: &tokio_postgres::Error) -> bool {
     })
 }
 
-/// What an operation did.
-pub(crate) struct Outcome<T> {
-    /// The operation's answer (or a refusal: a cap or budget refusal left
-    /// nothing changed).
-    pub(crate) result: Result<T, WireError>,
-    /// The instance of the scope's mailbox after it, if it exists.
-    pub(crate) instance: Option<u64>,
-    /// Mailboxes with news, for this instance's waiters (the others learn
-    /// it from the notification).
-    pub(crate) news: Vec<(String, MailboxId)>,
-    /// Exchanges it finished (committed), for the log.
-    pub(crate) finished: Vec<Finished>,
-}
-
 /// A mailbox as loaded: its instance and how many messages it had.
 struct Loaded {
     instance: u64,
@@ -66,7 +53,7 @@ impl From<tokio_postgres::Error> for Box<Fail> {
 }
 
 /// Why a transaction did not commit.
-enum Fail {
+pub(super) enum Fail {
     Database(tokio_postgres::Error),
     Unreadable(Failure),
     /// A run without locks would write: run again with them.
@@ -74,16 +61,12 @@ enum Fail {
 }
 
 impl Postgres {
-    /// Runs `operation` in a transaction over the rows `scope` names, its
-    /// messages and channels charged to `client`. Answers
-    /// `storage-unavailable` if the database cannot be reached or fails.
-    pub(crate) async fn run<T>(
-        &self,
-        config: &ServerConfig,
-        scope: Scope<'_>,
-        client: Option<IpAddr>,
-        operation: impl Fn(&mut Rendezvous, Timestamp) -> Result<T, WireError>,
-    ) -> Result<Outcome<T>, WireError> {
+    /// Runs `op` in a transaction over the rows it names, its messages and
+    /// channels charged to `client`, refused past the caps and budgets that
+    /// span the deployment. Answers `storage-unavailable` if the database
+    /// cannot be reached or fails.
+    pub(crate) async fn run(&self, config: &ServerConfig, op: &Op, client: Option<IpAddr>) -> Result<Ran, WireError> {
+        let scope = op.scope();
         let run = async {
             let mut connection = self.client().await?;
             let mut attempt = 1;
@@ -91,7 +74,7 @@ impl Postgres {
             loop {
                 if !lock {
                     // A read runs its statements on their own, without a transaction.
-                    match self.transaction(&connection, config, scope, client, &operation, false).await {
+                    match self.transaction(&connection, config, op, client, false).await {
                         Ok((outcome, _)) => return Ok(outcome),
                         Err(fail) => match *fail {
                             Fail::NeedsLock => {
@@ -104,7 +87,7 @@ impl Postgres {
                     }
                 }
                 let tx = connection.transaction().await.map_err(|e| unavailable("cannot begin", describe(&e)))?;
-                let fail = match self.transaction(&tx, config, scope, client, &operation, lock).await {
+                let fail = match self.transaction(&tx, config, op, client, lock).await {
                     Ok((outcome, commit)) => {
                         let ended = if commit { tx.commit().await } else { tx.rollback().await };
                         match ended {
@@ -134,15 +117,15 @@ impl Postgres {
     }
 
     /// The transaction's work; returns the outcome and whether to commit.
-    async fn transaction<T>(
+    async fn transaction(
         &self,
         tx: &impl GenericClient,
         config: &ServerConfig,
-        scope: Scope<'_>,
+        op: &Op,
         client: Option<IpAddr>,
-        operation: &impl Fn(&mut Rendezvous, Timestamp) -> Result<T, WireError>,
         lock: bool,
-    ) -> Result<(Outcome<T>, bool), Box<Fail>> {
+    ) -> Result<(Ran, bool), Box<Fail>> {
+        let scope = op.scope();
         let appid = scope.appid;
         let for_update = if lock { "FOR UPDATE" } else { "" };
         let found = match scope.target {
@@ -196,7 +179,7 @@ impl Postgres {
         }
 
         let at = config.clock.now();
-        let result = operation(&mut core, at);
+        let result = core.apply(at, op);
 
         // Activity stamps are soft state: one that moved less than this is not
         // written, so most fetches write nothing.
@@ -210,7 +193,8 @@ impl Postgres {
                 Target::Mailbox(id) => loaded.get(id).map(|l| l.instance),
                 _ => None,
             };
-            return Ok((Outcome { result, instance, news: Vec::new(), finished: Vec::new() }, false));
+            let result = result.map(|answered| Outcome { instance, ..answered });
+            return Ok((Ran { result, news: Vec::new(), finished: Vec::new() }, false));
         }
         let written = write_effects(tx, &core, &loaded, client, stamp_step).await?;
         let mut instance = match scope.target {
@@ -222,15 +206,15 @@ impl Postgres {
                 instance = None;
             }
         }
-        if let Some(refusal) = over_caps(tx, config, &written).await? {
-            let refused = Outcome { result: Err(refusal), instance: None, news: Vec::new(), finished: Vec::new() };
-            return Ok((refused, false));
+        if let Some(refusal) = super::caps::over_caps(tx, config, &written).await? {
+            return Ok((Ran { result: Err(refusal), news: Vec::new(), finished: Vec::new() }, false));
         }
         for (appid, mailbox) in &written.news {
             execute(tx, "SELECT pg_notify($1, $2)", &[&CHANNEL, &listen::payload(appid, mailbox.as_str())]).await?;
         }
         let finished = core.finished().to_vec();
-        Ok((Outcome { result, instance, news: written.news, finished }, true))
+        let result = result.map(|answered| Outcome { instance, ..answered });
+        Ok((Ran { result, news: written.news, finished }, true))
     }
 }
 
@@ -252,13 +236,13 @@ fn writes(core: &Rendezvous, loaded: &HashMap<MailboxId, Loaded>, stamp_step: Du
 
 /// What an operation wrote.
 #[derive(Default)]
-struct Written {
+pub(super) struct Written {
     /// Mailboxes made (the app ids they were made in).
-    made: Vec<String>,
+    pub(super) made: Vec<String>,
     /// Messages stored: their app ids and posters (whose budgets to check).
-    stored: Vec<(String, Option<String>)>,
+    pub(super) stored: Vec<(String, Option<String>)>,
     /// The client that made a channel, if one was made (whose cap to check).
-    maker: Option<String>,
+    pub(super) maker: Option<String>,
     /// Instance numbers of mailboxes inserted.
     instances: HashMap<MailboxId, u64>,
     news: Vec<(String, MailboxId)>,
@@ -426,128 +410,6 @@ async fn put_mailbox(
     Ok(None)
 }
 
-/// The cap or budget an operation's writes went past, counted over the
-/// whole database (so over every instance), if any: the operation is then
-/// rolled back and refused, as a single server refuses it beforehand.
-///
-/// One statement reads the counters every check needs (kept by the
-/// migration's triggers, already updated by this transaction's writes); a
-/// limit of 0 reads nothing. A client's channels, and the app ids when this
-/// one is new, are counted one such transaction at a time (a lock held to
-/// the commit), so racing requests cannot pass those caps together.
-async fn over_caps(
-    tx: &impl GenericClient,
-    config: &ServerConfig,
-    written: &Written,
-) -> Result<Option<WireError>, Box<Fail>> {
-    let limits = &config.rendezvous;
-    let mut checks = Checks::default();
-    // In the order a single server checks them (after the app ids, below).
-    if let (Some(maker), true) = (&written.maker, config.max_channels_per_address > 0) {
-        execute(tx, "SELECT pg_advisory_xact_lock(hashtextextended($1, 0))", &[maker]).await?;
-        let sql = "SELECT sum(mailboxes - tombstones) FROM wormhole_sync_usage WHERE scope = 'maker' AND key = $";
-        checks.add(sql, Some(maker), config.max_channels_per_address as u64, crate::budgets::too_many_client_channels);
-    }
-    let mut new_app = None;
-    for appid in &written.made {
-        checks.add(&server_sum("mailboxes"), None, limits.max_channels as u64, || {
-            WireError::new(ErrorCode::ServerFull, "the server holds as many channels as it allows")
-        });
-        let sql = "SELECT sum(mailboxes - tombstones) FROM wormhole_sync_usage WHERE scope = 'app' AND key = $";
-        checks.add(sql, Some(appid), limits.max_channels_per_app as u64, || {
-            WireError::new(ErrorCode::TooManyChannels, "this application holds as many channels as allowed")
-        });
-        if config.max_apps > 0 {
-            // Its first mailbox: the app id is new.
-            let sql = "SELECT (sum(mailboxes) = 1)::INT FROM wormhole_sync_usage WHERE scope = 'app' AND key = $";
-            new_app = Some(checks.read(sql, Some(appid)));
-        }
-    }
-    for (appid, poster) in &written.stored {
-        if config.max_bytes > 0 {
-            checks.add(&server_sum("bytes"), None, config.max_bytes, || crate::budgets::over("the server"));
-        }
-        if config.max_bytes_per_app > 0 {
-            let sql = "SELECT sum(bytes) FROM wormhole_sync_usage WHERE scope = 'app' AND key = $";
-            checks.add(sql, Some(appid), config.max_bytes_per_app, || crate::budgets::over("this application id"));
-        }
-        if let (Some(poster), true) = (poster, config.max_bytes_per_address > 0) {
-            let sql = "SELECT sum(bytes) FROM wormhole_sync_usage WHERE scope = 'poster' AND key = $";
-            checks.add(sql, Some(poster), config.max_bytes_per_address, || crate::budgets::over("this address"));
-        }
-    }
-    let values = checks.values(tx).await?;
-    // A new app id past the cap is refused first, as a single server does.
-    if new_app.is_some_and(|column| values[column] == 1) {
-        let lock = [&super::LOCK_CLASS as &(dyn ToSql + Sync), &super::NEW_APP_LOCK];
-        execute(tx, "SELECT pg_advisory_xact_lock($1, $2)", &lock).await?;
-        let apps = format!("SELECT coalesce(sum(apps), 0)::BIGINT {}", super::TOTALS);
-        if u64::try_from(query_one(tx, &apps, &[]).await?.get::<_, i64>(0)).unwrap_or(0) > config.max_apps as u64 {
-            return Ok(Some(WireError::new(
-                ErrorCode::ServerFull,
-                "the server holds as many application ids as it allows",
-            )));
-        }
-    }
-    Ok(checks.first_over(&values))
-}
-
-/// Counter checks read together: each a scalar query (its key parameter
-/// written `$`) and, for a check, the limit its value may not pass.
-#[derive(Default)]
-struct Checks<'a> {
-    columns: Vec<String>,
-    keys: Vec<&'a String>,
-    limits: Vec<Option<Limit>>,
-}
-
-/// The most a checked value may be, and the refusal past it.
-type Limit = (u64, fn() -> WireError);
-
-impl<'a> Checks<'a> {
-    /// A value to read; returns its column.
-    fn read(&mut self, sql: &str, key: Option<&'a String>) -> usize {
-        let sql = match key {
-            Some(key) => {
-                self.keys.push(key);
-                sql.replace('$', &format!("${}", self.keys.len()))
-            }
-            None => sql.to_string(),
-        };
-        self.columns.push(format!("coalesce(({sql}), 0)::BIGINT"));
-        self.limits.push(None);
-        self.columns.len() - 1
-    }
-
-    /// A value that may not pass `limit`, else `refusal`.
-    fn add(&mut self, sql: &str, key: Option<&'a String>, limit: u64, refusal: fn() -> WireError) {
-        let column = self.read(sql, key);
-        self.limits[column] = Some((limit, refusal));
-    }
-
-    /// Every value, in one statement.
-    async fn values(&self, tx: &impl GenericClient) -> Result<Vec<i64>, Box<Fail>> {
-        if self.columns.is_empty() {
-            return Ok(Vec::new());
-        }
-        let sql = format!("SELECT {}", self.columns.join(", "));
-        let params: Vec<&(dyn ToSql + Sync)> = self.keys.iter().map(|key| *key as &(dyn ToSql + Sync)).collect();
-        let row = query_one(tx, &sql, &params).await?;
-        Ok((0..self.columns.len()).map(|i| row.get(i)).collect())
-    }
-
-    /// The refusal of the first check whose value passed its limit.
-    fn first_over(&self, values: &[i64]) -> Option<WireError> {
-        let over = |(limit, refusal): &Limit, value: i64| (u64::try_from(value).unwrap_or(0) > *limit).then(refusal);
-        self.limits.iter().zip(values).find_map(|(check, value)| check.as_ref().and_then(|c| over(c, *value)))
-    }
-}
-
-/// The statement summing a column of the server-wide counter rows.
-fn server_sum(column: &str) -> String {
-    format!("SELECT sum({column}) FROM wormhole_sync_usage WHERE scope = 'server' AND key = ''")
-}
-
 // Statements are prepared once per connection and cached: parsing and
 // planning each one anew cost the database more than running it.
 
@@ -556,12 +418,20 @@ async fn query(tx: &impl GenericClient, sql: &str, params: &[&(dyn ToSql + Sync)
     Ok(tx.query(&statement, params).await?)
 }
 
-async fn query_one(tx: &impl GenericClient, sql: &str, params: &[&(dyn ToSql + Sync)]) -> Result<Row, Box<Fail>> {
+pub(super) async fn query_one(
+    tx: &impl GenericClient,
+    sql: &str,
+    params: &[&(dyn ToSql + Sync)],
+) -> Result<Row, Box<Fail>> {
     let statement = tx.prepare_cached(sql).await?;
     Ok(tx.query_one(&statement, params).await?)
 }
 
-async fn execute(tx: &impl GenericClient, sql: &str, params: &[&(dyn ToSql + Sync)]) -> Result<u64, Box<Fail>> {
+pub(super) async fn execute(
+    tx: &impl GenericClient,
+    sql: &str,
+    params: &[&(dyn ToSql + Sync)],
+) -> Result<u64, Box<Fail>> {
     let statement = tx.prepare_cached(sql).await?;
     Ok(tx.execute(&statement, params).await?)
 }

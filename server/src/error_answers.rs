@@ -1,39 +1,29 @@
-//! A client connection as the server writes to it:
-//! - its writes must make progress: when the client stops reading and a
-//!   write has been blocked for the timeout, the write fails and hyper
-//!   closes the connection, freeing what it held. (A timer reset by every
-//!   successful flush, as general-purpose timeout wrappers do, never fires
-//!   under hyper: it flushes between blocked writes, and flushing a TCP
-//!   stream always succeeds.)
-//! - the answers hyper writes by itself for requests it cannot parse (400,
-//!   414, 431, with no body) get the JSON error body every other answer has;
-//! - writes are vectored when the stream's are, so hyper writes a body from
-//!   where it is rather than through a buffer it keeps.
+//! hyper answers some requests by itself, before any handler runs: those
+//! it cannot parse (400), a path too long (414) or headers too large
+//! (431), with no body. This stream wrapper, between hyper and the
+//! connection (above TLS, so it sees plain HTTP), gives them the JSON
+//! error body every other answer has. Writes stay vectored when the
+//! stream's are, so hyper writes a body from where it is rather than
+//! through a buffer it keeps.
 
-use std::future::Future;
 use std::io;
 use std::pin::Pin;
 use std::task::{Context, Poll};
-use std::time::Duration;
 
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
-use tokio::net::TcpStream;
-use tokio::time::Sleep;
 use wormhole_sync_core::wire::{ErrorCode, WireError};
 
-pub(crate) struct WriteTimeout<S = TcpStream> {
+/// A stream whose bodiless error answers from hyper become JSON ones.
+pub(crate) struct JsonErrorAnswers<S> {
     inner: S,
-    timeout: Duration,
-    /// Set while a write is blocked: when it fires, the write fails.
-    blocked: Option<Pin<Box<Sleep>>>,
     /// The JSON answer that replaces hyper's bodiless one, and how much of
     /// it is written.
     replacement: Option<(Vec<u8>, usize)>,
 }
 
-impl<S: AsyncWrite + Unpin> WriteTimeout<S> {
-    pub(crate) fn new(inner: S, timeout: Duration) -> WriteTimeout<S> {
-        WriteTimeout { inner, timeout, blocked: None, replacement: None }
+impl<S: AsyncWrite + Unpin> JsonErrorAnswers<S> {
+    pub(crate) fn new(inner: S) -> JsonErrorAnswers<S> {
+        JsonErrorAnswers { inner, replacement: None }
     }
 
     /// Writes what is left of a replacement answer; Ready once it is all out.
@@ -43,14 +33,9 @@ impl<S: AsyncWrite + Unpin> WriteTimeout<S> {
                 self.replacement = None;
                 break;
             }
-            let result = Pin::new(&mut self.inner).poll_write(cx, &bytes[*written..]);
-            match self.watch(cx, result) {
+            match Pin::new(&mut self.inner).poll_write(cx, &bytes[*written..]) {
                 Poll::Ready(Ok(0)) => return Poll::Ready(Err(io::ErrorKind::WriteZero.into())),
-                Poll::Ready(Ok(n)) => {
-                    if let Some((_, written)) = &mut self.replacement {
-                        *written += n;
-                    }
-                }
+                Poll::Ready(Ok(n)) => *written += n,
                 Poll::Ready(Err(e)) => return Poll::Ready(Err(e)),
                 Poll::Pending => return Poll::Pending,
             }
@@ -70,36 +55,21 @@ impl<S: AsyncWrite + Unpin> WriteTimeout<S> {
             _ => Poll::Ready(Ok(head.len())),
         })
     }
-
-    /// Turns a write's result into a timeout once it has been blocked too long.
-    fn watch(&mut self, cx: &mut Context<'_>, result: Poll<io::Result<usize>>) -> Poll<io::Result<usize>> {
-        if result.is_ready() {
-            self.blocked = None;
-            return result;
-        }
-        let timeout = self.timeout;
-        let blocked = self.blocked.get_or_insert_with(|| Box::pin(tokio::time::sleep(timeout)));
-        match blocked.as_mut().poll(cx) {
-            Poll::Ready(()) => Poll::Ready(Err(io::Error::new(io::ErrorKind::TimedOut, "the client stopped reading"))),
-            Poll::Pending => Poll::Pending,
-        }
-    }
 }
 
-impl<S: AsyncRead + Unpin> AsyncRead for WriteTimeout<S> {
+impl<S: AsyncRead + Unpin> AsyncRead for JsonErrorAnswers<S> {
     fn poll_read(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
         Pin::new(&mut self.inner).poll_read(cx, buf)
     }
 }
 
-impl<S: AsyncWrite + Unpin> AsyncWrite for WriteTimeout<S> {
+impl<S: AsyncWrite + Unpin> AsyncWrite for JsonErrorAnswers<S> {
     fn poll_write(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
         std::task::ready!(self.drain_replacement(cx))?;
         if let Some(taken) = self.take_automatic_answer(cx, buf) {
             return taken;
         }
-        let result = Pin::new(&mut self.inner).poll_write(cx, buf);
-        self.watch(cx, result)
+        Pin::new(&mut self.inner).poll_write(cx, buf)
     }
 
     // Vectored, as the stream is: hyper then queues an answer's body as it
@@ -119,8 +89,7 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for WriteTimeout<S> {
                 return taken;
             }
         }
-        let result = Pin::new(&mut self.inner).poll_write_vectored(cx, bufs);
-        self.watch(cx, result)
+        Pin::new(&mut self.inner).poll_write_vectored(cx, bufs)
     }
 
     fn is_write_vectored(&self) -> bool {
@@ -167,15 +136,15 @@ mod tests {
     use std::io::IoSlice;
 
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    use tokio::net::TcpListener;
+    use tokio::net::{TcpListener, TcpStream};
 
     use super::*;
 
-    async fn pair() -> (WriteTimeout, TcpStream) {
+    async fn pair() -> (JsonErrorAnswers<TcpStream>, TcpStream) {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let client = TcpStream::connect(listener.local_addr().unwrap()).await.unwrap();
         let (server, _) = listener.accept().await.unwrap();
-        (WriteTimeout::new(server, Duration::from_secs(5)), client)
+        (JsonErrorAnswers::new(server), client)
     }
 
     /// Vectored, hyper queues a body instead of copying it into a buffer it

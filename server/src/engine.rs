@@ -1,0 +1,325 @@
+//! The engines, one per storage model, behind one type: the only place that
+//! asks which storage model is in use.
+//!
+//! - **Local**: the state in memory is the truth. Each operation runs on it
+//!   under its lock, past caps and budgets kept in memory; what it changed
+//!   is journaled (to nothing, or to SQLite: [`Storage`]) and the answer
+//!   waits until that is durable.
+//! - **Shared**: a PostgreSQL database several instances share is the
+//!   truth. Each operation is one transaction over the rows it names, caps
+//!   and budgets are counted there, and a commit notifies every instance
+//!   of the mailboxes with news ([`crate::postgres`]).
+
+use std::net::IpAddr;
+use std::sync::Arc;
+
+use parking_lot::Mutex;
+use wormhole_sync_core::rendezvous::{
+    Answer, EffectKind, Listening, Op, Outcome, Rendezvous, RendezvousSnapshot, RendezvousStats, SweepCursor,
+};
+use wormhole_sync_core::wire::{ErrorCode, MailboxId, Message, Request, WireError};
+use wormhole_sync_core::Timestamp;
+
+use crate::budgets::{Budgets, Limits};
+use crate::change::{Change, News, Ran};
+use crate::postgres::Postgres;
+use crate::storage::Storage;
+use crate::waiters::Waiters;
+use crate::ServerConfig;
+
+/// Mailboxes a sweep looks at while holding the state.
+const SWEEP_STEP: usize = 1_000;
+
+/// The storage model in use, with what it needs.
+pub(crate) struct Engine {
+    storage: Storage,
+    model: Model,
+}
+
+// One per server: the size of the local state does not matter.
+#[allow(clippy::large_enum_variant)]
+enum Model {
+    Local { core: Mutex<Rendezvous>, budgets: Budgets },
+    Shared(Arc<Postgres>),
+}
+
+/// The answer when storage fails (the cause goes to the log).
+fn unavailable(e: &crate::StorageError) -> WireError {
+    tracing::error!(error = %crate::Chain(e), "answering storage-unavailable");
+    WireError::new(ErrorCode::StorageUnavailable, "the server cannot store anything right now")
+}
+
+impl Engine {
+    /// The engine of `storage`, with the state `saved` (local engines) and
+    /// mailbox ids drawn from `seed`.
+    pub(crate) fn new(
+        config: &ServerConfig,
+        storage: Storage,
+        saved: RendezvousSnapshot,
+        seed: [u8; 32],
+    ) -> std::io::Result<Engine> {
+        let model = match storage.shared() {
+            Some(postgres) => Model::Shared(postgres.clone()),
+            None => {
+                let limits = Limits {
+                    per_app: config.max_bytes_per_app,
+                    per_client: config.max_bytes_per_address,
+                    total: config.max_bytes,
+                    channels_per_client: config.max_channels_per_address,
+                };
+                let budgets = Budgets::new(limits, &saved);
+                let core = Rendezvous::restore(config.rendezvous.clone(), saved, seed)
+                    .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidData, e))?;
+                Model::Local { core: Mutex::new(core), budgets }
+            }
+        };
+        Ok(Engine { storage, model })
+    }
+
+    /// Runs `op` for `client` (charged with the messages it stores and the
+    /// channels it makes), refused first past the caps and budgets that
+    /// apply, and returns once what it changed is durable.
+    pub(crate) async fn execute(
+        &self,
+        config: &ServerConfig,
+        op: &Op,
+        client: Option<IpAddr>,
+    ) -> Result<Ran, WireError> {
+        let (core, budgets) = match &self.model {
+            Model::Shared(postgres) => {
+                if let Op::List { appid } = op {
+                    let answer = Answer::Nameplates(postgres.nameplates(appid).await?);
+                    return Ok(Ran::answered(Outcome { answer, instance: None }));
+                }
+                return postgres.run(config, op, client).await;
+            }
+            Model::Local { core, budgets } => (core, budgets),
+        };
+        let (ran, barrier) = {
+            let mut core = core.lock();
+            core.clear_effects();
+            let at = config.clock.now();
+            let result = within_caps(config, budgets, &core, op, client).and_then(|()| core.apply(at, op));
+            let (barrier, news) = record_effects(&self.storage, budgets, &core, at, client);
+            (Ran { result, news, finished: core.finished().to_vec() }, barrier)
+        };
+        self.storage.committed(barrier).await.map_err(|e| unavailable(&e))?;
+        Ok(ran)
+    }
+
+    /// The messages a session listens to (see [`Listening`]), once they are
+    /// durable; none if the mailbox under its id is not the one it opened.
+    pub(crate) async fn messages_after(&self, listening: Listening<'_>) -> Result<Vec<Message>, WireError> {
+        let Listening { appid, mailbox, instance, after } = listening;
+        let core = match &self.model {
+            Model::Shared(postgres) => return postgres.messages_after(appid, mailbox, instance, after).await,
+            Model::Local { core, .. } => core,
+        };
+        let (messages, seen) = {
+            let core = core.lock();
+            if core.mailbox_instance(appid, mailbox) != Some(instance) {
+                return Ok(Vec::new());
+            }
+            (core.messages_after(appid, mailbox, after).to_vec(), self.storage.last_recorded())
+        };
+        if !messages.is_empty() {
+            self.storage.committed(seen).await.map_err(|e| unavailable(&e))?;
+        }
+        Ok(messages)
+    }
+
+    /// The mailbox a request reaches now, if any.
+    pub(crate) async fn mailbox_for(&self, request: &Request) -> Result<Option<MailboxId>, WireError> {
+        match (&self.model, request.mailbox()) {
+            // Named: waiting on it costs no query (if it is gone, the fetch says so).
+            (Model::Shared(_), Some(mailbox)) => Ok(Some(mailbox.clone())),
+            (Model::Shared(postgres), None) => match request.channel() {
+                Some(nameplate) => postgres.mailbox_of(request.appid(), nameplate).await,
+                None => Ok(None),
+            },
+            (Model::Local { core, .. }, _) => Ok(core.lock().mailbox_for(request)),
+        }
+    }
+
+    /// Whether the engine can serve now (a shared database answers a query).
+    pub(crate) async fn healthy(&self) -> bool {
+        match &self.model {
+            Model::Shared(postgres) => postgres.check().await,
+            Model::Local { .. } => self.storage.healthy(),
+        }
+    }
+
+    /// Whether storage accepted the last writes (no query).
+    pub(crate) fn storage_healthy(&self) -> bool {
+        self.storage.healthy()
+    }
+
+    /// The state's counts, the bytes stored and the clients storing them.
+    pub(crate) async fn usage(&self) -> (RendezvousStats, u64, usize) {
+        match &self.model {
+            Model::Shared(postgres) => postgres.stats().await.unwrap_or_default(),
+            Model::Local { core, budgets } => {
+                let (stored_bytes, storing_clients) = budgets.usage();
+                (core.lock().stats(), stored_bytes, storing_clients)
+            }
+        }
+    }
+
+    /// Deletes idle mailboxes, and wakes their waiters with `wake`. A local
+    /// engine journals their deletion a step of [`SWEEP_STEP`] mailboxes at
+    /// a time, so requests are served between steps however many there
+    /// are; a shared one's notifications wake the waiters, here as on the
+    /// other instances.
+    pub(crate) async fn sweep(&self, config: &ServerConfig, wake: impl Fn(&News)) -> usize {
+        let (core, budgets) = match &self.model {
+            Model::Shared(postgres) => {
+                return postgres.sweep(config.clock.now(), &config.rendezvous).await.unwrap_or(0)
+            }
+            Model::Local { core, budgets } => (core, budgets),
+        };
+        let mut cursor = SweepCursor::default();
+        let mut total = 0;
+        loop {
+            let (expired, news, done) = {
+                let mut core = core.lock();
+                let at = config.clock.now();
+                let (expired, done) = core.expire_step(at, &mut cursor, SWEEP_STEP);
+                let (_, news) = record_effects(&self.storage, budgets, &core, at, None);
+                (expired.len(), news, done)
+            };
+            wake(&news);
+            total += expired;
+            if done {
+                break;
+            }
+            tokio::task::yield_now().await;
+        }
+        core.lock().shrink_indexes();
+        total
+    }
+
+    /// A shared database's listener, which wakes this instance's waiters
+    /// on the other instances' news.
+    pub(crate) fn listen(&self, waiters: Arc<Waiters>) -> Option<tokio::task::JoinHandle<()>> {
+        match &self.model {
+            Model::Shared(postgres) => Some(tokio::spawn(crate::postgres::listen(waiters, postgres.connect_config()))),
+            Model::Local { .. } => None,
+        }
+    }
+
+    /// Where the state is kept, for logs.
+    pub(crate) fn describe(&self) -> String {
+        self.storage.describe()
+    }
+
+    /// Commits everything queued and stops the journal's writer.
+    pub(crate) fn close(&self) {
+        self.storage.close();
+    }
+
+    /// The state in memory of a local engine (tests).
+    #[cfg(test)]
+    pub(crate) fn core(&self) -> &Mutex<Rendezvous> {
+        match &self.model {
+            Model::Local { core, .. } => core,
+            Model::Shared(_) => panic!("a shared engine keeps no state in memory"),
+        }
+    }
+}
+
+/// Refuses `op` before it runs (under the state's lock, so concurrent
+/// operations cannot pass a cap together) if what it would add is past a
+/// cap or budget of `client`'s: a new application id past the cap on them,
+/// a new channel past the client's, a new message past the client's, the
+/// app's or the server's bytes.
+fn within_caps(
+    config: &ServerConfig,
+    budgets: &Budgets,
+    core: &Rendezvous,
+    op: &Op,
+    client: Option<IpAddr>,
+) -> Result<(), WireError> {
+    let Some(client) = client else { return Ok(()) };
+    let demands = core.demands(op);
+    if demands.new_app && config.max_apps > 0 && core.stats().apps >= config.max_apps {
+        let message = "the server holds as many application ids as it allows";
+        return Err(WireError::new(ErrorCode::ServerFull, message));
+    }
+    if demands.new_channel {
+        budgets.check_channels(client)?;
+    }
+    if demands.stored_bytes > 0 {
+        budgets.check(op.appid(), client, demands.stored_bytes)?;
+    }
+    Ok(())
+}
+
+/// Journals what the state machine's last operation changed, mailbox by
+/// mailbox, and charges or frees their bytes and channels: a new message or
+/// channel is charged to `client`, a dropped log or a deleted channel is
+/// given back. Returns the journal position an answer must wait for (reads
+/// wait only for what they saw, not for their own activity stamp) and the
+/// mailboxes whose waiters have news.
+fn record_effects(
+    storage: &Storage,
+    budgets: &Budgets,
+    core: &Rendezvous,
+    at: Timestamp,
+    client: Option<IpAddr>,
+) -> (u64, News) {
+    let mut barrier = storage.last_recorded();
+    let mut with_news = News::new();
+    let effects = core.effects();
+    let mut order: Vec<(&str, &MailboxId)> = Vec::new();
+    for effect in effects {
+        if !order.iter().any(|(a, m)| *a == effect.appid && **m == effect.mailbox) {
+            order.push((&effect.appid, &effect.mailbox));
+        }
+    }
+    for (appid, mailbox) in order {
+        let kinds: Vec<EffectKind> =
+            effects.iter().filter(|e| e.appid == appid && e.mailbox == *mailbox).map(|e| e.kind).collect();
+        let has = |kind: EffectKind| kinds.contains(&kind);
+        let exists = core.contains_mailbox(appid, mailbox);
+        if has(EffectKind::Deleted) || has(EffectKind::LogDropped) {
+            // Deleted, or finished and kept only for the retention: its bytes
+            // and its place under its maker's cap are free.
+            budgets.release(appid, mailbox);
+            budgets.channel_gone(appid, mailbox);
+        } else if let (true, Some(client)) = (has(EffectKind::Created), client) {
+            budgets.channel_made(appid, mailbox, client);
+        }
+        if has(EffectKind::Deleted) {
+            barrier = storage.record(Change::Delete { appid: appid.into(), mailbox: mailbox.clone() });
+        }
+        let appended = kinds.iter().filter_map(|k| if let EffectKind::Appended(seq) = k { Some(*seq) } else { None });
+        let news = kinds.iter().any(|kind| kind.is_news());
+        for seq in appended {
+            let Some(message) = core.message(appid, mailbox, seq) else { continue };
+            if let Some(client) = client {
+                budgets.charge(appid, mailbox, client, message.body.len() as u64);
+            }
+            if exists && !has(EffectKind::Changed) {
+                let (appid, mailbox, message) = (appid.into(), mailbox.clone(), message.clone());
+                barrier = storage.record(Change::Message { appid, mailbox, message, at });
+            }
+        }
+        if exists && (has(EffectKind::Changed) || has(EffectKind::Deleted)) {
+            if let Some(snapshot) = core.mailbox_snapshot(appid, mailbox) {
+                barrier = storage.record(Change::Mailbox(snapshot));
+            }
+        } else if exists && has(EffectKind::Released) {
+            // Not waited for: see `Change::Released`.
+            if let Some((holds_nameplate, members)) = core.members_snapshot(appid, mailbox) {
+                let (appid, mailbox) = (appid.to_string(), mailbox.clone());
+                storage.record(Change::Released { appid, mailbox, holds_nameplate, members, at });
+            }
+        } else if exists && !news && has(EffectKind::Touched) {
+            storage.record(Change::Touch { appid: appid.into(), mailbox: mailbox.clone(), at });
+        }
+        if news {
+            with_news.push((appid.to_string(), mailbox.clone()));
+        }
+    }
+    (barrier, with_news)
+}

@@ -1,0 +1,133 @@
+//! The caps and budgets that span a deployment sharing one database,
+//! checked in each operation's transaction over the counters every
+//! instance keeps up to date: the same caps and budgets, in the same
+//! order, that a single server checks beforehand (`crate::engine`).
+
+use deadpool_postgres::GenericClient;
+use tokio_postgres::types::ToSql;
+use wormhole_sync_core::wire::{ErrorCode, WireError};
+
+use super::operation::{execute, query_one, Fail, Written};
+use crate::ServerConfig;
+
+/// The cap or budget an operation's writes went past, counted over the
+/// whole database (so over every instance), if any: the operation is then
+/// rolled back and refused, as a single server refuses it beforehand.
+///
+/// One statement reads the counters every check needs (kept by the
+/// migration's triggers, already updated by this transaction's writes); a
+/// limit of 0 reads nothing. A client's channels, and the app ids when this
+/// one is new, are counted one such transaction at a time (a lock held to
+/// the commit), so racing requests cannot pass those caps together.
+pub(super) async fn over_caps(
+    tx: &impl GenericClient,
+    config: &ServerConfig,
+    written: &Written,
+) -> Result<Option<WireError>, Box<Fail>> {
+    let limits = &config.rendezvous;
+    let mut checks = Checks::default();
+    // In the order a single server checks them (after the app ids, below).
+    if let (Some(maker), true) = (&written.maker, config.max_channels_per_address > 0) {
+        execute(tx, "SELECT pg_advisory_xact_lock(hashtextextended($1, 0))", &[maker]).await?;
+        let sql = "SELECT sum(mailboxes - tombstones) FROM wormhole_sync_usage WHERE scope = 'maker' AND key = $";
+        checks.add(sql, Some(maker), config.max_channels_per_address as u64, crate::budgets::too_many_client_channels);
+    }
+    let mut new_app = None;
+    for appid in &written.made {
+        checks.add(&server_sum("mailboxes"), None, limits.max_channels as u64, || {
+            WireError::new(ErrorCode::ServerFull, "the server holds as many channels as it allows")
+        });
+        let sql = "SELECT sum(mailboxes - tombstones) FROM wormhole_sync_usage WHERE scope = 'app' AND key = $";
+        checks.add(sql, Some(appid), limits.max_channels_per_app as u64, || {
+            WireError::new(ErrorCode::TooManyChannels, "this application holds as many channels as allowed")
+        });
+        if config.max_apps > 0 {
+            // Its first mailbox: the app id is new.
+            let sql = "SELECT (sum(mailboxes) = 1)::INT FROM wormhole_sync_usage WHERE scope = 'app' AND key = $";
+            new_app = Some(checks.read(sql, Some(appid)));
+        }
+    }
+    for (appid, poster) in &written.stored {
+        if config.max_bytes > 0 {
+            checks.add(&server_sum("bytes"), None, config.max_bytes, || crate::budgets::over("the server"));
+        }
+        if config.max_bytes_per_app > 0 {
+            let sql = "SELECT sum(bytes) FROM wormhole_sync_usage WHERE scope = 'app' AND key = $";
+            checks.add(sql, Some(appid), config.max_bytes_per_app, || crate::budgets::over("this application id"));
+        }
+        if let (Some(poster), true) = (poster, config.max_bytes_per_address > 0) {
+            let sql = "SELECT sum(bytes) FROM wormhole_sync_usage WHERE scope = 'poster' AND key = $";
+            checks.add(sql, Some(poster), config.max_bytes_per_address, || crate::budgets::over("this address"));
+        }
+    }
+    let values = checks.values(tx).await?;
+    // A new app id past the cap is refused first, as a single server does.
+    if new_app.is_some_and(|column| values[column] == 1) {
+        let lock = [&super::LOCK_CLASS as &(dyn ToSql + Sync), &super::NEW_APP_LOCK];
+        execute(tx, "SELECT pg_advisory_xact_lock($1, $2)", &lock).await?;
+        let apps = format!("SELECT coalesce(sum(apps), 0)::BIGINT {}", super::TOTALS);
+        if u64::try_from(query_one(tx, &apps, &[]).await?.get::<_, i64>(0)).unwrap_or(0) > config.max_apps as u64 {
+            return Ok(Some(WireError::new(
+                ErrorCode::ServerFull,
+                "the server holds as many application ids as it allows",
+            )));
+        }
+    }
+    Ok(checks.first_over(&values))
+}
+
+/// Counter checks read together: each a scalar query (its key parameter
+/// written `$`) and, for a check, the limit its value may not pass.
+#[derive(Default)]
+struct Checks<'a> {
+    columns: Vec<String>,
+    keys: Vec<&'a String>,
+    limits: Vec<Option<Limit>>,
+}
+
+/// The most a checked value may be, and the refusal past it.
+type Limit = (u64, fn() -> WireError);
+
+impl<'a> Checks<'a> {
+    /// A value to read; returns its column.
+    fn read(&mut self, sql: &str, key: Option<&'a String>) -> usize {
+        let sql = match key {
+            Some(key) => {
+                self.keys.push(key);
+                sql.replace('$', &format!("${}", self.keys.len()))
+            }
+            None => sql.to_string(),
+        };
+        self.columns.push(format!("coalesce(({sql}), 0)::BIGINT"));
+        self.limits.push(None);
+        self.columns.len() - 1
+    }
+
+    /// A value that may not pass `limit`, else `refusal`.
+    fn add(&mut self, sql: &str, key: Option<&'a String>, limit: u64, refusal: fn() -> WireError) {
+        let column = self.read(sql, key);
+        self.limits[column] = Some((limit, refusal));
+    }
+
+    /// Every value, in one statement.
+    async fn values(&self, tx: &impl GenericClient) -> Result<Vec<i64>, Box<Fail>> {
+        if self.columns.is_empty() {
+            return Ok(Vec::new());
+        }
+        let sql = format!("SELECT {}", self.columns.join(", "));
+        let params: Vec<&(dyn ToSql + Sync)> = self.keys.iter().map(|key| *key as &(dyn ToSql + Sync)).collect();
+        let row = query_one(tx, &sql, &params).await?;
+        Ok((0..self.columns.len()).map(|i| row.get(i)).collect())
+    }
+
+    /// The refusal of the first check whose value passed its limit.
+    fn first_over(&self, values: &[i64]) -> Option<WireError> {
+        let over = |(limit, refusal): &Limit, value: i64| (u64::try_from(value).unwrap_or(0) > *limit).then(refusal);
+        self.limits.iter().zip(values).find_map(|(check, value)| check.as_ref().and_then(|c| over(c, *value)))
+    }
+}
+
+/// The statement summing a column of the server-wide counter rows.
+fn server_sum(column: &str) -> String {
+    format!("SELECT sum({column}) FROM wormhole_sync_usage WHERE scope = 'server' AND key = ''")
+}
