@@ -15,7 +15,8 @@ use std::sync::Arc;
 
 use parking_lot::Mutex;
 use wormhole_sync_core::rendezvous::{
-    Answer, EffectKind, Listening, Op, Outcome, Rendezvous, RendezvousSnapshot, RendezvousStats, SweepCursor,
+    Answer, Listening, MailboxChange, Op, Outcome, Persist, Rendezvous, RendezvousSnapshot, RendezvousStats,
+    SweepCursor,
 };
 use wormhole_sync_core::wire::{ErrorCode, MailboxId, Message, Request, WireError};
 use wormhole_sync_core::Timestamp;
@@ -97,11 +98,11 @@ impl Engine {
         };
         let (ran, barrier) = {
             let mut core = core.lock();
-            core.clear_effects();
             let at = config.clock.now();
             let result = within_caps(config, budgets, &core, op, client).and_then(|()| core.apply(at, op));
-            let (barrier, news) = record_effects(&self.storage, budgets, &core, at, client);
-            (Ran { result, news, finished: core.finished().to_vec() }, barrier)
+            let changes = core.take_changes();
+            let (barrier, news) = record(&self.storage, budgets, changes.mailboxes, at, client);
+            (Ran { result, news, finished: changes.finished }, barrier)
         };
         self.storage.committed(barrier).await.map_err(|e| unavailable(&e))?;
         Ok(ran)
@@ -184,7 +185,7 @@ impl Engine {
                 let mut core = core.lock();
                 let at = config.clock.now();
                 let (expired, done) = core.expire_step(at, &mut cursor, SWEEP_STEP);
-                let (_, news) = record_effects(&self.storage, budgets, &core, at, None);
+                let (_, news) = record(&self.storage, budgets, core.take_changes().mailboxes, at, None);
                 (expired.len(), news, done)
             };
             wake(&news);
@@ -254,72 +255,75 @@ fn within_caps(
     Ok(())
 }
 
-/// Journals what the state machine's last operation changed, mailbox by
-/// mailbox, and charges or frees their bytes and channels: a new message or
-/// channel is charged to `client`, a dropped log or a deleted channel is
-/// given back. Returns the journal position an answer must wait for (reads
-/// wait only for what they saw, not for their own activity stamp) and the
-/// mailboxes whose waiters have news.
-fn record_effects(
+/// Journals what an operation changed, mailbox by mailbox, and charges or
+/// frees their bytes and channels: a new message or channel is charged to
+/// `client`, a dropped log or a deleted channel is given back. Returns the
+/// journal position an answer must wait for (soft changes are not waited
+/// for: see [`MailboxChange::is_soft`]) and the mailboxes whose waiters
+/// have news.
+fn record(
     storage: &Storage,
     budgets: &Budgets,
-    core: &Rendezvous,
+    changes: Vec<MailboxChange>,
     at: Timestamp,
     client: Option<IpAddr>,
 ) -> (u64, News) {
     let mut barrier = storage.last_recorded();
-    let mut with_news = News::new();
-    let effects = core.effects();
-    let mut order: Vec<(&str, &MailboxId)> = Vec::new();
-    for effect in effects {
-        if !order.iter().any(|(a, m)| *a == effect.appid && **m == effect.mailbox) {
-            order.push((&effect.appid, &effect.mailbox));
-        }
-    }
-    for (appid, mailbox) in order {
-        let kinds: Vec<EffectKind> =
-            effects.iter().filter(|e| e.appid == appid && e.mailbox == *mailbox).map(|e| e.kind).collect();
-        let has = |kind: EffectKind| kinds.contains(&kind);
-        let exists = core.contains_mailbox(appid, mailbox);
-        if has(EffectKind::Deleted) || has(EffectKind::LogDropped) {
-            // Deleted, or finished and kept only for the retention: its bytes
-            // and its place under its maker's cap are free.
+    let mut news = News::new();
+    for change in changes {
+        let (appid, mailbox) = (&change.appid, &change.mailbox);
+        if change.frees_budgets() {
             budgets.release(appid, mailbox);
             budgets.channel_gone(appid, mailbox);
-        } else if let (true, Some(client)) = (has(EffectKind::Created), client) {
+        } else if let (true, Some(client)) = (change.created, client) {
             budgets.channel_made(appid, mailbox, client);
         }
-        if has(EffectKind::Deleted) {
-            barrier = storage.record(Change::Delete { appid: appid.into(), mailbox: mailbox.clone() });
-        }
-        let appended = kinds.iter().filter_map(|k| if let EffectKind::Appended(seq) = k { Some(*seq) } else { None });
-        let news = kinds.iter().any(|kind| kind.is_news());
-        for seq in appended {
-            let Some(message) = core.message(appid, mailbox, seq) else { continue };
-            if let Some(client) = client {
+        if let Some(client) = client {
+            for message in &change.appended {
                 budgets.charge(appid, mailbox, client, message.body.len() as u64);
             }
-            if exists && !has(EffectKind::Changed) {
-                let (appid, mailbox, message) = (appid.into(), mailbox.clone(), message.clone());
-                barrier = storage.record(Change::Message { appid, mailbox, message, at });
-            }
         }
-        if exists && (has(EffectKind::Changed) || has(EffectKind::Deleted)) {
-            if let Some(snapshot) = core.mailbox_snapshot(appid, mailbox) {
-                barrier = storage.record(Change::Mailbox(snapshot));
-            }
-        } else if exists && has(EffectKind::Released) {
-            // Not waited for: see `Change::Released`.
-            if let Some((holds_nameplate, members)) = core.members_snapshot(appid, mailbox) {
-                let (appid, mailbox) = (appid.to_string(), mailbox.clone());
-                storage.record(Change::Released { appid, mailbox, holds_nameplate, members, at });
-            }
-        } else if exists && !news && has(EffectKind::Touched) {
-            storage.record(Change::Touch { appid: appid.into(), mailbox: mailbox.clone(), at });
+        if change.deleted {
+            barrier = storage.record(Change::Delete { appid: appid.clone(), mailbox: mailbox.clone() });
         }
-        if news {
-            with_news.push((appid.to_string(), mailbox.clone()));
+        let soft = change.is_soft();
+        let recorded = match change.persist {
+            Persist::Gone => None,
+            Persist::Whole(snapshot) => Some(storage.record(Change::Mailbox(snapshot))),
+            Persist::Released(snapshot) => {
+                let (holds_nameplate, members) = (snapshot.holds_nameplate, snapshot.members);
+                let (appid, mailbox) = (appid.clone(), mailbox.clone());
+                let released = storage.record(Change::Released { appid, mailbox, holds_nameplate, members, at });
+                let appended = record_appended(storage, &change.appid, &change.mailbox, change.appended, at);
+                appended.or(Some(released))
+            }
+            Persist::Activity { .. } if change.appended.is_empty() => {
+                Some(storage.record(Change::Touch { appid: appid.clone(), mailbox: mailbox.clone(), at }))
+            }
+            Persist::Activity { .. } => record_appended(storage, &change.appid, &change.mailbox, change.appended, at),
+        };
+        if let (Some(recorded), false) = (recorded, soft) {
+            barrier = recorded;
+        }
+        if change.news {
+            news.push((change.appid, change.mailbox));
         }
     }
-    (barrier, with_news)
+    (barrier, news)
+}
+
+/// Journals appended messages; returns the last one's position.
+fn record_appended(
+    storage: &Storage,
+    appid: &str,
+    mailbox: &MailboxId,
+    appended: Vec<Message>,
+    at: Timestamp,
+) -> Option<u64> {
+    let mut last = None;
+    for message in appended {
+        let (appid, mailbox) = (appid.to_string(), mailbox.clone());
+        last = Some(storage.record(Change::Message { appid, mailbox, message, at }));
+    }
+    last
 }

@@ -65,6 +65,9 @@
 //!   (`postgres::caps`). `error`: [`StorageError`], [`Chain`].
 //! - `testing`: [`RunningServer`] and [`BackgroundServer`].
 //!
+//! Words are the core's (nameplate, mailbox, channel, side, member: see
+//! [`wormhole_sync_core::rendezvous`]).
+//!
 //! Dependency rules (`tests/structure.rs` checks them): no module imports
 //! one that imports it back; `net` imports neither a front end nor an
 //! engine; an engine never imports a front end.

@@ -12,6 +12,15 @@
 //! [`release`](Rendezvous::release) and [`close`](Rendezvous::close), so
 //! nameplates handed out by either never collide.
 //!
+//! **Words.** One per concept, as PROTOCOL.md 1 defines them, in code and
+//! docs alike: a **nameplate** is the short number in a code (its type is
+//! [`ChannelId`](crate::ChannelId), and the HTTP API's field and the clients'
+//! docs call it the *channel id*, the word a user sees); a **mailbox** is
+//! the store behind it (members, message log, closes), named by its
+//! mailbox id; a **channel** is the two together as the HTTP API and the
+//! caps count them (`max_channels`, "a new channel"). A **side** is one
+//! client's id, a **member** a side inside a mailbox.
+//!
 //! An operation is also a value, [`Op`] (an HTTP request or a mailbox
 //! protocol operation), with what a server needs to know before running it
 //! (its [`Scope`], the rate [`Limit`]s and the [`Demands`] on caps), run by
@@ -54,7 +63,7 @@ use rand_core::SeedableRng;
 
 use crate::wire::{ErrorCode, WireError};
 
-pub use changes::{Effect, EffectKind, Finished};
+pub use changes::{Changes, Effect, EffectKind, Finished, MailboxChange, Persist};
 pub use config::RendezvousConfig;
 pub use expiry::SweepCursor;
 pub use long_poll::{Held, LongPoll};

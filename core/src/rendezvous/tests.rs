@@ -240,3 +240,43 @@ fn version_one_snapshots_restore_as_mailboxes_holding_their_nameplates() {
     let again = Rendezvous::restore(RendezvousConfig::default(), server.snapshot(), [0; 32]).unwrap();
     assert_eq!(again.snapshot(), server.snapshot());
 }
+
+/// Changes drained as values: what to persist, which are soft (need not be
+/// durable before the answer), which free budgets, which are news.
+#[test]
+fn changes_carry_their_data_and_the_soft_and_news_rules() {
+    let mut server = Rendezvous::new(RendezvousConfig::default(), [0; 32]);
+    let (channel, mailbox) = paired(&mut server);
+    server.take_changes();
+    let named = |request: Request| request.with_mailbox(Some(mailbox.clone()));
+    // A read that names the mailbox lets go of the nameplate: soft, no news.
+    let fetch = named(Request::Fetch(FetchRequest::new(APP, "a", channel, 0, 0)));
+    server.handle(at(2), &fetch).unwrap();
+    let [released] = &server.take_changes().mailboxes[..] else { panic!("one mailbox changed") };
+    assert!(matches!(released.persist, Persist::Released(_)) && released.is_soft() && !released.news);
+    // A read again: only its activity time, soft.
+    server.handle(at(3), &fetch).unwrap();
+    let [read] = &server.take_changes().mailboxes[..] else { panic!("one mailbox changed") };
+    assert_eq!(read.persist, Persist::Activity { last_activity: at(3) });
+    assert!(read.is_soft() && !read.news);
+    // A post: its message travels with the change, which is news and must be durable.
+    server.handle(at(4), &named(Request::Post(PostRequest::new(APP, "b", channel, "pake", "ab")))).unwrap();
+    let [posted] = &server.take_changes().mailboxes[..] else { panic!("one mailbox changed") };
+    assert_eq!(posted.appended.iter().map(|m| m.body.as_str()).collect::<Vec<_>>(), ["ab"]);
+    assert!(posted.news && !posted.is_soft());
+    // The last close drops the log: all of it is persisted, and its budgets are free.
+    for side in ["a", "b"] {
+        server.handle(at(5), &named(Request::Close(CloseRequest::new(APP, side, channel, Mood::Happy)))).unwrap();
+    }
+    let changes = server.take_changes();
+    let [closed] = &changes.mailboxes[..] else { panic!("one mailbox changed") };
+    assert!(matches!(&closed.persist, Persist::Whole(s) if s.messages.is_empty()));
+    assert!(closed.log_dropped && closed.frees_budgets() && closed.news);
+    assert_eq!(changes.finished.len(), 1, "the exchange finished");
+    assert!(server.take_changes().mailboxes.is_empty() && server.effects().is_empty(), "drained");
+    // Expiry deletes it: gone.
+    server.expire(at(5 + server.config().burned_retention.as_millis() as u64));
+    let [gone] = &server.take_changes().mailboxes[..] else { panic!("one mailbox changed") };
+    assert_eq!(gone.persist, Persist::Gone);
+    assert!(gone.deleted && gone.frees_budgets());
+}

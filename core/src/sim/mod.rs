@@ -536,7 +536,7 @@ impl Sim<'_> {
     /// Applies a request, noting its channel if that has news.
     fn handle(&mut self, request: &Request) -> Result<Response, WireError> {
         let result = self.server.live.handle(self.now, request);
-        if self.server.live.effects().iter().any(|effect| effect.kind.is_news()) {
+        if self.server.live.take_changes().has_news() {
             self.news.push((request.appid().to_string(), request.channel()));
         }
         result

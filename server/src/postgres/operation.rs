@@ -11,9 +11,9 @@ use rand_core::RngCore as _;
 use tokio_postgres::types::ToSql;
 use tokio_postgres::Row;
 use wormhole_sync_core::rendezvous::{
-    EffectKind, MailboxSnapshot, Op, Outcome, Rendezvous, RendezvousSnapshot, Target,
+    MailboxChange, MailboxSnapshot, Op, Outcome, Persist, Rendezvous, RendezvousSnapshot, Target,
 };
-use wormhole_sync_core::wire::{ErrorCode, MailboxId, WireError};
+use wormhole_sync_core::wire::{ErrorCode, MailboxId, Message, WireError};
 use wormhole_sync_core::{ChannelId, Timestamp};
 
 use super::rows::{self, MAILBOX_COLUMNS, MESSAGE_COLUMNS};
@@ -180,13 +180,14 @@ impl Postgres {
 
         let at = config.clock.now();
         let result = core.apply(at, op);
+        let changes = core.take_changes();
 
         // Activity stamps are soft state: one that moved less than this is not
         // written, so most fetches write nothing.
         let rendezvous = &config.rendezvous;
         let stamp_step = (rendezvous.channel_expiry.min(rendezvous.burned_retention) / 100).min(MAX_STAMP_STEP);
         if !lock {
-            if writes(&core, &loaded, stamp_step) {
+            if writes(&changes.mailboxes, &loaded, stamp_step) {
                 return Err(Box::new(Fail::NeedsLock));
             }
             let instance = match scope.target {
@@ -196,7 +197,7 @@ impl Postgres {
             let result = result.map(|answered| Outcome { instance, ..answered });
             return Ok((Ran { result, news: Vec::new(), finished: Vec::new() }, false));
         }
-        let written = write_effects(tx, &core, &loaded, client, stamp_step).await?;
+        let written = write_changes(tx, changes.mailboxes, &loaded, client, stamp_step).await?;
         let mut instance = match scope.target {
             Target::Mailbox(id) => written.instances.get(id).copied().or_else(|| loaded.get(id).map(|l| l.instance)),
             _ => None,
@@ -212,25 +213,20 @@ impl Postgres {
         for (appid, mailbox) in &written.news {
             execute(tx, "SELECT pg_notify($1, $2)", &[&CHANNEL, &listen::payload(appid, mailbox.as_str())]).await?;
         }
-        let finished = core.finished().to_vec();
+        let finished = changes.finished;
         let result = result.map(|answered| Outcome { instance, ..answered });
         Ok((Ran { result, news: written.news, finished }, true))
     }
 }
 
-/// Whether the core's last operation changed anything worth writing: more
-/// than activity stamps that moved less than `stamp_step`.
-fn writes(core: &Rendezvous, loaded: &HashMap<MailboxId, Loaded>, stamp_step: Duration) -> bool {
-    core.effects().iter().any(|effect| {
-        let stamp_moved = || {
-            let (Some(was), Some(now)) =
-                (loaded.get(&effect.mailbox), core.mailbox_snapshot(&effect.appid, &effect.mailbox))
-            else {
-                return true;
-            };
-            now.last_activity.saturating_since(was.last_activity) >= stamp_step
-        };
-        effect.kind != EffectKind::Touched || stamp_moved()
+/// Whether an operation changed anything worth writing: more than activity
+/// stamps that moved less than `stamp_step`.
+fn writes(changes: &[MailboxChange], loaded: &HashMap<MailboxId, Loaded>, stamp_step: Duration) -> bool {
+    changes.iter().any(|change| match (&change.persist, loaded.get(&change.mailbox)) {
+        (Persist::Activity { last_activity }, Some(was)) if change.appended.is_empty() => {
+            last_activity.saturating_since(was.last_activity) >= stamp_step
+        }
+        _ => true,
     })
 }
 
@@ -248,120 +244,112 @@ pub(super) struct Written {
     news: Vec<(String, MailboxId)>,
 }
 
-/// Writes back what the core's last operation changed, mailbox by mailbox.
-async fn write_effects(
+/// Writes back what an operation changed, mailbox by mailbox.
+async fn write_changes(
     tx: &impl GenericClient,
-    core: &Rendezvous,
+    changes: Vec<MailboxChange>,
     loaded: &HashMap<MailboxId, Loaded>,
     client: Option<IpAddr>,
     stamp_step: Duration,
 ) -> Result<Written, Box<Fail>> {
-    let effects = core.effects();
     let mut written = Written::default();
-    if effects.iter().all(|e| e.kind == EffectKind::Touched) {
-        // Nothing but row locks and activity stamps, which are soft state (as with
-        // SQLite): losing the last few to a crash only lets a mailbox expire a little
-        // early, so the commit does not wait for the log to reach the disk.
+    if changes.iter().all(MailboxChange::is_soft) {
+        // Soft state only (as with SQLite): row locks, activity stamps, a
+        // release a side repeats. Losing the last few to a crash only lets a
+        // mailbox expire a little early, so the commit does not wait for the
+        // log to reach the disk.
         execute(tx, "SET LOCAL synchronous_commit TO OFF", &[]).await?;
     }
     // Whoever runs the operation: the poster of the messages it stores, the
     // maker of the channel it makes.
     let poster = client.map(|ip| crate::client_address::subscriber(ip).to_string());
-    let mut order: Vec<(&str, &MailboxId)> = Vec::new();
-    for effect in effects {
-        if !order.iter().any(|(a, m)| *a == effect.appid && **m == effect.mailbox) {
-            order.push((&effect.appid, &effect.mailbox));
-        }
-    }
-    for (appid, id) in order {
-        let kinds: Vec<EffectKind> =
-            effects.iter().filter(|e| e.appid == appid && e.mailbox == *id).map(|e| e.kind).collect();
-        let deleted = kinds.contains(&EffectKind::Deleted);
-        let now = core.mailbox_snapshot(appid, id);
-        let was = loaded.get(id);
-        if deleted && was.is_some() {
+    for change in changes {
+        let (appid, id) = (change.appid.as_str(), &change.mailbox);
+        let was = loaded.get(id).filter(|_| !change.deleted);
+        if change.deleted && loaded.contains_key(id) {
             execute(tx, "DELETE FROM mailboxes WHERE appid = $1 AND mailbox = $2", &[&appid, &id.as_str()]).await?;
         }
-        let news = kinds.iter().any(|kind| kind.is_news());
-        let Some(snapshot) = now else {
-            if news {
-                written.news.push((appid.to_string(), id.clone()));
-            }
-            continue;
-        };
-        let stored_before = match was {
-            Some(was) if !deleted => {
-                let appended = kinds.iter().any(|k| matches!(k, EffectKind::Appended(_)));
-                if kinds.iter().all(|k| matches!(k, EffectKind::Touched | EffectKind::Appended(_))) {
-                    // Its row changed only in its activity stamp.
-                    if appended || snapshot.last_activity.saturating_since(was.last_activity) >= stamp_step {
-                        execute(
-                            tx,
-                            "UPDATE mailboxes SET last_activity = GREATEST(last_activity, $3)
-                             WHERE appid = $1 AND mailbox = $2",
-                            &[&appid, &id.as_str(), &rows::millis(snapshot.last_activity)],
-                        )
-                        .await?;
-                    }
-                } else {
-                    put_mailbox(tx, &snapshot, None).await?;
+        match (&change.persist, was) {
+            (Persist::Gone, _) => {}
+            // Its row changed only in its activity stamp.
+            (Persist::Activity { last_activity }, Some(was)) => {
+                let moved = last_activity.saturating_since(was.last_activity) >= stamp_step;
+                if !change.appended.is_empty() || moved {
+                    execute(
+                        tx,
+                        "UPDATE mailboxes SET last_activity = GREATEST(last_activity, $3)
+                         WHERE appid = $1 AND mailbox = $2",
+                        &[&appid, &id.as_str(), &rows::millis(*last_activity)],
+                    )
+                    .await?;
                 }
-                if !appended && snapshot.messages.len() >= was.messages {
-                    if news {
-                        written.news.push((appid.to_string(), id.clone()));
-                    }
-                    continue;
-                }
-                was.messages
             }
-            _ => {
-                let maker = poster.as_deref().filter(|_| kinds.contains(&EffectKind::Created));
-                if let Some(instance) = put_mailbox(tx, &snapshot, Some(maker)).await? {
+            (Persist::Whole(snapshot) | Persist::Released(snapshot), Some(was)) => {
+                put_mailbox(tx, snapshot, None).await?;
+                if snapshot.messages.len() < was.messages {
+                    // A mailbox kept for its retention (a tombstone) keeps no log.
+                    let last = i64::try_from(snapshot.messages.len()).unwrap_or(i64::MAX);
+                    execute(
+                        tx,
+                        "DELETE FROM mailbox_messages WHERE appid = $1 AND mailbox = $2 AND seq > $3",
+                        &[&appid, &id.as_str(), &last],
+                    )
+                    .await?;
+                }
+            }
+            // New, or made anew under its id: every message it holds is appended.
+            (Persist::Whole(snapshot) | Persist::Released(snapshot), None) => {
+                let maker = poster.as_deref().filter(|_| change.created);
+                if let Some(instance) = put_mailbox(tx, snapshot, Some(maker)).await? {
                     written.instances.insert(id.clone(), instance);
                 }
                 written.made.push(appid.to_string());
                 if maker.is_some() {
                     written.maker = maker.map(str::to_string);
                 }
-                0
             }
-        };
-        for message in snapshot.messages.iter().skip(stored_before) {
-            let body_poster = poster.as_deref();
-            execute(
-                tx,
-                "INSERT INTO mailbox_messages (appid, mailbox, seq, side, phase, body, server_rx, client_id, poster)
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
-                &[
-                    &appid,
-                    &id.as_str(),
-                    &i64::try_from(message.seq).unwrap_or(i64::MAX),
-                    &message.side,
-                    &message.phase,
-                    &message.body,
-                    &message.server_rx.map(rows::millis),
-                    &message.id,
-                    &body_poster,
-                ],
-            )
-            .await?;
-            written.stored.push((appid.to_string(), poster.clone()));
+            // Not seen: a mailbox changes only once loaded, or made (then all of it is new).
+            (Persist::Activity { .. }, None) => {}
         }
-        if snapshot.messages.len() < stored_before {
-            // A mailbox kept for its retention (a tombstone) keeps no log.
-            let last = i64::try_from(snapshot.messages.len()).unwrap_or(i64::MAX);
-            execute(
-                tx,
-                "DELETE FROM mailbox_messages WHERE appid = $1 AND mailbox = $2 AND seq > $3",
-                &[&appid, &id.as_str(), &last],
-            )
-            .await?;
+        if change.persist != Persist::Gone {
+            for message in &change.appended {
+                insert_message(tx, appid, id, message, poster.as_deref()).await?;
+                written.stored.push((appid.to_string(), poster.clone()));
+            }
         }
-        if news {
-            written.news.push((appid.to_string(), id.clone()));
+        if change.news {
+            written.news.push((change.appid, change.mailbox));
         }
     }
     Ok(written)
+}
+
+/// Stores one message, charged to its poster.
+async fn insert_message(
+    tx: &impl GenericClient,
+    appid: &str,
+    mailbox: &MailboxId,
+    message: &Message,
+    poster: Option<&str>,
+) -> Result<(), Box<Fail>> {
+    execute(
+        tx,
+        "INSERT INTO mailbox_messages (appid, mailbox, seq, side, phase, body, server_rx, client_id, poster)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+        &[
+            &appid,
+            &mailbox.as_str(),
+            &i64::try_from(message.seq).unwrap_or(i64::MAX),
+            &message.side,
+            &message.phase,
+            &message.body,
+            &message.server_rx.map(rows::millis),
+            &message.id,
+            &poster,
+        ],
+    )
+    .await?;
+    Ok(())
 }
 
 /// Writes a mailbox's row: a new one (`new`: with the client that made it,
