@@ -17,7 +17,7 @@ use std::collections::HashMap;
 use std::net::IpAddr;
 
 use parking_lot::Mutex;
-use wormhole_sync_core::rendezvous::RendezvousSnapshot;
+use wormhole_sync_core::rendezvous::{Op, Rendezvous, RendezvousSnapshot};
 use wormhole_sync_core::wire::MailboxId;
 use wormhole_sync_core::wire::{ErrorCode, WireError};
 
@@ -54,6 +54,11 @@ pub(crate) struct Budgets {
     usage: Mutex<Usage>,
 }
 
+/// The refusal of a new application id past `--max-apps`.
+pub(crate) fn too_many_apps() -> WireError {
+    WireError::new(ErrorCode::ServerFull, "the server holds as many application ids as it allows")
+}
+
 /// The refusal of a channel past its maker's cap.
 pub(crate) fn too_many_client_channels() -> WireError {
     WireError::new(
@@ -67,6 +72,34 @@ pub(crate) fn over(what: &str) -> WireError {
 }
 
 impl Budgets {
+    /// Refuses `op` before it runs (under the state's lock, so concurrent
+    /// operations cannot pass a cap together) if what it would add is past
+    /// a cap or budget of `client`'s, in this order: a new application id
+    /// past `max_apps`, a new channel past the client's, a new message past
+    /// the server's, the app's or the client's bytes. (A shared database
+    /// checks the same, in the same order, over its counters:
+    /// `postgres::caps`.)
+    pub(crate) fn admit(
+        &self,
+        core: &Rendezvous,
+        op: &Op,
+        client: Option<IpAddr>,
+        max_apps: usize,
+    ) -> Result<(), WireError> {
+        let Some(client) = client else { return Ok(()) };
+        let demands = core.demands(op);
+        if demands.new_app && max_apps > 0 && core.stats().apps >= max_apps {
+            return Err(too_many_apps());
+        }
+        if demands.new_channel {
+            self.check_channels(client)?;
+        }
+        if demands.stored_bytes > 0 {
+            self.check(op.appid(), client, demands.stored_bytes)?;
+        }
+        Ok(())
+    }
+
     /// Budgets already charged with what `saved` holds.
     pub(crate) fn new(limits: Limits, saved: &RendezvousSnapshot) -> Budgets {
         let mut usage = Usage::default();

@@ -99,7 +99,8 @@ impl Engine {
         let (ran, barrier) = {
             let mut core = core.lock();
             let at = config.clock.now();
-            let result = within_caps(config, budgets, &core, op, client).and_then(|()| core.apply(at, op));
+            let admitted = budgets.admit(&core, op, client, config.max_apps);
+            let result = admitted.and_then(|()| core.apply(at, op));
             let changes = core.take_changes();
             let (barrier, news) = record(&self.storage, budgets, changes.mailboxes, at, client);
             (Ran { result, news, finished: changes.finished }, barrier)
@@ -226,33 +227,6 @@ impl Engine {
             Model::Shared(_) => panic!("a shared engine keeps no state in memory"),
         }
     }
-}
-
-/// Refuses `op` before it runs (under the state's lock, so concurrent
-/// operations cannot pass a cap together) if what it would add is past a
-/// cap or budget of `client`'s: a new application id past the cap on them,
-/// a new channel past the client's, a new message past the client's, the
-/// app's or the server's bytes.
-fn within_caps(
-    config: &ServerConfig,
-    budgets: &Budgets,
-    core: &Rendezvous,
-    op: &Op,
-    client: Option<IpAddr>,
-) -> Result<(), WireError> {
-    let Some(client) = client else { return Ok(()) };
-    let demands = core.demands(op);
-    if demands.new_app && config.max_apps > 0 && core.stats().apps >= config.max_apps {
-        let message = "the server holds as many application ids as it allows";
-        return Err(WireError::new(ErrorCode::ServerFull, message));
-    }
-    if demands.new_channel {
-        budgets.check_channels(client)?;
-    }
-    if demands.stored_bytes > 0 {
-        budgets.check(op.appid(), client, demands.stored_bytes)?;
-    }
-    Ok(())
 }
 
 /// Journals what an operation changed, mailbox by mailbox, and charges or

@@ -1,6 +1,19 @@
-//! A rendezvous server's limits and timings.
+//! A rendezvous server's limits and timings, and the refusals past its caps.
 
 use std::time::Duration;
+
+use crate::wire::{ErrorCode, WireError};
+
+/// The refusal of a new channel past [`RendezvousConfig::max_channels`]
+/// (for an engine that counts channels elsewhere, as a shared database does).
+pub fn server_channels_full() -> WireError {
+    WireError::new(ErrorCode::ServerFull, "the server holds as many channels as it allows")
+}
+
+/// The refusal of a new channel past [`RendezvousConfig::max_channels_per_app`].
+pub fn app_channels_full() -> WireError {
+    WireError::new(ErrorCode::TooManyChannels, "this application holds as many channels as allowed")
+}
 
 /// Limits and timings of a rendezvous server.
 ///

@@ -64,7 +64,7 @@ use rand_core::SeedableRng;
 use crate::wire::{ErrorCode, WireError};
 
 pub use changes::{Changes, Effect, EffectKind, Finished, MailboxChange, Persist};
-pub use config::RendezvousConfig;
+pub use config::{app_channels_full, server_channels_full, RendezvousConfig};
 pub use expiry::SweepCursor;
 pub use long_poll::{Held, LongPoll};
 pub use op::{Answer, Demands, Limit, Op, Outcome, Scope, Target};

@@ -112,10 +112,10 @@ impl Rendezvous {
 
     pub(super) fn check_capacity(&self, appid: &str) -> Result<(), WireError> {
         if self.mailboxes >= self.config.max_channels {
-            return Err(err(ErrorCode::ServerFull, "the server holds as many channels as it allows"));
+            return Err(super::config::server_channels_full());
         }
         if self.channels_in(appid) >= self.config.max_channels_per_app {
-            return Err(err(ErrorCode::TooManyChannels, "this application holds as many channels as allowed"));
+            return Err(super::config::app_channels_full());
         }
         Ok(())
     }

@@ -5,7 +5,8 @@
 
 use deadpool_postgres::GenericClient;
 use tokio_postgres::types::ToSql;
-use wormhole_sync_core::wire::{ErrorCode, WireError};
+use wormhole_sync_core::rendezvous::{app_channels_full, server_channels_full};
+use wormhole_sync_core::wire::WireError;
 
 use super::operation::{execute, query_one, Fail, Written};
 use crate::ServerConfig;
@@ -34,13 +35,9 @@ pub(super) async fn over_caps(
     }
     let mut new_app = None;
     for appid in &written.made {
-        checks.add(&server_sum("mailboxes"), None, limits.max_channels as u64, || {
-            WireError::new(ErrorCode::ServerFull, "the server holds as many channels as it allows")
-        });
+        checks.add(&server_sum("mailboxes"), None, limits.max_channels as u64, server_channels_full);
         let sql = "SELECT sum(mailboxes - tombstones) FROM wormhole_sync_usage WHERE scope = 'app' AND key = $";
-        checks.add(sql, Some(appid), limits.max_channels_per_app as u64, || {
-            WireError::new(ErrorCode::TooManyChannels, "this application holds as many channels as allowed")
-        });
+        checks.add(sql, Some(appid), limits.max_channels_per_app as u64, app_channels_full);
         if config.max_apps > 0 {
             // Its first mailbox: the app id is new.
             let sql = "SELECT (sum(mailboxes) = 1)::INT FROM wormhole_sync_usage WHERE scope = 'app' AND key = $";
@@ -67,10 +64,7 @@ pub(super) async fn over_caps(
         execute(tx, "SELECT pg_advisory_xact_lock($1, $2)", &lock).await?;
         let apps = format!("SELECT coalesce(sum(apps), 0)::BIGINT {}", super::TOTALS);
         if u64::try_from(query_one(tx, &apps, &[]).await?.get::<_, i64>(0)).unwrap_or(0) > config.max_apps as u64 {
-            return Ok(Some(WireError::new(
-                ErrorCode::ServerFull,
-                "the server holds as many application ids as it allows",
-            )));
+            return Ok(Some(crate::budgets::too_many_apps()));
         }
     }
     Ok(checks.first_over(&values))
