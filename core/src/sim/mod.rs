@@ -148,7 +148,11 @@ pub fn run(scenario: &Scenario) -> Report {
     let mut rng = SimRng::new(scenario.seed);
     let initiator = Exchange::initiator(scenario.config.clone(), scenario.initiator_data.clone(), rng.bytes32())
         .expect("valid data");
-    let live = Rendezvous::new(scenario.server.clone(), [0; 32]);
+    // The server's ids vary with the seed, as a real server's do, without
+    // drawing from `rng`: every other draw of a seed stays as it was.
+    let mut server_seed = [0x5e; 32];
+    server_seed[..8].copy_from_slice(&scenario.seed.to_le_bytes());
+    let live = Rendezvous::new(scenario.server.clone(), server_seed);
     let committed = live.snapshot();
     let mut sim = Sim {
         scenario,
