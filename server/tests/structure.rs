@@ -4,13 +4,10 @@
 //! module asks which storage model is in use.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
-/// Each top-level module of `server/src` (a file, or a folder's files) and
-/// the top-level modules it names through `crate::` outside comments and
-/// its unit tests. `lib`, `main` and the fuzzing support are left out: they
-/// tie the modules together.
-fn imports() -> BTreeMap<String, BTreeSet<String>> {
+/// `server/src` and every Rust file under it.
+fn source_files() -> (PathBuf, Vec<PathBuf>) {
     let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
     let mut files = Vec::new();
     let mut pending = vec![src.clone()];
@@ -24,6 +21,15 @@ fn imports() -> BTreeMap<String, BTreeSet<String>> {
             }
         }
     }
+    (src, files)
+}
+
+/// Each top-level module of `server/src` (a file, or a folder's files) and
+/// the top-level modules it names through `crate::` outside comments and
+/// its unit tests. `lib`, `main` and the fuzzing support are left out: they
+/// tie the modules together.
+fn imports() -> BTreeMap<String, BTreeSet<String>> {
+    let (src, files) = source_files();
     let mut modules: BTreeMap<String, String> = BTreeMap::new();
     for file in files {
         let relative = file.strip_prefix(&src).expect("under src");
@@ -122,19 +128,12 @@ fn engines_name_no_front_end() {
 
 #[test]
 fn only_the_engine_module_asks_which_storage_model_is_in_use() {
-    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
-    let mut askers = Vec::new();
-    let mut pending = vec![src.clone()];
-    while let Some(dir) = pending.pop() {
-        for entry in std::fs::read_dir(&dir).expect("server/src is readable") {
-            let path = entry.expect("a directory entry").path();
-            if path.is_dir() {
-                pending.push(path);
-            } else if std::fs::read_to_string(&path).is_ok_and(|text| text.contains(".shared()")) {
-                askers.push(path.strip_prefix(&src).expect("under src").display().to_string());
-            }
-        }
-    }
+    let (src, files) = source_files();
+    let askers: Vec<String> = files
+        .iter()
+        .filter(|path| std::fs::read_to_string(path).is_ok_and(|text| text.contains(".shared()")))
+        .map(|path| path.strip_prefix(&src).expect("under src").display().to_string())
+        .collect();
     assert_eq!(askers, ["engine.rs"], "files that match on the storage model");
 }
 
