@@ -1,0 +1,81 @@
+"""A rendezvous server for the tests: the project's own binary, started on
+127.0.0.1 with a port the OS chooses, in memory, and stopped afterwards.
+
+The binary is ``$WORMHOLE_SYNC_SERVER``, else the workspace's debug or
+release build; the tests fail (never skip) without one.
+"""
+
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def _binary(name: str) -> str:
+    given = os.environ.get(name.upper().replace("-", "_"))
+    if given:
+        return given
+    for profile in ("debug", "release"):
+        path = ROOT / "target" / profile / name
+        if path.exists():
+            return str(path)
+    raise RuntimeError(
+        "no %s binary: build it (cargo build -p wormhole-sync-server -p wormhole-sync) "
+        "or set %s" % (name, name.upper().replace("-", "_"))
+    )
+
+
+@pytest.fixture(scope="session")
+def server():
+    """The server's URL."""
+    process = subprocess.Popen(
+        # Every test client is on 127.0.0.1: no per-address rate limit or cap.
+        [
+            _binary("wormhole-sync-server"),
+            "--listen",
+            "127.0.0.1:0",
+            "--memory",
+            "--rate-limit-exempt-loopback",
+            "--max-channels-per-address",
+            "0",
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        env={**os.environ, "RUST_LOG": "info", "NO_COLOR": "1"},
+    )
+    url = None
+    for line in process.stdout:
+        found = re.search(r"listening on (http://127\.0\.0\.1:\d+)", line)
+        if found:
+            url = found.group(1)
+            break
+    if url is None:
+        process.kill()
+        raise RuntimeError("the server did not start")
+    yield url
+    process.terminate()
+    process.wait(timeout=10)
+
+
+@pytest.fixture
+def cli():
+    """The Rust command-line tool."""
+    return _binary("wormhole-sync")
+
+
+def run_python(source: str, *args: str, env=None, **kwargs) -> subprocess.Popen:
+    """Starts ``python -c source args...``."""
+    return subprocess.Popen(
+        [sys.executable, "-c", source, *args],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**os.environ, **(env or {})},
+        **kwargs,
+    )
