@@ -79,3 +79,20 @@ def run_python(source: str, *args: str, env=None, **kwargs) -> subprocess.Popen:
         env={**os.environ, **(env or {})},
         **kwargs,
     )
+
+
+def exchange_in_processes(server: str, initiator_source: str, receiver_source: str) -> None:
+    """Runs an initiator and a receiver example, each in a process of its
+    own: the initiator prints the code, the receiver is given it; each must
+    print the other's data."""
+    env = {"WORMHOLE_SYNC_RENDEZVOUS": server}
+    initiator = run_python(initiator_source, env=env)
+    first = initiator.stdout.readline()
+    code = re.match(r"Invitation Code: (\S+)", first)
+    assert code, (first, initiator.stderr.read() if initiator.poll() is not None else "")
+    receiver = run_python(receiver_source, code.group(1), env=env)
+    out_r, err_r = receiver.communicate(timeout=60)
+    out_i, err_i = initiator.communicate(timeout=60)
+    assert (receiver.returncode, initiator.returncode) == (0, 0), (err_r, err_i)
+    assert out_r.strip() == "Their data: initiator's data"
+    assert out_i.strip() == "Their data: receiver's data"

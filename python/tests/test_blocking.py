@@ -3,7 +3,6 @@ the import line), each side in a process of its own, and what they promise
 around them."""
 
 import os
-import re
 import signal
 import subprocess
 import sys
@@ -12,7 +11,7 @@ import time
 
 import pytest
 
-from conftest import run_python
+from conftest import exchange_in_processes, run_python
 from wormhole_sync import errors
 from wormhole_sync.transcribe import Initiator, Receiver
 
@@ -53,21 +52,6 @@ r = Receiver("appid", sys.argv[1], b"receiver's data")
 r.start()
 print("Their data: %s" % r.finish().decode("ascii"))
 '''
-
-
-def exchange_in_processes(server, initiator_source, receiver_source):
-    env = {"WORMHOLE_SYNC_RENDEZVOUS": server}
-    initiator = run_python(initiator_source, env=env)
-    first = initiator.stdout.readline()
-    code = re.match(r"Invitation Code: (\S+)", first)
-    assert code, (first, initiator.stderr.read() if initiator.poll() is not None else "")
-    receiver = run_python(receiver_source, code.group(1), env=env)
-    out_r, err_r = receiver.communicate(timeout=60)
-    out_i, err_i = initiator.communicate(timeout=60)
-    assert receiver.returncode == 0, err_r
-    assert initiator.returncode == 0, err_i
-    assert out_r.strip() == "Their data: initiator's data"
-    assert out_i.strip() == "Their data: receiver's data"
 
 
 def test_the_blocking_examples_exchange_data_between_two_processes(server):

@@ -4,11 +4,10 @@ side in a process of its own, timeouts as errbacks and exceptions,
 cancellation, and many exchanges at once."""
 
 import asyncio
-import re
 
 import pytest
 
-from conftest import run_python
+from conftest import exchange_in_processes, run_python
 from wormhole_sync import errors
 from wormhole_sync.transcribe import AsyncInitiator, AsyncReceiver
 
@@ -46,17 +45,7 @@ reactor.run()
 
 
 def test_the_twisted_examples_exchange_data_between_two_processes(server):
-    env = {"WORMHOLE_SYNC_RENDEZVOUS": server}
-    initiator = run_python(TWISTED_INITIATOR, env=env)
-    first = initiator.stdout.readline()
-    code = re.match(r"Invitation Code: (\S+)", first)
-    assert code, (first, initiator.stderr.read() if initiator.poll() is not None else "")
-    receiver = run_python(TWISTED_RECEIVER, code.group(1), env=env)
-    out_r, err_r = receiver.communicate(timeout=60)
-    out_i, err_i = initiator.communicate(timeout=60)
-    assert (receiver.returncode, initiator.returncode) == (0, 0), (err_r, err_i)
-    assert out_r.strip() == "Their data: initiator's data"
-    assert out_i.strip() == "Their data: receiver's data"
+    exchange_in_processes(server, TWISTED_INITIATOR, TWISTED_RECEIVER)
 
 
 def test_a_twisted_timeout_errbacks_every_waiter_with_a_timeout_error(server):

@@ -17,6 +17,15 @@ from .transcribe import Initiator, Receiver, _in_thread
 
 class _TwistedSide(service.Service):
     _blocking: Any
+    _blocking_class: Any
+
+    @classmethod
+    def from_serialized(cls, data: bytes, reactor: Any) -> Any:
+        """Restores an exchange from ``serialize()``'s output."""
+        side = cls.__new__(cls)
+        side._bind(reactor)
+        side._blocking = cls._blocking_class.from_serialized(data)
+        return side
 
     def _bind(self, reactor: Any) -> None:
         self._reactor = reactor
@@ -58,17 +67,11 @@ class _TwistedSide(service.Service):
 class TwistedInitiator(_TwistedSide):
     """The initiator as a Twisted service."""
 
+    _blocking_class = Initiator
+
     def __init__(self, appid: str, data: bytes, reactor: Any, **options: Any) -> None:
         self._bind(reactor)
         self._blocking = Initiator(appid, data, **options)
-
-    @classmethod
-    def from_serialized(cls, data: bytes, reactor: Any) -> "TwistedInitiator":
-        """Restores an exchange from ``serialize()``'s output."""
-        side = cls.__new__(cls)
-        side._bind(reactor)
-        side._blocking = Initiator.from_serialized(data)
-        return side
 
     def when_get_code(self) -> defer.Deferred:
         """Fires with the invitation code once the server allocated a channel."""
@@ -78,14 +81,8 @@ class TwistedInitiator(_TwistedSide):
 class TwistedReceiver(_TwistedSide):
     """The receiver as a Twisted service."""
 
+    _blocking_class = Receiver
+
     def __init__(self, appid: str, code: str, data: bytes, reactor: Any, **options: Any) -> None:
         self._bind(reactor)
         self._blocking = Receiver(appid, code, data, **options)
-
-    @classmethod
-    def from_serialized(cls, data: bytes, reactor: Any) -> "TwistedReceiver":
-        """Restores an exchange from ``serialize()``'s output."""
-        side = cls.__new__(cls)
-        side._bind(reactor)
-        side._blocking = Receiver.from_serialized(data)
-        return side

@@ -182,6 +182,14 @@ class _AsyncSide:
     serialized)."""
 
     _blocking: _Side
+    _blocking_class: Type[_Side]
+
+    @classmethod
+    def from_serialized(cls, data: bytes) -> Any:
+        """Restores an exchange from ``serialize()``'s output."""
+        side = cls.__new__(cls)
+        side._blocking = cls._blocking_class.from_serialized(data)
+        return side
 
     async def _wait(self, call: Callable[[], Any]) -> Any:
         future = asyncio.wrap_future(_in_thread(call))
@@ -215,15 +223,10 @@ class _AsyncSide:
 class AsyncInitiator(_AsyncSide):
     """The initiator, for asyncio: ``code = await initiator.get_code()``."""
 
+    _blocking_class = Initiator
+
     def __init__(self, appid: str, data: bytes, **options: Any) -> None:
         self._blocking = Initiator(appid, data, **options)
-
-    @classmethod
-    def from_serialized(cls, data: bytes) -> "AsyncInitiator":
-        """Restores an exchange from ``serialize()``'s output."""
-        side = cls.__new__(cls)
-        side._blocking = Initiator.from_serialized(data)
-        return side
 
     async def get_code(self) -> str:
         """The invitation code, once the server allocated a channel."""
@@ -233,15 +236,10 @@ class AsyncInitiator(_AsyncSide):
 class AsyncReceiver(_AsyncSide):
     """The receiver, for asyncio: ``data = await receiver.get_data()``."""
 
+    _blocking_class = Receiver
+
     def __init__(self, appid: str, code: str, data: bytes, **options: Any) -> None:
         self._blocking = Receiver(appid, code, data, **options)
-
-    @classmethod
-    def from_serialized(cls, data: bytes) -> "AsyncReceiver":
-        """Restores an exchange from ``serialize()``'s output."""
-        side = cls.__new__(cls)
-        side._blocking = Receiver.from_serialized(data)
-        return side
 
 
 def __getattr__(name: str) -> Any:
@@ -253,11 +251,5 @@ def __getattr__(name: str) -> Any:
     raise AttributeError("module %r has no attribute %r" % (__name__, name))
 
 
-__all__ = [
-    "Initiator",
-    "Receiver",
-    "AsyncInitiator",
-    "AsyncReceiver",
-    "TwistedInitiator",
-    "TwistedReceiver",
-]
+# The Twisted classes are left out: `import *` must not need Twisted.
+__all__ = ["Initiator", "Receiver", "AsyncInitiator", "AsyncReceiver"]

@@ -119,10 +119,7 @@ impl Engine {
         };
         let (messages, seen) = {
             let core = core.lock();
-            if core.mailbox_instance(appid, mailbox) != Some(instance) {
-                return Ok(Vec::new());
-            }
-            (core.messages_after(appid, mailbox, after).to_vec(), self.storage.last_recorded())
+            (core.messages_for(listening).to_vec(), self.storage.last_recorded())
         };
         if !messages.is_empty() {
             self.storage.committed(seen).await.map_err(|e| unavailable(&e))?;

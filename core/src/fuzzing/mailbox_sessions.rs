@@ -19,7 +19,7 @@ use arbitrary::{Arbitrary, Unstructured};
 use serde_json::{json, Value};
 
 use crate::mailbox_wire::ServerMessage;
-use crate::rendezvous::{MailboxSession, Rendezvous, RendezvousConfig, Step};
+use crate::rendezvous::{MailboxSession, Rendezvous, RendezvousConfig};
 use crate::Timestamp;
 
 #[derive(Arbitrary, Debug)]
@@ -144,27 +144,6 @@ fn check_pushed(connection: &mut Connection, replies: &[ServerMessage]) {
     }
 }
 
-/// Answers one frame as the server does: runs the operation it asks for.
-fn on_frame(state: &mut Rendezvous, session: &mut MailboxSession, now: Timestamp, frame: &[u8]) -> Vec<ServerMessage> {
-    match session.on_frame(frame) {
-        Step::Reply(replies) => replies,
-        Step::Run(op) => {
-            let outcome = state.apply(now, &op);
-            session.on_outcome(outcome)
-        }
-    }
-}
-
-/// The frames of the news a connection listens to, read as the server does.
-fn news(state: &Rendezvous, session: &mut MailboxSession) -> Vec<ServerMessage> {
-    let Some(listening) = session.listening() else { return Vec::new() };
-    if state.mailbox_instance(listening.appid, listening.mailbox) != Some(listening.instance) {
-        return Vec::new();
-    }
-    let messages = state.messages_after(listening.appid, listening.mailbox, listening.after).to_vec();
-    session.on_news(&messages)
-}
-
 /// Runs one sequence of actions; panics with the broken rule.
 pub fn run(data: &[u8]) {
     let Ok(actions) = Vec::<Action>::arbitrary_take_rest(Unstructured::new(data)) else { return };
@@ -188,19 +167,19 @@ pub fn run(data: &[u8]) {
             Action::Frame { connection, frame, id } => {
                 let connection = &mut connections[usize::from(*connection) % 4];
                 let bytes = frame_json(frame, *id, &mailboxes).to_string().into_bytes();
-                let replies = on_frame(&mut state, &mut connection.session, now, &bytes);
+                let replies = connection.session.answer_locally(&mut state, now, &bytes);
                 check_replies(&bytes, &replies, true, &mut mailboxes);
                 check_pushed(connection, &replies);
             }
             Action::Raw { connection, bytes } => {
                 let connection = &mut connections[usize::from(*connection) % 4];
-                let replies = on_frame(&mut state, &mut connection.session, now, bytes);
+                let replies = connection.session.answer_locally(&mut state, now, bytes);
                 check_replies(bytes, &replies, false, &mut mailboxes);
                 check_pushed(connection, &replies);
             }
             Action::News { connection } => {
                 let connection = &mut connections[usize::from(*connection) % 4];
-                let replies = news(&state, &mut connection.session);
+                let replies = connection.session.news_locally(&state);
                 check_pushed(connection, &replies);
             }
             Action::Reconnect { connection } => connections[usize::from(*connection) % 4] = connect(),

@@ -13,19 +13,9 @@ use crate::wire::{FetchRequest, JoinRequest, MailboxId, PostRequest, Request, Re
 
 const APP: &str = "app";
 
-/// A host as small as they come: runs what the session asks, then reads its news.
+/// A host as small as they come: the session answered in this process.
 fn send(state: &mut Rendezvous, session: &mut MailboxSession, frame: Value) -> Vec<Value> {
-    let mut replies = match session.on_frame(frame.to_string().as_bytes()) {
-        Step::Reply(replies) => replies,
-        Step::Run(op) => {
-            let outcome = state.apply(Timestamp::EPOCH, &op);
-            session.on_outcome(outcome)
-        }
-    };
-    if let Some(listening) = session.listening() {
-        let messages = state.messages_after(listening.appid, listening.mailbox, listening.after).to_vec();
-        replies.extend(session.on_news(&messages));
-    }
+    let replies = session.answer_locally(state, Timestamp::EPOCH, frame.to_string().as_bytes());
     replies.iter().map(|r| serde_json::from_str(&r.to_json(0.0)).expect("JSON")).collect()
 }
 
@@ -89,6 +79,7 @@ fn a_session_pushes_each_message_once_and_only_after_it_opened() {
     let listening = first.listening().unwrap();
     let everything = state.messages_after(listening.appid, listening.mailbox, 0).to_vec();
     assert!(first.on_news(&everything).is_empty(), "a message already sent is not sent again");
+    assert!(first.news_locally(&state).is_empty());
     let closed = send(&mut state, &mut first, json!({"type": "close", "mood": "happy"}));
     assert_eq!(types(&closed), ["ack", "closed"]);
     assert!(first.listening().is_none(), "a closed session listens to nothing");

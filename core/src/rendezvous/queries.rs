@@ -124,6 +124,17 @@ impl Rendezvous {
         &messages[usize::try_from(after).unwrap_or(usize::MAX).min(messages.len())..]
     }
 
+    /// The messages a mailbox-protocol session listens to: those after
+    /// [`Listening::after`](super::Listening::after), if the mailbox under
+    /// its id is still the one it opened (none otherwise).
+    pub fn messages_for(&self, listening: super::Listening<'_>) -> &[Message] {
+        let (appid, mailbox) = (listening.appid, listening.mailbox);
+        if self.mailbox_instance(appid, mailbox) != Some(listening.instance) {
+            return &[];
+        }
+        self.messages_after(appid, mailbox, listening.after)
+    }
+
     /// One message, by its sequence number.
     pub fn message(&self, appid: &str, mailbox: &MailboxId, seq: u64) -> Option<&Message> {
         let found = self.apps.get(appid)?.mailboxes.get(mailbox)?;

@@ -10,6 +10,7 @@ use crate::wire::{validate_side, ErrorCode, MailboxId, Message, Mood, WireError}
 use crate::Timestamp;
 
 use super::op::{Answer, Op, Outcome};
+use super::Rendezvous;
 
 /// Longest nameplates `list` names every number of (9, 90 and 900 of them).
 const LISTED_DIGITS: usize = 3;
@@ -388,6 +389,30 @@ impl MailboxSession {
         let new: Vec<ServerMessage> = messages.iter().filter(|m| m.seq > self.pushed).map(message_frame).collect();
         self.pushed = messages.last().map_or(self.pushed, |m| m.seq.max(self.pushed));
         new
+    }
+
+    /// Answers one frame against `state` in this process (a host without
+    /// storage: the simulation, the fuzzer, tests): runs the operation the
+    /// frame asks for, then adds what the open mailbox has new.
+    pub fn answer_locally(&mut self, state: &mut Rendezvous, now: Timestamp, raw: &[u8]) -> Vec<ServerMessage> {
+        let mut replies = match self.on_frame(raw) {
+            Step::Reply(replies) => replies,
+            Step::Run(op) => {
+                let outcome = state.apply(now, &op);
+                self.on_outcome(outcome)
+            }
+        };
+        replies.extend(self.news_locally(state));
+        replies
+    }
+
+    /// The frames of what the open mailbox has new in `state`.
+    pub fn news_locally(&mut self, state: &Rendezvous) -> Vec<ServerMessage> {
+        let messages = match self.listening() {
+            Some(listening) => state.messages_for(listening).to_vec(),
+            None => return Vec::new(),
+        };
+        self.on_news(&messages)
     }
 
     /// The operation that marks the open mailbox as active while the

@@ -19,7 +19,7 @@ use super::scenario::SimRng;
 use crate::exchange::Event;
 use crate::magic_wormhole::{MailboxExchange, Transmit};
 use crate::mailbox_wire::ServerMessage;
-use crate::rendezvous::{seconds, MailboxSession, Rendezvous, RendezvousConfig, Step};
+use crate::rendezvous::{seconds, MailboxSession, Rendezvous, RendezvousConfig};
 use crate::time::Timestamp;
 use crate::{Config, Error, Schedule, TransportError};
 
@@ -39,28 +39,13 @@ impl MailboxServer {
     /// Answers one frame of a connection, then pushes what its open
     /// mailbox has new, as the server does once a frame is answered.
     pub(crate) fn on_frame(&mut self, session: &mut MailboxSession, now: Timestamp, frame: &str) -> Vec<String> {
-        let replies = match session.on_frame(frame.as_bytes()) {
-            Step::Reply(replies) => replies,
-            Step::Run(op) => {
-                let outcome = self.rendezvous.apply(now, &op);
-                session.on_outcome(outcome)
-            }
-        };
-        let stamp = |m: &ServerMessage| m.to_json(seconds(now));
-        let mut out: Vec<String> = replies.iter().map(stamp).collect();
-        out.extend(self.news(session, now));
-        out
+        let replies = session.answer_locally(&mut self.rendezvous, now, frame.as_bytes());
+        replies.iter().map(|m| m.to_json(seconds(now))).collect()
     }
 
     /// Messages of the connection's open mailbox it was not sent yet.
     pub(crate) fn news(&self, session: &mut MailboxSession, now: Timestamp) -> Vec<String> {
-        let Some(listening) = session.listening() else { return Vec::new() };
-        let (appid, mailbox) = (listening.appid, listening.mailbox);
-        if self.rendezvous.mailbox_instance(appid, mailbox) != Some(listening.instance) {
-            return Vec::new();
-        }
-        let messages = self.rendezvous.messages_after(appid, mailbox, listening.after).to_vec();
-        session.on_news(&messages).iter().map(|m| m.to_json(seconds(now))).collect()
+        session.news_locally(&self.rendezvous).iter().map(|m| m.to_json(seconds(now))).collect()
     }
 }
 

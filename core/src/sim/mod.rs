@@ -148,8 +148,9 @@ pub fn run(scenario: &Scenario) -> Report {
     let mut rng = SimRng::new(scenario.seed);
     let initiator = Exchange::initiator(scenario.config.clone(), scenario.initiator_data.clone(), rng.bytes32())
         .expect("valid data");
-    // The server's ids vary with the seed, as a real server's do, without
-    // drawing from `rng`: every other draw of a seed stays as it was.
+    // The server's ids differ from run to run, as a real server's do, derived
+    // from the scenario's number rather than drawn from `rng`, so every other
+    // draw of a run stays as it was.
     let mut server_seed = [0x5e; 32];
     server_seed[..8].copy_from_slice(&scenario.seed.to_le_bytes());
     let live = Rendezvous::new(scenario.server.clone(), server_seed);
