@@ -47,6 +47,8 @@ def start_ours(binary):
     for line in process.stdout:
         found = re.search(r"listening on (http://127\.0\.0\.1:\d+)", line)
         if found:
+            # Its log goes on: read it, or a full pipe would stop the server mid-write.
+            threading.Thread(target=process.stdout.read, daemon=True).start()
             return process, found.group(1)
     raise RuntimeError("the server did not start")
 

@@ -1,14 +1,18 @@
-"""A rendezvous server for the tests: the project's own binary, started on
-127.0.0.1 with a port the OS chooses, in memory, and stopped afterwards.
+"""A rendezvous server for the tests: the project's own, started on 127.0.0.1
+with a port the OS chooses, in memory, and stopped afterwards.
 
-The binary is ``$WORMHOLE_SYNC_SERVER``, else the workspace's debug or
-release build; the tests fail (never skip) without one.
+The server is ``$WORMHOLE_SYNC_SERVER``, else the workspace's debug or release
+build of ``wormhole-sync-server``, else the CLI's ``serve`` (the same server);
+the CLI is ``$WORMHOLE_SYNC``, else the workspace's build. The tests fail
+(never skip) without them. ``cargo test --workspace`` runs these tests too
+(``cli/tests/python_package.rs``).
 """
 
 import os
 import re
 import subprocess
 import sys
+import threading
 from pathlib import Path
 
 import pytest
@@ -16,7 +20,7 @@ import pytest
 ROOT = Path(__file__).resolve().parents[2]
 
 
-def _binary(name: str) -> str:
+def _binary(name: str, required: bool = True):
     given = os.environ.get(name.upper().replace("-", "_"))
     if given:
         return given
@@ -24,6 +28,8 @@ def _binary(name: str) -> str:
         path = ROOT / "target" / profile / name
         if path.exists():
             return str(path)
+    if not required:
+        return None
     raise RuntimeError(
         "no %s binary: build it (cargo build -p wormhole-sync-server -p wormhole-sync) "
         "or set %s" % (name, name.upper().replace("-", "_"))
@@ -33,10 +39,12 @@ def _binary(name: str) -> str:
 @pytest.fixture(scope="session")
 def server():
     """The server's URL."""
+    binary = _binary("wormhole-sync-server", required=False)
+    command = [binary] if binary else [_binary("wormhole-sync"), "serve"]
     process = subprocess.Popen(
         # Every test client is on 127.0.0.1: no per-address rate limit or cap.
         [
-            _binary("wormhole-sync-server"),
+            *command,
             "--listen",
             "127.0.0.1:0",
             "--memory",
@@ -58,6 +66,8 @@ def server():
     if url is None:
         process.kill()
         raise RuntimeError("the server did not start")
+    # Its log goes on: read it, or a full pipe would stop the server mid-write.
+    threading.Thread(target=process.stdout.read, daemon=True).start()
     yield url
     process.terminate()
     process.wait(timeout=10)
@@ -96,3 +106,25 @@ def exchange_in_processes(server: str, initiator_source: str, receiver_source: s
     assert (receiver.returncode, initiator.returncode) == (0, 0), (err_r, err_i)
     assert out_r.strip() == "Their data: initiator's data"
     assert out_i.strip() == "Their data: receiver's data"
+
+
+def both_data(initiator, receiver):
+    """Both sides' ``get_data()`` at once (the receiver on a thread): the
+    initiator's result, then the receiver's; an exception of either is raised."""
+    got = {}
+
+    def receive():
+        try:
+            got["receiver"] = receiver.get_data()
+        except BaseException as error:  # raised below, on the test's thread
+            got["error"] = error
+
+    thread = threading.Thread(target=receive)
+    thread.start()
+    try:
+        mine = initiator.get_data()
+    finally:
+        thread.join(60)
+    if "error" in got:
+        raise got["error"]
+    return mine, got["receiver"]

@@ -11,7 +11,7 @@ import time
 
 import pytest
 
-from conftest import exchange_in_processes, run_python
+from conftest import both_data, exchange_in_processes, run_python
 from wormhole_sync import errors
 from wormhole_sync.transcribe import Initiator, Receiver
 
@@ -210,9 +210,27 @@ def test_a_state_saved_in_python_resumes_in_the_rust_cli_and_back(server, cli, t
     restored = Initiator.from_serialized(saved.read_bytes())
     code = restored.get_code()
     r = Receiver(APP, code, b"to python", rendezvous=server, timeout=60)
-    got = {}
-    thread = threading.Thread(target=lambda: got.setdefault("r", r.get_data()))
-    thread.start()
-    assert restored.get_data() == b"to python"
-    thread.join(60)
-    assert got["r"] == b"from the cli"
+    assert both_data(restored, r) == (b"to python", b"from the cli")
+
+
+def exchange_here(server, tag):
+    """One whole exchange in this process (the receiver on a thread)."""
+    i = Initiator(APP, b"i-" + tag, rendezvous=server, timeout=30)
+    r = Receiver(APP, i.get_code(), b"r-" + tag, rendezvous=server, timeout=30)
+    return both_data(i, r)
+
+
+def test_a_child_made_by_fork_runs_exchanges_of_its_own(server):
+    # The parent's runtime exists (its threads do not survive a fork).
+    assert exchange_here(server, b"parent") == (b"r-parent", b"i-parent")
+    child = os.fork()
+    if child == 0:
+        signal.alarm(30)  # a hang kills the child rather than the test run
+        try:
+            ok = exchange_here(server, b"child") == (b"r-child", b"i-child")
+        except BaseException:
+            ok = False
+        os._exit(0 if ok else 1)
+    _, status = os.waitpid(child, 0)
+    assert os.waitstatus_to_exitcode(status) == 0
+    assert exchange_here(server, b"again") == (b"r-again", b"i-again")

@@ -109,3 +109,39 @@ def test_cancelling_an_asyncio_wait_cancels_the_exchange(server):
             await receiver.get_data()
 
     asyncio.run(asyncio.wait_for(main(), 30))
+
+
+def test_twisted_flavour_of_magic_wormhole_and_a_cancelled_deferred(server):
+    mailbox = server.replace("http://", "ws://") + "/v1"
+    done = run_python(
+        "from twisted.internet import reactor, defer\n"
+        "from wormhole_sync import errors\n"
+        "from wormhole_sync.magic_wormhole import TwistedInitiator, TwistedReceiver\n"
+        "@defer.inlineCallbacks\n"
+        "def main():\n"
+        "    ti = TwistedInitiator('%(app)s', b'initiator', reactor, rendezvous='%(url)s')\n"
+        "    ti.startService()\n"
+        "    code = yield ti.when_get_code()\n"
+        "    tr = TwistedReceiver('%(app)s', code, b'receiver', reactor, rendezvous='%(url)s')\n"
+        "    got = yield defer.gatherResults([ti.when_get_data(), tr.when_get_data()])\n"
+        "    print(got)\n"
+        "    lonely = TwistedInitiator('%(app)s', b'alone', reactor, rendezvous='%(url)s')\n"
+        "    yield lonely.when_get_code()\n"
+        "    waiting = lonely.when_get_data()\n"
+        "    waiting.cancel()\n"
+        "    try:\n"
+        "        yield waiting\n"
+        "    except defer.CancelledError:\n"
+        "        print('cancelled')\n"
+        "    again = lonely.when_get_data()\n"
+        "    try:\n"
+        "        yield again\n"
+        "    except errors.CancelledError:\n"
+        "        print('the exchange was cancelled too')\n"
+        "    yield lonely.stopService()\n"
+        "main().addBoth(lambda r: (print(r) if r else None, reactor.stop()))\n"
+        "reactor.run()\n" % {"app": APP, "url": mailbox}
+    )
+    out, err = done.communicate(timeout=60)
+    assert done.returncode == 0, err
+    assert out.split("\n")[:3] == ["[b'receiver', b'initiator']", "cancelled", "the exchange was cancelled too"], (out, err)

@@ -48,6 +48,12 @@ class ServerRefusedError(WormholeSyncError):
     """The rendezvous server refused (see ``server_code``)."""
 
 
+class ServerBusyError(ServerRefusedError):
+    """The rendezvous server kept refusing for now (rate limited, full, its
+    storage unavailable: see ``server_code``) until the timeout; trying
+    again later may work."""
+
+
 class BadStateError(WormholeSyncError, ValueError):
     """A serialized state could not be restored."""
 

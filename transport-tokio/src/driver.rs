@@ -289,11 +289,44 @@ impl Handle {
     /// `PeerClosed`, and the driver task ends. Resolves once it has.
     pub fn stop(&self) -> impl Future<Output = ()> + Send + 'static {
         self.shared.saved.store(false, Ordering::Relaxed);
+        self.cancel();
+        self.when_finished()
+    }
+
+    /// Stops the exchange at once, as dropping its last handle does, from
+    /// any thread and without awaiting: every waiter gets
+    /// [`Error::Cancelled`] (unless it already ended) and the channel is
+    /// closed, unless the state was [serialized](Self::serialize) (then it
+    /// is left open for the saved copy). Await
+    /// [`when_finished`](Self::when_finished) for the close to be sent.
+    ///
+    /// ```no_run
+    /// # async fn example() -> Result<(), wormhole_sync_tokio::Error> {
+    /// use wormhole_sync_tokio::transcribe::Initiator;
+    ///
+    /// let initiator = Initiator::new("example.com/app1", b"data".to_vec())?.start();
+    /// let waiting = tokio::spawn(initiator.when_data());
+    /// initiator.cancel();
+    /// assert_eq!(waiting.await.unwrap(), Err(wormhole_sync_tokio::Error::Cancelled));
+    /// initiator.when_finished().await;
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub fn cancel(&self) {
         self.shared.stop.store(true, Ordering::Release);
         self.shared.wake.notify_one();
+    }
+
+    /// Resolves once the driver task has ended: the outcome is known and
+    /// the channel closed (or its close given up), or the exchange was
+    /// stopped. Await it before the runtime shuts down (the end of `main`)
+    /// so that the close reaches the server.
+    pub fn when_finished(&self) -> impl Future<Output = ()> + Send + 'static {
+        let keep_alive = self.clone();
         let mut status = self.shared.status.subscribe();
         async move {
             let _ = status.wait_for(|s| s.finished).await;
+            drop(keep_alive);
         }
     }
 }

@@ -52,6 +52,7 @@ fn handles_and_futures_are_send_sync_static() {
         send_static(handle.when_verifier());
         send_static(handle.when_data());
         send_static(handle.stop());
+        send_static(handle.when_finished());
         handle.stop().await;
     });
 }
@@ -174,6 +175,27 @@ async fn dropping_the_last_handle_stops_the_exchange() {
     assert!(tokio::time::timeout(Duration::from_millis(300), extra.when_data()).await.is_err());
     drop(extra);
     assert_eq!(r.when_data().await, Err(Error::PeerClosed { mood: Mood::Lonely }));
+}
+
+#[tokio::test]
+async fn cancel_closes_the_channel_unless_the_state_was_serialized() {
+    let server = memory_server().await;
+    let i = initiator(&server, b"i").build().unwrap().start();
+    i.when_code().await.unwrap();
+    let saved = i.serialize();
+    let waiting = tokio::spawn(i.when_data());
+    i.cancel();
+    assert_eq!(waiting.await.unwrap(), Err(Error::Cancelled));
+    i.when_finished().await;
+    assert_eq!(metric(&server, "wormhole_channels_open").await, 1.0, "left open for the saved copy");
+
+    let restored = Initiator::from_serialized(&saved).unwrap().start();
+    restored.when_code().await.unwrap();
+    restored.cancel();
+    assert_eq!(restored.when_data().await, Err(Error::Cancelled));
+    restored.when_finished().await;
+    assert_eq!(metric(&server, "wormhole_channels_open").await, 0.0, "not serialized since the restore: closed");
+    server.stop().await;
 }
 
 #[tokio::test]

@@ -37,6 +37,27 @@ pub(super) const PHASE_DATA: &str = "data";
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct RequestId(u64);
 
+impl RequestId {
+    /// The id as a number, for a host that keeps it outside Rust (a
+    /// binding for another language); [`from_u64`](Self::from_u64) turns it
+    /// back.
+    ///
+    /// ```
+    /// use wormhole_sync_core::RequestId;
+    ///
+    /// assert_eq!(RequestId::from_u64(7).as_u64(), 7);
+    /// ```
+    pub const fn as_u64(self) -> u64 {
+        self.0
+    }
+
+    /// The id [`as_u64`](Self::as_u64) gave. An id the exchange never
+    /// handed out is harmless: its answer is ignored.
+    pub const fn from_u64(id: u64) -> RequestId {
+        RequestId(id)
+    }
+}
+
 /// A request the caller must send: `POST` [`body`](Self::body) to
 /// [`url`](Self::url), give up after [`timeout`](Self::timeout), and report
 /// the answer with [`Exchange::handle_response`] or the failure with
