@@ -10,7 +10,7 @@ use wormhole_sync_core::parse_duration;
 use wormhole_sync_core::rendezvous::RendezvousSnapshot;
 
 use crate::error::Chain;
-use crate::{ClientIpHeader, IpNet, Server, ServerConfig, Storage, TlsFiles, TlsReloader};
+use crate::{ClientIpHeader, CorsOrigin, IpNet, Server, ServerConfig, Storage, TlsFiles, TlsReloader};
 
 /// An address or a CIDR block: `127.0.0.1`, `10.0.0.0/8`, `2001:db8::/32`.
 fn parse_net(text: &str) -> Result<IpNet, String> {
@@ -88,6 +88,11 @@ pub struct ServeArgs {
     /// --client-ip-header names the client.
     #[arg(long = "trusted-proxy", value_name = "CIDR", env = "WORMHOLE_SYNC_TRUSTED_PROXIES", value_delimiter = ',', value_parser = parse_net)]
     pub trusted_proxies: Vec<IpNet>,
+    /// An origin whose web pages may call the HTTP API from a browser
+    /// (CORS), like https://app.example (repeatable or comma-separated; *
+    /// for any). None by default.
+    #[arg(long = "cors-origin", value_name = "ORIGIN", env = "WORMHOLE_SYNC_CORS_ORIGINS", value_delimiter = ',')]
+    pub cors_origins: Vec<CorsOrigin>,
     /// The one header a trusted proxy names the client in: x-forwarded-for,
     /// forwarded or x-real-ip (no other is read; the proxy must set or
     /// append to this one).
@@ -203,6 +208,7 @@ pub async fn serve(args: ServeArgs, name: &str) -> ExitCode {
     config.rate_limit_exempt_loopback = args.rate_limit_exempt_loopback;
     config.trusted_proxies = args.trusted_proxies.clone();
     config.client_ip_header = args.client_ip_header;
+    config.cors_origins = args.cors_origins.clone();
     config.sweep_interval = args.sweep_interval;
     config.header_timeout = args.header_timeout;
     config.write_timeout = args.write_timeout;

@@ -4,7 +4,7 @@ use std::time::Duration;
 
 use wormhole_sync_core::rendezvous::RendezvousConfig;
 
-use crate::{ClientIpHeader, Clock, IpNet, TlsFiles};
+use crate::{ClientIpHeader, Clock, CorsOrigin, IpNet, TlsFiles};
 
 /// Limits and timings of the server.
 ///
@@ -80,6 +80,9 @@ pub struct ServerConfig {
     /// How long a mailbox protocol connection may stay silent (the server
     /// pings every minute; a live client's pong counts) before it is closed.
     pub websocket_idle_timeout: Duration,
+    /// Origins whose web pages may call the HTTP API from a browser (CORS);
+    /// none by default.
+    pub cors_origins: Vec<CorsOrigin>,
     /// Where the time is read (the system's clock; tests set a
     /// [`Clock::manual`] one to move past expiry without waiting).
     pub clock: Clock,
@@ -112,6 +115,7 @@ impl Default for ServerConfig {
             motd: None,
             allow_list: false,
             websocket_idle_timeout: Duration::from_secs(600),
+            cors_origins: Vec::new(),
             clock: Clock::system(),
         }
     }

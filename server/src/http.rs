@@ -19,6 +19,7 @@ use crate::metrics::Snapshot;
 use crate::net::json;
 
 pub(crate) fn router(app: Arc<App>) -> Router {
+    let cors = crate::cors::layer(&app.config.cors_origins);
     Router::new()
         .route("/", get(front_page).fallback(method_not_allowed))
         .route("/health", get(health).fallback(method_not_allowed))
@@ -26,6 +27,7 @@ pub(crate) fn router(app: Arc<App>) -> Router {
         .route("/v1", any(crate::mailbox::upgrade))
         .route("/v1/{operation}", any(operation))
         .fallback(not_found)
+        .layer(tower::util::option_layer(cors))
         .with_state(app)
 }
 

@@ -584,3 +584,73 @@ fn metrics_have_latency_histograms_per_route_and_the_budget_gauges() {
     assert_eq!(metric(server.addr, "wormhole_storing_clients"), 1.0);
     assert!(text.trim_end().ends_with("# EOF"), "OpenMetrics text ends with # EOF");
 }
+
+/// Sends `method path` with an `Origin` (and, for a preflight, what the
+/// browser asks to send).
+fn from_origin(a: SocketAddr, method: &str, origin: &str) -> Reply {
+    let body = br#"{"appid": "app", "side": "s1"}"#;
+    let head = match method {
+        "OPTIONS" => "Access-Control-Request-Method: POST\r\nAccess-Control-Request-Headers: content-type\r\n".into(),
+        _ => format!("Content-Type: application/json\r\nContent-Length: {}\r\n", body.len()),
+    };
+    let request = format!(
+        "{method} /v1/allocate HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\nOrigin: {origin}\r\n{head}\r\n"
+    );
+    let mut bytes = request.into_bytes();
+    if method == "POST" {
+        bytes.extend_from_slice(body);
+    }
+    raw(a, &bytes).unwrap()
+}
+
+/// Web pages on the origins an operator allows may call the API from a
+/// browser: preflights are answered and answers name the origin. Other
+/// origins, and every origin by default, get no CORS headers, so browsers
+/// keep the answers from their scripts.
+#[test]
+fn cross_origin_calls_follow_the_allow_list() {
+    let allowed = |reply: &Reply, origin: &str| {
+        reply.headers.to_ascii_lowercase().contains(&format!("access-control-allow-origin: {origin}"))
+    };
+    let mut config = quiet_config();
+    config.cors_origins = vec!["https://app.example".parse().unwrap(), "http://localhost:8080".parse().unwrap()];
+    let server = TestServer::memory(config);
+    let preflight = from_origin(server.addr, "OPTIONS", "https://app.example");
+    assert_eq!(preflight.status, 200);
+    let headers = preflight.headers.to_ascii_lowercase();
+    assert!(allowed(&preflight, "https://app.example"), "{headers}");
+    for expected in
+        ["access-control-allow-methods: post", "access-control-allow-headers: content-type", "max-age: 3600"]
+    {
+        assert!(headers.contains(expected), "{expected}: {headers}");
+    }
+    let answer = from_origin(server.addr, "POST", "http://localhost:8080");
+    assert_eq!(answer.status, 200);
+    assert!(allowed(&answer, "http://localhost:8080"), "{}", answer.headers);
+    for method in ["OPTIONS", "POST"] {
+        let stranger = from_origin(server.addr, method, "https://elsewhere.example");
+        assert!(!stranger.headers.to_ascii_lowercase().contains("access-control-allow-origin"), "{method}");
+    }
+
+    let by_default = TestServer::memory(quiet_config());
+    for method in ["OPTIONS", "POST"] {
+        let reply = from_origin(by_default.addr, method, "https://app.example");
+        assert!(!reply.headers.to_ascii_lowercase().contains("access-control-"), "{method}: {}", reply.headers);
+    }
+
+    let mut config = quiet_config();
+    config.cors_origins = vec!["*".parse().unwrap()];
+    let open = TestServer::memory(config);
+    assert!(allowed(&from_origin(open.addr, "OPTIONS", "https://anyone.example"), "*"));
+    assert!(allowed(&from_origin(open.addr, "POST", "https://anyone.example"), "*"));
+}
+
+#[test]
+fn cors_origins_are_checked_when_given() {
+    use wormhole_sync_server::CorsOrigin;
+    for bad in ["app.example", "https://app.example/", "https://app.example/path", "ftp://app.example", "https://", ""]
+    {
+        assert!(bad.parse::<CorsOrigin>().is_err(), "{bad:?}");
+    }
+    assert_eq!("HTTPS://App.Example".parse::<CorsOrigin>().unwrap().to_string(), "https://app.example");
+}
