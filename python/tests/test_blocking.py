@@ -3,6 +3,7 @@ the import line), each side in a process of its own, and what they promise
 around them."""
 
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -136,6 +137,24 @@ def test_python_and_the_rust_cli_exchange_both_ways(server, cli):
     assert i.get_data() == b"from the cli"
     out, err = received.communicate(timeout=60)
     assert received.returncode == 0, err
+    assert "from python" in out
+    # The CLI sends, Python receives.
+    sending = subprocess.Popen(
+        [cli, "send", "--appid", APP, "from the cli"],
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+    )
+    for line in sending.stderr:
+        shown = re.search(r"Invitation code: (\S+)", line)
+        if shown:
+            break
+    assert shown, "the CLI showed no code (exit %s)" % sending.wait()
+    assert Receiver(APP, shown.group(1), b"from python", rendezvous=server).get_data() == b"from the cli"
+    out, _ = sending.communicate(timeout=60)
+    assert sending.returncode == 0
     assert "from python" in out
 
 
