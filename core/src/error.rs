@@ -161,6 +161,57 @@ impl Error {
                 | Error::ApiMisuse(_)
         )
     }
+
+    /// The name of the error class a binding for another language raises
+    /// this as (`WrongCodeError`, `ExchangeTimeoutError`, ...; the Python
+    /// package and the browser module share these names), grouping the
+    /// variants a program handles alike.
+    ///
+    /// ```
+    /// use wormhole_sync_core::Error;
+    ///
+    /// assert_eq!(Error::WrongCode.binding_class(), "WrongCodeError");
+    /// assert_eq!(Error::ChannelBurned.binding_class(), Error::ChannelExpired.binding_class());
+    /// ```
+    pub fn binding_class(&self) -> &'static str {
+        match self {
+            Error::WrongCode => "WrongCodeError",
+            Error::Timeout => "ExchangeTimeoutError",
+            Error::Crowded => "CrowdedError",
+            Error::UnknownChannel => "UnknownChannelError",
+            Error::ChannelExpired | Error::ChannelBurned => "ChannelGoneError",
+            Error::PeerClosed { .. } | Error::PeerVanished | Error::PeerDeclined => "PeerClosedError",
+            Error::ServerUnreachable { .. } => "ServerUnreachableError",
+            Error::ServerBusy { .. } => "ServerBusyError",
+            Error::ServerRejected { .. } => "ServerRefusedError",
+            Error::BadSerializedState(_) => "BadStateError",
+            Error::BadCode(_) => "BadCodeError",
+            Error::Cancelled => "CancelledError",
+            Error::DataTooLarge { .. } | Error::InvalidConfig(_) | Error::ApiMisuse(_) => "UsageError",
+            _ => "ProtocolError",
+        }
+    }
+
+    /// The message with every cause, `: `-separated (why the server could
+    /// not be reached), for hosts that show one string. Like the message,
+    /// it never contains the code, keys or data.
+    pub fn message_with_causes(&self) -> String {
+        let mut text = self.to_string();
+        let mut cause = std::error::Error::source(self);
+        while let Some(inner) = cause {
+            text = format!("{text}: {inner}");
+            cause = inner.source();
+        }
+        text
+    }
+
+    /// The server's error code, where the server refused.
+    pub fn server_code(&self) -> Option<&ServerErrorCode> {
+        match self {
+            Error::ServerBusy { code, .. } | Error::ServerRejected { code, .. } => Some(code),
+            _ => None,
+        }
+    }
 }
 
 /// A call the exchange's state does not allow.
@@ -302,6 +353,13 @@ impl TransportError {
     /// the core's own "no answer in time").
     pub fn from_message(message: &str) -> TransportError {
         TransportError { inner: Arc::new(Message(printable(message, 1024))), permanent: false }
+    }
+
+    /// The same cause, [permanent](Self::permanent): a host that knows
+    /// retrying cannot help (`TransportError::from_message(why).into_permanent()`).
+    pub fn into_permanent(mut self) -> TransportError {
+        self.permanent = true;
+        self
     }
 
     /// Whether retrying cannot help.

@@ -20,18 +20,6 @@ fn timestamp(now: f64) -> PyResult<Timestamp> {
     Ok(Timestamp::from_millis((now * 1000.0) as u64))
 }
 
-/// A transport's failure, described by the host.
-#[derive(Debug)]
-struct HostError(String);
-
-impl std::fmt::Display for HostError {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(&self.0)
-    }
-}
-
-impl std::error::Error for HostError {}
-
 /// A request to send: (id, method, url, body, timeout in seconds).
 type TransmitTuple<'py> = (u64, &'static str, String, Bound<'py, PyBytes>, f64);
 
@@ -85,10 +73,8 @@ impl Exchange {
 
     #[pyo3(signature = (now, id, description, permanent=false))]
     fn handle_transport_error(&mut self, now: f64, id: u64, description: String, permanent: bool) -> PyResult<()> {
-        let cause = match permanent {
-            true => TransportError::permanent(HostError(description)),
-            false => TransportError::new(HostError(description)),
-        };
+        let cause = TransportError::from_message(&description);
+        let cause = if permanent { cause.into_permanent() } else { cause };
         self.inner.handle_transport_error(timestamp(now)?, RequestId::from_u64(id), cause);
         Ok(())
     }

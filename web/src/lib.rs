@@ -26,40 +26,13 @@ impl<const INITIATOR: bool> Client for Bare<INITIATOR> {
     }
 }
 
-/// The name of the JavaScript error class an error becomes, as
-/// `wormhole-sync.js` defines them.
-fn class_of(error: &Error) -> &'static str {
-    match error {
-        Error::WrongCode => "WrongCodeError",
-        Error::Timeout => "ExchangeTimeoutError",
-        Error::Crowded => "CrowdedError",
-        Error::UnknownChannel => "UnknownChannelError",
-        Error::ChannelExpired | Error::ChannelBurned => "ChannelGoneError",
-        Error::PeerClosed { .. } | Error::PeerVanished | Error::PeerDeclined => "PeerClosedError",
-        Error::ServerUnreachable { .. } => "ServerUnreachableError",
-        Error::ServerBusy { .. } => "ServerBusyError",
-        Error::ServerRejected { .. } => "ServerRefusedError",
-        Error::BadSerializedState(_) => "BadStateError",
-        Error::BadCode(_) => "BadCodeError",
-        Error::Cancelled => "CancelledError",
-        Error::DataTooLarge { .. } | Error::InvalidConfig(_) | Error::ApiMisuse(_) => "UsageError",
-        _ => "ProtocolError",
-    }
-}
-
-/// `error` as a JavaScript `Error` whose `name` is its class and whose
-/// `serverCode` is the server's code, if any. Its message has its causes
-/// and never a secret.
+/// `error` as a JavaScript `Error` whose `name` is its class (as
+/// `wormhole-sync.js` defines them) and whose `serverCode` is the server's
+/// code, if any. Its message has its causes and never a secret.
 fn to_js(error: &Error) -> JsValue {
-    let mut message = error.to_string();
-    let mut cause = std::error::Error::source(error);
-    while let Some(inner) = cause {
-        message = format!("{message}: {inner}");
-        cause = inner.source();
-    }
-    let js = js_sys::Error::new(&message);
-    js.set_name(class_of(error));
-    if let Error::ServerBusy { code, .. } | Error::ServerRejected { code, .. } = error {
+    let js = js_sys::Error::new(&error.message_with_causes());
+    js.set_name(error.binding_class());
+    if let Some(code) = error.server_code() {
         let _ = Reflect::set(&js, &"serverCode".into(), &code.to_string().into());
     }
     js.into()
@@ -79,18 +52,6 @@ fn timestamp(now: f64) -> Result<Timestamp, JsValue> {
 fn seconds(value: f64, what: &str) -> Result<Duration, JsValue> {
     Duration::try_from_secs_f64(value).map_err(|_| usage(&format!("{what} must be a non-negative number of seconds")))
 }
-
-/// A transport failure the host describes.
-#[derive(Debug)]
-struct HostError(String);
-
-impl std::fmt::Display for HostError {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(&self.0)
-    }
-}
-
-impl std::error::Error for HostError {}
 
 /// A plain object with these fields.
 fn object(fields: &[(&str, JsValue)]) -> JsValue {
@@ -208,8 +169,8 @@ impl Exchange {
         description: &str,
         permanent: bool,
     ) -> Result<(), JsValue> {
-        let cause = HostError(description.to_string());
-        let cause = if permanent { TransportError::permanent(cause) } else { TransportError::new(cause) };
+        let cause = TransportError::from_message(description);
+        let cause = if permanent { cause.into_permanent() } else { cause };
         self.inner.handle_transport_error(timestamp(now)?, RequestId::from_u64(id as u64), cause);
         Ok(())
     }
