@@ -54,10 +54,12 @@ fn the_python_package_builds_and_its_tests_pass() {
         Ok(python) => python,
         Err(why) => return skip_or_fail(&format!("its virtualenv could not be made: {why}")),
     };
-    // As a user installs it: pip builds the extension (maturin, release) from the checkout.
+    // As a user installs it: pip builds the extension (maturin) from the checkout; unoptimized, as
+    // the tests need no speed and it builds in about half the time (benchmarks use a release build).
     let installed = run(Command::new(&python)
         .args(["-m", "pip", "install", "--quiet", "--force-reinstall", "--no-deps"])
-        .arg(root.join("python")));
+        .arg(root.join("python"))
+        .env("MATURIN_PEP517_ARGS", "--profile dev"));
     if let Err(why) = installed {
         return skip_or_fail(&format!("pip could not build the package: {why}"));
     }
