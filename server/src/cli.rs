@@ -89,7 +89,7 @@ pub struct ServeArgs {
     #[arg(long = "trusted-proxy", value_name = "CIDR", env = "WORMHOLE_SYNC_TRUSTED_PROXIES", value_delimiter = ',', value_parser = parse_net)]
     pub trusted_proxies: Vec<IpNet>,
     /// An origin whose web pages may call the HTTP API from a browser
-    /// (CORS), like https://app.example (repeatable or comma-separated; *
+    /// (CORS), like `https://app.example` (repeatable or comma-separated; *
     /// for any). None by default.
     #[arg(long = "cors-origin", value_name = "ORIGIN", env = "WORMHOLE_SYNC_CORS_ORIGINS", value_delimiter = ',')]
     pub cors_origins: Vec<CorsOrigin>,
