@@ -5,10 +5,12 @@
 
 use std::fmt;
 use std::str::FromStr;
-use std::time::Duration;
+use std::sync::Arc;
 
-use axum::http::{header, HeaderValue, Method};
-use tower_http::cors::{AllowOrigin, CorsLayer};
+use axum::extract::{Request, State};
+use axum::http::{header, HeaderValue, Method, StatusCode};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
 
 /// An origin allowed to call the HTTP API from a browser: `https://app.example`
 /// (scheme, host and port only), or `*` for any.
@@ -65,25 +67,46 @@ impl fmt::Debug for CorsOrigin {
     }
 }
 
-/// How long a browser may cache a preflight's answer.
-const PREFLIGHT_CACHE: Duration = Duration::from_secs(3600);
+/// How long a browser may cache a preflight's answer, in seconds.
+const PREFLIGHT_CACHE_SECONDS: &str = "3600";
 
-/// The layer answering preflights and marking answers for `origins`; `None`
-/// when no origin is allowed (no CORS headers at all).
-pub(crate) fn layer(origins: &[CorsOrigin]) -> Option<CorsLayer> {
-    if origins.is_empty() {
-        return None;
+/// The origins allowed, as the middleware checks them.
+#[derive(Clone)]
+pub(crate) struct Allowed(Arc<[CorsOrigin]>);
+
+impl Allowed {
+    /// `None` when no origin is allowed (no CORS headers at all).
+    pub(crate) fn new(origins: &[CorsOrigin]) -> Option<Allowed> {
+        (!origins.is_empty()).then(|| Allowed(origins.into()))
     }
-    let allow = if origins.contains(&CorsOrigin::ANY) {
-        AllowOrigin::any()
-    } else {
-        AllowOrigin::list(origins.iter().filter_map(|o| o.0.clone()))
+
+    /// What `Access-Control-Allow-Origin` says to a request from `origin`, if allowed.
+    fn answer(&self, origin: &HeaderValue) -> Option<HeaderValue> {
+        if self.0.contains(&CorsOrigin::ANY) {
+            return Some(HeaderValue::from_static("*"));
+        }
+        self.0.iter().any(|o| o.0.as_ref() == Some(origin)).then(|| origin.clone())
+    }
+}
+
+/// Answers preflights from allowed origins and marks other answers to them;
+/// requests from anywhere else pass untouched. (Written here rather than
+/// taken from tower-http: its features, unified with reqwest's in this
+/// workspace, would raise the server's minimum Rust.)
+pub(crate) async fn middleware(State(allowed): State<Allowed>, request: Request, next: Next) -> Response {
+    let Some(allow) = request.headers().get(header::ORIGIN).and_then(|o| allowed.answer(o)) else {
+        return next.run(request).await;
     };
-    Some(
-        CorsLayer::new()
-            .allow_origin(allow)
-            .allow_methods([Method::POST])
-            .allow_headers([header::CONTENT_TYPE])
-            .max_age(PREFLIGHT_CACHE),
-    )
+    let preflight =
+        request.method() == Method::OPTIONS && request.headers().contains_key(header::ACCESS_CONTROL_REQUEST_METHOD);
+    let mut response = if preflight { StatusCode::OK.into_response() } else { next.run(request).await };
+    let headers = response.headers_mut();
+    headers.insert(header::ACCESS_CONTROL_ALLOW_ORIGIN, allow);
+    headers.append(header::VARY, HeaderValue::from_static("origin"));
+    if preflight {
+        headers.insert(header::ACCESS_CONTROL_ALLOW_METHODS, HeaderValue::from_static("POST"));
+        headers.insert(header::ACCESS_CONTROL_ALLOW_HEADERS, HeaderValue::from_static("content-type"));
+        headers.insert(header::ACCESS_CONTROL_MAX_AGE, HeaderValue::from_static(PREFLIGHT_CACHE_SECONDS));
+    }
+    response
 }

@@ -19,16 +19,19 @@ use crate::metrics::Snapshot;
 use crate::net::json;
 
 pub(crate) fn router(app: Arc<App>) -> Router {
-    let cors = crate::cors::layer(&app.config.cors_origins);
-    Router::new()
+    let cors = crate::cors::Allowed::new(&app.config.cors_origins);
+    let router = Router::new()
         .route("/", get(front_page).fallback(method_not_allowed))
         .route("/health", get(health).fallback(method_not_allowed))
         .route("/metrics", get(metrics).fallback(method_not_allowed))
         .route("/v1", any(crate::mailbox::upgrade))
         .route("/v1/{operation}", any(operation))
         .fallback(not_found)
-        .layer(tower::util::option_layer(cors))
-        .with_state(app)
+        .with_state(app);
+    match cors {
+        Some(allowed) => router.layer(axum::middleware::from_fn_with_state(allowed, crate::cors::middleware)),
+        None => router,
+    }
 }
 
 /// 200 while the server can serve; 503 with the reason when it cannot
