@@ -20,11 +20,14 @@ declare class Side {
   getVerifier(): Promise<Uint8Array>;
   /** The peer's data, once the exchange completed and its channel is closed. */
   getData(): Promise<Uint8Array>;
-  /** The whole state as printable JSON bytes. It contains secrets. */
+  /** The whole state as printable JSON bytes. It contains secrets. From then
+   * on, cancel() and close() leave the channel open for the saved state. */
   serialize(): Uint8Array;
-  /** Stops the exchange: waiters reject with CancelledError. */
+  /** Stops the exchange: waiters reject with CancelledError; the channel is
+   * closed unless the state was serialized. */
   cancel(): void;
-  /** Stops the exchange; resolves once its channel is closed. */
+  /** Stops the exchange; resolves once its channel is closed (or, after
+   * serialize(), once this object stopped). */
   close(): Promise<void>;
 }
 

@@ -130,6 +130,7 @@ class Side {
     this.timer = null;
     this.news = { code: undefined, verifier: undefined, data: undefined, error: undefined };
     this.finished = false;
+    this.serialized = false;
     this.waiters = [];
   }
 
@@ -148,10 +149,7 @@ class Side {
     for (let transmit; (transmit = call(() => exchange.pollTransmit(now))) !== undefined; ) this.send(transmit);
     for (let event; (event = exchange.pollEvent()) !== undefined; ) this.record(event);
     if (exchange.isFinished()) {
-      this.finished = true;
-      clearTimeout(this.timer);
-      for (const controller of this.inFlight.values()) controller.abort();
-      this.inFlight.clear();
+      this.halt();
     } else {
       const wake = exchange.pollTimeout();
       clearTimeout(this.timer);
@@ -224,8 +222,18 @@ class Side {
     });
   }
 
+  /** Stops driving: no more requests, timers or answers. */
+  halt() {
+    this.finished = true;
+    clearTimeout(this.timer);
+    for (const controller of this.inFlight.values()) controller.abort();
+    this.inFlight.clear();
+  }
+
   cancel() {
-    if (!this.started || this.finished) {
+    if (!this.started || this.finished || this.serialized) {
+      // A serialized exchange is left as it is on the server: its saved state resumes it.
+      if (this.started) this.halt();
       this.news.error = this.news.error || new CancelledError("the exchange was cancelled");
       this.settle();
       return;
@@ -257,13 +265,15 @@ class Base {
   }
 
   /** The whole state as printable JSON bytes, at any point. It contains
-   * secrets (the code and the data). */
+   * secrets (the code and the data). From then on, `cancel()` and `close()`
+   * stop this object but leave the channel open for the saved state. */
   serialize() {
+    this.side.serialized = true;
     return this.side.exchange.serialize();
   }
 
   /** Stops the exchange: waiters reject with `CancelledError`; the channel
-   * is closed. */
+   * is closed (unless the state was serialized). */
   cancel() {
     this.side.cancel();
   }

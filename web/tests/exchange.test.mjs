@@ -118,6 +118,9 @@ test("a state saved mid-exchange resumes, and roles are checked", async () => {
   const i = new Initiator(APP, "initiator's data", { rendezvous: url });
   const code = await i.getCode();
   const saved = i.serialize();
+  // Stopping a serialized side leaves its channel to the saved state.
+  i.cancel();
+  await assert.rejects(i.getData(), wormhole.CancelledError);
   assert.throws(() => Receiver.fromSerialized(saved), wormhole.BadStateError);
   const resumed = Initiator.fromSerialized(saved);
   const r = new Receiver(APP, code, "receiver's data", { rendezvous: url });
