@@ -10,7 +10,10 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 out="${1:-web/pkg}"
-RUSTC=/usr/bin/rustc RUSTC_BOOTSTRAP=1 RUSTFLAGS="-C linker=wasm-ld" CARGO_TERM_COLOR=never \
+# The same sources give the same bytes wherever they are checked out: paths
+# in panic locations are made relative to the checkout and the registry.
+remap="--remap-path-prefix=$PWD=wormhole-sync --remap-path-prefix=${CARGO_HOME:-$HOME/.cargo}/registry/src=crates"
+RUSTC=/usr/bin/rustc RUSTC_BOOTSTRAP=1 RUSTFLAGS="-C linker=wasm-ld $remap" CARGO_TERM_COLOR=never \
   /usr/bin/cargo build --manifest-path web/Cargo.toml --release --locked \
   --target wasm32-unknown-unknown -Zbuild-std=std,panic_abort
 wasm-bindgen --target web --out-dir "$out" web/target/wasm32-unknown-unknown/release/wormhole_sync_web.wasm

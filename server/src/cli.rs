@@ -93,6 +93,10 @@ pub struct ServeArgs {
     /// for any). None by default.
     #[arg(long = "cors-origin", value_name = "ORIGIN", env = "WORMHOLE_SYNC_CORS_ORIGINS", value_delimiter = ',')]
     pub cors_origins: Vec<CorsOrigin>,
+    /// Serve no page to browsers at `/` (they get the plain-text
+    /// description instead; the HTTP API is unchanged).
+    #[arg(long)]
+    pub no_page: bool,
     /// The one header a trusted proxy names the client in: x-forwarded-for,
     /// forwarded or x-real-ip (no other is read; the proxy must set or
     /// append to this one).
@@ -209,6 +213,7 @@ pub async fn serve(args: ServeArgs, name: &str) -> ExitCode {
     config.trusted_proxies = args.trusted_proxies.clone();
     config.client_ip_header = args.client_ip_header;
     config.cors_origins = args.cors_origins.clone();
+    config.page = !args.no_page;
     config.sweep_interval = args.sweep_interval;
     config.header_timeout = args.header_timeout;
     config.write_timeout = args.write_timeout;

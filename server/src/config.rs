@@ -83,6 +83,10 @@ pub struct ServerConfig {
     /// Origins whose web pages may call the HTTP API from a browser (CORS);
     /// none by default.
     pub cors_origins: Vec<CorsOrigin>,
+    /// Whether a browser opening `/` gets the page that sends and receives
+    /// (on by default; off, it gets the plain-text description, as scripts
+    /// always do).
+    pub page: bool,
     /// Where the time is read (the system's clock; tests set a
     /// [`Clock::manual`] one to move past expiry without waiting).
     pub clock: Clock,
@@ -116,6 +120,7 @@ impl Default for ServerConfig {
             allow_list: false,
             websocket_idle_timeout: Duration::from_secs(600),
             cors_origins: Vec::new(),
+            page: true,
             clock: Clock::system(),
         }
     }

@@ -22,6 +22,7 @@ pub(crate) fn router(app: Arc<App>) -> Router {
     let cors = crate::cors::Allowed::new(&app.config.cors_origins);
     let router = Router::new()
         .route("/", get(front_page).fallback(method_not_allowed))
+        .route("/page/{name}", get(crate::page::asset).fallback(method_not_allowed))
         .route("/health", get(health).fallback(method_not_allowed))
         .route("/metrics", get(metrics).fallback(method_not_allowed))
         .route("/v1", any(crate::mailbox::upgrade))
@@ -68,7 +69,10 @@ async fn method_not_allowed() -> HttpResponse {
 
 /// What a person who opens the server's address in a browser reads: what
 /// this is and how to point the clients at it.
-async fn front_page() -> HttpResponse {
+async fn front_page(State(app): State<Arc<App>>, request: HeaderMap) -> HttpResponse {
+    if app.config.page && crate::page::wants_page(&request) {
+        return crate::page::index(&request);
+    }
     const PAGE: &str = "\
 This is a wormhole-sync rendezvous server: it relays the encrypted messages
 of two computers exchanging a small piece of data (a key, an address, an

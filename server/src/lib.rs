@@ -93,6 +93,7 @@ mod http;
 mod mailbox;
 mod metrics;
 mod net;
+mod page;
 mod postgres;
 mod rate_limit;
 mod sqlite;

@@ -64,3 +64,9 @@ export class BadCodeError extends WormholeSyncError {}
 export class CancelledError extends WormholeSyncError {}
 export class UsageError extends WormholeSyncError {}
 export class ProtocolError extends WormholeSyncError {}
+
+/** The most data one side can send, in bytes. */
+export const MAX_DATA_BYTES: number;
+
+/** A QR code of `text` (a link, say) as an SVG document's text. */
+export function qrCodeSvg(text: string): string;

@@ -12,7 +12,10 @@
 // Nothing here stores anything; serialize() hands the state (with its
 // secrets: the code and the data) to the caller.
 
-import init, { Exchange, wordList as wasmWordList } from "./wormhole_sync_web.js";
+import init, { Exchange, qrCodeSvg as wasmQrCodeSvg, wordList as wasmWordList } from "./wormhole_sync_web.js";
+
+/** The most data one side can send, in bytes. */
+export const MAX_DATA_BYTES = 32 * 1024;
 
 // An answer larger than this is not read (PROTOCOL.md 2.1).
 const MAX_ANSWER_BYTES = 2 * 1024 * 1024;
@@ -336,4 +339,9 @@ export class Receiver extends Base {
 /** The 256 words a code's word at `position` (0 for the first) is one of. */
 export function wordList(position) {
   return wasmWordList(position);
+}
+
+/** A QR code of `text` (a link, say) as an SVG document's text. */
+export function qrCodeSvg(text) {
+  return call(() => wasmQrCodeSvg(text));
 }

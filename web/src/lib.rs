@@ -245,3 +245,12 @@ impl Exchange {
 pub fn word_list(position: usize) -> Vec<String> {
     wormhole_sync_core::word_list(position).iter().map(|w| w.to_string()).collect()
 }
+
+/// A QR code of `text` as an SVG document (black modules on white, with the
+/// quiet zone), for a phone's camera to read a link from a screen.
+#[wasm_bindgen(js_name = qrCodeSvg)]
+pub fn qr_code_svg(text: &str) -> Result<String, JsValue> {
+    let code = qrcode::QrCode::with_error_correction_level(text.as_bytes(), qrcode::EcLevel::M)
+        .map_err(|e| usage(&format!("no QR code for this text: {e}")))?;
+    Ok(code.render::<qrcode::render::svg::Color>().min_dimensions(240, 240).build())
+}

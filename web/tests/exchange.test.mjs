@@ -5,25 +5,17 @@
 //
 //   tools/build-web.sh && node --test web/tests/
 //
-// WORMHOLE_SYNC_WEB_PKG (default web/pkg), WORMHOLE_SYNC_SERVER and
-// WORMHOLE_SYNC (default target/debug's) name what is tested;
-// `cargo test --workspace` runs them too (cli/tests/web_package.rs).
+// support.mjs says what is tested; `cargo test --workspace` runs them too
+// (cli/tests/web_package.rs).
 
-import { spawn } from "node:child_process";
-import { existsSync } from "node:fs";
 import { readFile } from "node:fs/promises";
 import net from "node:net";
 import { after, before, test } from "node:test";
 import assert from "node:assert/strict";
 import path from "node:path";
-import { fileURLToPath, pathToFileURL } from "node:url";
+import { pathToFileURL } from "node:url";
+import { pkg, runCli, startServer } from "./support.mjs";
 
-const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "../..");
-const pkg = process.env.WORMHOLE_SYNC_WEB_PKG || path.join(root, "web", "pkg");
-const cli = process.env.WORMHOLE_SYNC || path.join(root, "target", "debug", "wormhole-sync");
-// The server binary, else the CLI's `serve` (the same server).
-const serverBinary = process.env.WORMHOLE_SYNC_SERVER || path.join(root, "target", "debug", "wormhole-sync-server");
-const serverCommand = existsSync(serverBinary) ? [serverBinary] : [cli, "serve"];
 const APP = "example.com/web-tests";
 
 const wormhole = await import(pathToFileURL(path.join(pkg, "wormhole-sync.js")).href);
@@ -35,37 +27,10 @@ let server;
 let url;
 
 before(async () => {
-  server = spawn(
-    serverCommand[0],
-    [...serverCommand.slice(1), "--listen", "127.0.0.1:0", "--memory", "--rate-limit-exempt-loopback", "--max-channels-per-address", "0"],
-    { stdio: ["ignore", "pipe", "inherit"], env: { ...process.env, NO_COLOR: "1" } },
-  );
-  url = await new Promise((resolve, reject) => {
-    let seen = "";
-    server.stdout.on("data", (chunk) => {
-      seen += chunk;
-      const found = seen.match(/listening on (http:\/\/127\.0\.0\.1:\d+)/);
-      if (found) resolve(found[1]);
-    });
-    server.on("exit", (status) => reject(new Error(`the server exited (${status}) before listening`)));
-  });
+  ({ server, url } = await startServer());
 });
 
 after(() => server.kill());
-
-/** Runs the CLI; resolves with its exit status and output. `onErr` sees
- * its standard error as it comes. */
-function runCli(args, onErr) {
-  const child = spawn(cli, args, { stdio: ["ignore", "pipe", "pipe"], env: { ...process.env, WORMHOLE_SYNC_RENDEZVOUS: url } });
-  let out = "";
-  let err = "";
-  child.stdout.on("data", (c) => (out += c));
-  child.stderr.on("data", (c) => {
-    err += c;
-    if (onErr) onErr(err);
-  });
-  return new Promise((resolve) => child.on("exit", (status) => resolve({ status, out, err })));
-}
 
 test("two JavaScript sides exchange data and agree on the verifier", async () => {
   const i = new Initiator(APP, "initiator's data", { rendezvous: url });
@@ -79,21 +44,16 @@ test("two JavaScript sides exchange data and agree on the verifier", async () =>
 
 test("JavaScript and the CLI exchange both ways", async () => {
   const i = new Initiator(APP, "from javascript", { rendezvous: url });
-  const received = runCli(["receive", "--appid", APP, await i.getCode(), "from the cli"]);
+  const received = runCli(url, ["receive", "--appid", APP, await i.getCode(), "from the cli"]).exit;
   assert.equal(text(await i.getData()), "from the cli");
   const { status, out } = await received;
   assert.equal(status, 0);
   assert.match(out, /from javascript/);
 
-  let showCode;
-  const shown = new Promise((resolve) => (showCode = resolve));
-  const sent = runCli(["send", "--appid", APP, "from the cli"], (err) => {
-    const found = err.match(/Invitation code: (\S+)/);
-    if (found) showCode(found[1]);
-  });
-  const r = new Receiver(APP, await shown, "from javascript", { rendezvous: url });
+  const sent = runCli(url, ["send", "--appid", APP, "from the cli"]);
+  const r = new Receiver(APP, await sent.code, "from javascript", { rendezvous: url });
   assert.equal(text(await r.getData()), "from the cli");
-  const done = await sent;
+  const done = await sent.exit;
   assert.equal(done.status, 0, done.err);
   assert.match(done.out, /from javascript/);
 });
