@@ -252,6 +252,8 @@ function showResult(data, role) {
 }
 
 async function run(side, role, resumed = false) {
+  // Marks for the DevTools timeline and web/bench/page.mjs: when the exchange started, showed a code, ended.
+  performance.mark("wormhole-sync:start");
   current = { side, role };
   for (const id of ["tabs", "send-form", "receive-form"]) show(id, false);
   show("send", role === "initiator");
@@ -260,7 +262,10 @@ async function run(side, role, resumed = false) {
   show("cancel-button");
   status(resumed ? "Resuming the exchange…" : role === "initiator" ? "Getting a code…" : "Joining the exchange…");
   try {
-    if (role === "initiator") showCode(await side.getCode());
+    if (role === "initiator") {
+      showCode(await side.getCode());
+      performance.mark("wormhole-sync:code");
+    }
     const verifier = await side.getVerifier();
     $("verifier").textContent = verifierText(verifier);
     show("verifier-box");
@@ -279,6 +284,7 @@ async function run(side, role, resumed = false) {
     sessionStorage.removeItem(SAVED);
     show("cancel-button", false);
     show("again-button");
+    performance.mark("wormhole-sync:end");
   }
 }
 
@@ -313,6 +319,7 @@ async function main() {
   // Leaving mid-way (a reload, say) keeps the state for the next load of this tab.
   addEventListener("pagehide", saveForReload);
   show("loading", false);
+  performance.mark("wormhole-sync:ready");
 
   if (resumeAfterReload()) return;
   // #receive/CODE: the sender's link. The code leaves the address bar (and history) at once.
