@@ -3,14 +3,17 @@
 //! `tools/build-web.sh` builds the core as WebAssembly and its JavaScript
 //! package into `target/tmp/web-pkg`, npm installs playwright-core into
 //! `target/tmp/web-node`, then Node runs the tests against this build's CLI,
-//! a server they start (which serves the page it embeds) and headless
-//! Chromium. Screenshots of the page land in `target/screenshots/`.
+//! a server they start (which serves the page it embeds), headless
+//! Chromium and the Python package (the virtualenv `python_package.rs`
+//! builds, shared). Screenshots of the page land in `target/screenshots/`.
 //!
 //! It needs a WebAssembly toolchain that rustup cannot provide here
 //! (Debian's `rustc-web`, `rust-web-src`, `lld`), `wasm-bindgen` at the
-//! crate's version, `node` and `npm`, and Debian's `chromium` (README, "In
-//! the browser"). Without them it says loudly that it skipped; under CI
+//! crate's version, `node` and `npm`, Debian's `chromium`, and what the
+//! Python package's tests need (README, "In the browser"). Without them it says loudly that it skipped; under CI
 //! (`CI` set) it fails instead.
+
+mod python_venv;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -59,17 +62,14 @@ fn install_playwright(dir: &Path) -> Result<(), String> {
         return Ok(());
     }
     std::fs::create_dir_all(dir).map_err(|e| e.to_string())?;
-    let installed = Command::new("npm")
-        .args(["install", "--no-audit", "--no-fund", "--no-save", "--prefix"])
-        .arg(dir)
-        .arg(PLAYWRIGHT_CORE)
-        .output()
-        .map_err(|e| e.to_string())?;
-    if installed.status.success() {
-        Ok(())
-    } else {
-        Err(format!("npm could not install {PLAYWRIGHT_CORE}: {}", String::from_utf8_lossy(&installed.stderr)))
-    }
+    python_venv::run(
+        Command::new("npm")
+            .args(["install", "--no-audit", "--no-fund", "--no-save", "--prefix"])
+            .arg(dir)
+            .arg(PLAYWRIGHT_CORE),
+    )
+    .map(|_| ())
+    .map_err(|why| format!("npm could not install {PLAYWRIGHT_CORE}: {why}"))
 }
 
 #[test]
@@ -87,6 +87,12 @@ fn the_browser_package_builds_and_its_tests_pass() {
         return skip_or_fail(&why);
     }
 
+    // The page's tests exchange with the Python package too.
+    let python = match python_venv::python_with_package(root) {
+        Ok(python) => python,
+        Err(why) => return skip_or_fail(&why),
+    };
+
     let cli = PathBuf::from(env!("CARGO_BIN_EXE_wormhole-sync"));
     let mut node = Command::new("node");
     node.args(["--test", "web/tests/"])
@@ -94,7 +100,8 @@ fn the_browser_package_builds_and_its_tests_pass() {
         .env("WORMHOLE_SYNC_WEB_PKG", &pkg)
         .env("WORMHOLE_SYNC", &cli)
         .env("WORMHOLE_SYNC_NODE_MODULES", &node_modules)
-        .env("WORMHOLE_SYNC_CHROMIUM", CHROMIUM);
+        .env("WORMHOLE_SYNC_CHROMIUM", CHROMIUM)
+        .env("WORMHOLE_SYNC_PYTHON", &python);
     // The server binary, where this build made one; else the tests use `wormhole-sync serve`.
     let server = cli.with_file_name("wormhole-sync-server");
     if server.exists() {

@@ -191,10 +191,12 @@ function completeOnTab(event) {
   let common = found[0];
   for (const word of found) while (!word.startsWith(common)) common = common.slice(0, -1);
   if (common.length <= typing.length && found.length > 1) return;
-  event.preventDefault();
   // A whole word of the usual two-word code gets its dash, as the CLI does.
   const dash = found.length === 1 && words.length === 0 ? "-" : "";
-  input.value = `${[number, ...words, common].join("-")}${dash}`;
+  const completed = `${[number, ...words, common].join("-")}${dash}`;
+  if (completed === input.value) return; // nothing to complete: Tab moves on
+  event.preventDefault();
+  input.value = completed;
   suggestWords();
 }
 

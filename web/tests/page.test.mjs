@@ -14,11 +14,15 @@ import path from "node:path";
 import { after, before, test } from "node:test";
 import assert from "node:assert/strict";
 import { fileURLToPath } from "node:url";
-import { root, runCli, startServer } from "./support.mjs";
+import { root, runCli, runProgram, startServer } from "./support.mjs";
 
 const here = path.dirname(fileURLToPath(import.meta.url));
 const require = createRequire(path.join(process.env.WORMHOLE_SYNC_NODE_MODULES || here, "resolve-from-here.js"));
 const { chromium } = require("playwright-core");
+// A python with the package installed, for the tests with a Python side.
+const python = process.env.WORMHOLE_SYNC_PYTHON;
+const noPython = !python && "SKIPPED: no WORMHOLE_SYNC_PYTHON (a python with the wormhole_sync package)";
+const pythonPeer = (args) => runProgram(python, [path.join(here, "python_peer.py"), url, ...args], url);
 const screenshots = process.env.WORMHOLE_SYNC_SCREENSHOTS || path.join(root, "target", "screenshots");
 mkdirSync(screenshots, { recursive: true });
 
@@ -105,6 +109,75 @@ test("CLI → page: the link fills in the code, which leaves the address bar", a
   assert.ok(done.err.includes(await page.textContent("#verifier")) || !done.err.includes("Verifier"), done.err);
   await page.screenshot({ path: path.join(screenshots, "receive-done.png"), fullPage: true });
   noProblems(page);
+});
+
+test("page ↔ the Python package, both ways", { skip: noPython }, async () => {
+  const page = await openPage();
+  const code = await sendFromPage(page, "from the page to Python");
+  const received = await pythonPeer(["receive", code, "from Python to the page"]).exit;
+  assert.equal(received.status, 0, received.err);
+  assert.equal(received.out, "from the page to Python");
+  await finished(page);
+  assert.equal(await page.textContent("#result-text"), "from Python to the page");
+
+  const sender = pythonPeer(["send", "from Python"]);
+  const receiving = await openPage(`#receive/${await sender.code}`);
+  await receiving.click("summary");
+  await receiving.fill("#receive-reply", "back to Python");
+  await receiving.click("#receive-button");
+  await finished(receiving);
+  assert.equal(await receiving.textContent("#result-text"), "from Python");
+  const sent = await sender.exit;
+  assert.equal(sent.status, 0, sent.err);
+  assert.equal(sent.out, "back to Python");
+  noProblems(page);
+  noProblems(receiving);
+});
+
+test("a file within the limit is sent; a larger one is refused, with its size", async () => {
+  const page = await openPage();
+  const bytes = Buffer.from([0, 1, 2, 255, 254, 0x80, 10, 13]);
+  await page.setInputFiles("#send-file", { name: "key.bin", mimeType: "application/octet-stream", buffer: Buffer.alloc(40000) });
+  await page.click("#send-button");
+  assert.match(await page.textContent("#send-problem"), /40000 bytes; an exchange carries at most 32768/);
+  await page.setInputFiles("#send-file", { name: "key.bin", mimeType: "application/octet-stream", buffer: bytes });
+  await page.click("#send-button");
+  await page.waitForSelector("#send-code:not(:empty)");
+  const code = await page.textContent("#send-code");
+
+  const receiver = await openPage(`#receive/${code}`);
+  await receiver.click("#receive-button");
+  await finished(receiver);
+  assert.match(await receiver.textContent("#result-title"), /A file of 8 bytes/);
+  const download = receiver.waitForEvent("download");
+  await receiver.click("#save-link");
+  const saved = await (await download).createReadStream();
+  const chunks = [];
+  for await (const chunk of saved) chunks.push(chunk);
+  assert.deepEqual(Buffer.concat(chunks), bytes);
+  await finished(page);
+  noProblems(page);
+  noProblems(receiver);
+});
+
+test("Cancel stops the exchange and closes its channel: a late receiver is told", async () => {
+  const page = await openPage();
+  const code = await sendFromPage(page, "never delivered");
+  await page.click("#cancel-button");
+  await finished(page);
+  assert.equal(await page.textContent("#failure"), "Cancelled.");
+  // The CLI that comes late learns that the sender stopped (exit 9), rather than waiting.
+  const late = await runCli(url, ["receive", code]).exit;
+  assert.equal(late.status, 9, late.err);
+  assert.match(late.err, /the other side gave up waiting \(lonely\) or was stopped/);
+  noProblems(page);
+});
+
+test("a code whose number has no exchange is said so", async () => {
+  const page = await openPage("#receive/987654-guitarist-revenge");
+  await page.click("#receive-button");
+  await finished(page);
+  assert.match(await page.textContent("#failure"), /No exchange has this code's number/);
 });
 
 test("page → page in two browser contexts, typed with word completion, with a reply", async () => {

@@ -40,7 +40,12 @@ export async function startServer() {
 /** Runs the CLI against `url`: `exit` resolves with its status and output;
  * `code` with the invitation code it shows, if it shows one. */
 export function runCli(url, args) {
-  const child = spawn(cli, args, { stdio: ["ignore", "pipe", "pipe"], env: { ...process.env, WORMHOLE_SYNC_RENDEZVOUS: url } });
+  return runProgram(cli, args, url);
+}
+
+/** Runs `program` as `runCli` runs the CLI. */
+export function runProgram(program, args, url) {
+  const child = spawn(program, args, { stdio: ["ignore", "pipe", "pipe"], env: { ...process.env, WORMHOLE_SYNC_RENDEZVOUS: url } });
   let out = "";
   let err = "";
   let showCode;
