@@ -28,52 +28,37 @@ struct Asset {
     gzipped: Option<&'static [u8]>,
 }
 
-const INDEX: Asset = Asset {
-    name: "index.html",
-    content_type: "text/html; charset=utf-8",
-    body: include_bytes!("../page/index.html"),
-    gzipped: None,
-};
+/// An embedded file of `server/page/`, by name.
+macro_rules! asset {
+    ($name:literal, $content_type:literal) => {
+        Asset {
+            name: $name,
+            content_type: $content_type,
+            body: include_bytes!(concat!("../page/", $name)),
+            gzipped: None,
+        }
+    };
+}
+
+const INDEX: Asset = asset!("index.html", "text/html; charset=utf-8");
 
 /// The files under `/page/`.
 const ASSETS: &[Asset] = &[
+    asset!("page.js", "text/javascript; charset=utf-8"),
+    asset!("page.css", "text/css; charset=utf-8"),
+    asset!("icon.svg", "image/svg+xml"),
+    asset!("wormhole-sync.js", "text/javascript; charset=utf-8"),
+    asset!("wormhole_sync_web.js", "text/javascript; charset=utf-8"),
     Asset {
-        name: "page.js",
-        content_type: "text/javascript; charset=utf-8",
-        body: include_bytes!("../page/page.js"),
-        gzipped: None,
-    },
-    Asset {
-        name: "page.css",
-        content_type: "text/css; charset=utf-8",
-        body: include_bytes!("../page/page.css"),
-        gzipped: None,
-    },
-    Asset { name: "icon.svg", content_type: "image/svg+xml", body: include_bytes!("../page/icon.svg"), gzipped: None },
-    Asset {
-        name: "wormhole-sync.js",
-        content_type: "text/javascript; charset=utf-8",
-        body: include_bytes!("../page/wormhole-sync.js"),
-        gzipped: None,
-    },
-    Asset {
-        name: "wormhole_sync_web.js",
-        content_type: "text/javascript; charset=utf-8",
-        body: include_bytes!("../page/wormhole_sync_web.js"),
-        gzipped: None,
-    },
-    Asset {
-        name: "wormhole_sync_web_bg.wasm",
-        content_type: "application/wasm",
-        body: include_bytes!("../page/wormhole_sync_web_bg.wasm"),
         gzipped: Some(include_bytes!("../page/wormhole_sync_web_bg.wasm.gz")),
+        ..asset!("wormhole_sync_web_bg.wasm", "application/wasm")
     },
 ];
 
 /// What the page may load and do: its own scripts (and compiling its own
 /// WebAssembly), its own styles, requests to this origin only; nothing
 /// inline, no plugins, no forms posted anywhere, no framing.
-pub(crate) const CONTENT_SECURITY_POLICY: &str = "default-src 'none'; script-src 'self' 'wasm-unsafe-eval'; \
+const CONTENT_SECURITY_POLICY: &str = "default-src 'none'; script-src 'self' 'wasm-unsafe-eval'; \
      style-src 'self'; connect-src 'self'; img-src 'self' blob:; base-uri 'none'; form-action 'none'; \
      frame-ancestors 'none'";
 
@@ -103,7 +88,7 @@ pub(crate) fn index(request: &HeaderMap) -> Response {
 pub(crate) async fn asset(State(app): State<Arc<App>>, Path(name): Path<String>, request: HeaderMap) -> Response {
     match ASSETS.iter().find(|asset| asset.name == name) {
         Some(asset) if app.config.page => serve(asset, &request, "no-cache"),
-        _ => (StatusCode::NOT_FOUND, headers_map(security_headers()), "no such file").into_response(),
+        _ => (StatusCode::NOT_FOUND, security_headers(), "no such file").into_response(),
     }
 }
 
@@ -120,28 +105,24 @@ pub(crate) fn wants_page(request: &HeaderMap) -> bool {
 fn serve(asset: &Asset, request: &HeaderMap, cache: &'static str) -> Response {
     let etag = format!("\"{VERSION:016x}\"");
     let mut headers = security_headers();
-    headers.push((header::CACHE_CONTROL, HeaderValue::from_static(cache)));
-    headers.push((header::VARY, HeaderValue::from_static("accept, accept-encoding")));
+    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static(cache));
+    headers.insert(header::VARY, HeaderValue::from_static("accept, accept-encoding"));
     if let Ok(value) = HeaderValue::from_str(&etag) {
-        headers.push((header::ETAG, value));
+        headers.insert(header::ETAG, value);
     }
     let unchanged = request.get_all(header::IF_NONE_MATCH).iter().any(|value| value.as_bytes() == etag.as_bytes());
     if unchanged {
-        return (StatusCode::NOT_MODIFIED, headers_map(headers)).into_response();
+        return (StatusCode::NOT_MODIFIED, headers).into_response();
     }
-    headers.push((header::CONTENT_TYPE, HeaderValue::from_static(asset.content_type)));
+    headers.insert(header::CONTENT_TYPE, HeaderValue::from_static(asset.content_type));
     let body = match asset.gzipped {
         Some(gzipped) if accepts_gzip(request) => {
-            headers.push((header::CONTENT_ENCODING, HeaderValue::from_static("gzip")));
+            headers.insert(header::CONTENT_ENCODING, HeaderValue::from_static("gzip"));
             gzipped
         }
         _ => asset.body,
     };
-    (StatusCode::OK, headers_map(headers), body).into_response()
-}
-
-fn headers_map(headers: Vec<(HeaderName, HeaderValue)>) -> HeaderMap {
-    headers.into_iter().collect()
+    (StatusCode::OK, headers, body).into_response()
 }
 
 fn accepts_gzip(request: &HeaderMap) -> bool {
@@ -156,15 +137,18 @@ fn accepts_gzip(request: &HeaderMap) -> bool {
 }
 
 /// The headers of every response of the page's.
-fn security_headers() -> Vec<(HeaderName, HeaderValue)> {
-    vec![
-        (header::CONTENT_SECURITY_POLICY, HeaderValue::from_static(CONTENT_SECURITY_POLICY)),
-        (header::REFERRER_POLICY, HeaderValue::from_static("no-referrer")),
-        (header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff")),
-        (header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY")),
-        (HeaderName::from_static("cross-origin-opener-policy"), HeaderValue::from_static("same-origin")),
-        (HeaderName::from_static("cross-origin-resource-policy"), HeaderValue::from_static("same-origin")),
+fn security_headers() -> HeaderMap {
+    [
+        (header::CONTENT_SECURITY_POLICY, CONTENT_SECURITY_POLICY),
+        (header::REFERRER_POLICY, "no-referrer"),
+        (header::X_CONTENT_TYPE_OPTIONS, "nosniff"),
+        (header::X_FRAME_OPTIONS, "DENY"),
+        (HeaderName::from_static("cross-origin-opener-policy"), "same-origin"),
+        (HeaderName::from_static("cross-origin-resource-policy"), "same-origin"),
     ]
+    .into_iter()
+    .map(|(name, value)| (name, HeaderValue::from_static(value)))
+    .collect()
 }
 
 #[cfg(test)]

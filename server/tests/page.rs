@@ -5,7 +5,6 @@ mod support;
 
 use std::path::{Path, PathBuf};
 
-use sha2::{Digest, Sha256};
 use support::{raw, Reply, TestServer};
 use wormhole_sync_server::ServerConfig;
 
@@ -32,45 +31,11 @@ fn root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap().to_path_buf()
 }
 
-fn files_under(dir: &Path, into: &mut Vec<PathBuf>) {
-    for entry in std::fs::read_dir(dir).unwrap() {
-        let path = entry.unwrap().path();
-        if path.is_dir() {
-            files_under(&path, into);
-        } else {
-            into.push(path);
-        }
-    }
-}
-
-/// What tools/page-inputs.sh prints: the SHA-256 of every file the page is built from.
+/// What the page is built from now, as tools/page-inputs.sh (the one list of its inputs) hashes it.
 fn page_inputs() -> String {
-    let root = root();
-    let mut files = Vec::new();
-    for dir in ["core/src", "web/src", "web/js", "web/page"] {
-        files_under(&root.join(dir), &mut files);
-    }
-    for file in [
-        "Cargo.toml",
-        "core/Cargo.toml",
-        "web/Cargo.toml",
-        "web/Cargo.lock",
-        "tools/build-web.sh",
-        "tools/build-page.sh",
-    ] {
-        files.push(root.join(file));
-    }
-    let mut names: Vec<String> =
-        files.iter().map(|f| f.strip_prefix(&root).unwrap().to_string_lossy().replace('\\', "/")).collect();
-    names.sort();
-    names
-        .iter()
-        .map(|name| {
-            let digest = Sha256::digest(std::fs::read(root.join(name)).unwrap());
-            let hex: String = digest.iter().map(|b| format!("{b:02x}")).collect();
-            format!("{hex}  {name}\n")
-        })
-        .collect()
+    let listed = std::process::Command::new("bash").arg(root().join("tools/page-inputs.sh")).output().unwrap();
+    assert!(listed.status.success(), "tools/page-inputs.sh failed: {}", String::from_utf8_lossy(&listed.stderr));
+    String::from_utf8(listed.stdout).unwrap()
 }
 
 /// The shipped page (server/page/) was built from the sources as they are:
