@@ -86,7 +86,7 @@ impl Exchange {
         timeout: Option<f64>,
         code_words: Option<u32>,
     ) -> Result<Exchange, JsValue> {
-        let seed: [u8; 32] = seed.try_into().map_err(|_| usage("the seed must be 32 random bytes"))?;
+        let seed: [u8; 32] = seed.try_into().map_err(|_| usage("seed must be 32 random bytes"))?;
         fn configure<C: Client>(
             mut builder: Builder<C>,
             code: Option<String>,
