@@ -93,7 +93,7 @@ fn main() -> std::process::ExitCode {
         return std::process::ExitCode::FAILURE;
     }
     println!(
-        "\n| storage | instances | exchanges/s | failed | instances' CPU per exchange | database CPU per exchange \
+        "\n| storage | instances | exchanges/s | failed / storage-unavailable | instances' CPU per exchange | database CPU per exchange \
          | wake-up p50 / p99 / max | post p50 / p99 | `/metrics` p50 / p99 |"
     );
     println!("| --- | --- | --- | --- | --- | --- | --- | --- | --- |");
@@ -116,6 +116,8 @@ struct Instances {
     children: Vec<Child>,
     addrs: Vec<SocketAddr>,
     _dir: tempfile::TempDir,
+    /// `storage-unavailable` answers the instances logged.
+    unavailable: Arc<AtomicU64>,
 }
 
 impl Drop for Instances {
@@ -127,10 +129,13 @@ impl Drop for Instances {
     }
 }
 
+/// Starts an instance; counts the `storage-unavailable` answers its log
+/// reports in `unavailable`.
 fn spawn(
     server: &PathBuf,
     storage: &[&str],
     dir: tempfile::TempDir,
+    unavailable: &Arc<AtomicU64>,
 ) -> Result<(Child, SocketAddr, tempfile::TempDir), String> {
     let mut child = Command::new(server)
         .args(["--listen", "127.0.0.1:0", "--rate-limit", "0", "--rate-limit-messages", "0"])
@@ -146,7 +151,14 @@ fn spawn(
     let line = line.ok_or("the server did not start")?;
     let addr = line.split("listening on http://").nth(1).and_then(|s| s.split_whitespace().next()).unwrap_or("");
     let addr = addr.parse().map_err(|e| format!("{addr:?}: {e}"))?;
-    std::thread::spawn(move || lines.map_while(Result::ok).for_each(drop));
+    let unavailable = unavailable.clone();
+    std::thread::spawn(move || {
+        for line in lines.map_while(Result::ok) {
+            if line.contains("answering storage-unavailable") {
+                unavailable.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+    });
     Ok((child, addr, dir))
 }
 
@@ -175,13 +187,14 @@ fn database_url(cluster: &str, name: &str) -> String {
 fn start(args: &Args, storage: &Storage) -> Result<Instances, String> {
     let mut children = Vec::new();
     let mut addrs = Vec::new();
+    let unavailable = Arc::new(AtomicU64::new(0));
     let dir = tempfile::tempdir().map_err(|e| e.to_string())?;
     match storage {
         Storage::Sqlite => {
             let db = dir.path().join("bench.sqlite3");
             let db = db.to_string_lossy().to_string();
-            let (child, addr, dir) = spawn(&args.server, &["--db", &db], dir)?;
-            return Ok(Instances { children: vec![child], addrs: vec![addr], _dir: dir });
+            let (child, addr, dir) = spawn(&args.server, &["--db", &db], dir, &unavailable)?;
+            return Ok(Instances { children: vec![child], addrs: vec![addr], _dir: dir, unavailable });
         }
         Storage::Postgres { cluster, instances } => {
             let name = format!("bench_{}", std::process::id());
@@ -191,7 +204,7 @@ fn start(args: &Args, storage: &Storage) -> Result<Instances, String> {
             let url = database_url(cluster, &name);
             for _ in 0..*instances {
                 let scratch = tempfile::tempdir().map_err(|e| e.to_string())?;
-                let (child, addr, _) = spawn(&args.server, &["--postgres", &url], scratch)?;
+                let (child, addr, _) = spawn(&args.server, &["--postgres", &url], scratch, &unavailable)?;
                 children.push(child);
                 addrs.push(addr);
             }
@@ -199,7 +212,7 @@ fn start(args: &Args, storage: &Storage) -> Result<Instances, String> {
             store(&url, args.stored)?;
         }
     }
-    Ok(Instances { children, addrs, _dir: dir })
+    Ok(Instances { children, addrs, _dir: dir, unavailable })
 }
 
 /// Stores `messages` messages straight into the database, in statements
@@ -282,8 +295,9 @@ fn measure(args: &Args, storage: &Storage) -> Result<(), String> {
         Storage::Sqlite => ("SQLite", 1),
         Storage::Postgres { instances, .. } => ("PostgreSQL", *instances),
     };
+    let unavailable = instances.unavailable.load(Ordering::Relaxed);
     println!(
-        "| {name} | {n} | {:.0} | {failed} | {servers_cpu} | {database} | {} / {} / {} | {} / {} | {} / {} |",
+        "| {name} | {n} | {:.0} | {failed} / {unavailable} | {servers_cpu} | {database} | {} / {} / {} | {} / {} | {} / {} |",
         completed as f64 / elapsed,
         ms(at(0.5)),
         ms(at(0.99)),

@@ -37,6 +37,12 @@ pub struct ServeArgs {
     /// instances may share; the schema is created or migrated at start-up.
     #[arg(long, value_name = "URL", env = "WORMHOLE_SYNC_POSTGRES", conflicts_with_all = ["memory", "db"], hide_env_values = true)]
     pub postgres: Option<String>,
+    /// Connections this instance keeps to PostgreSQL: one per transaction
+    /// or read in progress (a batch of operations shares one). Every
+    /// instance's, plus one each for its notifications, must fit the
+    /// database's `max_connections`.
+    #[arg(long, value_name = "N", default_value_t = crate::storage::DEFAULT_POSTGRES_POOL, requires = "postgres", value_parser = clap::value_parser!(u16).range(2..))]
+    pub postgres_pool: u16,
     /// Delete channels idle for this long (e.g. 3d, 12h, 90s).
     #[arg(long, default_value = "3d", value_parser = parse_duration)]
     pub channel_expiry: Duration,
@@ -233,7 +239,7 @@ pub async fn serve(args: ServeArgs, name: &str) -> ExitCode {
     }
 
     let (storage, saved) = if let Some(url) = &args.postgres {
-        match Storage::postgres(url).await {
+        match Storage::postgres_with_pool(url, usize::from(args.postgres_pool)).await {
             Ok(opened) => opened,
             Err(e) => {
                 eprintln!("{name}: {}", Chain(&e));

@@ -6,9 +6,10 @@
 //!   is journaled (to nothing, or to SQLite: [`Storage`]) and the answer
 //!   waits until that is durable.
 //! - **Shared**: a PostgreSQL database several instances share is the
-//!   truth. Each operation is one transaction over the rows it names, caps
-//!   and budgets are counted there, and a commit notifies every instance
-//!   of the mailboxes with news ([`crate::postgres`]).
+//!   truth. The operations that arrive together run in one transaction
+//!   over the rows they name, caps and budgets are counted there, and after
+//!   the commit every instance hears of the mailboxes with news
+//!   ([`crate::postgres`]).
 
 use std::net::IpAddr;
 use std::sync::Arc;

@@ -118,7 +118,7 @@ pub use config::ServerConfig;
 pub use cors::CorsOrigin;
 pub use error::{Chain, StorageError};
 pub use ipnet::IpNet;
-pub use storage::Storage;
+pub use storage::{Storage, DEFAULT_POSTGRES_POOL};
 pub use testing::{BackgroundServer, RunningServer};
 pub use tls::{TlsFiles, TlsReloader};
 

@@ -80,8 +80,10 @@ impl Storage {
 
     /// A PostgreSQL database (`postgres://user@host:port/database`, or
     /// the key-value form `host=... dbname=...`) that any number of server
-    /// instances share: each operation is a transaction there, and the
-    /// instances wake each other's waiters through `LISTEN`/`NOTIFY`. The
+    /// instances share: the operations that arrive together run in one
+    /// transaction there, and the instances wake each other's waiters
+    /// through `LISTEN`/`NOTIFY`. At most [`DEFAULT_POSTGRES_POOL`]
+    /// connections (see [`postgres_with_pool`](Self::postgres_with_pool)). The
     /// schema is created, or migrated, at start-up. Nothing is loaded into
     /// memory, so the state returned is empty.
     ///
@@ -94,7 +96,27 @@ impl Storage {
     /// # Ok(()) }
     /// ```
     pub async fn postgres(url: &str) -> Result<(Storage, RendezvousSnapshot), StorageError> {
-        let postgres = Postgres::connect(url).await?;
+        Storage::postgres_with_pool(url, DEFAULT_POSTGRES_POOL as usize).await
+    }
+
+    /// [`postgres`](Self::postgres) with at most `pool_size` connections
+    /// (at least 2) besides the one that listens for other instances'
+    /// notifications. A batch of operations takes one connection, a read
+    /// one, so a few cover a busy instance; the sum over the instances must
+    /// fit the database's `max_connections`.
+    ///
+    /// ```no_run
+    /// use wormhole_sync_server::Storage;
+    ///
+    /// # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
+    /// let (storage, saved) = Storage::postgres_with_pool("postgres://wormhole@127.0.0.1/wormhole", 8).await?;
+    /// # Ok(()) }
+    /// ```
+    pub async fn postgres_with_pool(
+        url: &str,
+        pool_size: usize,
+    ) -> Result<(Storage, RendezvousSnapshot), StorageError> {
+        let postgres = Postgres::connect(url, pool_size).await?;
         Ok((Storage { inner: Inner::Postgres(Arc::new(postgres)) }, RendezvousSnapshot::new(Vec::new())))
     }
 
@@ -173,6 +195,14 @@ impl Drop for Storage {
         self.close();
     }
 }
+
+/// The most connections an instance keeps to PostgreSQL unless told
+/// otherwise (`--postgres-pool`, [`Storage::postgres_with_pool`]).
+///
+/// ```
+/// assert!(wormhole_sync_server::DEFAULT_POSTGRES_POOL >= 2);
+/// ```
+pub const DEFAULT_POSTGRES_POOL: u16 = 32;
 
 /// Most changes committed in one transaction.
 const MAX_BATCH: usize = 4096;

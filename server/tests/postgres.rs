@@ -17,7 +17,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
 use support::postgres::Database;
-use support::{drive, post, read_reply, request, seed, TestServer};
+use support::{drive, get, post, read_reply, request, seed, TestServer};
 use tungstenite::stream::MaybeTlsStream;
 use tungstenite::{Message, WebSocket};
 use wormhole_sync_core::{Config, Exchange, Progress, TransportError};
@@ -175,6 +175,36 @@ fn concurrent_allocations_on_three_instances_take_the_shortest_free_numbers_once
 }
 
 #[test]
+fn allocations_racing_on_one_and_two_instances_are_never_answered_storage_unavailable() {
+    // Allocations of one app id racing each other used to pick the same free
+    // number and fail on the unique index; after eight in a row the answer
+    // was storage-unavailable, and /health turned 503. They now take turns
+    // per app id and share transactions, so every one gets a number.
+    let Some((_database, servers)) = instances(2, quiet_config()) else { return };
+    for addrs in [vec![servers[0].addr], vec![servers[0].addr, servers[1].addr]] {
+        let tag = addrs.len();
+        let clients: Vec<_> = (0..40)
+            .map(|i| {
+                let addr = addrs[i % addrs.len()];
+                std::thread::spawn(move || {
+                    let sides = (0..25).map(|round| format!("side{tag}-{i}-{round}"));
+                    let replies = sides.map(|side| post(addr, "/v1/allocate", &json!({"appid": "race", "side": side})));
+                    replies.map(|reply| (reply.status, reply.json())).collect::<Vec<_>>()
+                })
+            })
+            .collect();
+        let replies: Vec<_> = clients.into_iter().flat_map(|client| client.join().unwrap()).collect();
+        let refused: Vec<_> = replies.iter().filter(|(status, _)| *status != 200).collect();
+        assert!(refused.is_empty(), "{} of {} allocations refused: {:?}", refused.len(), replies.len(), refused[0]);
+        let numbers: BTreeSet<u64> = replies.iter().map(|(_, json)| json["channel"].as_u64().unwrap()).collect();
+        assert_eq!(numbers.len(), replies.len(), "a number went to two initiators");
+        for addr in &addrs {
+            assert_eq!(get(*addr, "/health").status, 200, "contention is not an outage");
+        }
+    }
+}
+
+#[test]
 fn a_long_poll_on_one_instance_is_woken_by_a_post_on_another() {
     let Some((_database, servers)) = instances(2, quiet_config()) else { return };
     let (a, b) = (servers[0].addr, servers[1].addr);
@@ -306,10 +336,24 @@ fn a_finished_exchange_is_logged_once_by_the_instance_that_finished_it() {
     assert!(lines[0].contains("happy,happy") && lines[0].contains("messages=0"), "{}", lines[0]);
 }
 
-/// The server binary on a database, on an OS-chosen port.
+/// The server binary on a database, on an OS-chosen port, with a small
+/// pool (`--postgres-pool`): the load of the tests that kill instances
+/// shares three connections.
 fn spawn_instance(url: &str) -> (Child, SocketAddr) {
-    let (child, addr, _) = support::spawn_server(&["--postgres".as_ref(), url.as_ref()], "info");
+    let args = ["--postgres".as_ref(), url.as_ref(), "--postgres-pool".as_ref(), "3".as_ref()];
+    let (child, addr, _) = support::spawn_server(&args, "info");
     (child, addr)
+}
+
+#[test]
+fn a_pool_too_small_for_a_batch_beside_a_read_is_refused_at_start() {
+    let refused = std::process::Command::new(env!("CARGO_BIN_EXE_wormhole-sync-server"))
+        .args(["--postgres", "postgres://nobody@127.0.0.1:1/none", "--postgres-pool", "1"])
+        .output()
+        .unwrap();
+    assert_eq!(refused.status.code(), Some(2), "a usage error");
+    let said = String::from_utf8_lossy(&refused.stderr);
+    assert!(said.contains("--postgres-pool") && said.contains("1 is not in 2.."), "{said}");
 }
 
 /// Sends the exchange's due requests as a load balancer would: to the
@@ -601,7 +645,7 @@ fn the_counters_migration_counts_what_an_older_version_stored() {
          FROM generate_series(1, 60) i, generate_series(0, 2) s WHERE i % 5 <> 0;",
     );
     let server = TestServer::postgres(quiet_config(), &database.url);
-    assert_eq!(database.query_text("SELECT max(version) FROM wormhole_sync_migrations"), "3");
+    assert_eq!(database.query_text("SELECT max(version) FROM wormhole_sync_migrations"), "4");
     assert_eq!(database.query_text("SELECT count(DISTINCT key) FROM wormhole_sync_usage WHERE scope = 'maker'"), "7");
     assert_eq!(database.query_text(USAGE_MISMATCHES), "");
     assert_eq!(support::metric(server.addr, "wormhole_channels_retained"), 12.0);

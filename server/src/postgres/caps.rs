@@ -3,12 +3,15 @@
 //! instance keeps up to date: the same caps and budgets, in the same
 //! order, that a single server checks beforehand (`crate::engine`).
 
+use std::collections::{BTreeMap, BTreeSet};
+
 use deadpool_postgres::GenericClient;
 use tokio_postgres::types::ToSql;
 use wormhole_sync_core::rendezvous::{app_channels_full, server_channels_full};
 use wormhole_sync_core::wire::WireError;
 
-use super::operation::{execute, query_one, Fail, Written};
+use super::operation::{execute, query_one, Fail};
+use super::writes::Written;
 use crate::ServerConfig;
 
 /// The cap or budget an operation's writes went past, counted over the
@@ -28,26 +31,39 @@ pub(super) async fn over_caps(
     let limits = &config.rendezvous;
     let mut checks = Checks::default();
     // In the order a single server checks them (after the app ids, below).
-    if let (Some(maker), true) = (&written.maker, config.max_channels_per_address > 0) {
-        execute(tx, "SELECT pg_advisory_xact_lock(hashtextextended($1, 0))", &[maker]).await?;
-        let sql = "SELECT sum(mailboxes - tombstones) FROM wormhole_sync_usage WHERE scope = 'maker' AND key = $";
-        checks.add(sql, Some(maker), config.max_channels_per_address as u64, crate::budgets::too_many_client_channels);
+    // The makers are locked already (`operation::lock_counters`).
+    let makers: BTreeSet<&String> = written.makers.iter().collect();
+    if config.max_channels_per_address > 0 {
+        for maker in makers {
+            let sql = "SELECT sum(mailboxes - tombstones) FROM wormhole_sync_usage WHERE scope = 'maker' AND key = $";
+            let limit = config.max_channels_per_address as u64;
+            checks.add(sql, Some(maker), limit, crate::budgets::too_many_client_channels);
+        }
     }
-    let mut new_app = None;
+    let mut made: BTreeMap<&String, i64> = BTreeMap::new();
     for appid in &written.made {
+        *made.entry(appid).or_default() += 1;
+    }
+    if !made.is_empty() {
         checks.add(&server_sum("mailboxes"), None, limits.max_channels as u64, server_channels_full);
+    }
+    let mut new_apps = Vec::new();
+    for (appid, count) in made {
         let sql = "SELECT sum(mailboxes - tombstones) FROM wormhole_sync_usage WHERE scope = 'app' AND key = $";
         checks.add(sql, Some(appid), limits.max_channels_per_app as u64, app_channels_full);
         if config.max_apps > 0 {
-            // Its first mailbox: the app id is new.
-            let sql = "SELECT (sum(mailboxes) = 1)::INT FROM wormhole_sync_usage WHERE scope = 'app' AND key = $";
-            new_app = Some(checks.read(sql, Some(appid)));
+            // Its first mailboxes: the app id is new.
+            let sql = format!(
+                "SELECT (sum(mailboxes) = {count})::INT FROM wormhole_sync_usage WHERE scope = 'app' AND key = $"
+            );
+            new_apps.push(checks.read(&sql, Some(appid)));
         }
     }
-    for (appid, poster) in &written.stored {
-        if config.max_bytes > 0 {
-            checks.add(&server_sum("bytes"), None, config.max_bytes, || crate::budgets::over("the server"));
-        }
+    let stored: BTreeSet<&(String, Option<String>)> = written.stored.iter().collect();
+    if !stored.is_empty() && config.max_bytes > 0 {
+        checks.add(&server_sum("bytes"), None, config.max_bytes, || crate::budgets::over("the server"));
+    }
+    for (appid, poster) in stored {
         if config.max_bytes_per_app > 0 {
             let sql = "SELECT sum(bytes) FROM wormhole_sync_usage WHERE scope = 'app' AND key = $";
             checks.add(sql, Some(appid), config.max_bytes_per_app, || crate::budgets::over("this application id"));
@@ -59,7 +75,7 @@ pub(super) async fn over_caps(
     }
     let values = checks.values(tx).await?;
     // A new app id past the cap is refused first, as a single server does.
-    if new_app.is_some_and(|column| values[column] == 1) {
+    if new_apps.iter().any(|column| values[*column] == 1) {
         let lock = [&super::LOCK_CLASS as &(dyn ToSql + Sync), &super::NEW_APP_LOCK];
         execute(tx, "SELECT pg_advisory_xact_lock($1, $2)", &lock).await?;
         let apps = format!("SELECT coalesce(sum(apps), 0)::BIGINT {}", super::TOTALS);

@@ -1,16 +1,83 @@
-//! Wake-ups across instances: every commit with news notifies the channel
-//! with the mailbox's `[appid, mailbox]`; each instance listens on a
-//! connection of its own and wakes its waiters on that mailbox.
+//! Wake-ups across instances: after every commit with news, the instance
+//! notifies the channel with each mailbox's `[appid, mailbox]` ([`Notifier`]);
+//! each instance listens on a connection of its own and wakes its waiters
+//! on that mailbox ([`listen`]).
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use futures_util::StreamExt as _;
+use tokio::sync::mpsc;
 use tokio_postgres::{AsyncMessage, NoTls};
 use wormhole_sync_core::wire::MailboxId;
 
 use super::CHANNEL;
 use crate::waiters::Waiters;
+
+/// Tells the other instances of news once it is committed, from a
+/// connection of its own, in transactions that do not wait for the log's
+/// flush. A `NOTIFY` in the committing transaction would hold PostgreSQL's
+/// lock on its notification queue through that commit's flush, so the
+/// commits of every instance would queue behind each other's. What an
+/// instance that dies between a commit and its notification leaves
+/// unannounced, the waiters elsewhere learn at their long-poll's end.
+pub(super) struct Notifier {
+    queue: mpsc::UnboundedSender<String>,
+}
+
+impl Notifier {
+    /// Starts the notifying task; it stops once the notifier is dropped.
+    pub(super) fn start(config: tokio_postgres::Config) -> Notifier {
+        let (queue, payloads) = mpsc::unbounded_channel();
+        tokio::spawn(send_notifications(config, payloads));
+        Notifier { queue }
+    }
+
+    /// Announces news of these mailboxes.
+    pub(super) fn notify<'a>(&self, news: impl IntoIterator<Item = &'a (String, MailboxId)>) {
+        for (appid, mailbox) in news {
+            // Fails only once the task has stopped, at shutdown.
+            let _ = self.queue.send(payload(appid, mailbox.as_str()));
+        }
+    }
+}
+
+/// Sends the queued payloads, those queued together in one statement.
+async fn send_notifications(mut config: tokio_postgres::Config, mut payloads: mpsc::UnboundedReceiver<String>) {
+    let options = config.get_options().map_or(String::new(), |given| format!("{given} "));
+    config.options(format!("{options}-c synchronous_commit=off"));
+    let mut client: Option<tokio_postgres::Client> = None;
+    let mut batch = Vec::new();
+    while payloads.recv_many(&mut batch, 1024).await > 0 {
+        batch.sort_unstable();
+        batch.dedup();
+        // Once again on a new connection if the one kept was lost.
+        for _ in 0..2 {
+            let connected = match client.take() {
+                Some(connected) if !connected.is_closed() => connected,
+                _ => match config.connect(NoTls).await {
+                    Ok((connected, connection)) => {
+                        tokio::spawn(connection);
+                        connected
+                    }
+                    Err(e) => {
+                        tracing::warn!(error = %e, "cannot connect to tell other instances of news");
+                        break;
+                    }
+                },
+            };
+            let sql = "SELECT pg_notify($1, n) FROM unnest($2::TEXT[]) n";
+            match connected.execute(sql, &[&CHANNEL, &batch]).await {
+                Ok(_) => {
+                    client = Some(connected);
+                    break;
+                }
+                Err(e) => tracing::warn!(error = %e, "cannot tell other instances of news"),
+            }
+        }
+        batch.clear();
+    }
+}
 
 /// A notification's payload.
 pub(super) fn payload(appid: &str, mailbox: &str) -> String {

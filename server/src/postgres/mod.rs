@@ -2,35 +2,38 @@
 //!
 //! With SQLite, the state machine in memory is the source of truth and the
 //! database its journal. Instances sharing a database cannot each hold the
-//! state, so here the database is the truth: every operation is one
-//! transaction that locks the rows it reads (the mailbox a request names),
-//! loads them into a [`Rendezvous`] of its own, runs the core's operation on
-//! it, and writes back what the operation changed ([`operation`]).
-//! A commit notifies every instance of the mailboxes with news, so a
-//! long-poll or a WebSocket waiting on one instance is woken by a post on
-//! another ([`listen`]).
+//! state, so here the database is the truth. The operations that arrive
+//! while a transaction runs share the next one ([`batch`]): it locks the
+//! rows they name, loads them into a [`Rendezvous`] of its own, runs the
+//! core's operations on it in arrival order, and writes back the net
+//! change, one statement per kind of write ([`operation`], [`writes`]).
+//! After the commit, the instance notifies every instance of the mailboxes
+//! with news, so a long-poll or a WebSocket waiting on one instance is
+//! woken by a post on another ([`listen`]).
 //!
 //! **Allocation** reads the numbers the app id has in use, picks the
-//! shortest free one as the core does, and inserts it; a partial unique
-//! index on `(appid, nameplate)` refuses a number another instance took in
-//! the meantime, and the operation runs again on what that instance wrote.
-//! A constraint rather than a lock: allocations never wait for each other,
-//! and no number ever goes to two initiators. Claims that make a nameplate,
-//! `open`s that make a mailbox and burns that take a number back are kept
-//! apart the same way (the primary key, the same index). **Reads** (fetches)
-//! run without locks, and again with them only if they change more than an
+//! shortest free one as the core does, and inserts it. Transactions that
+//! hand out or take back an app id's numbers take turns on an advisory
+//! lock, so two never pick the same number; a partial unique index on
+//! `(appid, nameplate)` stands behind it, and claims that make a nameplate
+//! or `open`s that make a mailbox that meet another's write there run
+//! again on what it wrote. **Reads** (fetches) run without locks or a
+//! transaction, and again in a batch only if they change more than an
 //! activity stamp. **Expiry** runs under a try-lock, so one instance sweeps
 //! at a time, and its `DELETE` is idempotent anyway. **Usage** (what caps,
-//! budgets and metrics read) is kept in counters that the migration's
+//! budgets and metrics read) is kept in counters that the migrations'
 //! triggers update in the same transaction as the rows they count.
 
+mod batch;
 mod caps;
 mod listen;
 mod operation;
 mod rows;
+mod writes;
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::OnceLock;
 use std::time::Duration;
 
 use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod, Runtime};
@@ -64,6 +67,7 @@ const MIGRATIONS: &[(i32, &str)] = &[
     (1, include_str!("../../migrations/postgres/0001_mailboxes.sql")),
     (2, include_str!("../../migrations/postgres/0002_mailbox_makers.sql")),
     (3, include_str!("../../migrations/postgres/0003_usage_counters.sql")),
+    (4, include_str!("../../migrations/postgres/0004_counters_per_statement.sql")),
 ];
 
 /// Advisory lock keys (the two-integer form).
@@ -81,15 +85,16 @@ const CHANNEL: &str = "wormhole_sync";
 /// answered `storage-unavailable`.
 const OPERATION_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// Connections each instance keeps to the database.
-const POOL_SIZE: usize = 32;
-
 /// A database shared with other instances.
 pub(crate) struct Postgres {
     pool: Pool,
     config: tokio_postgres::Config,
     /// Whether the last attempt to reach the database worked.
     reachable: AtomicBool,
+    /// Tells the other instances of news.
+    notifier: listen::Notifier,
+    /// Where operations wait for a batch, once the first has come.
+    queue: OnceLock<tokio::sync::mpsc::Sender<batch::Job>>,
 }
 
 pub(crate) fn unavailable(context: &str, e: impl std::fmt::Display) -> WireError {
@@ -112,8 +117,9 @@ fn failed(context: &str) -> impl Fn(tokio_postgres::Error) -> StorageError + '_ 
 }
 
 impl Postgres {
-    /// Connects to `url` and creates or migrates the schema.
-    pub(crate) async fn connect(url: &str) -> Result<Postgres, StorageError> {
+    /// Connects to `url` with at most `pool_size` connections (and one to
+    /// listen), and creates or migrates the schema.
+    pub(crate) async fn connect(url: &str, pool_size: usize) -> Result<Postgres, StorageError> {
         let config: tokio_postgres::Config =
             url.parse().map_err(|e| StorageError::caused("invalid PostgreSQL URL", e))?;
         let manager =
@@ -124,12 +130,13 @@ impl Postgres {
             recycle: Some(Duration::from_secs(5)),
         };
         let pool = Pool::builder(manager)
-            .max_size(POOL_SIZE)
+            .max_size(pool_size.max(2))
             .timeouts(timeouts)
             .runtime(Runtime::Tokio1)
             .build()
             .map_err(|e| StorageError::caused("cannot make the connection pool", e))?;
-        let postgres = Postgres { pool, config, reachable: AtomicBool::new(true) };
+        let notifier = listen::Notifier::start(config.clone());
+        let postgres = Postgres { pool, config, reachable: AtomicBool::new(true), notifier, queue: OnceLock::new() };
         postgres.migrate().await?;
         Ok(postgres)
     }
@@ -405,15 +412,28 @@ impl Postgres {
                 "WITH gone AS (
                      DELETE FROM wormhole_sync_posters p
                      WHERE NOT EXISTS (SELECT 1 FROM wormhole_sync_usage u
-                                       WHERE u.scope = 'poster' AND u.key = p.poster AND u.messages <> 0)
+                                       WHERE u.scope = 'poster' AND u.key = p.poster HAVING sum(u.messages) <> 0)
                      RETURNING 1)
                  UPDATE wormhole_sync_usage SET posters = posters - (SELECT count(*) FROM gone)
                  WHERE scope = 'gone' AND key = '' AND shard = 0",
-                "DELETE FROM wormhole_sync_usage WHERE ctid IN (
-                     SELECT ctid FROM wormhole_sync_usage
-                     WHERE scope IN ('app', 'poster', 'maker') AND mailboxes = 0 AND tombstones = 0
-                       AND nameplates = 0 AND messages = 0 AND bytes = 0
-                     FOR UPDATE SKIP LOCKED)",
+                // A key's rows return to zero in sum (migration 4). Rows in
+                // use are skipped, and of the rest only a set that sums to zero
+                // goes, so the total is kept whatever runs meanwhile.
+                "WITH idle AS (
+                     SELECT scope, key FROM wormhole_sync_usage WHERE scope IN ('app', 'poster', 'maker')
+                     GROUP BY scope, key
+                     HAVING sum(mailboxes) = 0 AND sum(tombstones) = 0 AND sum(nameplates) = 0
+                        AND sum(messages) = 0 AND sum(bytes) = 0),
+                 locked AS (
+                     SELECT u.ctid AS row, u.scope, u.key, u.mailboxes, u.tombstones, u.nameplates, u.messages, u.bytes
+                     FROM wormhole_sync_usage u JOIN idle USING (scope, key)
+                     FOR UPDATE OF u SKIP LOCKED),
+                 zero AS (
+                     SELECT scope, key FROM locked GROUP BY scope, key
+                     HAVING sum(mailboxes) = 0 AND sum(tombstones) = 0 AND sum(nameplates) = 0
+                        AND sum(messages) = 0 AND sum(bytes) = 0)
+                 DELETE FROM wormhole_sync_usage u USING locked JOIN zero USING (scope, key)
+                 WHERE u.ctid = locked.row",
             ] {
                 if let Err(e) = client.execute(sql, &[]).await {
                     tracing::debug!("clearing unused counters: {}", describe(&e));

@@ -1,0 +1,200 @@
+//! Group commit: the operations that arrive while a transaction runs wait
+//! in a queue, and the next transaction runs them together, in arrival
+//! order, with one commit (one flush of the log) for all of them, as the
+//! SQLite writer does. A database's cost is per transaction and per
+//! statement far more than per row, so under load a batch costs it about
+//! what one operation did.
+//!
+//! A batch that fails (a conflict with another instance, a cap or budget
+//! passed, a row it cannot read) is run again one operation per
+//! transaction, so one operation's trouble is never another's answer.
+
+use std::net::IpAddr;
+use std::sync::{Arc, Weak};
+
+use tokio::sync::{mpsc, oneshot, Mutex};
+use tokio::time::Instant;
+use wormhole_sync_core::rendezvous::Op;
+use wormhole_sync_core::wire::WireError;
+
+use super::operation::{self, is_conflict, Charged, Fail};
+use super::{describe, unavailable, Postgres, OPERATION_TIMEOUT};
+use crate::change::Ran;
+use crate::ServerConfig;
+
+/// Most operations in one transaction.
+const MAX_BATCH: usize = 256;
+
+/// Transactions an instance runs at once. One: the operations that arrive
+/// while it commits gather for the next. Two or four did fewer exchanges a
+/// second (smaller batches, and their locks in each other's way).
+const COMMITTERS: usize = 1;
+
+/// Operations waiting for a transaction.
+const QUEUE: usize = 4096;
+
+/// An operation waiting for its batch, and where its answer goes.
+pub(super) struct Job {
+    op: Op,
+    client: Option<IpAddr>,
+    answer: oneshot::Sender<Result<Ran, WireError>>,
+}
+
+impl Postgres {
+    /// Runs `op` for `client` (charged with the messages it stores and the
+    /// channels it makes), refused past the caps and budgets that span the
+    /// deployment, and returns once what it changed is committed. A read
+    /// that changes nothing worth writing runs without a transaction.
+    /// Answers `storage-unavailable` if the database cannot be reached or
+    /// fails.
+    pub(crate) async fn run(
+        self: &Arc<Self>,
+        config: &ServerConfig,
+        op: &Op,
+        client: Option<IpAddr>,
+    ) -> Result<Ran, WireError> {
+        if op.scope().reads {
+            if let Some(read) = self.read_unlocked(config, op).await {
+                return read;
+            }
+        }
+        let queue = self.queue.get_or_init(|| start_committers(Arc::downgrade(self), config.clone()));
+        let (answer, answered) = oneshot::channel();
+        let job = Job { op: op.clone(), client, answer };
+        let waited = tokio::time::timeout(OPERATION_TIMEOUT, async {
+            queue.send(job).await.ok()?;
+            answered.await.ok()
+        });
+        match waited.await {
+            Ok(Some(answer)) => answer,
+            Ok(None) => Err(unavailable("an operation", "the server is stopping")),
+            Err(_) => Err(unavailable("an operation", "timed out")),
+        }
+    }
+
+    /// A read without locks; `None` if it must run with them.
+    async fn read_unlocked(&self, config: &ServerConfig, op: &Op) -> Option<Result<Ran, WireError>> {
+        let read = async {
+            let client = match self.client().await {
+                Ok(client) => client,
+                Err(e) => return Some(Err(e)),
+            };
+            match operation::run_unlocked(&client, config, op).await {
+                Ok(ran) => Some(Ok(ran)),
+                Err(fail) => match *fail {
+                    Fail::NeedsLock => None,
+                    fail => Some(Err(self.failed(fail))),
+                },
+            }
+        };
+        let read = tokio::time::timeout(OPERATION_TIMEOUT, read).await;
+        let read = read.unwrap_or_else(|_| Some(Err(unavailable("a read", "timed out"))));
+        if let Some(Ok(_)) = read {
+            self.mark(true);
+        }
+        read
+    }
+
+    /// Runs a batch and sends each operation its answer.
+    async fn commit_batch(&self, config: &ServerConfig, jobs: Vec<Job>) {
+        let deadline = Instant::now() + OPERATION_TIMEOUT;
+        let ops: Vec<Charged<'_>> = jobs.iter().map(|job| (&job.op, job.client)).collect();
+        let mut answers = Vec::with_capacity(jobs.len());
+        let together = match ops.len() {
+            1 => None,
+            _ => tokio::time::timeout_at(deadline, self.transaction(config, &ops)).await.ok(),
+        };
+        match together {
+            Some(Ok(rans)) => answers.extend(rans.into_iter().map(Ok)),
+            _ => {
+                if together.is_some() {
+                    tracing::debug!(operations = ops.len(), "a batch did not commit; running each alone");
+                }
+                for op in &ops {
+                    answers.push(self.alone(config, *op, deadline).await);
+                }
+            }
+        }
+        for (job, answer) in jobs.into_iter().zip(answers) {
+            // An answer nobody waits for any more (the client left) is dropped.
+            let _ = job.answer.send(answer);
+        }
+    }
+
+    /// Runs one operation in a transaction of its own, again after each
+    /// conflict with another instance (which it then sees) until `deadline`.
+    async fn alone(&self, config: &ServerConfig, op: Charged<'_>, deadline: Instant) -> Result<Ran, WireError> {
+        loop {
+            let ran = tokio::time::timeout_at(deadline, self.transaction(config, &[op])).await;
+            let Ok(ran) = ran else {
+                return Err(unavailable("an operation", "timed out"));
+            };
+            match ran {
+                Ok(mut rans) => return rans.pop().ok_or_else(|| unavailable("an operation", "no outcome")),
+                // Contention, not an outage: the storage stays healthy.
+                Err(fail) if conflict(&fail) => continue,
+                Err(fail) => return Err(self.failed(*fail)),
+            }
+        }
+    }
+
+    /// Runs `ops` in one transaction; commits unless a lone operation was
+    /// refused past a cap.
+    async fn transaction(&self, config: &ServerConfig, ops: &[Charged<'_>]) -> Result<Vec<Ran>, Box<Fail>> {
+        let mut connection = self.pool.get().await.map_err(|e| {
+            self.mark(false);
+            Box::new(Fail::Unavailable(unavailable("no database connection", e)))
+        })?;
+        let tx = connection.transaction().await?;
+        let (rans, commit) = operation::run_locked(&tx, config, ops).await?;
+        if commit {
+            tx.commit().await?;
+            self.notifier.notify(rans.iter().flat_map(|ran| &ran.news));
+        } else {
+            tx.rollback().await?;
+        }
+        self.mark(true);
+        Ok(rans)
+    }
+
+    /// The answer to a failure, marking the storage unreachable when the
+    /// database failed.
+    fn failed(&self, fail: Fail) -> WireError {
+        match fail {
+            Fail::Database(e) => {
+                self.mark(false);
+                unavailable("an operation failed", describe(&e))
+            }
+            Fail::Unavailable(answer) => answer,
+            Fail::Unreadable(why) => unavailable("a stored mailbox cannot be read", why),
+            Fail::NeedsLock | Fail::OverCaps => unavailable("an operation", "ran in the wrong mode"),
+        }
+    }
+}
+
+fn conflict(fail: &Fail) -> bool {
+    matches!(fail, Fail::Database(e) if is_conflict(e))
+}
+
+/// Starts the committers of `postgres`; returns their queue. They stop
+/// once it is dropped.
+fn start_committers(postgres: Weak<Postgres>, config: ServerConfig) -> mpsc::Sender<Job> {
+    let (queue, jobs) = mpsc::channel(QUEUE);
+    let jobs = Arc::new(Mutex::new(jobs));
+    let config = Arc::new(config);
+    for _ in 0..COMMITTERS {
+        let (postgres, config, jobs) = (postgres.clone(), config.clone(), jobs.clone());
+        tokio::spawn(async move {
+            loop {
+                let mut batch = Vec::new();
+                // One committer gathers at a time; the others run theirs meanwhile.
+                if jobs.lock().await.recv_many(&mut batch, MAX_BATCH).await == 0 {
+                    return;
+                }
+                let Some(postgres) = postgres.upgrade() else { return };
+                postgres.commit_batch(&config, batch).await;
+            }
+        });
+    }
+    queue
+}
