@@ -205,6 +205,45 @@ fn allocations_racing_on_one_and_two_instances_are_never_answered_storage_unavai
 }
 
 #[test]
+fn a_mailbox_another_transaction_holds_delays_only_the_requests_that_name_it() {
+    // An instance's batches skip the mailboxes another transaction holds
+    // (another instance's batch, most often) and leave the requests that
+    // name them for later, so the others are answered meanwhile.
+    let Some((database, servers)) = instances(1, quiet_config()) else { return };
+    let a = servers[0].addr;
+    let channel = |appid: &str| {
+        let channel = post(a, "/v1/allocate", &json!({"appid": appid, "side": "s1"})).json()["channel"].clone();
+        assert_eq!(post(a, "/v1/join", &json!({"appid": appid, "side": "s2", "channel": channel})).status, 200);
+        channel
+    };
+    let (held, free) = (channel("held"), channel("free"));
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    let holder = runtime.block_on(async {
+        let (client, connection) = tokio_postgres::connect(&database.url, tokio_postgres::NoTls).await.unwrap();
+        tokio::spawn(connection);
+        client.batch_execute("BEGIN; SELECT 1 FROM mailboxes WHERE appid = 'held' FOR UPDATE").await.unwrap();
+        client
+    });
+    let waiting = std::thread::spawn(move || {
+        let body = json!({"appid": "held", "side": "s1", "channel": held, "phase": "p", "body": "late"});
+        (post(a, "/v1/post", &body).status, Instant::now())
+    });
+    std::thread::sleep(Duration::from_millis(300));
+    for phase in ["p1", "p2", "p3"] {
+        let started = Instant::now();
+        let body = json!({"appid": "free", "side": "s1", "channel": free, "phase": phase, "body": "on time"});
+        assert_eq!(post(a, "/v1/post", &body).status, 200);
+        assert!(started.elapsed() < Duration::from_secs(2), "a free mailbox waited {:?}", started.elapsed());
+    }
+    assert!(!waiting.is_finished(), "the held mailbox was written while another transaction held it");
+    let released = Instant::now();
+    runtime.block_on(holder.batch_execute("COMMIT")).unwrap();
+    let (status, answered) = waiting.join().unwrap();
+    assert_eq!(status, 200, "the held mailbox's request is answered once it is free");
+    assert!(answered >= released);
+}
+
+#[test]
 fn a_long_poll_on_one_instance_is_woken_by_a_post_on_another() {
     let Some((_database, servers)) = instances(2, quiet_config()) else { return };
     let (a, b) = (servers[0].addr, servers[1].addr);

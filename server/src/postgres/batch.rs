@@ -5,6 +5,14 @@
 //! statement far more than per row, so under load a batch costs it about
 //! what one operation did.
 //!
+//! One transaction at a time per instance: the operations that arrive while
+//! it commits gather for the next (two or four at once did fewer exchanges
+//! a second: smaller batches, their locks in each other's way). A batch
+//! skips the mailboxes another instance's transaction holds and leaves the
+//! operations that name them to the next batch, so the instances' commits
+//! overlap instead of taking turns; an operation left twice waits for its
+//! mailbox in a transaction of its own, beside the batches.
+//!
 //! A batch that fails (a conflict with another instance, a cap or budget
 //! passed, a row it cannot read) is run again one operation per
 //! transaction, so one operation's trouble is never another's answer.
@@ -12,23 +20,18 @@
 use std::net::IpAddr;
 use std::sync::{Arc, Weak};
 
-use tokio::sync::{mpsc, oneshot, Mutex};
+use tokio::sync::{mpsc, oneshot};
 use tokio::time::Instant;
 use wormhole_sync_core::rendezvous::Op;
 use wormhole_sync_core::wire::WireError;
 
-use super::operation::{self, is_conflict, Charged, Fail};
+use super::operation::{self, is_conflict, Charged, Fail, Lock};
 use super::{describe, unavailable, Postgres, OPERATION_TIMEOUT};
 use crate::change::Ran;
 use crate::ServerConfig;
 
 /// Most operations in one transaction.
 const MAX_BATCH: usize = 256;
-
-/// Transactions an instance runs at once. One: the operations that arrive
-/// while it commits gather for the next. Two or four did fewer exchanges a
-/// second (smaller batches, and their locks in each other's way).
-const COMMITTERS: usize = 1;
 
 /// Operations waiting for a transaction.
 const QUEUE: usize = 4096;
@@ -38,6 +41,8 @@ pub(super) struct Job {
     op: Op,
     client: Option<IpAddr>,
     answer: oneshot::Sender<Result<Ran, WireError>>,
+    /// How many batches left it for the next.
+    left: u32,
 }
 
 impl Postgres {
@@ -58,9 +63,9 @@ impl Postgres {
                 return read;
             }
         }
-        let queue = self.queue.get_or_init(|| start_committers(Arc::downgrade(self), config.clone()));
+        let queue = self.queue.get_or_init(|| start_committer(Arc::downgrade(self), config.clone()));
         let (answer, answered) = oneshot::channel();
-        let job = Job { op: op.clone(), client, answer };
+        let job = Job { op: op.clone(), client, answer, left: 0 };
         let waited = tokio::time::timeout(OPERATION_TIMEOUT, async {
             queue.send(job).await.ok()?;
             answered.await.ok()
@@ -95,42 +100,47 @@ impl Postgres {
         read
     }
 
-    /// Runs a batch and sends each operation its answer.
-    async fn commit_batch(&self, config: &ServerConfig, jobs: Vec<Job>) {
+    /// Runs a batch and sends each operation its answer; returns those left
+    /// for a later transaction (see [`Lock::Skip`]).
+    async fn commit_batch(&self, config: &ServerConfig, jobs: Vec<Job>) -> Vec<Job> {
         let deadline = Instant::now() + OPERATION_TIMEOUT;
         let ops: Vec<Charged<'_>> = jobs.iter().map(|job| (&job.op, job.client)).collect();
-        let mut answers = Vec::with_capacity(jobs.len());
-        let together = match ops.len() {
-            1 => None,
-            _ => tokio::time::timeout_at(deadline, self.transaction(config, &ops)).await.ok(),
-        };
-        match together {
-            Some(Ok(rans)) => answers.extend(rans.into_iter().map(Ok)),
+        let together = tokio::time::timeout_at(deadline, self.transaction(config, &ops, Lock::Skip)).await;
+        let answers: Vec<Option<Result<Ran, WireError>>> = match together {
+            Ok(Ok(rans)) => rans.into_iter().map(|ran| ran.map(Ok)).collect(),
             _ => {
-                if together.is_some() {
-                    tracing::debug!(operations = ops.len(), "a batch did not commit; running each alone");
-                }
+                tracing::debug!(operations = ops.len(), "a batch did not commit; running each alone");
+                let mut answers = Vec::with_capacity(ops.len());
                 for op in &ops {
-                    answers.push(self.alone(config, *op, deadline).await);
+                    answers.push(Some(self.alone(config, *op, deadline).await));
+                }
+                answers
+            }
+        };
+        let mut left = Vec::new();
+        for (mut job, answer) in jobs.into_iter().zip(answers) {
+            match answer {
+                // An answer nobody waits for any more (the client left) is dropped.
+                Some(answer) => drop(job.answer.send(answer)),
+                None => {
+                    job.left += 1;
+                    left.push(job);
                 }
             }
         }
-        for (job, answer) in jobs.into_iter().zip(answers) {
-            // An answer nobody waits for any more (the client left) is dropped.
-            let _ = job.answer.send(answer);
-        }
+        left
     }
 
     /// Runs one operation in a transaction of its own, again after each
     /// conflict with another instance (which it then sees) until `deadline`.
     async fn alone(&self, config: &ServerConfig, op: Charged<'_>, deadline: Instant) -> Result<Ran, WireError> {
         loop {
-            let ran = tokio::time::timeout_at(deadline, self.transaction(config, &[op])).await;
+            let ran = tokio::time::timeout_at(deadline, self.transaction(config, &[op], Lock::Wait)).await;
             let Ok(ran) = ran else {
                 return Err(unavailable("an operation", "timed out"));
             };
             match ran {
-                Ok(mut rans) => return rans.pop().ok_or_else(|| unavailable("an operation", "no outcome")),
+                Ok(mut rans) => return rans.pop().flatten().ok_or_else(|| unavailable("an operation", "no outcome")),
                 // Contention, not an outage: the storage stays healthy.
                 Err(fail) if conflict(&fail) => continue,
                 Err(fail) => return Err(self.failed(*fail)),
@@ -139,17 +149,22 @@ impl Postgres {
     }
 
     /// Runs `ops` in one transaction; commits unless a lone operation was
-    /// refused past a cap.
-    async fn transaction(&self, config: &ServerConfig, ops: &[Charged<'_>]) -> Result<Vec<Ran>, Box<Fail>> {
+    /// refused past a cap. `None` for an operation left for a later one.
+    async fn transaction(
+        &self,
+        config: &ServerConfig,
+        ops: &[Charged<'_>],
+        lock: Lock,
+    ) -> Result<Vec<Option<Ran>>, Box<Fail>> {
         let mut connection = self.pool.get().await.map_err(|e| {
             self.mark(false);
             Box::new(Fail::Unavailable(unavailable("no database connection", e)))
         })?;
         let tx = connection.transaction().await?;
-        let (rans, commit) = operation::run_locked(&tx, config, ops).await?;
+        let (rans, commit) = operation::run_locked(&tx, config, ops, lock).await?;
         if commit {
             tx.commit().await?;
-            self.notifier.notify(rans.iter().flat_map(|ran| &ran.news));
+            self.notifier.notify(rans.iter().flatten().flat_map(|ran| &ran.news));
         } else {
             tx.rollback().await?;
         }
@@ -176,25 +191,50 @@ fn conflict(fail: &Fail) -> bool {
     matches!(fail, Fail::Database(e) if is_conflict(e))
 }
 
-/// Starts the committers of `postgres`; returns their queue. They stop
-/// once it is dropped.
-fn start_committers(postgres: Weak<Postgres>, config: ServerConfig) -> mpsc::Sender<Job> {
-    let (queue, jobs) = mpsc::channel(QUEUE);
-    let jobs = Arc::new(Mutex::new(jobs));
+/// Batches that may leave an operation for the next before it waits for
+/// its mailbox's lock in a transaction of its own, beside the batches.
+const MAX_LEFT: u32 = 2;
+
+/// Starts the committer of `postgres`; returns its queue. It stops once
+/// the queue is dropped.
+fn start_committer(postgres: Weak<Postgres>, config: ServerConfig) -> mpsc::Sender<Job> {
+    let (queue, mut jobs) = mpsc::channel(QUEUE);
     let config = Arc::new(config);
-    for _ in 0..COMMITTERS {
-        let (postgres, config, jobs) = (postgres.clone(), config.clone(), jobs.clone());
-        tokio::spawn(async move {
-            loop {
-                let mut batch = Vec::new();
-                // One committer gathers at a time; the others run theirs meanwhile.
-                if jobs.lock().await.recv_many(&mut batch, MAX_BATCH).await == 0 {
+    tokio::spawn(async move {
+        let mut left: Vec<Job> = Vec::new();
+        loop {
+            // Operations left by the last batch go first; new ones are
+            // waited for only when none are.
+            let mut batch = std::mem::take(&mut left);
+            if batch.is_empty() {
+                if jobs.recv_many(&mut batch, MAX_BATCH).await == 0 {
                     return;
                 }
-                let Some(postgres) = postgres.upgrade() else { return };
-                postgres.commit_batch(&config, batch).await;
+            } else {
+                while batch.len() < MAX_BATCH {
+                    match jobs.try_recv() {
+                        Ok(job) => batch.push(job),
+                        Err(_) => break,
+                    }
+                }
             }
-        });
-    }
+            let Some(postgres) = postgres.upgrade() else { return };
+            let (stubborn, again): (Vec<Job>, Vec<Job>) =
+                postgres.commit_batch(&config, batch).await.into_iter().partition(|job| job.left >= MAX_LEFT);
+            left = again;
+            if !stubborn.is_empty() {
+                // Held long by another transaction: these wait for it on their
+                // own, so the batches behind them do not.
+                let config = config.clone();
+                tokio::spawn(async move {
+                    let deadline = Instant::now() + OPERATION_TIMEOUT;
+                    for job in stubborn {
+                        let answer = postgres.alone(&config, (&job.op, job.client), deadline).await;
+                        drop(job.answer.send(answer));
+                    }
+                });
+            }
+        }
+    });
     queue
 }

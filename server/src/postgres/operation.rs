@@ -80,16 +80,53 @@ pub(super) enum Fail {
 /// An operation and the client it is charged to.
 pub(super) type Charged<'a> = (&'a Op, Option<IpAddr>);
 
+/// How a transaction takes the mailbox rows it loads.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub(super) enum Lock {
+    /// Not at all (a read).
+    None,
+    /// Waiting for another transaction that holds one.
+    Wait,
+    /// Leaving those another transaction holds, and the operations that
+    /// name them for a later transaction: a batch never waits for another
+    /// instance's batch, so the two commit side by side.
+    Skip,
+}
+
+/// The rows a [`Lock::Skip`] load left to another transaction, by each
+/// way an operation names a mailbox.
+#[derive(Default)]
+struct Skipped {
+    mailboxes: BTreeSet<Key>,
+    nameplates: BTreeSet<(String, i32)>,
+    allocators: BTreeSet<(String, String)>,
+}
+
+impl Skipped {
+    /// Whether the mailbox `scope` names was left to another transaction.
+    fn names(&self, scope: &Scope<'_>) -> bool {
+        match scope.target {
+            Target::Mailbox(id) => self.mailboxes.contains(&key(scope.appid, id)),
+            Target::Nameplate(n) => self.nameplates.contains(&(scope.appid.to_string(), rows::nameplate_column(n))),
+            Target::Allocator(side) => self.allocators.contains(&(scope.appid.to_string(), side.to_string())),
+            Target::App => false,
+        }
+    }
+}
+
 /// Runs `ops` in order in the transaction `tx`: each sees what those
-/// before it did. Returns what each did, and whether to commit (not when
-/// a lone operation was refused past a cap: nothing it wrote stays).
+/// before it did. Returns what each did (`None`: left for a later
+/// transaction, as [`Lock::Skip`] says), and whether to commit (not when a
+/// lone operation was refused past a cap: nothing it wrote stays).
 pub(super) async fn run_locked(
     tx: &impl GenericClient,
     config: &ServerConfig,
     ops: &[Charged<'_>],
-) -> Result<(Vec<Ran>, bool), Box<Fail>> {
+    lock: Lock,
+) -> Result<(Vec<Option<Ran>>, bool), Box<Fail>> {
     let scopes: Vec<Scope<'_>> = ops.iter().map(|(op, _)| op.scope()).collect();
-    let (mut core, stored) = load(tx, config, &scopes, true).await?;
+    let (mut core, stored, skipped) = load(tx, config, &scopes, lock).await?;
+    let left: Vec<bool> = scopes.iter().map(|scope| skipped.names(scope)).collect();
     let numbering: BTreeSet<&str> = scopes.iter().filter(|s| s.nameplates).map(|s| s.appid).collect();
     if !numbering.is_empty() {
         reserve_nameplates(tx, &mut core, numbering.into_iter().collect()).await?;
@@ -101,18 +138,26 @@ pub(super) async fn run_locked(
     let mut applied = Vec::with_capacity(ops.len());
     let mut soft = true;
     for (i, ((op, client), scope)) in ops.iter().zip(&scopes).enumerate() {
+        if left[i] {
+            applied.push(None);
+            continue;
+        }
         let result = core.apply(config.clock.now(), op);
         let changes = core.take_changes();
         soft &= changes.mailboxes.iter().all(MailboxChange::is_soft);
         changed.add(i, *client, &changes.mailboxes);
         let present = scope.mailbox().is_some_and(|id| core.contains_mailbox(scope.appid, id));
-        applied.push((result, changes, present));
+        applied.push(Some((result, changes, present)));
     }
     let locks = Locks::of(&changed, config.max_channels_per_address > 0);
     let written = writes::write(tx, &core, &changed, &stored, stamp_step(config), &locks).await?;
 
     let mut rans = Vec::with_capacity(ops.len());
-    for (i, ((result, changes, present), scope)) in applied.into_iter().zip(&scopes).enumerate() {
+    for (i, (applied, scope)) in applied.into_iter().zip(&scopes).enumerate() {
+        let Some((result, changes, present)) = applied else {
+            rans.push(None);
+            continue;
+        };
         let instance = match scope.target {
             Target::Mailbox(id) if present => {
                 let key = key(scope.appid, id);
@@ -125,13 +170,13 @@ pub(super) async fn run_locked(
         };
         let news = changes.mailboxes.into_iter().filter(|c| c.news).map(|c| (c.appid, c.mailbox)).collect();
         let result = result.map(|answered| Outcome { instance, ..answered });
-        rans.push(Ran { result, news, finished: changes.finished });
+        rans.push(Some(Ran { result, news, finished: changes.finished }));
     }
     if let Some(refusal) = super::caps::over_caps(tx, config, &written).await? {
         if ops.len() > 1 {
             return Err(Box::new(Fail::OverCaps));
         }
-        return Ok((vec![Ran { result: Err(refusal), news: Vec::new(), finished: Vec::new() }], false));
+        return Ok((vec![Some(Ran { result: Err(refusal), news: Vec::new(), finished: Vec::new() })], false));
     }
     if soft {
         // Soft state only (as with SQLite): row locks, activity stamps, a
@@ -152,7 +197,7 @@ pub(super) async fn run_unlocked(
     op: &Op,
 ) -> Result<Ran, Box<Fail>> {
     let scope = op.scope();
-    let (mut core, stored) = load(client, config, std::slice::from_ref(&scope), false).await?;
+    let (mut core, stored, _) = load(client, config, std::slice::from_ref(&scope), Lock::None).await?;
     let result = core.apply(config.clock.now(), op);
     let changes = core.take_changes();
     if writes::writes(&changes.mailboxes, &stored, stamp_step(config)) {
@@ -176,8 +221,8 @@ async fn load(
     tx: &impl GenericClient,
     config: &ServerConfig,
     scopes: &[Scope<'_>],
-    lock: bool,
-) -> Result<(Rendezvous, HashMap<Key, Loaded>), Box<Fail>> {
+    lock: Lock,
+) -> Result<(Rendezvous, HashMap<Key, Loaded>, Skipped), Box<Fail>> {
     let mut by_id: (Vec<&str>, Vec<&str>) = Default::default();
     let mut by_nameplate: (Vec<&str>, Vec<i32>) = Default::default();
     let mut by_allocator: (Vec<&str>, Vec<&str>) = Default::default();
@@ -195,7 +240,11 @@ async fn load(
     // condition is one index's, and only those with names are written (an
     // empty one can cost the planner a scan); a batch over several app ids
     // may load (and lock) a few rows more than it names.
-    let for_update = if lock { "FOR UPDATE OF b" } else { "" };
+    let for_update = match lock {
+        Lock::None => "",
+        Lock::Wait => "FOR UPDATE OF b",
+        Lock::Skip => "FOR UPDATE OF b SKIP LOCKED",
+    };
     let named: [(&str, &Vec<&str>, &(dyn ToSql + Sync)); 3] = [
         ("(b.appid = ANY($a::TEXT[]) AND b.mailbox = ANY($n::TEXT[]))", &by_id.0, &by_id.1),
         (
@@ -251,12 +300,34 @@ async fn load(
             snapshot.messages.push(message);
         }
     }
+    // What another transaction holds: named, there, and not loaded.
+    let mut skipped = Skipped::default();
+    if lock == Lock::Skip && !conditions.is_empty() {
+        let sql = format!(
+            "SELECT b.appid, b.mailbox, b.nameplate, b.holds_nameplate, b.allocator FROM mailboxes b WHERE {}",
+            conditions.join(" OR ")
+        );
+        for row in query(tx, &sql, &params).await? {
+            let Some(mailbox) = MailboxId::new(row.get::<_, String>(1)) else { continue };
+            let key = (row.get::<_, String>(0), mailbox);
+            if snapshots.contains_key(&key) {
+                continue;
+            }
+            if let (Some(nameplate), true) = (row.get::<_, Option<i32>>(2), row.get::<_, bool>(3)) {
+                skipped.nameplates.insert((key.0.clone(), nameplate));
+            }
+            if let Some(side) = row.get::<_, Option<String>>(4) {
+                skipped.allocators.insert((key.0.clone(), side));
+            }
+            skipped.mailboxes.insert(key);
+        }
+    }
     let mut seed = [0u8; 32];
     rand_core::OsRng.fill_bytes(&mut seed);
     let snapshot = RendezvousSnapshot::new(snapshots.into_values().collect());
     let core = Rendezvous::restore(config.rendezvous.clone(), snapshot, seed)
         .map_err(|e| Box::new(Fail::Unreadable(Box::new(e.0))))?;
-    Ok((core, stored))
+    Ok((core, stored, skipped))
 }
 
 /// Takes the numbering lock of `appids` (sorted) and tells the core every
