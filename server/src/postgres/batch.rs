@@ -156,10 +156,7 @@ impl Postgres {
         ops: &[Charged<'_>],
         lock: Lock,
     ) -> Result<Vec<Option<Ran>>, Box<Fail>> {
-        let mut connection = self.pool.get().await.map_err(|e| {
-            self.mark(false);
-            Box::new(Fail::Unavailable(unavailable("no database connection", e)))
-        })?;
+        let mut connection = self.client().await.map_err(|answer| Box::new(Fail::Unavailable(answer)))?;
         let tx = connection.transaction().await?;
         let (rans, commit) = operation::run_locked(&tx, config, ops, lock).await?;
         if commit {
