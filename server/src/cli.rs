@@ -35,6 +35,8 @@ pub struct ServeArgs {
     /// Keep everything in this PostgreSQL database instead
     /// (postgres://user:password@host:port/database), which any number of
     /// instances may share; the schema is created or migrated at start-up.
+    /// Add ?sslmode=require for TLS, the database's certificate verified
+    /// against the built-in roots or &sslrootcert=FILE's.
     #[arg(long, value_name = "URL", env = "WORMHOLE_SYNC_POSTGRES", conflicts_with_all = ["memory", "db"], hide_env_values = true)]
     pub postgres: Option<String>,
     /// Connections this instance keeps to PostgreSQL: one per transaction

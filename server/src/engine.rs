@@ -202,7 +202,7 @@ impl Engine {
     /// on the other instances' news.
     pub(crate) fn listen(&self, waiters: Arc<Waiters>) -> Option<tokio::task::JoinHandle<()>> {
         match &self.model {
-            Model::Shared(postgres) => Some(tokio::spawn(crate::postgres::listen(waiters, postgres.connect_config()))),
+            Model::Shared(postgres) => Some(tokio::spawn(crate::postgres::listen(waiters, postgres.connector()))),
             Model::Local { .. } => None,
         }
     }

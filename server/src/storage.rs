@@ -87,6 +87,12 @@ impl Storage {
     /// schema is created, or migrated, at start-up. Nothing is loaded into
     /// memory, so the state returned is empty.
     ///
+    /// With `sslmode=require` (or `verify-ca`, `verify-full`) in the URL,
+    /// every connection uses TLS and the database's certificate is verified
+    /// against the built-in roots, or only those in the PEM file
+    /// `sslrootcert` names; `prefer` and `allow` are refused. Without
+    /// `sslmode`, connections are plain TCP.
+    ///
     /// ```no_run
     /// use wormhole_sync_server::{RunningServer, ServerConfig, Storage};
     ///

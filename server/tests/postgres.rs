@@ -17,7 +17,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
 use support::postgres::Database;
-use support::{drive, get, post, read_reply, request, seed, TestServer};
+use support::{get, post, read_reply, request, seed, TestServer};
 use tungstenite::stream::MaybeTlsStream;
 use tungstenite::{Message, WebSocket};
 use wormhole_sync_core::{Config, Exchange, Progress, TransportError};
@@ -38,7 +38,7 @@ fn instances(count: usize, config: ServerConfig) -> Option<(Database, Vec<TestSe
 fn an_exchange_started_on_one_instance_finishes_on_another() {
     let Some((_database, servers)) = instances(2, quiet_config()) else { return };
     let (a, b) = (servers[0].addr, servers[1].addr);
-    an_exchange(a, b);
+    support::an_exchange(a, b);
     assert_eq!(support::metric(b, "wormhole_channels_open"), 0.0, "both closed: the channel is gone");
 }
 
@@ -623,7 +623,7 @@ fn usage_counters_follow_every_change_and_the_sweep_clears_them() {
         }
     }
     // A whole exchange from loopback (charged to nobody) beside them.
-    an_exchange(servers[0].addr, servers[1].addr);
+    support::an_exchange(servers[0].addr, servers[1].addr);
     assert_eq!(database.query_text(USAGE_MISMATCHES), "");
     assert!(database.query_text("SELECT count(*) FROM mailboxes WHERE tombstone") != "0", "no tombstone was counted");
     assert!(support::metric(servers[0].addr, "wormhole_storing_clients") >= 1.0);
@@ -644,25 +644,6 @@ fn usage_counters_follow_every_change_and_the_sweep_clears_them() {
         assert!(started.elapsed() < Duration::from_secs(20), "counters of nothing were never deleted");
         std::thread::sleep(Duration::from_millis(100));
     }
-}
-
-/// A whole exchange, its initiator on `a` and its receiver on `b`.
-fn an_exchange(a: SocketAddr, b: SocketAddr) {
-    let config = Config::new("example.com/counted").unwrap();
-    let mut initiator = Exchange::initiator(config.clone(), b"one".to_vec(), seed()).unwrap();
-    initiator.start(support::now());
-    let mut news = Progress::default();
-    drive(&mut initiator, &mut news, a, |n| n.code().is_some());
-    let mut receiver = Exchange::receiver(config, news.code().unwrap().clone(), b"two".to_vec(), seed()).unwrap();
-    receiver.start(support::now());
-    let receiver = std::thread::spawn(move || {
-        let mut news = Progress::default();
-        drive(&mut receiver, &mut news, b, |_| false);
-        news
-    });
-    drive(&mut initiator, &mut news, a, |_| false);
-    assert_eq!(news.outcome(), Some(Ok(&b"two"[..])));
-    assert_eq!(receiver.join().unwrap().outcome(), Some(Ok(&b"one"[..])));
 }
 
 #[test]

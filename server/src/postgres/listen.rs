@@ -8,9 +8,10 @@ use std::time::Duration;
 
 use futures_util::StreamExt as _;
 use tokio::sync::mpsc;
-use tokio_postgres::{AsyncMessage, NoTls};
+use tokio_postgres::AsyncMessage;
 use wormhole_sync_core::wire::MailboxId;
 
+use super::connect::Connector;
 use super::CHANNEL;
 use crate::waiters::Waiters;
 
@@ -27,9 +28,9 @@ pub(super) struct Notifier {
 
 impl Notifier {
     /// Starts the notifying task; it stops once the notifier is dropped.
-    pub(super) fn start(config: tokio_postgres::Config) -> Notifier {
+    pub(super) fn start(connector: Connector) -> Notifier {
         let (queue, payloads) = mpsc::unbounded_channel();
-        tokio::spawn(send_notifications(config, payloads));
+        tokio::spawn(send_notifications(connector, payloads));
         Notifier { queue }
     }
 
@@ -43,9 +44,9 @@ impl Notifier {
 }
 
 /// Sends the queued payloads, those queued together in one statement.
-async fn send_notifications(mut config: tokio_postgres::Config, mut payloads: mpsc::UnboundedReceiver<String>) {
-    let options = config.get_options().map_or(String::new(), |given| format!("{given} "));
-    config.options(format!("{options}-c synchronous_commit=off"));
+async fn send_notifications(mut connector: Connector, mut payloads: mpsc::UnboundedReceiver<String>) {
+    let options = connector.config.get_options().map_or(String::new(), |given| format!("{given} "));
+    connector.config.options(format!("{options}-c synchronous_commit=off"));
     let mut client: Option<tokio_postgres::Client> = None;
     let mut batch = Vec::new();
     while payloads.recv_many(&mut batch, 1024).await > 0 {
@@ -55,7 +56,7 @@ async fn send_notifications(mut config: tokio_postgres::Config, mut payloads: mp
         for _ in 0..2 {
             let connected = match client.take() {
                 Some(connected) if !connected.is_closed() => connected,
-                _ => match config.connect(NoTls).await {
+                _ => match connector.connect().await {
                     Ok((connected, connection)) => {
                         tokio::spawn(connection);
                         connected
@@ -92,10 +93,10 @@ fn parse(payload: &str) -> Option<(String, MailboxId)> {
 /// Listens for as long as the server runs, connecting again (and waking
 /// every waiter, who may have missed news meanwhile) whenever the
 /// connection is lost.
-pub(crate) async fn listen(waiters: Arc<Waiters>, config: tokio_postgres::Config) {
+pub(crate) async fn listen(waiters: Arc<Waiters>, connector: Connector) {
     let mut first = true;
     loop {
-        match config.connect(NoTls).await {
+        match connector.connect().await {
             Ok((client, mut connection)) => {
                 let mut messages = futures_util::stream::poll_fn(move |cx| connection.poll_message(cx));
                 let subscribed = async {

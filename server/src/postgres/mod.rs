@@ -23,9 +23,12 @@
 //! at a time, and its `DELETE` is idempotent anyway. **Usage** (what caps,
 //! budgets and metrics read) is kept in counters that the migrations'
 //! triggers update in the same transaction as the rows they count.
+//! **Connections** are plain TCP, or TLS with the database's certificate
+//! verified when the URL says `sslmode=require` ([`connect`]).
 
 mod batch;
 mod caps;
+mod connect;
 mod listen;
 mod operation;
 mod rows;
@@ -37,7 +40,6 @@ use std::sync::OnceLock;
 use std::time::Duration;
 
 use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod, Runtime};
-use tokio_postgres::NoTls;
 use wormhole_sync_core::rendezvous::{RendezvousConfig, RendezvousStats};
 use wormhole_sync_core::wire::{ErrorCode, MailboxId, Message, WireError};
 use wormhole_sync_core::{ChannelId, Timestamp};
@@ -88,7 +90,7 @@ const OPERATION_TIMEOUT: Duration = Duration::from_secs(10);
 /// A database shared with other instances.
 pub(crate) struct Postgres {
     pool: Pool,
-    config: tokio_postgres::Config,
+    connector: connect::Connector,
     /// Whether the last attempt to reach the database worked.
     reachable: AtomicBool,
     /// Tells the other instances of news.
@@ -120,10 +122,12 @@ impl Postgres {
     /// Connects to `url` with at most `pool_size` connections (and one to
     /// listen), and creates or migrates the schema.
     pub(crate) async fn connect(url: &str, pool_size: usize) -> Result<Postgres, StorageError> {
-        let config: tokio_postgres::Config =
-            url.parse().map_err(|e| StorageError::caused("invalid PostgreSQL URL", e))?;
-        let manager =
-            Manager::from_config(config.clone(), NoTls, ManagerConfig { recycling_method: RecyclingMethod::Fast });
+        let connector = connect::Connector::parse(url)?;
+        let manager = Manager::from_config(
+            connector.config.clone(),
+            connector.tls.clone(),
+            ManagerConfig { recycling_method: RecyclingMethod::Fast },
+        );
         let timeouts = deadpool_postgres::Timeouts {
             wait: Some(OPERATION_TIMEOUT),
             create: Some(Duration::from_secs(5)),
@@ -135,8 +139,8 @@ impl Postgres {
             .runtime(Runtime::Tokio1)
             .build()
             .map_err(|e| StorageError::caused("cannot make the connection pool", e))?;
-        let notifier = listen::Notifier::start(config.clone());
-        let postgres = Postgres { pool, config, reachable: AtomicBool::new(true), notifier, queue: OnceLock::new() };
+        let notifier = listen::Notifier::start(connector.clone());
+        let postgres = Postgres { pool, connector, reachable: AtomicBool::new(true), notifier, queue: OnceLock::new() };
         postgres.migrate().await?;
         Ok(postgres)
     }
@@ -191,10 +195,11 @@ impl Postgres {
         migrated
     }
 
-    /// Where it is, for logs: hosts, port and database, never a password.
+    /// Where it is, for logs: hosts, port, database and whether the
+    /// connections are encrypted, never a password.
     pub(crate) fn describe(&self) -> String {
-        let hosts: Vec<String> = self
-            .config
+        let config = &self.connector.config;
+        let hosts: Vec<String> = config
             .get_hosts()
             .iter()
             .map(|host| match host {
@@ -203,14 +208,15 @@ impl Postgres {
                 tokio_postgres::config::Host::Unix(path) => path.display().to_string(),
             })
             .collect();
-        let port = self.config.get_ports().first().copied().unwrap_or(5432);
-        let database = self.config.get_dbname().unwrap_or("(the user's)");
-        format!("postgres at {}:{port}, database {database}", hosts.join(","))
+        let port = config.get_ports().first().copied().unwrap_or(5432);
+        let database = config.get_dbname().unwrap_or("(the user's)");
+        let tls = if self.connector.encrypted() { "TLS, certificate verified" } else { "plain TCP" };
+        format!("postgres at {}:{port}, database {database}, {tls}", hosts.join(","))
     }
 
     /// How to connect (for the listening connection).
-    pub(crate) fn connect_config(&self) -> tokio_postgres::Config {
-        self.config.clone()
+    pub(crate) fn connector(&self) -> connect::Connector {
+        self.connector.clone()
     }
 
     /// Whether the last attempt to reach the database worked.

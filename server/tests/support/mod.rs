@@ -263,3 +263,22 @@ pub fn post_as(addr: SocketAddr, client: &str, path: &str, body: &Value) -> Repl
     bytes.splice(head_end..head_end, format!("X-Forwarded-For: {client}\r\n").into_bytes());
     raw(addr, &bytes).unwrap()
 }
+
+/// A whole exchange, its initiator on `a` and its receiver on `b`.
+pub fn an_exchange(a: SocketAddr, b: SocketAddr) {
+    let config = wormhole_sync_core::Config::new("example.com/counted").unwrap();
+    let mut initiator = Exchange::initiator(config.clone(), b"one".to_vec(), seed()).unwrap();
+    initiator.start(now());
+    let mut news = Progress::default();
+    drive(&mut initiator, &mut news, a, |n| n.code().is_some());
+    let mut receiver = Exchange::receiver(config, news.code().unwrap().clone(), b"two".to_vec(), seed()).unwrap();
+    receiver.start(now());
+    let receiver = std::thread::spawn(move || {
+        let mut news = Progress::default();
+        drive(&mut receiver, &mut news, b, |_| false);
+        news
+    });
+    drive(&mut initiator, &mut news, a, |_| false);
+    assert_eq!(news.outcome(), Some(Ok(&b"two"[..])));
+    assert_eq!(receiver.join().unwrap().outcome(), Some(Ok(&b"one"[..])));
+}
