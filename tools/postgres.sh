@@ -10,6 +10,9 @@
 #   tools/postgres.sh stop DIR    stop it (fast: open sessions are ended)
 #   tools/postgres.sh kill DIR    stop it at once (immediate: as a crash)
 #
+# It listens on 127.0.0.1 only, unless PG_LISTEN_ADDRESSES (for `start`)
+# names more addresses (tools/netns-load.sh adds a link's).
+#
 # Run as root, the cluster belongs to the `postgres` user (initdb refuses root).
 # The binaries are found by pg_config, or under /usr/lib/postgresql/*/bin.
 set -euo pipefail
@@ -51,7 +54,7 @@ case "$command" in
     fi
     port=$(cat "$dir/port")
     as_owner "$bindir/pg_ctl" --pgdata "$dir/data" --log "$dir/server.log" --wait start \
-      -o "-c listen_addresses=127.0.0.1 -p $port -k $dir -c max_connections=300 -c fsync=on" >/dev/null
+      -o "-c listen_addresses=${PG_LISTEN_ADDRESSES:-127.0.0.1} -p $port -k $dir -c max_connections=300 -c fsync=on" >/dev/null
     echo "WORMHOLE_SYNC_TEST_POSTGRES=postgres://wormhole@127.0.0.1:$port/postgres"
     echo "WORMHOLE_SYNC_TEST_POSTGRES_DIR=$dir"
     ;;

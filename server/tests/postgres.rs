@@ -646,6 +646,38 @@ fn usage_counters_follow_every_change_and_the_sweep_clears_them() {
     }
 }
 
+/// However many addresses and counters hold nothing, each sweep looks at a
+/// slice of them (so its cost does not grow with the database), and
+/// sweeps in turn clear them all, leaving those still in use.
+#[test]
+fn sweeps_clear_unused_counters_a_slice_at_a_time_and_keep_those_in_use() {
+    let mut config = quiet_config();
+    config.sweep_interval = Duration::from_millis(100);
+    let Some((database, _servers)) = instances(1, config) else { return };
+    // 12,000 addresses whose counters sum to zero over two shards (more than
+    // two slices), and one in their midst that still holds a message.
+    database.execute(
+        "INSERT INTO wormhole_sync_posters (poster)
+             SELECT 'idle-' || lpad(i::TEXT, 5, '0') FROM generate_series(1, 12000) i;
+         INSERT INTO wormhole_sync_usage (scope, key, shard, messages, bytes)
+             SELECT 'poster', 'idle-' || lpad(i::TEXT, 5, '0'), s, 1 - 2 * s, 80 - 160 * s
+             FROM generate_series(1, 12000) i, generate_series(0, 1) s;
+         INSERT INTO wormhole_sync_posters (poster) VALUES ('idle-06000-in-use');
+         INSERT INTO wormhole_sync_usage (scope, key, shard, messages, bytes)
+             VALUES ('poster', 'idle-06000-in-use', 3, 1, 80), ('poster', 'idle-06000-in-use', 4, 1, 80)",
+    );
+    let idle = "SELECT (SELECT count(*) FROM wormhole_sync_usage WHERE key LIKE 'idle-_____')
+                     + (SELECT count(*) FROM wormhole_sync_posters WHERE poster LIKE 'idle-_____')";
+    let started = Instant::now();
+    while database.query_text(idle) != "0" {
+        assert!(started.elapsed() < Duration::from_secs(30), "unused counters were never all deleted");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let in_use = "SELECT (SELECT count(*) FROM wormhole_sync_usage WHERE key = 'idle-06000-in-use')
+                       + (SELECT count(*) FROM wormhole_sync_posters WHERE poster = 'idle-06000-in-use')";
+    assert_eq!(database.query_text(in_use), "3", "the address still holding messages keeps its rows");
+}
+
 #[test]
 fn the_counters_migration_counts_what_an_older_version_stored() {
     let Some(database) = Database::create() else { return };

@@ -156,9 +156,13 @@ impl Postgres {
         ops: &[Charged<'_>],
         lock: Lock,
     ) -> Result<Vec<Option<Ran>>, Box<Fail>> {
+        let started = std::time::Instant::now();
         let mut connection = self.client().await.map_err(|answer| Box::new(Fail::Unavailable(answer)))?;
+        let connected = started.elapsed();
         let tx = connection.transaction().await?;
+        let begun = started.elapsed();
         let (rans, commit) = operation::run_locked(&tx, config, ops, lock).await?;
+        let ran = started.elapsed();
         if commit {
             tx.commit().await?;
             self.notifier.notify(rans.iter().flatten().flat_map(|ran| &ran.news));
@@ -166,6 +170,18 @@ impl Postgres {
             tx.rollback().await?;
         }
         self.mark(true);
+        // Where a transaction's time goes (RUST_LOG=wormhole_sync_server::postgres=debug).
+        let micros = |d: std::time::Duration| u64::try_from(d.as_micros()).unwrap_or(u64::MAX);
+        tracing::debug!(
+            operations = ops.len(),
+            left = rans.iter().filter(|ran| ran.is_none()).count(),
+            connect_us = micros(connected),
+            begin_us = micros(begun - connected),
+            run_us = micros(ran - begun),
+            commit_us = micros(started.elapsed() - ran),
+            committed = commit,
+            "a transaction"
+        );
         Ok(rans)
     }
 

@@ -14,24 +14,21 @@ use super::operation::{execute, query_one, Fail};
 use super::writes::Written;
 use crate::ServerConfig;
 
-/// The cap or budget an operation's writes went past, counted over the
-/// whole database (so over every instance), if any: the operation is then
-/// rolled back and refused, as a single server refuses it beforehand.
+/// The caps and budgets an operation's writes may go past, counted over
+/// the whole database (so over every instance): read by one statement that
+/// runs after the writes, in their pipeline ([`Checks::statement`]), and
+/// judged by [`Checks::first_over`]. A limit of 0 reads nothing.
 ///
-/// One statement reads the counters every check needs (kept by the
-/// migration's triggers, already updated by this transaction's writes); a
-/// limit of 0 reads nothing. A client's channels, and the app ids when this
-/// one is new, are counted one such transaction at a time (a lock held to
-/// the commit), so racing requests cannot pass those caps together.
-pub(super) async fn over_caps(
-    tx: &impl GenericClient,
-    config: &ServerConfig,
-    written: &Written,
-) -> Result<Option<WireError>, Box<Fail>> {
+/// The statement reads the counters every check needs (kept by the
+/// migration's triggers, already updated by this transaction's writes). A
+/// client's channels, and the app ids when this one is new, are counted one
+/// such transaction at a time (a lock held to the commit), so racing
+/// requests cannot pass those caps together.
+pub(super) fn checks<'a>(config: &ServerConfig, written: &'a Written) -> Checks<'a> {
     let limits = &config.rendezvous;
     let mut checks = Checks::default();
     // In the order a single server checks them (after the app ids, below).
-    // The makers are locked already (`operation::lock_counters`).
+    // The makers are locked already (`writes::Locks`).
     let makers: BTreeSet<&String> = written.makers.iter().collect();
     if config.max_channels_per_address > 0 {
         for maker in makers {
@@ -47,7 +44,6 @@ pub(super) async fn over_caps(
     if !made.is_empty() {
         checks.add(&server_sum("mailboxes"), None, limits.max_channels as u64, server_channels_full);
     }
-    let mut new_apps = Vec::new();
     for (appid, count) in made {
         let sql = "SELECT sum(mailboxes - tombstones) FROM wormhole_sync_usage WHERE scope = 'app' AND key = $";
         checks.add(sql, Some(appid), limits.max_channels_per_app as u64, app_channels_full);
@@ -56,7 +52,8 @@ pub(super) async fn over_caps(
             let sql = format!(
                 "SELECT (sum(mailboxes) = {count})::INT FROM wormhole_sync_usage WHERE scope = 'app' AND key = $"
             );
-            new_apps.push(checks.read(&sql, Some(appid)));
+            let column = checks.read(&sql, Some(appid));
+            checks.new_apps.push(column);
         }
     }
     let stored: BTreeSet<&(String, Option<String>)> = written.stored.iter().collect();
@@ -73,9 +70,20 @@ pub(super) async fn over_caps(
             checks.add(sql, Some(poster), config.max_bytes_per_address, || crate::budgets::over("this address"));
         }
     }
-    let values = checks.values(tx).await?;
+    checks
+}
+
+/// The cap or budget the writes went past, given the values
+/// [`Checks::statement`] read, if any: the operation is then rolled back
+/// and refused, as a single server refuses it beforehand.
+pub(super) async fn over_caps(
+    tx: &impl GenericClient,
+    config: &ServerConfig,
+    checks: &Checks<'_>,
+    values: &[i64],
+) -> Result<Option<WireError>, Box<Fail>> {
     // A new app id past the cap is refused first, as a single server does.
-    if new_apps.iter().any(|column| values[*column] == 1) {
+    if checks.new_apps.iter().any(|column| values.get(*column) == Some(&1)) {
         let lock = [&super::LOCK_CLASS as &(dyn ToSql + Sync), &super::NEW_APP_LOCK];
         execute(tx, "SELECT pg_advisory_xact_lock($1, $2)", &lock).await?;
         let apps = format!("SELECT coalesce(sum(apps), 0)::BIGINT {}", super::TOTALS);
@@ -83,16 +91,18 @@ pub(super) async fn over_caps(
             return Ok(Some(crate::budgets::too_many_apps()));
         }
     }
-    Ok(checks.first_over(&values))
+    Ok(checks.first_over(values))
 }
 
 /// Counter checks read together: each a scalar query (its key parameter
 /// written `$`) and, for a check, the limit its value may not pass.
 #[derive(Default)]
-struct Checks<'a> {
+pub(super) struct Checks<'a> {
     columns: Vec<String>,
     keys: Vec<&'a String>,
     limits: Vec<Option<Limit>>,
+    /// The columns that say whether an app id the writes made is new.
+    new_apps: Vec<usize>,
 }
 
 /// The most a checked value may be, and the refusal past it.
@@ -119,19 +129,23 @@ impl<'a> Checks<'a> {
         self.limits[column] = Some((limit, refusal));
     }
 
-    /// Every value, in one statement.
-    async fn values(&self, tx: &impl GenericClient) -> Result<Vec<i64>, Box<Fail>> {
+    /// The statement that reads every value, in one row, and its
+    /// parameters; `None` when nothing is checked.
+    pub(super) fn statement(&self) -> Option<(String, Vec<&(dyn ToSql + Sync)>)> {
         if self.columns.is_empty() {
-            return Ok(Vec::new());
+            return None;
         }
         let sql = format!("SELECT {}", self.columns.join(", "));
-        let params: Vec<&(dyn ToSql + Sync)> = self.keys.iter().map(|key| *key as &(dyn ToSql + Sync)).collect();
-        let row = query_one(tx, &sql, &params).await?;
-        Ok((0..self.columns.len()).map(|i| row.get(i)).collect())
+        Some((sql, self.keys.iter().map(|key| *key as &(dyn ToSql + Sync)).collect()))
+    }
+
+    /// The values the statement read.
+    pub(super) fn values(&self, row: Option<&tokio_postgres::Row>) -> Vec<i64> {
+        row.map_or_else(Vec::new, |row| (0..self.columns.len()).map(|i| row.get(i)).collect())
     }
 
     /// The refusal of the first check whose value passed its limit.
-    fn first_over(&self, values: &[i64]) -> Option<WireError> {
+    pub(super) fn first_over(&self, values: &[i64]) -> Option<WireError> {
         let over = |(limit, refusal): &Limit, value: i64| (u64::try_from(value).unwrap_or(0) > *limit).then(refusal);
         self.limits.iter().zip(values).find_map(|(check, value)| check.as_ref().and_then(|c| over(c, *value)))
     }

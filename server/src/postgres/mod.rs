@@ -39,6 +39,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::OnceLock;
 use std::time::Duration;
 
+use deadpool::managed::QueueMode;
 use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod, Runtime};
 use wormhole_sync_core::rendezvous::{RendezvousConfig, RendezvousStats};
 use wormhole_sync_core::wire::{ErrorCode, MailboxId, Message, WireError};
@@ -97,6 +98,8 @@ pub(crate) struct Postgres {
     notifier: listen::Notifier,
     /// Where operations wait for a batch, once the first has come.
     queue: OnceLock<tokio::sync::mpsc::Sender<batch::Job>>,
+    /// Where the sweep's next look for unused counters starts.
+    clear_cursor: parking_lot::Mutex<ClearCursor>,
 }
 
 pub(crate) fn unavailable(context: &str, e: impl std::fmt::Display) -> WireError {
@@ -135,12 +138,23 @@ impl Postgres {
         };
         let pool = Pool::builder(manager)
             .max_size(pool_size.max(2))
+            // The connection used last goes out first: under a light load a
+            // few connections serve everything, their prepared statements
+            // and the database's caches warm, the rest idle.
+            .queue_mode(QueueMode::Lifo)
             .timeouts(timeouts)
             .runtime(Runtime::Tokio1)
             .build()
             .map_err(|e| StorageError::caused("cannot make the connection pool", e))?;
         let notifier = listen::Notifier::start(connector.clone());
-        let postgres = Postgres { pool, connector, reachable: AtomicBool::new(true), notifier, queue: OnceLock::new() };
+        let postgres = Postgres {
+            pool,
+            connector,
+            reachable: AtomicBool::new(true),
+            notifier,
+            queue: OnceLock::new(),
+            clear_cursor: Default::default(),
+        };
         postgres.migrate().await?;
         Ok(postgres)
     }
@@ -341,15 +355,13 @@ impl Postgres {
         let instance = i64::try_from(instance).unwrap_or(i64::MAX);
         let after = i64::try_from(after).unwrap_or(i64::MAX);
         self.read("cannot read messages", async |client| {
-            let rows = client
-                .query(
-                    "SELECT m.seq, m.side, m.phase, m.body, m.server_rx, m.client_id
-                     FROM mailbox_messages m JOIN mailboxes b ON b.appid = m.appid AND b.mailbox = m.mailbox
-                     WHERE m.appid = $1 AND m.mailbox = $2 AND b.instance = $3 AND m.seq > $4 ORDER BY m.seq",
-                    &[&appid, &mailbox.as_str(), &instance, &after],
-                )
-                .await?;
-            Ok(rows.iter().map(rows::message).collect())
+            let sql = format!(
+                "SELECT {} FROM mailbox_messages m JOIN mailboxes b ON b.appid = m.appid AND b.mailbox = m.mailbox
+                 WHERE m.appid = $1 AND m.mailbox = $2 AND b.instance = $3 AND m.seq > $4 ORDER BY m.seq",
+                rows::MESSAGE_COLUMNS
+            );
+            let rows = client.query(&sql, &[&appid, &mailbox.as_str(), &instance, &after]).await?;
+            Ok(rows.iter().filter_map(rows::message).collect())
         })
         .await
     }
@@ -406,45 +418,7 @@ impl Postgres {
                     break;
                 }
             }
-            // App ids and addresses holding nothing any more, and their
-            // counters. Counter rows in use are skipped, not waited for.
-            // Neither is needed to go on.
-            for sql in [
-                "WITH gone AS (
-                     DELETE FROM wormhole_sync_apps a
-                     WHERE NOT EXISTS (SELECT 1 FROM mailboxes b WHERE b.appid = a.appid) RETURNING 1)
-                 UPDATE wormhole_sync_usage SET apps = apps - (SELECT count(*) FROM gone)
-                 WHERE scope = 'gone' AND key = '' AND shard = 0",
-                "WITH gone AS (
-                     DELETE FROM wormhole_sync_posters p
-                     WHERE NOT EXISTS (SELECT 1 FROM wormhole_sync_usage u
-                                       WHERE u.scope = 'poster' AND u.key = p.poster HAVING sum(u.messages) <> 0)
-                     RETURNING 1)
-                 UPDATE wormhole_sync_usage SET posters = posters - (SELECT count(*) FROM gone)
-                 WHERE scope = 'gone' AND key = '' AND shard = 0",
-                // A key's rows return to zero in sum (migration 4). Rows in
-                // use are skipped, and of the rest only a set that sums to zero
-                // goes, so the total is kept whatever runs meanwhile.
-                "WITH idle AS (
-                     SELECT scope, key FROM wormhole_sync_usage WHERE scope IN ('app', 'poster', 'maker')
-                     GROUP BY scope, key
-                     HAVING sum(mailboxes) = 0 AND sum(tombstones) = 0 AND sum(nameplates) = 0
-                        AND sum(messages) = 0 AND sum(bytes) = 0),
-                 locked AS (
-                     SELECT u.ctid AS row, u.scope, u.key, u.mailboxes, u.tombstones, u.nameplates, u.messages, u.bytes
-                     FROM wormhole_sync_usage u JOIN idle USING (scope, key)
-                     FOR UPDATE OF u SKIP LOCKED),
-                 zero AS (
-                     SELECT scope, key FROM locked GROUP BY scope, key
-                     HAVING sum(mailboxes) = 0 AND sum(tombstones) = 0 AND sum(nameplates) = 0
-                        AND sum(messages) = 0 AND sum(bytes) = 0)
-                 DELETE FROM wormhole_sync_usage u USING locked JOIN zero USING (scope, key)
-                 WHERE u.ctid = locked.row",
-            ] {
-                if let Err(e) = client.execute(sql, &[]).await {
-                    tracing::debug!("clearing unused counters: {}", describe(&e));
-                }
-            }
+            self.clear_unused(&client).await;
             Ok(swept)
         };
         tokio::time::timeout(OPERATION_TIMEOUT, run).await.unwrap_or_else(|_| Err(unavailable("sweep", "timed out")))
@@ -453,6 +427,122 @@ impl Postgres {
 
 /// How many expired mailboxes the sweep reads at a time.
 const SWEEP_BATCH: i64 = 5_000;
+
+/// How many addresses, and counter rows, one sweep looks at for those
+/// holding nothing any more: a sweep's cost stays the same whatever the
+/// database holds, and a pass over all of them takes as many sweeps as
+/// needed (idle counters harm nothing meanwhile).
+const CLEAR_SLICE: i64 = 5_000;
+
+/// Where the next sweep's look for unused addresses and counters starts:
+/// after this address, and at this counter key (empty: from the first).
+#[derive(Default)]
+struct ClearCursor {
+    poster: String,
+    counter: (String, String),
+}
+
+/// Deletes the counter rows of the keys in the slice from `start` whose rows
+/// sum to zero, and returns where the next slice starts. A key's rows return
+/// to zero in sum (migration 4); rows in use are skipped, and of the rest
+/// only a set that sums to zero goes, so the total is kept whatever runs
+/// meanwhile. Each statement reads one range of the primary key or looks
+/// keys up in it, so none grows with the table, whatever its statistics say.
+async fn clear_idle_counters(
+    client: &deadpool_postgres::Object,
+    start: &(String, String),
+) -> Result<(String, String), tokio_postgres::Error> {
+    const KEYED: &str = "scope IN ('app', 'maker', 'poster') AND (scope, key) >= ($1, $2)";
+    const IDLE: &str = "GROUP BY scope, key
+                        HAVING sum(mailboxes) = 0 AND sum(tombstones) = 0 AND sum(nameplates) = 0
+                           AND sum(messages) = 0 AND sum(bytes) = 0";
+    let end = client
+        .query_opt(
+            &format!("SELECT scope, key FROM wormhole_sync_usage WHERE {KEYED} ORDER BY scope, key OFFSET $3 LIMIT 1"),
+            &[&start.0, &start.1, &CLEAR_SLICE],
+        )
+        .await?
+        .map(|row| (row.get::<_, String>(0), row.get::<_, String>(1)));
+    let idle = match &end {
+        Some((scope, key)) => {
+            let sql =
+                format!("SELECT scope, key FROM wormhole_sync_usage WHERE {KEYED} AND (scope, key) < ($3, $4) {IDLE}");
+            client.query(&sql, &[&start.0, &start.1, scope, key]).await?
+        }
+        None => {
+            client
+                .query(
+                    &format!("SELECT scope, key FROM wormhole_sync_usage WHERE {KEYED} {IDLE}"),
+                    &[&start.0, &start.1],
+                )
+                .await?
+        }
+    };
+    if !idle.is_empty() {
+        // By scope, each key list an array the condition looks up (hashed, if
+        // the planner scans), never a join that could loop over the table.
+        let mut keys: BTreeMap<String, Vec<String>> = BTreeMap::new();
+        for row in &idle {
+            keys.entry(row.get(0)).or_default().push(row.get(1));
+        }
+        let [app, maker, poster] = ["app", "maker", "poster"].map(|scope| keys.remove(scope).unwrap_or_default());
+        let sql = format!(
+            "WITH locked AS (
+                 SELECT ctid AS row, scope, key, mailboxes, tombstones, nameplates, messages, bytes
+                 FROM wormhole_sync_usage
+                 WHERE (scope = 'app' AND key = ANY($1::TEXT[])) OR (scope = 'maker' AND key = ANY($2::TEXT[]))
+                    OR (scope = 'poster' AND key = ANY($3::TEXT[]))
+                 FOR UPDATE SKIP LOCKED),
+             zero AS (SELECT scope, key FROM locked {IDLE})
+             DELETE FROM wormhole_sync_usage u USING locked JOIN zero USING (scope, key) WHERE u.ctid = locked.row"
+        );
+        client.execute(&sql, &[&app, &maker, &poster]).await?;
+    }
+    // Past the last slice, the next starts from the first.
+    Ok(end.unwrap_or_default())
+}
+
+impl Postgres {
+    /// Deletes the app ids, and the slices of the addresses and usage
+    /// counters after the cursor, that hold nothing any more. Counter rows
+    /// in use are skipped, not waited for. None of it is needed to go on,
+    /// so a failure is only logged.
+    async fn clear_unused(&self, client: &deadpool_postgres::Object) {
+        let apps = "WITH gone AS (
+                        DELETE FROM wormhole_sync_apps a
+                        WHERE NOT EXISTS (SELECT 1 FROM mailboxes b WHERE b.appid = a.appid) RETURNING 1)
+                    UPDATE wormhole_sync_usage SET apps = apps - (SELECT count(*) FROM gone)
+                    WHERE scope = 'gone' AND key = '' AND shard = 0";
+        let posters = "WITH slice AS (
+                           SELECT poster FROM wormhole_sync_posters WHERE poster > $1 ORDER BY poster LIMIT $2),
+                       gone AS (
+                           DELETE FROM wormhole_sync_posters p USING slice s
+                           WHERE p.poster = s.poster
+                             AND NOT EXISTS (SELECT 1 FROM wormhole_sync_usage u
+                                             WHERE u.scope = 'poster' AND u.key = p.poster HAVING sum(u.messages) <> 0)
+                           RETURNING 1),
+                       counted AS (
+                           UPDATE wormhole_sync_usage SET posters = posters - (SELECT count(*) FROM gone)
+                           WHERE scope = 'gone' AND key = '' AND shard = 0)
+                       SELECT count(*), coalesce(max(poster), '') FROM slice";
+        let (poster, counter) = {
+            let cursor = self.clear_cursor.lock();
+            (cursor.poster.clone(), cursor.counter.clone())
+        };
+        let cleared = async {
+            client.execute(apps, &[]).await?;
+            let row = client.query_one(posters, &[&poster, &CLEAR_SLICE]).await?;
+            // A short slice was the last: the next starts from the first.
+            let next_poster = if row.get::<_, i64>(0) < CLEAR_SLICE { String::new() } else { row.get(1) };
+            let next_counter = clear_idle_counters(client, &counter).await?;
+            Ok::<_, tokio_postgres::Error>((next_poster, next_counter))
+        };
+        match cleared.await {
+            Ok((poster, counter)) => *self.clear_cursor.lock() = ClearCursor { poster, counter },
+            Err(e) => tracing::debug!("clearing unused counters: {}", describe(&e)),
+        }
+    }
+}
 
 /// Deletes those of the named mailboxes that are still expired, unless
 /// another instance is sweeping (then `None`); notifies their waiters.

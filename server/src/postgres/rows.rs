@@ -47,8 +47,9 @@ pub(super) fn mailbox(row: &Row) -> Option<(MailboxSnapshot, u64)> {
     Some((snapshot, instance))
 }
 
-pub(super) fn message(row: &Row) -> Message {
-    message_at(row, 0).unwrap_or_else(|| Message::new(0, "", "", ""))
+/// The message in a row of [`MESSAGE_COLUMNS`].
+pub(super) fn message(row: &Row) -> Option<Message> {
+    message_at(row, 0)
 }
 
 /// The message in a row of [`MAILBOX_COLUMNS`] then [`MESSAGE_COLUMNS`]

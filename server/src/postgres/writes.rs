@@ -30,9 +30,16 @@ struct Touched {
 }
 
 /// The changes of a transaction's operations, gathered in their order.
-#[derive(Default)]
 pub(super) struct Changed {
     touched: BTreeMap<Key, Touched>,
+    /// Only soft state changed (see [`MailboxChange::is_soft`]).
+    soft: bool,
+}
+
+impl Default for Changed {
+    fn default() -> Changed {
+        Changed { touched: BTreeMap::new(), soft: true }
+    }
 }
 
 impl Changed {
@@ -41,6 +48,7 @@ impl Changed {
         // The client charged: the poster of the messages it stores, the maker
         // of the channel it makes.
         let charged = client.map(|ip| crate::client_address::subscriber(ip).to_string());
+        self.soft &= changes.iter().all(MailboxChange::is_soft);
         for change in changes {
             let touched = self.touched.entry((change.appid.clone(), change.mailbox.clone())).or_default();
             touched.deleted |= change.deleted;
@@ -54,11 +62,6 @@ impl Changed {
                 touched.posters.insert(message.seq, charged.clone());
             }
         }
-    }
-
-    /// The clients that made channels.
-    pub(super) fn makers(&self) -> BTreeSet<String> {
-        self.touched.values().filter_map(|t| t.made.as_ref()?.1.clone()).collect()
     }
 
     /// The operation after which `key`'s row is a new one, if it is.
@@ -78,9 +81,11 @@ pub(super) struct Locks {
 }
 
 impl Locks {
-    /// The locks `changed` needs; makers' only when their caps are on.
-    pub(super) fn of(changed: &Changed, makers_capped: bool) -> Locks {
-        let makers = if makers_capped { changed.makers().into_iter().collect() } else { Vec::new() };
+    /// The locks the writes of `written` need; makers' only when their
+    /// caps are on.
+    pub(super) fn of(written: &Written, makers_capped: bool) -> Locks {
+        let makers: BTreeSet<&String> = if makers_capped { written.makers.iter().collect() } else { BTreeSet::new() };
+        let makers = makers.into_iter().cloned().collect();
         let shard = (rand_core::OsRng.next_u32() % COUNTER_SHARDS).to_string();
         Locks { makers, shard }
     }
@@ -98,13 +103,23 @@ pub(super) struct Written {
     pub(super) stored: Vec<(String, Option<String>)>,
     /// The clients that made channels (whose caps to check).
     pub(super) makers: Vec<String>,
-    /// Instance numbers of the mailboxes inserted.
+}
+
+/// A statement and its parameters.
+pub(super) type Statement<'a> = (String, Vec<&'a (dyn ToSql + Sync)>);
+
+/// What the writes answered: the instance numbers of the mailboxes
+/// inserted, and the row of the statement run after them, if any.
+pub(super) struct Answers {
     pub(super) instances: HashMap<Key, u64>,
+    pub(super) after: Option<tokio_postgres::Row>,
 }
 
 /// The rows to write, one list per statement.
 #[derive(Default)]
-struct Plan<'a> {
+pub(super) struct Plan<'a> {
+    /// Only soft state: the commit need not wait for the log's flush.
+    soft: bool,
     delete: Vec<&'a Key>,
     insert: Vec<(MailboxSnapshot, Option<&'a str>)>,
     update: Vec<MailboxSnapshot>,
@@ -113,18 +128,16 @@ struct Plan<'a> {
     messages: Vec<(&'a Key, Message, Option<&'a str>)>,
 }
 
-/// Writes the net change of `changed` (the core's state in `core`, against
-/// the rows `loaded`); a stamp that moved less than `stamp_step` alone is not
-/// written.
-pub(super) async fn write(
-    tx: &impl GenericClient,
+/// The writes of the net change of `changed` (the core's state in `core`,
+/// against the rows `loaded`), and what they will have written; a stamp
+/// that moved less than `stamp_step` alone is not written.
+pub(super) fn plan<'a>(
     core: &Rendezvous,
-    changed: &Changed,
+    changed: &'a Changed,
     loaded: &HashMap<Key, Loaded>,
     stamp_step: std::time::Duration,
-    locks: &Locks,
-) -> Result<Written, Box<Fail>> {
-    let mut plan = Plan::default();
+) -> (Plan<'a>, Written) {
+    let mut plan = Plan { soft: changed.soft, ..Plan::default() };
     let mut written = Written::default();
     for (key, touched) in &changed.touched {
         let now = core.mailbox_snapshot(&key.0, &key.1);
@@ -160,8 +173,7 @@ pub(super) async fn write(
             None => {}
         }
     }
-    plan.execute(tx, locks, &mut written).await?;
-    Ok(written)
+    (plan, written)
 }
 
 /// A mailbox row's columns, as arrays of one statement's parameters.
@@ -214,12 +226,12 @@ impl<'a> Columns<'a> {
 /// without waiting for each answer (the first to fail fails the rest).
 #[derive(Default)]
 struct Pipeline<'a> {
-    statements: Vec<(&'static str, Vec<&'a (dyn ToSql + Sync)>)>,
+    statements: Vec<Statement<'a>>,
 }
 
 impl<'a> Pipeline<'a> {
-    fn push(&mut self, sql: &'static str, params: Vec<&'a (dyn ToSql + Sync)>) -> usize {
-        self.statements.push((sql, params));
+    fn push(&mut self, sql: impl Into<String>, params: Vec<&'a (dyn ToSql + Sync)>) -> usize {
+        self.statements.push((sql.into(), params));
         self.statements.len() - 1
     }
 
@@ -229,18 +241,34 @@ impl<'a> Pipeline<'a> {
         // pipeline's order is the statements' order.
         let mut prepared = Vec::with_capacity(self.statements.len());
         for (sql, _) in &self.statements {
-            prepared.push(tx.prepare_cached(sql).await?);
+            prepared.push(tx.prepare_cached(sql.as_str()).await?);
         }
         let queries = prepared.iter().zip(&self.statements).map(|(statement, (_, params))| tx.query(statement, params));
         Ok(futures_util::future::try_join_all(queries).await?)
     }
 }
 
-impl Plan<'_> {
+impl<'p> Plan<'p> {
     /// Runs the plan's statements after the locks they need, in an order
-    /// the foreign key and a mailbox made anew under its id need.
-    async fn execute(self, tx: &impl GenericClient, locks: &Locks, written: &mut Written) -> Result<(), Box<Fail>> {
+    /// the foreign key and a mailbox made anew under its id need, then
+    /// `then` (which sees what they wrote), all in one pipeline.
+    pub(super) async fn execute<'a>(
+        self,
+        tx: &impl GenericClient,
+        locks: &'a Locks,
+        then: Option<Statement<'a>>,
+    ) -> Result<Answers, Box<Fail>>
+    where
+        'p: 'a,
+    {
         let mut pipeline = Pipeline::default();
+        if self.soft {
+            // Soft state only (as with SQLite): row locks, activity stamps, a
+            // release a side repeats. Losing the last few to a crash only lets
+            // a mailbox expire a little early, so the commit does not wait for
+            // the log to reach the disk.
+            pipeline.push("SET LOCAL synchronous_commit TO OFF", Vec::new());
+        }
         if !locks.makers.is_empty() {
             let sql = "SELECT pg_advisory_xact_lock(hashtextextended(m, 0)) FROM unnest($1::TEXT[]) m";
             pipeline.push(sql, vec![&locks.makers]);
@@ -291,13 +319,16 @@ impl Plan<'_> {
                                             $7::BIGINT[], $8::TEXT[], $9::TEXT[])";
             pipeline.push(sql, messages.params());
         }
-        let answers = pipeline.run(tx).await?;
+        let then = then.map(|(sql, params)| pipeline.push(sql, params));
+        let mut answers = pipeline.run(tx).await?;
+        let mut instances = HashMap::new();
         for row in inserts.map_or(&[][..], |i| &answers[i]) {
             let Some(mailbox) = MailboxId::new(row.get::<_, String>(1)) else { continue };
             let instance = u64::try_from(row.get::<_, i64>(2)).unwrap_or(0);
-            written.instances.insert((row.get(0), mailbox), instance);
+            instances.insert((row.get(0), mailbox), instance);
         }
-        Ok(())
+        let after = then.and_then(|i| std::mem::take(&mut answers[i]).into_iter().next());
+        Ok(Answers { instances, after })
     }
 }
 
