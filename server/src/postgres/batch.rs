@@ -157,17 +157,27 @@ impl Postgres {
         lock: Lock,
     ) -> Result<Vec<Option<Ran>>, Box<Fail>> {
         let started = std::time::Instant::now();
-        let mut connection = self.client().await.map_err(|answer| Box::new(Fail::Unavailable(answer)))?;
+        let connection = self.client().await.map_err(|answer| Box::new(Fail::Unavailable(answer)))?;
         let connected = started.elapsed();
-        let tx = connection.transaction().await?;
-        let begun = started.elapsed();
-        let (rans, commit) = operation::run_locked(&tx, config, ops, lock).await?;
+        let open = Open { connection: Some(connection) };
+        // `BEGIN` goes out with the first statement, not a round trip before it.
+        let (begun, ran) = futures_util::future::join(
+            open.client().batch_execute("BEGIN"),
+            operation::run_locked(open.client(), config, ops, lock),
+        )
+        .await;
+        begun?;
+        let (rans, commit) = match ran {
+            Ok(ran) => ran,
+            Err(fail) => {
+                open.finish(false).await?;
+                return Err(fail);
+            }
+        };
         let ran = started.elapsed();
+        open.finish(commit).await?;
         if commit {
-            tx.commit().await?;
             self.notifier.notify(rans.iter().flatten().flat_map(|ran| &ran.news));
-        } else {
-            tx.rollback().await?;
         }
         self.mark(true);
         // Where a transaction's time goes (RUST_LOG=wormhole_sync_server::postgres=debug).
@@ -176,8 +186,7 @@ impl Postgres {
             operations = ops.len(),
             left = rans.iter().filter(|ran| ran.is_none()).count(),
             connect_us = micros(connected),
-            begin_us = micros(begun - connected),
-            run_us = micros(ran - begun),
+            run_us = micros(ran - connected),
             commit_us = micros(started.elapsed() - ran),
             committed = commit,
             "a transaction"
@@ -196,6 +205,35 @@ impl Postgres {
             Fail::Unavailable(answer) => answer,
             Fail::Unreadable(why) => unavailable("a stored mailbox cannot be read", why),
             Fail::NeedsLock | Fail::OverCaps => unavailable("an operation", "ran in the wrong mode"),
+        }
+    }
+}
+
+/// A transaction begun on a pooled connection. Dropped before
+/// [`finish`](Self::finish) (an operation that timed out, say), it takes its
+/// connection out of the pool and closes it, which rolls the transaction
+/// back: no connection goes back to the pool inside a transaction.
+struct Open {
+    connection: Option<deadpool_postgres::Object>,
+}
+
+impl Open {
+    fn client(&self) -> &deadpool_postgres::Object {
+        self.connection.as_ref().expect("open until finished")
+    }
+
+    /// Commits (or rolls back), and gives the connection back to the pool.
+    async fn finish(mut self, commit: bool) -> Result<(), tokio_postgres::Error> {
+        self.client().batch_execute(if commit { "COMMIT" } else { "ROLLBACK" }).await?;
+        self.connection.take();
+        Ok(())
+    }
+}
+
+impl Drop for Open {
+    fn drop(&mut self) {
+        if let Some(connection) = self.connection.take() {
+            drop(deadpool_postgres::Object::take(connection));
         }
     }
 }

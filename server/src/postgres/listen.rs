@@ -47,30 +47,28 @@ impl Notifier {
 async fn send_notifications(mut connector: Connector, mut payloads: mpsc::UnboundedReceiver<String>) {
     let options = connector.config.get_options().map_or(String::new(), |given| format!("{given} "));
     connector.config.options(format!("{options}-c synchronous_commit=off"));
-    let mut client: Option<tokio_postgres::Client> = None;
+    // The connection and its statement, prepared once: a notification then
+    // costs one round trip.
+    let mut client: Option<(tokio_postgres::Client, tokio_postgres::Statement)> = None;
     let mut batch = Vec::new();
     while payloads.recv_many(&mut batch, 1024).await > 0 {
         batch.sort_unstable();
         batch.dedup();
         // Once again on a new connection if the one kept was lost.
         for _ in 0..2 {
-            let connected = match client.take() {
-                Some(connected) if !connected.is_closed() => connected,
-                _ => match connector.connect().await {
-                    Ok((connected, connection)) => {
-                        tokio::spawn(connection);
-                        connected
-                    }
+            let (connected, notify) = match client.take() {
+                Some((connected, notify)) if !connected.is_closed() => (connected, notify),
+                _ => match connect_to_notify(&connector).await {
+                    Ok(connected) => connected,
                     Err(e) => {
                         tracing::warn!(error = %e, "cannot connect to tell other instances of news");
                         break;
                     }
                 },
             };
-            let sql = "SELECT pg_notify($1, n) FROM unnest($2::TEXT[]) n";
-            match connected.execute(sql, &[&CHANNEL, &batch]).await {
+            match connected.execute(&notify, &[&CHANNEL, &batch]).await {
                 Ok(_) => {
-                    client = Some(connected);
+                    client = Some((connected, notify));
                     break;
                 }
                 Err(e) => tracing::warn!(error = %e, "cannot tell other instances of news"),
@@ -78,6 +76,16 @@ async fn send_notifications(mut connector: Connector, mut payloads: mpsc::Unboun
         }
         batch.clear();
     }
+}
+
+/// A connection for notifications, and its statement.
+async fn connect_to_notify(
+    connector: &Connector,
+) -> Result<(tokio_postgres::Client, tokio_postgres::Statement), tokio_postgres::Error> {
+    let (connected, connection) = connector.connect().await?;
+    tokio::spawn(connection);
+    let notify = connected.prepare("SELECT pg_notify($1, n) FROM unnest($2::TEXT[]) n").await?;
+    Ok((connected, notify))
 }
 
 /// A notification's payload.

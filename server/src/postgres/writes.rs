@@ -165,8 +165,10 @@ pub(super) fn plan<'a>(
                 if last < was.max_seq {
                     plan.truncate.push((key, i64::try_from(last).unwrap_or(i64::MAX)));
                 }
+                // A message appended is its own row: the mailbox's needs
+                // writing only for more than a stamp that moved a little.
                 let moved = now.last_activity.saturating_since(was.last_activity) >= stamp_step;
-                if touched.reshaped || moved || !touched.posters.is_empty() {
+                if touched.reshaped || moved {
                     plan.update.push(now);
                 }
             }
