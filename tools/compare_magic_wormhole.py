@@ -14,6 +14,17 @@ clients in this process with Twisted: an exchange is one message each way
 timed from creating the first wormhole until both hold the other's message.
 Both systems get the same counts: sequential exchanges, exchanges with C in
 flight for S seconds, and W clients left waiting for a peer.
+
+With `--magic-wormhole-rs PEER` (tools/magic-wormhole-rs-peer, built with
+`cargo build --release --manifest-path tools/magic-wormhole-rs-peer/Cargo.toml`)
+it also times magic-wormhole.rs clients (its `bench` mode: both sides of each
+exchange in one process) against the reference server and, given `--server`
+(our wormhole-sync-server), against ours on the same kind of storage: a
+SQLite file in a temporary directory, as the reference server's. Our server
+then runs with `--allow-list` (magic-wormhole.rs receivers ask `list` for
+their nameplate, and a busy app's nameplates grow past the three digits
+our default answer names) and without the per-address limits (every client
+here is 127.0.0.1).
 """
 
 import argparse
@@ -50,24 +61,73 @@ def percentile(sorted_values, p):
     return sorted_values[round((len(sorted_values) - 1) * p)]
 
 
+def start_server(command, workdir, port):
+    """Starts a mailbox server in `workdir` and waits until it listens on `port`."""
+    server = subprocess.Popen(command, cwd=workdir, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    for _ in range(100):
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=0.1).close()
+            return server
+        except OSError:
+            time.sleep(0.1)
+    server.kill()
+    raise SystemExit(f"{command[0]} never listened on port {port}")
+
+
+def reference_server(workdir):
+    """The reference mailbox server on a SQLite file in `workdir`: (process, URL)."""
+    port = free_port()
+    twist = shutil.which("twist", path=os.path.dirname(sys.executable)) or "twist"
+    command = [twist, "wormhole-mailbox", f"--port=tcp:{port}:interface=127.0.0.1",
+               f"--channel-db={workdir}/relay.sqlite"]
+    return start_server(command, workdir, port), f"ws://127.0.0.1:{port}/v1"
+
+
+def our_server(binary, workdir):
+    """Our server on a SQLite file in `workdir`, set up for magic-wormhole.rs clients: (process, URL)."""
+    port = free_port()
+    command = [binary, "--listen", f"127.0.0.1:{port}", "--db", f"{workdir}/wormhole-sync.sqlite3", "--allow-list",
+               "--rate-limit", "0", "--rate-limit-messages", "0", "--max-channels-per-address", "0",
+               "--max-connections-per-address", "0", "--max-bytes-per-address", "0"]
+    return start_server(command, workdir, port), f"ws://127.0.0.1:{port}/v1"
+
+
+def run_magic_wormhole_rs(args, start):
+    """magic-wormhole.rs clients (the peer's `bench` mode) against the server `start(workdir)` starts."""
+    workdir = tempfile.mkdtemp()
+    server, relay = start(workdir)
+    results = {}
+    try:
+        bench = subprocess.Popen([args.magic_wormhole_rs, "bench", relay, APPID, str(args.sequential),
+                                  str(args.in_flight), str(args.seconds)], stdout=subprocess.PIPE, text=True)
+        server_cpu = None
+        for line in bench.stdout:
+            m = re.match(r"sequential: \d+ exchanges, p50 ([\d.]+) ms / p99 ([\d.]+) ms / max ([\d.]+) ms", line)
+            if m:
+                results["sequential"] = tuple(float(v) / 1000 for v in m.groups())
+            elif line.startswith("throughput: start"):
+                server_cpu = cpu_seconds(server.pid)
+            m = re.match(r"throughput, \d+ in flight: ([\d.]+) exchanges/s, (\d+) exchanges, process CPU ticks (\d+)",
+                         line)
+            if m and server_cpu is not None:
+                n = max(int(m.group(2)), 1)
+                results["throughput"] = (float(m.group(1)), (cpu_seconds(server.pid) - server_cpu) / n,
+                                         int(m.group(3)) / TICKS / n)
+        if bench.wait() != 0:
+            raise SystemExit(f"magic-wormhole.rs bench failed (exit {bench.returncode}; its error is above)")
+    finally:
+        server.terminate()
+        server.wait()
+        shutil.rmtree(workdir, ignore_errors=True)
+    return results
+
+
 def run_magic_wormhole(args):
     from twisted.internet import defer, reactor, task
     import wormhole
 
-    port = free_port()
     workdir = tempfile.mkdtemp()
-    twist = shutil.which("twist", path=os.path.dirname(sys.executable)) or "twist"
-    server = subprocess.Popen(
-        [twist, "wormhole-mailbox", f"--port=tcp:{port}:interface=127.0.0.1",
-         f"--channel-db={workdir}/relay.sqlite"],
-        cwd=workdir, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    relay = f"ws://127.0.0.1:{port}/v1"
-    for _ in range(100):
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=0.1).close()
-            break
-        except OSError:
-            time.sleep(0.1)
+    server, relay = reference_server(workdir)
     results = {}
 
     async def one_exchange():
@@ -159,18 +219,28 @@ def run_ours(args, storage):
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--ours", help="path to wormhole-sync-bench (omit to measure magic-wormhole only)")
+    parser.add_argument("--magic-wormhole-rs", help="path to magic-wormhole-rs-peer: also time magic-wormhole.rs")
+    parser.add_argument("--server", help="path to wormhole-sync-server: time magic-wormhole.rs on ours too")
     parser.add_argument("--sequential", type=int, default=100)
     parser.add_argument("--in-flight", type=int, default=100)
     parser.add_argument("--seconds", type=int, default=10)
     parser.add_argument("--waiting", type=int, default=1000)
     parser.add_argument("--idle-seconds", type=int, default=20)
     args = parser.parse_args()
+    # The servers run in temporary directories: resolve the paths given here first.
+    args.magic_wormhole_rs, args.server = (p and os.path.abspath(p) for p in (args.magic_wormhole_rs, args.server))
 
     columns = []
     if args.ours:
         columns.append(("ours, memory", run_ours(args, "memory")))
         columns.append(("ours, SQLite", run_ours(args, "sqlite")))
-    columns.append(("Python magic-wormhole 0.24", run_magic_wormhole(args)))
+    columns.append(("Python magic-wormhole 0.24 (reference server, SQLite)", run_magic_wormhole(args)))
+    if args.magic_wormhole_rs:
+        columns.append(("magic-wormhole.rs 0.8.1 on the reference server",
+                        run_magic_wormhole_rs(args, reference_server)))
+        if args.server:
+            columns.append(("magic-wormhole.rs 0.8.1 on our server (SQLite)",
+                            run_magic_wormhole_rs(args, lambda workdir: our_server(args.server, workdir))))
 
     def row(name, key, show):
         cells = [show(r[key]) if key in r else "—" for _, r in columns]

@@ -11,6 +11,7 @@ With --large-answers it then also measures what a kept-alive connection
 holds after one large answer (200 connections, each reading a 1 MiB log).
 """
 
+import json
 import os
 import socket
 import subprocess
@@ -68,6 +69,7 @@ def main():
         port = s.getsockname()[1]
     server = subprocess.Popen([SERVER, "--memory", "--listen", f"127.0.0.1:{port}", "--rate-limit", "0", "--rate-limit-messages", "0",
                                "--max-channels-per-address", "0", "--max-bytes-per-address", "0",
+                               "--max-connections-per-address", "0",
                                "--max-bytes-per-app", "0", "--max-bytes", "0"],
                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
@@ -88,12 +90,13 @@ def main():
         steps.append(("an accepted connection that has sent nothing", rss_kib()))
         for i, sock in enumerate(socks):
             post(sock, "/v1/join", f'{{"appid":"m","side":"s{i}","channel":{i + 1},"create":true}}')
-        for sock in socks:
-            sock.recv(65536)
+        # A fetch names the mailbox its join was answered with.
+        mailboxes = [json.loads(read_answer(sock))["mailbox"] for sock in socks]
         time.sleep(1)
         steps.append(("one answered request on it (a join creating a channel)", rss_kib()))
-        for i, sock in enumerate(socks):
-            post(sock, "/v1/fetch", f'{{"appid":"m","side":"s{i}","channel":{i + 1},"after":0,"wait_ms":60000}}')
+        for i, (sock, mailbox) in enumerate(zip(socks, mailboxes)):
+            post(sock, "/v1/fetch",
+                 f'{{"appid":"m","side":"s{i}","channel":{i + 1},"mailbox":"{mailbox}","after":0,"wait_ms":60000}}')
         time.sleep(2)
         steps.append(("a fetch held on it", rss_kib()))
         for (_, before), (name, after) in zip(steps, steps[1:]):

@@ -238,21 +238,19 @@ async fn load(
         };
     }
     // One statement, so the rows are locked in one order (the key's) by
-    // every transaction, with each mailbox's messages (one row each). The
-    // names are pairs of arrays joined to the index that finds them (app id
-    // and mailbox, nameplate or allocating side), and only the kinds given
-    // are written: a condition `appid = ANY(..) AND mailbox = ANY(..)` would
-    // be costed as every pair of the arrays' elements, and with a hundred
-    // names the planner scanned the whole table instead (50 ms at 500,000
-    // mailboxes).
+    // every transaction, with each mailbox's messages (one row each).
     let for_update = match lock {
         Lock::None => "",
         Lock::Wait => "FOR UPDATE OF b",
         Lock::Skip => "FOR UPDATE OF b SKIP LOCKED",
     };
-    // Each name is looked up on its own (each index is unique, so `LIMIT 1`
-    // loses nothing), which also keeps the planner from a join whose cost
-    // it misjudges when the statistics are off.
+    // The names come as pairs of arrays (app id and mailbox, nameplate or
+    // allocating side; only the kinds given are written), and each pair is
+    // looked up on its own in the unique index that finds it (so `LIMIT 1`
+    // loses nothing). A condition `appid = ANY(..) AND mailbox = ANY(..)`
+    // was costed as every pair of the arrays' elements, and with a hundred
+    // names the planner scanned the whole table instead (50 ms at 500,000
+    // mailboxes); a plain join is misjudged when the statistics are off.
     let lookup = |name: &str, condition: &str| {
         format!(
             "SELECT b.appid, b.mailbox FROM unnest($a::TEXT[], $n::{name}) AS n(appid, name)
