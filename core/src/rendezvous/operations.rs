@@ -155,7 +155,7 @@ impl Rendezvous {
             app.allocated_by.insert(member.side.clone(), id.clone());
         }
         if let Some(number) = nameplate {
-            app.nameplates.insert(number, id.clone());
+            app.nameplates.hold(number, id.clone());
             self.nameplates += 1;
         }
         let mailbox = Mailbox {
@@ -200,7 +200,8 @@ impl Rendezvous {
         let no_app = App::default();
         let app = self.apps.get(appid).unwrap_or(&no_app);
         let channel = app
-            .random_free_nameplate(&mut self.rng)
+            .nameplates
+            .random_free(&mut self.rng)
             .and_then(ChannelId::new)
             .ok_or_else(|| err(ErrorCode::TooManyChannels, "no channel id is free for this application"))?;
         let mailbox = self.create(now, appid, Some(channel.get()), Member::new(side, true, true));
@@ -323,11 +324,9 @@ impl Rendezvous {
             // The nameplate leads here again if it was released and is still
             // free, so the person with the right code learns it was burned.
             if let Some(number) = mailbox.nameplate {
-                if !app.reserved.contains(&number) {
-                    if let std::collections::btree_map::Entry::Vacant(slot) = app.nameplates.entry(number) {
-                        slot.insert(id.clone());
-                        nameplate_back = true;
-                    }
+                if !app.nameplates.is_used(number) {
+                    app.nameplates.hold(number, id.clone());
+                    nameplate_back = true;
                 }
             }
         }
@@ -371,7 +370,7 @@ impl Rendezvous {
             self.messages -= mailbox.messages.len();
             if let Some(number) = mailbox.nameplate {
                 if app.nameplates.get(&number) == Some(id) {
-                    app.nameplates.remove(&number);
+                    app.nameplates.free(number);
                     self.nameplates -= 1;
                 }
             }
@@ -382,7 +381,7 @@ impl Rendezvous {
             }
             self.effects.push(Effect { appid: appid.to_string(), mailbox: id.clone(), kind: EffectKind::Deleted });
         }
-        if app.mailboxes.is_empty() && app.reserved.is_empty() {
+        if app.mailboxes.is_empty() && app.nameplates.none_reserved() {
             self.apps.remove(appid);
         }
     }

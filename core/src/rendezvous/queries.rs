@@ -166,6 +166,6 @@ impl Rendezvous {
     /// ```
     pub fn reserve_nameplates(&mut self, appid: &str, numbers: impl IntoIterator<Item = ChannelId>) {
         let app = self.apps.entry(appid.to_string()).or_default();
-        app.reserved.extend(numbers.into_iter().map(ChannelId::get));
+        app.nameplates.reserve(numbers.into_iter().map(ChannelId::get));
     }
 }

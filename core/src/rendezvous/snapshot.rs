@@ -79,7 +79,7 @@ impl Rendezvous {
                 return Err(bad(format!("{at}: appears twice")));
             }
             if let (true, Some(number)) = (m.holds_nameplate, m.nameplate) {
-                if app.nameplates.insert(number.get(), m.mailbox.clone()).is_some() {
+                if app.nameplates.hold(number.get(), m.mailbox.clone()).is_some() {
                     return Err(bad(format!("{at}: nameplate {number} leads to two mailboxes")));
                 }
                 rendezvous.nameplates += 1;

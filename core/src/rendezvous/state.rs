@@ -138,33 +138,121 @@ pub(super) fn is_spent(has_nameplate: bool, members: usize) -> bool {
 #[derive(Clone, Debug, Default)]
 pub(super) struct App {
     /// Nameplates in use, each leading to its mailbox.
-    pub(super) nameplates: BTreeMap<u32, MailboxId>,
+    pub(super) nameplates: Nameplates,
     pub(super) mailboxes: BTreeMap<MailboxId, Mailbox>,
     /// Which mailbox each allocating side got, so a retried allocate is idempotent.
     pub(super) allocated_by: HashMap<String, MailboxId>,
-    /// Nameplates held by mailboxes this rendezvous does not hold (a
-    /// partial view: see [`Rendezvous::reserve_nameplates`]).
-    pub(super) reserved: BTreeSet<u32>,
     /// How many of `mailboxes` are tombstones (not counted by the app's cap).
     pub(super) tombstones: usize,
 }
 
-impl App {
-    /// A nameplate no mailbox of this app holds, drawn uniformly from the
-    /// free ones of the shortest length that has any (1-9, then 10-99, ...):
-    /// codes stay short, and the number that just ended is not the one
-    /// handed out next, so a stale code rarely reaches a stranger.
-    pub(super) fn random_free_nameplate(&self, rng: &mut ChaCha20Rng) -> Option<u32> {
+/// An app's nameplate numbers in use: those leading to mailboxes held here,
+/// and those reserved for mailboxes held elsewhere (a partial view: see
+/// [`Rendezvous::reserve_nameplates`]), counted by length so an allocation
+/// knows which lengths are full without counting them.
+#[derive(Clone, Debug, Default)]
+pub(super) struct Nameplates {
+    held: BTreeMap<u32, MailboxId>,
+    reserved: BTreeSet<u32>,
+    /// How many numbers are in use (held or reserved), by count of digits.
+    used_by_digits: [u32; DIGIT_LENGTHS],
+}
+
+/// Lengths of nameplate numbers, by digits (index 0 unused):
+/// [`MAX_CHANNEL_ID`] has nine.
+const DIGIT_LENGTHS: usize = 10;
+
+/// How many digits `number` (at least 1) has.
+fn digits(number: u32) -> usize {
+    number.checked_ilog10().map_or(1, |log| log as usize + 1)
+}
+
+impl Nameplates {
+    /// The mailbox `number` leads to, if it leads to one held here.
+    pub(super) fn get(&self, number: &u32) -> Option<&MailboxId> {
+        self.held.get(number)
+    }
+
+    /// Whether `number` leads to a mailbox held here.
+    pub(super) fn contains_key(&self, number: &u32) -> bool {
+        self.held.contains_key(number)
+    }
+
+    /// The numbers that lead to mailboxes held here, in order.
+    pub(super) fn keys(&self) -> impl Iterator<Item = &u32> + '_ {
+        self.held.keys()
+    }
+
+    /// Whether `number` leads to a mailbox here or is reserved.
+    pub(super) fn is_used(&self, number: u32) -> bool {
+        self.held.contains_key(&number) || self.reserved.contains(&number)
+    }
+
+    /// Whether no number is reserved.
+    pub(super) fn none_reserved(&self) -> bool {
+        self.reserved.is_empty()
+    }
+
+    /// Makes `number` lead to the mailbox `id`; returns the mailbox it led
+    /// to before, if any.
+    pub(super) fn hold(&mut self, number: u32, id: MailboxId) -> Option<MailboxId> {
+        let newly_used = !self.is_used(number);
+        let before = self.held.insert(number, id);
+        if newly_used {
+            self.used_by_digits[digits(number)] += 1;
+        }
+        before
+    }
+
+    /// Frees `number` (unless reserved); returns the mailbox it led to.
+    pub(super) fn free(&mut self, number: u32) -> Option<MailboxId> {
+        let before = self.held.remove(&number);
+        if before.is_some() && !self.reserved.contains(&number) {
+            self.used_by_digits[digits(number)] -= 1;
+        }
+        before
+    }
+
+    /// Marks `numbers` in use by mailboxes held elsewhere.
+    pub(super) fn reserve(&mut self, numbers: impl IntoIterator<Item = u32>) {
+        for number in numbers {
+            if !self.held.contains_key(&number) && self.reserved.insert(number) {
+                self.used_by_digits[digits(number)] += 1;
+            }
+        }
+    }
+
+    /// A number not in use, drawn uniformly from the free ones of the
+    /// shortest length that has any (1-9, then 10-99, ...): codes stay
+    /// short, and the number that just ended is not the one handed out
+    /// next, so a stale code rarely reaches a stranger.
+    ///
+    /// It costs about as many draws as the length has numbers per free one,
+    /// and at most about an eighth of the numbers in use there: an app that
+    /// holds a hundred thousand spent codes for the retention allocates
+    /// about as fast as an idle one.
+    pub(super) fn random_free(&self, rng: &mut ChaCha20Rng) -> Option<u32> {
         let mut low = 1u32;
         while low <= MAX_CHANNEL_ID {
             let high = low.saturating_mul(10).saturating_sub(1).min(MAX_CHANNEL_ID);
-            let used = self.used_nameplates(low, high).count() as u64;
-            let free = u64::from(high - low + 1) - used;
-            if free > 0 {
+            let size = u64::from(high - low + 1);
+            let used = u64::from(self.used_by_digits[digits(low)]);
+            if used < size {
+                let free = size - used;
+                // A number drawn uniformly from the length and kept only if
+                // free is drawn uniformly from the free ones. Where free ones
+                // are rare, stepping over those in use costs less.
+                let draws = (size / free).saturating_mul(4).min(used / 8) + 16;
+                for _ in 0..draws {
+                    let candidate = low + u32::try_from(rng.next_u64() % size).unwrap_or(0);
+                    if !self.is_used(candidate) {
+                        return Some(candidate);
+                    }
+                }
                 // The pick-th free number: step over every used one at or below the candidate.
                 let pick = rng.next_u64() % free;
                 let mut candidate = u64::from(low) + pick;
-                for id in self.used_nameplates(low, high) {
+                for id in self.used(low, high) {
                     if u64::from(id) > candidate {
                         break;
                     }
@@ -177,10 +265,10 @@ impl App {
         None
     }
 
-    /// The nameplates in use from `low` to `high`, in order: those of
+    /// The numbers in use from `low` to `high`, in order: those of
     /// mailboxes held here and the reserved ones.
-    pub(super) fn used_nameplates(&self, low: u32, high: u32) -> impl Iterator<Item = u32> + '_ {
-        let mut held = self.nameplates.range(low..=high).map(|(id, _)| *id).peekable();
+    fn used(&self, low: u32, high: u32) -> impl Iterator<Item = u32> + '_ {
+        let mut held = self.held.range(low..=high).map(|(id, _)| *id).peekable();
         let mut reserved = self.reserved.range(low..=high).copied().peekable();
         std::iter::from_fn(move || match (held.peek(), reserved.peek()) {
             (Some(a), Some(b)) if a == b => {
@@ -192,7 +280,9 @@ impl App {
             (None, _) => reserved.next(),
         })
     }
+}
 
+impl App {
     pub(super) fn by_nameplate(&self, nameplate: u32) -> Option<&MailboxId> {
         self.nameplates.get(&nameplate)
     }
@@ -217,7 +307,114 @@ impl App {
         if is_spent(true, mailbox.members.len()) {
             return false;
         }
-        self.nameplates.remove(&number);
+        self.nameplates.free(number);
         true
+    }
+}
+
+#[cfg(test)]
+mod nameplate_tests {
+    use rand_core::SeedableRng;
+
+    use super::*;
+
+    fn id(n: u32) -> MailboxId {
+        MailboxId::new(format!("m{n}")).unwrap()
+    }
+
+    /// The counts by length, recounted from the numbers in use.
+    fn recount(nameplates: &Nameplates) -> [u32; DIGIT_LENGTHS] {
+        let mut counts = [0; DIGIT_LENGTHS];
+        for (d, count) in counts.iter_mut().enumerate().skip(1) {
+            let low = 10u32.pow(d as u32 - 1);
+            let high = low.saturating_mul(10).saturating_sub(1).min(MAX_CHANNEL_ID);
+            *count = nameplates.used(low, high).count() as u32;
+        }
+        counts
+    }
+
+    #[test]
+    fn the_counts_by_length_follow_holds_frees_and_reservations() {
+        let mut rng = ChaCha20Rng::seed_from_u64(7);
+        let mut nameplates = Nameplates::default();
+        for step in 0..5_000 {
+            // Numbers of one to four digits, so lengths fill and empty.
+            let number = 1 + (rng.next_u32() % 1_500) * (1 + rng.next_u32() % 7);
+            match rng.next_u32() % 4 {
+                0 | 1 => drop(nameplates.hold(number, id(number))),
+                2 => drop(nameplates.free(number)),
+                _ => nameplates.reserve([number]),
+            }
+            assert_eq!(nameplates.used_by_digits, recount(&nameplates), "after step {step}");
+        }
+        assert!(nameplates.used_by_digits[4] > 0, "four-digit numbers were used");
+    }
+
+    /// Draws from `nameplates` `n` times; how often each number came.
+    fn draw(nameplates: &Nameplates, n: usize) -> BTreeMap<u32, u32> {
+        let mut rng = ChaCha20Rng::seed_from_u64(11);
+        let mut seen = BTreeMap::new();
+        for _ in 0..n {
+            *seen.entry(nameplates.random_free(&mut rng).unwrap()).or_insert(0) += 1;
+        }
+        seen
+    }
+
+    #[test]
+    fn a_crowded_length_gives_each_free_number_as_often() {
+        // Every one-digit number held, and 80 of the 90 two-digit ones
+        // (half of them reserved): ten are free.
+        let mut nameplates = Nameplates::default();
+        for n in 1..=9 {
+            nameplates.hold(n, id(n));
+        }
+        for n in (10..=99).filter(|n| n % 9 != 0) {
+            if n % 2 == 0 {
+                nameplates.hold(n, id(n));
+            } else {
+                nameplates.reserve([n]);
+            }
+        }
+        let seen = draw(&nameplates, 10_000);
+        assert_eq!(seen.keys().copied().collect::<Vec<_>>(), (10..=99).filter(|n| n % 9 == 0).collect::<Vec<_>>());
+        // 1,000 expected each; a fair draw stays well within ±15 %.
+        assert!(seen.values().all(|&k| (850..=1_150).contains(&k)), "{seen:?}");
+    }
+
+    #[test]
+    fn a_nearly_full_length_still_gives_its_last_free_numbers() {
+        // Two free numbers among 9,000 four-digit ones (the draws give up
+        // and step over those in use).
+        let mut nameplates = Nameplates::default();
+        nameplates.reserve(1..=999);
+        for n in (1_000..=9_999).filter(|n| ![4_321, 8_765].contains(n)) {
+            nameplates.hold(n, id(n));
+        }
+        let seen = draw(&nameplates, 2_000);
+        assert_eq!(seen.keys().copied().collect::<Vec<_>>(), [4_321, 8_765]);
+        assert!(seen.values().all(|&k| (850..=1_150).contains(&k)), "{seen:?}");
+        // Both taken: the length is full, and the next one is drawn from.
+        nameplates.hold(4_321, id(4_321));
+        nameplates.reserve([8_765]);
+        assert!(draw(&nameplates, 100).keys().all(|n| (10_000..=99_999).contains(n)));
+    }
+
+    #[test]
+    fn a_sparse_length_is_drawn_from_evenly() {
+        // 50,000 of the 90,000 five-digit numbers in use, every shorter one too.
+        let mut nameplates = Nameplates::default();
+        nameplates.reserve(1..=9_999);
+        for n in (0..5).flat_map(|k| (10_000 + k..=99_999).step_by(9)) {
+            nameplates.hold(n, id(n));
+        }
+        assert_eq!(nameplates.used_by_digits[5], 50_000);
+        let seen = draw(&nameplates, 40_000);
+        assert!(seen.keys().all(|&n| (10_000..=99_999).contains(&n) && !nameplates.is_used(n)));
+        // Ten buckets of the range's free numbers, about 4,000 draws each.
+        let mut buckets = [0u32; 10];
+        for (n, k) in &seen {
+            buckets[((n - 10_000) / 9_000) as usize] += k;
+        }
+        assert!(buckets.iter().all(|&k| (3_400..=4_600).contains(&k)), "{buckets:?}");
     }
 }

@@ -259,10 +259,7 @@ impl<'p> Plan<'p> {
         tx: &impl GenericClient,
         locks: &'a Locks,
         then: Option<Statement<'a>>,
-    ) -> Result<Answers, Box<Fail>>
-    where
-        'p: 'a,
-    {
+    ) -> Result<Answers, Box<Fail>> {
         let mut pipeline = Pipeline::default();
         if self.soft {
             // Soft state only (as with SQLite): row locks, activity stamps, a
