@@ -174,6 +174,40 @@ fn concurrent_allocations_on_three_instances_take_the_shortest_free_numbers_once
     assert!((10..=99).contains(&nameplate) && !distinct.contains(&nameplate), "{nameplate}");
 }
 
+/// An app id that holds every number up to four digits and a third of the
+/// five-digit ones (spent codes kept for the retention, as a busy app
+/// does): allocations take free five-digit numbers, having checked a few
+/// drawn numbers rather than read the 40,000 in use; and when the counts
+/// say free four-digit numbers remain that do not, every number in use is
+/// read instead and the answer is as right.
+#[test]
+fn allocations_beside_many_numbers_held_take_free_ones_of_the_shortest_length_even_with_counts_off() {
+    let Some((database, servers)) = instances(1, quiet_config()) else { return };
+    database.execute(
+        "INSERT INTO mailboxes (appid, mailbox, nameplate, holds_nameplate, allocator, members, burned, tombstone,
+                                last_activity)
+         SELECT 'busy', 'held' || n, n, true, NULL, '[]', false, true, (extract(epoch FROM now()) * 1000)::BIGINT
+         FROM generate_series(1, 99999) n WHERE n < 10000 OR n % 3 = 0",
+    );
+    assert_eq!(database.query_text("SELECT sum(nameplates) FROM wormhole_sync_usage WHERE key = '5:busy'"), "30000");
+    let addr = servers[0].addr;
+    let allocate = move |side: String| {
+        let reply = post(addr, "/v1/allocate", &json!({"appid": "busy", "side": side}));
+        assert_eq!(reply.status, 200, "{:?}", reply.json());
+        reply.json()["channel"].as_u64().unwrap()
+    };
+    // Twenty at once, so batches hold several.
+    let clients: Vec<_> = (0..20).map(|i| std::thread::spawn(move || allocate(format!("side{i}")))).collect();
+    let mut given: BTreeSet<u64> = clients.into_iter().map(|client| client.join().unwrap()).collect();
+    // The counts say no four-digit number is in use.
+    database.execute("UPDATE wormhole_sync_usage SET nameplates = 0 WHERE scope = 'length' AND key = '4:busy'");
+    for i in 0..5 {
+        given.insert(allocate(format!("late{i}")));
+    }
+    assert_eq!(given.len(), 25, "a number went to two initiators: {given:?}");
+    assert!(given.iter().all(|n| (10_000..=99_999).contains(n) && n % 3 != 0), "{given:?}");
+}
+
 #[test]
 fn allocations_racing_on_one_and_two_instances_are_never_answered_storage_unavailable() {
     // Allocations of one app id racing each other used to pick the same free
@@ -564,7 +598,11 @@ const USAGE_MISMATCHES: &str = "
                               coalesce(s.n, 0)
                  FROM (SELECT * FROM usage WHERE scope = 'maker') u
                  FULL JOIN (SELECT maker, count(*) FILTER (WHERE NOT tombstone) AS n FROM mailboxes
-                            WHERE maker IS NOT NULL GROUP BY maker) s ON s.maker = u.key)
+                            WHERE maker IS NOT NULL GROUP BY maker) s ON s.maker = u.key
+             UNION ALL SELECT 'length ' || coalesce(u.key, s.key), coalesce(u.nameplates, 0), coalesce(s.n, 0)
+                 FROM (SELECT * FROM usage WHERE scope = 'length') u
+                 FULL JOIN (SELECT length(nameplate::TEXT) || ':' || appid AS key, count(*) AS n FROM mailboxes
+                            WHERE holds_nameplate GROUP BY 1) s ON s.key = u.key)
     SELECT coalesce(string_agg(what || ': counted ' || coalesce(counted::TEXT, 'nothing') || ', stored ' || stored,
                                '; ' ORDER BY what), '')
     FROM compared WHERE coalesce(counted, 0) <> stored";
@@ -697,7 +735,7 @@ fn the_counters_migration_counts_what_an_older_version_stored() {
          FROM generate_series(1, 60) i, generate_series(0, 2) s WHERE i % 5 <> 0;",
     );
     let server = TestServer::postgres(quiet_config(), &database.url);
-    assert_eq!(database.query_text("SELECT max(version) FROM wormhole_sync_migrations"), "4");
+    assert_eq!(database.query_text("SELECT max(version) FROM wormhole_sync_migrations"), "6");
     assert_eq!(database.query_text("SELECT count(DISTINCT key) FROM wormhole_sync_usage WHERE scope = 'maker'"), "7");
     assert_eq!(database.query_text(USAGE_MISMATCHES), "");
     assert_eq!(support::metric(server.addr, "wormhole_channels_retained"), 12.0);

@@ -37,8 +37,9 @@
 //! both front ends share), `mailbox_protocol` (the WebSocket front end's
 //! operations), `op` (operations as values), `session` and `long_poll`
 //! (the front ends' rules), `changes` (what an operation changed),
-//! `expiry`, `queries` (reads that change nothing) and `snapshot` (the
-//! whole state as a value).
+//! `expiry`, `queries` (reads that change nothing), `partial_view` (a
+//! rendezvous holding part of a larger state, and what it must be told)
+//! and `snapshot` (the whole state as a value).
 
 mod changes;
 mod config;
@@ -49,6 +50,7 @@ mod long_poll;
 mod mailbox_protocol;
 mod op;
 mod operations;
+mod partial_view;
 mod queries;
 mod session;
 mod snapshot;
@@ -68,6 +70,7 @@ pub use config::{app_channels_full, server_channels_full, RendezvousConfig};
 pub use expiry::SweepCursor;
 pub use long_poll::{Held, LongPoll};
 pub use op::{Answer, Demands, Limit, Op, Outcome, Scope, Target};
+pub use partial_view::NameplatesInUse;
 pub use session::{refusal, seconds, Listening, MailboxSession, Step};
 pub use snapshot::{ChannelSnapshot, MailboxSnapshot, MemberSnapshot, RendezvousSnapshot, SnapshotError};
 use state::App;
@@ -123,6 +126,9 @@ pub struct Rendezvous {
     finished: Vec<Finished>,
     /// Mailboxes made or restored so far: the next one's instance number.
     instances: u64,
+    /// An allocation ran past the numbers this partial view checked (see
+    /// [`Rendezvous::nameplates_to_check`]).
+    ran_past_checked: bool,
 }
 
 fn err(code: ErrorCode, message: &str) -> WireError {
@@ -174,6 +180,7 @@ impl Rendezvous {
             effects: Vec::new(),
             finished: Vec::new(),
             instances: 0,
+            ran_past_checked: false,
         }
     }
 

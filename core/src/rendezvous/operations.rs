@@ -11,7 +11,7 @@ use crate::wire::{
 };
 
 use super::changes::{Effect, EffectKind, Finished};
-use super::state::{App, Mailbox, Member};
+use super::state::{App, Draw, Mailbox, Member};
 use super::{base32, err, unknown, Rendezvous};
 
 /// Which channel a request names: by its short nameplate (old clients,
@@ -199,11 +199,16 @@ impl Rendezvous {
         self.check_capacity(appid)?;
         let no_app = App::default();
         let app = self.apps.get(appid).unwrap_or(&no_app);
-        let channel = app
-            .nameplates
-            .random_free(&mut self.rng)
-            .and_then(ChannelId::new)
-            .ok_or_else(|| err(ErrorCode::TooManyChannels, "no channel id is free for this application"))?;
+        let drawn = match app.nameplates.random_free(&mut self.rng) {
+            Draw::Free(number) => ChannelId::new(number),
+            Draw::Full => None,
+            Draw::Unchecked => {
+                self.ran_past_checked = true;
+                None
+            }
+        };
+        let channel =
+            drawn.ok_or_else(|| err(ErrorCode::TooManyChannels, "no channel id is free for this application"))?;
         let mailbox = self.create(now, appid, Some(channel.get()), Member::new(side, true, true));
         Ok((channel, mailbox))
     }

@@ -146,26 +146,4 @@ impl Rendezvous {
         let Some(app) = self.apps.get(appid) else { return Vec::new() };
         app.nameplates.keys().filter_map(|&n| ChannelId::new(n)).collect()
     }
-
-    /// Marks nameplates of `appid` as held by mailboxes this rendezvous
-    /// does not hold: for a partial view of a larger state, as a server
-    /// sharing a database loads for one operation (the mailbox it names,
-    /// and the numbers its app has in use). Allocation never hands them
-    /// out, and a mailbox burned after its release does not take its
-    /// number back while it is reserved.
-    ///
-    /// ```
-    /// use wormhole_sync_core::rendezvous::{Rendezvous, RendezvousConfig};
-    /// use wormhole_sync_core::{ChannelId, Timestamp};
-    ///
-    /// let mut partial = Rendezvous::new(RendezvousConfig::default(), [0; 32]);
-    /// partial.reserve_nameplates("app", (1..=9).filter(|n| *n != 4).filter_map(ChannelId::new));
-    /// let nameplate = partial.allocate_nameplate(Timestamp::EPOCH, "app", "s1")?;
-    /// assert_eq!(nameplate.get(), 4, "the only free one-digit number");
-    /// # Ok::<(), wormhole_sync_core::wire::WireError>(())
-    /// ```
-    pub fn reserve_nameplates(&mut self, appid: &str, numbers: impl IntoIterator<Item = ChannelId>) {
-        let app = self.apps.entry(appid.to_string()).or_default();
-        app.nameplates.reserve(numbers.into_iter().map(ChannelId::get));
-    }
 }

@@ -154,17 +154,58 @@ pub(super) struct App {
 pub(super) struct Nameplates {
     held: BTreeMap<u32, MailboxId>,
     reserved: BTreeSet<u32>,
-    /// How many numbers are in use (held or reserved), by count of digits.
+    /// How many numbers are in use (held or reserved), by count of digits;
+    /// for a view told the counts (see `checked`), in the whole state.
     used_by_digits: [u32; DIGIT_LENGTHS],
+    /// For a partial view told only how many numbers are in use by length
+    /// and whether some are: what it was told.
+    checked: Option<Box<Checked>>,
+}
+
+/// What a partial view knows of the numbers in use beyond its own (see
+/// [`Nameplates::check`]).
+#[derive(Clone, Debug, Default)]
+struct Checked {
+    /// Lengths whose every number was checked: their numbers in use are all
+    /// held or reserved here.
+    whole: [bool; DIGIT_LENGTHS],
+    /// Numbers drawn from the other lengths, in the order drawn; those in
+    /// use are reserved.
+    drawn: Vec<u32>,
 }
 
 /// Lengths of nameplate numbers, by digits (index 0 unused):
 /// [`MAX_CHANNEL_ID`] has nine.
-const DIGIT_LENGTHS: usize = 10;
+pub(super) const DIGIT_LENGTHS: usize = 10;
 
 /// How many digits `number` (at least 1) has.
-fn digits(number: u32) -> usize {
+pub(super) fn digits(number: u32) -> usize {
     number.checked_ilog10().map_or(1, |log| log as usize + 1)
+}
+
+/// The numbers of `digits` digits: the first and the last.
+fn length_range(digits: usize) -> (u32, u32) {
+    let low = 10u32.saturating_pow(u32::try_from(digits).unwrap_or(u32::MAX).saturating_sub(1));
+    (low, low.saturating_mul(10).saturating_sub(1).min(MAX_CHANNEL_ID))
+}
+
+/// Most numbers a partial view asks about for one allocation: past this a
+/// length is so nearly full that reading its numbers in use costs less.
+const MOST_DRAWN: u64 = 4_096;
+
+/// The longest length a partial view checks whole (five digits); in a
+/// nearly full longer one it checks [`MOST_DRAWN`] per allocation and may
+/// run out (see [`Draw::Unchecked`]).
+const MOST_CHECKED_WHOLE: u64 = 90_000;
+
+/// What an allocation drew.
+#[derive(Debug, PartialEq, Eq)]
+pub(super) enum Draw {
+    Free(u32),
+    /// Every number is in use.
+    Full,
+    /// A partial view ran past the numbers it checked: it cannot tell.
+    Unchecked,
 }
 
 impl Nameplates {
@@ -213,13 +254,68 @@ impl Nameplates {
         before
     }
 
-    /// Marks `numbers` in use by mailboxes held elsewhere.
+    /// Marks `numbers` in use by mailboxes held elsewhere. A view told the
+    /// counts has them counted already, but for the lengths it checked
+    /// whole, which are recounted from what it now knows.
     pub(super) fn reserve(&mut self, numbers: impl IntoIterator<Item = u32>) {
+        let counted = self.checked.is_some();
         for number in numbers {
-            if !self.held.contains_key(&number) && self.reserved.insert(number) {
+            if !self.held.contains_key(&number) && self.reserved.insert(number) && !counted {
                 self.used_by_digits[digits(number)] += 1;
             }
         }
+        if let Some(checked) = &self.checked {
+            for length in (1..DIGIT_LENGTHS).filter(|&d| checked.whole[d]) {
+                let (low, high) = length_range(length);
+                self.used_by_digits[length] = u32::try_from(self.used(low, high).count()).unwrap_or(u32::MAX);
+            }
+        }
+    }
+
+    /// Makes this a view told how many numbers are in use by length in the
+    /// whole state (`in_use`, which counts those held here too); returns
+    /// the numbers to check for up to `allocations` allocations, in the
+    /// order an allocation would draw them. The lengths they fall in are
+    /// drawn from as [`random_free`](Self::random_free) draws; a length
+    /// with fewer numbers than the draws it would take is checked whole.
+    pub(super) fn check(
+        &mut self,
+        in_use: [u32; DIGIT_LENGTHS],
+        allocations: usize,
+        rng: &mut ChaCha20Rng,
+    ) -> Vec<u32> {
+        let mut checked = Checked::default();
+        let mut ask = Vec::new();
+        let mut remaining = u64::try_from(allocations.max(1)).unwrap_or(u64::MAX);
+        for (length, &told) in in_use.iter().enumerate().skip(1) {
+            let (low, high) = length_range(length);
+            let size = u64::from(high - low + 1);
+            // Counts past the length's size (a damaged counter) mean full.
+            let used = u64::from(told).min(size);
+            self.used_by_digits[length] = u32::try_from(used).unwrap_or(u32::MAX);
+            let free = size - used;
+            if remaining == 0 || free == 0 {
+                continue;
+            }
+            let taken = remaining.min(free);
+            remaining -= taken;
+            // An allocation takes size/free draws on average. Draws expected
+            // to find twice as many free numbers as needed, and fourteen
+            // more, make running out (then every number in use is read) a
+            // chance under one in a million.
+            let draws = size.div_ceil(free).saturating_mul(taken.saturating_mul(2).saturating_add(14));
+            let most = MOST_DRAWN.saturating_mul(taken);
+            if draws >= size || (draws > most && size <= MOST_CHECKED_WHOLE) {
+                checked.whole[length] = true;
+                ask.extend(low..=high);
+            } else {
+                let drawn = (0..draws.min(most)).map(|_| low + u32::try_from(rng.next_u64() % size).unwrap_or(0));
+                checked.drawn.extend(drawn);
+            }
+        }
+        ask.extend(&checked.drawn);
+        self.checked = Some(Box::new(checked));
+        ask
     }
 
     /// A number not in use, drawn uniformly from the free ones of the
@@ -231,13 +327,23 @@ impl Nameplates {
     /// and at most about an eighth of the numbers in use there: an app that
     /// holds a hundred thousand spent codes for the retention allocates
     /// about as fast as an idle one.
-    pub(super) fn random_free(&self, rng: &mut ChaCha20Rng) -> Option<u32> {
-        let mut low = 1u32;
-        while low <= MAX_CHANNEL_ID {
-            let high = low.saturating_mul(10).saturating_sub(1).min(MAX_CHANNEL_ID);
+    ///
+    /// A view told the counts (see [`check`](Self::check)) takes, in a
+    /// length it did not check whole, the first number drawn there that is
+    /// free: the same draw, made ahead.
+    pub(super) fn random_free(&self, rng: &mut ChaCha20Rng) -> Draw {
+        for length in 1..DIGIT_LENGTHS {
+            let (low, high) = length_range(length);
             let size = u64::from(high - low + 1);
-            let used = u64::from(self.used_by_digits[digits(low)]);
+            let used = u64::from(self.used_by_digits[length]);
             if used < size {
+                if let Some(checked) = self.checked.as_ref().filter(|c| !c.whole[length]) {
+                    let mut drawn = checked.drawn.iter().copied();
+                    return match drawn.find(|&n| (low..=high).contains(&n) && !self.is_used(n)) {
+                        Some(number) => Draw::Free(number),
+                        None => Draw::Unchecked,
+                    };
+                }
                 let free = size - used;
                 // A number drawn uniformly from the length and kept only if
                 // free is drawn uniformly from the free ones. Where free ones
@@ -246,7 +352,7 @@ impl Nameplates {
                 for _ in 0..draws {
                     let candidate = low + u32::try_from(rng.next_u64() % size).unwrap_or(0);
                     if !self.is_used(candidate) {
-                        return Some(candidate);
+                        return Draw::Free(candidate);
                     }
                 }
                 // The pick-th free number: step over every used one at or below the candidate.
@@ -258,11 +364,14 @@ impl Nameplates {
                     }
                     candidate += 1;
                 }
-                return u32::try_from(candidate).ok();
+                // Past the length only if its count was wrong: then it is full.
+                match u32::try_from(candidate) {
+                    Ok(number) if number <= high && !self.is_used(number) => return Draw::Free(number),
+                    _ => continue,
+                }
             }
-            low = high.saturating_add(1);
         }
-        None
+        Draw::Full
     }
 
     /// The numbers in use from `low` to `high`, in order: those of
@@ -326,8 +435,7 @@ mod nameplate_tests {
     fn recount(nameplates: &Nameplates) -> [u32; DIGIT_LENGTHS] {
         let mut counts = [0; DIGIT_LENGTHS];
         for (d, count) in counts.iter_mut().enumerate().skip(1) {
-            let low = 10u32.pow(d as u32 - 1);
-            let high = low.saturating_mul(10).saturating_sub(1).min(MAX_CHANNEL_ID);
+            let (low, high) = length_range(d);
             *count = nameplates.used(low, high).count() as u32;
         }
         counts
@@ -355,7 +463,8 @@ mod nameplate_tests {
         let mut rng = ChaCha20Rng::seed_from_u64(11);
         let mut seen = BTreeMap::new();
         for _ in 0..n {
-            *seen.entry(nameplates.random_free(&mut rng).unwrap()).or_insert(0) += 1;
+            let Draw::Free(number) = nameplates.random_free(&mut rng) else { panic!("none free") };
+            *seen.entry(number).or_insert(0) += 1;
         }
         seen
     }
@@ -416,5 +525,99 @@ mod nameplate_tests {
             buckets[((n - 10_000) / 9_000) as usize] += k;
         }
         assert!(buckets.iter().all(|&k| (3_400..=4_600).contains(&k)), "{buckets:?}");
+    }
+
+    /// A view of `whole` told its counts, with the numbers it asks about
+    /// answered from `whole`.
+    fn partial_view(whole: &Nameplates, allocations: usize, seed: u64) -> Nameplates {
+        let mut rng = ChaCha20Rng::seed_from_u64(seed);
+        let mut view = Nameplates::default();
+        let asked = view.check(whole.used_by_digits, allocations, &mut rng);
+        view.reserve(asked.into_iter().filter(|&n| whole.is_used(n)));
+        view
+    }
+
+    #[test]
+    fn a_view_told_the_counts_allocates_as_the_whole_state_would() {
+        let mut rng = ChaCha20Rng::seed_from_u64(3);
+        for round in 0..200u64 {
+            // Up to 12,000 numbers in use, most in the shorter lengths, as
+            // allocation leaves them.
+            let mut whole = Nameplates::default();
+            let held = rng.next_u32() % 12_000;
+            for _ in 0..held {
+                let number = 1 + rng.next_u32() % 10u32.pow(1 + rng.next_u32() % 5);
+                whole.hold(number, id(number));
+            }
+            let allocations = 1 + (rng.next_u32() % 40) as usize;
+            let mut view = partial_view(&whole, allocations, round);
+            for _ in 0..allocations {
+                let shortest_free = (1..DIGIT_LENGTHS).find(|&d| {
+                    let (low, high) = length_range(d);
+                    whole.used_by_digits[d] < high - low + 1
+                });
+                let Draw::Free(number) = view.random_free(&mut rng) else { panic!("round {round}: ran out") };
+                assert!(!whole.is_used(number), "round {round}: {number} is in use");
+                assert_eq!(
+                    Some(digits(number)),
+                    shortest_free,
+                    "round {round}: {number} is not of the shortest length"
+                );
+                whole.hold(number, id(number));
+                view.hold(number, id(number));
+                assert_eq!(view.used_by_digits, whole.used_by_digits, "round {round}");
+            }
+        }
+    }
+
+    #[test]
+    fn a_view_told_the_counts_draws_evenly() {
+        // 8,000 of the 9,000 four-digit numbers in use, every shorter one
+        // too: each view asks about a few hundred drawn numbers (not the
+        // whole length) and takes the first free one.
+        let mut whole = Nameplates::default();
+        whole.reserve(1..=999);
+        for n in (1_000..=9_999).filter(|n| n % 9 != 0) {
+            whole.hold(n, id(n));
+        }
+        let mut buckets = [0u32; 10];
+        let mut rng = ChaCha20Rng::seed_from_u64(5);
+        for seed in 0..10_000 {
+            let view = partial_view(&whole, 1, seed);
+            let checked = view.checked.as_ref().unwrap();
+            assert!(!checked.whole[4] && checked.drawn.len() < 1_000, "{}", checked.drawn.len());
+            let Draw::Free(number) = view.random_free(&mut rng) else { panic!("seed {seed}: ran out") };
+            assert!(number % 9 == 0 && (1_000..=9_999).contains(&number), "{number}");
+            buckets[((number - 1_000) / 900) as usize] += 1;
+        }
+        // 1,000 expected in each tenth of the length.
+        assert!(buckets.iter().all(|&k| (850..=1_150).contains(&k)), "{buckets:?}");
+    }
+
+    #[test]
+    fn a_view_whose_counts_are_off_runs_out_or_skips_but_never_hands_out_a_used_number() {
+        let mut rng = ChaCha20Rng::seed_from_u64(9);
+        // Every number up to 999 in use, but the counts say none: the view
+        // checks the one-digit length whole (it has fewer numbers than the
+        // draws) and recounts it full, asked nothing of the next, and says
+        // it ran out.
+        let mut whole = Nameplates::default();
+        whole.reserve(1..=999);
+        let mut view = Nameplates::default();
+        let asked = view.check([0; DIGIT_LENGTHS], 1, &mut rng);
+        view.reserve(asked.into_iter().filter(|&n| whole.is_used(n)));
+        assert_eq!(&view.used_by_digits[1..3], [9, 0]);
+        assert_eq!(view.random_free(&mut rng), Draw::Unchecked);
+        // Counts past a length's size mean full; one that says full when it
+        // is not only makes the next length the one drawn from.
+        let mut in_use = [0; DIGIT_LENGTHS];
+        in_use[1] = 9;
+        in_use[2] = u32::MAX;
+        let mut view = Nameplates::default();
+        let asked = view.check(in_use, 1, &mut rng);
+        assert!(asked.iter().all(|n| (100..=999).contains(n)));
+        view.reserve([]);
+        let Draw::Free(number) = view.random_free(&mut rng) else { panic!("none free") };
+        assert!((100..=999).contains(&number));
     }
 }

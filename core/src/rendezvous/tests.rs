@@ -179,6 +179,36 @@ fn reserved_nameplates_are_never_allocated_nor_taken_back_by_a_burn() {
 }
 
 #[test]
+fn a_view_told_the_counts_asks_about_a_burned_mailboxs_number_and_says_when_it_ran_out() {
+    // The burned mailbox's number: asked about, and taken back only if free.
+    for taken_elsewhere in [false, true] {
+        let mut server = Rendezvous::new(RendezvousConfig::default(), [0; 32]);
+        let (channel, mailbox) = released_alone_then_opened(&mut server);
+        let mut in_use = NameplatesInUse::default();
+        in_use.add(1, i64::from(taken_elsewhere));
+        let asked = server.nameplates_to_check(APP, &in_use, 1);
+        assert!(asked.contains(&channel), "{asked:?}");
+        if taken_elsewhere {
+            server.reserve_nameplates(APP, [channel]);
+        }
+        server.close(at(3), APP, &mailbox, "a", Mood::Scary).unwrap();
+        assert_eq!(server.contains(APP, channel), !taken_elsewhere);
+    }
+    // Counts that say the two-digit numbers are free when every one asked
+    // about is in use: the allocation is refused, and the view says why.
+    let mut server = Rendezvous::new(RendezvousConfig::default(), [0; 32]);
+    let mut in_use = NameplatesInUse::default();
+    in_use.add(1, 9);
+    let asked = server.nameplates_to_check(APP, &in_use, 1);
+    assert!(asked.iter().all(|n| (10..=99).contains(&n.get())), "{asked:?}");
+    server.reserve_nameplates(APP, asked);
+    assert!(!server.needs_every_nameplate());
+    let refused = server.allocate_nameplate(at(4), APP, "x").unwrap_err();
+    assert_eq!(refused.code, ErrorCode::TooManyChannels);
+    assert!(server.needs_every_nameplate());
+}
+
+#[test]
 fn mailbox_protocol_refusals() {
     let mut server = Rendezvous::new(RendezvousConfig::default(), [0; 32]);
     let nameplate = server.allocate_nameplate(at(0), APP, "a").unwrap();

@@ -25,7 +25,7 @@ use tokio::time::Instant;
 use wormhole_sync_core::rendezvous::Op;
 use wormhole_sync_core::wire::WireError;
 
-use super::operation::{self, is_conflict, Charged, Fail, Lock};
+use super::operation::{self, is_conflict, Charged, Ending, Fail, Lock};
 use super::{describe, unavailable, Postgres, OPERATION_TIMEOUT};
 use crate::change::Ran;
 use crate::ServerConfig;
@@ -167,15 +167,17 @@ impl Postgres {
         )
         .await;
         begun?;
-        let (rans, commit) = match ran {
+        let (rans, ending) = match ran {
             Ok(ran) => ran,
             Err(fail) => {
-                open.finish(false).await?;
+                // Rolled back already if its COMMIT went out (a warning, then).
+                open.finish(Ending::Rollback).await?;
                 return Err(fail);
             }
         };
         let ran = started.elapsed();
-        open.finish(commit).await?;
+        open.finish(ending).await?;
+        let commit = ending != Ending::Rollback;
         if commit {
             self.notifier.notify(rans.iter().flatten().flat_map(|ran| &ran.news));
         }
@@ -222,9 +224,14 @@ impl Open {
         self.connection.as_ref().expect("open until finished")
     }
 
-    /// Commits (or rolls back), and gives the connection back to the pool.
-    async fn finish(mut self, commit: bool) -> Result<(), tokio_postgres::Error> {
-        self.client().batch_execute(if commit { "COMMIT" } else { "ROLLBACK" }).await?;
+    /// Commits (or rolls back) unless committed already, and gives the
+    /// connection back to the pool.
+    async fn finish(mut self, ending: Ending) -> Result<(), tokio_postgres::Error> {
+        match ending {
+            Ending::Commit => self.client().batch_execute("COMMIT").await?,
+            Ending::Rollback => self.client().batch_execute("ROLLBACK").await?,
+            Ending::Committed => {}
+        }
         self.connection.take();
         Ok(())
     }

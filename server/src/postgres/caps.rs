@@ -17,7 +17,9 @@ use crate::ServerConfig;
 /// The caps and budgets an operation's writes may go past, counted over
 /// the whole database (so over every instance): read by one statement that
 /// runs after the writes, in their pipeline ([`Checks::statement`]), and
-/// judged by [`Checks::first_over`]. A limit of 0 reads nothing.
+/// judged by [`Checks::first_over`]; or, in a batch, judged by the
+/// statement itself, which fails past a limit so the `COMMIT` sent behind
+/// it rolls back ([`Checks::guarded_statement`]). A limit of 0 reads nothing.
 ///
 /// The statement reads the counters every check needs (kept by the
 /// migration's triggers, already updated by this transaction's writes). A
@@ -139,6 +141,41 @@ impl<'a> Checks<'a> {
         Some((sql, self.keys.iter().map(|key| *key as &(dyn ToSql + Sync)).collect()))
     }
 
+    /// Whether every check is one the statement can judge by itself: no
+    /// app id is new (then the app ids are counted under a lock first, see
+    /// [`over_caps`]).
+    pub(super) fn judged_in_statement(&self) -> bool {
+        self.new_apps.is_empty()
+    }
+
+    /// The statement of [`statement`](Self::statement) with the guard of
+    /// migration 6 over it: it fails ([`is_past_caps`]) when a value passed
+    /// its limit, which fails the transaction, so a `COMMIT` sent behind it
+    /// rolls back.
+    pub(super) fn guarded_statement(&self) -> Option<(String, Vec<&(dyn ToSql + Sync)>)> {
+        let (sql, params) = self.statement()?;
+        let within: Vec<String> = self
+            .limits
+            .iter()
+            .enumerate()
+            .filter_map(|(i, check)| check.as_ref().map(|(limit, _)| (i, i64::try_from(*limit).unwrap_or(i64::MAX))))
+            .map(|(i, limit)| format!("v.c{i} <= {limit}"))
+            .collect();
+        if within.is_empty() {
+            return Some((sql, params));
+        }
+        let named: Vec<String> =
+            self.columns.iter().enumerate().map(|(i, column)| format!("{column} AS c{i}")).collect();
+        let listed: Vec<String> = (0..self.columns.len()).map(|i| format!("v.c{i}")).collect();
+        let sql = format!(
+            "SELECT {}, wormhole_sync_within_caps({}) FROM (SELECT {}) v",
+            listed.join(", "),
+            within.join(" AND "),
+            named.join(", ")
+        );
+        Some((sql, params))
+    }
+
     /// The values the statement read.
     pub(super) fn values(&self, row: Option<&tokio_postgres::Row>) -> Vec<i64> {
         row.map_or_else(Vec::new, |row| (0..self.columns.len()).map(|i| row.get(i)).collect())
@@ -154,4 +191,9 @@ impl<'a> Checks<'a> {
 /// The statement summing a column of the server-wide counter rows.
 fn server_sum(column: &str) -> String {
     format!("SELECT sum({column}) FROM wormhole_sync_usage WHERE scope = 'server' AND key = ''")
+}
+
+/// Whether `e` is the guard of [`Checks::guarded_statement`] failing.
+pub(super) fn is_past_caps(e: &tokio_postgres::Error) -> bool {
+    e.code().is_some_and(|code| code.code() == "WSCAP")
 }

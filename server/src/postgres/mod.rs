@@ -6,13 +6,17 @@
 //! while a transaction runs share the next one ([`batch`]): it locks the
 //! rows they name, loads them into a [`Rendezvous`] of its own, runs the
 //! core's operations on it in arrival order, and writes back the net
-//! change, one statement per kind of write ([`operation`], [`writes`]).
+//! change, one statement per kind of write ([`operation`], [`writes`]),
+//! with the caps' guard and the `COMMIT` in the same pipeline ([`caps`]).
 //! After the commit, the instance notifies every instance of the mailboxes
 //! with news, so a long-poll or a WebSocket waiting on one instance is
 //! woken by a post on another ([`listen`]).
 //!
-//! **Allocation** reads the numbers the app id has in use, picks the
-//! shortest free one as the core does, and inserts it. Transactions that
+//! **Allocation** reads how many numbers the app id has in use by length
+//! (counters migration 5 keeps), checks which of the numbers the core
+//! draws are in use, lets the core pick the shortest free one as it does
+//! with the whole state ([`NameplatesInUse`](wormhole_sync_core::rendezvous::NameplatesInUse)),
+//! and inserts it: a few index lookups, whatever the app id holds. Transactions that
 //! hand out or take back an app id's numbers take turns on an advisory
 //! lock, so two never pick the same number; a partial unique index on
 //! `(appid, nameplate)` stands behind it, and claims that make a nameplate
@@ -73,6 +77,8 @@ const MIGRATIONS: &[(i32, &str)] = &[
     (2, include_str!("../../migrations/postgres/0002_mailbox_makers.sql")),
     (3, include_str!("../../migrations/postgres/0003_usage_counters.sql")),
     (4, include_str!("../../migrations/postgres/0004_counters_per_statement.sql")),
+    (5, include_str!("../../migrations/postgres/0005_nameplates_by_length.sql")),
+    (6, include_str!("../../migrations/postgres/0006_caps_guard.sql")),
 ];
 
 /// Advisory lock keys (the two-integer form).
@@ -454,7 +460,7 @@ async fn clear_idle_counters(
     client: &deadpool_postgres::Object,
     start: &(String, String),
 ) -> Result<(String, String), tokio_postgres::Error> {
-    const KEYED: &str = "scope IN ('app', 'maker', 'poster') AND (scope, key) >= ($1, $2)";
+    const KEYED: &str = "scope IN ('app', 'length', 'maker', 'poster') AND (scope, key) >= ($1, $2)";
     const IDLE: &str = "GROUP BY scope, key
                         HAVING sum(mailboxes) = 0 AND sum(tombstones) = 0 AND sum(nameplates) = 0
                            AND sum(messages) = 0 AND sum(bytes) = 0";
@@ -487,18 +493,19 @@ async fn clear_idle_counters(
         for row in &idle {
             keys.entry(row.get(0)).or_default().push(row.get(1));
         }
-        let [app, maker, poster] = ["app", "maker", "poster"].map(|scope| keys.remove(scope).unwrap_or_default());
+        let [app, length, maker, poster] =
+            ["app", "length", "maker", "poster"].map(|scope| keys.remove(scope).unwrap_or_default());
         let sql = format!(
             "WITH locked AS (
                  SELECT ctid AS row, scope, key, mailboxes, tombstones, nameplates, messages, bytes
                  FROM wormhole_sync_usage
-                 WHERE (scope = 'app' AND key = ANY($1::TEXT[])) OR (scope = 'maker' AND key = ANY($2::TEXT[]))
-                    OR (scope = 'poster' AND key = ANY($3::TEXT[]))
+                 WHERE (scope = 'app' AND key = ANY($1::TEXT[])) OR (scope = 'length' AND key = ANY($2::TEXT[]))
+                    OR (scope = 'maker' AND key = ANY($3::TEXT[])) OR (scope = 'poster' AND key = ANY($4::TEXT[]))
                  FOR UPDATE SKIP LOCKED),
              zero AS (SELECT scope, key FROM locked {IDLE})
              DELETE FROM wormhole_sync_usage u USING locked JOIN zero USING (scope, key) WHERE u.ctid = locked.row"
         );
-        client.execute(&sql, &[&app, &maker, &poster]).await?;
+        client.execute(&sql, &[&app, &length, &maker, &poster]).await?;
     }
     // Past the last slice, the next starts from the first.
     Ok(end.unwrap_or_default())

@@ -12,7 +12,9 @@ use deadpool_postgres::GenericClient;
 use rand_core::RngCore as _;
 use tokio_postgres::types::ToSql;
 use tokio_postgres::Row;
-use wormhole_sync_core::rendezvous::{MailboxSnapshot, Op, Outcome, Rendezvous, RendezvousSnapshot, Scope, Target};
+use wormhole_sync_core::rendezvous::{
+    MailboxSnapshot, NameplatesInUse, Op, Outcome, Rendezvous, RendezvousSnapshot, Scope, Target,
+};
 use wormhole_sync_core::wire::{MailboxId, WireError};
 use wormhole_sync_core::{ChannelId, Timestamp};
 
@@ -114,44 +116,54 @@ impl Skipped {
 
 /// Runs `ops` in order in the transaction `tx`: each sees what those
 /// before it did. Returns what each did (`None`: left for a later
-/// transaction, as [`Lock::Skip`] says), and whether to commit (not when a
-/// lone operation was refused past a cap: nothing it wrote stays).
+/// transaction, as [`Lock::Skip`] says), and how the transaction ends.
 pub(super) async fn run_locked(
     tx: &impl GenericClient,
     config: &ServerConfig,
     ops: &[Charged<'_>],
     lock: Lock,
-) -> Result<(Vec<Option<Ran>>, bool), Box<Fail>> {
+) -> Result<(Vec<Option<Ran>>, Ending), Box<Fail>> {
     let started = std::time::Instant::now();
     let scopes: Vec<Scope<'_>> = ops.iter().map(|(op, _)| op.scope()).collect();
-    let (mut core, stored, skipped) = load(tx, config, &scopes, lock).await?;
+    // How many operations of each app id may hand out or take back a number.
+    let mut numbering: BTreeMap<&str, usize> = BTreeMap::new();
+    for scope in scopes.iter().filter(|s| s.nameplates) {
+        *numbering.entry(scope.appid).or_default() += 1;
+    }
+    // The numbering lock and the counts go out with the load.
+    let ((mut core, mut stored, skipped), in_use) =
+        futures_util::future::try_join(load(tx, config, &scopes, lock), lock_and_count(tx, &numbering)).await?;
     let loaded = started.elapsed();
     let left: Vec<bool> = scopes.iter().map(|scope| skipped.names(scope)).collect();
-    let numbering: BTreeSet<&str> = scopes.iter().filter(|s| s.nameplates).map(|s| s.appid).collect();
     if !numbering.is_empty() {
-        reserve_nameplates(tx, &mut core, numbering.into_iter().collect()).await?;
+        check_nameplates(tx, &mut core, &numbering, &in_use).await?;
     }
-    // Every operation runs first, so the rows the writes will lock are known
-    // and locked in one order (see `Locks`), and each kind of write
-    // is one statement for all of them.
-    let mut changed = Changed::default();
-    let mut applied = Vec::with_capacity(ops.len());
-    for (i, ((op, client), scope)) in ops.iter().zip(&scopes).enumerate() {
-        if left[i] {
-            applied.push(None);
-            continue;
-        }
-        let result = core.apply(config.clock.now(), op);
-        let changes = core.take_changes();
-        changed.add(i, *client, &changes.mailboxes);
-        let present = scope.mailbox().is_some_and(|id| core.contains_mailbox(scope.appid, id));
-        applied.push(Some((result, changes, present)));
+    let (mut changed, mut applied) = apply(config, &mut core, ops, &scopes, &left);
+    if core.needs_every_nameplate() {
+        // Rare (a count that was off, a length nearly full): the same
+        // operations again, in a view told every number in use.
+        tracing::debug!("an allocation ran past the numbers checked: reading every number in use");
+        let (again, again_stored, _) = load(tx, config, &scopes, lock).await?;
+        (core, stored) = (again, again_stored);
+        reserve_every_nameplate(tx, &mut core, numbering.keys().copied().collect()).await?;
+        (changed, applied) = apply(config, &mut core, ops, &scopes, &left);
     }
     let (plan, written) = writes::plan(&core, &changed, &stored, stamp_step(config));
     let locks = Locks::of(&written, config.max_channels_per_address > 0);
-    // The caps are read right after the writes, in their pipeline.
+    // The caps are read right after the writes, in their pipeline. A batch
+    // whose caps a statement can judge sends its COMMIT in that pipeline
+    // too, behind a guard that fails it past a cap: one round trip fewer.
+    // A lone operation run again after such a failure judges them here, to
+    // be refused the right way.
     let checks = super::caps::checks(config, &written);
-    let answers = plan.execute(tx, &locks, checks.statement()).await?;
+    let commit_now = lock == Lock::Skip && checks.judged_in_statement();
+    let statement = if commit_now { checks.guarded_statement() } else { checks.statement() };
+    let answers = match plan.execute(tx, &locks, statement, commit_now).await {
+        Err(fail) if matches!(&*fail, Fail::Database(e) if super::caps::is_past_caps(e)) => {
+            return Err(Box::new(Fail::OverCaps));
+        }
+        answers => answers?,
+    };
     let values = checks.values(answers.after.as_ref());
     let micros = |d: Duration| u64::try_from(d.as_micros()).unwrap_or(u64::MAX);
     tracing::debug!(
@@ -181,13 +193,60 @@ pub(super) async fn run_locked(
         let result = result.map(|answered| Outcome { instance, ..answered });
         rans.push(Some(Ran { result, news, finished: changes.finished }));
     }
+    if commit_now {
+        return Ok((rans, Ending::Committed));
+    }
     if let Some(refusal) = super::caps::over_caps(tx, config, &checks, &values).await? {
         if ops.len() > 1 {
             return Err(Box::new(Fail::OverCaps));
         }
-        return Ok((vec![Some(Ran { result: Err(refusal), news: Vec::new(), finished: Vec::new() })], false));
+        let refused = Ran { result: Err(refusal), news: Vec::new(), finished: Vec::new() };
+        return Ok((vec![Some(refused)], Ending::Rollback));
     }
-    Ok((rans, true))
+    Ok((rans, Ending::Commit))
+}
+
+/// How a transaction whose operations ran ends.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub(super) enum Ending {
+    /// To be committed.
+    Commit,
+    /// To be rolled back: a lone operation was refused past a cap, and
+    /// nothing it wrote stays.
+    Rollback,
+    /// Committed already, in the pipeline of its writes.
+    Committed,
+}
+
+/// What running one operation gave: its result, what it changed, and
+/// whether the mailbox it names is there after it.
+type Applied = Option<(Result<Outcome, WireError>, wormhole_sync_core::rendezvous::Changes, bool)>;
+
+/// Runs every operation not `left` on `core`, in order. Every operation runs
+/// before anything is written, so the rows the writes will lock are known
+/// and locked in one order (see `Locks`), and each kind of write is one
+/// statement for all of them.
+fn apply(
+    config: &ServerConfig,
+    core: &mut Rendezvous,
+    ops: &[Charged<'_>],
+    scopes: &[Scope<'_>],
+    left: &[bool],
+) -> (Changed, Vec<Applied>) {
+    let mut changed = Changed::default();
+    let mut applied = Vec::with_capacity(ops.len());
+    for (i, ((op, client), scope)) in ops.iter().zip(scopes).enumerate() {
+        if left[i] {
+            applied.push(None);
+            continue;
+        }
+        let result = core.apply(config.clock.now(), op);
+        let changes = core.take_changes();
+        changed.add(i, *client, &changes.mailboxes);
+        let present = scope.mailbox().is_some_and(|id| core.contains_mailbox(scope.appid, id));
+        applied.push(Some((result, changes, present)));
+    }
+    (changed, applied)
 }
 
 /// Runs a read (`scope().reads`) without locks or a transaction: its
@@ -357,23 +416,94 @@ async fn load(
     Ok((core, stored, skipped))
 }
 
-/// Takes the numbering lock of `appids` (sorted) and tells the core every
-/// number they have in use that it has not loaded.
-async fn reserve_nameplates(
+/// The counter keys of an app id's numbers in use, one per length (as
+/// migration 5 names them): `digits:appid`.
+fn length_keys(appid: &str) -> impl Iterator<Item = (u32, String)> + '_ {
+    (1..=9).map(move |digits| (digits, format!("{digits}:{appid}")))
+}
+
+/// Takes the numbering lock of the app ids in `numbering` (in order) and
+/// reads how many numbers each has in use, by length: two statements in
+/// one round trip, the second run once the first has the lock, so it sees
+/// what the lock's last holder committed.
+async fn lock_and_count(
+    tx: &impl GenericClient,
+    numbering: &BTreeMap<&str, usize>,
+) -> Result<BTreeMap<String, NameplatesInUse>, Box<Fail>> {
+    if numbering.is_empty() {
+        return Ok(BTreeMap::new());
+    }
+    let appids: Vec<&str> = numbering.keys().copied().collect();
+    let keys: Vec<String> = appids.iter().flat_map(|appid| length_keys(appid).map(|(_, key)| key)).collect();
+    let lock = "SELECT pg_advisory_xact_lock($1, hashtext(a)) FROM unnest($2::TEXT[]) a";
+    let count = "SELECT key, sum(nameplates)::BIGINT FROM wormhole_sync_usage
+                 WHERE scope = 'length' AND key = ANY($1::TEXT[]) GROUP BY key";
+    let (locked, counted) =
+        futures_util::future::join(execute(tx, lock, &[&APP_LOCK_CLASS, &appids]), query(tx, count, &[&keys])).await;
+    locked?;
+    let counted: HashMap<String, i64> = counted?.iter().map(|row| (row.get(0), row.get(1))).collect();
+    let mut in_use = BTreeMap::new();
+    for appid in appids {
+        let counts: &mut NameplatesInUse = in_use.entry(appid.to_string()).or_default();
+        for (digits, key) in length_keys(appid) {
+            counts.add(digits, counted.get(&key).copied().unwrap_or(0));
+        }
+    }
+    Ok(in_use)
+}
+
+/// Tells the core how many numbers each app id in `numbering` has in use,
+/// and which of the numbers it asks about are: index lookups, as many as
+/// the core asks (a handful per allocation), whatever the app ids hold.
+async fn check_nameplates(
+    tx: &impl GenericClient,
+    core: &mut Rendezvous,
+    numbering: &BTreeMap<&str, usize>,
+    in_use: &BTreeMap<String, NameplatesInUse>,
+) -> Result<(), Box<Fail>> {
+    let (mut appids, mut numbers): (Vec<&str>, Vec<i32>) = Default::default();
+    for (&appid, &allocations) in numbering {
+        let counts = in_use.get(appid).copied().unwrap_or_default();
+        for number in core.nameplates_to_check(appid, &counts, allocations) {
+            appids.push(appid);
+            numbers.push(rows::nameplate_column(number));
+        }
+    }
+    let used = query(
+        tx,
+        "SELECT c.appid, c.nameplate FROM unnest($1::TEXT[], $2::INT[]) AS c(appid, nameplate)
+         WHERE EXISTS (SELECT 1 FROM mailboxes b
+                       WHERE b.appid = c.appid AND b.nameplate = c.nameplate AND b.holds_nameplate)",
+        &[&appids, &numbers],
+    )
+    .await?;
+    reserve(core, &used);
+    Ok(())
+}
+
+/// Tells the core every number `appids` have in use (their numbering lock
+/// taken): as many rows as they hold, for the rare allocation that ran
+/// past the numbers it checked.
+async fn reserve_every_nameplate(
     tx: &impl GenericClient,
     core: &mut Rendezvous,
     appids: Vec<&str>,
 ) -> Result<(), Box<Fail>> {
-    let lock = "SELECT pg_advisory_xact_lock($1, hashtext(a)) FROM unnest($2::TEXT[]) a";
-    execute(tx, lock, &[&APP_LOCK_CLASS, &appids]).await?;
     let held = query(
         tx,
         "SELECT appid, nameplate FROM mailboxes WHERE appid = ANY($1::TEXT[]) AND holds_nameplate",
         &[&appids],
     )
     .await?;
+    reserve(core, &held);
+    Ok(())
+}
+
+/// Reserves in `core` the numbers of `rows` (app id, number) it has not
+/// loaded.
+fn reserve(core: &mut Rendezvous, rows: &[Row]) {
     let mut others: BTreeMap<String, Vec<ChannelId>> = BTreeMap::new();
-    for row in &held {
+    for row in rows {
         let appid: String = row.get(0);
         let Some(nameplate) = u32::try_from(row.get::<_, i32>(1)).ok().and_then(ChannelId::new) else { continue };
         if core.mailbox_of(&appid, nameplate).is_none() {
@@ -383,7 +513,6 @@ async fn reserve_nameplates(
     for (appid, numbers) in others {
         core.reserve_nameplates(&appid, numbers);
     }
-    Ok(())
 }
 
 // Statements are prepared once per connection and cached: parsing and

@@ -253,12 +253,15 @@ impl<'a> Pipeline<'a> {
 impl<'p> Plan<'p> {
     /// Runs the plan's statements after the locks they need, in an order
     /// the foreign key and a mailbox made anew under its id need, then
-    /// `then` (which sees what they wrote), all in one pipeline.
+    /// `then` (which sees what they wrote), and then, if `commit`, the
+    /// transaction's `COMMIT`, all in one pipeline. A statement that fails
+    /// fails the transaction, and the `COMMIT` behind it rolls it back.
     pub(super) async fn execute<'a>(
         self,
         tx: &impl GenericClient,
         locks: &'a Locks,
         then: Option<Statement<'a>>,
+        commit: bool,
     ) -> Result<Answers, Box<Fail>> {
         let mut pipeline = Pipeline::default();
         if self.soft {
@@ -319,6 +322,9 @@ impl<'p> Plan<'p> {
             pipeline.push(sql, messages.params());
         }
         let then = then.map(|(sql, params)| pipeline.push(sql, params));
+        if commit {
+            pipeline.push("COMMIT", Vec::new());
+        }
         let mut answers = pipeline.run(tx).await?;
         let mut instances = HashMap::new();
         for row in inserts.map_or(&[][..], |i| &answers[i]) {
