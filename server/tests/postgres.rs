@@ -212,8 +212,9 @@ fn allocations_beside_many_numbers_held_take_free_ones_of_the_shortest_length_ev
 fn allocations_racing_on_one_and_two_instances_are_never_answered_storage_unavailable() {
     // Allocations of one app id racing each other used to pick the same free
     // number and fail on the unique index; after eight in a row the answer
-    // was storage-unavailable, and /health turned 503. They now take turns
-    // per app id and share transactions, so every one gets a number.
+    // was storage-unavailable, and /health turned 503. They now share
+    // transactions, and a batch that lost a number to another runs again
+    // and draws anew, so every one gets a number.
     let Some((_database, servers)) = instances(2, quiet_config()) else { return };
     for addrs in [vec![servers[0].addr], vec![servers[0].addr, servers[1].addr]] {
         let tag = addrs.len();

@@ -25,7 +25,7 @@ use tokio::time::Instant;
 use wormhole_sync_core::rendezvous::Op;
 use wormhole_sync_core::wire::WireError;
 
-use super::operation::{self, is_conflict, Charged, Ending, Fail, Lock};
+use super::operation::{self, is_conflict, is_nameplate_taken, Charged, Ending, Fail, Lock};
 use super::{describe, unavailable, Postgres, OPERATION_TIMEOUT};
 use crate::change::Ran;
 use crate::ServerConfig;
@@ -105,7 +105,14 @@ impl Postgres {
     async fn commit_batch(&self, config: &ServerConfig, jobs: Vec<Job>) -> Vec<Job> {
         let deadline = Instant::now() + OPERATION_TIMEOUT;
         let ops: Vec<Charged<'_>> = jobs.iter().map(|job| (&job.op, job.client)).collect();
-        let together = tokio::time::timeout_at(deadline, self.transaction(config, &ops, Lock::Skip)).await;
+        let mut together = tokio::time::timeout_at(deadline, self.transaction(config, &ops, Lock::Skip)).await;
+        // A number another instance's batch drew too: drawn anew, as a batch.
+        for _ in 0..NAMEPLATE_RETRIES {
+            if !matches!(&together, Ok(Err(fail)) if matches!(&**fail, Fail::Database(e) if is_nameplate_taken(e))) {
+                break;
+            }
+            together = tokio::time::timeout_at(deadline, self.transaction(config, &ops, Lock::Skip)).await;
+        }
         let answers: Vec<Option<Result<Ran, WireError>>> = match together {
             Ok(Ok(rans)) => rans.into_iter().map(|ran| ran.map(Ok)).collect(),
             _ => {
@@ -248,6 +255,10 @@ impl Drop for Open {
 fn conflict(fail: &Fail) -> bool {
     matches!(fail, Fail::Database(e) if is_conflict(e))
 }
+
+/// Times a batch runs again, as a batch, after a nameplate number it drew
+/// was taken by another instance's, before its operations run one by one.
+const NAMEPLATE_RETRIES: usize = 3;
 
 /// Batches that may leave an operation for the next before it waits for
 /// its mailbox's lock in a transaction of its own, beside the batches.

@@ -16,10 +16,10 @@
 //! (counters migration 5 keeps), checks which of the numbers the core
 //! draws are in use, lets the core pick the shortest free one as it does
 //! with the whole state ([`NameplatesInUse`](wormhole_sync_core::rendezvous::NameplatesInUse)),
-//! and inserts it: a few index lookups, whatever the app id holds. Transactions that
-//! hand out or take back an app id's numbers take turns on an advisory
-//! lock, so two never pick the same number; a partial unique index on
-//! `(appid, nameplate)` stands behind it, and claims that make a nameplate
+//! and inserts it: a few index lookups, whatever the app id holds. Two
+//! instances' batches allocate side by side: a partial unique index on
+//! `(appid, nameplate)` fails the one that took a number the other took
+//! too, and it runs again, drawing anew. Claims that make a nameplate
 //! or `open`s that make a mailbox that meet another's write there run
 //! again on what it wrote. **Reads** (fetches) run without locks or a
 //! transaction, and again in a batch only if they change more than an

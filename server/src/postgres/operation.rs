@@ -26,11 +26,13 @@ use crate::ServerConfig;
 /// The most an activity stamp may lag behind (see `stamp_step`).
 const MAX_STAMP_STEP: Duration = Duration::from_secs(10);
 
-/// Advisory lock class (two-integer form) of the app ids whose numbers a
-/// transaction hands out or takes back, held to its commit: allocations of
-/// one app id, on any instance, take turns instead of picking the same
-/// free number and failing on the unique index.
-const APP_LOCK_CLASS: i32 = super::LOCK_CLASS + 1;
+/// Another transaction took a nameplate number this one took too (two
+/// instances' allocations drew the same free number): running again draws
+/// anew, and sees that one in use.
+pub(super) fn is_nameplate_taken(e: &tokio_postgres::Error) -> bool {
+    e.code() == Some(&tokio_postgres::error::SqlState::UNIQUE_VIOLATION)
+        && e.as_db_error().and_then(|db| db.constraint()) == Some("mailboxes_nameplate")
+}
 
 /// A conflict with another transaction: running again sees its outcome.
 pub(super) fn is_conflict(e: &tokio_postgres::Error) -> bool {
@@ -130,11 +132,11 @@ pub(super) async fn run_locked(
     for scope in scopes.iter().filter(|s| s.nameplates) {
         *numbering.entry(scope.appid).or_default() += 1;
     }
-    // The numbering lock and the counts go out with the load.
+    // The counts of numbers in use go out with the load.
     let ((mut core, mut stored, skipped), in_use) =
-        futures_util::future::try_join(load(tx, config, &scopes, lock), lock_and_count(tx, &numbering)).await?;
+        futures_util::future::try_join(load(tx, config, &scopes, lock), count_nameplates(tx, &numbering)).await?;
     let loaded = started.elapsed();
-    let left: Vec<bool> = scopes.iter().map(|scope| skipped.names(scope)).collect();
+    let mut left: Vec<bool> = scopes.iter().map(|scope| skipped.names(scope)).collect();
     if !numbering.is_empty() {
         check_nameplates(tx, &mut core, &numbering, &in_use).await?;
     }
@@ -143,8 +145,12 @@ pub(super) async fn run_locked(
         // Rare (a count that was off, a length nearly full): the same
         // operations again, in a view told every number in use.
         tracing::debug!("an allocation ran past the numbers checked: reading every number in use");
-        let (again, again_stored, _) = load(tx, config, &scopes, lock).await?;
+        let (again, again_stored, again_skipped) = load(tx, config, &scopes, lock).await?;
         (core, stored) = (again, again_stored);
+        // Rows another transaction took since are left for later too.
+        for (left, scope) in left.iter_mut().zip(&scopes) {
+            *left |= again_skipped.names(scope);
+        }
         reserve_every_nameplate(tx, &mut core, numbering.keys().copied().collect()).await?;
         (changed, applied) = apply(config, &mut core, ops, &scopes, &left);
     }
@@ -422,11 +428,13 @@ fn length_keys(appid: &str) -> impl Iterator<Item = (u32, String)> + '_ {
     (1..=9).map(move |digits| (digits, format!("{digits}:{appid}")))
 }
 
-/// Takes the numbering lock of the app ids in `numbering` (in order) and
-/// reads how many numbers each has in use, by length: two statements in
-/// one round trip, the second run once the first has the lock, so it sees
-/// what the lock's last holder committed.
-async fn lock_and_count(
+/// How many numbers each app id in `numbering` has in use, by length.
+/// No lock: two instances' batches allocate side by side, and the rare
+/// number both drew fails one of them on the unique index
+/// ([`is_nameplate_taken`]), which runs again. Taking turns on a lock held
+/// to the commit made every allocating batch of one app id wait for the
+/// other instance's, so two instances did fewer exchanges than one.
+async fn count_nameplates(
     tx: &impl GenericClient,
     numbering: &BTreeMap<&str, usize>,
 ) -> Result<BTreeMap<String, NameplatesInUse>, Box<Fail>> {
@@ -435,13 +443,10 @@ async fn lock_and_count(
     }
     let appids: Vec<&str> = numbering.keys().copied().collect();
     let keys: Vec<String> = appids.iter().flat_map(|appid| length_keys(appid).map(|(_, key)| key)).collect();
-    let lock = "SELECT pg_advisory_xact_lock($1, hashtext(a)) FROM unnest($2::TEXT[]) a";
     let count = "SELECT key, sum(nameplates)::BIGINT FROM wormhole_sync_usage
                  WHERE scope = 'length' AND key = ANY($1::TEXT[]) GROUP BY key";
-    let (locked, counted) =
-        futures_util::future::join(execute(tx, lock, &[&APP_LOCK_CLASS, &appids]), query(tx, count, &[&keys])).await;
-    locked?;
-    let counted: HashMap<String, i64> = counted?.iter().map(|row| (row.get(0), row.get(1))).collect();
+    let counted: HashMap<String, i64> =
+        query(tx, count, &[&keys]).await?.iter().map(|row| (row.get(0), row.get(1))).collect();
     let mut in_use = BTreeMap::new();
     for appid in appids {
         let counts: &mut NameplatesInUse = in_use.entry(appid.to_string()).or_default();
@@ -481,9 +486,8 @@ async fn check_nameplates(
     Ok(())
 }
 
-/// Tells the core every number `appids` have in use (their numbering lock
-/// taken): as many rows as they hold, for the rare allocation that ran
-/// past the numbers it checked.
+/// Tells the core every number `appids` have in use: as many rows as they
+/// hold, for the rare allocation that ran past the numbers it checked.
 async fn reserve_every_nameplate(
     tx: &impl GenericClient,
     core: &mut Rendezvous,
