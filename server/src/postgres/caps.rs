@@ -141,8 +141,9 @@ impl<'a> Checks<'a> {
         Some((sql, self.keys.iter().map(|key| *key as &(dyn ToSql + Sync)).collect()))
     }
 
-    /// Whether every check is one the statement can judge by itself: no
-    /// app id is new (then the app ids are counted under a lock first, see
+    /// Whether every check is one the statement can judge by itself: the
+    /// writes made no mailbox while `--max-apps` is on (whether its app id
+    /// is new is read, and a new one's app ids counted under a lock, in
     /// [`over_caps`]).
     pub(super) fn judged_in_statement(&self) -> bool {
         self.new_apps.is_empty()
