@@ -67,7 +67,8 @@ struct Args {
     /// stored.
     #[arg(long, default_value_t = 0)]
     stored: u64,
-    /// Posts and `/metrics` requests timed one by one, after the wake-ups.
+    /// Allocations, posts and `/metrics` requests timed one by one, after
+    /// the wake-ups.
     #[arg(long, default_value_t = 200)]
     timed: usize,
 }
@@ -94,9 +95,9 @@ fn main() -> std::process::ExitCode {
     }
     println!(
         "\n| storage | instances | exchanges/s | failed / storage-unavailable | instances' CPU per exchange | database CPU per exchange \
-         | wake-up p50 / p99 / max | post p50 / p99 | `/metrics` p50 / p99 |"
+         | wake-up p50 / p99 / max | allocation p50 / p99 | post p50 / p99 | `/metrics` p50 / p99 |"
     );
-    println!("| --- | --- | --- | --- | --- | --- | --- | --- | --- |");
+    println!("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |");
     for storage in runs {
         if let Err(e) = measure(&args, &storage) {
             eprintln!("wormhole-sync-instances-load: {e}");
@@ -291,7 +292,7 @@ fn measure(args: &Args, storage: &Storage) -> Result<(), String> {
     std::thread::sleep(Duration::from_millis(500));
     let mut wakeups = wake_ups(&instances.addrs, args.wakeups)?;
     wakeups.sort_unstable();
-    let posts = timed_posts(instances.addrs[0], args.timed)?;
+    let (allocations, posts) = timed_posts(instances.addrs[0], args.timed)?;
     let metrics = timed_metrics(instances.addrs[0], args.timed)?;
     let at = |p: f64| wakeups[((wakeups.len() - 1) as f64 * p).round() as usize];
     let (name, n) = match storage {
@@ -300,11 +301,13 @@ fn measure(args: &Args, storage: &Storage) -> Result<(), String> {
     };
     let unavailable = instances.unavailable.load(Ordering::Relaxed);
     println!(
-        "| {name} | {n} | {:.0} | {failed} / {unavailable} | {servers_cpu} | {database} | {} / {} / {} | {} / {} | {} / {} |",
+        "| {name} | {n} | {:.0} | {failed} / {unavailable} | {servers_cpu} | {database} | {} / {} / {} | {} / {} | {} / {} | {} / {} |",
         completed as f64 / elapsed,
         ms(at(0.5)),
         ms(at(0.99)),
         ms(at(1.0)),
+        ms(percentile(&allocations, 0.5)),
+        ms(percentile(&allocations, 0.99)),
         ms(percentile(&posts, 0.5)),
         ms(percentile(&posts, 0.99)),
         ms(percentile(&metrics, 0.5)),
@@ -323,13 +326,15 @@ fn percentile(sorted: &[Duration], p: f64) -> Duration {
     sorted.get(((sorted.len().max(1) - 1) as f64 * p).round() as usize).copied().unwrap_or_default()
 }
 
-/// `count` posts, each on a channel of its own, timed from the request's
-/// first byte to the answer's last; sorted.
-fn timed_posts(addr: SocketAddr, count: usize) -> Result<Vec<Duration>, String> {
-    let mut latencies = Vec::with_capacity(count);
+/// `count` allocations, each followed by a post on its channel, each timed
+/// from the request's first byte to the answer's last; both sorted.
+fn timed_posts(addr: SocketAddr, count: usize) -> Result<(Vec<Duration>, Vec<Duration>), String> {
+    let (mut allocations, mut latencies) = (Vec::with_capacity(count), Vec::with_capacity(count));
     for i in 0..count {
         let side = format!("timed{i}");
+        let sent = Instant::now();
         let allocated = post(addr, "/v1/allocate", &json!({"appid": APPID, "side": side}))?;
+        allocations.push(sent.elapsed());
         let channel = allocated["channel"].clone();
         let message = json!({"appid": APPID, "side": side, "channel": channel, "phase": "p", "body": "ab".repeat(40)});
         let sent = Instant::now();
@@ -337,8 +342,9 @@ fn timed_posts(addr: SocketAddr, count: usize) -> Result<Vec<Duration>, String> 
         latencies.push(sent.elapsed());
         post(addr, "/v1/close", &json!({"appid": APPID, "side": side, "channel": channel, "mood": "lonely"}))?;
     }
+    allocations.sort_unstable();
     latencies.sort_unstable();
-    Ok(latencies)
+    Ok((allocations, latencies))
 }
 
 /// `count` requests for `/metrics`, one after the other, timed; sorted.

@@ -149,6 +149,15 @@ impl Engine {
         }
     }
 
+    /// Batches of operations that ran again one operation per transaction
+    /// (a shared database's; a local state's writer never splits one).
+    pub(crate) fn split_batches(&self) -> u64 {
+        match &self.model {
+            Model::Shared(postgres) => postgres.split_batches(),
+            Model::Local { .. } => 0,
+        }
+    }
+
     /// Whether storage accepted the last writes (no query).
     pub(crate) fn storage_healthy(&self) -> bool {
         self.storage.healthy()

@@ -57,6 +57,7 @@ async fn metrics(State(app): State<Arc<App>>) -> HttpResponse {
         stored_bytes,
         storing_clients,
         storage_healthy: app.engine.storage_healthy(),
+        split_batches: app.engine.split_batches(),
     });
     let content_type = "application/openmetrics-text; version=1.0.0; charset=utf-8";
     ([(header::CONTENT_TYPE, content_type)], text).into_response()

@@ -35,6 +35,7 @@ pub(crate) struct Snapshot {
     pub(crate) stored_bytes: u64,
     pub(crate) storing_clients: usize,
     pub(crate) storage_healthy: bool,
+    pub(crate) split_batches: u64,
 }
 
 pub(crate) struct Metrics {
@@ -42,6 +43,7 @@ pub(crate) struct Metrics {
     requests: Family<RequestLabels, Counter>,
     durations: Family<RouteLabels, Histogram>,
     gauges: [Gauge; 11],
+    split_batches: Counter,
 }
 
 impl Default for Metrics {
@@ -75,7 +77,14 @@ impl Default for Metrics {
         for ((name, help), gauge) in described.into_iter().zip(&gauges) {
             registry.register(name, help, gauge.clone());
         }
-        Metrics { registry, requests, durations, gauges }
+        let split_batches = Counter::default();
+        registry.register(
+            "wormhole_storage_split_batches",
+            "Batches of operations that did not commit together and ran again one operation per transaction \
+             (PostgreSQL: a conflict with another instance's transaction, a cap or budget reached, a new application id)",
+            split_batches.clone(),
+        );
+        Metrics { registry, requests, durations, gauges, split_batches }
     }
 }
 
@@ -103,6 +112,8 @@ impl Metrics {
         for (gauge, value) in self.gauges.iter().zip(values) {
             gauge.set(value);
         }
+        // A count kept by the storage: the counter catches up with it.
+        self.split_batches.inc_by(now.split_batches.saturating_sub(self.split_batches.get()));
         let mut text = String::new();
         prometheus_client::encoding::text::encode(&mut text, &self.registry).expect("writing to a String cannot fail");
         text

@@ -279,6 +279,60 @@ fn a_mailbox_another_transaction_holds_delays_only_the_requests_that_name_it() {
 }
 
 #[test]
+fn requests_on_one_mailbox_from_both_instances_commit_in_batches_without_conflicts() {
+    // Both sides of an exchange write one mailbox at once, from two
+    // instances: each instance's batch names the mailbox more than once, and
+    // meets the other instance's commits on it. Every batch should commit
+    // whole (a batch that fails runs one operation per transaction: right
+    // answers, at many times the cost), and every message be there once.
+    let (threads, posts) = (16, 8);
+    let mut config = quiet_config();
+    config.rendezvous.max_messages_per_channel = threads * posts;
+    let Some((_database, servers)) = instances(2, config) else { return };
+    let addrs: Vec<SocketAddr> = servers.iter().map(|server| server.addr).collect();
+    let allocated = post(addrs[0], "/v1/allocate", &json!({"appid": "app", "side": "s1"})).json();
+    let (channel, mailbox) = (allocated["channel"].clone(), allocated["mailbox"].clone());
+    assert_eq!(post(addrs[1], "/v1/join", &json!({"appid": "app", "side": "s2", "channel": channel})).status, 200);
+    let split = || {
+        addrs
+            .iter()
+            .map(|&addr| {
+                let text = String::from_utf8(get(addr, "/metrics").body).unwrap();
+                assert!(text.contains("\nwormhole_storage_split_batches_total "), "no such metric in:\n{text}");
+                support::metric(addr, "wormhole_storage_split_batches_total")
+            })
+            .sum::<f64>()
+    };
+    let before = split();
+    let writers: Vec<_> = (0..threads)
+        .map(|t| {
+            let (addr, mailbox, channel) = (addrs[t % 2], mailbox.clone(), channel.clone());
+            std::thread::spawn(move || {
+                for i in 0..posts {
+                    let side = if t % 4 < 2 { "s1" } else { "s2" };
+                    let mut body = json!({"appid": "app", "side": side, "channel": channel, "phase": format!("{t}-{i}"), "body": "b"});
+                    // Named by its channel, or by its mailbox too.
+                    if i % 2 == 0 {
+                        body["mailbox"] = mailbox.clone();
+                    }
+                    let reply = post(addr, "/v1/post", &body);
+                    assert_eq!(reply.status, 200, "{:?}", reply.json());
+                }
+            })
+        })
+        .collect();
+    for writer in writers {
+        writer.join().unwrap();
+    }
+    assert_eq!(split() - before, 0.0, "batches ran again one operation at a time");
+    let fetch = json!({"appid": "app", "side": "s1", "channel": channel, "mailbox": mailbox});
+    let fetched = post(addrs[0], "/v1/fetch", &fetch).json();
+    let messages = fetched["messages"].as_array().unwrap_or_else(|| panic!("{fetched}")).clone();
+    let phases: BTreeSet<&str> = messages.iter().map(|m| m["phase"].as_str().unwrap()).collect();
+    assert_eq!((messages.len(), phases.len()), (threads * posts, threads * posts), "each message once");
+}
+
+#[test]
 fn a_long_poll_on_one_instance_is_woken_by_a_post_on_another() {
     let Some((_database, servers)) = instances(2, quiet_config()) else { return };
     let (a, b) = (servers[0].addr, servers[1].addr);

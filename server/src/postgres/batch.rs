@@ -77,6 +77,12 @@ impl Postgres {
         }
     }
 
+    /// Batches that did not commit together and ran one operation per
+    /// transaction, since the start.
+    pub(crate) fn split_batches(&self) -> u64 {
+        self.split_batches.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
     /// A read without locks; `None` if it must run with them.
     async fn read_unlocked(&self, config: &ServerConfig, op: &Op) -> Option<Result<Ran, WireError>> {
         let read = async {
@@ -115,8 +121,13 @@ impl Postgres {
         }
         let answers: Vec<Option<Result<Ran, WireError>>> = match together {
             Ok(Ok(rans)) => rans.into_iter().map(|ran| ran.map(Ok)).collect(),
-            _ => {
-                tracing::debug!(operations = ops.len(), "a batch did not commit; running each alone");
+            failed => {
+                let why = match &failed {
+                    Ok(Err(fail)) => fail.to_string(),
+                    _ => "timed out".to_string(),
+                };
+                tracing::debug!(operations = ops.len(), why, "a batch did not commit; running each alone");
+                self.split_batches.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                 let mut answers = Vec::with_capacity(ops.len());
                 for op in &ops {
                     answers.push(Some(self.alone(config, *op, deadline).await));
@@ -185,7 +196,7 @@ impl Postgres {
         let ran = started.elapsed();
         open.finish(ending).await?;
         let commit = ending != Ending::Rollback;
-        if commit {
+        if matches!(ending, Ending::Commit | Ending::Committed { notified: false }) {
             self.notifier.notify(rans.iter().flatten().flat_map(|ran| &ran.news));
         }
         self.mark(true);
@@ -237,7 +248,7 @@ impl Open {
         match ending {
             Ending::Commit => self.client().batch_execute("COMMIT").await?,
             Ending::Rollback => self.client().batch_execute("ROLLBACK").await?,
-            Ending::Committed => {}
+            Ending::Committed { .. } => {}
         }
         self.connection.take();
         Ok(())

@@ -141,27 +141,23 @@ impl<'a> Checks<'a> {
         Some((sql, self.keys.iter().map(|key| *key as &(dyn ToSql + Sync)).collect()))
     }
 
-    /// Whether every check is one the statement can judge by itself: the
-    /// writes made no mailbox while `--max-apps` is on (whether its app id
-    /// is new is read, and a new one's app ids counted under a lock, in
-    /// [`over_caps`]).
-    pub(super) fn judged_in_statement(&self) -> bool {
-        self.new_apps.is_empty()
-    }
-
     /// The statement of [`statement`](Self::statement) with the guard of
     /// migration 6 over it: it fails ([`is_past_caps`]) when a value passed
-    /// its limit, which fails the transaction, so a `COMMIT` sent behind it
-    /// rolls back.
+    /// its limit, or when the writes made an app id's first mailbox while
+    /// `--max-apps` is on (the app ids are counted under a lock, in
+    /// [`over_caps`], which the operations run one at a time then reach).
+    /// Failing fails the transaction, so a `COMMIT` sent behind it rolls
+    /// back.
     pub(super) fn guarded_statement(&self) -> Option<(String, Vec<&(dyn ToSql + Sync)>)> {
         let (sql, params) = self.statement()?;
-        let within: Vec<String> = self
+        let limits = self
             .limits
             .iter()
             .enumerate()
             .filter_map(|(i, check)| check.as_ref().map(|(limit, _)| (i, i64::try_from(*limit).unwrap_or(i64::MAX))))
-            .map(|(i, limit)| format!("v.c{i} <= {limit}"))
-            .collect();
+            .map(|(i, limit)| format!("v.c{i} <= {limit}"));
+        let old_apps = self.new_apps.iter().map(|i| format!("v.c{i} = 0"));
+        let within: Vec<String> = limits.chain(old_apps).collect();
         if within.is_empty() {
             return Some((sql, params));
         }

@@ -1,7 +1,10 @@
 //! Wake-ups across instances: after every commit with news, the instance
-//! notifies the channel with each mailbox's `[appid, mailbox]` ([`Notifier`]);
-//! each instance listens on a connection of its own and wakes its waiters
-//! on that mailbox ([`listen`]).
+//! notifies the channel with each mailbox's `[appid, mailbox]`; each
+//! instance listens on a connection of its own and wakes its waiters on
+//! that mailbox ([`listen`]). A batch sends its notifications in the
+//! pipeline of its writes, right behind its `COMMIT` (`writes::Plan::execute`);
+//! a transaction that commits on its own (an operation run alone) hands
+//! them to the [`Notifier`].
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -15,7 +18,8 @@ use super::connect::Connector;
 use super::CHANNEL;
 use crate::waiters::Waiters;
 
-/// Tells the other instances of news once it is committed, from a
+/// Tells the other instances of news once it is committed (by a
+/// transaction that did not announce it in its own pipeline), from a
 /// connection of its own, in transactions that do not wait for the log's
 /// flush. A `NOTIFY` in the committing transaction would hold PostgreSQL's
 /// lock on its notification queue through that commit's flush, so the

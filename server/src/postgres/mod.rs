@@ -7,10 +7,12 @@
 //! rows they name, loads them into a [`Rendezvous`] of its own, runs the
 //! core's operations on it in arrival order, and writes back the net
 //! change, one statement per kind of write ([`operation`], [`writes`]),
-//! with the caps' guard and the `COMMIT` in the same pipeline ([`caps`]).
-//! After the commit, the instance notifies every instance of the mailboxes
-//! with news, so a long-poll or a WebSocket waiting on one instance is
-//! woken by a post on another ([`listen`]).
+//! with the caps' guard, the `COMMIT` and the notifications of the
+//! mailboxes with news in the same pipeline ([`caps`], [`listen`]), so a
+//! long-poll or a WebSocket waiting on one instance is woken by a post on
+//! another. A locking load reads the messages in a statement after the one
+//! that takes the locks, so it sees what the transaction that held a lock
+//! before it committed.
 //!
 //! **Allocation** reads how many numbers the app id has in use by length
 //! (counters migration 5 keeps), checks which of the numbers the core
@@ -102,6 +104,9 @@ pub(crate) struct Postgres {
     connector: connect::Connector,
     /// Whether the last attempt to reach the database worked.
     reachable: AtomicBool,
+    /// Batches that did not commit together and ran one operation per
+    /// transaction (a metric: contention between instances, caps reached).
+    split_batches: std::sync::atomic::AtomicU64,
     /// Tells the other instances of news.
     notifier: listen::Notifier,
     /// Where operations wait for a batch, once the first has come.
@@ -159,6 +164,7 @@ impl Postgres {
             pool,
             connector,
             reachable: AtomicBool::new(true),
+            split_batches: Default::default(),
             notifier,
             queue: OnceLock::new(),
             clear_cursor: Default::default(),

@@ -79,6 +79,20 @@ pub(super) enum Fail {
     Unavailable(WireError),
 }
 
+/// Why, for the logs: a database's error names a code and a constraint,
+/// never the values of a row.
+impl std::fmt::Display for Fail {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Fail::Database(e) => f.write_str(&super::describe(e)),
+            Fail::Unreadable(why) => write!(f, "a stored mailbox cannot be read: {why}"),
+            Fail::NeedsLock => f.write_str("a read would write"),
+            Fail::OverCaps => f.write_str("past a cap or budget, or a new application id"),
+            Fail::Unavailable(_) => f.write_str("no connection"),
+        }
+    }
+}
+
 /// An operation and the client it is charged to.
 pub(super) type Charged<'a> = (&'a Op, Option<IpAddr>);
 
@@ -157,14 +171,23 @@ pub(super) async fn run_locked(
     let (plan, written) = writes::plan(&core, &changed, &stored, stamp_step(config));
     let locks = Locks::of(&written, config.max_channels_per_address > 0);
     // The caps are read right after the writes, in their pipeline. A batch
-    // whose caps a statement can judge sends its COMMIT in that pipeline
-    // too, behind a guard that fails it past a cap: one round trip fewer.
-    // A lone operation run again after such a failure judges them here, to
-    // be refused the right way.
+    // sends its COMMIT in that pipeline too, behind a guard that fails it
+    // past a cap or at a new app id: one round trip fewer. A lone operation
+    // run again after such a failure judges them here, to be refused the
+    // right way.
     let checks = super::caps::checks(config, &written);
-    let commit_now = lock == Lock::Skip && checks.judged_in_statement();
+    let commit_now = lock == Lock::Skip;
     let statement = if commit_now { checks.guarded_statement() } else { checks.statement() };
-    let answers = match plan.execute(tx, &locks, statement, commit_now).await {
+    // The news to announce, behind a commit in the pipeline.
+    let mut news: Vec<String> = applied
+        .iter()
+        .flatten()
+        .flat_map(|(_, changes, _)| changes.mailboxes.iter().filter(|change| change.news))
+        .map(|change| super::listen::payload(&change.appid, change.mailbox.as_str()))
+        .collect();
+    news.sort_unstable();
+    news.dedup();
+    let answers = match plan.execute(tx, &locks, statement, commit_now.then_some(&news)).await {
         Err(fail) if matches!(&*fail, Fail::Database(e) if super::caps::is_past_caps(e)) => {
             return Err(Box::new(Fail::OverCaps));
         }
@@ -200,7 +223,7 @@ pub(super) async fn run_locked(
         rans.push(Some(Ran { result, news, finished: changes.finished }));
     }
     if commit_now {
-        return Ok((rans, Ending::Committed));
+        return Ok((rans, Ending::Committed { notified: answers.notified }));
     }
     if let Some(refusal) = super::caps::over_caps(tx, config, &checks, &values).await? {
         if ops.len() > 1 {
@@ -220,8 +243,9 @@ pub(super) enum Ending {
     /// To be rolled back: a lone operation was refused past a cap, and
     /// nothing it wrote stays.
     Rollback,
-    /// Committed already, in the pipeline of its writes.
-    Committed,
+    /// Committed already, in the pipeline of its writes; `notified` if its
+    /// news was announced there too.
+    Committed { notified: bool },
 }
 
 /// What running one operation gave: its result, what it changed, and
@@ -284,16 +308,25 @@ fn stamp_step(config: &ServerConfig) -> Duration {
 
 /// Loads the mailboxes `scopes` name (locked, when `lock`) with their
 /// messages into a core of their own.
-async fn load(
+async fn load<'a>(
     tx: &impl GenericClient,
     config: &ServerConfig,
-    scopes: &[Scope<'_>],
+    scopes: &[Scope<'a>],
     lock: Lock,
 ) -> Result<(Rendezvous, HashMap<Key, Loaded>, Skipped), Box<Fail>> {
     let mut by_id: (Vec<&str>, Vec<&str>) = Default::default();
     let mut by_nameplate: (Vec<&str>, Vec<i32>) = Default::default();
     let mut by_allocator: (Vec<&str>, Vec<&str>) = Default::default();
-    for scope in scopes {
+    // Each name once: a mailbox two operations name (the two sides of an
+    // exchange, most often) is one row, its messages loaded once.
+    let mut named_once = BTreeSet::new();
+    let name = |scope: &Scope<'a>| match scope.target {
+        Target::Mailbox(id) => (scope.appid, 0, id.as_str(), 0),
+        Target::Nameplate(n) => (scope.appid, 1, "", rows::nameplate_column(n)),
+        Target::Allocator(side) => (scope.appid, 2, side, 0),
+        Target::App => (scope.appid, 3, "", 0),
+    };
+    for scope in scopes.iter().filter(|scope| named_once.insert(name(scope))) {
         match scope.target {
             Target::Mailbox(id) => (by_id.0.push(scope.appid), by_id.1.push(id.as_str())),
             Target::Nameplate(n) => (by_nameplate.0.push(scope.appid), by_nameplate.1.push(rows::nameplate_column(n))),
@@ -337,48 +370,93 @@ async fn load(
     }
     // The keys of the named rows that exist, without locks.
     let named_keys = format!("WITH named AS ({}) ", branches.join(" UNION "));
-    let found = match (&by_id.0[..], &by_nameplate.0[..], &by_allocator.0[..]) {
-        ([], [], []) => Vec::new(),
+    // A lock is taken when a row is reached, after the statement's snapshot:
+    // messages another transaction stored and committed while this one
+    // waited for (or came upon) the mailbox's lock are not in that
+    // snapshot. So a locking load reads the messages in a statement of its
+    // own, sent in the same pipeline, whose snapshot is taken once the locks
+    // are held; an unlocked read reads all in one statement, one snapshot.
+    let one_by_id = matches!((&by_id.0[..], &by_nameplate.0[..], &by_allocator.0[..]), ([_], [], []));
+    let (found, messages) = match (branches.is_empty(), one_by_id, lock) {
+        (true, _, _) => (Vec::new(), Vec::new()),
         // One mailbox by id (a lone read, most often): a statement whose plan
         // the connection keeps, where the arrays' is made again each time.
-        ([appid], [], []) => {
+        (false, true, Lock::None) => {
             let sql = format!(
                 "SELECT {MAILBOX_COLUMNS}, {MESSAGE_COLUMNS} FROM mailboxes b
                  LEFT JOIN mailbox_messages m ON m.appid = b.appid AND m.mailbox = b.mailbox
-                 WHERE b.appid = $1 AND b.mailbox = $2 ORDER BY m.seq {for_update}"
+                 WHERE b.appid = $1 AND b.mailbox = $2 ORDER BY m.seq"
             );
-            query(tx, &sql, &[appid, &by_id.1[0]]).await?
+            (query(tx, &sql, &[&by_id.0[0], &by_id.1[0]]).await?, Vec::new())
         }
-        _ => {
+        (false, true, _) => {
+            let mailbox =
+                format!("SELECT {MAILBOX_COLUMNS} FROM mailboxes b WHERE b.appid = $1 AND b.mailbox = $2 {for_update}");
+            let messages = format!(
+                "SELECT {MESSAGE_COLUMNS}, m.appid, m.mailbox FROM mailbox_messages m
+                 WHERE m.appid = $1 AND m.mailbox = $2 ORDER BY m.seq"
+            );
+            locked_then_read(tx, [mailbox, messages], vec![&by_id.0[0], &by_id.1[0]]).await?
+        }
+        (false, false, Lock::None) => {
             let sql = format!(
                 "{named_keys} SELECT {MAILBOX_COLUMNS}, {MESSAGE_COLUMNS} FROM mailboxes b
                  JOIN named k ON k.appid = b.appid AND k.mailbox = b.mailbox
                  LEFT JOIN mailbox_messages m ON m.appid = b.appid AND m.mailbox = b.mailbox
-                 ORDER BY b.appid, b.mailbox, m.seq {for_update}"
+                 ORDER BY b.appid, b.mailbox, m.seq"
             );
-            query(tx, &sql, &params).await?
+            (query(tx, &sql, &params).await?, Vec::new())
+        }
+        (false, false, _) => {
+            let mailboxes = format!(
+                "{named_keys} SELECT {MAILBOX_COLUMNS} FROM mailboxes b
+                 JOIN named k ON k.appid = b.appid AND k.mailbox = b.mailbox
+                 ORDER BY b.appid, b.mailbox {for_update}"
+            );
+            let messages = format!(
+                "{named_keys} SELECT {MESSAGE_COLUMNS}, m.appid, m.mailbox FROM mailbox_messages m
+                 JOIN named k ON k.appid = m.appid AND k.mailbox = m.mailbox
+                 ORDER BY m.appid, m.mailbox, m.seq"
+            );
+            locked_then_read(tx, [mailboxes, messages], params.clone()).await?
         }
     };
     let unreadable = || Box::new(Fail::Unreadable(Box::new("invalid mailbox row")));
     let mut snapshots: BTreeMap<Key, MailboxSnapshot> = BTreeMap::new();
     let mut stored = HashMap::new();
+    let mut in_order = Vec::new();
     for row in &found {
         let (snapshot, instance) = rows::mailbox(row).ok_or_else(unreadable)?;
         let key = key(&snapshot.appid, &snapshot.mailbox);
-        let loaded = stored.entry(key.clone()).or_insert_with(|| Loaded {
+        if lock == Lock::None {
+            in_order.extend(rows::message_after_mailbox(row).map(|message| (key.clone(), message)));
+        }
+        stored.entry(key.clone()).or_insert_with(|| Loaded {
             instance,
             max_seq: 0,
             last_activity: snapshot.last_activity,
         });
-        let snapshot = snapshots.entry(key).or_insert(snapshot);
-        if let Some(message) = rows::message_after_mailbox(row) {
+        snapshots.entry(key).or_insert(snapshot);
+    }
+    for row in &messages {
+        let mailbox = MailboxId::new(row.get::<_, String>("mailbox")).ok_or_else(unreadable)?;
+        in_order.push(((row.get("appid"), mailbox), rows::message(row).ok_or_else(unreadable)?));
+    }
+    for (key, message) in in_order {
+        // Only to a mailbox loaded: a locking load's messages may be of one it
+        // left to another transaction.
+        if let (Some(snapshot), Some(loaded)) = (snapshots.get_mut(&key), stored.get_mut(&key)) {
             loaded.max_seq = loaded.max_seq.max(message.seq);
             snapshot.messages.push(message);
         }
     }
     // What another transaction holds: named, there, and not loaded. Asked
-    // only when a name found no row (most often none is held, or the name
-    // is new: an allocation's side), which spares most batches a statement.
+    // only when a mailbox named by id or nameplate found no row (most often
+    // none is held), which spares most batches a statement. An allocating
+    // side's name is not asked about: it is new almost always, and the rare
+    // one another transaction holds (a side's allocation retried on another
+    // instance while the first runs) meets the allocator's unique index,
+    // and its batch runs one operation per transaction.
     let mut skipped = Skipped::default();
     let all_found = || {
         let loaded = |appid: &str, found: &dyn Fn(&MailboxSnapshot) -> bool| {
@@ -388,11 +466,6 @@ async fn load(
             && by_nameplate.0.iter().zip(&by_nameplate.1).all(|(appid, n)| {
                 loaded(appid, &|s| s.holds_nameplate && s.nameplate.map(rows::nameplate_column) == Some(*n))
             })
-            && by_allocator
-                .0
-                .iter()
-                .zip(&by_allocator.1)
-                .all(|(appid, side)| loaded(appid, &|s| rows::allocator(s) == Some(*side)))
     };
     if lock == Lock::Skip && !branches.is_empty() && !all_found() {
         let sql = format!(
@@ -420,6 +493,21 @@ async fn load(
     let core = Rendezvous::restore(config.rendezvous.clone(), snapshot, seed)
         .map_err(|e| Box::new(Fail::Unreadable(Box::new(e.0))))?;
     Ok((core, stored, skipped))
+}
+
+/// Runs the statement that locks the mailboxes and then the one that reads
+/// their messages, in one pipeline and in that order, so the second's
+/// snapshot is taken once the locks are held; their rows.
+async fn locked_then_read(
+    tx: &impl GenericClient,
+    [lock, read]: [String; 2],
+    params: Vec<&(dyn ToSql + Sync)>,
+) -> Result<(Vec<Row>, Vec<Row>), Box<Fail>> {
+    let mut pipeline = writes::Pipeline::default();
+    pipeline.push(lock, params.clone());
+    pipeline.push(read, params);
+    let mut rows = pipeline.run(tx).await?.into_iter();
+    Ok((rows.next().unwrap_or_default(), rows.next().unwrap_or_default()))
 }
 
 /// The counter keys of an app id's numbers in use, one per length (as

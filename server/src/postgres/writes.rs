@@ -113,6 +113,8 @@ pub(super) type Statement<'a> = (String, Vec<&'a (dyn ToSql + Sync)>);
 pub(super) struct Answers {
     pub(super) instances: HashMap<Key, u64>,
     pub(super) after: Option<tokio_postgres::Row>,
+    /// The news was announced, behind the commit.
+    pub(super) notified: bool,
 }
 
 /// The rows to write, one list per statement.
@@ -227,41 +229,63 @@ impl<'a> Columns<'a> {
 /// The statements of a plan, run as one pipeline: sent together, in order,
 /// without waiting for each answer (the first to fail fails the rest).
 #[derive(Default)]
-struct Pipeline<'a> {
+pub(super) struct Pipeline<'a> {
     statements: Vec<Statement<'a>>,
 }
 
 impl<'a> Pipeline<'a> {
-    fn push(&mut self, sql: impl Into<String>, params: Vec<&'a (dyn ToSql + Sync)>) -> usize {
+    pub(super) fn push(&mut self, sql: impl Into<String>, params: Vec<&'a (dyn ToSql + Sync)>) -> usize {
         self.statements.push((sql.into(), params));
         self.statements.len() - 1
     }
 
     /// Runs the statements; returns each one's rows.
-    async fn run(&self, tx: &impl GenericClient) -> Result<Vec<Vec<tokio_postgres::Row>>, Box<Fail>> {
+    pub(super) async fn run(&self, tx: &impl GenericClient) -> Result<Vec<Vec<tokio_postgres::Row>>, Box<Fail>> {
+        let (rows, _) = self.run_then(tx, None).await?;
+        Ok(rows)
+    }
+
+    /// Runs the statements, then `tail` in the same pipeline, whose failure
+    /// fails only it (returned beside the rows).
+    async fn run_then(
+        &self,
+        tx: &impl GenericClient,
+        tail: Option<&Statement<'a>>,
+    ) -> Result<(Vec<Vec<tokio_postgres::Row>>, Option<Result<(), tokio_postgres::Error>>), Box<Fail>> {
         // Prepared first (cached: no round trip after the first time), so the
         // pipeline's order is the statements' order.
         let mut prepared = Vec::with_capacity(self.statements.len());
-        for (sql, _) in &self.statements {
+        for (sql, _) in self.statements.iter().chain(tail) {
             prepared.push(tx.prepare_cached(sql.as_str()).await?);
         }
+        let tail = tail.zip(prepared.get(self.statements.len()));
         let queries = prepared.iter().zip(&self.statements).map(|(statement, (_, params))| tx.query(statement, params));
-        Ok(futures_util::future::try_join_all(queries).await?)
+        let tail = async {
+            match tail {
+                Some(((_, params), statement)) => Some(tx.query(statement, params).await.map(drop)),
+                None => None,
+            }
+        };
+        // Polled in order, so sent in order.
+        let (rows, tail) = futures_util::future::join(futures_util::future::try_join_all(queries), tail).await;
+        Ok((rows?, tail))
     }
 }
 
 impl<'p> Plan<'p> {
     /// Runs the plan's statements after the locks they need, in an order
     /// the foreign key and a mailbox made anew under its id need, then
-    /// `then` (which sees what they wrote), and then, if `commit`, the
-    /// transaction's `COMMIT`, all in one pipeline. A statement that fails
-    /// fails the transaction, and the `COMMIT` behind it rolls it back.
+    /// `then` (which sees what they wrote), and then, if `commit` (with the
+    /// notifications of news to send once committed), the transaction's
+    /// `COMMIT` and those notifications, all in one pipeline. A statement
+    /// that fails fails the transaction, and the `COMMIT` behind it rolls it
+    /// back.
     pub(super) async fn execute<'a>(
         self,
         tx: &impl GenericClient,
         locks: &'a Locks,
         then: Option<Statement<'a>>,
-        commit: bool,
+        commit: Option<&'a Vec<String>>,
     ) -> Result<Answers, Box<Fail>> {
         let mut pipeline = Pipeline::default();
         if self.soft {
@@ -322,10 +346,30 @@ impl<'p> Plan<'p> {
             pipeline.push(sql, messages.params());
         }
         let then = then.map(|(sql, params)| pipeline.push(sql, params));
-        if commit {
+        if commit.is_some() {
             pipeline.push("COMMIT", Vec::new());
         }
-        let mut answers = pipeline.run(tx).await?;
+        // The notifications leave in a transaction of their own right after
+        // the commit, with no round trip between: in the committing one,
+        // PostgreSQL would hold its notification queue's lock through the
+        // log's flush, and every instance's commits would queue behind each
+        // other's. This one does not wait for the flush (it writes nothing
+        // to lose). Behind a commit that failed it only wakes waiters who
+        // then find no news.
+        let notify = commit.filter(|payloads| !payloads.is_empty()).map(|payloads| {
+            let sql =
+                "SELECT set_config('synchronous_commit', 'off', true), pg_notify($1, n) FROM unnest($2::TEXT[]) n";
+            (sql.to_string(), vec![&super::CHANNEL as &(dyn ToSql + Sync), payloads])
+        });
+        let (mut answers, notified) = pipeline.run_then(tx, notify.as_ref()).await?;
+        let notified = match notified {
+            Some(Err(e)) => {
+                tracing::warn!(error = %super::describe(&e), "cannot tell other instances of news in the commit's pipeline");
+                false
+            }
+            Some(Ok(())) => true,
+            None => false,
+        };
         let mut instances = HashMap::new();
         for row in inserts.map_or(&[][..], |i| &answers[i]) {
             let Some(mailbox) = MailboxId::new(row.get::<_, String>(1)) else { continue };
@@ -333,7 +377,7 @@ impl<'p> Plan<'p> {
             instances.insert((row.get(0), mailbox), instance);
         }
         let after = then.and_then(|i| std::mem::take(&mut answers[i]).into_iter().next());
-        Ok(Answers { instances, after })
+        Ok(Answers { instances, after, notified })
     }
 }
 
