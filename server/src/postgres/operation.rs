@@ -79,8 +79,10 @@ pub(super) enum Fail {
     Unavailable(WireError),
 }
 
-/// Why, for the logs: a database's error names a code and a constraint,
-/// never the values of a row.
+/// Why, for the debug log: a database's error by its code and message
+/// (which name a constraint, not a row's values); a row the core cannot
+/// read by its app id and mailbox, as the `storage-unavailable` warning
+/// names it.
 impl std::fmt::Display for Fail {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
