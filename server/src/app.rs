@@ -10,6 +10,7 @@ use std::sync::Arc;
 use wormhole_sync_core::rendezvous::{Limit, Listening, Op, Outcome};
 use wormhole_sync_core::wire::{MailboxId, Message, Request, WireError};
 
+use crate::change::MailboxNews;
 use crate::client_address::ClientAddresses;
 use crate::engine::Engine;
 use crate::metrics::Metrics;
@@ -36,9 +37,9 @@ pub(crate) struct App {
 
 impl App {
     /// Wakes whoever waits on these mailboxes (long-polls, WebSockets).
-    pub(crate) fn wake(&self, mailboxes: &[(String, MailboxId)]) {
-        for (appid, mailbox) in mailboxes {
-            self.waiters.wake(appid, mailbox);
+    pub(crate) fn wake(&self, news: &[MailboxNews]) {
+        for news in news {
+            self.waiters.wake(&news.appid, &news.mailbox, news.committed.as_ref());
         }
     }
 

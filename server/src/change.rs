@@ -2,12 +2,42 @@
 //! have news and the exchanges it finished ([`Ran`]), and one change to
 //! persist ([`Change`]: what the journal records and SQLite applies).
 
+use std::sync::Arc;
+
 use wormhole_sync_core::rendezvous::{Finished, MailboxSnapshot, MemberSnapshot, Outcome};
 use wormhole_sync_core::wire::{MailboxId, Message, WireError};
 use wormhole_sync_core::Timestamp;
 
 /// Mailboxes with news for their waiters (see `EffectKind::is_news`).
-pub(crate) type News = Vec<(String, MailboxId)>;
+pub(crate) type News = Vec<MailboxNews>;
+
+/// A mailbox with news for its waiters.
+pub(crate) struct MailboxNews {
+    pub(crate) appid: String,
+    pub(crate) mailbox: MailboxId,
+    /// The state the commit left it in, when it lives in a shared database
+    /// (for each instance's long-polls, see `App::long_poll`).
+    pub(crate) committed: Option<Arc<Committed>>,
+}
+
+impl MailboxNews {
+    /// News of a mailbox whose state is not sent along.
+    pub(crate) fn of(appid: String, mailbox: MailboxId) -> MailboxNews {
+        MailboxNews { appid, mailbox, committed: None }
+    }
+}
+
+/// A mailbox as a commit to a shared database left it: its row's
+/// instance (a mailbox made anew under its id is another) and its state.
+/// A long-poll that this commit woke may answer from it instead of reading
+/// the mailbox again ([`LongPoll::may_answer_from`]). It holds the
+/// mailbox's messages, sealed as the database holds them, and no `Debug`.
+///
+/// [`LongPoll::may_answer_from`]: wormhole_sync_core::rendezvous::LongPoll::may_answer_from
+pub(crate) struct Committed {
+    pub(crate) instance: u64,
+    pub(crate) snapshot: MailboxSnapshot,
+}
 
 /// What an operation did, once durable.
 pub(crate) struct Ran {

@@ -23,7 +23,7 @@ use wormhole_sync_core::wire::{ErrorCode, MailboxId, Message, Request, WireError
 use wormhole_sync_core::Timestamp;
 
 use crate::budgets::{Budgets, Limits};
-use crate::change::{Change, News, Ran};
+use crate::change::{Change, Committed, MailboxNews, News, Ran};
 use crate::postgres::Postgres;
 use crate::storage::Storage;
 use crate::waiters::Waiters;
@@ -146,6 +146,18 @@ impl Engine {
         match &self.model {
             Model::Shared(postgres) => postgres.check().await,
             Model::Local { .. } => self.storage.healthy(),
+        }
+    }
+
+    /// Runs a long-poll's read on the state a commit announced with its
+    /// wake-up, without a round trip to the storage: its outcome, or `None`
+    /// when it must run as any request does (a local state is at hand
+    /// already; the announced state is not of the mailbox it names; it
+    /// would write).
+    pub(crate) fn read_from(&self, config: &ServerConfig, request: &Request, committed: &Committed) -> Option<Outcome> {
+        match &self.model {
+            Model::Shared(_) => crate::postgres::read_committed(config, &Op::Request(request.clone()), committed),
+            Model::Local { .. } => None,
         }
     }
 
@@ -287,7 +299,7 @@ fn record(
             barrier = recorded;
         }
         if change.news {
-            news.push((change.appid, change.mailbox));
+            news.push(MailboxNews::of(change.appid, change.mailbox));
         }
     }
     (barrier, news)

@@ -15,8 +15,10 @@ use wormhole_sync_core::rendezvous::{Answer, Held, Limit, LongPoll, Op, Outcome}
 use wormhole_sync_core::wire::{ErrorCode, Request, Response, Route, WireError};
 
 use crate::app::App;
+use crate::change::Committed;
 use crate::metrics::Snapshot;
 use crate::net::json;
+use crate::waiters::Waiter;
 
 pub(crate) fn router(app: Arc<App>) -> Router {
     let cors = crate::cors::Allowed::new(&app.config.cors_origins);
@@ -123,6 +125,14 @@ async fn operation(
     json(status, body)
 }
 
+/// The response a request's outcome carries.
+fn response(outcome: Outcome) -> Response {
+    match outcome {
+        Outcome { answer: Answer::Response(response), .. } => response,
+        Outcome { answer, .. } => unreachable!("a request answered {answer:?}"),
+    }
+}
+
 fn is_json(headers: &HeaderMap) -> bool {
     headers
         .get(header::CONTENT_TYPE)
@@ -168,30 +178,45 @@ impl App {
 
     /// Applies a request to the state and answers once its change is durable.
     async fn apply(&self, request: Request, client: IpAddr) -> Result<Response, WireError> {
-        match self.execute(&Op::Request(request), Some(client)).await? {
-            Outcome { answer: Answer::Response(response), .. } => Ok(response),
-            Outcome { answer, .. } => unreachable!("a request answered {answer:?}"),
-        }
+        self.execute(&Op::Request(request), Some(client)).await.map(response)
     }
 
     /// A request held for news by the core's rules ([`LongPoll`]): the post
     /// first, then reads, each registered for wake-ups before it looks, so
     /// news landing in between still wakes it, until its log has news for
-    /// its side, its wait ends, or the server stops.
+    /// its side, its wait ends, or the server stops. A read woken by a commit
+    /// to a shared database runs on the state that commit announced when the
+    /// core's rule allows ([`LongPoll::may_answer_from`]) and it is of the
+    /// mailbox the last read saw, sparing the database a read.
     async fn long_poll(&self, mut poll: LongPoll, client: IpAddr) -> Result<Response, WireError> {
         // Its own clock runs from the server's at the start, monotonic from there,
         // so a step of the system clock neither ends the wait early nor stretches it.
         let (started_at, started) = (self.config.clock.now(), tokio::time::Instant::now());
         let now = || started_at + started.elapsed();
+        // The instance of the mailbox the last read saw, and the state the
+        // wake-up after it brought.
+        let (mut seen_instance, mut committed) = (None, None);
         loop {
             let waiter = match poll.reads() {
                 true => self.mailbox_for(poll.next()).await?.map(|m| self.waiters.register(poll.next().appid(), &m)),
                 false => None,
             };
             let woken = waiter.as_ref().map(|waiter| waiter.notified());
-            let answer = self.apply(poll.next().clone(), client).await;
+            let announced = committed
+                .take()
+                .filter(|c: &Arc<Committed>| seen_instance == Some(c.instance) && poll.may_answer_from(&c.snapshot));
+            let outcome = match announced.and_then(|c| self.engine.read_from(&self.config, poll.next(), &c)) {
+                Some(outcome) => {
+                    self.metrics.announced_read();
+                    Ok(outcome)
+                }
+                None => self.execute(&Op::Request(poll.next().clone()), Some(client)).await,
+            };
+            if poll.reads() {
+                seen_instance = outcome.as_ref().ok().and_then(|outcome| outcome.instance);
+            }
             let can_wait = woken.is_some() && !self.stopping.load(Ordering::Relaxed);
-            match poll.on_answer(now(), answer, can_wait) {
+            match poll.on_answer(now(), outcome.map(response), can_wait) {
                 Held::Answer(answer) => return answer,
                 Held::Run => continue,
                 Held::Wait { until } => {
@@ -200,6 +225,7 @@ impl App {
                         _ = woken.expect("it can wait") => {}
                         _ = tokio::time::sleep(wait) => {}
                     }
+                    committed = waiter.as_ref().and_then(Waiter::committed);
                 }
             }
         }

@@ -44,6 +44,7 @@ pub(crate) struct Metrics {
     durations: Family<RouteLabels, Histogram>,
     gauges: [Gauge; 11],
     split_batches: Counter,
+    announced_reads: Counter,
 }
 
 impl Default for Metrics {
@@ -84,7 +85,14 @@ impl Default for Metrics {
              (PostgreSQL: a conflict with another instance's transaction, a cap or budget reached, a new application id)",
             split_batches.clone(),
         );
-        Metrics { registry, requests, durations, gauges, split_batches }
+        let announced_reads = Counter::default();
+        registry.register(
+            "wormhole_longpoll_announced_reads",
+            "Reads of woken long-polls answered from the state the waking commit announced, without reading \
+             the storage (PostgreSQL)",
+            announced_reads.clone(),
+        );
+        Metrics { registry, requests, durations, gauges, split_batches, announced_reads }
     }
 }
 
@@ -93,6 +101,11 @@ impl Metrics {
     pub(crate) fn observe(&self, route: &'static str, code: &'static str, seconds: f64) {
         self.requests.get_or_create(&RequestLabels { route, code }).inc();
         self.durations.get_or_create(&RouteLabels { route }).observe(seconds);
+    }
+
+    /// Counts a long-poll's read answered from an announced state.
+    pub(crate) fn announced_read(&self) {
+        self.announced_reads.inc();
     }
 
     pub(crate) fn render(&self, now: Snapshot) -> String {

@@ -2,6 +2,8 @@
 //! no news for its side, or a WebSocket that opened the mailbox, waits on
 //! the mailbox's notifier until a message or a close touches it, its wait
 //! ends, the client goes away (the future is dropped), or the server stops.
+//! With a wake-up from a shared database comes the state its commit left
+//! the mailbox in, kept for the waiters to read ([`Waiter::committed`]).
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicI64, Ordering};
@@ -12,13 +14,23 @@ use parking_lot::Mutex;
 use tokio::sync::Notify;
 use wormhole_sync_core::wire::MailboxId;
 
+use crate::change::Committed;
+
 type Key = (String, MailboxId);
 
 /// Notifiers per mailbox that has waiters, and a count for metrics.
 #[derive(Default)]
 pub(crate) struct Waiters {
-    mailboxes: Mutex<HashMap<Key, Arc<Notify>>>,
+    mailboxes: Mutex<HashMap<Key, Waited>>,
     waiting: AtomicI64,
+}
+
+/// A mailbox that has waiters.
+#[derive(Default)]
+struct Waited {
+    notify: Arc<Notify>,
+    /// The latest state a wake-up brought (the one with the most messages).
+    committed: Option<Arc<Committed>>,
 }
 
 /// One waiting fetch; dropping it deregisters it.
@@ -46,22 +58,32 @@ impl Waiters {
     /// [`register`](Self::register), not counted as a waiting long-poll).
     pub(crate) fn subscribe(&self, appid: &str, mailbox: &MailboxId) -> Waiter<'_> {
         let key = (appid.to_string(), mailbox.clone());
-        let notify = self.mailboxes.lock().entry(key.clone()).or_default().clone();
+        let notify = self.mailboxes.lock().entry(key.clone()).or_default().notify.clone();
         Waiter { waiters: self, key, notify: Some(notify), counted: false }
     }
 
-    /// Wakes every waiter of a mailbox.
-    pub(crate) fn wake(&self, appid: &str, mailbox: &MailboxId) {
+    /// Wakes every waiter of a mailbox, keeping the state `committed` for
+    /// them unless one with more messages was kept already (notifications
+    /// of two commits may arrive in either order).
+    pub(crate) fn wake(&self, appid: &str, mailbox: &MailboxId, committed: Option<&Arc<Committed>>) {
         let key = (appid.to_string(), mailbox.clone());
-        if let Some(notify) = self.mailboxes.lock().get(&key) {
-            notify.notify_waiters();
+        if let Some(waited) = self.mailboxes.lock().get_mut(&key) {
+            if let Some(committed) = committed {
+                let messages = |c: &Committed| (c.instance, c.snapshot.messages.len());
+                let kept = waited.committed.as_deref().map(messages);
+                if kept.is_none_or(|(instance, count)| instance != committed.instance || count <= messages(committed).1)
+                {
+                    waited.committed = Some(committed.clone());
+                }
+            }
+            waited.notify.notify_waiters();
         }
     }
 
     /// Wakes every waiter (shutdown).
     pub(crate) fn wake_all(&self) {
-        for notify in self.mailboxes.lock().values() {
-            notify.notify_waiters();
+        for waited in self.mailboxes.lock().values() {
+            waited.notify.notify_waiters();
         }
     }
 
@@ -83,6 +105,12 @@ impl Waiters {
 impl Waiter<'_> {
     fn notify(&self) -> &Arc<Notify> {
         self.notify.as_ref().expect("taken only when dropped")
+    }
+
+    /// The latest state a wake-up of this mailbox brought, if any did since
+    /// its first waiter registered.
+    pub(crate) fn committed(&self) -> Option<Arc<Committed>> {
+        self.waiters.mailboxes.lock().get(&self.key)?.committed.clone()
     }
 
     /// A future that completes at the mailbox's next wake-up. Created (and
@@ -114,7 +142,7 @@ impl Drop for Waiter<'_> {
         // This waiter's reference goes under the lock, so of two waiters
         // dropped at once on two threads the second sees only the map's.
         drop(self.notify.take());
-        if mailboxes.get(&self.key).is_some_and(|notify| Arc::strong_count(notify) == 1) {
+        if mailboxes.get(&self.key).is_some_and(|waited| Arc::strong_count(&waited.notify) == 1) {
             mailboxes.remove(&self.key);
         }
     }
@@ -137,6 +165,43 @@ mod tests {
         drop(subscription);
         assert_eq!(waiters.waiting(), 0);
         assert!(waiters.mailboxes.lock().is_empty(), "the mailbox's notifier was forgotten");
+    }
+
+    /// A state with the given messages (`body` per message), as a commit of
+    /// `instance` announced it.
+    fn committed(instance: u64, bodies: &[&str]) -> Arc<Committed> {
+        use wormhole_sync_core::rendezvous::{Rendezvous, RendezvousConfig};
+        use wormhole_sync_core::wire::{JoinRequest, PostRequest, Request};
+        use wormhole_sync_core::{ChannelId, Timestamp};
+        let mut state = Rendezvous::new(RendezvousConfig::default(), [1; 32]);
+        let channel = ChannelId::new(5).unwrap();
+        state.handle(Timestamp::EPOCH, &Request::Join(JoinRequest::new("app", "s1", channel, true))).unwrap();
+        for (i, body) in bodies.iter().enumerate() {
+            let post = PostRequest::new("app", "s1", channel, format!("p{i}"), *body);
+            state.handle(Timestamp::EPOCH, &Request::Post(post)).unwrap();
+        }
+        let mailbox = state.mailbox_of("app", channel).unwrap().clone();
+        Arc::new(Committed { instance, snapshot: state.mailbox_snapshot("app", &mailbox).unwrap() })
+    }
+
+    #[test]
+    fn a_wake_up_keeps_the_state_with_the_most_messages_until_the_last_waiter_goes() {
+        let waiters = Waiters::default();
+        let mailbox = MailboxId::new("abc").unwrap();
+        waiters.wake("app", &mailbox, Some(&committed(1, &["a"])));
+        let waiter = waiters.register("app", &mailbox);
+        assert!(waiter.committed().is_none(), "a wake-up with no waiter keeps nothing");
+        let bodies = |waiter: &Waiter<'_>| waiter.committed().map(|c| c.snapshot.messages.len());
+        waiters.wake("app", &mailbox, Some(&committed(1, &["a", "b"])));
+        assert_eq!(bodies(&waiter), Some(2));
+        waiters.wake("app", &mailbox, Some(&committed(1, &["a"])));
+        assert_eq!(bodies(&waiter), Some(2), "an older state that arrived late");
+        waiters.wake("app", &mailbox, None);
+        assert_eq!(bodies(&waiter), Some(2), "news without a state keeps the one kept");
+        waiters.wake("app", &mailbox, Some(&committed(2, &["x"])));
+        assert_eq!(waiter.committed().map(|c| c.instance), Some(2), "a mailbox made anew under the id");
+        drop(waiter);
+        assert!(waiters.register("app", &mailbox).committed().is_none(), "forgotten with its last waiter");
     }
 
     /// Waiters of one mailbox dropped at the same moment on several threads:

@@ -4,7 +4,7 @@
 //! without a fuzzer.
 
 use wormhole_sync_core::fuzzing::replay_committed;
-use wormhole_sync_server::fuzzing::{http_requests, sqlite_file};
+use wormhole_sync_server::fuzzing::{http_requests, notification, sqlite_file};
 
 fn replay(target: &str, run: fn(&[u8])) {
     replay_committed(&std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../fuzz"), target, run);
@@ -18,4 +18,9 @@ fn http_requests_inputs_hold() {
 #[test]
 fn sqlite_file_inputs_hold() {
     replay("sqlite_file", sqlite_file::run);
+}
+
+#[test]
+fn notification_inputs_hold() {
+    replay("notification_payload", notification::run);
 }

@@ -20,7 +20,9 @@ use support::postgres::Database;
 use support::{get, post, read_reply, request, seed, TestServer};
 use tungstenite::stream::MaybeTlsStream;
 use tungstenite::{Message, WebSocket};
-use wormhole_sync_core::{Config, Exchange, Progress, TransportError};
+use wormhole_sync_core::rendezvous::{MailboxSnapshot, MemberSnapshot};
+use wormhole_sync_core::wire::{MailboxId, Message as WireMessage};
+use wormhole_sync_core::{ChannelId, Config, Exchange, Progress, TransportError};
 use wormhole_sync_server::ServerConfig;
 
 fn quiet_config() -> ServerConfig {
@@ -353,6 +355,53 @@ fn a_long_poll_on_one_instance_is_woken_by_a_post_on_another() {
     assert_eq!(reply.json()["messages"][0]["body"], "news", "{:?}", reply.json());
     let latency = answered.duration_since(posted);
     assert!(latency < Duration::from_secs(5), "woken only after {latency:?}: by its wait, not the notification");
+}
+
+/// A long-poll woken by another instance's post answers from the state the
+/// post's commit announced, without reading the database again; a state
+/// it cannot trust (here of a mailbox made anew under the id, another
+/// instance of it, holding a message this one does not) is not used: the
+/// woken read goes to the database, finds no news, and waits on.
+#[test]
+fn a_woken_long_poll_answers_from_the_announced_state_only_when_it_is_of_the_mailbox_it_saw() {
+    let Some((database, servers)) = instances(2, quiet_config()) else { return };
+    let (a, b) = (servers[0].addr, servers[1].addr);
+    let allocated = post(a, "/v1/allocate", &json!({"appid": "app", "side": "s1"})).json();
+    let (channel, mailbox) = (allocated["channel"].clone(), allocated["mailbox"].as_str().unwrap().to_string());
+    post(b, "/v1/join", &json!({"appid": "app", "side": "s2", "channel": channel}));
+    let waiting = std::thread::spawn({
+        let (channel, mailbox) = (channel.clone(), mailbox.clone());
+        move || {
+            let fetch =
+                json!({"appid": "app", "side": "s1", "channel": channel, "mailbox": mailbox, "wait_ms": 30_000});
+            post(a, "/v1/fetch", &fetch)
+        }
+    });
+    support::await_long_poll(a);
+
+    let instance: u64 =
+        database.query_text(&format!("SELECT instance FROM mailboxes WHERE mailbox = '{mailbox}'")).parse().unwrap();
+    let mut s1 = MemberSnapshot::new("s1", true, None);
+    s1.released = true;
+    let forged = MailboxSnapshot {
+        appid: "app".into(),
+        mailbox: MailboxId::new(mailbox.clone()).unwrap(),
+        nameplate: ChannelId::new(channel.as_u64().unwrap() as u32),
+        holds_nameplate: true,
+        members: vec![s1, MemberSnapshot::new("s2", false, None)],
+        messages: vec![WireMessage::new(1, "s2", "p", "forged")],
+        burned: false,
+        last_activity: support::now(),
+    };
+    let payload = serde_json::to_string(&("app", &mailbox, instance + 1, &forged)).unwrap();
+    database.execute(&format!("SELECT pg_notify('wormhole_sync', '{}')", payload.replace('\'', "''")));
+    std::thread::sleep(Duration::from_millis(500));
+    assert!(!waiting.is_finished(), "answered from a state of another instance of the mailbox");
+
+    post(b, "/v1/post", &json!({"appid": "app", "side": "s2", "channel": channel, "phase": "p", "body": "news"}));
+    let reply = waiting.join().unwrap();
+    assert_eq!(reply.json()["messages"][0]["body"], "news", "{:?}", reply.json());
+    assert_eq!(support::metric(a, "wormhole_longpoll_announced_reads_total"), 1.0, "the post's state answered");
 }
 
 #[test]

@@ -9,7 +9,7 @@ use super::*;
 use crate::code::ChannelId;
 use crate::mailbox_wire::ServerMessage;
 use crate::time::Timestamp;
-use crate::wire::{FetchRequest, JoinRequest, MailboxId, PostRequest, Request, Response};
+use crate::wire::{CloseRequest, FetchRequest, JoinRequest, MailboxId, Mood, PostRequest, Request, Response};
 
 const APP: &str = "app";
 
@@ -144,6 +144,48 @@ fn a_post_that_waits_is_stored_first_then_answered_with_the_log_once_the_peer_po
         panic!("the post is answered")
     };
     assert!(posted.log.expect("with its log").has_news_for("s1"));
+}
+
+#[test]
+fn a_long_poll_answers_from_a_snapshot_only_with_a_message_its_last_read_did_not_see_and_its_side_open() {
+    let mut state = Rendezvous::new(RendezvousConfig::default(), [7; 32]);
+    let channel = ChannelId::new(6).unwrap();
+    joined(&mut state, channel);
+    let mailbox = state.mailbox_of(APP, channel).unwrap().clone();
+    let snapshot = |state: &Rendezvous| state.mailbox_snapshot(APP, &mailbox).unwrap();
+    let mut post = PostRequest::new(APP, "s1", channel, "pake", "aa");
+    (post.after, post.wait_ms) = (Some(0), 10_000);
+    let mut poll = LongPoll::new(Request::Post(post), Timestamp::EPOCH, Duration::from_secs(60)).unwrap();
+    let posted = state.handle(Timestamp::EPOCH, poll.next());
+    assert!(!poll.may_answer_from(&snapshot(&state)), "no read has run yet");
+    assert_eq!(poll.on_answer(Timestamp::EPOCH, posted, true), Held::Run);
+    let read = state.handle(Timestamp::EPOCH, poll.next());
+    assert!(matches!(poll.on_answer(Timestamp::EPOCH, read, true), Held::Wait { .. }));
+    assert!(!poll.may_answer_from(&snapshot(&state)), "its own post, which its read saw");
+    state.handle(Timestamp::EPOCH, &Request::Post(PostRequest::new(APP, "s2", channel, "pake", "bb"))).unwrap();
+    let news = snapshot(&state);
+    assert!(poll.may_answer_from(&news));
+    // From the snapshot, as a host does: the peer's message answers.
+    let mut view =
+        Rendezvous::restore(RendezvousConfig::default(), RendezvousSnapshot::new(vec![news]), [8; 32]).unwrap();
+    let read = view.handle(Timestamp::EPOCH, poll.next());
+    let Held::Answer(Ok(Response::Posted(posted))) = poll.on_answer(Timestamp::EPOCH, read, true) else {
+        panic!("the post is answered from the snapshot")
+    };
+    assert!(posted.log.expect("with its log").has_news_for("s1"));
+
+    // A read that found its side closed: the log may have been dropped
+    // since any snapshot, so none is trusted.
+    let channel = ChannelId::new(8).unwrap();
+    joined(&mut state, channel);
+    let mailbox = state.mailbox_of(APP, channel).unwrap().clone();
+    state.handle(Timestamp::EPOCH, &Request::Close(CloseRequest::new(APP, "s1", channel, Mood::Happy))).unwrap();
+    let fetch = Request::Fetch(FetchRequest::new(APP, "s1", channel, 0, 10_000)).with_mailbox(Some(mailbox.clone()));
+    let mut poll = LongPoll::new(fetch, Timestamp::EPOCH, Duration::from_secs(60)).unwrap();
+    let read = state.handle(Timestamp::EPOCH, poll.next());
+    assert!(matches!(poll.on_answer(Timestamp::EPOCH, read, true), Held::Wait { .. }), "its own close is no news");
+    state.handle(Timestamp::EPOCH, &Request::Post(PostRequest::new(APP, "s2", channel, "pake", "bb"))).unwrap();
+    assert!(!poll.may_answer_from(&state.mailbox_snapshot(APP, &mailbox).unwrap()));
 }
 
 #[test]

@@ -4,6 +4,7 @@
 
 use std::time::Duration;
 
+use super::MailboxSnapshot;
 use crate::wire::{FetchRequest, Request, Response, WireError};
 use crate::Timestamp;
 
@@ -44,6 +45,10 @@ pub struct LongPoll {
     /// The read it repeats.
     read: Request,
     deadline: Timestamp,
+    /// The last seq the last read saw (its cursor if it saw no message),
+    /// when that read found this side open (see
+    /// [`may_answer_from`](LongPoll::may_answer_from)).
+    seen: Option<u64>,
 }
 
 /// What to do after a request of a [`LongPoll`] answered.
@@ -76,7 +81,7 @@ impl LongPoll {
         let read = Request::Fetch(FetchRequest::new(request.appid(), request.side(), channel, after, 0))
             .with_mailbox(request.mailbox().cloned());
         let post = matches!(request, Request::Post(_)).then_some(request);
-        Ok(LongPoll { post, posted: None, read, deadline: now + wait })
+        Ok(LongPoll { post, posted: None, read, deadline: now + wait, seen: None })
     }
 
     /// The request to run now: the post first, then the read.
@@ -94,6 +99,47 @@ impl LongPoll {
     /// When the wait ends.
     pub fn deadline(&self) -> Timestamp {
         self.deadline
+    }
+
+    /// Whether the read may run on `snapshot`, the state a commit left its
+    /// mailbox in and announced with its wake-up, instead of on the state
+    /// stored now. A host that keeps the mailbox's state elsewhere (a
+    /// database shared by several servers) spares itself a read that way.
+    ///
+    /// It may when the snapshot holds a message the last read did not see
+    /// (a seq beyond it), and that read found this side open. Then the
+    /// commit came after that read: a log loses messages only when it is
+    /// dropped, and it is dropped only once every side has closed, after
+    /// which no message is added. So the snapshot is the mailbox's state at
+    /// a moment within this request, and answering it is as if the read
+    /// had run then. The host must also check that the snapshot is of the
+    /// mailbox the read saw (the same one, not one made anew under its id).
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use wormhole_sync_core::rendezvous::{Held, LongPoll, Rendezvous, RendezvousConfig};
+    /// use wormhole_sync_core::wire::{FetchRequest, JoinRequest, PostRequest, Request};
+    /// use wormhole_sync_core::{ChannelId, Timestamp};
+    ///
+    /// let mut state = Rendezvous::new(RendezvousConfig::default(), [0; 32]);
+    /// let channel = ChannelId::new(7).unwrap();
+    /// let now = Timestamp::EPOCH;
+    /// state.handle(now, &Request::Join(JoinRequest::new("app", "s1", channel, true)))?;
+    /// state.handle(now, &Request::Join(JoinRequest::new("app", "s2", channel, false)))?;
+    /// let fetch = Request::Fetch(FetchRequest::new("app", "s1", channel, 0, 5_000));
+    /// let mut poll = LongPoll::new(fetch, now, Duration::from_secs(60)).expect("it waits");
+    /// let before = state.mailbox_snapshot("app", &state.mailbox_of("app", channel).unwrap()).unwrap();
+    /// let answer = state.handle(now, poll.next());
+    /// assert!(matches!(poll.on_answer(now, answer, true), Held::Wait { .. }));
+    /// // What the read saw already is no news.
+    /// assert!(!poll.may_answer_from(&before));
+    /// state.handle(now, &Request::Post(PostRequest::new("app", "s2", channel, "pake", "AAAA")))?;
+    /// let after = state.mailbox_snapshot("app", &before.mailbox).unwrap();
+    /// assert!(poll.may_answer_from(&after));
+    /// # Ok::<(), wormhole_sync_core::wire::WireError>(())
+    /// ```
+    pub fn may_answer_from(&self, snapshot: &MailboxSnapshot) -> bool {
+        self.post.is_none() && self.seen.is_some_and(|seen| snapshot.messages.iter().any(|m| m.seq > seen))
     }
 
     /// Takes the answer to [`next`](Self::next), at `now`. `can_wait`:
@@ -115,6 +161,12 @@ impl LongPoll {
             answered => return Held::Answer(answered),
         };
         if !log.has_news_for(side) && can_wait && now < self.deadline {
+            let after = match &self.read {
+                Request::Fetch(fetch) => fetch.after,
+                _ => 0,
+            };
+            let open = !log.closed.iter().any(|closed| closed.side == side);
+            self.seen = open.then(|| log.messages.iter().map(|m| m.seq).fold(after, u64::max));
             return Held::Wait { until: self.deadline };
         }
         Held::Answer(Ok(match self.posted.take() {

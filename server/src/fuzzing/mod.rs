@@ -8,7 +8,9 @@
 //! // Any bytes are a valid input.
 //! wormhole_sync_server::fuzzing::http_requests::run(b"\x01\x00\x02POST");
 //! wormhole_sync_server::fuzzing::sqlite_file::run(b"\x01\x10\x00\x07");
+//! wormhole_sync_server::fuzzing::notification::run(br#"["app","abc"]"#);
 //! ```
 
 pub mod http_requests;
+pub mod notification;
 pub mod sqlite_file;

@@ -1,7 +1,10 @@
 //! Wake-ups across instances: after every commit with news, the instance
-//! notifies the channel with each mailbox's `[appid, mailbox]`; each
-//! instance listens on a connection of its own and wakes its waiters on
-//! that mailbox ([`listen`]). A batch sends its notifications in the
+//! notifies the channel with each mailbox's `[appid, mailbox, instance,
+//! state]` (the state the commit left it in, which a woken long-poll may
+//! answer from without reading it again), or `[appid, mailbox]` when that
+//! state is not known or would not fit; each instance listens on a
+//! connection of its own and wakes its waiters on that mailbox
+//! ([`listen`]). A batch sends its notifications in the
 //! pipeline of its writes, right behind its `COMMIT` (`writes::Plan::execute`);
 //! a transaction that commits on its own (an operation run alone) hands
 //! them to the [`Notifier`].
@@ -10,12 +13,15 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use futures_util::StreamExt as _;
+use serde::Deserialize;
 use tokio::sync::mpsc;
 use tokio_postgres::AsyncMessage;
+use wormhole_sync_core::rendezvous::MailboxSnapshot;
 use wormhole_sync_core::wire::MailboxId;
 
 use super::connect::Connector;
 use super::CHANNEL;
+use crate::change::{Committed, MailboxNews};
 use crate::waiters::Waiters;
 
 /// Tells the other instances of news once it is committed (by a
@@ -39,10 +45,10 @@ impl Notifier {
     }
 
     /// Announces news of these mailboxes.
-    pub(super) fn notify<'a>(&self, news: impl IntoIterator<Item = &'a (String, MailboxId)>) {
-        for (appid, mailbox) in news {
+    pub(super) fn notify<'a>(&self, news: impl IntoIterator<Item = &'a MailboxNews>) {
+        for news in news {
             // Fails only once the task has stopped, at shutdown.
-            let _ = self.queue.send(payload(appid, mailbox.as_str()));
+            let _ = self.queue.send(payload(&news.appid, &news.mailbox, news.committed.as_deref()));
         }
     }
 }
@@ -92,14 +98,42 @@ async fn connect_to_notify(
     Ok((connected, notify))
 }
 
-/// A notification's payload.
-pub(super) fn payload(appid: &str, mailbox: &str) -> String {
-    serde_json::json!([appid, mailbox]).to_string()
+/// The longest payload that carries a mailbox's state: PostgreSQL refuses
+/// one of 8,000 bytes or more, and a longer state goes without it.
+pub(crate) const MAX_PAYLOAD: usize = 7_000;
+
+/// A notification's payload: news of a mailbox, with the state a commit
+/// left it in when known and short enough.
+pub(crate) fn payload(appid: &str, mailbox: &MailboxId, committed: Option<&Committed>) -> String {
+    // Bodies alone too long: not worth writing out to find so.
+    let fits = |c: &&Committed| c.snapshot.messages.iter().map(|m| m.body.len()).sum::<usize>() <= MAX_PAYLOAD;
+    let announced = committed
+        .filter(fits)
+        .and_then(|c| serde_json::to_string(&(appid, mailbox, c.instance, &c.snapshot)).ok())
+        .filter(|payload| payload.len() <= MAX_PAYLOAD);
+    announced.unwrap_or_else(|| serde_json::json!([appid, mailbox.as_str()]).to_string())
 }
 
-fn parse(payload: &str) -> Option<(String, MailboxId)> {
-    let (appid, mailbox): (String, String) = serde_json::from_str(payload).ok()?;
-    Some((appid, MailboxId::new(mailbox)?))
+/// A payload as [`payload`] writes it.
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum Payload {
+    Announced(String, MailboxId, u64, MailboxSnapshot),
+    Named(String, MailboxId),
+}
+
+/// The mailbox a notification names, and the state it announces if it
+/// announces one of that mailbox. `None` for a payload this server did not
+/// write.
+pub(crate) fn parse(payload: &str) -> Option<MailboxNews> {
+    match serde_json::from_str(payload).ok()? {
+        Payload::Named(appid, mailbox) => Some(MailboxNews::of(appid, mailbox)),
+        Payload::Announced(appid, mailbox, instance, snapshot) => {
+            let of_it = snapshot.appid == appid && snapshot.mailbox == mailbox;
+            let committed = of_it.then(|| Arc::new(Committed { instance, snapshot }));
+            Some(MailboxNews { appid, mailbox, committed })
+        }
+    }
 }
 
 /// Listens for as long as the server runs, connecting again (and waking
@@ -134,8 +168,8 @@ pub(crate) async fn listen(waiters: Arc<Waiters>, connector: Connector) {
                     while let Some(message) = messages.next().await {
                         match message {
                             Ok(AsyncMessage::Notification(note)) => {
-                                if let Some((appid, mailbox)) = parse(note.payload()) {
-                                    waiters.wake(&appid, &mailbox);
+                                if let Some(news) = parse(note.payload()) {
+                                    waiters.wake(&news.appid, &news.mailbox, news.committed.as_ref());
                                 }
                             }
                             Ok(_) => {}
@@ -155,12 +189,51 @@ pub(crate) async fn listen(waiters: Arc<Waiters>, connector: Connector) {
 
 #[cfg(test)]
 mod tests {
+    use wormhole_sync_core::rendezvous::{Rendezvous, RendezvousConfig};
+    use wormhole_sync_core::wire::{JoinRequest, PostRequest, Request};
+    use wormhole_sync_core::{ChannelId, Timestamp};
+
     use super::*;
+
+    /// A mailbox of `appid` with two sides and a message of `body`.
+    fn committed(appid: &str, body: &str) -> Committed {
+        let mut state = Rendezvous::new(RendezvousConfig::default(), [1; 32]);
+        let channel = ChannelId::new(5).unwrap();
+        for side in ["s1", "s2"] {
+            state.handle(Timestamp::EPOCH, &Request::Join(JoinRequest::new(appid, side, channel, true))).unwrap();
+        }
+        state.handle(Timestamp::EPOCH, &Request::Post(PostRequest::new(appid, "s1", channel, "pake", body))).unwrap();
+        let mailbox = state.mailbox_of(appid, channel).unwrap().clone();
+        Committed { instance: 7, snapshot: state.mailbox_snapshot(appid, &mailbox).unwrap() }
+    }
 
     #[test]
     fn payloads_round_trip_whatever_the_app_id_holds() {
         let appid = r#"example.com/app "quoted", [bracketed]"#;
-        assert_eq!(parse(&payload(appid, "abc123")), Some((appid.to_string(), MailboxId::new("abc123").unwrap())));
-        assert_eq!(parse("not json"), None);
+        let mailbox = MailboxId::new("abc123").unwrap();
+        let named = parse(&payload(appid, &mailbox, None)).unwrap();
+        assert_eq!((named.appid.as_str(), &named.mailbox), (appid, &mailbox));
+        assert!(named.committed.is_none());
+
+        let state = committed(appid, "AAAA");
+        let announced = parse(&payload(appid, &state.snapshot.mailbox, Some(&state))).unwrap();
+        let got = announced.committed.expect("the state comes along");
+        assert_eq!((got.instance, &got.snapshot), (7, &state.snapshot));
+        assert_eq!(parse("not json").map(|news| news.appid), None);
+    }
+
+    #[test]
+    fn a_state_too_long_for_a_notification_or_of_another_mailbox_is_left_out() {
+        let long = committed("app", &"A".repeat(MAX_PAYLOAD));
+        let sent = payload("app", &long.snapshot.mailbox, Some(&long));
+        assert!(sent.len() < 100, "{} bytes", sent.len());
+        assert!(parse(&sent).unwrap().committed.is_none());
+
+        let state = committed("app", "AAAA");
+        let other = MailboxId::new("other").unwrap();
+        let forged = serde_json::to_string(&("app", &other, 7, &state.snapshot)).unwrap();
+        let news = parse(&forged).unwrap();
+        assert_eq!(news.mailbox, other);
+        assert!(news.committed.is_none(), "a state is only taken for the mailbox it is of");
     }
 }

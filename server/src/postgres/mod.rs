@@ -72,6 +72,9 @@ macro_rules! expired {
 }
 
 pub(crate) use listen::listen;
+#[cfg(feature = "fuzzing")]
+pub(crate) use listen::{parse as parse_notification, payload as notification_payload, MAX_PAYLOAD};
+pub(crate) use operation::read_committed;
 
 /// The versioned migrations, in order; each runs once, in a transaction.
 const MIGRATIONS: &[(i32, &str)] = &[
@@ -594,7 +597,9 @@ async fn sweep_some(
         )
         .await?;
     for row in &deleted {
-        tx.execute("SELECT pg_notify($1, $2)", &[&CHANNEL, &listen::payload(row.get(0), row.get(1))]).await?;
+        // An id that is not a mailbox's was never stored by a server: no waiter has it.
+        let Some(mailbox) = MailboxId::new(row.get::<_, String>(1)) else { continue };
+        tx.execute("SELECT pg_notify($1, $2)", &[&CHANNEL, &listen::payload(row.get(0), &mailbox, None)]).await?;
     }
     tx.commit().await?;
     Ok(Some(deleted.len()))

@@ -6,6 +6,7 @@
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::net::IpAddr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use deadpool_postgres::GenericClient;
@@ -20,7 +21,7 @@ use wormhole_sync_core::{ChannelId, Timestamp};
 
 use super::rows::{self, MAILBOX_COLUMNS, MESSAGE_COLUMNS};
 use super::writes::{self, Changed, Locks};
-use crate::change::Ran;
+use crate::change::{Committed, MailboxNews, Ran};
 use crate::ServerConfig;
 
 /// The most an activity stamp may lag behind (see `stamp_step`).
@@ -180,16 +181,26 @@ pub(super) async fn run_locked(
     let checks = super::caps::checks(config, &written);
     let commit_now = lock == Lock::Skip;
     let statement = if commit_now { checks.guarded_statement() } else { checks.statement() };
-    // The news to announce, behind a commit in the pipeline.
-    let mut news: Vec<String> = applied
+    // The mailboxes with news, each with the state the commit leaves it in
+    // (that of a mailbox made in this transaction once its instance is known).
+    let mut news: BTreeMap<Key, Option<Arc<Committed>>> = applied
         .iter()
         .flatten()
         .flat_map(|(_, changes, _)| changes.mailboxes.iter().filter(|change| change.news))
-        .map(|change| super::listen::payload(&change.appid, change.mailbox.as_str()))
+        .map(|change| key(&change.appid, &change.mailbox))
+        .map(|key| {
+            let instance = stored.get(&key).map(|s| s.instance).filter(|_| changed.made_at(&key).is_none());
+            let committed = instance.zip(core.mailbox_snapshot(&key.0, &key.1));
+            let committed = committed.map(|(instance, snapshot)| Arc::new(Committed { instance, snapshot }));
+            (key, committed)
+        })
         .collect();
-    news.sort_unstable();
-    news.dedup();
-    let answers = match plan.execute(tx, &locks, statement, commit_now.then_some(&news)).await {
+    // Announced behind a commit in the pipeline.
+    let payloads: Vec<String> = news
+        .iter()
+        .map(|((appid, mailbox), committed)| super::listen::payload(appid, mailbox, committed.as_deref()))
+        .collect();
+    let answers = match plan.execute(tx, &locks, statement, commit_now.then_some(&payloads)).await {
         Err(fail) if matches!(&*fail, Fail::Database(e) if super::caps::is_past_caps(e)) => {
             return Err(Box::new(Fail::OverCaps));
         }
@@ -204,6 +215,11 @@ pub(super) async fn run_locked(
         "a transaction's statements"
     );
 
+    for (key, committed) in news.iter_mut().filter(|(_, committed)| committed.is_none()) {
+        if let (Some(&instance), Some(snapshot)) = (answers.instances.get(key), core.mailbox_snapshot(&key.0, &key.1)) {
+            *committed = Some(Arc::new(Committed { instance, snapshot }));
+        }
+    }
     let mut rans = Vec::with_capacity(ops.len());
     for (i, (applied, scope)) in applied.into_iter().zip(&scopes).enumerate() {
         let Some((result, changes, present)) = applied else {
@@ -220,7 +236,15 @@ pub(super) async fn run_locked(
             }
             _ => None,
         };
-        let news = changes.mailboxes.into_iter().filter(|c| c.news).map(|c| (c.appid, c.mailbox)).collect();
+        let news = changes
+            .mailboxes
+            .into_iter()
+            .filter(|change| change.news)
+            .map(|change| {
+                let committed = news.get(&key(&change.appid, &change.mailbox)).cloned().flatten();
+                MailboxNews { appid: change.appid, mailbox: change.mailbox, committed }
+            })
+            .collect();
         let result = result.map(|answered| Outcome { instance, ..answered });
         rans.push(Some(Ran { result, news, finished: changes.finished }));
     }
@@ -289,16 +313,69 @@ pub(super) async fn run_unlocked(
     config: &ServerConfig,
     op: &Op,
 ) -> Result<Ran, Box<Fail>> {
+    let (mut core, stored, _) = load(client, config, std::slice::from_ref(&op.scope()), Lock::None).await?;
+    let result = read_without_writes(config, &mut core, &stored, op)?;
+    Ok(Ran { result, news: Vec::new(), finished: Vec::new() })
+}
+
+/// Runs a read on the state the commit `committed` announced, without the
+/// database (see `App::long_poll`): its outcome, or `None` when it must run
+/// on the stored state (the state is not of the mailbox it names, it would
+/// write, or it was refused).
+pub(crate) fn read_committed(config: &ServerConfig, op: &Op, committed: &Committed) -> Option<Outcome> {
+    let (scope, snapshot) = (op.scope(), &committed.snapshot);
+    let names_it = scope.reads
+        && scope.appid == snapshot.appid
+        && match scope.target {
+            Target::Mailbox(id) => *id == snapshot.mailbox,
+            Target::Nameplate(n) => snapshot.holds_nameplate && snapshot.nameplate == Some(n),
+            Target::Allocator(_) | Target::App => false,
+        };
+    if !names_it {
+        return None;
+    }
+    let restored = RendezvousSnapshot::new(vec![snapshot.clone()]);
+    let mut core = Rendezvous::restore(config.rendezvous.clone(), restored, seed()).ok()?;
+    let loaded = Loaded {
+        instance: committed.instance,
+        max_seq: snapshot.messages.last().map_or(0, |m| m.seq),
+        last_activity: snapshot.last_activity,
+    };
+    let stored = HashMap::from([(key(&snapshot.appid, &snapshot.mailbox), loaded)]);
+    read_without_writes(config, &mut core, &stored, op).ok()?.ok()
+}
+
+/// Runs a read on `core`, which holds the mailboxes `stored` loaded: its
+/// outcome, with the instance of the mailbox it reached, or
+/// [`Fail::NeedsLock`] if it would change more than an activity stamp that
+/// moved little.
+fn read_without_writes(
+    config: &ServerConfig,
+    core: &mut Rendezvous,
+    stored: &HashMap<Key, Loaded>,
+    op: &Op,
+) -> Result<Result<Outcome, WireError>, Box<Fail>> {
     let scope = op.scope();
-    let (mut core, stored, _) = load(client, config, std::slice::from_ref(&scope), Lock::None).await?;
+    let reached = match scope.target {
+        Target::Mailbox(id) => Some(id.clone()),
+        Target::Nameplate(n) => core.mailbox_of(scope.appid, n).cloned(),
+        Target::Allocator(_) | Target::App => None,
+    };
     let result = core.apply(config.clock.now(), op);
     let changes = core.take_changes();
-    if writes::writes(&changes.mailboxes, &stored, stamp_step(config)) {
+    if writes::writes(&changes.mailboxes, stored, stamp_step(config)) {
         return Err(Box::new(Fail::NeedsLock));
     }
-    let instance = scope.mailbox().and_then(|id| stored.get(&key(scope.appid, id))).map(|s| s.instance);
-    let result = result.map(|answered| Outcome { instance, ..answered });
-    Ok(Ran { result, news: Vec::new(), finished: Vec::new() })
+    let instance = reached.and_then(|id| stored.get(&key(scope.appid, &id))).map(|s| s.instance);
+    Ok(result.map(|answered| Outcome { instance, ..answered }))
+}
+
+/// A seed for a core restored to run operations: drawn anew each time, as
+/// a core's own would be.
+fn seed() -> [u8; 32] {
+    let mut seed = [0u8; 32];
+    rand_core::OsRng.fill_bytes(&mut seed);
+    seed
 }
 
 /// Activity stamps are soft state: one that moved less than this is not
@@ -489,10 +566,8 @@ async fn load<'a>(
             skipped.mailboxes.insert(key);
         }
     }
-    let mut seed = [0u8; 32];
-    rand_core::OsRng.fill_bytes(&mut seed);
     let snapshot = RendezvousSnapshot::new(snapshots.into_values().collect());
-    let core = Rendezvous::restore(config.rendezvous.clone(), snapshot, seed)
+    let core = Rendezvous::restore(config.rendezvous.clone(), snapshot, seed())
         .map_err(|e| Box::new(Fail::Unreadable(Box::new(e.0))))?;
     Ok((core, stored, skipped))
 }
