@@ -405,6 +405,25 @@ fn a_woken_long_poll_answers_from_the_announced_state_only_when_it_is_of_the_mai
 }
 
 #[test]
+fn a_batch_waits_for_its_turn_only_so_long_then_runs_beside_the_one_that_has_it() {
+    // Batches take turns over the deployment on an advisory lock. One that
+    // holds it and never ends (here this test; in life an instance stuck in
+    // its transaction) delays other batches by the bounded wait, not more.
+    let Some((database, servers)) = instances(2, quiet_config()) else { return };
+    let held = Database::hold_lock(&database.url, "SELECT pg_advisory_lock(1465080142, 4)");
+    for (i, server) in servers.iter().enumerate() {
+        let started = Instant::now();
+        let reply = post(server.addr, "/v1/allocate", &json!({"appid": "app", "side": format!("s{i}")}));
+        assert_eq!(reply.status, 200, "{:?}", reply.json());
+        let waited = started.elapsed();
+        assert!(waited >= Duration::from_millis(100), "answered in {waited:?}: the batch did not wait for its turn");
+    }
+    drop(held);
+    assert_eq!(database.query_text("SELECT count(*) FROM mailboxes"), "2", "both batches committed");
+    assert_eq!(post(servers[0].addr, "/v1/allocate", &json!({"appid": "app", "side": "later"})).status, 200);
+}
+
+#[test]
 fn expiry_waits_for_the_sweep_lock_and_concurrent_sweeps_are_safe() {
     let mut config = quiet_config();
     config.rendezvous.channel_expiry = Duration::from_millis(200);

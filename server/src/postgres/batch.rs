@@ -5,13 +5,21 @@
 //! statement far more than per row, so under load a batch costs it about
 //! what one operation did.
 //!
-//! One transaction at a time per instance: the operations that arrive while
-//! it commits gather for the next (two or four at once did fewer exchanges
-//! a second: smaller batches, their locks in each other's way). A batch
-//! skips the mailboxes another instance's transaction holds and leaves the
-//! operations that name them to the next batch, so the instances' commits
-//! overlap instead of taking turns; an operation left twice waits for its
-//! mailbox in a transaction of its own, beside the batches.
+//! One batch at a time over the whole deployment: a batch's transaction
+//! first takes its turn (an advisory lock held to its commit), so each
+//! instance's operations gather while another instance's batch runs. Two
+//! instances' batches side by side were three times as many, each a
+//! quarter the size, a quarter of their operations left for later because
+//! the other instance's batch held their mailbox; they cost the database
+//! twice as much per exchange as taking turns does. The turn is
+//! waited for [`TURN_WAIT`] at most: past it (an instance stuck in its
+//! transaction, a database far behind) the batch runs beside the one that
+//! has it, as every batch did before turns.
+//!
+//! A batch skips the mailboxes another transaction holds and leaves the
+//! operations that name them to the next batch; an operation left twice
+//! waits for its mailbox in a transaction of its own, beside the batches
+//! and without a turn.
 //!
 //! A batch that fails (a conflict with another instance, a cap or budget
 //! passed, a row it cannot read) is run again one operation per
@@ -26,7 +34,7 @@ use wormhole_sync_core::rendezvous::Op;
 use wormhole_sync_core::wire::WireError;
 
 use super::operation::{self, is_conflict, is_nameplate_taken, Charged, Ending, Fail, Lock};
-use super::{describe, unavailable, Postgres, OPERATION_TIMEOUT};
+use super::{describe, unavailable, Postgres, BATCH_TURN_LOCK, LOCK_CLASS, OPERATION_TIMEOUT};
 use crate::change::Ran;
 use crate::ServerConfig;
 
@@ -35,6 +43,42 @@ const MAX_BATCH: usize = 256;
 
 /// Operations waiting for a transaction.
 const QUEUE: usize = 4096;
+
+/// The longest a batch waits for its turn. A batch takes milliseconds, so
+/// only a transaction that is stuck (its instance gone without closing its
+/// connection, say) or a database far behind holds the turn this long.
+const TURN_WAIT: std::time::Duration = std::time::Duration::from_millis(100);
+
+/// Whether a transaction waits for the batches' turn before it runs.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+enum Turn {
+    /// Waits for it (a batch).
+    Wait,
+    /// Runs beside whichever batch has it (an operation alone, or a batch
+    /// whose turn did not come within [`TURN_WAIT`]).
+    Beside,
+}
+
+impl Turn {
+    /// The statements that begin a transaction that waits this way.
+    fn begin(self) -> String {
+        match self {
+            Turn::Beside => "BEGIN".to_string(),
+            // The bounded wait ends with the turn: waits for rows later are
+            // as the session says.
+            Turn::Wait => format!(
+                "BEGIN; SET LOCAL lock_timeout = {}; SELECT pg_advisory_xact_lock({LOCK_CLASS}, {BATCH_TURN_LOCK}); \
+                 SET LOCAL lock_timeout TO DEFAULT",
+                TURN_WAIT.as_millis()
+            ),
+        }
+    }
+}
+
+/// Whether a transaction failed because its turn did not come in time.
+fn turn_missed(fail: &Fail) -> bool {
+    matches!(fail, Fail::Database(e) if e.code() == Some(&tokio_postgres::error::SqlState::LOCK_NOT_AVAILABLE))
+}
 
 /// An operation waiting for its batch, and where its answer goes.
 pub(super) struct Job {
@@ -111,13 +155,20 @@ impl Postgres {
     async fn commit_batch(&self, config: &ServerConfig, jobs: Vec<Job>) -> Vec<Job> {
         let deadline = Instant::now() + OPERATION_TIMEOUT;
         let ops: Vec<Charged<'_>> = jobs.iter().map(|job| (&job.op, job.client)).collect();
-        let mut together = tokio::time::timeout_at(deadline, self.transaction(config, &ops, Lock::Skip)).await;
-        // A number another instance's batch drew too: drawn anew, as a batch.
+        let mut turn = Turn::Wait;
+        let mut together = tokio::time::timeout_at(deadline, self.transaction(config, &ops, Lock::Skip, turn)).await;
+        if matches!(&together, Ok(Err(fail)) if turn_missed(fail)) {
+            tracing::debug!(operations = ops.len(), "a batch's turn did not come in time; running beside");
+            turn = Turn::Beside;
+            together = tokio::time::timeout_at(deadline, self.transaction(config, &ops, Lock::Skip, turn)).await;
+        }
+        // A number an operation alone (or a batch beside) drew too: drawn
+        // anew, as a batch.
         for _ in 0..NAMEPLATE_RETRIES {
             if !matches!(&together, Ok(Err(fail)) if matches!(&**fail, Fail::Database(e) if is_nameplate_taken(e))) {
                 break;
             }
-            together = tokio::time::timeout_at(deadline, self.transaction(config, &ops, Lock::Skip)).await;
+            together = tokio::time::timeout_at(deadline, self.transaction(config, &ops, Lock::Skip, turn)).await;
         }
         let answers: Vec<Option<Result<Ran, WireError>>> = match together {
             Ok(Ok(rans)) => rans.into_iter().map(|ran| ran.map(Ok)).collect(),
@@ -153,7 +204,8 @@ impl Postgres {
     /// conflict with another instance (which it then sees) until `deadline`.
     async fn alone(&self, config: &ServerConfig, op: Charged<'_>, deadline: Instant) -> Result<Ran, WireError> {
         loop {
-            let ran = tokio::time::timeout_at(deadline, self.transaction(config, &[op], Lock::Wait)).await;
+            let ran =
+                tokio::time::timeout_at(deadline, self.transaction(config, &[op], Lock::Wait, Turn::Beside)).await;
             let Ok(ran) = ran else {
                 return Err(unavailable("an operation", "timed out"));
             };
@@ -173,18 +225,25 @@ impl Postgres {
         config: &ServerConfig,
         ops: &[Charged<'_>],
         lock: Lock,
+        turn: Turn,
     ) -> Result<Vec<Option<Ran>>, Box<Fail>> {
         let started = std::time::Instant::now();
         let connection = self.client().await.map_err(|answer| Box::new(Fail::Unavailable(answer)))?;
         let connected = started.elapsed();
         let open = Open { connection: Some(connection) };
-        // `BEGIN` goes out with the first statement, not a round trip before it.
+        // `BEGIN` (and the turn) goes out with the first statement, not a
+        // round trip before it.
+        let begin = turn.begin();
         let (begun, ran) = futures_util::future::join(
-            open.client().batch_execute("BEGIN"),
+            open.client().batch_execute(&begin),
             operation::run_locked(open.client(), config, ops, lock),
         )
         .await;
-        begun?;
+        if let Err(e) = begun {
+            // The turn not come, most often: the connection stays pooled.
+            open.finish(Ending::Rollback).await?;
+            return Err(Box::new(Fail::Database(e)));
+        }
         let (rans, ending) = match ran {
             Ok(ran) => ran,
             Err(fail) => {

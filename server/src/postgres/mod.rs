@@ -93,6 +93,9 @@ const SWEEP_LOCK: i32 = 2;
 /// Held while a transaction that made a new application id counts them, so
 /// two such transactions cannot pass the cap together.
 pub(super) const NEW_APP_LOCK: i32 = 3;
+/// Held by the batch that has the turn (see `batch`): one batch at a time
+/// over every instance.
+pub(super) const BATCH_TURN_LOCK: i32 = 4;
 
 /// The channel commits notify on: the payload is `[appid, mailbox]`.
 const CHANNEL: &str = "wormhole_sync";
