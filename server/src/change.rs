@@ -39,6 +39,28 @@ pub(crate) struct Committed {
     pub(crate) snapshot: MailboxSnapshot,
 }
 
+#[cfg(test)]
+impl Committed {
+    /// A mailbox of `appid` with sides `s1` and `s2` and a message from `s1`
+    /// per body, as a commit of `instance` would announce it.
+    pub(crate) fn with_messages(appid: &str, instance: u64, bodies: &[&str]) -> Committed {
+        use wormhole_sync_core::rendezvous::{Rendezvous, RendezvousConfig};
+        use wormhole_sync_core::wire::{JoinRequest, PostRequest, Request};
+        use wormhole_sync_core::{ChannelId, Timestamp};
+        let mut state = Rendezvous::new(RendezvousConfig::default(), [1; 32]);
+        let channel = ChannelId::new(5).expect("a valid channel id");
+        for side in ["s1", "s2"] {
+            state.handle(Timestamp::EPOCH, &Request::Join(JoinRequest::new(appid, side, channel, true))).unwrap();
+        }
+        for (i, body) in bodies.iter().enumerate() {
+            let post = PostRequest::new(appid, "s1", channel, format!("p{i}"), *body);
+            state.handle(Timestamp::EPOCH, &Request::Post(post)).unwrap();
+        }
+        let mailbox = state.mailbox_of(appid, channel).expect("joined").clone();
+        Committed { instance, snapshot: state.mailbox_snapshot(appid, &mailbox).expect("there") }
+    }
+}
+
 /// What an operation did, once durable.
 pub(crate) struct Ran {
     /// Its outcome, or its refusal (a refused operation changed nothing).

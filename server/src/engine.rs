@@ -154,10 +154,28 @@ impl Engine {
     /// when it must run as any request does (a local state is at hand
     /// already; the announced state is not of the mailbox it names; it
     /// would write).
-    pub(crate) fn read_from(&self, config: &ServerConfig, request: &Request, committed: &Committed) -> Option<Outcome> {
+    pub(crate) fn read_from(&self, config: &ServerConfig, op: &Op, committed: &Committed) -> Option<Outcome> {
         match &self.model {
-            Model::Shared(_) => crate::postgres::read_committed(config, &Op::Request(request.clone()), committed),
+            Model::Shared(_) => crate::postgres::read_committed(config, op, committed),
             Model::Local { .. } => None,
+        }
+    }
+
+    /// The messages a session listens to, from the state a commit
+    /// announced, without a round trip to the storage; `None` when they
+    /// must be read as [`messages_after`](Self::messages_after) does (a
+    /// local state is at hand already; the state is of another mailbox, or
+    /// of another made under its id).
+    pub(crate) fn messages_from(&self, listening: Listening<'_>, committed: &Committed) -> Option<Vec<Message>> {
+        let snapshot = &committed.snapshot;
+        let its = snapshot.appid == listening.appid
+            && snapshot.mailbox == *listening.mailbox
+            && committed.instance == listening.instance;
+        match &self.model {
+            Model::Shared(_) if its => {
+                Some(snapshot.messages.iter().filter(|message| message.seq > listening.after).cloned().collect())
+            }
+            _ => None,
         }
     }
 

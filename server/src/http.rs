@@ -205,12 +205,13 @@ impl App {
             let announced = committed
                 .take()
                 .filter(|c: &Arc<Committed>| seen_instance == Some(c.instance) && poll.may_answer_from(&c.snapshot));
-            let outcome = match announced.and_then(|c| self.engine.read_from(&self.config, poll.next(), &c)) {
+            let op = Op::Request(poll.next().clone());
+            let outcome = match announced.and_then(|c| self.engine.read_from(&self.config, &op, &c)) {
                 Some(outcome) => {
                     self.metrics.announced_read();
                     Ok(outcome)
                 }
-                None => self.execute(&Op::Request(poll.next().clone()), Some(client)).await,
+                None => self.execute(&op, Some(client)).await,
             };
             if poll.reads() {
                 seen_instance = outcome.as_ref().ok().and_then(|outcome| outcome.instance);

@@ -26,6 +26,7 @@ use wormhole_sync_core::rendezvous::{seconds, Limit, MailboxSession, Op, Outcome
 use wormhole_sync_core::wire::{ErrorCode, MailboxId, WireError};
 
 use crate::app::App;
+use crate::change::Committed;
 use crate::client_address::Client;
 use crate::connections::Admitted;
 use crate::Clock;
@@ -135,17 +136,23 @@ async fn serve(app: Arc<App>, mut socket: WebSocket, client: Client) {
                     }
                     _ => {}
                 }
-                if subscription.is_some() {
-                    replies.extend(unread.note(news(&app, &mut session).await));
+                if let Some(subscription) = subscription.as_mut() {
+                    let (_, bare_wakes) = subscription.waiter.announced();
+                    let news = news(&app, &mut session, None).await;
+                    subscription.read(&news, bare_wakes);
+                    replies.extend(unread.note(news));
                 }
                 replies
             }
-            Event::Woken => {
-                if let Some(subscription) = subscription.as_mut() {
-                    subscription.renew();
+            Event::Woken => match subscription.as_mut() {
+                Some(subscription) => {
+                    let (announced, bare_wakes) = subscription.renew();
+                    let news = news(&app, &mut session, announced).await;
+                    subscription.read(&news, bare_wakes);
+                    unread.note(news)
                 }
-                unread.note(news(&app, &mut session).await)
-            }
+                None => unread.note(news(&app, &mut session, None).await),
+            },
             Event::Ping => {
                 if last_heard.elapsed() >= idle_timeout {
                     tracing::debug!("closing a silent mailbox connection");
@@ -232,18 +239,36 @@ struct Subscription<'a> {
     // only when nobody else holds it.
     woken: std::pin::Pin<Box<tokio::sync::futures::OwnedNotified>>,
     waiter: crate::waiters::Waiter<'a>,
+    /// The mailbox's wake-ups without a state counted when the last read
+    /// that worked began (none yet: `None`).
+    read_at: Option<u64>,
 }
 
 impl<'a> Subscription<'a> {
     fn new(app: &'a App, appid: &str, mailbox: &MailboxId) -> Subscription<'a> {
         let waiter = app.waiters.subscribe(appid, mailbox);
         let woken = waiter.owned_notified();
-        Subscription { woken, waiter }
+        Subscription { woken, waiter, read_at: None }
     }
 
-    /// Arms the next wake-up (before looking for news, so none is missed).
-    fn renew(&mut self) {
+    /// Arms the next wake-up (before looking for news, so none is missed);
+    /// returns the state kept, if every message announced since the last
+    /// read is in it (every wake-up since brought a state: see
+    /// [`Waiter::announced`](crate::waiters::Waiter::announced)), and the
+    /// count to give [`read`](Self::read).
+    fn renew(&mut self) -> (Option<Arc<Committed>>, u64) {
         self.woken = self.waiter.owned_notified();
+        let (committed, bare_wakes) = self.waiter.announced();
+        (committed.filter(|_| self.read_at == Some(bare_wakes)), bare_wakes)
+    }
+
+    /// Notes a read of the news that began when `bare_wakes` wake-ups
+    /// without a state had come; one that failed changes nothing, so the
+    /// next reads the storage.
+    fn read<T>(&mut self, news: &Result<T, WireError>, bare_wakes: u64) {
+        if news.is_ok() {
+            self.read_at = Some(bare_wakes);
+        }
     }
 }
 
@@ -284,12 +309,24 @@ async fn execute(app: &App, op: &Op, client: Client) -> Result<Outcome, WireErro
     app.execute(op, Some(client.address)).await
 }
 
-/// The open mailbox's messages not yet sent, once they are durable; an
-/// error if they could not be read (read again later: nothing is marked
-/// sent).
-pub(crate) async fn news(app: &App, session: &mut MailboxSession) -> Result<Vec<ServerMessage>, WireError> {
+/// The open mailbox's messages not yet sent, once they are durable: from
+/// `announced` (a state a commit announced, holding every message
+/// announced since the last read) when it is of the mailbox the session
+/// opened, else read; an error if they could not be read (read again
+/// later: nothing is marked sent).
+pub(crate) async fn news(
+    app: &App,
+    session: &mut MailboxSession,
+    announced: Option<Arc<Committed>>,
+) -> Result<Vec<ServerMessage>, WireError> {
     let Some(listening) = session.listening() else { return Ok(Vec::new()) };
-    let messages = app.messages_after(listening).await?;
+    let messages = match announced.and_then(|committed| app.engine.messages_from(listening, &committed)) {
+        Some(messages) => {
+            app.metrics.announced_news();
+            messages
+        }
+        None => app.messages_after(listening).await?,
+    };
     Ok(session.on_news(&messages))
 }
 
@@ -320,7 +357,7 @@ mod tests {
         let [first, second, third] = &mut sessions[..] else { unreachable!() };
         send(&app, first, serde_json::json!({"type": "open", "mailbox": "box"})).await;
         send(&app, first, serde_json::json!({"type": "add", "phase": "version", "body": "aa"})).await;
-        assert_eq!(news(&app, first).await.unwrap().len(), 1);
+        assert_eq!(news(&app, first, None).await.unwrap().len(), 1);
         // The same side, reconnected, closes: the mailbox is deleted.
         let closed = send(&app, second, serde_json::json!({"type": "close", "mailbox": "box", "mood": "happy"})).await;
         assert_eq!(closed[1]["type"], "closed");
@@ -329,7 +366,10 @@ mod tests {
         send(&app, third, serde_json::json!({"type": "open", "mailbox": "box"})).await;
         send(&app, third, serde_json::json!({"type": "add", "phase": "pake", "body": "aa"})).await;
         send(&app, third, serde_json::json!({"type": "add", "phase": "version", "body": "aa"})).await;
-        assert_eq!(news(&app, third).await.unwrap().len(), 2);
-        assert!(news(&app, first).await.unwrap().is_empty(), "the first session was sent the new mailbox's messages");
+        assert_eq!(news(&app, third, None).await.unwrap().len(), 2);
+        assert!(
+            news(&app, first, None).await.unwrap().is_empty(),
+            "the first session was sent the new mailbox's messages"
+        );
     }
 }

@@ -45,6 +45,7 @@ pub(crate) struct Metrics {
     gauges: [Gauge; 11],
     split_batches: Counter,
     announced_reads: Counter,
+    announced_news: Counter,
 }
 
 impl Default for Metrics {
@@ -92,7 +93,14 @@ impl Default for Metrics {
              the storage (PostgreSQL)",
             announced_reads.clone(),
         );
-        Metrics { registry, requests, durations, gauges, split_batches, announced_reads }
+        let announced_news = Counter::default();
+        registry.register(
+            "wormhole_websocket_announced_reads",
+            "Reads of news for mailbox-protocol connections woken by a commit answered from the state it \
+             announced, without reading the storage (PostgreSQL)",
+            announced_news.clone(),
+        );
+        Metrics { registry, requests, durations, gauges, split_batches, announced_reads, announced_news }
     }
 }
 
@@ -106,6 +114,12 @@ impl Metrics {
     /// Counts a long-poll's read answered from an announced state.
     pub(crate) fn announced_read(&self) {
         self.announced_reads.inc();
+    }
+
+    /// Counts a mailbox-protocol connection's news read from an announced
+    /// state.
+    pub(crate) fn announced_news(&self) {
+        self.announced_news.inc();
     }
 
     pub(crate) fn render(&self, now: Snapshot) -> String {

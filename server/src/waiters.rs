@@ -31,6 +31,9 @@ struct Waited {
     notify: Arc<Notify>,
     /// The latest state a wake-up brought (the one with the most messages).
     committed: Option<Arc<Committed>>,
+    /// Wake-ups that brought news without a state: the state kept may lack
+    /// their messages.
+    bare_wakes: u64,
 }
 
 /// One waiting fetch; dropping it deregisters it.
@@ -68,6 +71,9 @@ impl Waiters {
     pub(crate) fn wake(&self, appid: &str, mailbox: &MailboxId, committed: Option<&Arc<Committed>>) {
         let key = (appid.to_string(), mailbox.clone());
         if let Some(waited) = self.mailboxes.lock().get_mut(&key) {
+            if committed.is_none() {
+                waited.bare_wakes += 1;
+            }
             if let Some(committed) = committed {
                 let messages = |c: &Committed| (c.instance, c.snapshot.messages.len());
                 let kept = waited.committed.as_deref().map(messages);
@@ -111,6 +117,16 @@ impl Waiter<'_> {
     /// its first waiter registered.
     pub(crate) fn committed(&self) -> Option<Arc<Committed>> {
         self.waiters.mailboxes.lock().get(&self.key)?.committed.clone()
+    }
+
+    /// The state kept (as [`committed`](Self::committed)), and how many
+    /// wake-ups so far brought news without one. A reader that read every
+    /// message once, when that count was what it is now, finds every
+    /// message announced since in the state kept: each wake-up since
+    /// brought a state, and the one kept has the most messages.
+    pub(crate) fn announced(&self) -> (Option<Arc<Committed>>, u64) {
+        let mailboxes = self.waiters.mailboxes.lock();
+        mailboxes.get(&self.key).map_or((None, 0), |waited| (waited.committed.clone(), waited.bare_wakes))
     }
 
     /// A future that completes at the mailbox's next wake-up. Created (and
@@ -170,18 +186,7 @@ mod tests {
     /// A state with the given messages (`body` per message), as a commit of
     /// `instance` announced it.
     fn committed(instance: u64, bodies: &[&str]) -> Arc<Committed> {
-        use wormhole_sync_core::rendezvous::{Rendezvous, RendezvousConfig};
-        use wormhole_sync_core::wire::{JoinRequest, PostRequest, Request};
-        use wormhole_sync_core::{ChannelId, Timestamp};
-        let mut state = Rendezvous::new(RendezvousConfig::default(), [1; 32]);
-        let channel = ChannelId::new(5).unwrap();
-        state.handle(Timestamp::EPOCH, &Request::Join(JoinRequest::new("app", "s1", channel, true))).unwrap();
-        for (i, body) in bodies.iter().enumerate() {
-            let post = PostRequest::new("app", "s1", channel, format!("p{i}"), *body);
-            state.handle(Timestamp::EPOCH, &Request::Post(post)).unwrap();
-        }
-        let mailbox = state.mailbox_of("app", channel).unwrap().clone();
-        Arc::new(Committed { instance, snapshot: state.mailbox_snapshot("app", &mailbox).unwrap() })
+        Arc::new(Committed::with_messages("app", instance, bodies))
     }
 
     #[test]
@@ -196,8 +201,12 @@ mod tests {
         assert_eq!(bodies(&waiter), Some(2));
         waiters.wake("app", &mailbox, Some(&committed(1, &["a"])));
         assert_eq!(bodies(&waiter), Some(2), "an older state that arrived late");
+        let (_, bare) = waiter.announced();
         waiters.wake("app", &mailbox, None);
         assert_eq!(bodies(&waiter), Some(2), "news without a state keeps the one kept");
+        assert_eq!(waiter.announced().1, bare + 1, "news without a state is counted");
+        waiters.wake("app", &mailbox, Some(&committed(1, &["a", "b", "c"])));
+        assert_eq!(waiter.announced().1, bare + 1, "news with a state is not");
         waiters.wake("app", &mailbox, Some(&committed(2, &["x"])));
         assert_eq!(waiter.committed().map(|c| c.instance), Some(2), "a mailbox made anew under the id");
         drop(waiter);

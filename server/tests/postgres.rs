@@ -123,6 +123,39 @@ fn mailbox_protocol_sides_on_two_instances_hear_each_other() {
     assert_eq!(support::metric(servers[0].addr, "wormhole_channels_open"), 0.0);
 }
 
+#[test]
+fn a_woken_mailbox_connection_reads_the_announced_state_unless_news_came_without_one() {
+    let Some((database, servers)) = instances(2, quiet_config()) else { return };
+    let mut a = Ws::bound(servers[0].addr, "aaaa");
+    let mut b = Ws::bound(servers[1].addr, "bbbb");
+    let nameplate = a.ask(json!({"type": "allocate"}))["nameplate"].as_str().unwrap().to_string();
+    let mailbox = a.ask(json!({"type": "claim", "nameplate": nameplate}))["mailbox"].as_str().unwrap().to_string();
+    a.ask(json!({"type": "open", "mailbox": mailbox}));
+    b.ask(json!({"type": "claim", "nameplate": nameplate}));
+    b.ask(json!({"type": "open", "mailbox": mailbox}));
+    let announced = || support::metric(servers[0].addr, "wormhole_websocket_announced_reads_total");
+    let mut add = |body: &str| {
+        b.ask(json!({"type": "add", "phase": body, "body": body}));
+        assert_eq!(b.message(), ("bbbb".into(), body.into(), body.into()));
+    };
+    // The wake-ups of b's claim and open come and go first.
+    std::thread::sleep(Duration::from_millis(300));
+    let before = announced();
+    add("b1");
+    assert_eq!(a.message(), ("bbbb".into(), "b1".into(), "b1".into()));
+    let after_state = announced();
+    assert!(after_state > before, "the post's state was not read ({before} then {after_state})");
+
+    // News without a state (a sweep's, or a state too long to send): the
+    // state kept may lack its messages, so the connection reads the database.
+    database.execute(&format!("SELECT pg_notify('wormhole_sync', '[\"app\", \"{mailbox}\"]')"));
+    std::thread::sleep(Duration::from_millis(300));
+    assert_eq!(announced(), after_state, "news without a state was answered from the state kept");
+    add("b2");
+    assert_eq!(a.message(), ("bbbb".into(), "b2".into(), "b2".into()));
+    assert!(announced() > after_state, "once read, the next state is read again");
+}
+
 /// A wake-up whose news cannot be read at once (the database busy past the
 /// operation timeout) is not lost: the connection reads again, and the
 /// message reaches the waiting client without any frame from it.

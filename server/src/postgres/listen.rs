@@ -189,22 +189,11 @@ pub(crate) async fn listen(waiters: Arc<Waiters>, connector: Connector) {
 
 #[cfg(test)]
 mod tests {
-    use wormhole_sync_core::rendezvous::{Rendezvous, RendezvousConfig};
-    use wormhole_sync_core::wire::{JoinRequest, PostRequest, Request};
-    use wormhole_sync_core::{ChannelId, Timestamp};
-
     use super::*;
 
     /// A mailbox of `appid` with two sides and a message of `body`.
     fn committed(appid: &str, body: &str) -> Committed {
-        let mut state = Rendezvous::new(RendezvousConfig::default(), [1; 32]);
-        let channel = ChannelId::new(5).unwrap();
-        for side in ["s1", "s2"] {
-            state.handle(Timestamp::EPOCH, &Request::Join(JoinRequest::new(appid, side, channel, true))).unwrap();
-        }
-        state.handle(Timestamp::EPOCH, &Request::Post(PostRequest::new(appid, "s1", channel, "pake", body))).unwrap();
-        let mailbox = state.mailbox_of(appid, channel).unwrap().clone();
-        Committed { instance: 7, snapshot: state.mailbox_snapshot(appid, &mailbox).unwrap() }
+        Committed::with_messages(appid, 7, &[body])
     }
 
     #[test]
