@@ -188,6 +188,15 @@ impl Engine {
         }
     }
 
+    /// Batches whose turn over the deployment did not come in time (a shared
+    /// database's; a local state has no turns).
+    pub(crate) fn missed_turns(&self) -> u64 {
+        match &self.model {
+            Model::Shared(postgres) => postgres.missed_turns(),
+            Model::Local { .. } => 0,
+        }
+    }
+
     /// Whether storage accepted the last writes (no query).
     pub(crate) fn storage_healthy(&self) -> bool {
         self.storage.healthy()

@@ -60,6 +60,7 @@ async fn metrics(State(app): State<Arc<App>>) -> HttpResponse {
         storing_clients,
         storage_healthy: app.engine.storage_healthy(),
         split_batches: app.engine.split_batches(),
+        missed_turns: app.engine.missed_turns(),
     });
     let content_type = "application/openmetrics-text; version=1.0.0; charset=utf-8";
     ([(header::CONTENT_TYPE, content_type)], text).into_response()

@@ -36,6 +36,7 @@ pub(crate) struct Snapshot {
     pub(crate) storing_clients: usize,
     pub(crate) storage_healthy: bool,
     pub(crate) split_batches: u64,
+    pub(crate) missed_turns: u64,
 }
 
 pub(crate) struct Metrics {
@@ -44,6 +45,7 @@ pub(crate) struct Metrics {
     durations: Family<RouteLabels, Histogram>,
     gauges: [Gauge; 11],
     split_batches: Counter,
+    missed_turns: Counter,
     announced_reads: Counter,
     announced_news: Counter,
 }
@@ -86,6 +88,13 @@ impl Default for Metrics {
              (PostgreSQL: a conflict with another instance's transaction, a cap or budget reached, a new application id)",
             split_batches.clone(),
         );
+        let missed_turns = Counter::default();
+        registry.register(
+            "wormhole_storage_missed_turns",
+            "Batches whose turn over the deployment did not come within 100 ms and ran beside the batch that had it \
+             (PostgreSQL: an instance stuck in its transaction, or a database far behind)",
+            missed_turns.clone(),
+        );
         let announced_reads = Counter::default();
         registry.register(
             "wormhole_longpoll_announced_reads",
@@ -100,7 +109,7 @@ impl Default for Metrics {
              announced, without reading the storage (PostgreSQL)",
             announced_news.clone(),
         );
-        Metrics { registry, requests, durations, gauges, split_batches, announced_reads, announced_news }
+        Metrics { registry, requests, durations, gauges, split_batches, missed_turns, announced_reads, announced_news }
     }
 }
 
@@ -141,6 +150,7 @@ impl Metrics {
         }
         // A count kept by the storage: the counter catches up with it.
         self.split_batches.inc_by(now.split_batches.saturating_sub(self.split_batches.get()));
+        self.missed_turns.inc_by(now.missed_turns.saturating_sub(self.missed_turns.get()));
         let mut text = String::new();
         prometheus_client::encoding::text::encode(&mut text, &self.registry).expect("writing to a String cannot fail");
         text

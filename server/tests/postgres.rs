@@ -454,6 +454,9 @@ fn a_batch_waits_for_its_turn_only_so_long_then_runs_beside_the_one_that_has_it(
     drop(held);
     assert_eq!(database.query_text("SELECT count(*) FROM mailboxes"), "2", "both batches committed");
     assert_eq!(post(servers[0].addr, "/v1/allocate", &json!({"appid": "app", "side": "later"})).status, 200);
+    for server in &servers {
+        assert_eq!(support::metric(server.addr, "wormhole_storage_missed_turns_total"), 1.0, "one turn missed each");
+    }
 }
 
 #[test]

@@ -121,6 +121,11 @@ impl Postgres {
         }
     }
 
+    /// Batches whose turn did not come within [`TURN_WAIT`], since the start.
+    pub(crate) fn missed_turns(&self) -> u64 {
+        self.missed_turns.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
     /// Batches that did not commit together and ran one operation per
     /// transaction, since the start.
     pub(crate) fn split_batches(&self) -> u64 {
@@ -159,6 +164,7 @@ impl Postgres {
         let mut together = tokio::time::timeout_at(deadline, self.transaction(config, &ops, Lock::Skip, turn)).await;
         if matches!(&together, Ok(Err(fail)) if turn_missed(fail)) {
             tracing::debug!(operations = ops.len(), "a batch's turn did not come in time; running beside");
+            self.missed_turns.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
             turn = Turn::Beside;
             together = tokio::time::timeout_at(deadline, self.transaction(config, &ops, Lock::Skip, turn)).await;
         }

@@ -113,6 +113,10 @@ pub(crate) struct Postgres {
     /// Batches that did not commit together and ran one operation per
     /// transaction (a metric: contention between instances, caps reached).
     split_batches: std::sync::atomic::AtomicU64,
+    /// Batches whose turn did not come in time and ran beside the one that
+    /// had it (a metric: an instance stuck in its transaction, or turns
+    /// too short for the load).
+    missed_turns: std::sync::atomic::AtomicU64,
     /// Tells the other instances of news.
     notifier: listen::Notifier,
     /// Where operations wait for a batch, once the first has come.
@@ -171,6 +175,7 @@ impl Postgres {
             connector,
             reachable: AtomicBool::new(true),
             split_batches: Default::default(),
+            missed_turns: Default::default(),
             notifier,
             queue: OnceLock::new(),
             clear_cursor: Default::default(),
